@@ -1,0 +1,35 @@
+# Two commands a fresh clone needs: `make quickstart` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install quickstart test lint source-backbone clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Offline: transfer a digits 0-4 backbone to digits 5-9 with 3 labels per class, then the same
+# network from scratch on the same labels, for comparison.
+quickstart: install
+	$(PY) -m ktransfer.train --flagfile=configs/quickstart.cfg --overwrite
+	$(PY) -m ktransfer.train --flagfile=configs/quickstart_scratch.cfg --overwrite
+
+lint: install
+	$(PY) -m ruff check ktransfer tests benchmarks
+
+test: install lint
+	$(PY) -m pytest -q
+
+# Re-creates the shipped source backbone (ktransfer/assets/digits04_small_cnn.weights.h5).
+source-backbone: install
+	$(PY) -m ktransfer.train --flagfile=configs/digits_source.cfg --overwrite
+	cp runs/digits_source/backbone.weights.h5 ktransfer/assets/digits04_small_cnn.weights.h5
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

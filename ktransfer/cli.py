@@ -1,0 +1,34 @@
+"""Shared plumbing of the command-line entry points: quiet TF logs, one-line errors, exit codes."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
+
+import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+from ktransfer.errors import KtransferError  # noqa: E402
+
+EXIT_USAGE = 2
+
+
+def run(main: Callable[[list[str]], int | None], prog: str) -> None:
+    """Parses flags with absl and runs `main`; a KtransferError becomes one line on stderr."""
+    from absl import app, logging
+
+    def guarded(argv: list[str]) -> int | None:
+        logging.set_verbosity(logging.INFO)
+        logging.get_absl_handler().use_absl_log_file = lambda *a, **k: None
+        if len(argv) > 1:
+            print(f"{prog}: error: unexpected arguments {' '.join(argv[1:])!r}; flags are "
+                  "written --name=value", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            return main(argv)
+        except KtransferError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    app.run(guarded)

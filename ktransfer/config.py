@@ -1,0 +1,321 @@
+"""Frozen run configuration; each field is also an absl flag of the same name.
+
+The dataclasses here are the single source of truth: `define_flags` turns their fields into flags,
+`from_flags` builds a validated config from parsed flags, and `to_flagfile` writes a config back
+out as a flagfile that re-runs the same job. Library code takes these objects, never `FLAGS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from ktransfer.errors import ConfigError
+
+
+def _flag(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+def _check(cond: bool, flag: str, message: str) -> None:
+    if not cond:
+        raise ConfigError(flag, message)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where images come from and how they are split and batched."""
+
+    data: str = _flag(
+        "", "Training data: builtin:digits, tfds:NAME, or a folder of class sub-folders "
+        "(folder:PATH or just PATH).")
+    data_dir: str = _flag("", "tfds data folder (where `tfds build` put the dataset).")
+    val_data: str = _flag("", "Validation data (same forms as --data); default: split --data.")
+    test_data: str = _flag("", "Test data (same forms as --data); default: split --data.")
+    classes: tuple[str, ...] = _flag(
+        (), "Only these classes, in this order (comma-separated names); default: all.")
+    val_split: float = _flag(0.2, "Fraction of --data held out for validation when no "
+                             "validation split is given.")
+    test_split: float = _flag(0.2, "Fraction of --data held out for test when no test split "
+                              "is given.")
+    split_seed: int = _flag(0, "Seed of the stratified train/validation/test split.")
+    train_per_class: int = _flag(0, "Keep at most this many training images per class "
+                                 "(few-label experiments); 0 keeps all.")
+    image_size: int = _flag(0, "Square input size in pixels; 0 uses the backbone's default.")
+    batch_size: int = _flag(32, "Global batch size.")
+    cache: str = _flag("memory", "Cache decoded, resized images: memory, disk (in the run "
+                       "directory) or none.", ("memory", "disk", "none"))
+    class_weights: str = _flag("none", "Weight the loss per class: none, or balanced "
+                               "(n_samples / (n_classes * count)).", ("none", "balanced"))
+    shuffle_buffer: int = _flag(2048, "Shuffle buffer size (images).")
+
+    def __post_init__(self) -> None:
+        _check(bool(self.data), "data", "is required, e.g. --data=builtin:digits or "
+               "--data=/path/to/class_folders")
+        for name in ("val_split", "test_split"):
+            value = getattr(self, name)
+            _check(0.0 <= value < 1.0, name, f"must be in [0, 1), got {value}")
+        _check(self.val_split + self.test_split < 1.0, "val_split",
+               "--val_split + --test_split must be below 1 to leave training data")
+        _check(self.train_per_class >= 0, "train_per_class", "must be >= 0")
+        _check(self.image_size == 0 or self.image_size >= 8, "image_size",
+               f"must be 0 (backbone default) or >= 8, got {self.image_size}")
+        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.shuffle_buffer >= 1, "shuffle_buffer", "must be >= 1")
+        _check(len(set(self.classes)) == len(self.classes), "classes", "lists a class twice")
+        for name in ("data", "val_data", "test_data"):
+            _check_source(name, getattr(self, name))
+
+
+def _check_source(flag: str, value: str) -> None:
+    """Checks a data source string early, so a typo fails before any work is done."""
+    if not value:
+        return
+    if value.startswith("builtin:"):
+        from ktransfer.data.sources import BUILTIN
+
+        name = value.split(":", 1)[1]
+        _check(name in BUILTIN, flag, f"unknown built-in dataset {name!r}; "
+               f"choose one of {', '.join(sorted(BUILTIN))}")
+    elif value.startswith("tfds:"):
+        _check(len(value) > 5, flag, "give a dataset name, e.g. tfds:cifar10")
+    else:
+        path = value.split(":", 1)[1] if value.startswith("folder:") else value
+        _check(os.path.isdir(path), flag, f"folder {path!r} does not exist; give a folder of "
+               "class sub-folders, builtin:digits or tfds:NAME")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation; every transform is off at 0 / none."""
+
+    aug_crop: float = _flag(0.0, "Random resized crop: smallest kept area fraction (e.g. 0.5); "
+                            "0 turns it off.")
+    aug_flip: str = _flag("none", "Random flips.", ("none", "horizontal", "vertical", "both"))
+    aug_rotation: float = _flag(0.0, "Random rotation, as a fraction of a full turn (0.05 = "
+                                "+-18 degrees).")
+    aug_zoom: float = _flag(0.0, "Random zoom, as a fraction of the size (0.1 = +-10%).")
+    aug_translate: float = _flag(0.0, "Random translation, as a fraction of the size.")
+    aug_contrast: float = _flag(0.0, "Random contrast factor (0.2 = +-20%).")
+    aug_noise: float = _flag(0.0, "Gaussian pixel noise, standard deviation in 0-255 units.")
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.aug_crop < 1.0, "aug_crop", "must be in [0, 1)")
+        for name in ("aug_rotation", "aug_zoom", "aug_translate", "aug_contrast"):
+            value = getattr(self, name)
+            _check(0.0 <= value <= 1.0, name, f"must be in [0, 1], got {value}")
+        _check(self.aug_noise >= 0.0, "aug_noise", "must be >= 0")
+
+    @property
+    def enabled(self) -> bool:
+        return any(
+            getattr(self, f.name) not in (0, 0.0, "none") for f in dataclasses.fields(self))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone and the new classification head."""
+
+    backbone: str = _flag("MobileNetV3Small", "Backbone: a keras.applications name (see "
+                          "--list_backbones) or small_cnn.")
+    weights: str = _flag("imagenet", "Backbone weights: imagenet, none (random init) or the "
+                         "path of a weights file (.weights.h5 / .h5).")
+    pooling: str = _flag("avg", "How backbone feature maps become a vector.",
+                         ("avg", "max", "flatten"))
+    head_hidden: tuple[int, ...] = _flag((), "Hidden Dense layer sizes of the head, "
+                                         "comma-separated (e.g. 256,128); empty for none.")
+    head_activation: str = _flag("relu", "Activation of the hidden head layers.",
+                                 ("relu", "gelu", "swish", "tanh", "elu"))
+    dropout: float = _flag(0.2, "Dropout rate before each Dense layer of the head.")
+    l2: float = _flag(0.0, "L2 penalty on the head's kernels.")
+    initializer: str = _flag("glorot_uniform", "Kernel initializer of the head.",
+                             ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
+                              "lecun_normal", "zeros"))
+    label_smoothing: float = _flag(0.0, "Label smoothing of the cross-entropy loss.")
+    bn_trainable: bool = _flag(False, "Let BatchNorm layers train when the backbone is "
+                               "unfrozen (default: they stay frozen, in inference mode).")
+
+    def __post_init__(self) -> None:
+        from ktransfer.backbones import check_backbone_name
+
+        check_backbone_name(self.backbone)
+        _check(bool(self.weights), "weights", "give imagenet, none or a weights file path")
+        if self.weights not in ("imagenet", "none"):
+            _check(os.path.isfile(self.weights), "weights",
+                   f"file {self.weights!r} does not exist; use imagenet, none or a path")
+        _check(all(n >= 1 for n in self.head_hidden), "head_hidden", "sizes must be >= 1")
+        _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        _check(self.l2 >= 0.0, "l2", "must be >= 0")
+        _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The two training phases, optimizer, schedule and callbacks."""
+
+    epochs: int = _flag(5, "Phase 1: epochs training the head with the backbone frozen.")
+    lr: float = _flag(1e-3, "Phase 1 peak learning rate.")
+    fine_tune_epochs: int = _flag(0, "Phase 2: epochs fine-tuning with the top of the backbone "
+                                  "unfrozen; 0 skips phase 2.")
+    fine_tune_lr: float = _flag(1e-4, "Phase 2 peak learning rate (usually 10-100x lower).")
+    unfreeze: str = _flag("all", "Phase 2: unfreeze all backbone layers, or the top N layers "
+                          "that have weights (an integer).")
+    optimizer: str = _flag("adam", "Optimizer.", ("adam", "adamw", "sgd"))
+    momentum: float = _flag(0.9, "SGD momentum.")
+    weight_decay: float = _flag(0.0, "Decoupled weight decay (AdamW, SGD).")
+    lr_schedule: str = _flag("cosine", "Learning-rate schedule within each phase.",
+                             ("constant", "exponential", "cosine", "step"))
+    warmup_epochs: float = _flag(0.0, "Linear warm-up from 0 to the peak rate, in epochs.")
+    decay_rate: float = _flag(0.9, "exponential: factor applied per epoch.")
+    step_every: int = _flag(10, "step: divide the rate every this many epochs.")
+    step_factor: float = _flag(10.0, "step: divide the rate by this factor.")
+    cosine_alpha: float = _flag(0.0, "cosine: final rate as a fraction of the peak.")
+    early_stopping: int = _flag(0, "Stop after this many epochs without improvement of "
+                                "--monitor and restore the best weights; 0 turns it off.")
+    monitor: str = _flag("val_loss", "Metric for early stopping and the best checkpoint.",
+                         ("val_loss", "val_accuracy"))
+    steps_per_epoch: int = _flag(0, "Limit training steps per epoch; 0 runs the whole set.")
+    seed: int = _flag(0, "Seed for weights, shuffling and augmentation.")
+    verbose: int = _flag(1, "0 silent, 1 progress bars, 2 one line per epoch.")
+    run_dir: str = _flag("", "Run directory; default runs/<backbone>-<time>.")
+    overwrite: bool = _flag(False, "Replace an existing, non-empty --run_dir.")
+    tensorboard: bool = _flag(True, "Write TensorBoard logs to RUN_DIR/tensorboard.")
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "fine_tune_epochs", "warmup_epochs", "steps_per_epoch"):
+            value = getattr(self, name)
+            _check(value >= 0, name, f"must be >= 0, got {value}")
+        _check(self.epochs + self.fine_tune_epochs > 0, "epochs",
+               "--epochs and --fine_tune_epochs are both 0: nothing to train")
+        for name in ("lr", "fine_tune_lr"):
+            value = getattr(self, name)
+            _check(value > 0.0, name, f"must be > 0, got {value}")
+        _check(self.unfreeze == "all" or (self.unfreeze.isdigit() and int(self.unfreeze) > 0),
+               "unfreeze", f"must be 'all' or a positive integer, got {self.unfreeze!r}")
+        _check(0.0 <= self.momentum < 1.0, "momentum", "must be in [0, 1)")
+        _check(self.weight_decay >= 0.0, "weight_decay", "must be >= 0")
+        _check(0.0 < self.decay_rate <= 1.0, "decay_rate", "must be in (0, 1]")
+        _check(self.step_every >= 1, "step_every", "must be >= 1")
+        _check(self.step_factor >= 1.0, "step_factor", "must be >= 1")
+        _check(0.0 <= self.cosine_alpha <= 1.0, "cosine_alpha", "must be in [0, 1]")
+        _check(self.early_stopping >= 0, "early_stopping", "must be >= 0")
+        _check(self.verbose in (0, 1, 2), "verbose", "must be 0, 1 or 2")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one `ktransfer.train` run needs."""
+
+    data: DataConfig
+    augment: AugmentConfig
+    model: ModelConfig
+    train: TrainConfig
+
+
+GROUPS: dict[str, type] = {
+    "data": DataConfig,
+    "augment": AugmentConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+}
+
+
+def define_flags(flag_values: Any = None, groups: dict[str, type] = GROUPS) -> None:
+    """Defines one absl flag per config field (idempotent per FlagValues)."""
+    from absl import flags
+
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    for cls in groups.values():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in fv:
+                continue
+            kind, helptext = hints[f.name], f.metadata["help"]
+            choices = f.metadata.get("choices")
+            if choices:
+                flags.DEFINE_enum(f.name, f.default, list(choices), helptext, flag_values=fv)
+            elif kind is bool:
+                flags.DEFINE_bool(f.name, f.default, helptext, flag_values=fv)
+            elif kind is int:
+                flags.DEFINE_integer(f.name, f.default, helptext, flag_values=fv)
+            elif kind is float:
+                flags.DEFINE_float(f.name, f.default, helptext, flag_values=fv)
+            elif kind is str:
+                flags.DEFINE_string(f.name, f.default, helptext, flag_values=fv)
+            else:  # tuple[...]: comma-separated list
+                flags.DEFINE_list(f.name, list(f.default), helptext, flag_values=fv)
+
+
+def _convert(cls: type, name: str, value: Any) -> Any:
+    kind = typing.get_type_hints(cls)[name]
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        items = [v.strip() for v in (value or []) if str(v).strip()]
+        try:
+            return tuple(item(v) for v in items)
+        except ValueError:
+            raise ConfigError(name, f"expected comma-separated {item.__name__} values, "
+                              f"got {','.join(items)!r}") from None
+    return value
+
+
+def build(groups: dict[str, type] = GROUPS, **values: Any) -> Any:
+    """Builds the config of `groups` from keyword values (unknown names are an error).
+
+    With the default groups this returns a `RunConfig`; it is the notebook-friendly way to
+    make a config: `config.build(data="builtin:digits", backbone="small_cnn", weights="none")`.
+    """
+    known = {f.name for cls in groups.values() for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(unknown[0], "is not a known option")
+    parts = {}
+    for group, cls in groups.items():
+        kwargs = {
+            f.name: _convert(cls, f.name, values[f.name])
+            for f in dataclasses.fields(cls) if f.name in values
+        }
+        parts[group] = cls(**kwargs)
+    if groups is GROUPS:
+        return RunConfig(**parts)
+    return parts
+
+
+def from_flags(flag_values: Any = None, groups: dict[str, type] = GROUPS) -> Any:
+    """Builds a validated config from parsed absl flags."""
+    from absl import flags
+
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    names = [f.name for cls in groups.values() for f in dataclasses.fields(cls)]
+    return build(groups, **{name: fv[name].value for name in names})
+
+
+def to_flagfile(cfg: Any, header: str = "") -> str:
+    """Returns a flagfile that reproduces `cfg` exactly (every field written)."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for part in _parts(cfg):
+        for f in dataclasses.fields(part):
+            value = getattr(part, f.name)
+            if isinstance(value, bool):
+                lines.append(f"--{f.name}" if value else f"--no{f.name}")
+            elif isinstance(value, tuple):
+                lines.append(f"--{f.name}={','.join(str(v) for v in value)}")
+            else:
+                lines.append(f"--{f.name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Flat {flag name: value} of every field of `cfg`."""
+    return {f.name: getattr(p, f.name) for p in _parts(cfg) for f in dataclasses.fields(p)}
+
+
+def _parts(cfg: Any) -> list[Any]:
+    if isinstance(cfg, dict):
+        return list(cfg.values())
+    if isinstance(cfg, RunConfig):
+        return [cfg.data, cfg.augment, cfg.model, cfg.train]
+    return [cfg]

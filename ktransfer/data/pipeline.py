@@ -1,0 +1,66 @@
+"""tf.data input pipelines: decode -> resize -> cache -> shuffle -> augment -> batch -> prefetch.
+
+Batches are (images float32 [B, S, S, 3] in [0, 255], one-hot labels float32 [B, C]).
+"""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from ktransfer.config import AugmentConfig
+from ktransfer.data.augment import batch_augmenter, random_resized_crop
+from ktransfer.data.sources import ImageSet
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def resize(image: tf.Tensor, size: int) -> tf.Tensor:
+    """uint8 [H, W, 3] of any size -> float32 [size, size, 3] in [0, 255] (squashed, antialiased)."""
+    image = tf.image.resize(tf.cast(image, tf.float32), [size, size], antialias=True)
+    return tf.clip_by_value(image, 0.0, 255.0)
+
+
+def make_dataset(
+    images: ImageSet,
+    *,
+    image_size: int,
+    batch_size: int,
+    training: bool,
+    augment: AugmentConfig | None = None,
+    cache: str = "memory",
+    cache_path: str | os.PathLike | None = None,
+    shuffle_buffer: int = 2048,
+    seed: int = 0,
+    repeat: bool = False,
+) -> tf.data.Dataset:
+    """Batched dataset of `images`; `training` shuffles and augments.
+
+    `cache` is 'memory', 'disk' (at `cache_path`) or 'none'; the cache holds resized images, so
+    random augmentation still differs every epoch.
+    """
+    num_classes = len(images.class_names)
+    ds = images.dataset().map(
+        lambda image, label: (resize(image, image_size), tf.one_hot(label, num_classes)),
+        num_parallel_calls=AUTOTUNE, deterministic=True)
+    if cache == "memory":
+        ds = ds.cache()
+    elif cache == "disk":
+        if cache_path is None:
+            raise ValueError("cache='disk' needs cache_path")
+        os.makedirs(os.path.dirname(os.fspath(cache_path)) or ".", exist_ok=True)
+        ds = ds.cache(os.fspath(cache_path))
+    if training:
+        ds = ds.shuffle(min(shuffle_buffer, max(1, len(images))), seed=seed,
+                        reshuffle_each_iteration=True)
+        if augment is not None and augment.aug_crop:
+            ds = ds.map(lambda x, y: (random_resized_crop(x, image_size, augment.aug_crop, seed),
+                                      y), num_parallel_calls=AUTOTUNE)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=False)
+    augmenter = batch_augmenter(augment, seed) if (training and augment is not None) else None
+    if augmenter is not None:
+        ds = ds.map(lambda x, y: (augmenter(x), y), num_parallel_calls=AUTOTUNE)
+    return ds.prefetch(AUTOTUNE)

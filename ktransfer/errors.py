@@ -1,0 +1,23 @@
+"""Errors that reach the user as one line, naming the flag or file at fault."""
+
+from __future__ import annotations
+
+
+class KtransferError(Exception):
+    """A problem the user can fix; the CLI prints it as one line and exits 2."""
+
+
+class ConfigError(KtransferError):
+    """A bad flag value. `flag` is the flag name without dashes."""
+
+    def __init__(self, flag: str, message: str):
+        self.flag = flag
+        super().__init__(f"--{flag}: {message}")
+
+
+class DataError(KtransferError):
+    """A data source that cannot be read (missing folder, no images, offline tfds...)."""
+
+
+class WeightsError(KtransferError):
+    """Pretrained weights that cannot be found or downloaded."""

@@ -1,0 +1,65 @@
+"""Learning-rate schedules per training phase: constant, exponential, cosine, step; with warm-up.
+
+All schedules count optimizer steps from the start of their phase; `steps_per_epoch` converts the
+epoch-based flags into steps.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from ktransfer.config import TrainConfig
+
+
+@keras.saving.register_keras_serializable(package="ktransfer")
+class Warmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to `peak` over `warmup_steps`, then `after(step - warmup_steps)`."""
+
+    def __init__(self, after, peak: float, warmup_steps: int):
+        self.after = after
+        self.peak = float(peak)
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        warm = keras.ops.cast(self.warmup_steps, "float32")
+        rise = self.peak * (step + 1.0) / keras.ops.maximum(warm, 1.0)
+        after = self.after(keras.ops.maximum(step - warm, 0.0)) if callable(self.after) \
+            else keras.ops.convert_to_tensor(self.after, "float32")
+        return keras.ops.where(step < warm, rise, keras.ops.cast(after, "float32"))
+
+    def get_config(self):
+        after = self.after
+        if isinstance(after, keras.optimizers.schedules.LearningRateSchedule):
+            after = keras.saving.serialize_keras_object(after)
+        return {"after": after, "peak": self.peak, "warmup_steps": self.warmup_steps}
+
+    @classmethod
+    def from_config(cls, config):
+        after = config["after"]
+        if isinstance(after, dict):
+            after = keras.saving.deserialize_keras_object(after)
+        return cls(after, config["peak"], config["warmup_steps"])
+
+
+def make_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, epochs: int):
+    """The learning rate (float or schedule) for one phase of `epochs` epochs."""
+    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    total = max(1, epochs * steps_per_epoch - warmup)
+    schedules = keras.optimizers.schedules
+    if cfg.lr_schedule == "constant":
+        base = peak
+    elif cfg.lr_schedule == "exponential":
+        base = schedules.ExponentialDecay(peak, decay_steps=steps_per_epoch,
+                                          decay_rate=cfg.decay_rate)
+    elif cfg.lr_schedule == "cosine":
+        base = schedules.CosineDecay(peak, decay_steps=total, alpha=cfg.cosine_alpha)
+    elif cfg.lr_schedule == "step":
+        every = cfg.step_every * steps_per_epoch
+        n = max(1, (total - 1) // every + 1)
+        boundaries = [every * k for k in range(1, n)]
+        values = [peak / cfg.step_factor**k for k in range(n)]
+        base = schedules.PiecewiseConstantDecay(boundaries, values) if boundaries else peak
+    else:
+        raise ValueError(f"unknown schedule {cfg.lr_schedule!r}")
+    return Warmup(base, peak, warmup) if warmup else base

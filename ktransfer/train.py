@@ -1,0 +1,40 @@
+"""`python -m ktransfer.train --flagfile=configs/NAME.cfg`: train a transfer-learning classifier.
+
+Thin entry point: parses flags into a frozen `RunConfig` and calls `ktransfer.training.train`.
+"""
+
+from __future__ import annotations
+
+from ktransfer import cli
+
+from absl import flags  # noqa: I001 (cli must come first: it quiets TensorFlow's start-up logs)
+
+from ktransfer import config
+
+config.define_flags()
+flags.DEFINE_bool("list_backbones", False, "Print the known backbones and exit.")
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> int:
+    if FLAGS.list_backbones:
+        from ktransfer.backbones import list_backbones
+
+        print(list_backbones())
+        return 0
+    cfg = config.from_flags(FLAGS)
+    from ktransfer.training import train
+
+    result = train(cfg)
+    m = result.metrics
+    print(f"run directory: {result.run_dir}")
+    print(f"validation accuracy: {m['val']['accuracy']:.4f}  (loss {m['val']['loss']:.4f}, "
+          f"{m['num_images']['val']} images)")
+    if "test" in m:
+        print(f"test accuracy: {m['test']['accuracy']:.4f}  (loss {m['test']['loss']:.4f}, "
+              f"{m['num_images']['test']} images)")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main, "ktransfer.train")

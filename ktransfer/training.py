@@ -1,0 +1,139 @@
+"""The training job: data -> backbone + head -> phase 1 (frozen) -> phase 2 (fine-tune) -> run dir.
+
+`train(cfg)` is what `python -m ktransfer.train` calls; it is usable from a notebook as is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from ktransfer import atomic, rundir
+from ktransfer.backbones import build_backbone, get_spec
+from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter
+from ktransfer.classifier import build_classifier
+from ktransfer.config import RunConfig
+from ktransfer.data.pipeline import make_dataset
+from ktransfer.data.sources import Splits, class_weights, load_splits
+from ktransfer.freezing import freeze, unfreeze_top
+from ktransfer.optimizers import make_optimizer
+from ktransfer.schedules import make_schedule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced. `metrics` is the content of RUN_DIR/metrics.json."""
+
+    run_dir: Path
+    model: keras.Model
+    metrics: dict[str, Any]
+
+
+def compile_model(model: keras.Model, cfg: RunConfig, learning_rate) -> None:
+    """Compiles with categorical cross-entropy (label smoothing), accuracy and top-5 accuracy."""
+    num_classes = model.output_shape[-1]
+    metrics: list[Any] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if num_classes > 5:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    model.compile(
+        optimizer=make_optimizer(cfg.train, learning_rate),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.model.label_smoothing),
+        metrics=metrics,
+    )
+
+
+def _datasets(cfg: RunConfig, splits: Splits, image_size: int, run_dir: Path):
+    d = cfg.data
+    common = {"image_size": image_size, "batch_size": d.batch_size, "cache": d.cache,
+              "shuffle_buffer": d.shuffle_buffer, "seed": cfg.train.seed}
+    train = make_dataset(splits.train, training=True, augment=cfg.augment,
+                         cache_path=run_dir / "cache" / "train", repeat=bool(cfg.train.steps_per_epoch),
+                         **common)
+    val = make_dataset(splits.val, training=False, cache_path=run_dir / "cache" / "val", **common)
+    test = None
+    if splits.test is not None:
+        test = make_dataset(splits.test, training=False, cache_path=run_dir / "cache" / "test",
+                            **common)
+    return train, val, test
+
+
+def train(cfg: RunConfig) -> TrainResult:
+    """Runs both phases as configured and fills the run directory; returns the trained model."""
+    started = time.time()
+    keras.utils.set_random_seed(cfg.train.seed)
+    spec = get_spec(cfg.model.backbone)
+    image_size = cfg.data.image_size or spec.default_size
+    # Everything that can fail on user input happens before the run directory is touched.
+    splits = load_splits(cfg.data)
+    backbone = build_backbone(spec, cfg.model.weights, image_size)
+    run_dir = rundir.prepare(cfg)
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, run_dir=str(run_dir)))
+    rundir.write_flagfile(run_dir, cfg)
+    class_names = list(splits.class_names)
+    atomic.write_text(run_dir / "labels.txt", "\n".join(class_names) + "\n")
+    log.info("data: %d train, %d val, %s test images, %d classes", len(splits.train),
+             len(splits.val), len(splits.test) if splits.test else 0, len(class_names))
+
+    train_ds, val_ds, test_ds = _datasets(cfg, splits, image_size, run_dir)
+    steps = cfg.train.steps_per_epoch or math.ceil(len(splits.train) / cfg.data.batch_size)
+    weights = (class_weights(splits.train.labels, len(class_names))
+               if cfg.data.class_weights == "balanced" else None)
+    model = build_classifier(spec, backbone, len(class_names), image_size, cfg.model)
+
+    history = HistoryWriter(run_dir / "history.csv")
+    best = AtomicCheckpoint(run_dir / "checkpoints" / "best.keras", monitor=cfg.train.monitor)
+    last = AtomicCheckpoint(run_dir / "checkpoints" / "last.keras")
+    board = ([keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))]
+             if cfg.train.tensorboard else [])
+
+    def run_phase(name: str, epochs: int, peak_lr: float, initial_epoch: int) -> int:
+        compile_model(model, cfg, make_schedule(cfg.train, peak_lr, steps, epochs))
+        history.phase = name
+        callbacks = [history, best, last, *board]
+        if cfg.train.early_stopping:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor=cfg.train.monitor, patience=cfg.train.early_stopping,
+                restore_best_weights=True, verbose=int(cfg.train.verbose > 0)))
+        fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=initial_epoch,
+                        epochs=initial_epoch + epochs,
+                        steps_per_epoch=steps if cfg.train.steps_per_epoch else None,
+                        class_weight=weights, callbacks=callbacks, verbose=cfg.train.verbose,
+                        shuffle=False)  # the tf.data pipeline shuffles
+        return initial_epoch + len(fit.epoch)
+
+    done = 0
+    if cfg.train.epochs:
+        freeze(backbone)
+        done = run_phase("head", cfg.train.epochs, cfg.train.lr, 0)
+    head_epochs = done
+    if cfg.train.fine_tune_epochs:
+        top = None if cfg.train.unfreeze == "all" else int(cfg.train.unfreeze)
+        n = unfreeze_top(backbone, top, cfg.model.bn_trainable)
+        log.info("fine-tuning %d backbone layers", n)
+        done = run_phase("fine_tune", cfg.train.fine_tune_epochs, cfg.train.fine_tune_lr, done)
+
+    metrics: dict[str, Any] = {
+        "val": model.evaluate(val_ds, return_dict=True, verbose=0),
+        "epochs": {"head": head_epochs, "fine_tune": done - head_epochs},
+        "num_images": {"train": len(splits.train), "val": len(splits.val),
+                       "test": len(splits.test) if splits.test else 0},
+        "class_names": class_names,
+        "backbone": spec.name,
+        "image_size": image_size,
+    }
+    if test_ds is not None:
+        metrics["test"] = model.evaluate(test_ds, return_dict=True, verbose=0)
+    atomic.save_with(run_dir / "model.keras", model.save)
+    atomic.save_with(run_dir / "backbone.weights.h5", backbone.save_weights)
+    metrics["seconds"] = round(time.time() - started, 1)
+    atomic.write_json(run_dir / "metrics.json", metrics)
+    return TrainResult(run_dir=run_dir, model=model, metrics=metrics)

@@ -1,0 +1,113 @@
+"""Shared fixtures: tiny configs, generated image folders, and a runner for the real CLI."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE_WEIGHTS = REPO / "ktransfer" / "assets" / "digits04_small_cnn.weights.h5"
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+def tiny_values(tmp_path: Path, **overrides) -> dict:
+    """Keyword values of a fast run: digits, small_cnn at 16 px, one epoch, quiet."""
+    values = dict(data="builtin:digits", backbone="small_cnn", weights="none", image_size=16,
+                  batch_size=32, epochs=1, fine_tune_epochs=0, verbose=0, tensorboard=False,
+                  run_dir=str(tmp_path / "run"))
+    values.update(overrides)
+    return values
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    from ktransfer import config
+
+    def make(**overrides):
+        return config.build(**tiny_values(tmp_path, **overrides))
+
+    return make
+
+
+def write_images(root: Path, per_class: int = 12, size: int = 24, seed: int = 0,
+                 classes: tuple[str, ...] = ("cat", "dog", "bird")) -> Path:
+    """A folder of learnable classes (each a dominant colour plus noise), in mixed formats and
+    sizes: png, jpg, bmp and gif."""
+    rng = np.random.default_rng(seed)
+    colours = np.array([[220, 40, 40], [40, 220, 40], [40, 40, 220], [200, 200, 40]])
+    formats = ["png", "jpg", "bmp", "gif"]
+    for c, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            h, w = size + int(rng.integers(0, 9)), size + int(rng.integers(0, 9))
+            pixels = colours[c % len(colours)] + rng.normal(0, 25, (h, w, 3))
+            image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+            fmt = formats[i % len(formats)]
+            image.save(folder / f"img{i:03d}.{fmt}")
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    return write_images(tmp_path / "images")
+
+
+def run_cli(module: str, *args: str, cwd: Path = REPO, timeout: float = 600
+            ) -> subprocess.CompletedProcess:
+    """Runs `python -m ktransfer.<module> ARGS` in a subprocess, as a user would."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", f"ktransfer.{module}", *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def error_line(result: subprocess.CompletedProcess) -> str:
+    """The one-line error a failed command printed (its last stderr line)."""
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory) -> Path:
+    """A real TFDS dataset, `tiny_shapes` (train 30 / test 12, 3 colour classes), prepared
+    offline into a data_dir, as `tfds build` would leave it."""
+    import tensorflow_datasets as tfds
+
+    class TinyShapes(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(
+                builder=self,
+                features=tfds.features.FeaturesDict({
+                    "image": tfds.features.Image(shape=(None, None, 3)),
+                    "label": tfds.features.ClassLabel(names=["red", "green", "blue"])}),
+                supervised_keys=("image", "label"))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(30, 0),
+                    "test": self._generate_examples(12, 1)}
+
+        def _generate_examples(self, n, seed):
+            rng = np.random.default_rng(seed)
+            for i in range(n):
+                image = rng.integers(0, 60, (20, 20, 3)).astype(np.uint8)
+                image[..., i % 3] += 180
+                yield i, {"image": image, "label": i % 3}
+
+    data_dir = tmp_path_factory.mktemp("tfds")
+    TinyShapes(data_dir=str(data_dir)).download_and_prepare()
+    return data_dir

@@ -1,0 +1,77 @@
+"""Config: validation names the flag; flagfiles round-trip."""
+
+from __future__ import annotations
+
+import pytest
+from absl import flags
+
+from ktransfer import config
+from ktransfer.errors import ConfigError
+
+
+def test_defaults_with_data_are_valid():
+    cfg = config.build(data="builtin:digits")
+    assert cfg.model.backbone == "MobileNetV3Small"
+    assert cfg.train.epochs == 5
+
+
+@pytest.mark.parametrize("values, flag", [
+    ({}, "data"),
+    ({"data": "/no/such/folder"}, "data"),
+    ({"data": "builtin:nope"}, "data"),
+    ({"data": "builtin:digits", "backbone": "ResNet9000"}, "backbone"),
+    ({"data": "builtin:digits", "epochs": -1}, "epochs"),
+    ({"data": "builtin:digits", "epochs": 0, "fine_tune_epochs": 0}, "epochs"),
+    ({"data": "builtin:digits", "lr": 0.0}, "lr"),
+    ({"data": "builtin:digits", "batch_size": 0}, "batch_size"),
+    ({"data": "builtin:digits", "val_split": 1.5}, "val_split"),
+    ({"data": "builtin:digits", "val_split": 0.6, "test_split": 0.5}, "val_split"),
+    ({"data": "builtin:digits", "dropout": 1.0}, "dropout"),
+    ({"data": "builtin:digits", "unfreeze": "top"}, "unfreeze"),
+    ({"data": "builtin:digits", "weights": "/no/such.weights.h5"}, "weights"),
+    ({"data": "builtin:digits", "image_size": 3}, "image_size"),
+    ({"data": "builtin:digits", "classes": ["1", "1"]}, "classes"),
+    ({"data": "builtin:digits", "head_hidden": ["0"]}, "head_hidden"),
+    ({"data": "builtin:digits", "head_hidden": ["big"]}, "head_hidden"),
+    ({"data": "builtin:digits", "aug_crop": 1.0}, "aug_crop"),
+    ({"data": "builtin:digits", "no_such_option": 1}, "no_such_option"),
+])
+def test_bad_values_name_their_flag(values, flag):
+    with pytest.raises(ConfigError) as info:
+        config.build(**values)
+    assert info.value.flag == flag
+    assert str(info.value).startswith(f"--{flag}: ")
+    assert "\n" not in str(info.value)
+
+
+def test_flagfile_round_trip(tmp_path):
+    cfg = config.build(data="builtin:digits", classes=["3", "1"], head_hidden=["64", "32"],
+                       backbone="small_cnn", weights="none", bn_trainable=True, lr=0.02,
+                       aug_flip="horizontal", run_dir=str(tmp_path / "r"))
+    text = config.to_flagfile(cfg, "a header\nline two")
+    assert text.startswith("# a header\n# line two\n")
+    path = tmp_path / "flags.cfg"
+    path.write_text(text)
+
+    fv = flags.FlagValues()
+    config.define_flags(fv)
+    fv([ "prog", f"--flagfile={path}"])
+    again = config.from_flags(fv)
+    assert again == cfg
+    assert again.data.classes == ("3", "1")
+    assert again.model.head_hidden == (64, 32)
+
+
+def test_command_line_overrides_flagfile(tmp_path):
+    path = tmp_path / "a.cfg"
+    path.write_text("--data=builtin:digits\n--epochs=3\n")
+    fv = flags.FlagValues()
+    config.define_flags(fv)
+    fv(["prog", f"--flagfile={path}", "--epochs=7"])
+    assert config.from_flags(fv).train.epochs == 7
+
+
+def test_augment_enabled():
+    assert not config.AugmentConfig().enabled
+    assert config.AugmentConfig(aug_flip="horizontal").enabled
+    assert config.AugmentConfig(aug_noise=2.0).enabled

@@ -1,0 +1,150 @@
+"""Data sources, splits, class weights, augmentation and the tf.data pipeline."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from ktransfer.config import AugmentConfig, DataConfig
+from ktransfer.data import sources
+from ktransfer.data.pipeline import make_dataset
+from ktransfer.errors import DataError
+
+
+def _materialize(images):
+    xs, ys = zip(*[(x.numpy(), int(y)) for x, y in images.dataset()], strict=True)
+    return list(xs), np.array(ys)
+
+
+def test_builtin_digits_split_is_stratified_and_disjoint():
+    splits = sources.load_splits(DataConfig(data="builtin:digits", val_split=0.2,
+                                            test_split=0.2, split_seed=3))
+    assert splits.class_names == tuple(str(i) for i in range(10))
+    sizes = len(splits.train), len(splits.val), len(splits.test)
+    assert sum(sizes) == 1797
+    assert abs(len(splits.test) - 0.2 * 1797) < 12
+    for part in (splits.train, splits.val, splits.test):
+        assert set(np.unique(part.labels)) == set(range(10))
+    # Same seed -> same split; another seed -> another one.
+    again = sources.load_splits(DataConfig(data="builtin:digits", split_seed=3))
+    other = sources.load_splits(DataConfig(data="builtin:digits", split_seed=4))
+    assert np.array_equal(again.test.images, splits.test.images)
+    assert not np.array_equal(other.test.images, splits.test.images)
+
+
+def test_classes_subset_keeps_given_order_and_per_class_limit():
+    splits = sources.load_splits(DataConfig(data="builtin:digits", classes=("7", "2"),
+                                            train_per_class=4))
+    assert splits.class_names == ("7", "2")
+    assert np.bincount(splits.train.labels).tolist() == [4, 4]
+    # Label 0 now means digit 7: compare with the original digits of those images.
+    full = sources.open_source("builtin:digits")["all"]
+    by_image = {full.images[i].tobytes(): full.labels[i] for i in range(len(full))}
+    originals = {by_image[img.tobytes()] for img in splits.val.images[splits.val.labels == 0]}
+    assert originals == {7}
+
+
+def test_unknown_class_is_a_clear_error():
+    with pytest.raises(DataError, match=r"^--classes: class 'x' is not in the data"):
+        sources.load_splits(DataConfig(data="builtin:digits", classes=("1", "x")))
+
+
+def test_folder_of_classes_mixed_formats_and_sizes(image_folder):
+    images = sources.read_class_folders(image_folder)
+    assert images.class_names == ("bird", "cat", "dog")
+    assert len(images) == 36
+    suffixes = {f.rsplit(".", 1)[1] for f in images.files}
+    assert suffixes == {"png", "jpg", "bmp", "gif"}
+    xs, ys = _materialize(images)
+    assert all(x.ndim == 3 and x.shape[2] == 3 and x.dtype == np.uint8 for x in xs)
+    assert len({x.shape for x in xs}) > 1  # sizes differ before resizing
+    # Folder "cat" was written with colour 0 (red) dominant.
+    cat = [x for x, y in zip(xs, ys, strict=True) if y == 1]
+    assert all(x[..., 0].mean() > x[..., 2].mean() + 80 for x in cat)
+
+
+def test_folder_with_given_splits(tmp_path):
+    from conftest import write_images
+
+    write_images(tmp_path / "d" / "train", per_class=8)
+    write_images(tmp_path / "d" / "validation", per_class=3, seed=1)
+    write_images(tmp_path / "d" / "test", per_class=2, seed=2)
+    splits = sources.load_splits(DataConfig(data=f"folder:{tmp_path / 'd'}"))
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (24, 9, 6)
+
+
+def test_folder_errors_name_the_problem(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="has no class sub-folders"):
+        sources.read_class_folders(tmp_path / "empty")
+    (tmp_path / "noimg" / "a").mkdir(parents=True)
+    (tmp_path / "noimg" / "a" / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="no images"):
+        sources.read_class_folders(tmp_path / "noimg")
+
+
+def test_tfds_source_reads_a_prepared_dataset(tfds_dir):
+    splits = sources.load_splits(DataConfig(data="tfds:tiny_shapes", data_dir=str(tfds_dir),
+                                            val_split=0.2, test_split=0.0))
+    assert splits.class_names == ("red", "green", "blue")
+    assert len(splits.test) == 12  # the dataset's own test split
+    assert len(splits.train) + len(splits.val) == 30
+    xs, ys = _materialize(splits.val)
+    assert len(ys) == len(splits.val)
+    assert np.array_equal(np.sort(ys), np.sort(splits.val.labels))
+    for x, y in zip(xs, ys, strict=True):  # label c has colour channel c dominant
+        assert int(np.argmax(x.reshape(-1, 3).mean(0))) == y
+
+
+def test_tfds_offline_missing_dataset_fails_fast(tmp_path):
+    start = time.time()
+    with pytest.raises(DataError) as info:
+        sources.open_source("tfds:cifar10", str(tmp_path))
+    assert time.time() - start < 30
+    message = str(info.value)
+    assert message.startswith("--data=tfds:cifar10: not found in")
+    assert "download_and_prepare" in message and "--data_dir=DIR" in message
+
+
+def test_class_weights_balanced():
+    labels = np.array([0] * 30 + [1] * 10 + [2] * 20)
+    weights = sources.class_weights(labels, 4)
+    assert weights[0] == pytest.approx(60 / (3 * 30))
+    assert weights[1] == pytest.approx(60 / (3 * 10))
+    assert weights[3] == 0.0
+    total = sum(weights[c] * n for c, n in enumerate(np.bincount(labels, minlength=4)))
+    assert total == pytest.approx(len(labels))
+
+
+def test_pipeline_shapes_range_and_one_hot():
+    images = sources.open_source("builtin:digits")["all"].subset(np.arange(50))
+    ds = make_dataset(images, image_size=20, batch_size=16, training=False)
+    batches = list(ds)
+    assert [b[0].shape[0] for b in batches] == [16, 16, 16, 2]
+    x, y = batches[0]
+    assert x.shape[1:] == (20, 20, 3) and x.dtype.name == "float32"
+    assert 0.0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 255.0
+    assert np.array_equal(np.argmax(y.numpy(), 1), images.labels[:16])
+
+
+@pytest.mark.parametrize("augment", [
+    AugmentConfig(aug_crop=0.5), AugmentConfig(aug_flip="both"),
+    AugmentConfig(aug_rotation=0.1), AugmentConfig(aug_zoom=0.2),
+    AugmentConfig(aug_translate=0.2), AugmentConfig(aug_contrast=0.5),
+    AugmentConfig(aug_noise=10.0),
+])
+def test_each_augmentation_changes_training_images_only(augment):
+    images = sources.open_source("builtin:digits")["all"].subset(np.arange(64))
+    kwargs = dict(image_size=16, batch_size=64, cache="none", seed=1)
+    plain = next(iter(make_dataset(images, training=False, **kwargs)))[0].numpy()
+    aug_x, aug_y = next(iter(make_dataset(images, training=True, augment=augment, **kwargs)))
+    aug_x = aug_x.numpy()
+    assert aug_x.shape == plain.shape
+    assert 0.0 <= aug_x.min() and aug_x.max() <= 255.0
+    # Training shuffles, so compare as sets of images: most must have changed.
+    plain_set = {p.round(3).tobytes() for p in plain}
+    changed = sum(a.round(3).tobytes() not in plain_set for a in aug_x)
+    assert changed > 32
+    assert sorted(np.argmax(aug_y.numpy(), 1)) == sorted(images.labels)
