@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Offline: transfer a digits 0-4 backbone to digits 5-9 with 3 labels per class, then the same
+# Offline: transfer a digits 0-4 backbone to digits 5-9 with 2 labels per class, then the same
 # network from scratch on the same labels, for comparison.
 quickstart: install
 	$(PY) -m ktransfer.train --flagfile=configs/quickstart.cfg --overwrite

@@ -16,7 +16,7 @@ EXIT_USAGE = 2
 
 def run(main: Callable[[list[str]], int | None], prog: str) -> None:
     """Parses flags with absl and runs `main`; a KtransferError becomes one line on stderr."""
-    from absl import app, logging
+    from absl import app, flags, logging
 
     def guarded(argv: list[str]) -> int | None:
         logging.set_verbosity(logging.INFO)
@@ -31,4 +31,11 @@ def run(main: Callable[[list[str]], int | None], prog: str) -> None:
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
 
-    app.run(guarded)
+    def parse(argv: list[str]) -> list[str]:
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as exc:
+            print(f"{prog}: error: {exc} (see --helpshort)", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+
+    app.run(guarded, flags_parser=parse)

@@ -293,6 +293,26 @@ def from_flags(flag_values: Any = None, groups: dict[str, type] = GROUPS) -> Any
     return build(groups, **{name: fv[name].value for name in names})
 
 
+def from_flagfile(path: str | os.PathLike, groups: dict[str, type] = GROUPS,
+                  **overrides: Any) -> Any:
+    """Builds a config from a flagfile, as `--flagfile=PATH` would, then applies `overrides`.
+
+    For notebooks: `config.from_flagfile("configs/quickstart.cfg", verbose=0)`.
+    """
+    from absl import flags
+
+    fv = flags.FlagValues()
+    define_flags(fv, groups)
+    try:
+        fv(["ktransfer", f"--flagfile={os.fspath(path)}"])
+    except flags.Error as exc:
+        raise ConfigError("flagfile", f"{os.fspath(path)}: {exc}") from None
+    names = [f.name for cls in groups.values() for f in dataclasses.fields(cls)]
+    values = {name: fv[name].value for name in names}
+    values.update(overrides)
+    return build(groups, **values)
+
+
 def to_flagfile(cfg: Any, header: str = "") -> str:
     """Returns a flagfile that reproduces `cfg` exactly (every field written)."""
     lines = [f"# {line}" for line in header.splitlines()]

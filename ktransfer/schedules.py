@@ -57,7 +57,7 @@ def make_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, epochs: i
     elif cfg.lr_schedule == "step":
         every = cfg.step_every * steps_per_epoch
         n = max(1, (total - 1) // every + 1)
-        boundaries = [every * k for k in range(1, n)]
+        boundaries = [every * k - 1 for k in range(1, n)]  # value k applies from step every*k
         values = [peak / cfg.step_factor**k for k in range(n)]
         base = schedules.PiecewiseConstantDecay(boundaries, values) if boundaries else peak
     else:

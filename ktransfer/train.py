@@ -5,11 +5,9 @@ Thin entry point: parses flags into a frozen `RunConfig` and calls `ktransfer.tr
 
 from __future__ import annotations
 
-from ktransfer import cli
-
 from absl import flags  # noqa: I001 (cli must come first: it quiets TensorFlow's start-up logs)
 
-from ktransfer import config
+from ktransfer import cli, config
 
 config.define_flags()
 flags.DEFINE_bool("list_backbones", False, "Print the known backbones and exit.")

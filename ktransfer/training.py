@@ -56,8 +56,8 @@ def _datasets(cfg: RunConfig, splits: Splits, image_size: int, run_dir: Path):
     common = {"image_size": image_size, "batch_size": d.batch_size, "cache": d.cache,
               "shuffle_buffer": d.shuffle_buffer, "seed": cfg.train.seed}
     train = make_dataset(splits.train, training=True, augment=cfg.augment,
-                         cache_path=run_dir / "cache" / "train", repeat=bool(cfg.train.steps_per_epoch),
-                         **common)
+                         cache_path=run_dir / "cache" / "train",
+                         repeat=bool(cfg.train.steps_per_epoch), **common)
     val = make_dataset(splits.val, training=False, cache_path=run_dir / "cache" / "val", **common)
     test = None
     if splits.test is not None:

@@ -148,3 +148,14 @@ def test_each_augmentation_changes_training_images_only(augment):
     changed = sum(a.round(3).tobytes() not in plain_set for a in aug_x)
     assert changed > 32
     assert sorted(np.argmax(aug_y.numpy(), 1)) == sorted(images.labels)
+
+
+def test_builtin_digits_rotations():
+    digits = sources.open_source("builtin:digits")["all"]
+    rotated = sources.open_source("builtin:digits_rotations")["all"]
+    assert len(rotated) == 4 * len(digits)
+    assert rotated.class_names[:5] == ("0_rot0", "0_rot90", "0_rot180", "0_rot270", "1_rot0")
+    n = len(digits)
+    # The second quarter is every digit turned by 90 degrees, labelled digit * 4 + 1.
+    np.testing.assert_array_equal(rotated.images[n + 7], np.rot90(digits.images[7]))
+    assert rotated.labels[n + 7] == digits.labels[7] * 4 + 1

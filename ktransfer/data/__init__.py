@@ -1,1 +1,1 @@
-"""Data: labelled image sources (`sources`), augmentation (`augment`), tf.data input (`pipeline`)."""
+"""Data: labelled image sources (`sources`), augmentation (`augment`), tf.data (`pipeline`)."""

@@ -17,7 +17,7 @@ AUTOTUNE = tf.data.AUTOTUNE
 
 
 def resize(image: tf.Tensor, size: int) -> tf.Tensor:
-    """uint8 [H, W, 3] of any size -> float32 [size, size, 3] in [0, 255] (squashed, antialiased)."""
+    """uint8 [H, W, 3], any size -> float32 [size, size, 3] in [0, 255] (squashed, antialiased)."""
     image = tf.image.resize(tf.cast(image, tf.float32), [size, size], antialias=True)
     return tf.clip_by_value(image, 0.0, 255.0)
 

@@ -112,7 +112,18 @@ def _digits() -> dict[str, ImageSet]:
     return {"all": ImageSet(class_names=names, labels=bunch.target.astype(np.int32), images=rgb)}
 
 
-BUILTIN: dict[str, Callable[[], dict[str, ImageSet]]] = {"digits": _digits}
+def _digits_rotations() -> dict[str, ImageSet]:
+    """The digits in 4 orientations, one class per (digit, rotation): '3_rot90' is a 3 turned a
+    quarter anticlockwise. 40 classes, 7,188 images: a richer source task than the digits alone."""
+    base = _digits()["all"]
+    images = np.concatenate([np.rot90(base.images, k, axes=(1, 2)) for k in range(4)])
+    labels = np.concatenate([base.labels * 4 + k for k in range(4)]).astype(np.int32)
+    names = tuple(f"{d}_rot{90 * k}" for d in base.class_names for k in range(4))
+    return {"all": ImageSet(class_names=names, labels=labels, images=images)}
+
+
+BUILTIN: dict[str, Callable[[], dict[str, ImageSet]]] = {
+    "digits": _digits, "digits_rotations": _digits_rotations}
 
 
 # ---------------------------------------------------------------------------------- folders

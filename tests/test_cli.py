@@ -1,0 +1,72 @@
+"""The real `python -m ktransfer.train` in a subprocess: runs, flag errors, data sources."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import error_line, run_cli
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--data=builtin:digits", "--epochs=-1"], "--epochs: must be >= 0, got -1"),
+    (["--data=builtin:digits", "--backbone=ResNet9000"], "--backbone: unknown backbone"),
+    (["--data=/no/such/dir"], "--data: folder '/no/such/dir' does not exist"),
+    (["--data=builtin:digits", "--lr_schedule=wavy"], "--lr_schedule"),
+    (["--data=builtin:digits", "--no_such_flag=1"], "no_such_flag"),
+    (["--data=builtin:digits", "--classes=1,x", "--backbone=small_cnn", "--weights=none"],
+     "--classes: class 'x' is not in the data"),
+])
+def test_bad_flags_fail_with_one_line_naming_the_flag(args, expected, tmp_path):
+    result = run_cli("train", *args, f"--run_dir={tmp_path / 'run'}")
+    assert result.returncode != 0
+    assert expected in error_line(result), result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()  # nothing was written
+
+
+def test_list_backbones():
+    result = run_cli("train", "--list_backbones")
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    assert {"VGG16", "ResNet50", "EfficientNetB0", "ConvNeXtTiny", "small_cnn"} <= set(names)
+
+
+def test_train_on_an_image_folder_prints_accuracies(image_folder, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("train", f"--data={image_folder}", "--backbone=small_cnn",
+                     "--weights=none", "--image_size=16", "--batch_size=4", "--epochs=0",
+                     "--fine_tune_epochs=6", "--fine_tune_lr=0.01", "--bn_trainable",
+                     "--val_split=0.25",
+                     "--test_split=0.25", "--aug_flip=horizontal", "--verbose=0",
+                     f"--run_dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    assert "validation accuracy:" in result.stdout and "test accuracy:" in result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["class_names"] == ["bird", "cat", "dog"]
+    assert metrics["num_images"] == {"train": 18, "val": 9, "test": 9}
+    # Colour classes are easy: well above 1/3 chance after 6 short epochs from scratch.
+    assert metrics["val"]["accuracy"] >= 0.6
+    # The resolved flagfile re-runs the same job as is.
+    again = run_cli("train", f"--flagfile={run_dir / 'flags.cfg'}", "--overwrite")
+    assert again.returncode == 0, again.stderr
+
+
+def test_train_on_a_tfds_dataset(tfds_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "--data=tfds:tiny_shapes", f"--data_dir={tfds_dir}",
+                     "--backbone=small_cnn", "--weights=none", "--image_size=16",
+                     "--epochs=2", "--verbose=0", f"--run_dir={run_dir}")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["class_names"] == ["red", "green", "blue"]
+    assert metrics["num_images"]["test"] == 12
+
+
+def test_offline_tfds_fails_fast_with_how_to(tmp_path):
+    result = run_cli("train", "--data=tfds:cifar10", f"--data_dir={tmp_path}",
+                     "--backbone=small_cnn", "--weights=none", f"--run_dir={tmp_path / 'r'}",
+                     timeout=60)
+    assert result.returncode == 2
+    assert "not found in" in error_line(result) and "--data_dir=DIR" in error_line(result)

@@ -1,0 +1,127 @@
+"""The training job in-process: both phases, frozen layers, early stopping, run directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from absl import flags
+
+from ktransfer import config
+from ktransfer.backbones import small_cnn
+from ktransfer.classifier import get_backbone
+from ktransfer.errors import ConfigError
+from ktransfer.saving import load_model
+from ktransfer.training import train
+
+from conftest import SOURCE_WEIGHTS
+
+
+@pytest.fixture
+def weights_file():
+    """The shipped digits 0-4 small_cnn backbone (real features, real BatchNorm statistics)."""
+    model = small_cnn((32, 32, 3))
+    model.load_weights(SOURCE_WEIGHTS)
+    return SOURCE_WEIGHTS, {w.path: w.numpy() for w in model.weights}
+
+
+def _backbone_weights(model):
+    return {w.path: w.numpy() for w in get_backbone(model).weights}
+
+
+def test_phase1_keeps_backbone_bit_identical_and_trains_head(tiny_config, weights_file):
+    path, initial = weights_file
+    result = train(tiny_config(weights=str(path), image_size=32, epochs=2, lr=0.01,
+                               classes=["5", "6", "7"]))
+    after = _backbone_weights(result.model)
+    assert after.keys() == initial.keys()
+    for name, value in initial.items():
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
+    assert result.metrics["epochs"] == {"head": 2, "fine_tune": 0}
+    # The head learned from frozen digits 0-4 features: well above 1/3 chance.
+    assert result.metrics["val"]["accuracy"] > 0.7
+
+
+def test_phase2_unfreezes_only_top_layers_and_keeps_batchnorm(tiny_config, weights_file):
+    path, initial = weights_file
+    result = train(tiny_config(weights=str(path), image_size=32, epochs=1, fine_tune_epochs=2,
+                               unfreeze="2", fine_tune_lr=0.01))
+    after = _backbone_weights(result.model)
+    changed = {name for name, value in initial.items() if not np.array_equal(after[name], value)}
+    # The top 2 weighted layers are block3_conv1 and block3_bn1; BatchNorm stays frozen.
+    assert changed == {"block3_conv1/kernel"}
+    assert result.metrics["epochs"] == {"head": 1, "fine_tune": 2}
+
+
+def test_unfreeze_all_with_trainable_batchnorm_changes_everything(tiny_config, weights_file):
+    path, initial = weights_file
+    result = train(tiny_config(weights=str(path), image_size=32, epochs=0, fine_tune_epochs=1,
+                               bn_trainable=True, fine_tune_lr=0.01))
+    after = _backbone_weights(result.model)
+    unchanged = [n for n, v in initial.items() if np.array_equal(after[n], v)]
+    assert unchanged == []
+
+
+def test_early_stopping_stops_when_monitor_does_not_improve(tiny_config):
+    result = train(tiny_config(epochs=6, lr=1e-12, early_stopping=1, monitor="val_accuracy"))
+    assert result.metrics["epochs"]["head"] == 2
+    rows = list(csv.DictReader(open(result.run_dir / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+
+
+def test_run_directory_contents_and_rerunnable_flagfile(tiny_config, tmp_path):
+    cfg = tiny_config(epochs=1, fine_tune_epochs=1, classes=["3", "8"], tensorboard=True,
+                      lr_schedule="step", class_weights="balanced")
+    result = train(cfg)
+    run = result.run_dir
+    for name in ("flags.cfg", "labels.txt", "history.csv", "metrics.json", "model.keras",
+                 "backbone.weights.h5", "checkpoints/best.keras", "checkpoints/last.keras"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not list(run.rglob("*.tmp*"))  # atomic writes left no temporary files
+    assert (run / "labels.txt").read_text().split() == ["3", "8"]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert set(metrics) >= {"val", "test", "epochs", "num_images", "class_names"}
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert [r["phase"] for r in rows] == ["head", "fine_tune"]
+    assert float(rows[0]["lr"]) > 0
+
+    fv = flags.FlagValues()
+    config.define_flags(fv)
+    fv(["prog", f"--flagfile={run / 'flags.cfg'}"])
+    assert config.from_flags(fv) == cfg
+
+    # The saved model and the last checkpoint predict what the in-memory model predicts.
+    x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
+    expected = result.model.predict(x, verbose=0)
+    np.testing.assert_allclose(load_model(run / "model.keras").predict(x, verbose=0), expected,
+                               atol=1e-6)
+    np.testing.assert_allclose(load_model(run / "checkpoints" / "last.keras").predict(
+        x, verbose=0), expected, atol=1e-6)
+
+
+def test_existing_run_dir_is_kept_without_overwrite(tiny_config):
+    first = train(tiny_config())
+    before = (first.run_dir / "metrics.json").read_text()
+    with pytest.raises(ConfigError, match="^--run_dir: .* already holds a run; pass --overwrite"):
+        train(tiny_config())
+    assert (first.run_dir / "metrics.json").read_text() == before
+    train(tiny_config(overwrite=True))
+
+
+def test_non_run_folder_is_never_deleted(tiny_config, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "precious.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="not a ktransfer run directory"):
+        train(tiny_config(overwrite=True))
+    assert (tmp_path / "run" / "precious.txt").read_text() == "keep me"
+
+
+def test_steps_per_epoch_limits_each_epoch(tiny_config):
+    result = train(tiny_config(epochs=2, steps_per_epoch=3, batch_size=4, cache="none"))
+    rows = list(csv.DictReader(open(result.run_dir / "history.csv")))
+    assert len(rows) == 2
+    # cosine over 2 epochs of 3 steps: after epoch 1 (3 steps) the rate is cos(pi * 3/6) -> 1/2.
+    assert float(rows[0]["lr"]) == pytest.approx(0.5e-3, rel=1e-3)
