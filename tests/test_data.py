@@ -73,6 +73,10 @@ def test_folder_with_given_splits(tmp_path):
     write_images(tmp_path / "d" / "test", per_class=2, seed=2)
     splits = sources.load_splits(DataConfig(data=f"folder:{tmp_path / 'd'}"))
     assert (len(splits.train), len(splits.val), len(splits.test)) == (24, 9, 6)
+    # Only a test folder given: validation is carved from train with --val_split of it.
+    (tmp_path / "d" / "validation").rename(tmp_path / "elsewhere")
+    splits = sources.load_splits(DataConfig(data=f"folder:{tmp_path / 'd'}", val_split=0.25))
+    assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 6, 6)
 
 
 def test_folder_errors_name_the_problem(tmp_path):

@@ -340,12 +340,15 @@ def load_splits(cfg) -> Splits:
             raise DataError(f"--{flag or 'data'}: {exc}") from None
 
     test = given("test_data", "test")
+    carved = 0.0  # fraction of the data already held out for test
     if test is None and cfg.test_split > 0:
         rest, held = stratified_split(train.labels, cfg.test_split, cfg.split_seed)
         train, test = train.subset(rest), train.subset(held)
+        carved = cfg.test_split
     val = given("val_data", "val")
     if val is None:
-        fraction = cfg.val_split / max(1e-9, 1.0 - (cfg.test_split if test is not None else 0))
+        # val_split is a fraction of all the data; what is left after the test split is smaller.
+        fraction = cfg.val_split / (1.0 - carved)
         rest, held = stratified_split(train.labels, max(fraction, 1e-9), cfg.split_seed + 1)
         train, val = train.subset(rest), train.subset(held)
     if cfg.train_per_class:
