@@ -21,7 +21,7 @@ quickstart: install
 	$(PY) -m ktransfer.train --flagfile=configs/quickstart_scratch.cfg --overwrite
 
 lint: install
-	$(PY) -m ruff check ktransfer tests benchmarks
+	$(PY) -m ruff check .
 
 test: install lint
 	$(PY) -m pytest -q
