@@ -328,11 +328,6 @@ def to_flagfile(cfg: Any, header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """Flat {flag name: value} of every field of `cfg`."""
-    return {f.name: getattr(p, f.name) for p in _parts(cfg) for f in dataclasses.fields(p)}
-
-
 def _parts(cfg: Any) -> list[Any]:
     if isinstance(cfg, dict):
         return list(cfg.values())
