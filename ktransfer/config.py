@@ -289,8 +289,12 @@ def from_flags(flag_values: Any = None, groups: dict[str, type] = GROUPS) -> Any
     from absl import flags
 
     fv = flag_values if flag_values is not None else flags.FLAGS
-    names = [f.name for cls in groups.values() for f in dataclasses.fields(cls)]
-    return build(groups, **{name: fv[name].value for name in names})
+    return build(groups, **_flag_values(fv, groups))
+
+
+def _flag_values(fv: Any, groups: dict[str, type]) -> dict[str, Any]:
+    """{field name: parsed flag value} for every field of `groups`."""
+    return {f.name: fv[f.name].value for cls in groups.values() for f in dataclasses.fields(cls)}
 
 
 def from_flagfile(path: str | os.PathLike, groups: dict[str, type] = GROUPS,
@@ -307,10 +311,7 @@ def from_flagfile(path: str | os.PathLike, groups: dict[str, type] = GROUPS,
         fv(["ktransfer", f"--flagfile={os.fspath(path)}"])
     except flags.Error as exc:
         raise ConfigError("flagfile", f"{os.fspath(path)}: {exc}") from None
-    names = [f.name for cls in groups.values() for f in dataclasses.fields(cls)]
-    values = {name: fv[name].value for name in names}
-    values.update(overrides)
-    return build(groups, **values)
+    return build(groups, **{**_flag_values(fv, groups), **overrides})
 
 
 def to_flagfile(cfg: Any, header: str = "") -> str:

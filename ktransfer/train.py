@@ -5,8 +5,9 @@ Thin entry point: parses flags into a frozen `RunConfig` and calls `ktransfer.tr
 
 from __future__ import annotations
 
-from absl import flags  # noqa: I001 (cli must come first: it quiets TensorFlow's start-up logs)
+from absl import flags
 
+# cli sets TF_CPP_MIN_LOG_LEVEL on import; neither absl nor config imports TensorFlow first.
 from ktransfer import cli, config
 
 config.define_flags()
