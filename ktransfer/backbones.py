@@ -7,14 +7,19 @@ exported model takes raw RGB pixels in [0, 255].
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import keras
 
 from ktransfer.errors import ConfigError, WeightsError
+
+if TYPE_CHECKING:
+    from ktransfer.config import ModelConfig
 
 # Per-channel constants of keras.applications.imagenet_utils.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -72,6 +77,7 @@ class BackboneSpec:
     min_size: int
     build: Callable[[tuple[int, int, int], str | None], keras.Model]
     has_imagenet: bool = True
+    own_weights: bool = False  # hub: and file: backbones: weights come with the module/file
 
 
 def _app_builder(fn_name: str) -> Callable[[tuple[int, int, int], str | None], keras.Model]:
@@ -163,15 +169,98 @@ REGISTRY["small_cnn"] = BackboneSpec("small_cnn", "ktransfer", "scale01", 32, 8,
 
 
 def check_backbone_name(name: str) -> None:
-    """Raises ConfigError for a name the registry does not know."""
+    """Raises ConfigError for a name the registry does not know or a missing hub:/file: path."""
+    if name.startswith("hub:"):
+        if not name[4:]:
+            raise ConfigError("backbone", "give a TF Hub URL or folder, e.g. hub:/path/to/module")
+        return
+    if name.startswith("file:"):
+        path = name[5:]
+        if not path.endswith(".keras"):
+            raise ConfigError("backbone", f"file:{path}: give a .keras model file (save it with "
+                              "model.save('NAME.keras'))")
+        if not os.path.isfile(path):
+            raise ConfigError("backbone", f"file {path!r} does not exist")
+        return
     if name.lower() not in REGISTRY:
         raise ConfigError("backbone", f"unknown backbone {name!r}; run "
                           "`python -m ktransfer.train --list_backbones` for the names")
 
 
 def get_spec(name: str) -> BackboneSpec:
+    """The registry entry of a keras.applications / ktransfer backbone name."""
     check_backbone_name(name)
     return REGISTRY[name.lower()]
+
+
+def resolve_spec(cfg: ModelConfig) -> BackboneSpec:
+    """The spec of `cfg.backbone`: a registry name, hub:HANDLE or file:PATH.keras, with
+    `cfg.preprocess` applied (auto keeps the backbone's own)."""
+    name = cfg.backbone
+    if name.startswith("hub:"):
+        spec = _hub_spec(name[4:], cfg.hub_output_key)
+    elif name.startswith("file:"):
+        spec = _file_spec(name[5:], cfg.unsafe_load, cfg.backbone_layer)
+    else:
+        spec = get_spec(name)
+    if cfg.preprocess != "auto":
+        spec = dataclasses.replace(spec, preprocess=cfg.preprocess)
+    return spec
+
+
+def _hub_spec(handle: str, output_key: str) -> BackboneSpec:
+    def build(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+        from ktransfer.hub import HubBackbone
+
+        inputs = keras.Input(input_shape, name="input")
+        outputs = HubBackbone(handle, output_key=output_key, name="hub_module")(inputs)
+        model = keras.Model(inputs, outputs, name="hub")
+        if weights:
+            model.load_weights(weights)
+        return model
+
+    # TF Hub's image modules take RGB in [0, 1]; most feature vectors were trained at 224 px.
+    return BackboneSpec(f"hub:{handle}", "TF Hub", "scale01", 224, 8, build,
+                        has_imagenet=False, own_weights=True)
+
+
+def _file_spec(path: str, unsafe: bool, layer: str) -> BackboneSpec:
+    """A user's .keras model. A ktransfer classifier contributes its backbone sub-model and its
+    preprocessing (unless `layer` is outside that sub-model: then the whole model, which takes
+    raw pixels, is cut there); any other model is used whole."""
+    from ktransfer.saving import load_model
+
+    loaded = load_model(path, unsafe=unsafe, flag="backbone", compile=False)
+    model, mode = loaded, "none"
+    names = [layer.name for layer in loaded.layers]
+    if "backbone" in names and isinstance(loaded.get_layer("backbone"), keras.Model):
+        model = loaded.get_layer("backbone")
+        if "preprocess" in names:
+            mode = loaded.get_layer("preprocess").mode
+    if layer and model is not loaded and layer not in [x.name for x in model.layers]:
+        model, mode = loaded, "none"
+    size = tuple(model.input_shape[1:3])
+    fixed = size[0] if size[0] is not None and size[0] == size[1] else None
+
+    def build(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
+        if fixed and input_shape[0] != fixed:
+            raise ConfigError("image_size", f"file:{path} takes {fixed} px inputs; "
+                              f"drop --image_size or set it to {fixed}")
+        if weights:
+            model.load_weights(weights)
+        return model
+
+    return BackboneSpec(f"file:{path}", "file", mode, fixed or 224, 8, build,
+                        has_imagenet=False, own_weights=True)
+
+
+def cut_at(model: keras.Model, layer_name: str) -> keras.Model:
+    """`model` up to `layer_name` (its output becomes the backbone's features)."""
+    names = [layer.name for layer in model.layers]
+    if layer_name not in names:
+        raise ConfigError("backbone_layer", f"no layer {layer_name!r} in {model.name}; its last "
+                          f"layers are: {', '.join(names[-8:])}")
+    return keras.Model(model.inputs, model.get_layer(layer_name).output, name=model.name)
 
 
 def list_backbones() -> str:
@@ -188,8 +277,10 @@ def _keras_cache_dir() -> str:
     return os.path.join(base, "models")
 
 
-def build_backbone(spec: BackboneSpec, weights: str, image_size: int) -> keras.Model:
-    """Builds `spec` for [image_size, image_size, 3] inputs with `weights` (imagenet|none|PATH).
+def build_backbone(spec: BackboneSpec, weights: str, image_size: int,
+                   layer: str = "") -> keras.Model:
+    """Builds `spec` for [image_size, image_size, 3] inputs with `weights` (imagenet|none|PATH),
+    cut at `layer` when given.
 
     Raises WeightsError, naming the file to download and where to put it, when ImageNet weights
     cannot be fetched (offline), and when a weights file does not fit the architecture.
@@ -197,8 +288,15 @@ def build_backbone(spec: BackboneSpec, weights: str, image_size: int) -> keras.M
     if image_size < spec.min_size:
         raise ConfigError("image_size", f"{spec.name} needs inputs of at least "
                           f"{spec.min_size} px, got {image_size}")
+    model = _build_weights(spec, weights, image_size)
+    return cut_at(model, layer) if layer else model
+
+
+def _build_weights(spec: BackboneSpec, weights: str, image_size: int) -> keras.Model:
     input_shape = (image_size, image_size, 3)
     if weights == "none":
+        return spec.build(input_shape, None)
+    if spec.own_weights and weights == "imagenet":
         return spec.build(input_shape, None)
     if weights == "imagenet":
         if not spec.has_imagenet:

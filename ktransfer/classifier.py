@@ -19,7 +19,7 @@ def build_classifier(spec: BackboneSpec, backbone: keras.Model, num_classes: int
     x = Preprocess(spec.preprocess, name="preprocess")(inputs)
     x = backbone(x)
     outputs = build_head(x, num_classes, cfg)
-    return keras.Model(inputs, outputs, name=f"ktransfer_{spec.name}")
+    return keras.Model(inputs, outputs, name=f"ktransfer_{spec.name.split(':')[0]}")
 
 
 def get_backbone(model: keras.Model) -> keras.Model:

@@ -119,10 +119,23 @@ class AugmentConfig:
 class ModelConfig:
     """Backbone and the new classification head."""
 
-    backbone: str = _flag("MobileNetV3Small", "Backbone: a keras.applications name (see "
-                          "--list_backbones) or small_cnn.")
+    backbone: str = _flag(
+        "MobileNetV3Small", "Backbone: a keras.applications name (see --list_backbones), "
+        "small_cnn, hub:HANDLE (a TF Hub URL or a local SavedModel folder) or file:PATH.keras "
+        "(your own model).")
     weights: str = _flag("imagenet", "Backbone weights: imagenet, none (random init) or the "
-                         "path of a weights file (.weights.h5 / .h5).")
+                         "path of a weights file (.weights.h5 / .h5). hub: and file: backbones "
+                         "bring their own weights (imagenet means: as shipped).")
+    backbone_layer: str = _flag("", "Cut the backbone at this layer (its output becomes the "
+                                "features), e.g. to drop the classifier of a file: model.")
+    preprocess: str = _flag("auto", "Pixel preprocessing before the backbone; auto: the "
+                            "registry's for keras.applications, scale01 ([0,1]) for hub:, the "
+                            "saved model's own (or none) for file:.",
+                            ("auto", "tf", "torch", "caffe", "scale01", "none"))
+    hub_output_key: str = _flag("", "hub: modules returning a dict: the output to use "
+                                "(default: 'default' or the only one).")
+    unsafe_load: bool = _flag(False, "Allow loading model files that contain code (Lambda "
+                              "layers). Only for files you trust.")
     pooling: str = _flag("avg", "How backbone feature maps become a vector.",
                          ("avg", "max", "flatten"))
     head_hidden: tuple[int, ...] = _flag((), "Hidden Dense layer sizes of the head, "
@@ -143,6 +156,9 @@ class ModelConfig:
 
         check_backbone_name(self.backbone)
         _check(bool(self.weights), "weights", "give imagenet, none or a weights file path")
+        if self.backbone.startswith(("hub:", "file:")):
+            _check(self.weights != "none", "weights", "hub: and file: backbones bring their "
+                   "own weights; leave --weights=imagenet (as shipped) or give a weights file")
         if self.weights not in ("imagenet", "none"):
             _check(os.path.isfile(self.weights), "weights",
                    f"file {self.weights!r} does not exist; use imagenet, none or a path")
@@ -161,8 +177,18 @@ class TrainConfig:
     fine_tune_epochs: int = _flag(0, "Phase 2: epochs fine-tuning with the top of the backbone "
                                   "unfrozen; 0 skips phase 2.")
     fine_tune_lr: float = _flag(1e-4, "Phase 2 peak learning rate (usually 10-100x lower).")
-    unfreeze: str = _flag("all", "Phase 2: unfreeze all backbone layers, or the top N layers "
-                          "that have weights (an integer).")
+    unfreeze: str = _flag("all", "Phase 2: which backbone layers train: all; the top N layers "
+                          "that have weights (an integer); or comma-separated layer-name "
+                          "patterns (regex from the start of the name; a block name such as "
+                          "block5 selects its whole block).")
+    gradual_unfreeze: int = _flag(0, "Phase 2: start with the top block of --unfreeze and "
+                                  "unfreeze one block more every this many epochs; 0: all at "
+                                  "once.")
+    lr_layer_decay: float = _flag(1.0, "Phase 2: layer-wise learning-rate decay; the head gets "
+                                  "--fine_tune_lr, the top backbone block x this, the next "
+                                  "x this^2, ...; 1 turns it off.")
+    print_model: bool = _flag(False, "Print each backbone layer's block, parameters and "
+                              "whether it trains in each phase, before training.")
     optimizer: str = _flag("adam", "Optimizer.", ("adam", "adamw", "sgd"))
     momentum: float = _flag(0.9, "SGD momentum.")
     weight_decay: float = _flag(0.0, "Decoupled weight decay (AdamW, SGD).")
@@ -193,8 +219,10 @@ class TrainConfig:
         for name in ("lr", "fine_tune_lr"):
             value = getattr(self, name)
             _check(value > 0.0, name, f"must be > 0, got {value}")
-        _check(self.unfreeze == "all" or (self.unfreeze.isdigit() and int(self.unfreeze) > 0),
-               "unfreeze", f"must be 'all' or a positive integer, got {self.unfreeze!r}")
+        _check(bool(self.unfreeze.strip(",").strip()) and self.unfreeze != "0", "unfreeze",
+               "must be 'all', a positive integer or layer-name patterns")
+        _check(self.gradual_unfreeze >= 0, "gradual_unfreeze", "must be >= 0")
+        _check(0.0 < self.lr_layer_decay <= 1.0, "lr_layer_decay", "must be in (0, 1]")
         _check(0.0 <= self.momentum < 1.0, "momentum", "must be in [0, 1)")
         _check(self.weight_decay >= 0.0, "weight_decay", "must be >= 0")
         _check(0.0 < self.decay_rate <= 1.0, "decay_rate", "must be in (0, 1]")

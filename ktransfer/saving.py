@@ -7,7 +7,8 @@ import zipfile
 
 import keras
 
-from ktransfer import backbones, schedules  # noqa: F401  (registers Preprocess, Warmup)
+# Imported for their registered serializable classes (Preprocess, HubBackbone, Warmup, ...).
+from ktransfer import backbones, hub, optimizers, schedules  # noqa: F401
 from ktransfer.errors import KtransferError
 
 

@@ -42,8 +42,38 @@ class Warmup(keras.optimizers.schedules.LearningRateSchedule):
         return cls(after, config["peak"], config["warmup_steps"])
 
 
-def make_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, epochs: int):
-    """The learning rate (float or schedule) for one phase of `epochs` epochs."""
+@keras.saving.register_keras_serializable(package="ktransfer")
+class Offset(keras.optimizers.schedules.LearningRateSchedule):
+    """`schedule(step + offset)`: continues a phase's schedule in a new optimizer (gradual
+    unfreezing recompiles the model at each stage, and its step counter restarts at 0)."""
+
+    def __init__(self, schedule, offset: int):
+        self.schedule = schedule
+        self.offset = int(offset)
+
+    def __call__(self, step):
+        return self.schedule(keras.ops.cast(step, "float32") + float(self.offset))
+
+    def get_config(self):
+        return {"schedule": keras.saving.serialize_keras_object(self.schedule),
+                "offset": self.offset}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(keras.saving.deserialize_keras_object(config["schedule"]), config["offset"])
+
+
+def make_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, epochs: int,
+                  offset_epochs: int = 0):
+    """The learning rate (float or schedule) for one phase of `epochs` epochs, as seen from
+    `offset_epochs` into the phase."""
+    sched = _phase_schedule(cfg, peak, steps_per_epoch, epochs)
+    if offset_epochs and callable(sched):
+        return Offset(sched, offset_epochs * steps_per_epoch)
+    return sched
+
+
+def _phase_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, epochs: int):
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     total = max(1, epochs * steps_per_epoch - warmup)
     schedules = keras.optimizers.schedules

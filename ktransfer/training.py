@@ -16,13 +16,20 @@ from typing import Any
 import keras
 
 from ktransfer import atomic, rundir
-from ktransfer.backbones import build_backbone, get_spec
+from ktransfer.backbones import build_backbone, resolve_spec
 from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter
 from ktransfer.classifier import build_classifier
 from ktransfer.config import RunConfig
 from ktransfer.data.pipeline import make_dataset
 from ktransfer.data.sources import Splits, class_weights, load_splits
-from ktransfer.freezing import freeze, unfreeze_top
+from ktransfer.freezing import (
+    describe,
+    freeze,
+    gradual_stages,
+    layer_lr_multipliers,
+    select,
+    set_trainable,
+)
 from ktransfer.optimizers import make_optimizer
 from ktransfer.schedules import make_schedule
 
@@ -38,14 +45,15 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-def compile_model(model: keras.Model, cfg: RunConfig, learning_rate) -> None:
+def compile_model(model: keras.Model, cfg: RunConfig, learning_rate,
+                  lr_multipliers: dict[str, float] | None = None) -> None:
     """Compiles with categorical cross-entropy (label smoothing), accuracy and top-5 accuracy."""
     num_classes = model.output_shape[-1]
     metrics: list[Any] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
     if num_classes > 5:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
     model.compile(
-        optimizer=make_optimizer(cfg.train, learning_rate),
+        optimizer=make_optimizer(cfg.train, learning_rate, lr_multipliers),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.model.label_smoothing),
         metrics=metrics,
     )
@@ -70,11 +78,16 @@ def train(cfg: RunConfig) -> TrainResult:
     """Runs both phases as configured and fills the run directory; returns the trained model."""
     started = time.time()
     keras.utils.set_random_seed(cfg.train.seed)
-    spec = get_spec(cfg.model.backbone)
-    image_size = cfg.data.image_size or spec.default_size
     # Everything that can fail on user input happens before the run directory is touched.
+    spec = resolve_spec(cfg.model)
+    image_size = cfg.data.image_size or spec.default_size
     splits = load_splits(cfg.data)
-    backbone = build_backbone(spec, cfg.model.weights, image_size)
+    backbone = build_backbone(spec, cfg.model.weights, image_size, cfg.model.backbone_layer)
+    t = cfg.train
+    selected = select(backbone, t.unfreeze) if t.fine_tune_epochs else []
+    stages = gradual_stages(selected) if t.gradual_unfreeze else [selected] if selected else []
+    multipliers = (layer_lr_multipliers(backbone, t.lr_layer_decay)
+                   if t.lr_layer_decay < 1.0 else None)
     run_dir = rundir.prepare(cfg)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, run_dir=str(run_dir)))
     rundir.write_flagfile(run_dir, cfg)
@@ -88,6 +101,8 @@ def train(cfg: RunConfig) -> TrainResult:
     weights = (class_weights(splits.train.labels, len(class_names))
                if cfg.data.class_weights == "balanced" else None)
     model = build_classifier(spec, backbone, len(class_names), image_size, cfg.model)
+    if t.print_model:
+        print(describe(model, backbone, stages, cfg.model.bn_trainable, multipliers), flush=True)
 
     history = HistoryWriter(run_dir / "history.csv")
     best = AtomicCheckpoint(run_dir / "checkpoints" / "best.keras", monitor=cfg.train.monitor)
@@ -95,31 +110,48 @@ def train(cfg: RunConfig) -> TrainResult:
     board = ([keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))]
              if cfg.train.tensorboard else [])
 
-    def run_phase(name: str, epochs: int, peak_lr: float, initial_epoch: int) -> int:
-        compile_model(model, cfg, make_schedule(cfg.train, peak_lr, steps, epochs))
+    def run_phase(name: str, epochs: int, peak_lr: float, initial_epoch: int,
+                  stage_epochs: int | None = None, offset: int = 0,
+                  lr_multipliers: dict[str, float] | None = None) -> int:
+        """Fits `stage_epochs` (default: all `epochs`) of a phase whose schedule spans `epochs`,
+        starting `offset` epochs into it; returns the global epoch count reached."""
+        stage_epochs = epochs if stage_epochs is None else stage_epochs
+        compile_model(model, cfg, make_schedule(t, peak_lr, steps, epochs, offset),
+                      lr_multipliers)
         history.phase = name
         callbacks = [history, best, last, *board]
-        if cfg.train.early_stopping:
+        if t.early_stopping:
             callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=cfg.train.monitor, patience=cfg.train.early_stopping,
-                restore_best_weights=True, verbose=int(cfg.train.verbose > 0)))
+                monitor=t.monitor, patience=t.early_stopping,
+                restore_best_weights=True, verbose=int(t.verbose > 0)))
         fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=initial_epoch,
-                        epochs=initial_epoch + epochs,
-                        steps_per_epoch=steps if cfg.train.steps_per_epoch else None,
-                        class_weight=weights, callbacks=callbacks, verbose=cfg.train.verbose,
+                        epochs=initial_epoch + stage_epochs,
+                        steps_per_epoch=steps if t.steps_per_epoch else None,
+                        class_weight=weights, callbacks=callbacks, verbose=t.verbose,
                         shuffle=False)  # the tf.data pipeline shuffles
         return initial_epoch + len(fit.epoch)
 
     done = 0
-    if cfg.train.epochs:
+    if t.epochs:
         freeze(backbone)
-        done = run_phase("head", cfg.train.epochs, cfg.train.lr, 0)
+        done = run_phase("head", t.epochs, t.lr, 0)
     head_epochs = done
-    if cfg.train.fine_tune_epochs:
-        top = None if cfg.train.unfreeze == "all" else int(cfg.train.unfreeze)
-        n = unfreeze_top(backbone, top, cfg.model.bn_trainable)
-        log.info("fine-tuning %d backbone layers", n)
-        done = run_phase("fine_tune", cfg.train.fine_tune_epochs, cfg.train.fine_tune_lr, done)
+    for k, layers in enumerate(stages):
+        offset = done - head_epochs
+        last_stage = k == len(stages) - 1
+        stage_epochs = (t.fine_tune_epochs - offset if last_stage
+                        else min(t.gradual_unfreeze, t.fine_tune_epochs - offset))
+        if stage_epochs <= 0:
+            break
+        n = set_trainable(backbone, layers, cfg.model.bn_trainable)
+        log.info("fine-tuning %d backbone layers%s", n,
+                 f" (stage {k + 1} of {len(stages)})" if len(stages) > 1 else "")
+        reached = run_phase("fine_tune", t.fine_tune_epochs, t.fine_tune_lr, done,
+                            stage_epochs, offset, multipliers)
+        stopped_early = reached - done < stage_epochs
+        done = reached
+        if stopped_early:
+            break
 
     metrics: dict[str, Any] = {
         "val": model.evaluate(val_ds, return_dict=True, verbose=0),

@@ -111,3 +111,46 @@ def tfds_dir(tmp_path_factory) -> Path:
     data_dir = tmp_path_factory.mktemp("tfds")
     TinyShapes(data_dir=str(data_dir)).download_and_prepare()
     return data_dir
+
+
+def save_hub_module(path: Path, seed: int = 0) -> Path:
+    """Exports a TF2 SavedModel shaped like a TF Hub image feature-vector module: `__call__`
+    (images [B, H, W, 3] in [0, 1], training) -> features [B, 128], plus `variables`,
+    `trainable_variables` and `regularization_losses`. With training=True it updates a
+    BatchNorm-style moving mean (a non-trainable variable), as real modules do."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    module = tf.train.Checkpoint()
+    module.kernel = tf.Variable(rng.normal(0, 0.5, (3, 3, 3, 8)).astype("float32"),
+                                name="conv/kernel")
+    module.bias = tf.Variable(np.zeros(8, "float32"), name="conv/bias")
+    module.moving_mean = tf.Variable(np.zeros(8, "float32"), trainable=False,
+                                     name="bn/moving_mean")
+
+    @tf.function
+    def call(images, training=False):
+        x = tf.nn.conv2d(images, module.kernel, 2, "SAME") + module.bias
+        if training:
+            mean = tf.reduce_mean(x, axis=[0, 1, 2])
+            module.moving_mean.assign(0.9 * module.moving_mean + 0.1 * mean)
+        else:
+            mean = module.moving_mean
+        x = tf.image.resize(tf.nn.relu(x - mean), [4, 4], method="bilinear")
+        return tf.reshape(x, [-1, 4 * 4 * 8])
+
+    spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+    for training in (False, True):
+        call.get_concrete_function(spec, training=training)
+    module.__call__ = call
+    module.variables = [module.kernel, module.bias, module.moving_mean]
+    module.trainable_variables = [module.kernel, module.bias]
+    module.regularization_losses = []
+    tf.saved_model.save(module, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def hub_module(tmp_path_factory) -> Path:
+    """A local TF Hub-style module folder (see `save_hub_module`)."""
+    return save_hub_module(tmp_path_factory.mktemp("hub") / "feature_vector")

@@ -77,3 +77,98 @@ def test_imagenet_weights_offline_fail_fast_and_say_where_to_put_the_file(tmp_pa
         assert "\n" not in message
     else:
         assert model.output_shape[-1] == 576
+
+
+def _one_per_family() -> list[str]:
+    first: dict[str, str] = {}
+    for spec in backbones.REGISTRY.values():
+        first.setdefault(spec.family, spec.name)
+    return sorted(first.values())
+
+
+@pytest.mark.parametrize("name", _one_per_family())
+def test_tiny_instance_of_every_family_runs_a_training_step(name):
+    """Each family builds at its smallest input with random weights, its preprocessing runs
+    inside the model, and one step of gradient descent changes the backbone."""
+    spec = backbones.get_spec(name)
+    size = max(spec.min_size, 32)
+    backbone = backbones.build_backbone(spec, "none", size)
+    inputs = keras.Input((size, size, 3))
+    features = backbone(backbones.Preprocess(spec.preprocess)(inputs))
+    outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(features))
+    model = keras.Model(inputs, outputs)
+    model.compile(keras.optimizers.SGD(0.01), "mse", run_eagerly=True)  # no graph tracing: fast
+    kernel = next(w for w in backbone.trainable_weights if len(w.shape) == 4)
+    before = kernel.numpy().copy()
+    x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+    loss = model.train_on_batch(x, np.ones((2, 2), "float32"))
+    assert np.isfinite(loss)
+    assert not np.array_equal(before, kernel.numpy())
+
+
+def _user_model(path, lambda_layer: bool = False):
+    """A user's own classifier file: conv features -> pooled vector -> softmax over 4 classes."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255.0, name="scale")(inputs)
+    if lambda_layer:
+        x = keras.layers.Lambda(lambda t: t * 1.0, name="code")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="features_conv")(x)
+    x = keras.layers.Flatten(name="features")(x)
+    outputs = keras.layers.Dense(4, activation="softmax", name="old_head")(x)
+    keras.Model(inputs, outputs, name="mine").save(path)
+    return path
+
+
+def _model_cfg(**values):
+    from ktransfer import config
+
+    return config.ModelConfig(**values)
+
+
+def test_file_backbone_is_cut_at_a_layer_and_keeps_its_input_size(tmp_path):
+    path = _user_model(tmp_path / "mine.keras")
+    spec = backbones.resolve_spec(_model_cfg(backbone=f"file:{path}"))
+    assert (spec.default_size, spec.preprocess) == (16, "none")
+    model = backbones.build_backbone(spec, "imagenet", 16, layer="features")
+    assert model.output_shape == (None, 7 * 7 * 8)
+    with pytest.raises(ConfigError, match="^--backbone_layer: no layer 'nope' in mine"):
+        backbones.build_backbone(spec, "imagenet", 16, layer="nope")
+    with pytest.raises(ConfigError, match="^--image_size: file:.* takes 16 px inputs"):
+        backbones.build_backbone(spec, "imagenet", 32)
+    with pytest.raises(ConfigError, match="^--backbone: file:.*mine.h5: give a .keras model file"):
+        _model_cfg(backbone=f"file:{tmp_path / 'mine.h5'}")
+    with pytest.raises(ConfigError, match="^--weights: hub: and file: backbones bring"):
+        _model_cfg(backbone=f"file:{path}", weights="none")
+
+
+def test_file_with_code_needs_unsafe_load(tmp_path):
+    from ktransfer.errors import KtransferError
+
+    path = _user_model(tmp_path / "code.keras", lambda_layer=True)
+    with pytest.raises(KtransferError, match="^--backbone: .* contains code .* --unsafe_load"):
+        backbones.resolve_spec(_model_cfg(backbone=f"file:{path}"))
+    spec = backbones.resolve_spec(_model_cfg(backbone=f"file:{path}", unsafe_load=True))
+    assert backbones.build_backbone(spec, "imagenet", 16, "features").output_shape[-1] == 392
+
+
+def test_ktransfer_classifier_file_gives_its_backbone_and_preprocessing(tmp_path):
+    from ktransfer.classifier import build_classifier
+
+    spec = backbones.get_spec("small_cnn")
+    model = build_classifier(spec, backbones.small_cnn((16, 16, 3)), 3, 16, _model_cfg(
+        backbone="small_cnn", weights="none"))
+    model.save(tmp_path / "model.keras")
+    resolved = backbones.resolve_spec(_model_cfg(backbone=f"file:{tmp_path / 'model.keras'}"))
+    assert (resolved.preprocess, resolved.default_size) == ("scale01", 16)
+    backbone = backbones.build_backbone(resolved, "imagenet", 16, layer="block2_pool")
+    assert backbone.output_shape == (None, 4, 4, 64)
+    overridden = backbones.resolve_spec(_model_cfg(
+        backbone=f"file:{tmp_path / 'model.keras'}", preprocess="tf"))
+    assert overridden.preprocess == "tf"
+
+
+def test_hub_backbone_spec_uses_scale01_and_builds_a_model(hub_module):
+    spec = backbones.resolve_spec(_model_cfg(backbone=f"hub:{hub_module}"))
+    assert (spec.family, spec.preprocess, spec.default_size) == ("TF Hub", "scale01", 224)
+    model = backbones.build_backbone(spec, "imagenet", 16)
+    assert model.output_shape == (None, 128)

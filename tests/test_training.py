@@ -64,6 +64,25 @@ def test_unfreeze_all_with_trainable_batchnorm_changes_everything(tiny_config, w
     assert unchanged == []
 
 
+@pytest.mark.parametrize("fine_tune_epochs, expected", [
+    (1, {"block3_conv1/kernel"}),
+    (2, {"block3_conv1/kernel", "block2_conv1/kernel", "block2_conv2/kernel"}),
+])
+def test_gradual_unfreezing_adds_one_block_per_stage(tiny_config, weights_file,
+                                                     fine_tune_epochs, expected):
+    path, initial = weights_file
+    result = train(tiny_config(weights=str(path), image_size=32, epochs=0,
+                               fine_tune_epochs=fine_tune_epochs, gradual_unfreeze=1,
+                               unfreeze="block2,block3", fine_tune_lr=0.01))
+    after = _backbone_weights(result.model)
+    changed = {name for name, value in initial.items() if not np.array_equal(after[name], value)}
+    assert changed == expected
+    rows = list(csv.DictReader(open(result.run_dir / "history.csv")))
+    # One cosine schedule spans the phase across stages: it keeps falling, it does not restart.
+    rates = [float(r["lr"]) for r in rows]
+    assert all(a > b for a, b in zip(rates, rates[1:])) and rates[0] < 0.01
+
+
 def test_early_stopping_stops_when_monitor_does_not_improve(tiny_config):
     result = train(tiny_config(epochs=6, lr=1e-12, early_stopping=1, monitor="val_accuracy"))
     assert result.metrics["epochs"]["head"] == 2

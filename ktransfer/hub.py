@@ -1,0 +1,153 @@
+"""TF Hub modules as Keras 3 layers that can be frozen or really fine-tuned.
+
+`hub.KerasLayer` is a tf_keras layer and cannot go into a Keras 3 model; `keras.layers.TFSMLayer`
+cannot be fine-tuned (its variables keep ':0' names the optimizer rejects). `HubBackbone` loads the
+module with `hub.load` and tracks each of the module's own tf.Variables as a Keras variable with a
+clean name (no copy), so gradients and optimizer updates reach the module, and `.keras` saving
+stores their values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+import urllib.parse
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from ktransfer.errors import WeightsError
+
+
+def hub_cache_dir() -> str:
+    """Where tensorflow_hub caches downloaded modules ($TFHUB_CACHE_DIR or its default)."""
+    import tempfile
+
+    return os.environ.get("TFHUB_CACHE_DIR") or os.path.join(tempfile.gettempdir(),
+                                                              "tfhub_modules")
+
+
+def _is_url(handle: str) -> bool:
+    return handle.startswith(("http://", "https://", "gs://"))
+
+
+def _cached_path(handle: str) -> str:
+    return os.path.join(hub_cache_dir(), hashlib.sha1(handle.encode("utf8")).hexdigest())
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    parsed = urllib.parse.urlparse(url)
+    port = parsed.port or (443 if parsed.scheme in ("https", "gs") else 80)
+    host = parsed.hostname or ""
+    if parsed.scheme == "gs":
+        host = "storage.googleapis.com"
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _offline_message(handle: str) -> str:
+    return (f"--backbone=hub:{handle}: cannot download the module (no network?). Download "
+            f"{handle}?tf-hub-format=compressed elsewhere, extract the .tar.gz into a folder and "
+            f"pass --backbone=hub:/path/to/that/folder, or extract it into "
+            f"{_cached_path(handle)} (tensorflow_hub's cache, $TFHUB_CACHE_DIR)")
+
+
+def load_module(handle: str) -> Any:
+    """`hub.load(handle)` with fast, clear errors for a missing folder or no network."""
+    import tensorflow_hub as hub
+
+    if _is_url(handle):
+        cached = _cached_path(handle)
+        if not (os.path.isdir(cached) and os.listdir(cached)) and not _reachable(handle):
+            raise WeightsError(_offline_message(handle))
+    elif not os.path.isdir(handle):
+        raise WeightsError(f"--backbone=hub:{handle}: no such folder; give a TF Hub URL or a "
+                           "folder holding a TF2 SavedModel (saved_model.pb + variables/)")
+    elif not os.path.isfile(os.path.join(handle, "saved_model.pb")):
+        raise WeightsError(f"--backbone=hub:{handle}: the folder has no saved_model.pb; extract "
+                           "the downloaded module (.tar.gz) there")
+    try:
+        return hub.load(handle)
+    except Exception as exc:  # network errors, corrupt modules: one line, the cause named
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if _is_url(handle):
+            raise WeightsError(f"{_offline_message(handle)}; the error was: {first}") from None
+        raise WeightsError(f"--backbone=hub:{handle}: cannot load the module: {first}") from None
+
+
+def _has_training_argument(fn: Any) -> bool:
+    """Whether a restored tf.function accepts `training` (as tensorflow_hub checks it)."""
+    from tensorflow.python.util import tf_inspect
+
+    try:
+        spec = tf_inspect.getfullargspec(fn)
+    except (TypeError, ValueError):
+        return False
+    return "training" in spec.args or "training" in spec.kwonlyargs
+
+
+@keras.saving.register_keras_serializable(package="ktransfer")
+class HubBackbone(keras.layers.Layer):
+    """A TF2 hub module (`__call__(images[, training])`) as a Keras 3 layer.
+
+    Input: float images [B, H, W, 3] in the range the module expects (TF Hub image modules:
+    [0, 1]). Output: the module's output, or `output_key` of a dict output ([B, C] feature
+    vectors or [B, h, w, C] maps).
+
+    `trainable=False` (frozen): no module variable changes. When trainable, the module is called
+    with `training=True` only if `module_training` is set (it then updates its BatchNorm
+    statistics and uses dropout); by default fine-tuning updates the weights while BatchNorm stays
+    in inference mode, as ktransfer does for keras.applications backbones.
+    """
+
+    def __init__(self, handle: str, output_key: str = "", module_training: bool = False,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.handle = handle
+        self.output_key = output_key
+        self.module_training = module_training
+        self._module = load_module(handle)
+        if not callable(self._module) and "default" not in getattr(self._module, "signatures", {}):
+            raise WeightsError(f"--backbone=hub:{handle}: the module is neither callable nor has "
+                               "a 'default' signature; ktransfer needs a TF2 feature-vector "
+                               "module")
+        self._call_fn = self._module if callable(self._module) else \
+            self._module.signatures["default"]
+        self._takes_training = (callable(self._module)
+                                and _has_training_argument(self._module.__call__))
+        trainable_refs = {v.ref() for v in getattr(self._module, "trainable_variables", [])}
+        seen = set()
+        for v in getattr(self._module, "variables", []):
+            if v.ref() in seen:
+                continue
+            seen.add(v.ref())
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", v.name.split(":")[0])
+            self._track_variable(keras.Variable(initializer=v, trainable=v.ref() in trainable_refs,
+                                                dtype=v.dtype, shape=v.shape, name=name))
+        self.built = True
+
+    def call(self, inputs, training=False):
+        x = tf.cast(inputs, tf.float32)
+        if self._takes_training:
+            run_training = bool(training) and self.trainable and self.module_training
+            out = self._call_fn(x, training=run_training)
+        else:
+            out = self._call_fn(x)
+        if isinstance(out, dict):
+            key = self.output_key or ("default" if "default" in out else
+                                      sorted(out)[0] if len(out) == 1 else "")
+            if key not in out:
+                raise WeightsError(f"--backbone=hub:{self.handle}: the module returns "
+                                   f"{sorted(out)}; pick one with --hub_output_key")
+            out = out[key]
+        return tf.cast(out, self.compute_dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "handle": self.handle, "output_key": self.output_key,
+                "module_training": self.module_training}

@@ -1,0 +1,83 @@
+"""HubBackbone: a TF Hub module inside a Keras 3 model, frozen or fine-tuned, saved and reloaded."""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from ktransfer.errors import WeightsError
+from ktransfer.hub import HubBackbone
+
+
+def _model(layer: HubBackbone) -> keras.Model:
+    inputs = keras.Input((16, 16, 3))
+    return keras.Model(inputs, keras.layers.Dense(2)(layer(inputs)))
+
+
+def _fit_once(model: keras.Model) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (8, 16, 16, 3)).astype("float32")
+    y = rng.normal(0, 1, (8, 2)).astype("float32")
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+
+
+def _values(layer: HubBackbone) -> dict[str, np.ndarray]:
+    return {v.name: v.numpy().copy() for v in layer.weights}
+
+
+def test_module_variables_are_tracked_with_clean_names(hub_module):
+    layer = HubBackbone(str(hub_module))
+    assert {v.name: v.trainable for v in layer.weights} == {
+        "conv_kernel": True, "conv_bias": True, "bn_moving_mean": False}
+    # Keras variables wrap the module's own variables (no copy): training reaches the module.
+    assert layer.weights[0].value is layer._module.variables[0]
+
+
+@pytest.mark.parametrize("trainable, module_training, changes", [
+    (False, False, {"conv_kernel": False, "conv_bias": False, "bn_moving_mean": False}),
+    (True, False, {"conv_kernel": True, "conv_bias": True, "bn_moving_mean": False}),
+    (True, True, {"conv_kernel": True, "conv_bias": True, "bn_moving_mean": True}),
+])
+def test_frozen_keeps_and_fine_tuning_changes_module_variables(hub_module, trainable,
+                                                                module_training, changes):
+    layer = HubBackbone(str(hub_module), module_training=module_training)
+    layer.trainable = trainable
+    model = _model(layer)
+    before = _values(layer)
+    _fit_once(model)
+    after = _values(layer)
+    assert {name: not np.array_equal(before[name], after[name]) for name in before} == changes
+
+
+def test_trained_model_saves_and_reloads_with_its_values(hub_module, tmp_path):
+    layer = HubBackbone(str(hub_module))
+    model = _model(layer)
+    _fit_once(model)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    x = np.random.default_rng(1).uniform(0, 1, (4, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-6)
+    trained = HubBackbone(str(hub_module))  # a fresh load has the module's original values
+    assert not np.array_equal(trained.weights[0].numpy(), layer.weights[0].numpy())
+
+
+def test_missing_folder_and_unreachable_url_fail_fast_and_say_what_to_do(tmp_path, monkeypatch):
+    with pytest.raises(WeightsError, match="no such folder"):
+        HubBackbone(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(WeightsError, match="no saved_model.pb"):
+        HubBackbone(str(tmp_path / "empty"))
+    monkeypatch.setenv("TFHUB_CACHE_DIR", str(tmp_path / "cache"))
+    url = "https://127.0.0.1:9/google/imagenet/mobilenet_v3_small_100_224/feature_vector/5"
+    start = time.time()
+    with pytest.raises(WeightsError) as info:
+        HubBackbone(url)
+    assert time.time() - start < 30
+    message = str(info.value)
+    assert f"{url}?tf-hub-format=compressed" in message and str(tmp_path / "cache") in message
+    assert "--backbone=hub:/path/to/that/folder" in message
