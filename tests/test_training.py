@@ -80,7 +80,7 @@ def test_gradual_unfreezing_adds_one_block_per_stage(tiny_config, weights_file,
     rows = list(csv.DictReader(open(result.run_dir / "history.csv")))
     # One cosine schedule spans the phase across stages: it keeps falling, it does not restart.
     rates = [float(r["lr"]) for r in rows]
-    assert all(a > b for a, b in zip(rates, rates[1:])) and rates[0] < 0.01
+    assert all(a > b for a, b in zip(rates[:-1], rates[1:], strict=True)) and rates[0] < 0.01
 
 
 def test_early_stopping_stops_when_monitor_does_not_improve(tiny_config):
