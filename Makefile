@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test lint source-backbone clean
+.PHONY: install quickstart test lint browser source-backbone clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,14 @@ quickstart: install
 lint: install
 	$(PY) -m ruff check .
 
-test: install lint
+# The report test renders report.html in headless Chromium (Debian package `chromium`).
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || { \
+	  SUDO=$$(command -v sudo || true); \
+	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
+
+test: install lint browser
 	$(PY) -m pytest -q
 
 # Re-creates the shipped source backbone (ktransfer/assets/digits04_small_cnn.weights.h5).

@@ -21,12 +21,15 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     """Saves the whole model as `.keras` at epoch end, via a temporary file and a rename.
 
     With `monitor`, saves only when it improves (best checkpoint); the best value is kept
-    across phases because the same instance is used for both.
+    across phases because the same instance is used for both. `target` is the model to save
+    when it is not the one being fitted (a head trained on cached features).
     """
 
-    def __init__(self, path: str | os.PathLike, monitor: str | None = None):
+    def __init__(self, path: str | os.PathLike, monitor: str | None = None,
+                 target: keras.Model | None = None):
         super().__init__()
         self.path = os.fspath(path)
+        self.target = target
         self.monitor = monitor
         self.mode_max = bool(monitor and "acc" in monitor)
         self.best = -math.inf if self.mode_max else math.inf
@@ -40,7 +43,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             if not better:
                 return
             self.best = float(value)
-        atomic.save_with(self.path, self.model.save)
+        atomic.save_with(self.path, (self.target or self.model).save)
 
 
 class HistoryWriter(keras.callbacks.Callback):

@@ -14,14 +14,17 @@ from ktransfer.errors import KtransferError  # noqa: E402
 EXIT_USAGE = 2
 
 
-def run(main: Callable[[list[str]], int | None], prog: str) -> None:
-    """Parses flags with absl and runs `main`; a KtransferError becomes one line on stderr."""
+def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = False) -> None:
+    """Parses flags with absl and runs `main`; a KtransferError becomes one line on stderr.
+
+    `positional`: `main` takes arguments after the flags (e.g. files); otherwise they are an
+    error."""
     from absl import app, flags, logging
 
     def guarded(argv: list[str]) -> int | None:
         logging.set_verbosity(logging.INFO)
         logging.get_absl_handler().use_absl_log_file = lambda *a, **k: None
-        if len(argv) > 1:
+        if len(argv) > 1 and not positional:
             print(f"{prog}: error: unexpected arguments {' '.join(argv[1:])!r}; flags are "
                   "written --name=value", file=sys.stderr)
             return EXIT_USAGE

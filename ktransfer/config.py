@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,9 @@ class DataConfig:
     class_weights: str = _flag("none", "Weight the loss per class: none, or balanced "
                                "(n_samples / (n_classes * count)).", ("none", "balanced"))
     shuffle_buffer: int = _flag(2048, "Shuffle buffer size (images).")
+    on_bad_image: str = _flag("fail", "An image file that cannot be decoded (corrupt, "
+                              "truncated, empty, not an image): stop with an error naming it, "
+                              "or skip it with one warning line.", ("fail", "skip"))
 
     def __post_init__(self) -> None:
         _check(bool(self.data), "data", "is required, e.g. --data=builtin:digits or "
@@ -177,6 +181,9 @@ class TrainConfig:
     fine_tune_epochs: int = _flag(0, "Phase 2: epochs fine-tuning with the top of the backbone "
                                   "unfrozen; 0 skips phase 2.")
     fine_tune_lr: float = _flag(1e-4, "Phase 2 peak learning rate (usually 10-100x lower).")
+    cache_features: bool = _flag(False, "Phase 1: compute the frozen backbone's features once "
+                                 "and train the head on them (much faster; off when "
+                                 "augmentation is on).")
     unfreeze: str = _flag("all", "Phase 2: which backbone layers train: all; the top N layers "
                           "that have weights (an integer); or comma-separated layer-name "
                           "patterns (regex from the start of the name; a block name such as "
@@ -209,6 +216,10 @@ class TrainConfig:
     run_dir: str = _flag("", "Run directory; default runs/<backbone>-<time>.")
     overwrite: bool = _flag(False, "Replace an existing, non-empty --run_dir.")
     tensorboard: bool = _flag(True, "Write TensorBoard logs to RUN_DIR/tensorboard.")
+    export_dir: str = _flag("", "After training, export a SavedModel for TF Serving to "
+                            "EXPORT_DIR/VERSION (next free version), e.g. exports/flowers.")
+    report: bool = _flag(True, "Evaluate on the test set (else validation) and write "
+                         "RUN_DIR/report.html with plots.")
 
     def __post_init__(self) -> None:
         for name in ("epochs", "fine_tune_epochs", "warmup_epochs", "steps_per_epoch"):
@@ -231,6 +242,11 @@ class TrainConfig:
         _check(0.0 <= self.cosine_alpha <= 1.0, "cosine_alpha", "must be in [0, 1]")
         _check(self.early_stopping >= 0, "early_stopping", "must be >= 0")
         _check(self.verbose in (0, 1, 2), "verbose", "must be 0, 1 or 2")
+        if self.export_dir:
+            name = os.path.basename(os.path.normpath(self.export_dir))
+            _check(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", name)), "export_dir",
+                   f"must end in a model name made of letters, digits, '_', '.' or '-', "
+                   f"got {self.export_dir!r}")
 
 
 @dataclass(frozen=True)
@@ -274,14 +290,14 @@ def define_flags(flag_values: Any = None, groups: dict[str, type] = GROUPS) -> N
             elif kind is str:
                 flags.DEFINE_string(f.name, f.default, helptext, flag_values=fv)
             else:  # tuple[...]: comma-separated list
-                flags.DEFINE_list(f.name, list(f.default), helptext, flag_values=fv)
+                flags.DEFINE_list(f.name, [str(v) for v in f.default], helptext, flag_values=fv)
 
 
 def _convert(cls: type, name: str, value: Any) -> Any:
     kind = typing.get_type_hints(cls)[name]
     if typing.get_origin(kind) is tuple:
         item = typing.get_args(kind)[0]
-        items = [v.strip() for v in (value or []) if str(v).strip()]
+        items = [str(v).strip() for v in (value or []) if str(v).strip()]
         try:
             return tuple(item(v) for v in items)
         except ValueError:
@@ -340,6 +356,27 @@ def from_flagfile(path: str | os.PathLike, groups: dict[str, type] = GROUPS,
     except flags.Error as exc:
         raise ConfigError("flagfile", f"{os.fspath(path)}: {exc}") from None
     return build(groups, **{**_flag_values(fv, groups), **overrides})
+
+
+def read_run_flags(path: str | os.PathLike, groups: dict[str, type]) -> dict[str, Any]:
+    """The parts `groups` of a run's resolved flags.cfg (other flags in it are skipped), e.g.
+    `read_run_flags(RUN / "flags.cfg", {"data": DataConfig})["data"]`."""
+    from absl import flags
+
+    fv = flags.FlagValues()
+    define_flags(fv, groups)
+    try:
+        lines = [line.strip() for line in open(path, encoding="utf-8")]
+    except OSError as exc:
+        raise ConfigError("model", f"cannot read the run's flags: {exc}") from None
+    known = [line for line in lines if line.startswith("--") and
+             line[2:].split("=", 1)[0].removeprefix("no") in fv or
+             line.startswith("--") and line[2:].split("=", 1)[0] in fv]
+    try:
+        fv(["ktransfer", *known])
+    except flags.Error as exc:
+        raise ConfigError("model", f"{os.fspath(path)}: {exc}") from None
+    return build(groups, **_flag_values(fv, groups))
 
 
 def to_flagfile(cfg: Any, header: str = "") -> str:

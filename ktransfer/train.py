@@ -32,6 +32,10 @@ def main(argv: list[str]) -> int:
     if "test" in m:
         print(f"test accuracy: {m['test']['accuracy']:.4f}  (loss {m['test']['loss']:.4f}, "
               f"{m['num_images']['test']} images)")
+    if "export" in m:
+        print(f"exported: {m['export']}")
+    if cfg.train.report:
+        print(f"report: {result.run_dir / 'report.html'}")
     return 0
 
 

@@ -15,13 +15,14 @@ from typing import Any
 
 import keras
 
-from ktransfer import atomic, rundir
+from ktransfer import atomic, features, rundir
 from ktransfer.backbones import build_backbone, resolve_spec
 from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter
 from ktransfer.classifier import build_classifier
-from ktransfer.config import RunConfig
+from ktransfer.config import RunConfig, to_flagfile
 from ktransfer.data.pipeline import make_dataset
 from ktransfer.data.sources import Splits, class_weights, load_splits
+from ktransfer.features import split_classifier, why_not_cacheable
 from ktransfer.freezing import (
     describe,
     freeze,
@@ -74,6 +75,53 @@ def _datasets(cfg: RunConfig, splits: Splits, image_size: int, run_dir: Path):
     return train, val, test
 
 
+def feature_key(cfg: RunConfig, image_size: int) -> list[str]:
+    """What cached backbone features depend on: the data flags, the backbone and its input."""
+    m = cfg.model
+    return [to_flagfile(cfg.data), m.backbone, m.weights, m.backbone_layer, m.preprocess,
+            m.hub_output_key, m.pooling, str(image_size)]
+
+
+def feature_datasets(train_x, train_y, val_x, val_y, num_classes: int, batch_size: int,
+                     seed: int, repeat: bool = False):
+    """tf.data pipelines of cached feature vectors with one-hot labels (training shuffled)."""
+    import tensorflow as tf
+
+    def make(x, y, training):
+        ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, num_classes)))
+        if training:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+            if repeat:
+                ds = ds.repeat()
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    return make(train_x, train_y, True), make(val_x, val_y, False)
+
+
+def _cached_head(cfg: RunConfig, model: keras.Model, splits: Splits, image_size: int,
+                 run_dir: Path):
+    """(head, train, val) on cached features for phase 1, or None (logged) when augmentation
+    rules caching out."""
+    reason = why_not_cacheable(cfg.augment.enabled)
+    if reason:
+        log.info("--cache_features: off; %s", reason)
+        return None
+    started = time.time()
+    extractor, head = split_classifier(model)
+    key = feature_key(cfg, image_size)
+    cache_dir = run_dir / "cache"
+    train_x = features.cached(extractor, splits.train, cache_dir, [*key, "train"],
+                              cfg.data.batch_size)
+    val_x = features.cached(extractor, splits.val, cache_dir, [*key, "val"],
+                            cfg.data.batch_size)
+    log.info("--cache_features: backbone features of %d + %d images computed once in %.1f s; "
+             "the head trains on them", len(train_x), len(val_x), time.time() - started)
+    train_ds, val_ds = feature_datasets(
+        train_x, splits.train.labels, val_x, splits.val.labels, len(splits.class_names),
+        cfg.data.batch_size, cfg.train.seed, repeat=bool(cfg.train.steps_per_epoch))
+    return head, train_ds, val_ds
+
+
 def train(cfg: RunConfig) -> TrainResult:
     """Runs both phases as configured and fills the run directory; returns the trained model."""
     started = time.time()
@@ -105,18 +153,21 @@ def train(cfg: RunConfig) -> TrainResult:
         print(describe(model, backbone, stages, cfg.model.bn_trainable, multipliers), flush=True)
 
     history = HistoryWriter(run_dir / "history.csv")
-    best = AtomicCheckpoint(run_dir / "checkpoints" / "best.keras", monitor=cfg.train.monitor)
-    last = AtomicCheckpoint(run_dir / "checkpoints" / "last.keras")
+    best = AtomicCheckpoint(run_dir / "checkpoints" / "best.keras", monitor=cfg.train.monitor,
+                            target=model)
+    last = AtomicCheckpoint(run_dir / "checkpoints" / "last.keras", target=model)
     board = ([keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))]
              if cfg.train.tensorboard else [])
 
     def run_phase(name: str, epochs: int, peak_lr: float, initial_epoch: int,
                   stage_epochs: int | None = None, offset: int = 0,
-                  lr_multipliers: dict[str, float] | None = None) -> int:
+                  lr_multipliers: dict[str, float] | None = None, cached=None) -> int:
         """Fits `stage_epochs` (default: all `epochs`) of a phase whose schedule spans `epochs`,
-        starting `offset` epochs into it; returns the global epoch count reached."""
+        starting `offset` epochs into it; returns the global epoch count reached. `cached`:
+        (head model, train dataset, validation dataset) on cached features."""
         stage_epochs = epochs if stage_epochs is None else stage_epochs
-        compile_model(model, cfg, make_schedule(t, peak_lr, steps, epochs, offset),
+        fitted, fit_train, fit_val = cached or (model, train_ds, val_ds)
+        compile_model(fitted, cfg, make_schedule(t, peak_lr, steps, epochs, offset),
                       lr_multipliers)
         history.phase = name
         callbacks = [history, best, last, *board]
@@ -124,17 +175,19 @@ def train(cfg: RunConfig) -> TrainResult:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=t.monitor, patience=t.early_stopping,
                 restore_best_weights=True, verbose=int(t.verbose > 0)))
-        fit = model.fit(train_ds, validation_data=val_ds, initial_epoch=initial_epoch,
-                        epochs=initial_epoch + stage_epochs,
-                        steps_per_epoch=steps if t.steps_per_epoch else None,
-                        class_weight=weights, callbacks=callbacks, verbose=t.verbose,
-                        shuffle=False)  # the tf.data pipeline shuffles
+        fit = fitted.fit(fit_train, validation_data=fit_val, initial_epoch=initial_epoch,
+                         epochs=initial_epoch + stage_epochs,
+                         steps_per_epoch=steps if t.steps_per_epoch else None,
+                         class_weight=weights, callbacks=callbacks, verbose=t.verbose,
+                         shuffle=False)  # the tf.data pipeline shuffles
         return initial_epoch + len(fit.epoch)
 
     done = 0
     if t.epochs:
         freeze(backbone)
-        done = run_phase("head", t.epochs, t.lr, 0)
+        cached = _cached_head(cfg, model, splits, image_size, run_dir) \
+            if t.cache_features else None
+        done = run_phase("head", t.epochs, t.lr, 0, cached=cached)
     head_epochs = done
     for k, layers in enumerate(stages):
         offset = done - head_epochs
@@ -153,6 +206,8 @@ def train(cfg: RunConfig) -> TrainResult:
         if stopped_early:
             break
 
+    if not model.compiled:  # phase 1 fitted the head alone, on cached features
+        compile_model(model, cfg, t.lr)
     metrics: dict[str, Any] = {
         "val": model.evaluate(val_ds, return_dict=True, verbose=0),
         "epochs": {"head": head_epochs, "fine_tune": done - head_epochs},
@@ -168,4 +223,18 @@ def train(cfg: RunConfig) -> TrainResult:
     atomic.save_with(run_dir / "backbone.weights.h5", backbone.save_weights)
     metrics["seconds"] = round(time.time() - started, 1)
     atomic.write_json(run_dir / "metrics.json", metrics)
+    if t.report:
+        from ktransfer.evaluation import evaluate
+        from ktransfer.report import write_report
+
+        on = "test" if splits.test is not None else "validation"
+        evaluate(model, class_names, splits.test if splits.test is not None else splits.val,
+                 run_dir / "report", batch_size=cfg.data.batch_size)
+        write_report(run_dir, on)
+    if t.export_dir:
+        from ktransfer.serving import export
+
+        metrics["export"] = str(export(model, class_names, t.export_dir))
+        atomic.write_json(run_dir / "metrics.json", metrics)
+        log.info("exported a SavedModel to %s", metrics["export"])
     return TrainResult(run_dir=run_dir, model=model, metrics=metrics)

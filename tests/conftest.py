@@ -27,6 +27,7 @@ def tiny_values(tmp_path: Path, **overrides) -> dict:
     """Keyword values of a fast run: digits, small_cnn at 16 px, one epoch, quiet."""
     values = dict(data="builtin:digits", backbone="small_cnn", weights="none", image_size=16,
                   batch_size=32, epochs=1, fine_tune_epochs=0, verbose=0, tensorboard=False,
+                  report=False,
                   run_dir=str(tmp_path / "run"))
     values.update(overrides)
     return values
@@ -154,3 +155,27 @@ def save_hub_module(path: Path, seed: int = 0) -> Path:
 def hub_module(tmp_path_factory) -> Path:
     """A local TF Hub-style module folder (see `save_hub_module`)."""
     return save_hub_module(tmp_path_factory.mktemp("hub") / "feature_vector")
+
+
+@pytest.fixture(scope="session")
+def quickstart_run(tmp_path_factory) -> Path:
+    """A run of configs/quickstart.cfg, its head phase only (20 epochs), with its report."""
+    from ktransfer import config
+    from ktransfer.training import train
+
+    run_dir = tmp_path_factory.mktemp("quickstart") / "run"
+    cfg = config.from_flagfile(REPO / "configs" / "quickstart.cfg", fine_tune_epochs=0,
+                               verbose=0, tensorboard=False, report=True, run_dir=str(run_dir),
+                               weights=str(SOURCE_WEIGHTS))
+    train(cfg)
+    return run_dir
+
+
+def digit_jpeg(path: Path, index: int = 0, size: int = 40) -> Path:
+    """A real JPEG of a scikit-learn digit (class str(target)), upscaled to `size` px."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    pixels = np.clip(digits.images[index] * 16, 0, 255).astype(np.uint8)
+    Image.fromarray(pixels).convert("RGB").resize((size, size)).save(path, quality=90)
+    return path

@@ -45,9 +45,11 @@ def test_train_on_an_image_folder_prints_accuracies(image_folder, tmp_path):
                      "--fine_tune_epochs=6", "--fine_tune_lr=0.01", "--bn_trainable",
                      "--val_split=0.25",
                      "--test_split=0.25", "--aug_flip=horizontal", "--verbose=0",
-                     f"--run_dir={run_dir}")
+                     f"--run_dir={run_dir}", f"--export_dir={tmp_path / 'exports' / 'colours'}")
     assert result.returncode == 0, result.stderr
     assert "validation accuracy:" in result.stdout and "test accuracy:" in result.stdout
+    assert (tmp_path / "exports" / "colours" / "1" / "saved_model.pb").is_file()
+    assert (run_dir / "report.html").is_file()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["class_names"] == ["bird", "cat", "dog"]
     assert metrics["num_images"] == {"train": 18, "val": 9, "test": 9}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,8 +140,44 @@ def _class_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def read_class_folders(root: str | os.PathLike, flag: str = "data") -> ImageSet:
-    """Reads ROOT/<class>/**/<image> into an ImageSet; class names are the sorted folder names."""
+def image_problem(path: str) -> str | None:
+    """Why `path` is not an image TensorFlow can decode (as the pipeline will), or None."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file"
+        tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    except (tf.errors.OpError, OSError) as exc:
+        text = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", str(exc), flags=re.S)
+        message = text.strip().splitlines()
+        return (message[0] if message else type(exc).__name__)[:120]
+    return None
+
+
+def drop_bad_images(images: ImageSet, on_bad_image: str, flag: str = "data") -> ImageSet:
+    """Decodes every file once; a bad one stops with an error naming it (`fail`) or is left
+    out with one warning line naming the files and their count (`skip`)."""
+    if images.files is None:
+        return images
+    problems = [(i, f, image_problem(f)) for i, f in enumerate(images.files.tolist())]
+    bad = [(i, f, why) for i, f, why in problems if why]
+    if not bad:
+        return images
+    if on_bad_image == "fail":
+        _, f, why = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DataError(f"--{flag}: {f} is not a readable image ({why}){more}; fix or remove it, "
+                        "or pass --on_bad_image=skip")
+    names = ", ".join(f for _, f, _ in bad[:10]) + (" ..." if len(bad) > 10 else "")
+    log.warning("--%s: skipped %d unreadable image file(s): %s", flag, len(bad), names)
+    bad_ids = {i for i, _, _ in bad}
+    return images.subset(np.array([i for i in range(len(images)) if i not in bad_ids]))
+
+
+def read_class_folders(root: str | os.PathLike, flag: str = "data",
+                       on_bad_image: str = "fail") -> ImageSet:
+    """Reads ROOT/<class>/**/<image> into an ImageSet; class names are the sorted folder names.
+
+    Every file is decoded once up front, so a corrupt file is found here, not mid-training."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"--{flag}: folder {str(root)!r} does not exist")
@@ -165,11 +202,14 @@ def read_class_folders(root: str | os.PathLike, flag: str = "data") -> ImageSet:
                     "/".join(IMAGE_EXTENSIONS), ", ".join(empty))
     if not files:
         raise DataError(f"--{flag}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root)!r}")
-    return ImageSet(class_names=tuple(names), labels=np.array(labels, np.int32),
-                    files=np.array(files))
+    images = drop_bad_images(ImageSet(class_names=tuple(names), labels=np.array(labels, np.int32),
+                                      files=np.array(files)), on_bad_image, flag)
+    if len(images) == 0:
+        raise DataError(f"--{flag}: none of the image files under {str(root)!r} is readable")
+    return images
 
 
-def _folder(root: Path, flag: str) -> dict[str, ImageSet]:
+def _folder(root: Path, flag: str, on_bad_image: str = "fail") -> dict[str, ImageSet]:
     """A folder of classes, or of train/val/test folders of classes."""
     if not root.is_dir():
         raise DataError(f"--{flag}: folder {str(root)!r} does not exist")
@@ -180,8 +220,9 @@ def _folder(root: Path, flag: str) -> dict[str, ImageSet]:
                 found[split] = root / name
                 break
     if "train" in found:
-        return {split: read_class_folders(path, flag) for split, path in found.items()}
-    return {"all": read_class_folders(root, flag)}
+        return {split: read_class_folders(path, flag, on_bad_image)
+                for split, path in found.items()}
+    return {"all": read_class_folders(root, flag, on_bad_image)}
 
 
 # ---------------------------------------------------------------------------------- TFDS
@@ -276,7 +317,8 @@ def _to_rgb(image: tf.Tensor) -> tf.Tensor:
 # ---------------------------------------------------------------------------------- splitting
 
 
-def open_source(spec: str, data_dir: str = "", flag: str = "data") -> dict[str, ImageSet]:
+def open_source(spec: str, data_dir: str = "", flag: str = "data", on_bad_image: str = "fail"
+                ) -> dict[str, ImageSet]:
     """Opens a source string; returns its splits ('all', or some of 'train'/'val'/'test')."""
     if spec.startswith("builtin:"):
         name = spec.split(":", 1)[1]
@@ -286,7 +328,7 @@ def open_source(spec: str, data_dir: str = "", flag: str = "data") -> dict[str, 
     if spec.startswith("tfds:"):
         return _tfds(spec.split(":", 1)[1], data_dir, flag)
     path = spec.split(":", 1)[1] if spec.startswith("folder:") else spec
-    return _folder(Path(path), flag)
+    return _folder(Path(path), flag, on_bad_image)
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
@@ -317,7 +359,7 @@ def per_class_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
 
 def load_splits(cfg) -> Splits:
     """Builds the train/validation/test sets a `DataConfig` describes."""
-    main = open_source(cfg.data, cfg.data_dir, "data")
+    main = open_source(cfg.data, cfg.data_dir, "data", cfg.on_bad_image)
     train = main.get("train", main.get("all"))
     class_names = tuple(cfg.classes) if cfg.classes else train.class_names
     try:
@@ -328,7 +370,7 @@ def load_splits(cfg) -> Splits:
     def given(flag: str, key: str) -> ImageSet | None:
         spec = getattr(cfg, flag)
         if spec:
-            sets = open_source(spec, cfg.data_dir, flag)
+            sets = open_source(spec, cfg.data_dir, flag, cfg.on_bad_image)
             chosen = sets.get(key, sets.get("all", sets.get("train")))
         else:
             chosen = main.get(key)
@@ -370,3 +412,40 @@ def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     weights = np.zeros(num_classes)
     weights[present] = len(labels) / (present.sum() * counts[present])
     return {i: float(w) for i, w in enumerate(weights)}
+
+
+def pick_split(data: str, data_dir: str, split: str, run_dir: str | None,
+               on_bad_image: str = "fail") -> ImageSet:
+    """The labelled images `evaluate` scores: `split` of source `data`, or, without `data`, the
+    split of the run in `run_dir` as `train` made it (same flags, same seed)."""
+    if not data:
+        if run_dir is None:
+            raise DataError("--data: is required when --model is not a run directory")
+        from ktransfer.config import DataConfig, read_run_flags
+
+        cfg = read_run_flags(os.path.join(run_dir, "flags.cfg"), {"data": DataConfig})["data"]
+        splits = load_splits(dataclasses.replace(cfg, on_bad_image=on_bad_image))
+        chosen = {"train": splits.train, "val": splits.val, "test": splits.test}.get(split)
+        if split == "all":
+            raise DataError("--split: all needs --data (a run's images are split)")
+        if chosen is None:
+            raise DataError(f"--split: the run has no {split} split; pass --data")
+        return chosen
+    sets = open_source(data, data_dir, "data", on_bad_image)
+    if split == "all" or split not in sets:
+        if "all" in sets:
+            return sets["all"]
+        if split != "all":
+            raise DataError(f"--split: {data} has no {split!r} split; it has "
+                            f"{', '.join(sorted(sets))}")
+        return _concat(list(sets.values()))
+    return sets[split]
+
+
+def _concat(sets: list[ImageSet]) -> ImageSet:
+    if len(sets) == 1:
+        return sets[0]
+    if all(s.files is not None for s in sets) and len({s.class_names for s in sets}) == 1:
+        return dataclasses.replace(sets[0], files=np.concatenate([s.files for s in sets]),
+                                   labels=np.concatenate([s.labels for s in sets]))
+    raise DataError("--split: all is only supported for folders; pick a split")

@@ -1,0 +1,114 @@
+"""The run report: one self-contained `report.html` (plots embedded) per run directory, with the
+flags, learning curves of both phases, the confusion matrix, a per-class table and the most
+confident mistakes.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ktransfer import atomic
+
+
+def plot_curves(history_csv: str | os.PathLike, path: str | os.PathLike) -> bool:
+    """Loss and accuracy per epoch, training and validation, with the phase boundary marked.
+    Returns False when there is no history."""
+    rows = list(csv.DictReader(open(history_csv, encoding="utf-8")))
+    if not rows:
+        return False
+    from ktransfer.evaluation import pyplot
+
+    plt = pyplot()
+    epochs = [int(r["epoch"]) for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = [float(r[prefix + metric]) if r.get(prefix + metric) else None
+                      for r in rows]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, style, marker="o", markersize=3,
+                        label=("validation " if prefix else "training ") + metric)
+        starts = [e for e, prev, cur in zip(epochs[1:], rows[:-1], rows[1:], strict=True)
+                  if prev["phase"] != cur["phase"]]
+        for start in starts:
+            ax.axvline(start - 0.5, color="grey", linewidth=1)
+            ax.text(start - 0.4, ax.get_ylim()[1], " fine-tune", va="top", fontsize=8,
+                    color="grey")
+        ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.set_title(metric)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic.save_with(path, lambda p: fig.savefig(p, format="png"))
+    plt.close(fig)
+    return True
+
+
+def _img(path: Path, alt: str) -> str:
+    if not path.is_file():
+        return ""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(summary: dict[str, Any]) -> str:
+    head = "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>"
+    body = "".join(
+        f"<tr><td>{html.escape(r['class'])}</td><td>{r['precision']:.3f}</td>"
+        f"<td>{r['recall']:.3f}</td><td>{r['f1']:.3f}</td><td>{r['support']}</td></tr>"
+        for r in summary["per_class"])
+    return f"<table>{head}{body}</table>"
+
+
+_STYLE = """body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}img{max-width:100%}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+td:first-child,th:first-child{text-align:left}pre{background:#f5f5f5;padding:8px;
+font-size:12px;max-height:320px;overflow:auto}.num{font-size:1.1em}"""
+
+
+def write_report(run_dir: str | os.PathLike, evaluated_on: str = "test") -> Path:
+    """Writes RUN_DIR/report.html from flags.cfg, history.csv, metrics.json and RUN_DIR/report/
+    (evaluation.json and its plots, written by `evaluation.evaluate`)."""
+    run = Path(run_dir)
+    parts = run / "report"
+    plot_curves(run / "history.csv", parts / "curves.png")
+    metrics = json.loads((run / "metrics.json").read_text()) \
+        if (run / "metrics.json").is_file() else {}
+    summary = json.loads((parts / "evaluation.json").read_text()) \
+        if (parts / "evaluation.json").is_file() else None
+    flags_text = (run / "flags.cfg").read_text() if (run / "flags.cfg").is_file() else ""
+    numbers = []
+    for split in ("val", "test"):
+        if split in metrics:
+            numbers.append(f"{'validation' if split == 'val' else 'test'} accuracy "
+                           f"<b>{metrics[split]['accuracy']:.1%}</b>")
+    title = f"ktransfer run: {html.escape(run.name)}"
+    body = [f"<h1>{title}</h1>",
+            f"<p class='num'>{' &middot; '.join(numbers)}</p>" if numbers else "",
+            f"<p>backbone {html.escape(str(metrics.get('backbone', '?')))}, "
+            f"{metrics.get('image_size', '?')} px; epochs: "
+            f"{html.escape(json.dumps(metrics.get('epochs', {})))}; images: "
+            f"{html.escape(json.dumps(metrics.get('num_images', {})))}</p>",
+            "<h2>Learning curves</h2>", _img(parts / "curves.png", "learning curves")]
+    if summary:
+        body += [f"<h2>Confusion matrix ({html.escape(evaluated_on)} set, "
+                 f"{summary['num_images']} images)</h2>",
+                 _img(parts / "confusion.png", "confusion matrix"),
+                 "<h2>Per class</h2>", _img(parts / "per_class.png", "per-class metrics"),
+                 _table(summary)]
+        if summary["mistakes"]:
+            body += ["<h2>Most confident mistakes</h2>",
+                     _img(parts / "mistakes.png", "most confident mistakes")]
+    body += ["<h2>Flags</h2>", f"<pre>{html.escape(flags_text)}</pre>"]
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+            f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+    path = run / "report.html"
+    atomic.write_text(path, page)
+    return path

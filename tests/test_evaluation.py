@@ -1,0 +1,118 @@
+"""Evaluation metrics, the evaluate / predict commands, and the HTML run report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from ktransfer.data.sources import ImageSet
+from ktransfer.errors import DataError
+from ktransfer.evaluation import align, summarize
+
+from conftest import digit_jpeg, error_line, run_cli
+
+
+def test_summarize_counts_per_class_metrics_and_confident_mistakes():
+    names = ["a", "b", "c"]
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.array([[.9, .05, .05], [.2, .7, .1], [.1, .8, .1], [.1, .6, .3], [.3, .3, .4],
+                      [.6, .3, .1]])
+    s = summarize(probs, labels, names, files=np.array([f"f{i}" for i in range(6)]), top_k=2)
+    assert s["accuracy"] == pytest.approx(4 / 6)
+    assert s["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    b = s["per_class"][1]
+    assert (b["precision"], b["recall"], b["support"]) == (pytest.approx(2 / 3), 1.0, 2)
+    assert s["top2_accuracy"] == pytest.approx(5 / 6)  # f5's true class c is third
+    assert [m["file"] for m in s["mistakes"]] == ["f1", "f5"]  # 0.7 then 0.6 confident
+
+
+def test_align_maps_class_names_and_rejects_unknown_classes():
+    images = ImageSet(class_names=("b", "a"), labels=np.array([0, 1, 1], np.int32),
+                      images=np.zeros((3, 4, 4, 3), np.uint8))
+    assert align(images, ["a", "b", "c"]).labels.tolist() == [1, 0, 0]
+    with pytest.raises(DataError, match="^--data: class 'b' is not a class of the model"):
+        align(images, ["a", "c"])
+
+
+def test_evaluate_cli_reproduces_the_runs_test_accuracy(quickstart_run, tmp_path):
+    result = run_cli("evaluate", f"--model={quickstart_run}", f"--output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "evaluation.json").read_text())
+    metrics = json.loads((quickstart_run / "metrics.json").read_text())
+    assert summary["num_images"] == metrics["num_images"]["test"]
+    assert summary["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+    assert summary["accuracy"] > 0.2 + 0.3  # 5 classes: well above 20 % chance
+    for png in ("confusion.png", "per_class.png", "mistakes.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"accuracy: {summary['accuracy']:.4f}" in result.stdout
+
+
+def test_predict_cli_lines_csv_json_and_bad_files(quickstart_run, tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for index in (5, 6, 7):  # sklearn digits 5, 6, 7: classes of the quickstart model
+        digit_jpeg(folder / f"digit{index}.jpg", index)
+    result = run_cli("predict", f"--model={quickstart_run}", "--top_k=2", str(folder))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 3 and lines[0].startswith(str(folder / "digit5.jpg"))
+    fields = lines[0].split("\t")
+    assert len(fields) == 5 and fields[1] in "56789" and 0 <= float(fields[2]) <= 1
+    from ktransfer.predict import format_predictions
+    from ktransfer.prediction import Prediction, collect_files
+
+    one = [Prediction("x.jpg", [("5", 0.75), ("6", 0.25)], np.array([0.75, 0.25]))]
+    assert json.loads(format_predictions(one, "json")) == [
+        {"file": "x.jpg", "top_k": [{"class": "5", "probability": 0.75},
+                                    {"class": "6", "probability": 0.25}]}]
+    assert format_predictions(one, "csv").splitlines() == [
+        "file,class1,probability1,class2,probability2", "x.jpg,5,0.750000,6,0.250000"]
+    (folder / "broken.jpg").write_bytes((folder / "digit7.jpg").read_bytes()[:60])
+    failed = run_cli("predict", f"--model={quickstart_run}", str(folder))
+    assert failed.returncode == 2 and "broken.jpg: not a readable image" in error_line(failed)
+    skipped = run_cli("predict", f"--model={quickstart_run}", "--format=csv",
+                      "--on_bad_image=skip", str(folder))
+    assert skipped.returncode == 0 and len(skipped.stdout.strip().splitlines()) == 4
+    assert "skipped 1 unreadable file(s)" in skipped.stderr
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="the folder has no images"):
+        collect_files([str(tmp_path / "empty")])
+
+
+def test_evaluate_on_a_folder_with_a_corrupt_image_is_a_clear_error(quickstart_run, tmp_path):
+    for name, index in (("5", 5), ("6", 6)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        digit_jpeg(tmp_path / "data" / name / "a.jpg", index)
+    (tmp_path / "data" / "6" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    result = run_cli("evaluate", f"--model={quickstart_run}", f"--data={tmp_path / 'data'}",
+                     "--split=all")
+    assert result.returncode == 2
+    assert "bad.png is not a readable image" in error_line(result)
+    assert "Traceback" not in result.stderr
+
+
+def test_report_html_renders_with_its_plots_in_headless_chromium(quickstart_run, tmp_path):
+    """report.html is self-contained (plots embedded) and renders in a real browser."""
+    page = (quickstart_run / "report.html").read_text()
+    for section in ("Learning curves", "Confusion matrix", "Per class", "Most confident mistakes",
+                    "Flags", "--backbone=small_cnn"):
+        assert section in page
+    assert page.count("data:image/png;base64,") == 4
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "install Chromium (Debian: apt-get install chromium; `make test` does)"
+    shot = tmp_path / "report.png"
+    subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                    "--hide-scrollbars", f"--screenshot={shot}", "--window-size=1000,1400",
+                    (quickstart_run / "report.html").as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    from PIL import Image
+
+    image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    assert image.shape[:2] == (1400, 1000)
+    # Plots put colour on the page: many pixels are neither white-ish nor grey text.
+    saturation = image.max(axis=2) - image.min(axis=2)
+    assert (saturation > 60).mean() > 0.01

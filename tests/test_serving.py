@@ -1,0 +1,137 @@
+"""SavedModel export for TF Serving: layout, signatures, saved_model_cli, atomic versions."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ktransfer import serving
+from ktransfer.errors import KtransferError
+from ktransfer.prediction import load_pixels
+from ktransfer.saving import load_classifier
+
+from conftest import digit_jpeg, error_line, run_cli
+
+SAVED_MODEL_CLI = str(Path(sys.executable).parent / "saved_model_cli")
+
+
+@pytest.fixture(scope="module")
+def exported(quickstart_run, tmp_path_factory):
+    """The quickstart model exported through the CLI to EXPORTS/digits/1."""
+    exports = tmp_path_factory.mktemp("exports")
+    result = run_cli("export", f"--run_dir={quickstart_run}", f"--export_dir={exports}/digits")
+    assert result.returncode == 0, result.stderr
+    return exports
+
+
+def test_layout_is_what_tf_serving_expects(exported, quickstart_run):
+    version = exported / "digits" / "1"
+    assert (version / "saved_model.pb").is_file()
+    assert (version / "variables" / "variables.index").is_file()
+    assert (version / "labels.txt").read_text() == (quickstart_run / "labels.txt").read_text()
+    assert [p.name for p in (exported / "digits").iterdir()] == ["1"]  # nothing else, no temp
+    config = (exported / "models.config").read_text()
+    assert 'name: "digits"' in config and f'base_path: "{exported / "digits"}"' in config
+    assert 'model_platform: "tensorflow"' in config
+
+
+def test_saved_model_cli_lists_both_signatures(exported):
+    shown = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", str(exported / "digits" / "1"),
+                            "--all"], capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
+    assert "signature_def['serving_default']" in out and "signature_def['predict_pixels']" in out
+    assert "inputs['image_bytes']" in out and "dtype: DT_STRING" in out
+    for name in ("probabilities", "top_k_ids", "top_k_scores", "top_k_names"):
+        assert f"outputs['{name}']" in out
+
+
+def test_saved_model_cli_run_on_a_jpeg_matches_keras(exported, quickstart_run, tmp_path):
+    jpeg = digit_jpeg(tmp_path / "seven.jpg", index=7)
+    np.save(tmp_path / "bytes.npy", np.array([jpeg.read_bytes()]))  # dtype S: no pickle
+    ran = subprocess.run(
+        [SAVED_MODEL_CLI, "run", "--dir", str(exported / "digits" / "1"), "--tag_set", "serve",
+         "--signature_def", "serving_default", "--inputs", f"image_bytes={tmp_path / 'bytes.npy'}",
+         "--outdir", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stderr
+    served = np.load(tmp_path / "out" / "probabilities.npy")
+    model, names, _ = load_classifier(quickstart_run)
+    keras_probs = model.predict(load_pixels(str(jpeg), model.input_shape[1])[None], verbose=0)
+    assert served.shape == keras_probs.shape == (1, len(names))
+    assert np.abs(served - keras_probs).max() < 1e-4
+    top_names = np.load(tmp_path / "out" / "top_k_names.npy", allow_pickle=True)
+    assert top_names[0][0].decode() == names[int(keras_probs.argmax())]
+
+
+def test_rest_b64_body_and_pixel_signature_agree_with_keras(exported, quickstart_run, tmp_path):
+    """The REST API decodes {"b64": ...} into the `image_bytes` string; a fresh load of the
+    SavedModel gives Keras' predictions on both signatures."""
+    jpeg = digit_jpeg(tmp_path / "three.jpg", index=3).read_bytes()
+    body = json.dumps({"signature_name": "serving_default",
+                       "instances": [{"image_bytes": {"b64": base64.b64encode(jpeg).decode()}}]})
+    sent = base64.b64decode(json.loads(body)["instances"][0]["image_bytes"]["b64"])
+    loaded = tf.saved_model.load(str(exported / "digits" / "1"))
+    by_bytes = loaded.signatures["serving_default"](image_bytes=tf.constant([sent]))
+    model, _, _ = load_classifier(quickstart_run)
+    pixels = load_pixels(str(tmp_path / "three.jpg"), model.input_shape[1])[None]
+    by_pixels = loaded.signatures["predict_pixels"](pixels=tf.constant(pixels))
+    expected = model.predict(pixels, verbose=0)
+    np.testing.assert_allclose(by_bytes["probabilities"].numpy(), expected, atol=1e-4)
+    np.testing.assert_allclose(by_pixels["probabilities"].numpy(), expected, atol=1e-5)
+    assert by_bytes["top_k_ids"].shape == (1, 5)
+
+
+def test_second_export_is_version_2_and_versions_are_never_overwritten(quickstart_run, tmp_path):
+    model, names, _ = load_classifier(quickstart_run)
+    assert serving.export(model, names, tmp_path / "m").name == "1"
+    assert serving.export(model, names, tmp_path / "m").name == "2"
+    with pytest.raises(KtransferError, match="^--version: .* already exists"):
+        serving.export(model, names, tmp_path / "m", version=2)
+    assert serving.export(model, names, tmp_path / "m", version=7).name == "7"
+    assert serving.versions(tmp_path / "m") == [1, 2, 7]
+
+
+def test_interrupted_export_leaves_no_version_folder(quickstart_run, tmp_path, monkeypatch):
+    model, names, _ = load_classifier(quickstart_run)
+
+    def die(saved_model_dir):  # runs after the SavedModel is written, before the rename
+        assert (Path(saved_model_dir) / "saved_model.pb").is_file()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(serving, "_tflite_bytes", die)
+    with pytest.raises(KeyboardInterrupt):
+        serving.export(model, names, tmp_path / "m", tflite=True)
+    assert list((tmp_path / "m").iterdir()) == []
+    assert not (tmp_path / "models.config").exists()
+
+
+def test_model_without_a_head_and_bad_names_are_clear_errors(tmp_path, quickstart_run):
+    from ktransfer.backbones import small_cnn
+
+    small_cnn((16, 16, 3)).save(tmp_path / "backbone.keras")
+    result = run_cli("export", f"--model={tmp_path / 'backbone.keras'}",
+                     f"--export_dir={tmp_path / 'out' / 'm'}")
+    assert result.returncode == 2
+    assert "has no classification head" in error_line(result)
+    assert not (tmp_path / "out").exists()
+    model, names, _ = load_classifier(quickstart_run)
+    with pytest.raises(KtransferError, match="^--export_dir: .* must end in a model name"):
+        serving.export(model, names, tmp_path / "bad name!")
+
+
+def test_tflite_export_matches_keras(quickstart_run, tmp_path):
+    model, names, _ = load_classifier(quickstart_run)
+    version = serving.export(model, names, tmp_path / "m", tflite=True)
+    interpreter = tf.lite.Interpreter(model_path=str(version / "model.tflite"))
+    runner = interpreter.get_signature_runner("predict_pixels")
+    pixels = np.random.default_rng(0).uniform(0, 255, (1, *model.input_shape[1:])).astype(
+        "float32")
+    out = runner(pixels=pixels)
+    np.testing.assert_allclose(out["probabilities"], model.predict(pixels, verbose=0), atol=1e-5)

@@ -1,0 +1,92 @@
+"""Keras Tuner head search: search space, flags, kill-and-resume, and the winner's flagfile."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ktransfer.errors import ConfigError
+from ktransfer.tuning import TuneConfig, apply_hyperparameters
+
+from conftest import REPO, SOURCE_WEIGHTS, error_line, run_cli
+
+
+def test_bad_search_space_is_a_config_error():
+    with pytest.raises(ConfigError, match="^--hp_lr: give min,max"):
+        TuneConfig(hp_lr=(0.1, 0.001))
+    with pytest.raises(ConfigError, match="^--hp_schedules: choose from"):
+        TuneConfig(hp_schedules=("wavy",))
+    with pytest.raises(ConfigError, match="^--max_trials: must be >= 1"):
+        TuneConfig(max_trials=0)
+
+
+def test_apply_hyperparameters_fills_the_head_and_optimizer(tiny_config):
+    cfg = apply_hyperparameters(tiny_config(), {
+        "layers": 2, "units": 64, "dropout": 0.25, "l2": 1e-4, "lr": 0.02,
+        "lr_schedule": "exponential", "label_smoothing": 0.1})
+    assert cfg.model.head_hidden == (64, 64) and cfg.model.dropout == 0.25
+    assert (cfg.model.l2, cfg.model.label_smoothing) == (1e-4, 0.1)
+    assert (cfg.train.lr, cfg.train.lr_schedule) == (0.02, "exponential")
+
+
+def _completed(directory) -> int:
+    count = 0
+    for root, _, files in os.walk(directory):
+        if "trial.json" in files:
+            with open(os.path.join(root, "trial.json")) as f:
+                try:
+                    count += json.load(f).get("status") == "COMPLETED"
+                except json.JSONDecodeError:
+                    pass
+    return count
+
+
+def test_search_killed_after_a_trial_resumes_to_three_and_the_winner_trains(tmp_path):
+    args = ["--data=builtin:digits", "--classes=5,6,7", "--backbone=small_cnn",
+            f"--weights={SOURCE_WEIGHTS}", "--image_size=32", "--epochs=3", "--cache_features",
+            "--tuner=random", "--max_trials=3", f"--directory={tmp_path / 'search'}",
+            "--project=p", "--verbose=0"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    first = subprocess.Popen([sys.executable, "-m", "ktransfer.tune", *args], cwd=REPO, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while _completed(tmp_path / "search") < 1 and first.poll() is None:
+        assert time.time() < deadline, "no trial finished in 300 s"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.communicate()
+    assert first.returncode == -signal.SIGKILL, "the search ended before it could be killed"
+    finished_before = _completed(tmp_path / "search")
+    assert 1 <= finished_before < 3
+
+    resumed = run_cli("tune", *args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {tmp_path / 'search' / 'p'}: {finished_before} trial(s)" in resumed.stderr
+    assert "feature cache: on" in resumed.stderr
+    rows = list(csv.DictReader(open(tmp_path / "search" / "p" / "trials.csv")))
+    assert len(rows) == 3 and {r["status"] for r in rows} == {"COMPLETED"}
+    assert _completed(tmp_path / "search") == 3
+
+    best = tmp_path / "search" / "p" / "best.cfg"
+    assert f"--flagfile={best}" in resumed.stdout
+    again = run_cli("tune", *args)  # a finished search returns at once, same winner
+    assert again.returncode == 0 and "resuming" in again.stderr
+    trained = run_cli("train", f"--flagfile={best}", f"--run_dir={tmp_path / 'run'}",
+                      "--noreport")
+    assert trained.returncode == 0, trained.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["val"]["accuracy"] > 1 / 3 + 0.2
+
+
+def test_tune_flag_errors_are_one_line(tmp_path):
+    result = run_cli("tune", "--data=builtin:digits", "--hp_dropout=0.5", "--backbone=small_cnn",
+                     f"--directory={tmp_path}")
+    assert result.returncode == 2
+    assert error_line(result).startswith("ktransfer.tune: error: --hp_dropout: give min,max")
