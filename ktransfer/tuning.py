@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import logging
 import math
 import time
@@ -132,9 +133,25 @@ def _compile(model: keras.Model, cfg: RunConfig, steps: int) -> None:
                   metrics=metrics)
 
 
+def _atomic_tuner_state() -> None:
+    """Keras Tuner writes its state (oracle, tuner, trial JSON) in place, so a kill mid-write
+    can leave a file the resumed search cannot parse; route those writes through a temporary
+    file and a rename. Relies on keras_tuner.src.utils.save_json (covered by the resume test).
+    """
+    from keras_tuner.src import utils as kt_utils
+
+    def save_json(path, obj):
+        text = json.dumps(obj)
+        atomic.write_text(path, text)
+        return text
+
+    kt_utils.save_json = save_json
+
+
 def _make_tuner(tc: TuneConfig, build, cfg: RunConfig):
     import keras_tuner as kt
 
+    _atomic_tuner_state()
     common = {"objective": kt.Objective("val_accuracy", "max"), "seed": cfg.train.seed,
               "directory": tc.directory, "project_name": tc.project, "overwrite": False}
     if tc.tuner == "random":

@@ -18,6 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCE_WEIGHTS = REPO / "ktransfer" / "assets" / "digits04_small_cnn.weights.h5"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Long tests (marked slow) first: with pytest-xdist (`make test` runs two workers) they run
+    while the other worker takes the rest, instead of ending the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable sort
+
+
 @pytest.fixture
 def repo() -> Path:
     return REPO

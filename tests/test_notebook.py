@@ -5,9 +5,12 @@ from __future__ import annotations
 import re
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 from conftest import REPO
+
+pytestmark = pytest.mark.slow
 
 
 def test_quickstart_notebook_executes(tmp_path):

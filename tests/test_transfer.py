@@ -12,10 +12,12 @@ import pytest
 
 from conftest import SOURCE_WEIGHTS, run_cli
 
+pytestmark = pytest.mark.slow  # scheduled first (see conftest.py)
+
 
 def _run(run_dir, flagfile: str, *extra: str) -> float:
     result = run_cli("train", f"--flagfile={flagfile}", f"--run_dir={run_dir}", "--verbose=0",
-                     "--notensorboard", *extra)
+                     "--notensorboard", "--noreport", *extra)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"]
 
