@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import os
+from pathlib import Path
 
 import keras
 
@@ -26,15 +27,18 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     """
 
     def __init__(self, path: str | os.PathLike, monitor: str | None = None,
-                 target: keras.Model | None = None):
+                 target: keras.Model | None = None, guard: NaNGuard | None = None):
         super().__init__()
         self.path = os.fspath(path)
         self.target = target
+        self.guard = guard
         self.monitor = monitor
         self.mode_max = bool(monitor and "acc" in monitor)
         self.best = -math.inf if self.mode_max else math.inf
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.guard is not None and self.guard.tripped:
+            return
         if self.monitor:
             value = (logs or {}).get(self.monitor)
             if value is None:
@@ -52,13 +56,20 @@ class HistoryWriter(keras.callbacks.Callback):
     Columns: epoch (1-based, continuous across phases), phase, lr, then every logged metric.
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, guard: NaNGuard | None = None,
+                 keep_until: int = 0):
         super().__init__()
         self.path = os.fspath(path)
+        self.guard = guard
         self.rows: list[dict[str, float | int | str]] = []
         self.phase = ""
+        if keep_until and os.path.isfile(self.path):  # a resumed run keeps its epochs
+            with open(self.path, encoding="utf-8") as f:
+                self.rows = [dict(r) for r in csv.DictReader(f) if int(r["epoch"]) <= keep_until]
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.guard is not None and self.guard.tripped:
+            return
         row: dict[str, float | int | str] = {"epoch": epoch + 1, "phase": self.phase,
                                              "lr": current_lr(self.model)}
         row.update({k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"})
@@ -71,3 +82,62 @@ class HistoryWriter(keras.callbacks.Callback):
         writer.writeheader()
         writer.writerows(self.rows)
         atomic.write_text(self.path, buffer.getvalue())
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite and remembers where.
+
+    Put it first in the callback list: checkpoint, history and resume callbacks check
+    `tripped` and write nothing for the broken epoch, so the last good files stay.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.tripped: tuple[int, int] | None = None  # (1-based epoch, batch)
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.tripped = (self._epoch + 1, batch + 1)
+            self.model.stop_training = True
+
+
+class ResumeState(keras.callbacks.Callback):
+    """After every epoch, saves what a killed run needs to continue from that epoch: the fitted
+    model's weights with its optimizer state (`epochNNNN.weights.h5`), then `state.json` (the
+    commit point, written last). Both are written atomically; older weights are removed.
+
+    `phase`, `stage`, `fitted` ("model" or "head") and `extra` describe the current fit and are
+    set by the training loop before each one.
+    """
+
+    def __init__(self, directory: str | os.PathLike, guard: NaNGuard | None = None,
+                 best: AtomicCheckpoint | None = None):
+        super().__init__()
+        self.directory = Path(directory)
+        self.guard = guard
+        self.best = best
+        self.phase, self.stage, self.fitted = "", 0, "model"
+        self.extra: dict = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard is not None and self.guard.tripped:
+            return
+        self.commit(epoch + 1, complete=False)
+
+    def commit(self, epoch: int, complete: bool) -> None:
+        """Saves the current weights and state as of `epoch` (1-based, global)."""
+        name = f"epoch{epoch:04d}{'-end' if complete else ''}.weights.h5"
+        atomic.save_with(self.directory / name, self.model.save_weights)
+        state = {"epoch": epoch, "phase": self.phase, "stage": self.stage,
+                 "fitted": self.fitted, "complete": complete, "weights": name,
+                 "best": None if self.best is None or not math.isfinite(self.best.best)
+                 else self.best.best, **self.extra}
+        atomic.write_json(self.directory / "state.json", state)
+        for old in self.directory.glob("epoch*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)

@@ -21,3 +21,7 @@ class DataError(KtransferError):
 
 class WeightsError(KtransferError):
     """Pretrained weights that cannot be found or downloaded."""
+
+
+class TrainingError(KtransferError):
+    """Training cannot go on (e.g. the loss became NaN); what was written is kept."""

@@ -17,11 +17,12 @@ import keras
 
 from ktransfer import atomic, features, rundir
 from ktransfer.backbones import build_backbone, resolve_spec
-from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter
+from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter, NaNGuard, ResumeState
 from ktransfer.classifier import build_classifier
 from ktransfer.config import RunConfig, to_flagfile
 from ktransfer.data.pipeline import make_dataset
 from ktransfer.data.sources import Splits, class_weights, load_splits
+from ktransfer.errors import TrainingError
 from ktransfer.features import split_classifier, why_not_cacheable
 from ktransfer.freezing import (
     describe,
@@ -122,6 +123,16 @@ def _cached_head(cfg: RunConfig, model: keras.Model, splits: Splits, image_size:
     return head, train_ds, val_ds
 
 
+def _nan_message(guard: NaNGuard, run_dir: Path, phase: str) -> str:
+    epoch, batch = guard.tripped
+    last = run_dir / "checkpoints" / "last.keras"
+    kept = (f"the last good checkpoint is {last} (epoch {epoch - 1})" if last.is_file()
+            else "no epoch finished, so there is no checkpoint")
+    return (f"the loss became NaN or infinite in epoch {epoch}, batch {batch} ({phase} phase); "
+            f"training stopped and {kept}. Lower the learning rate (--lr / --fine_tune_lr), "
+            "add --warmup_epochs, or check the data")
+
+
 def train(cfg: RunConfig) -> TrainResult:
     """Runs both phases as configured and fills the run directory; returns the trained model."""
     started = time.time()
@@ -136,7 +147,14 @@ def train(cfg: RunConfig) -> TrainResult:
     stages = gradual_stages(selected) if t.gradual_unfreeze else [selected] if selected else []
     multipliers = (layer_lr_multipliers(backbone, t.lr_layer_decay)
                    if t.lr_layer_decay < 1.0 else None)
-    run_dir = rundir.prepare(cfg)
+    resume = rundir.resume_state(cfg)
+    run_dir = rundir.prepare(cfg, resuming=resume is not None)
+    if resume:
+        log.info("resuming %s after epoch %d (%s phase)", run_dir, resume["epoch"],
+                 resume["phase"])
+        for stale in (run_dir / "cache").glob("*"):  # image caches may be half written
+            if stale.is_file() and not stale.name.startswith("features-"):
+                stale.unlink()
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, run_dir=str(run_dir)))
     rundir.write_flagfile(run_dir, cfg)
     class_names = list(splits.class_names)
@@ -152,43 +170,74 @@ def train(cfg: RunConfig) -> TrainResult:
     if t.print_model:
         print(describe(model, backbone, stages, cfg.model.bn_trainable, multipliers), flush=True)
 
-    history = HistoryWriter(run_dir / "history.csv")
+    guard = NaNGuard()
+    history = HistoryWriter(run_dir / "history.csv", guard,
+                            keep_until=resume["epoch"] if resume else 0)
     best = AtomicCheckpoint(run_dir / "checkpoints" / "best.keras", monitor=cfg.train.monitor,
-                            target=model)
-    last = AtomicCheckpoint(run_dir / "checkpoints" / "last.keras", target=model)
+                            target=model, guard=guard)
+    last = AtomicCheckpoint(run_dir / "checkpoints" / "last.keras", target=model, guard=guard)
+    if resume and resume.get("best") is not None:
+        best.best = float(resume["best"])
+    state = ResumeState(run_dir / rundir.RESUME_DIR, guard, best)
     board = ([keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))]
              if cfg.train.tensorboard else [])
 
     def run_phase(name: str, epochs: int, peak_lr: float, initial_epoch: int,
                   stage_epochs: int | None = None, offset: int = 0,
-                  lr_multipliers: dict[str, float] | None = None, cached=None) -> int:
+                  lr_multipliers: dict[str, float] | None = None, cached=None,
+                  stage: int = 0) -> int:
         """Fits `stage_epochs` (default: all `epochs`) of a phase whose schedule spans `epochs`,
         starting `offset` epochs into it; returns the global epoch count reached. `cached`:
-        (head model, train dataset, validation dataset) on cached features."""
+        (head model, train dataset, validation dataset) on cached features. Continues a killed
+        run of this phase and stage from its resume state."""
         stage_epochs = epochs if stage_epochs is None else stage_epochs
         fitted, fit_train, fit_val = cached or (model, train_ds, val_ds)
+        state.phase, state.stage = name, stage
+        state.fitted = "head" if cached else "model"
+        same = bool(resume) and (resume["phase"], resume["stage"]) == (name, stage)
+        if same and resume["complete"]:
+            fitted.load_weights(run_dir / rundir.RESUME_DIR / resume["weights"])
+            return int(resume["epoch"])
         compile_model(fitted, cfg, make_schedule(t, peak_lr, steps, epochs, offset),
                       lr_multipliers)
+        start = initial_epoch
+        if same:  # weights and optimizer state (its step count drives the schedule)
+            fitted.optimizer.build(fitted.trainable_variables)
+            fitted.load_weights(run_dir / rundir.RESUME_DIR / resume["weights"])
+            start = int(resume["epoch"])
         history.phase = name
-        callbacks = [history, best, last, *board]
+        callbacks = [guard, history, best, last, state, *board]
         if t.early_stopping:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=t.monitor, patience=t.early_stopping,
                 restore_best_weights=True, verbose=int(t.verbose > 0)))
-        fit = fitted.fit(fit_train, validation_data=fit_val, initial_epoch=initial_epoch,
+        fit = fitted.fit(fit_train, validation_data=fit_val, initial_epoch=start,
                          epochs=initial_epoch + stage_epochs,
                          steps_per_epoch=steps if t.steps_per_epoch else None,
                          class_weight=weights, callbacks=callbacks, verbose=t.verbose,
                          shuffle=False)  # the tf.data pipeline shuffles
-        return initial_epoch + len(fit.epoch)
+        if guard.tripped:
+            raise TrainingError(_nan_message(guard, run_dir, name))
+        reached = start + len(fit.epoch)
+        state.set_model(fitted)
+        state.commit(reached, complete=True)
+        return reached
+
+    # A resumed run skips the stages its state shows finished.
+    order = [("head", 0)] + [("fine_tune", k) for k in range(len(stages))]
+    position = order.index((resume["phase"], resume["stage"])) if resume else 0
 
     done = 0
     if t.epochs:
         freeze(backbone)
-        cached = _cached_head(cfg, model, splits, image_size, run_dir) \
-            if t.cache_features else None
-        done = run_phase("head", t.epochs, t.lr, 0, cached=cached)
+        if position == 0:
+            cached = _cached_head(cfg, model, splits, image_size, run_dir) \
+                if t.cache_features else None
+            done = run_phase("head", t.epochs, t.lr, 0, cached=cached)
+        else:
+            done = int(resume["head_epochs"])
     head_epochs = done
+    state.extra = {"head_epochs": head_epochs}
     for k, layers in enumerate(stages):
         offset = done - head_epochs
         last_stage = k == len(stages) - 1
@@ -197,10 +246,13 @@ def train(cfg: RunConfig) -> TrainResult:
         if stage_epochs <= 0:
             break
         n = set_trainable(backbone, layers, cfg.model.bn_trainable)
+        if order.index(("fine_tune", k)) < position:
+            done += stage_epochs  # finished before the restart; the resumed stage loads weights
+            continue
         log.info("fine-tuning %d backbone layers%s", n,
                  f" (stage {k + 1} of {len(stages)})" if len(stages) > 1 else "")
         reached = run_phase("fine_tune", t.fine_tune_epochs, t.fine_tune_lr, done,
-                            stage_epochs, offset, multipliers)
+                            stage_epochs, offset, multipliers, stage=k)
         stopped_early = reached - done < stage_epochs
         done = reached
         if stopped_early:
@@ -237,4 +289,5 @@ def train(cfg: RunConfig) -> TrainResult:
         metrics["export"] = str(export(model, class_names, t.export_dir))
         atomic.write_json(run_dir / "metrics.json", metrics)
         log.info("exported a SavedModel to %s", metrics["export"])
+    rundir.finish(run_dir)
     return TrainResult(run_dir=run_dir, model=model, metrics=metrics)
