@@ -250,6 +250,27 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DistributeConfig:
+    """Where and how fast: tf.distribute strategy, precision policy, XLA."""
+
+    strategy: str = _flag("auto", "auto: all GPUs of this machine (mirrored) or the one device; "
+                          "one_device; mirrored (all local GPUs, or --cpu_devices); "
+                          "multi_worker (TF_CONFIG); tpu.",
+                          ("auto", "one_device", "mirrored", "multi_worker", "tpu"))
+    mixed_precision: str = _flag("auto", "auto: mixed_float16 on GPUs that run float16 fast "
+                                 "(compute capability >= 7.0), float32 otherwise (CPU).",
+                                 ("auto", "float32", "mixed_float16", "mixed_bfloat16"))
+    jit_compile: str = _flag("auto", "Compile training steps with XLA: on, off, or auto "
+                             "(Keras' choice: on for GPUs when every layer supports it).",
+                             ("auto", "on", "off"))
+    cpu_devices: int = _flag(0, "Split the CPU into this many logical devices (to try "
+                             "--strategy=mirrored without GPUs); 0 leaves it whole.")
+
+    def __post_init__(self) -> None:
+        _check(self.cpu_devices >= 0, "cpu_devices", "must be >= 0")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one `ktransfer.train` run needs."""
 
@@ -257,6 +278,7 @@ class RunConfig:
     augment: AugmentConfig
     model: ModelConfig
     train: TrainConfig
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
 
 
 GROUPS: dict[str, type] = {
@@ -264,6 +286,7 @@ GROUPS: dict[str, type] = {
     "augment": AugmentConfig,
     "model": ModelConfig,
     "train": TrainConfig,
+    "distribute": DistributeConfig,
 }
 
 
@@ -398,5 +421,5 @@ def _parts(cfg: Any) -> list[Any]:
     if isinstance(cfg, dict):
         return list(cfg.values())
     if isinstance(cfg, RunConfig):
-        return [cfg.data, cfg.augment, cfg.model, cfg.train]
+        return [cfg.data, cfg.augment, cfg.model, cfg.train, cfg.distribute]
     return [cfg]

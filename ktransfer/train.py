@@ -25,6 +25,11 @@ def main(argv: list[str]) -> int:
     from ktransfer.training import train
 
     result = train(cfg)
+    from ktransfer.distribute import is_chief
+
+    if not is_chief():
+        print("multi-worker: done; the chief (worker 0) writes the outputs")
+        return 0
     m = result.metrics
     print(f"run directory: {result.run_dir}")
     print(f"validation accuracy: {m['val']['accuracy']:.4f}  (loss {m['val']['loss']:.4f}, "

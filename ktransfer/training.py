@@ -8,6 +8,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 
 import keras
 
-from ktransfer import atomic, features, rundir
+from ktransfer import atomic, distribute, features, rundir
 from ktransfer.backbones import build_backbone, resolve_spec
 from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter, NaNGuard, ResumeState
 from ktransfer.classifier import build_classifier
@@ -55,6 +57,7 @@ def compile_model(model: keras.Model, cfg: RunConfig, learning_rate,
     if num_classes > 5:
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
     model.compile(
+        jit_compile={"on": True, "off": False}.get(cfg.distribute.jit_compile, "auto"),
         optimizer=make_optimizer(cfg.train, learning_rate, lr_multipliers),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.model.label_smoothing),
         metrics=metrics,
@@ -134,7 +137,35 @@ def _nan_message(guard: NaNGuard, run_dir: Path, phase: str) -> str:
 
 
 def train(cfg: RunConfig) -> TrainResult:
-    """Runs both phases as configured and fills the run directory; returns the trained model."""
+    """Runs both phases as configured and fills the run directory; returns the trained model.
+
+    Builds and trains under the configured tf.distribute strategy and precision policy (the
+    previous global policy is restored afterwards). A non-chief multi-worker process runs the
+    same steps but writes into a temporary folder it deletes at the end.
+    """
+    strategy = distribute.make_strategy(cfg.distribute)
+    policy = distribute.precision_policy(cfg.distribute)
+    previous_policy = keras.mixed_precision.global_policy()
+    scratch = None
+    if not distribute.is_chief():
+        scratch = Path(tempfile.mkdtemp(prefix="ktransfer-worker-"))
+        export_dir = str(scratch / "export" / "model") if cfg.train.export_dir else ""
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+            cfg.train, run_dir=str(scratch / "run"), overwrite=True, export_dir=export_dir))
+    log.info("strategy %s: %s, %d replica(s); precision %s%s", cfg.distribute.strategy,
+             type(strategy).__name__, strategy.num_replicas_in_sync, policy,
+             f", XLA {cfg.distribute.jit_compile}")
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        with strategy.scope():
+            return _train(cfg)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _train(cfg: RunConfig) -> TrainResult:
     started = time.time()
     keras.utils.set_random_seed(cfg.train.seed)
     # Everything that can fail on user input happens before the run directory is touched.

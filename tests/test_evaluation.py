@@ -116,3 +116,24 @@ def test_report_html_renders_with_its_plots_in_headless_chromium(quickstart_run,
     # Plots put colour on the page: many pixels are neither white-ish nor grey text.
     saturation = image.max(axis=2) - image.min(axis=2)
     assert (saturation > 60).mean() > 0.01
+
+
+def test_model_with_code_is_refused_without_unsafe_load(tmp_path):
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Lambda(lambda t: t / 255.0)(inputs)
+    outputs = keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(x))
+    keras.Model(inputs, outputs).save(tmp_path / "code.keras")
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    refused = run_cli("predict", f"--model={tmp_path / 'code.keras'}", str(image))
+    assert refused.returncode == 2
+    assert "contains code (a Lambda layer)" in error_line(refused)
+    assert "--unsafe_load" in error_line(refused)
+    allowed = run_cli("predict", f"--model={tmp_path / 'code.keras'}", "--unsafe_load",
+                      str(image))
+    assert allowed.returncode == 0, allowed.stderr
+    assert allowed.stdout.startswith(str(image))

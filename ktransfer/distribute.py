@@ -1,0 +1,147 @@
+"""tf.distribute strategy and precision policy for a run.
+
+Batch sizes are global (split across replicas by Keras); the learning rate is never rescaled
+behind the user's back. Under multi-worker training every worker runs the same steps (collective
+ops need all of them), and only the chief writes to the real run directory: the others write to
+a temporary folder that is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import tensorflow as tf
+
+from ktransfer.config import DistributeConfig
+from ktransfer.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def configure_devices(cfg: DistributeConfig) -> None:
+    """Splits the CPU into `cfg.cpu_devices` logical devices; must run before TF starts."""
+    if not cfg.cpu_devices:
+        return
+    cpus = tf.config.list_physical_devices("CPU")
+    try:
+        tf.config.set_logical_device_configuration(
+            cpus[0], [tf.config.LogicalDeviceConfiguration()] * cfg.cpu_devices)
+    except RuntimeError:  # already initialized in this process (notebooks, tests)
+        have = len(tf.config.list_logical_devices("CPU"))
+        if have != cfg.cpu_devices:
+            raise ConfigError("cpu_devices", f"TensorFlow already started with {have} CPU "
+                              "device(s) in this process; set it in a fresh process") from None
+
+
+def make_strategy(cfg: DistributeConfig) -> tf.distribute.Strategy:
+    """The strategy `cfg.strategy` names (see DistributeConfig)."""
+    if cfg.strategy == "multi_worker":  # before anything starts the TF runtime
+        if not os.environ.get("TF_CONFIG"):
+            raise ConfigError("strategy", "multi_worker needs TF_CONFIG (the cluster spec) in "
+                              "the environment of every worker; see README")
+        configure_devices(cfg)
+        patch_keras_for_multi_worker()
+        try:
+            return tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as exc:
+            raise ConfigError("strategy", f"multi_worker must start before TensorFlow runs "
+                              f"anything in this process ({exc}); use a fresh process") from None
+    configure_devices(cfg)
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    if cfg.strategy == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, RuntimeError, tf.errors.OpError) as exc:
+            raise ConfigError("strategy", f"no TPU found ({str(exc).splitlines()[0][:100]})"
+                              ) from None
+        return tf.distribute.TPUStrategy(resolver)
+    if cfg.strategy == "mirrored" or (cfg.strategy == "auto" and len(gpus) > 1):
+        devices = [d.name for d in gpus] or [d.name for d in cpus]
+        if len(devices) < 2:
+            log.warning("--strategy=mirrored: only one device (%s); add GPUs or "
+                        "--cpu_devices=2", devices[0])
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.OneDeviceStrategy((gpus or cpus)[0].name)
+
+
+def precision_policy(cfg: DistributeConfig) -> str:
+    """The Keras dtype policy `cfg.mixed_precision` means on this machine."""
+    if cfg.mixed_precision != "auto":
+        return cfg.mixed_precision
+    for gpu in tf.config.list_physical_devices("GPU"):
+        capability = tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        if capability and capability >= (7, 0):
+            return "mixed_float16"
+    return "float32"  # measured here: float16 is ~20x and bfloat16 ~2x slower on CPU
+
+
+def is_chief() -> bool:
+    """Whether this process writes outputs: always, except non-chief multi-worker workers."""
+    spec = os.environ.get("TF_CONFIG")
+    if not spec:
+        return True
+    task = json.loads(spec).get("task", {})
+    cluster = json.loads(spec).get("cluster", {})
+    kind, index = task.get("type", "worker"), int(task.get("index", 0))
+    if kind == "chief":
+        return True
+    return kind == "worker" and index == 0 and "chief" not in cluster
+
+
+_PATCHED = False
+
+
+def patch_keras_for_multi_worker() -> None:
+    """Two fixes that let Keras 3 `fit` run under MultiWorkerMirroredStrategy on TF 2.21
+    (keras-team/keras#20585):
+
+    - the symbolic build reduced a PerReplica batch with MEAN (fails across workers); it only
+      needs shapes and dtypes, so this takes one replica's batch instead;
+    - metrics (scalars per replica) were reduced with axis=0 ("Invalid reduction dimension 0");
+      scalars are reduced with axis=None.
+
+    Both override private Keras functions; tests/test_distribute.py runs a real 2-process job so
+    a Keras upgrade that changes them shows up.
+    """
+    global _PATCHED
+    if _PATCHED:
+        return
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if self._distribute_strategy is None:
+            return
+        if iterator is not None:
+            for _, _, it in iterator:
+                batch = next(it)
+                data_batch = tree.map_structure(
+                    lambda x: self.distribute_strategy.experimental_local_results(x)[0]
+                    if isinstance(x, tf.distribute.DistributedValues) else x, batch)
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    original_reduce = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if not tf_trainer._collective_all_reduce_multi_worker(strategy) or \
+                reduction not in ("mean", "auto", "sum"):
+            return original_reduce(values, strategy, reduction)
+
+        def _reduce(v):
+            if reduction == "sum":
+                return strategy.reduce("SUM", v, axis=None)
+            rank = v.values[0].shape.rank if hasattr(v, "values") else v.shape.rank
+            return strategy.reduce("MEAN", v, axis=None if rank == 0 else 0)
+
+        return tree.map_structure(_reduce, values)
+
+    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    _PATCHED = True
