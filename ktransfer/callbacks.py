@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import os
+import time
 from pathlib import Path
 
 import keras
@@ -53,7 +54,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 class HistoryWriter(keras.callbacks.Callback):
     """Keeps one row per epoch (both phases) and rewrites history.csv atomically each epoch.
 
-    Columns: epoch (1-based, continuous across phases), phase, lr, then every logged metric.
+    Columns: epoch (1-based, continuous across phases), phase, lr, seconds (wall time of the
+    epoch, validation included), then every logged metric.
     """
 
     def __init__(self, path: str | os.PathLike, guard: NaNGuard | None = None,
@@ -67,11 +69,16 @@ class HistoryWriter(keras.callbacks.Callback):
             with open(self.path, encoding="utf-8") as f:
                 self.rows = [dict(r) for r in csv.DictReader(f) if int(r["epoch"]) <= keep_until]
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self._started = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
         if self.guard is not None and self.guard.tripped:
             return
-        row: dict[str, float | int | str] = {"epoch": epoch + 1, "phase": self.phase,
-                                             "lr": current_lr(self.model)}
+        row: dict[str, float | int | str] = {
+            "epoch": epoch + 1, "phase": self.phase, "lr": current_lr(self.model),
+            "seconds": round(time.perf_counter() - getattr(self, "_started", time.perf_counter()),
+                             3)}
         row.update({k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"})
         self.rows.append(row)
         columns: list[str] = []

@@ -250,6 +250,28 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class AdaptConfig:
+    """Domain adaptation: unlabelled target images and the MMD loss that pulls domains together."""
+
+    target_data: str = _flag("", "Unlabelled target-domain images (any --data form; labels "
+                             "are ignored; a 'train' split is used when there is one). Turns "
+                             "on MMD adaptation.")
+    target_eval_data: str = _flag("", "Labelled target-domain images to report target accuracy "
+                                  "and the domain MMD before/after ('test' split if any); works "
+                                  "without --target_data too (source-only baseline).")
+    mmd_weight: float = _flag(1.0, "Weight of the MMD loss (features after the backbone and "
+                              "after each hidden head layer).")
+    mmd_rampup: bool = _flag(True, "Ramp the MMD weight from 0 as 2/(1+exp(-10p))-1 over each "
+                             "phase's progress p.")
+    mmd_estimator: str = _flag("unbiased", "MMD estimator.", ("unbiased", "biased", "linear"))
+
+    def __post_init__(self) -> None:
+        _check(self.mmd_weight >= 0.0, "mmd_weight", "must be >= 0")
+        for name in ("target_data", "target_eval_data"):
+            _check_source(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
 class DistributeConfig:
     """Where and how fast: tf.distribute strategy, precision policy, XLA."""
 
@@ -279,6 +301,7 @@ class RunConfig:
     model: ModelConfig
     train: TrainConfig
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
 
 GROUPS: dict[str, type] = {
@@ -287,6 +310,7 @@ GROUPS: dict[str, type] = {
     "model": ModelConfig,
     "train": TrainConfig,
     "distribute": DistributeConfig,
+    "adapt": AdaptConfig,
 }
 
 
@@ -421,5 +445,5 @@ def _parts(cfg: Any) -> list[Any]:
     if isinstance(cfg, dict):
         return list(cfg.values())
     if isinstance(cfg, RunConfig):
-        return [cfg.data, cfg.augment, cfg.model, cfg.train, cfg.distribute]
+        return [cfg.data, cfg.augment, cfg.model, cfg.train, cfg.distribute, cfg.adapt]
     return [cfg]

@@ -37,6 +37,10 @@ def main(argv: list[str]) -> int:
     if "test" in m:
         print(f"test accuracy: {m['test']['accuracy']:.4f}  (loss {m['test']['loss']:.4f}, "
               f"{m['num_images']['test']} images)")
+    if "adaptation" in m and "target_accuracy" in m["adaptation"]:
+        a = m["adaptation"]
+        print(f"target accuracy: {a['target_accuracy']:.4f}  ({a['num_target_eval_images']} "
+              f"images; domain MMD {a['mmd_before']:.4f} before, {a['mmd_after']:.4f} after)")
     if "export" in m:
         print(f"exported: {m['export']}")
     if cfg.train.report:

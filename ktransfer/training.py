@@ -126,6 +126,27 @@ def _cached_head(cfg: RunConfig, model: keras.Model, splits: Splits, image_size:
     return head, train_ds, val_ds
 
 
+def _target_sets(cfg: RunConfig, splits: Splits):
+    """(unlabelled target images or None, labelled target evaluation images or None)."""
+    from ktransfer.data.sources import open_source
+    from ktransfer.evaluation import align
+
+    a = cfg.adapt
+    target = target_eval = None
+    if a.target_data:
+        sets = open_source(a.target_data, cfg.data.data_dir, "target_data",
+                           cfg.data.on_bad_image)
+        target = sets.get("train", sets.get("all"))
+    if a.target_eval_data:
+        sets = open_source(a.target_eval_data, cfg.data.data_dir, "target_eval_data",
+                           cfg.data.on_bad_image)
+        chosen = sets.get("test", sets.get("all", sets.get("train")))
+        target_eval = align(chosen.relabel(tuple(c for c in splits.class_names
+                                                 if c in chosen.class_names)),
+                            list(splits.class_names), "target_eval_data")
+    return target, target_eval
+
+
 def _nan_message(guard: NaNGuard, run_dir: Path, phase: str) -> str:
     epoch, batch = guard.tripped
     last = run_dir / "checkpoints" / "last.keras"
@@ -172,6 +193,7 @@ def _train(cfg: RunConfig) -> TrainResult:
     spec = resolve_spec(cfg.model)
     image_size = cfg.data.image_size or spec.default_size
     splits = load_splits(cfg.data)
+    target, target_eval = _target_sets(cfg, splits)
     backbone = build_backbone(spec, cfg.model.weights, image_size, cfg.model.backbone_layer)
     t = cfg.train
     selected = select(backbone, t.unfreeze) if t.fine_tune_epochs else []
@@ -198,6 +220,28 @@ def _train(cfg: RunConfig) -> TrainResult:
     weights = (class_weights(splits.train.labels, len(class_names))
                if cfg.data.class_weights == "balanced" else None)
     model = build_classifier(spec, backbone, len(class_names), image_size, cfg.model)
+    adapt = None
+    target_eval_ds = None
+    if target_eval is not None:
+        target_eval_ds = make_dataset(target_eval, training=False, image_size=image_size,
+                                      batch_size=cfg.data.batch_size, cache="memory")
+    if target is not None:
+        from ktransfer.adaptation import dan_model, paired
+
+        target_ds = make_dataset(target, training=True, augment=cfg.augment,
+                                 image_size=image_size, batch_size=cfg.data.batch_size,
+                                 cache=cfg.data.cache, cache_path=run_dir / "cache" / "target",
+                                 shuffle_buffer=cfg.data.shuffle_buffer, seed=t.seed + 1)
+        dan, mmd_layers = dan_model(model, cfg.adapt)
+        adapt = (dan, paired(train_ds, target_ds), paired(val_ds, target_ds), mmd_layers)
+        log.info("adaptation: %d unlabelled target images, MMD weight %g%s on %d layer(s)",
+                 len(target), cfg.adapt.mmd_weight, " (ramped up)" if cfg.adapt.mmd_rampup
+                 else "", len(mmd_layers))
+    adaptation: dict[str, Any] = {}
+    if target_eval_ds is not None:
+        from ktransfer.adaptation import domain_mmd
+
+        adaptation["mmd_before"] = domain_mmd(model, val_ds, target_eval_ds)
     if t.print_model:
         print(describe(model, backbone, stages, cfg.model.bn_trainable, multipliers), flush=True)
 
@@ -222,9 +266,9 @@ def _train(cfg: RunConfig) -> TrainResult:
         (head model, train dataset, validation dataset) on cached features. Continues a killed
         run of this phase and stage from its resume state."""
         stage_epochs = epochs if stage_epochs is None else stage_epochs
-        fitted, fit_train, fit_val = cached or (model, train_ds, val_ds)
+        fitted, fit_train, fit_val = cached or (adapt[:3] if adapt else (model, train_ds, val_ds))
         state.phase, state.stage = name, stage
-        state.fitted = "head" if cached else "model"
+        state.fitted = "head" if cached else "dan" if adapt else "model"
         same = bool(resume) and (resume["phase"], resume["stage"]) == (name, stage)
         if same and resume["complete"]:
             fitted.load_weights(run_dir / rundir.RESUME_DIR / resume["weights"])
@@ -238,6 +282,12 @@ def _train(cfg: RunConfig) -> TrainResult:
             start = int(resume["epoch"])
         history.phase = name
         callbacks = [guard, history, best, last, state, *board]
+        if adapt:
+            from ktransfer.adaptation import MMDRampUp
+
+            callbacks.append(MMDRampUp(adapt[3], cfg.adapt.mmd_weight, epochs * steps,
+                                       cfg.adapt.mmd_rampup, steps_done=(start - initial_epoch
+                                                                         + offset) * steps))
         if t.early_stopping:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=t.monitor, patience=t.early_stopping,
@@ -263,7 +313,9 @@ def _train(cfg: RunConfig) -> TrainResult:
         freeze(backbone)
         if position == 0:
             cached = _cached_head(cfg, model, splits, image_size, run_dir) \
-                if t.cache_features else None
+                if t.cache_features and adapt is None else None
+            if t.cache_features and adapt is not None:
+                log.info("--cache_features: off; adaptation trains on target images too")
             done = run_phase("head", t.epochs, t.lr, 0, cached=cached)
         else:
             done = int(resume["head_epochs"])
@@ -302,6 +354,18 @@ def _train(cfg: RunConfig) -> TrainResult:
     }
     if test_ds is not None:
         metrics["test"] = model.evaluate(test_ds, return_dict=True, verbose=0)
+    if target_eval_ds is not None:
+        from ktransfer.adaptation import domain_mmd
+
+        adaptation["mmd_after"] = domain_mmd(model, val_ds, target_eval_ds)
+        adaptation["target_accuracy"] = model.evaluate(
+            target_eval_ds, return_dict=True, verbose=0)["accuracy"]
+        adaptation["num_target_eval_images"] = len(target_eval)
+    if target is not None:
+        adaptation["num_target_images"] = len(target)
+        adaptation["mmd_weight"] = cfg.adapt.mmd_weight
+    if adaptation:
+        metrics["adaptation"] = adaptation
     atomic.save_with(run_dir / "model.keras", model.save)
     atomic.save_with(run_dir / "backbone.weights.h5", backbone.save_weights)
     metrics["seconds"] = round(time.time() - started, 1)

@@ -123,8 +123,34 @@ def _digits_rotations() -> dict[str, ImageSet]:
     return {"all": ImageSet(class_names=names, labels=labels, images=images)}
 
 
+def _digits_m() -> dict[str, ImageSet]:
+    """Digits-M, a domain-shifted copy of the digits made the MNIST-M way (Ganin et al. 2016):
+    each digit, upscaled to 32x32, blended with a random 32x32 patch of a colour photo
+    (scikit-image's bundled astronaut, coffee, chelsea, rocket, hubble and retina images) as
+    |patch - digit|. Split 50/50, stratified, into 'train' (use it unlabelled as --target_data)
+    and 'test' (labelled, for --target_eval_data). Seeded: the same images every time."""
+    from PIL import Image
+    from skimage import data as photos_module
+
+    base = _digits()["all"]
+    photos = [getattr(photos_module, name)() for name in
+              ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina")]
+    rng = np.random.default_rng(1234)
+    out = np.empty((len(base), 32, 32, 3), np.uint8)
+    for i, grey in enumerate(base.images[..., 0]):
+        digit = np.asarray(Image.fromarray(grey).resize((32, 32), Image.BILINEAR), np.int16)
+        photo = photos[int(rng.integers(len(photos)))]
+        y = int(rng.integers(0, photo.shape[0] - 32))
+        x = int(rng.integers(0, photo.shape[1] - 32))
+        patch = photo[y:y + 32, x:x + 32, :3].astype(np.int16)
+        out[i] = np.abs(patch - digit[..., None]).astype(np.uint8)
+    images = ImageSet(class_names=base.class_names, labels=base.labels, images=out)
+    train, test = stratified_split(images.labels, 0.5, seed=0)
+    return {"train": images.subset(train), "test": images.subset(test)}
+
+
 BUILTIN: dict[str, Callable[[], dict[str, ImageSet]]] = {
-    "digits": _digits, "digits_rotations": _digits_rotations}
+    "digits": _digits, "digits_rotations": _digits_rotations, "digits_m": _digits_m}
 
 
 # ---------------------------------------------------------------------------------- folders

@@ -1,0 +1,97 @@
+"""Domain adaptation with unlabelled target images, DAN-style (Long et al. 2015).
+
+Each training step takes a labelled source batch and an unlabelled target batch through the same
+network; the loss is the source cross-entropy plus `mmd_weight` x MMD^2 between source and target
+features after the backbone (pooled) and after every hidden head layer. The weight can ramp up
+as 2 / (1 + exp(-10 p)) - 1 over training progress p, as in DANN/DAN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ktransfer.classifier import BACKBONE_NAME
+from ktransfer.config import AdaptConfig
+from ktransfer.features import POOL_LAYER
+from ktransfer.mmd import MMDLoss, mmd
+
+
+def dan_model(model: keras.Model, cfg: AdaptConfig) -> tuple[keras.Model, list[MMDLoss]]:
+    """A two-input training model {"source", "target"} -> source probabilities that shares all
+    layers (and weights) with `model` and adds MMD losses between the two branches."""
+    names = [layer.name for layer in model.layers]
+    cut = names.index(POOL_LAYER) if POOL_LAYER in names else names.index(BACKBONE_NAME)
+    extractor = keras.Model(model.input, model.layers[cut].output, name="features")
+    size = model.input_shape[1:]
+    source = keras.Input(size, name="source")
+    target = keras.Input(size, name="target")
+    s, t = extractor(source), extractor(target)
+    losses = []
+
+    def align(s, t, name):
+        layer = MMDLoss(cfg.mmd_weight, cfg.mmd_estimator, name=name)
+        losses.append(layer)
+        return layer([s, t])
+
+    s = align(s, t, "mmd_features")
+    for layer in model.layers[cut + 1:]:
+        s, t = layer(s), layer(t)
+        if layer.name.startswith("head_dense"):
+            s = align(s, t, f"mmd_{layer.name}")
+    return keras.Model({"source": source, "target": target}, s, name="dan"), losses
+
+
+def paired(source_ds: tf.data.Dataset, target_ds: tf.data.Dataset) -> tf.data.Dataset:
+    """((source images, target images), source labels) batches; the target set repeats."""
+    target = target_ds.map(lambda x, y: x).repeat()
+
+    def join(pair, t):
+        (x, y) = pair
+        batch = tf.minimum(tf.shape(x)[0], tf.shape(t)[0])
+        return {"source": x, "target": t[:batch]}, y
+
+    return tf.data.Dataset.zip((source_ds, target)).map(join)
+
+
+class MMDRampUp(keras.callbacks.Callback):
+    """Sets each MMD layer's weight to `weight * (2 / (1 + exp(-10 p)) - 1)`, p the fraction of
+    the phase's steps done (or keeps `weight` when `ramp` is False)."""
+
+    def __init__(self, layers: list[MMDLoss], weight: float, total_steps: int, ramp: bool,
+                 steps_done: int = 0):
+        super().__init__()
+        self.layers, self.weight, self.ramp = layers, weight, ramp
+        self.total_steps = max(1, total_steps)
+        self.step = steps_done
+
+    def on_train_batch_begin(self, batch, logs=None):
+        p = min(1.0, self.step / self.total_steps)
+        value = self.weight * (2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0) if self.ramp \
+            else self.weight
+        for layer in self.layers:
+            layer.weight.assign(value)
+        self.step += 1
+
+
+def domain_mmd(model: keras.Model, source_ds: tf.data.Dataset, target_ds: tf.data.Dataset,
+               max_images: int = 512) -> float:
+    """Biased MMD^2 between up to `max_images` source and target feature vectors (after the
+    backbone, pooled): how far apart the model sees the two domains."""
+    names = [layer.name for layer in model.layers]
+    cut = names.index(POOL_LAYER) if POOL_LAYER in names else names.index(BACKBONE_NAME)
+    extractor = keras.Model(model.input, model.layers[cut].output)
+
+    def features(ds):
+        out, n = [], 0
+        for x, _ in ds:
+            out.append(np.asarray(extractor(x, training=False)))
+            n += len(out[-1])
+            if n >= max_images:
+                break
+        return np.concatenate(out)[:max_images]
+
+    return float(mmd(features(source_ds), features(target_ds), "biased"))
