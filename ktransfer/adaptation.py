@@ -20,29 +20,50 @@ from ktransfer.features import POOL_LAYER
 from ktransfer.mmd import MMDLoss, mmd
 
 
+@keras.saving.register_keras_serializable(package="ktransfer")
+class SplitBatch(keras.layers.Layer):
+    """[joint [n+m, ...], source [n, ...]] -> (joint[:n], joint[n:])."""
+
+    def call(self, inputs):
+        joint, source = inputs
+        n = keras.ops.shape(source)[0]
+        return joint[:n], joint[n:]
+
+    def compute_output_shape(self, input_shapes):
+        return input_shapes[0], input_shapes[0]
+
+
 def dan_model(model: keras.Model, cfg: AdaptConfig) -> tuple[keras.Model, list[MMDLoss]]:
     """A two-input training model {"source", "target"} -> source probabilities that shares all
-    layers (and weights) with `model` and adds MMD losses between the two branches."""
+    layers (and weights) with `model` and adds MMD losses between the two domains' features.
+
+    Source and target go through the network as one joint batch, as in DAN: BatchNorm sees
+    (and its moving statistics average) both domains, so training and inference agree.
+    """
     names = [layer.name for layer in model.layers]
     cut = names.index(POOL_LAYER) if POOL_LAYER in names else names.index(BACKBONE_NAME)
     extractor = keras.Model(model.input, model.layers[cut].output, name="features")
     size = model.input_shape[1:]
     source = keras.Input(size, name="source")
     target = keras.Input(size, name="target")
-    s, t = extractor(source), extractor(target)
+    joint = extractor(keras.layers.Concatenate(axis=0, name="joint")([source, target]))
     losses = []
 
-    def align(s, t, name):
+    def align(x, name):
+        """Adds the MMD between the two halves of `x`; returns `x` (through the layer, so the
+        loss stays in the graph)."""
+        s, t = SplitBatch(name=f"split_{name}")([x, source])
         layer = MMDLoss(cfg.mmd_weight, cfg.mmd_estimator, name=name)
         losses.append(layer)
-        return layer([s, t])
+        return keras.layers.Concatenate(axis=0, name=f"rejoin_{name}")([layer([s, t]), t])
 
-    s = align(s, t, "mmd_features")
+    x = align(joint, "mmd_features")
     for layer in model.layers[cut + 1:]:
-        s, t = layer(s), layer(t)
+        x = layer(x)
         if layer.name.startswith("head_dense"):
-            s = align(s, t, f"mmd_{layer.name}")
-    return keras.Model({"source": source, "target": target}, s, name="dan"), losses
+            x = align(x, f"mmd_{layer.name}")
+    probabilities, _ = SplitBatch(name="split_output")([x, source])
+    return keras.Model({"source": source, "target": target}, probabilities, name="dan"), losses
 
 
 def paired(source_ds: tf.data.Dataset, target_ds: tf.data.Dataset) -> tf.data.Dataset:

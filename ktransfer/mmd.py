@@ -52,7 +52,8 @@ def mmd(source, target, estimator: str = "unbiased", kernel_mul: float = 2.0,
             return _kernel(ops.sum(ops.square(a - b), axis=1), bandwidths)
 
         h = pair(x1, x2) + pair(y1, y2) - pair(x1, y2) - pair(x2, y1)
-        return ops.mean(h)
+        # Fewer than 2 rows on a side (a replica's share of a last batch): 0, not NaN.
+        return ops.sum(h) / ops.maximum(ops.cast(k // 2, "float32"), 1.0)
     kxx = _kernel(_sq_dists(source, source), bandwidths)
     kyy = _kernel(_sq_dists(target, target), bandwidths)
     kxy = _kernel(_sq_dists(source, target), bandwidths)

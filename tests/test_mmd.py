@@ -38,6 +38,8 @@ def test_unequal_batch_sizes_and_feature_maps():
     maps = np.random.default_rng(0).normal(size=(6, 2, 2, 3)).astype("float32")
     assert np.isfinite(float(mmd(maps, maps[:4] + 1.0, "biased")))
     assert np.isfinite(float(mmd(_gauss(7, 0.0), _gauss(3, 1.0), "linear")))
+    for estimator in ESTIMATORS:  # one row per side (a replica's share of a last batch)
+        assert np.isfinite(float(mmd(_gauss(1, 0.0), _gauss(1, 1.0), estimator)))
 
 
 def test_gradients_flow_to_both_inputs():
