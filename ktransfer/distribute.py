@@ -66,7 +66,10 @@ def make_strategy(cfg: DistributeConfig) -> tf.distribute.Strategy:
             log.warning("--strategy=mirrored: only one device (%s); add GPUs or "
                         "--cpu_devices=2", devices[0])
         return tf.distribute.MirroredStrategy(devices)
-    return tf.distribute.OneDeviceStrategy((gpus or cpus)[0].name)
+    if cfg.strategy == "one_device":
+        return tf.distribute.OneDeviceStrategy((gpus or cpus)[0].name)
+    # auto on one device: TensorFlow's default strategy, i.e. plain Keras with no distribution.
+    return tf.distribute.get_strategy()
 
 
 def precision_policy(cfg: DistributeConfig) -> str:
