@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--backbones", default="MobileNetV3Small,ResNet50")
+    parser.add_argument("--xla", default="off,on", help="XLA settings to measure: off,on")
     args = parser.parse_args()
     mixed = "mixed_float16" if tf.config.list_physical_devices("GPU") else "mixed_bfloat16"
     print(f"train_speed: images/second, {args.image_size} px, batch {args.batch_size}, median "
@@ -82,7 +83,7 @@ def main() -> None:
     for name in args.backbones.split(","):
         for phase in ("frozen", "fine-tune"):
             for policy in ("float32", mixed):
-                for jit in (False, True):
+                for jit in [x == "on" for x in args.xla.split(",")]:
                     speed = throughput(name, phase, policy, jit, args.image_size,
                                        args.batch_size, args.steps)
                     print(f"{name:<18} {phase:<10} {policy:<15} {'on' if jit else 'off':<4} "

@@ -51,7 +51,7 @@ def test_mmd_pulls_the_domains_together_on_digits_m(tmp_path):
     above chance. Whether that buys target accuracy is measured by benchmarks/mmd_digits.py
     (README: so far it does not, robustly)."""
     common = ["--data=builtin:digits", "--backbone=small_cnn", "--weights=none",
-              "--image_size=32", "--batch_size=64", "--epochs=0", "--fine_tune_epochs=8",
+              "--image_size=16", "--batch_size=64", "--epochs=0", "--fine_tune_epochs=5",
               "--fine_tune_lr=0.003", "--bn_trainable", "--head_hidden=128", "--dropout=0.2",
               "--warmup_epochs=1", "--val_split=0.15", "--test_split=0",
               "--target_eval_data=builtin:digits_m", "--verbose=0", "--notensorboard",
