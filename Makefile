@@ -30,9 +30,10 @@ browser:
 	  $$SUDO apt-get install -y -q chromium >/dev/null 2>&1 || \
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
-# Two pytest-xdist workers, one per core; each test file stays on one worker.
+# Three pytest-xdist workers on 2 cores (much of the suite waits on subprocess start-up);
+# each test file stays on one worker.
 test: install lint browser
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 3 --dist loadfile
 
 # Re-creates the shipped source backbone (ktransfer/assets/digits04_small_cnn.weights.h5).
 source-backbone: install
