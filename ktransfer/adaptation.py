@@ -14,9 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktransfer.classifier import BACKBONE_NAME
 from ktransfer.config import AdaptConfig
-from ktransfer.features import POOL_LAYER
+from ktransfer.features import feature_layer_index
 from ktransfer.mmd import MMDLoss, mmd
 
 
@@ -40,8 +39,7 @@ def dan_model(model: keras.Model, cfg: AdaptConfig) -> tuple[keras.Model, list[M
     Source and target go through the network as one joint batch, as in DAN: BatchNorm sees
     (and its moving statistics average) both domains, so training and inference agree.
     """
-    names = [layer.name for layer in model.layers]
-    cut = names.index(POOL_LAYER) if POOL_LAYER in names else names.index(BACKBONE_NAME)
+    cut = feature_layer_index(model)
     extractor = keras.Model(model.input, model.layers[cut].output, name="features")
     size = model.input_shape[1:]
     source = keras.Input(size, name="source")
@@ -102,9 +100,7 @@ def domain_mmd(model: keras.Model, source_ds: tf.data.Dataset, target_ds: tf.dat
                max_images: int = 512) -> float:
     """Biased MMD^2 between up to `max_images` source and target feature vectors (after the
     backbone, pooled): how far apart the model sees the two domains."""
-    names = [layer.name for layer in model.layers]
-    cut = names.index(POOL_LAYER) if POOL_LAYER in names else names.index(BACKBONE_NAME)
-    extractor = keras.Model(model.input, model.layers[cut].output)
+    extractor = keras.Model(model.input, model.layers[feature_layer_index(model)].output)
 
     def features(ds):
         out, n = [], 0

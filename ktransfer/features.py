@@ -32,14 +32,20 @@ def why_not_cacheable(augment_enabled: bool) -> str | None:
     return None
 
 
+def feature_layer_index(model: keras.Model) -> int:
+    """Index in `model.layers` of the layer whose output is the feature vector the head starts
+    from: the head's pooling layer, or the backbone itself when it already outputs vectors."""
+    names = [layer.name for layer in model.layers]
+    return names.index(POOL_LAYER) if POOL_LAYER in names else names.index(BACKBONE_NAME)
+
+
 def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """(extractor, head) sharing `model`'s layers: extractor maps pixels [B, S, S, 3] to
     feature vectors [B, D] (backbone + pooling), head maps [B, D] to probabilities.
 
     Training `head` trains `model`'s head, since the layers (and weights) are the same objects.
     """
-    names = [layer.name for layer in model.layers]
-    cut = names.index(POOL_LAYER) if POOL_LAYER in names else names.index(BACKBONE_NAME)
+    cut = feature_layer_index(model)
     features = model.layers[cut].output
     extractor = keras.Model(model.input, features, name="feature_extractor")
     inputs = keras.Input(features.shape[1:], name="features")

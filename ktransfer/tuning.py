@@ -31,8 +31,8 @@ from ktransfer.data.sources import load_splits
 from ktransfer.errors import ConfigError
 from ktransfer.freezing import freeze
 from ktransfer.heads import build_head
-from ktransfer.optimizers import make_optimizer
 from ktransfer.schedules import make_schedule
+from ktransfer.training import compile_model, feature_datasets, feature_key
 
 log = logging.getLogger(__name__)
 
@@ -124,15 +124,6 @@ def _space(hp, tc: TuneConfig) -> dict[str, Any]:
     return values
 
 
-def _compile(model: keras.Model, cfg: RunConfig, steps: int) -> None:
-    schedule = make_schedule(cfg.train, cfg.train.lr, steps, cfg.train.epochs)
-    metrics: list[Any] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    model.compile(optimizer=make_optimizer(cfg.train, schedule),
-                  loss=keras.losses.CategoricalCrossentropy(
-                      label_smoothing=cfg.model.label_smoothing),
-                  metrics=metrics)
-
-
 def _atomic_tuner_state() -> None:
     """Keras Tuner writes its state (oracle, tuner, trial JSON) in place, so a kill mid-write
     can leave a file the resumed search cannot parse; route those writes through a temporary
@@ -206,8 +197,6 @@ def search(cfg: RunConfig, tc: TuneConfig) -> SearchResult:
         else "--cache_features is off"
     cached = reason is None
     if cached:
-        from ktransfer.training import feature_datasets, feature_key
-
         probe = build_classifier(spec, backbone, num_classes, image_size, cfg.model)
         extractor, _ = features.split_classifier(probe)
         key = feature_key(cfg, image_size)
@@ -239,7 +228,8 @@ def search(cfg: RunConfig, tc: TuneConfig) -> SearchResult:
             model = keras.Model(inputs, build_head(inputs, num_classes, trial_cfg.model))
         else:
             model = build_classifier(spec, backbone, num_classes, image_size, trial_cfg.model)
-        _compile(model, trial_cfg, steps)
+        compile_model(model, trial_cfg, make_schedule(trial_cfg.train, trial_cfg.train.lr, steps,
+                                                      trial_cfg.train.epochs))
         return model
 
     tuner = _make_tuner(tc, build, cfg)

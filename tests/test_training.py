@@ -144,3 +144,19 @@ def test_steps_per_epoch_limits_each_epoch(tiny_config):
     assert len(rows) == 2
     # cosine over 2 epochs of 3 steps: after epoch 1 (3 steps) the rate is cos(pi * 3/6) -> 1/2.
     assert float(rows[0]["lr"]) == pytest.approx(0.5e-3, rel=1e-3)
+
+
+def test_cached_features_train_the_same_head_as_the_frozen_backbone(tiny_config, weights_file,
+                                                                     tmp_path):
+    """Phase 1 on cached features = phase 1 through the frozen backbone (same seed), and the
+    features are computed once and kept in RUN/cache."""
+    path, _ = weights_file
+    common = dict(weights=str(path), image_size=32, epochs=3, lr=0.01, dropout=0.0,
+                  classes=["5", "6", "7"])
+    plain = train(tiny_config(**common, run_dir=str(tmp_path / "plain")))
+    cached = train(tiny_config(**common, cache_features=True, run_dir=str(tmp_path / "cached")))
+    assert cached.metrics["val"]["accuracy"] == pytest.approx(plain.metrics["val"]["accuracy"],
+                                                              abs=1e-6)
+    assert cached.metrics["val"]["loss"] == pytest.approx(plain.metrics["val"]["loss"], abs=1e-4)
+    assert len(list((tmp_path / "cached" / "cache").glob("features-*.npy"))) == 2
+    assert (tmp_path / "cached" / "checkpoints" / "last.keras").is_file()
