@@ -31,9 +31,10 @@ browser:
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
 # Three pytest-xdist workers on 2 cores (much of the suite waits on subprocess start-up);
-# each test file stays on one worker.
+# each test file stays on one worker, and files start in collection order (slow ones first,
+# see tests/conftest.py) rather than xdist's default of the files with most tests first.
 test: install lint browser
-	$(PY) -m pytest -q -n 3 --dist loadfile
+	$(PY) -m pytest -q -n 3 --dist loadfile --no-loadscopereorder
 
 # Re-creates the shipped source backbone (ktransfer/assets/digits04_small_cnn.weights.h5).
 source-backbone: install

@@ -19,8 +19,8 @@ SOURCE_WEIGHTS = REPO / "ktransfer" / "assets" / "digits04_small_cnn.weights.h5"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Long tests (marked slow) first, so that without xdist (or with it, as far as its file
-    scheduling follows collection order) they do not end the run alone."""
+    """Long tests (marked slow) first, so that they do not end the run alone; `make test` keeps
+    this order across xdist workers with --no-loadscopereorder."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable sort
 
 
