@@ -48,6 +48,7 @@ def _completed(directory) -> int:
     return count
 
 
+@pytest.mark.slow
 def test_search_killed_after_a_trial_resumes_to_three_and_the_winner_trains(tmp_path):
     args = ["--data=builtin:digits", "--classes=5,6,7", "--backbone=small_cnn",
             f"--weights={SOURCE_WEIGHTS}", "--image_size=32", "--epochs=3", "--cache_features",
