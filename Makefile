@@ -34,7 +34,7 @@ browser:
 # each test file stays on one worker, and files start in collection order (slow ones first,
 # see tests/conftest.py) rather than xdist's default of the files with most tests first.
 test: install lint browser
-	$(PY) -m pytest -q -n 3 --dist loadfile --no-loadscopereorder
+	$(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder
 
 # Re-creates the shipped source backbone (ktransfer/assets/digits04_small_cnn.weights.h5).
 source-backbone: install

@@ -20,7 +20,7 @@ SOURCE_WEIGHTS = REPO / "ktransfer" / "assets" / "digits04_small_cnn.weights.h5"
 
 def pytest_collection_modifyitems(config, items):
     """Long tests (marked slow) first, so that they do not end the run alone; `make test` keeps
-    this order across xdist workers with --no-loadscopereorder."""
+    this order across xdist workers with --no-loadscope-reorder."""
     def order(item) -> tuple[bool, bool]:  # the longest file (the transfer demo) leads
         return item.get_closest_marker("slow") is None, "test_transfer.py" not in item.nodeid
 
