@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import keras
 
-from ktransfer.errors import ConfigError, WeightsError
+from ktransfer.errors import ConfigError, WeightsError, first_line
 
 if TYPE_CHECKING:
     from ktransfer.config import ModelConfig
@@ -318,6 +318,6 @@ def _build_weights(spec: BackboneSpec, weights: str, image_size: int) -> keras.M
     try:
         return spec.build(input_shape, weights)
     except (ValueError, OSError, KeyError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise WeightsError(f"--weights={weights}: does not fit backbone {spec.name} at "
                            f"{image_size} px: {first}") from None

@@ -17,11 +17,13 @@ from typing import Any
 from ktransfer.errors import ConfigError
 
 
-def _flag(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    """A config field that is also an absl flag (`help`, optional enum `choices`)."""
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
-def _check(cond: bool, flag: str, message: str) -> None:
+def require(cond: bool, flag: str, message: str) -> None:
+    """Raises ConfigError(flag, message) unless `cond`."""
     if not cond:
         raise ConfigError(flag, message)
 
@@ -30,46 +32,46 @@ def _check(cond: bool, flag: str, message: str) -> None:
 class DataConfig:
     """Where images come from and how they are split and batched."""
 
-    data: str = _flag(
+    data: str = option(
         "", "Training data: builtin:digits, tfds:NAME, or a folder of class sub-folders "
         "(folder:PATH or just PATH).")
-    data_dir: str = _flag("", "tfds data folder (where `tfds build` put the dataset).")
-    val_data: str = _flag("", "Validation data (same forms as --data); default: split --data.")
-    test_data: str = _flag("", "Test data (same forms as --data); default: split --data.")
-    classes: tuple[str, ...] = _flag(
+    data_dir: str = option("", "tfds data folder (where `tfds build` put the dataset).")
+    val_data: str = option("", "Validation data (same forms as --data); default: split --data.")
+    test_data: str = option("", "Test data (same forms as --data); default: split --data.")
+    classes: tuple[str, ...] = option(
         (), "Only these classes, in this order (comma-separated names); default: all.")
-    val_split: float = _flag(0.2, "Fraction of --data held out for validation when no "
+    val_split: float = option(0.2, "Fraction of --data held out for validation when no "
                              "validation split is given.")
-    test_split: float = _flag(0.2, "Fraction of --data held out for test when no test split "
+    test_split: float = option(0.2, "Fraction of --data held out for test when no test split "
                               "is given.")
-    split_seed: int = _flag(0, "Seed of the stratified train/validation/test split.")
-    train_per_class: int = _flag(0, "Keep at most this many training images per class "
+    split_seed: int = option(0, "Seed of the stratified train/validation/test split.")
+    train_per_class: int = option(0, "Keep at most this many training images per class "
                                  "(few-label experiments); 0 keeps all.")
-    image_size: int = _flag(0, "Square input size in pixels; 0 uses the backbone's default.")
-    batch_size: int = _flag(32, "Global batch size.")
-    cache: str = _flag("memory", "Cache decoded, resized images: memory, disk (in the run "
+    image_size: int = option(0, "Square input size in pixels; 0 uses the backbone's default.")
+    batch_size: int = option(32, "Global batch size.")
+    cache: str = option("memory", "Cache decoded, resized images: memory, disk (in the run "
                        "directory) or none.", ("memory", "disk", "none"))
-    class_weights: str = _flag("none", "Weight the loss per class: none, or balanced "
+    class_weights: str = option("none", "Weight the loss per class: none, or balanced "
                                "(n_samples / (n_classes * count)).", ("none", "balanced"))
-    shuffle_buffer: int = _flag(2048, "Shuffle buffer size (images).")
-    on_bad_image: str = _flag("fail", "An image file that cannot be decoded (corrupt, "
+    shuffle_buffer: int = option(2048, "Shuffle buffer size (images).")
+    on_bad_image: str = option("fail", "An image file that cannot be decoded (corrupt, "
                               "truncated, empty, not an image): stop with an error naming it, "
                               "or skip it with one warning line.", ("fail", "skip"))
 
     def __post_init__(self) -> None:
-        _check(bool(self.data), "data", "is required, e.g. --data=builtin:digits or "
+        require(bool(self.data), "data", "is required, e.g. --data=builtin:digits or "
                "--data=/path/to/class_folders")
         for name in ("val_split", "test_split"):
             value = getattr(self, name)
-            _check(0.0 <= value < 1.0, name, f"must be in [0, 1), got {value}")
-        _check(self.val_split + self.test_split < 1.0, "val_split",
+            require(0.0 <= value < 1.0, name, f"must be in [0, 1), got {value}")
+        require(self.val_split + self.test_split < 1.0, "val_split",
                "--val_split + --test_split must be below 1 to leave training data")
-        _check(self.train_per_class >= 0, "train_per_class", "must be >= 0")
-        _check(self.image_size == 0 or self.image_size >= 8, "image_size",
+        require(self.train_per_class >= 0, "train_per_class", "must be >= 0")
+        require(self.image_size == 0 or self.image_size >= 8, "image_size",
                f"must be 0 (backbone default) or >= 8, got {self.image_size}")
-        _check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
-        _check(self.shuffle_buffer >= 1, "shuffle_buffer", "must be >= 1")
-        _check(len(set(self.classes)) == len(self.classes), "classes", "lists a class twice")
+        require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        require(self.shuffle_buffer >= 1, "shuffle_buffer", "must be >= 1")
+        require(len(set(self.classes)) == len(self.classes), "classes", "lists a class twice")
         for name in ("data", "val_data", "test_data"):
             _check_source(name, getattr(self, name))
 
@@ -82,13 +84,13 @@ def _check_source(flag: str, value: str) -> None:
         from ktransfer.data.sources import BUILTIN
 
         name = value.split(":", 1)[1]
-        _check(name in BUILTIN, flag, f"unknown built-in dataset {name!r}; "
+        require(name in BUILTIN, flag, f"unknown built-in dataset {name!r}; "
                f"choose one of {', '.join(sorted(BUILTIN))}")
     elif value.startswith("tfds:"):
-        _check(len(value) > 5, flag, "give a dataset name, e.g. tfds:cifar10")
+        require(len(value) > 5, flag, "give a dataset name, e.g. tfds:cifar10")
     else:
         path = value.split(":", 1)[1] if value.startswith("folder:") else value
-        _check(os.path.isdir(path), flag, f"folder {path!r} does not exist; give a folder of "
+        require(os.path.isdir(path), flag, f"folder {path!r} does not exist; give a folder of "
                "class sub-folders, builtin:digits or tfds:NAME")
 
 
@@ -96,22 +98,22 @@ def _check_source(flag: str, value: str) -> None:
 class AugmentConfig:
     """Training-time augmentation; every transform is off at 0 / none."""
 
-    aug_crop: float = _flag(0.0, "Random resized crop: smallest kept area fraction (e.g. 0.5); "
+    aug_crop: float = option(0.0, "Random resized crop: smallest kept area fraction (e.g. 0.5); "
                             "0 turns it off.")
-    aug_flip: str = _flag("none", "Random flips.", ("none", "horizontal", "vertical", "both"))
-    aug_rotation: float = _flag(0.0, "Random rotation, as a fraction of a full turn (0.05 = "
+    aug_flip: str = option("none", "Random flips.", ("none", "horizontal", "vertical", "both"))
+    aug_rotation: float = option(0.0, "Random rotation, as a fraction of a full turn (0.05 = "
                                 "+-18 degrees).")
-    aug_zoom: float = _flag(0.0, "Random zoom, as a fraction of the size (0.1 = +-10%).")
-    aug_translate: float = _flag(0.0, "Random translation, as a fraction of the size.")
-    aug_contrast: float = _flag(0.0, "Random contrast factor (0.2 = +-20%).")
-    aug_noise: float = _flag(0.0, "Gaussian pixel noise, standard deviation in 0-255 units.")
+    aug_zoom: float = option(0.0, "Random zoom, as a fraction of the size (0.1 = +-10%).")
+    aug_translate: float = option(0.0, "Random translation, as a fraction of the size.")
+    aug_contrast: float = option(0.0, "Random contrast factor (0.2 = +-20%).")
+    aug_noise: float = option(0.0, "Gaussian pixel noise, standard deviation in 0-255 units.")
 
     def __post_init__(self) -> None:
-        _check(0.0 <= self.aug_crop < 1.0, "aug_crop", "must be in [0, 1)")
+        require(0.0 <= self.aug_crop < 1.0, "aug_crop", "must be in [0, 1)")
         for name in ("aug_rotation", "aug_zoom", "aug_translate", "aug_contrast"):
             value = getattr(self, name)
-            _check(0.0 <= value <= 1.0, name, f"must be in [0, 1], got {value}")
-        _check(self.aug_noise >= 0.0, "aug_noise", "must be >= 0")
+            require(0.0 <= value <= 1.0, name, f"must be in [0, 1], got {value}")
+        require(self.aug_noise >= 0.0, "aug_noise", "must be >= 0")
 
     @property
     def enabled(self) -> bool:
@@ -123,128 +125,128 @@ class AugmentConfig:
 class ModelConfig:
     """Backbone and the new classification head."""
 
-    backbone: str = _flag(
+    backbone: str = option(
         "MobileNetV3Small", "Backbone: a keras.applications name (see --list_backbones), "
         "small_cnn, hub:HANDLE (a TF Hub URL or a local SavedModel folder) or file:PATH.keras "
         "(your own model).")
-    weights: str = _flag("imagenet", "Backbone weights: imagenet, none (random init) or the "
+    weights: str = option("imagenet", "Backbone weights: imagenet, none (random init) or the "
                          "path of a weights file (.weights.h5 / .h5). hub: and file: backbones "
                          "bring their own weights (imagenet means: as shipped).")
-    backbone_layer: str = _flag("", "Cut the backbone at this layer (its output becomes the "
+    backbone_layer: str = option("", "Cut the backbone at this layer (its output becomes the "
                                 "features), e.g. to drop the classifier of a file: model.")
-    preprocess: str = _flag("auto", "Pixel preprocessing before the backbone; auto: the "
+    preprocess: str = option("auto", "Pixel preprocessing before the backbone; auto: the "
                             "registry's for keras.applications, scale01 ([0,1]) for hub:, the "
                             "saved model's own (or none) for file:.",
                             ("auto", "tf", "torch", "caffe", "scale01", "none"))
-    hub_output_key: str = _flag("", "hub: modules returning a dict: the output to use "
+    hub_output_key: str = option("", "hub: modules returning a dict: the output to use "
                                 "(default: 'default' or the only one).")
-    unsafe_load: bool = _flag(False, "Allow loading model files that contain code (Lambda "
+    unsafe_load: bool = option(False, "Allow loading model files that contain code (Lambda "
                               "layers). Only for files you trust.")
-    pooling: str = _flag("avg", "How backbone feature maps become a vector.",
+    pooling: str = option("avg", "How backbone feature maps become a vector.",
                          ("avg", "max", "flatten"))
-    head_hidden: tuple[int, ...] = _flag((), "Hidden Dense layer sizes of the head, "
+    head_hidden: tuple[int, ...] = option((), "Hidden Dense layer sizes of the head, "
                                          "comma-separated (e.g. 256,128); empty for none.")
-    head_activation: str = _flag("relu", "Activation of the hidden head layers.",
+    head_activation: str = option("relu", "Activation of the hidden head layers.",
                                  ("relu", "gelu", "swish", "tanh", "elu"))
-    dropout: float = _flag(0.2, "Dropout rate before each Dense layer of the head.")
-    l2: float = _flag(0.0, "L2 penalty on the head's kernels.")
-    initializer: str = _flag("glorot_uniform", "Kernel initializer of the head.",
+    dropout: float = option(0.2, "Dropout rate before each Dense layer of the head.")
+    l2: float = option(0.0, "L2 penalty on the head's kernels.")
+    initializer: str = option("glorot_uniform", "Kernel initializer of the head.",
                              ("glorot_uniform", "glorot_normal", "he_uniform", "he_normal",
                               "lecun_normal", "zeros"))
-    label_smoothing: float = _flag(0.0, "Label smoothing of the cross-entropy loss.")
-    bn_trainable: bool = _flag(False, "Let BatchNorm layers train when the backbone is "
+    label_smoothing: float = option(0.0, "Label smoothing of the cross-entropy loss.")
+    bn_trainable: bool = option(False, "Let BatchNorm layers train when the backbone is "
                                "unfrozen (default: they stay frozen, in inference mode).")
 
     def __post_init__(self) -> None:
         from ktransfer.backbones import check_backbone_name
 
         check_backbone_name(self.backbone)
-        _check(bool(self.weights), "weights", "give imagenet, none or a weights file path")
+        require(bool(self.weights), "weights", "give imagenet, none or a weights file path")
         if self.backbone.startswith(("hub:", "file:")):
-            _check(self.weights != "none", "weights", "hub: and file: backbones bring their "
+            require(self.weights != "none", "weights", "hub: and file: backbones bring their "
                    "own weights; leave --weights=imagenet (as shipped) or give a weights file")
         if self.weights not in ("imagenet", "none"):
-            _check(os.path.isfile(self.weights), "weights",
+            require(os.path.isfile(self.weights), "weights",
                    f"file {self.weights!r} does not exist; use imagenet, none or a path")
-        _check(all(n >= 1 for n in self.head_hidden), "head_hidden", "sizes must be >= 1")
-        _check(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
-        _check(self.l2 >= 0.0, "l2", "must be >= 0")
-        _check(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
+        require(all(n >= 1 for n in self.head_hidden), "head_hidden", "sizes must be >= 1")
+        require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        require(self.l2 >= 0.0, "l2", "must be >= 0")
+        require(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """The two training phases, optimizer, schedule and callbacks."""
 
-    epochs: int = _flag(5, "Phase 1: epochs training the head with the backbone frozen.")
-    lr: float = _flag(1e-3, "Phase 1 peak learning rate.")
-    fine_tune_epochs: int = _flag(0, "Phase 2: epochs fine-tuning with the top of the backbone "
+    epochs: int = option(5, "Phase 1: epochs training the head with the backbone frozen.")
+    lr: float = option(1e-3, "Phase 1 peak learning rate.")
+    fine_tune_epochs: int = option(0, "Phase 2: epochs fine-tuning with the top of the backbone "
                                   "unfrozen; 0 skips phase 2.")
-    fine_tune_lr: float = _flag(1e-4, "Phase 2 peak learning rate (usually 10-100x lower).")
-    cache_features: bool = _flag(False, "Phase 1: compute the frozen backbone's features once "
+    fine_tune_lr: float = option(1e-4, "Phase 2 peak learning rate (usually 10-100x lower).")
+    cache_features: bool = option(False, "Phase 1: compute the frozen backbone's features once "
                                  "and train the head on them (much faster; off when "
                                  "augmentation is on).")
-    unfreeze: str = _flag("all", "Phase 2: which backbone layers train: all; the top N layers "
+    unfreeze: str = option("all", "Phase 2: which backbone layers train: all; the top N layers "
                           "that have weights (an integer); or comma-separated layer-name "
                           "patterns (regex from the start of the name; a block name such as "
                           "block5 selects its whole block).")
-    gradual_unfreeze: int = _flag(0, "Phase 2: start with the top block of --unfreeze and "
+    gradual_unfreeze: int = option(0, "Phase 2: start with the top block of --unfreeze and "
                                   "unfreeze one block more every this many epochs; 0: all at "
                                   "once.")
-    lr_layer_decay: float = _flag(1.0, "Phase 2: layer-wise learning-rate decay; the head gets "
+    lr_layer_decay: float = option(1.0, "Phase 2: layer-wise learning-rate decay; the head gets "
                                   "--fine_tune_lr, the top backbone block x this, the next "
                                   "x this^2, ...; 1 turns it off.")
-    print_model: bool = _flag(False, "Print each backbone layer's block, parameters and "
+    print_model: bool = option(False, "Print each backbone layer's block, parameters and "
                               "whether it trains in each phase, before training.")
-    optimizer: str = _flag("adam", "Optimizer.", ("adam", "adamw", "sgd"))
-    momentum: float = _flag(0.9, "SGD momentum.")
-    weight_decay: float = _flag(0.0, "Decoupled weight decay (AdamW, SGD).")
-    lr_schedule: str = _flag("cosine", "Learning-rate schedule within each phase.",
+    optimizer: str = option("adam", "Optimizer.", ("adam", "adamw", "sgd"))
+    momentum: float = option(0.9, "SGD momentum.")
+    weight_decay: float = option(0.0, "Decoupled weight decay (AdamW, SGD).")
+    lr_schedule: str = option("cosine", "Learning-rate schedule within each phase.",
                              ("constant", "exponential", "cosine", "step"))
-    warmup_epochs: float = _flag(0.0, "Linear warm-up from 0 to the peak rate, in epochs.")
-    decay_rate: float = _flag(0.9, "exponential: factor applied per epoch.")
-    step_every: int = _flag(10, "step: divide the rate every this many epochs.")
-    step_factor: float = _flag(10.0, "step: divide the rate by this factor.")
-    cosine_alpha: float = _flag(0.0, "cosine: final rate as a fraction of the peak.")
-    early_stopping: int = _flag(0, "Stop after this many epochs without improvement of "
+    warmup_epochs: float = option(0.0, "Linear warm-up from 0 to the peak rate, in epochs.")
+    decay_rate: float = option(0.9, "exponential: factor applied per epoch.")
+    step_every: int = option(10, "step: divide the rate every this many epochs.")
+    step_factor: float = option(10.0, "step: divide the rate by this factor.")
+    cosine_alpha: float = option(0.0, "cosine: final rate as a fraction of the peak.")
+    early_stopping: int = option(0, "Stop after this many epochs without improvement of "
                                 "--monitor and restore the best weights; 0 turns it off.")
-    monitor: str = _flag("val_loss", "Metric for early stopping and the best checkpoint.",
+    monitor: str = option("val_loss", "Metric for early stopping and the best checkpoint.",
                          ("val_loss", "val_accuracy"))
-    steps_per_epoch: int = _flag(0, "Limit training steps per epoch; 0 runs the whole set.")
-    seed: int = _flag(0, "Seed for weights, shuffling and augmentation.")
-    verbose: int = _flag(1, "0 silent, 1 progress bars, 2 one line per epoch.")
-    run_dir: str = _flag("", "Run directory; default runs/<backbone>-<time>.")
-    overwrite: bool = _flag(False, "Replace an existing, non-empty --run_dir.")
-    tensorboard: bool = _flag(True, "Write TensorBoard logs to RUN_DIR/tensorboard.")
-    export_dir: str = _flag("", "After training, export a SavedModel for TF Serving to "
+    steps_per_epoch: int = option(0, "Limit training steps per epoch; 0 runs the whole set.")
+    seed: int = option(0, "Seed for weights, shuffling and augmentation.")
+    verbose: int = option(1, "0 silent, 1 progress bars, 2 one line per epoch.")
+    run_dir: str = option("", "Run directory; default runs/<backbone>-<time>.")
+    overwrite: bool = option(False, "Replace an existing, non-empty --run_dir.")
+    tensorboard: bool = option(True, "Write TensorBoard logs to RUN_DIR/tensorboard.")
+    export_dir: str = option("", "After training, export a SavedModel for TF Serving to "
                             "EXPORT_DIR/VERSION (next free version), e.g. exports/flowers.")
-    report: bool = _flag(True, "Evaluate on the test set (else validation) and write "
+    report: bool = option(True, "Evaluate on the test set (else validation) and write "
                          "RUN_DIR/report.html with plots.")
 
     def __post_init__(self) -> None:
         for name in ("epochs", "fine_tune_epochs", "warmup_epochs", "steps_per_epoch"):
             value = getattr(self, name)
-            _check(value >= 0, name, f"must be >= 0, got {value}")
-        _check(self.epochs + self.fine_tune_epochs > 0, "epochs",
+            require(value >= 0, name, f"must be >= 0, got {value}")
+        require(self.epochs + self.fine_tune_epochs > 0, "epochs",
                "--epochs and --fine_tune_epochs are both 0: nothing to train")
         for name in ("lr", "fine_tune_lr"):
             value = getattr(self, name)
-            _check(value > 0.0, name, f"must be > 0, got {value}")
-        _check(bool(self.unfreeze.strip(",").strip()) and self.unfreeze != "0", "unfreeze",
+            require(value > 0.0, name, f"must be > 0, got {value}")
+        require(bool(self.unfreeze.strip(",").strip()) and self.unfreeze != "0", "unfreeze",
                "must be 'all', a positive integer or layer-name patterns")
-        _check(self.gradual_unfreeze >= 0, "gradual_unfreeze", "must be >= 0")
-        _check(0.0 < self.lr_layer_decay <= 1.0, "lr_layer_decay", "must be in (0, 1]")
-        _check(0.0 <= self.momentum < 1.0, "momentum", "must be in [0, 1)")
-        _check(self.weight_decay >= 0.0, "weight_decay", "must be >= 0")
-        _check(0.0 < self.decay_rate <= 1.0, "decay_rate", "must be in (0, 1]")
-        _check(self.step_every >= 1, "step_every", "must be >= 1")
-        _check(self.step_factor >= 1.0, "step_factor", "must be >= 1")
-        _check(0.0 <= self.cosine_alpha <= 1.0, "cosine_alpha", "must be in [0, 1]")
-        _check(self.early_stopping >= 0, "early_stopping", "must be >= 0")
-        _check(self.verbose in (0, 1, 2), "verbose", "must be 0, 1 or 2")
+        require(self.gradual_unfreeze >= 0, "gradual_unfreeze", "must be >= 0")
+        require(0.0 < self.lr_layer_decay <= 1.0, "lr_layer_decay", "must be in (0, 1]")
+        require(0.0 <= self.momentum < 1.0, "momentum", "must be in [0, 1)")
+        require(self.weight_decay >= 0.0, "weight_decay", "must be >= 0")
+        require(0.0 < self.decay_rate <= 1.0, "decay_rate", "must be in (0, 1]")
+        require(self.step_every >= 1, "step_every", "must be >= 1")
+        require(self.step_factor >= 1.0, "step_factor", "must be >= 1")
+        require(0.0 <= self.cosine_alpha <= 1.0, "cosine_alpha", "must be in [0, 1]")
+        require(self.early_stopping >= 0, "early_stopping", "must be >= 0")
+        require(self.verbose in (0, 1, 2), "verbose", "must be 0, 1 or 2")
         if self.export_dir:
             name = os.path.basename(os.path.normpath(self.export_dir))
-            _check(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", name)), "export_dir",
+            require(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", name)), "export_dir",
                    f"must end in a model name made of letters, digits, '_', '.' or '-', "
                    f"got {self.export_dir!r}")
 
@@ -253,20 +255,20 @@ class TrainConfig:
 class AdaptConfig:
     """Domain adaptation: unlabelled target images and the MMD loss that pulls domains together."""
 
-    target_data: str = _flag("", "Unlabelled target-domain images (any --data form; labels "
+    target_data: str = option("", "Unlabelled target-domain images (any --data form; labels "
                              "are ignored; a 'train' split is used when there is one). Turns "
                              "on MMD adaptation.")
-    target_eval_data: str = _flag("", "Labelled target-domain images to report target accuracy "
+    target_eval_data: str = option("", "Labelled target-domain images to report target accuracy "
                                   "and the domain MMD before/after ('test' split if any); works "
                                   "without --target_data too (source-only baseline).")
-    mmd_weight: float = _flag(1.0, "Weight of the MMD loss (features after the backbone and "
+    mmd_weight: float = option(1.0, "Weight of the MMD loss (features after the backbone and "
                               "after each hidden head layer).")
-    mmd_rampup: bool = _flag(True, "Ramp the MMD weight from 0 as 2/(1+exp(-10p))-1 over each "
+    mmd_rampup: bool = option(True, "Ramp the MMD weight from 0 as 2/(1+exp(-10p))-1 over each "
                              "phase's progress p.")
-    mmd_estimator: str = _flag("unbiased", "MMD estimator.", ("unbiased", "biased", "linear"))
+    mmd_estimator: str = option("unbiased", "MMD estimator.", ("unbiased", "biased", "linear"))
 
     def __post_init__(self) -> None:
-        _check(self.mmd_weight >= 0.0, "mmd_weight", "must be >= 0")
+        require(self.mmd_weight >= 0.0, "mmd_weight", "must be >= 0")
         for name in ("target_data", "target_eval_data"):
             _check_source(name, getattr(self, name))
 
@@ -275,21 +277,21 @@ class AdaptConfig:
 class DistributeConfig:
     """Where and how fast: tf.distribute strategy, precision policy, XLA."""
 
-    strategy: str = _flag("auto", "auto: all GPUs of this machine (mirrored) or the one device; "
+    strategy: str = option("auto", "auto: all GPUs of this machine (mirrored) or the one device; "
                           "one_device; mirrored (all local GPUs, or --cpu_devices); "
                           "multi_worker (TF_CONFIG); tpu.",
                           ("auto", "one_device", "mirrored", "multi_worker", "tpu"))
-    mixed_precision: str = _flag("auto", "auto: mixed_float16 on GPUs that run float16 fast "
+    mixed_precision: str = option("auto", "auto: mixed_float16 on GPUs that run float16 fast "
                                  "(compute capability >= 7.0), float32 otherwise (CPU).",
                                  ("auto", "float32", "mixed_float16", "mixed_bfloat16"))
-    jit_compile: str = _flag("auto", "Compile training steps with XLA: on, off, or auto "
+    jit_compile: str = option("auto", "Compile training steps with XLA: on, off, or auto "
                              "(Keras' choice: on for GPUs when every layer supports it).",
                              ("auto", "on", "off"))
-    cpu_devices: int = _flag(0, "Split the CPU into this many logical devices (to try "
+    cpu_devices: int = option(0, "Split the CPU into this many logical devices (to try "
                              "--strategy=mirrored without GPUs); 0 leaves it whole.")
 
     def __post_init__(self) -> None:
-        _check(self.cpu_devices >= 0, "cpu_devices", "must be >= 0")
+        require(self.cpu_devices >= 0, "cpu_devices", "must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ktransfer.errors import WeightsError
+from ktransfer.errors import WeightsError, first_line
 
 
 def hub_cache_dir() -> str:
@@ -75,7 +75,7 @@ def load_module(handle: str) -> Any:
     try:
         return hub.load(handle)
     except Exception as exc:  # network errors, corrupt modules: one line, the cause named
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         if _is_url(handle):
             raise WeightsError(f"{_offline_message(handle)}; the error was: {first}") from None
         raise WeightsError(f"--backbone=hub:{handle}: cannot load the module: {first}") from None

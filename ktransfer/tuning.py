@@ -16,7 +16,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,9 @@ import keras
 from ktransfer import atomic, features
 from ktransfer.backbones import build_backbone, resolve_spec
 from ktransfer.classifier import build_classifier
-from ktransfer.config import RunConfig, to_flagfile
+from ktransfer.config import RunConfig, option, require, to_flagfile
 from ktransfer.data.pipeline import make_dataset
 from ktransfer.data.sources import load_splits
-from ktransfer.errors import ConfigError
 from ktransfer.freezing import freeze
 from ktransfer.heads import build_head
 from ktransfer.schedules import make_schedule
@@ -37,50 +36,42 @@ from ktransfer.training import compile_model, feature_datasets, feature_key
 log = logging.getLogger(__name__)
 
 
-def _flag(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
-
-
 @dataclass(frozen=True)
 class TuneConfig:
     """The search: which tuner, how many trials, where its state lives, and the search space.
     Each trial trains for --epochs (the head phase) with --batch_size."""
 
-    tuner: str = _flag("random", "Search algorithm.", ("random", "hyperband", "bayesian"))
-    max_trials: int = _flag(10, "Trials to run (random, bayesian); hyperband sizes itself "
+    tuner: str = option("random", "Search algorithm.", ("random", "hyperband", "bayesian"))
+    max_trials: int = option(10, "Trials to run (random, bayesian); hyperband sizes itself "
                             "from --epochs.")
-    directory: str = _flag("tuning", "Folder of the search state, trials.csv and best.cfg.")
-    project: str = _flag("head", "Name of the search inside --directory; the same command "
+    directory: str = option("tuning", "Folder of the search state, trials.csv and best.cfg.")
+    project: str = option("head", "Name of the search inside --directory; the same command "
                          "resumes it.")
-    hp_layers: int = _flag(2, "Search 0 to this many hidden layers.")
-    hp_units: tuple[int, ...] = _flag((64, 128, 256), "Hidden layer sizes to try.")
-    hp_dropout: tuple[float, ...] = _flag((0.0, 0.5), "Dropout range (min,max), step 0.05.")
-    hp_l2: tuple[float, ...] = _flag((0.0, 1e-5, 1e-4, 1e-3), "L2 penalties to try.")
-    hp_lr: tuple[float, ...] = _flag((1e-4, 1e-1), "Learning-rate range (min,max), log scale.")
-    hp_schedules: tuple[str, ...] = _flag(("constant", "cosine", "exponential"),
+    hp_layers: int = option(2, "Search 0 to this many hidden layers.")
+    hp_units: tuple[int, ...] = option((64, 128, 256), "Hidden layer sizes to try.")
+    hp_dropout: tuple[float, ...] = option((0.0, 0.5), "Dropout range (min,max), step 0.05.")
+    hp_l2: tuple[float, ...] = option((0.0, 1e-5, 1e-4, 1e-3), "L2 penalties to try.")
+    hp_lr: tuple[float, ...] = option((1e-4, 1e-1), "Learning-rate range (min,max), log scale.")
+    hp_schedules: tuple[str, ...] = option(("constant", "cosine", "exponential"),
                                           "Learning-rate schedules to try.")
-    hp_label_smoothing: tuple[float, ...] = _flag((0.0, 0.2), "Label smoothing range "
+    hp_label_smoothing: tuple[float, ...] = option((0.0, 0.2), "Label smoothing range "
                                                   "(min,max), step 0.05.")
 
     def __post_init__(self) -> None:
-        def check(cond: bool, flag: str, message: str) -> None:
-            if not cond:
-                raise ConfigError(flag, message)
-
-        check(self.max_trials >= 1, "max_trials", "must be >= 1")
-        check(bool(self.directory), "directory", "is required")
-        check(self.hp_layers >= 0, "hp_layers", "must be >= 0")
-        check(bool(self.hp_units) and min(self.hp_units) >= 1, "hp_units",
+        require(self.max_trials >= 1, "max_trials", "must be >= 1")
+        require(bool(self.directory), "directory", "is required")
+        require(self.hp_layers >= 0, "hp_layers", "must be >= 0")
+        require(bool(self.hp_units) and min(self.hp_units) >= 1, "hp_units",
               "give sizes >= 1, e.g. 64,128")
         for name, low in (("hp_dropout", 0.0), ("hp_label_smoothing", 0.0), ("hp_lr", 1e-12)):
             pair = getattr(self, name)
-            check(len(pair) == 2 and low <= pair[0] <= pair[1], name,
+            require(len(pair) == 2 and low <= pair[0] <= pair[1], name,
                   f"give min,max with {low} <= min <= max, got {','.join(map(str, pair))}")
-        check(self.hp_dropout[1] < 1.0 and self.hp_label_smoothing[1] < 1.0, "hp_dropout",
+        require(self.hp_dropout[1] < 1.0 and self.hp_label_smoothing[1] < 1.0, "hp_dropout",
               "dropout and label smoothing must stay below 1")
-        check(bool(self.hp_l2) and min(self.hp_l2) >= 0.0, "hp_l2", "give penalties >= 0")
+        require(bool(self.hp_l2) and min(self.hp_l2) >= 0.0, "hp_l2", "give penalties >= 0")
         known = ("constant", "exponential", "cosine", "step")
-        check(bool(self.hp_schedules) and set(self.hp_schedules) <= set(known), "hp_schedules",
+        require(bool(self.hp_schedules) and set(self.hp_schedules) <= set(known), "hp_schedules",
               f"choose from {', '.join(known)}")
 
 
