@@ -19,59 +19,86 @@ from ktransfer.features import feature_layer_index
 from ktransfer.mmd import MMDLoss, mmd
 
 
-@keras.saving.register_keras_serializable(package="ktransfer")
-class SplitBatch(keras.layers.Layer):
-    """[joint [n+m, ...], source [n, ...]] -> (joint[:n], joint[n:])."""
+class DomainAdaptationModel(keras.Model):
+    """Trains `classifier` (sharing all its layers and weights) on source + target batches.
 
-    def call(self, inputs):
-        joint, source = inputs
-        n = keras.ops.shape(source)[0]
-        return joint[:n], joint[n:]
+    Input: {"source": images [n, S, S, 3], "target": images [m, S, S, 3], "source_labels":
+    one-hot [n, C]}; output: source class probabilities [n, C]. An MMD loss is added between
+    the domains' features after the backbone (pooled) and after every hidden head layer:
+    marginal (DAN), or class-conditional with the target's predicted probabilities
+    (`mmd_alignment="class"`).
 
-    def compute_output_shape(self, input_shapes):
-        return input_shapes[0], input_shapes[0]
+    By default source and target go through the network as one joint batch, as in DAN:
+    BatchNorm normalises both with the joint statistics. With `cfg.adabn` they go through
+    separately, so BatchNorm normalises each domain by its own statistics (as AdaBN does at
+    test time with `recalibrate_batchnorm`).
+    """
+
+    def __init__(self, classifier: keras.Model, cfg: AdaptConfig, **kwargs):
+        super().__init__(name=kwargs.pop("name", "dan"), **kwargs)
+        cut = feature_layer_index(classifier)
+        self.classifier = classifier
+        self.extractor = keras.Model(classifier.input, classifier.layers[cut].output,
+                                     name="features")
+        self.head_layers = classifier.layers[cut + 1:]  # pooled features -> probabilities
+        self.class_conditional = cfg.mmd_alignment == "class"
+        self.separate = cfg.adabn
+        names = ["mmd_features"] + [f"mmd_{layer.name}" for layer in self.head_layers
+                                    if _aligned(layer)]
+        self.mmd_layers = [MMDLoss(cfg.mmd_weight, cfg.mmd_estimator, name=name)
+                           for name in names]
+
+    @property
+    def output_shape(self):
+        return self.classifier.output_shape
+
+    def call(self, inputs, training=False):
+        source, target = inputs["source"], inputs["target"]
+        if self.separate:
+            (s, *source_features), (t, *target_features) = (
+                self._forward(source, training), self._forward(target, training))
+            pairs = list(zip(source_features, target_features, strict=True))
+        else:
+            n = keras.ops.shape(source)[0]
+            joint, *features = self._forward(
+                keras.ops.concatenate([source, target], axis=0), training)
+            s, t = joint[:n], joint[n:]
+            pairs = [(f[:n], f[n:]) for f in features]
+        classes = [inputs["source_labels"], t] if self.class_conditional else []
+        for layer, (fs, ft) in zip(self.mmd_layers, pairs, strict=True):
+            layer([fs, ft, *classes], training=training)
+        return s
+
+    def _forward(self, images, training):
+        """[probabilities, pooled features, hidden head outputs...] of `images`."""
+        x = self.extractor(images, training=training)
+        features = [x]
+        for layer in self.head_layers:
+            x = layer(x, training=training)
+            if _aligned(layer):
+                features.append(x)
+        return [x, *features]
+
+
+def _aligned(layer: keras.layers.Layer) -> bool:
+    return layer.name.startswith("head_dense")
 
 
 def dan_model(model: keras.Model, cfg: AdaptConfig) -> tuple[keras.Model, list[MMDLoss]]:
-    """A two-input training model {"source", "target"} -> source probabilities that shares all
-    layers (and weights) with `model` and adds MMD losses between the two domains' features.
-
-    Source and target go through the network as one joint batch, as in DAN: BatchNorm sees
-    (and its moving statistics average) both domains, so training and inference agree.
-    """
-    cut = feature_layer_index(model)
-    extractor = keras.Model(model.input, model.layers[cut].output, name="features")
-    size = model.input_shape[1:]
-    source = keras.Input(size, name="source")
-    target = keras.Input(size, name="target")
-    joint = extractor(keras.layers.Concatenate(axis=0, name="joint")([source, target]))
-    losses = []
-
-    def align(x, name):
-        """Adds the MMD between the two halves of `x`; returns `x` (through the layer, so the
-        loss stays in the graph)."""
-        s, t = SplitBatch(name=f"split_{name}")([x, source])
-        layer = MMDLoss(cfg.mmd_weight, cfg.mmd_estimator, name=name)
-        losses.append(layer)
-        return keras.layers.Concatenate(axis=0, name=f"rejoin_{name}")([layer([s, t]), t])
-
-    x = align(joint, "mmd_features")
-    for layer in model.layers[cut + 1:]:
-        x = layer(x)
-        if layer.name.startswith("head_dense"):
-            x = align(x, f"mmd_{layer.name}")
-    probabilities, _ = SplitBatch(name="split_output")([x, source])
-    return keras.Model({"source": source, "target": target}, probabilities, name="dan"), losses
+    """(the training model for `model` with target images, its MMD loss layers)."""
+    dan = DomainAdaptationModel(model, cfg)
+    return dan, dan.mmd_layers
 
 
 def paired(source_ds: tf.data.Dataset, target_ds: tf.data.Dataset) -> tf.data.Dataset:
-    """((source images, target images), source labels) batches; the target set repeats."""
+    """({"source", "target", "source_labels"}, source labels) batches; the target set repeats
+    and is cut to the source batch's size."""
     target = target_ds.map(lambda x, y: x).repeat()
 
     def join(pair, t):
         (x, y) = pair
         batch = tf.minimum(tf.shape(x)[0], tf.shape(t)[0])
-        return {"source": x, "target": t[:batch]}, y
+        return {"source": x, "target": t[:batch], "source_labels": y}, y
 
     return tf.data.Dataset.zip((source_ds, target)).map(join)
 
@@ -94,6 +121,65 @@ class MMDRampUp(keras.callbacks.Callback):
         for layer in self.layers:
             layer.weight.assign(value)
         self.step += 1
+
+
+def _batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    return [layer for layer in model.layers
+            if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def recalibrate_batchnorm(model: keras.Model, images: tf.data.Dataset,
+                          max_images: int = 4096) -> int:
+    """Re-estimates the moving mean and variance of every BatchNormalization layer of the
+    classifier's backbone on `images` (batches of pixels, or (pixels, labels) pairs), up to
+    `max_images` of them: AdaBN (Li et al. 2016), so the network normalises for that domain.
+
+    One pass in training mode (earlier layers normalised by batch statistics, as PreciseBN
+    does); the statistics are the population mean and biased variance of each layer's input
+    over all images seen. Returns how many layers were recalibrated (0 for a backbone without
+    Keras BatchNorm layers, such as a TF Hub module).
+    """
+    from ktransfer.classifier import get_backbone
+
+    backbone = get_backbone(model)
+    layers = _batchnorm_layers(backbone) if isinstance(backbone, keras.Model) else []
+    if not layers:
+        return 0
+    pre = model.get_layer("preprocess")
+    probe = keras.Model(backbone.inputs, [layer.input for layer in layers])
+    trainable = [layer.trainable for layer in layers]
+    moving = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+    sums: list = [None] * len(layers)
+    count = 0
+    try:
+        for layer in layers:  # a frozen BatchNorm ignores training=True
+            layer.trainable = True
+        for batch in images:
+            x = batch[0] if isinstance(batch, tuple) else batch
+            outputs = probe(pre(x), training=True)
+            for i, (layer, out) in enumerate(zip(layers, outputs, strict=True)):
+                axes = tuple(a for a in range(len(out.shape)) if a != layer.axis % len(out.shape))
+                out = tf.cast(out, tf.float64)
+                moments = (tf.reduce_sum(out, axes).numpy(),
+                           tf.reduce_sum(tf.square(out), axes).numpy(),
+                           int(np.prod([out.shape[a] for a in axes])))
+                sums[i] = moments if sums[i] is None else tuple(
+                    a + b for a, b in zip(sums[i], moments, strict=True))
+            count += int(x.shape[0])
+            if count >= max_images:
+                break
+    finally:
+        for layer, flag, (mean, var) in zip(layers, trainable, moving, strict=True):
+            layer.trainable = flag
+            layer.moving_mean.assign(mean)  # undo the training-mode updates
+            layer.moving_variance.assign(var)
+    if count == 0:
+        return 0
+    for layer, (total, squares, n) in zip(layers, sums, strict=True):
+        mean = total / n
+        layer.moving_mean.assign(mean.astype("float32"))
+        layer.moving_variance.assign(np.maximum(squares / n - mean ** 2, 0.0).astype("float32"))
+    return len(layers)
 
 
 def domain_mmd(model: keras.Model, source_ds: tf.data.Dataset, target_ds: tf.data.Dataset,

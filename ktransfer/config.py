@@ -142,6 +142,11 @@ class ModelConfig:
                                 "(default: 'default' or the only one).")
     unsafe_load: bool = option(False, "Allow loading model files that contain code (Lambda "
                               "layers). Only for files you trust.")
+    init_from: str = option("", "Start from a model ktransfer trained (a run directory or its "
+                            "model.keras): all its weights, head included. To keep training "
+                            "it, on new images of the same classes or, with --target_data, to "
+                            "adapt it to a new domain. Give the --backbone, --image_size and "
+                            "--head_hidden it was trained with.")
     pooling: str = option("avg", "How backbone feature maps become a vector.",
                          ("avg", "max", "flatten"))
     head_hidden: tuple[int, ...] = option((), "Hidden Dense layer sizes of the head, "
@@ -168,6 +173,8 @@ class ModelConfig:
         if self.weights not in ("imagenet", "none"):
             require(os.path.isfile(self.weights), "weights",
                    f"file {self.weights!r} does not exist; use imagenet, none or a path")
+        require(not self.init_from or os.path.exists(self.init_from), "init_from",
+                f"{self.init_from!r} does not exist; give a run directory or a model.keras")
         require(all(n >= 1 for n in self.head_hidden), "head_hidden", "sizes must be >= 1")
         require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         require(self.l2 >= 0.0, "l2", "must be >= 0")
@@ -227,8 +234,6 @@ class TrainConfig:
         for name in ("epochs", "fine_tune_epochs", "warmup_epochs", "steps_per_epoch"):
             value = getattr(self, name)
             require(value >= 0, name, f"must be >= 0, got {value}")
-        require(self.epochs + self.fine_tune_epochs > 0, "epochs",
-               "--epochs and --fine_tune_epochs are both 0: nothing to train")
         for name in ("lr", "fine_tune_lr"):
             value = getattr(self, name)
             require(value > 0.0, name, f"must be > 0, got {value}")
@@ -265,10 +270,22 @@ class AdaptConfig:
                               "after each hidden head layer).")
     mmd_rampup: bool = option(True, "Ramp the MMD weight from 0 as 2/(1+exp(-10p))-1 over each "
                              "phase's progress p.")
-    mmd_estimator: str = option("unbiased", "MMD estimator.", ("unbiased", "biased", "linear"))
+    mmd_estimator: str = option("unbiased", "MMD estimator (marginal alignment).",
+                                ("unbiased", "biased", "linear"))
+    mmd_alignment: str = option("marginal", "marginal: one MMD between all source and all "
+                                "target features (DAN); class: one MMD per class, source rows "
+                                "weighted by label, target rows by predicted probability "
+                                "(DSAN's local MMD).", ("marginal", "class"))
+    adabn: bool = option(False, "Normalise for the target domain: during training source and "
+                         "target batches pass BatchNorm separately (each by its own "
+                         "statistics), and afterwards every backbone BatchNorm layer's moving "
+                         "statistics are re-estimated on the target images (AdaBN), so the "
+                         "saved model is a target-domain model.")
 
     def __post_init__(self) -> None:
         require(self.mmd_weight >= 0.0, "mmd_weight", "must be >= 0")
+        require(not self.adabn or bool(self.target_data), "adabn",
+                "needs --target_data (the unlabelled images to normalise for)")
         for name in ("target_data", "target_eval_data"):
             _check_source(name, getattr(self, name))
 
@@ -304,6 +321,11 @@ class RunConfig:
     train: TrainConfig
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
+
+    def __post_init__(self) -> None:
+        require(self.train.epochs + self.train.fine_tune_epochs > 0 or bool(self.model.init_from),
+                "epochs", "--epochs and --fine_tune_epochs are both 0: nothing to train (with "
+                "--init_from, 0 and 0 re-use that model as it is)")
 
 
 GROUPS: dict[str, type] = {

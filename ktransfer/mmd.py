@@ -4,6 +4,9 @@ Multi-kernel MMD as in DAN (Long et al. 2015) and the Transfer-Learning-Library:
 Gaussian kernels exp(-d^2 / b_i) whose bandwidths b_i are `kernel_mul`-spaced multiples of the
 mean pairwise squared distance of the joint batch (taken as a constant, no gradient), centred on
 it. Estimators: the quadratic-time unbiased and biased ones, and Gretton's linear-time one.
+`class_mmd` is the class-conditional ("local") MMD of DSAN (Zhu et al. 2020): the same kernels,
+but source rows weighted by their labels and target rows by the network's predicted
+probabilities, one MMD per class, averaged, so each class is pulled onto its own counterpart.
 Always computed in float32 (inputs in float16/bfloat16 are cast first).
 """
 
@@ -34,14 +37,17 @@ def _kernel(d2, bandwidths):
     return sum(ops.exp(-d2 / b) for b in bandwidths)
 
 
+def _flat32(x):
+    return ops.cast(ops.reshape(x, (ops.shape(x)[0], -1)), "float32")
+
+
 def mmd(source, target, estimator: str = "unbiased", kernel_mul: float = 2.0,
         kernel_num: int = 5):
     """MMD^2 between feature batches source [n, d] and target [m, d] (n, m may differ);
     a float32 scalar. The unbiased estimate can be slightly negative when the domains match."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    source = ops.cast(ops.reshape(source, (ops.shape(source)[0], -1)), "float32")
-    target = ops.cast(ops.reshape(target, (ops.shape(target)[0], -1)), "float32")
+    source, target = _flat32(source), _flat32(target)
     bandwidths = _bandwidths(source, target, kernel_mul, kernel_num)
     if estimator == "linear":
         k = ops.minimum(ops.shape(source)[0], ops.shape(target)[0]) // 2 * 2
@@ -72,10 +78,41 @@ def mmd(source, target, estimator: str = "unbiased", kernel_mul: float = 2.0,
             - 2.0 * cross)
 
 
+def class_mmd(source, target, source_labels, target_probabilities, kernel_mul: float = 2.0,
+              kernel_num: int = 5):
+    """Class-conditional MMD^2 (DSAN's local MMD) between source [n, d] and target [m, d].
+
+    source_labels [n, C]: one-hot (or soft) labels; target_probabilities [m, C]: predicted class
+    probabilities (treated as constants). For each class c present in both batches (in the
+    labels, and as some target row's most likely class), source and target rows are weighted
+    by their class-c mass normalised to sum 1, and the weighted (biased) MMD^2 is taken; the
+    result is the mean over those classes, a float32 scalar (0 when no class is shared).
+    """
+    source, target = _flat32(source), _flat32(target)
+    ys = ops.cast(source_labels, "float32")
+    pt = ops.stop_gradient(ops.cast(target_probabilities, "float32"))
+    num_classes = ops.shape(pt)[-1]
+    in_source = ops.sum(ys, axis=0) > 0.0
+    in_target = ops.sum(ops.one_hot(ops.argmax(pt, axis=-1), num_classes), axis=0) > 0.0
+    shared = ops.cast(ops.logical_and(in_source, in_target), "float32")  # [C]
+    ws = ys / ops.maximum(ops.sum(ys, axis=0, keepdims=True), 1e-8) * shared  # [n, C]
+    wt = pt / ops.maximum(ops.sum(pt, axis=0, keepdims=True), 1e-8) * shared  # [m, C]
+    bandwidths = _bandwidths(source, target, kernel_mul, kernel_num)
+
+    def term(wa, a, wb, b):  # sum_c wa[:, c]^T K(a, b) wb[:, c]
+        return ops.sum(ops.matmul(wa, ops.transpose(wb)) * _kernel(_sq_dists(a, b), bandwidths))
+
+    total = (term(ws, source, ws, source) + term(wt, target, wt, target)
+             - 2.0 * term(ws, source, wt, target))
+    return total / ops.maximum(ops.sum(shared), 1.0)
+
+
 @keras.saving.register_keras_serializable(package="ktransfer")
 class MMDLoss(keras.layers.Layer):
     """Takes [source_features, target_features], adds `weight * MMD^2` to the model's losses
-    (during training) and returns the source features unchanged.
+    (during training) and returns the source features unchanged. Given
+    [source_features, target_features, source_labels, target_probabilities] it adds the
+    class-conditional `class_mmd` instead.
 
     `weight` is a non-trainable variable so a callback can ramp it up during training.
     """
@@ -95,8 +132,11 @@ class MMDLoss(keras.layers.Layer):
         self.last_value = None
 
     def call(self, inputs, training=False):
-        source, target = inputs
-        value = mmd(source, target, self.estimator, self.kernel_mul, self.kernel_num)
+        source, target, *classes = inputs
+        if classes:
+            value = class_mmd(source, target, *classes, self.kernel_mul, self.kernel_num)
+        else:
+            value = mmd(source, target, self.estimator, self.kernel_mul, self.kernel_num)
         if training:
             self.add_loss(ops.cast(self.weight, "float32") * value)
         return source

@@ -21,10 +21,10 @@ from ktransfer import atomic, distribute, features, rundir
 from ktransfer.backbones import build_backbone, resolve_spec
 from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter, NaNGuard, ResumeState
 from ktransfer.classifier import build_classifier
-from ktransfer.config import RunConfig, to_flagfile
+from ktransfer.config import ModelConfig, RunConfig, to_flagfile
 from ktransfer.data.pipeline import make_dataset
 from ktransfer.data.sources import Splits, class_weights, load_splits
-from ktransfer.errors import TrainingError
+from ktransfer.errors import ConfigError, TrainingError
 from ktransfer.features import split_classifier, why_not_cacheable
 from ktransfer.freezing import (
     describe,
@@ -186,6 +186,24 @@ def train(cfg: RunConfig) -> TrainResult:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def _init_from(model: keras.Model, cfg: ModelConfig, class_names: list[str]) -> None:
+    """Copies every weight of the classifier at `cfg.init_from` into `model` (same network)."""
+    from ktransfer.saving import load_classifier
+
+    source, names, _ = load_classifier(cfg.init_from, unsafe=cfg.unsafe_load, flag="init_from")
+    if names != class_names:
+        raise ConfigError("init_from", f"{cfg.init_from!r} was trained on classes "
+                          f"{', '.join(names)[:200]}, the data has {', '.join(class_names)[:200]};"
+                          " it can only start a run on the same classes")
+    weights, ours = source.get_weights(), model.get_weights()
+    if [w.shape for w in weights] != [w.shape for w in ours]:
+        raise ConfigError("init_from", f"{cfg.init_from!r} is a different network (backbone, "
+                          "--image_size or --head_hidden); give the flags it was trained with "
+                          "(its run's flags.cfg)")
+    model.set_weights(weights)
+    log.info("--init_from: all weights from %s", cfg.init_from)
+
+
 def _train(cfg: RunConfig) -> TrainResult:
     started = time.time()
     keras.utils.set_random_seed(cfg.train.seed)
@@ -195,6 +213,9 @@ def _train(cfg: RunConfig) -> TrainResult:
     splits = load_splits(cfg.data)
     target, target_eval = _target_sets(cfg, splits)
     backbone = build_backbone(spec, cfg.model.weights, image_size, cfg.model.backbone_layer)
+    model = build_classifier(spec, backbone, len(splits.class_names), image_size, cfg.model)
+    if cfg.model.init_from:
+        _init_from(model, cfg.model, list(splits.class_names))
     t = cfg.train
     selected = select(backbone, t.unfreeze) if t.fine_tune_epochs else []
     stages = gradual_stages(selected) if t.gradual_unfreeze else [selected] if selected else []
@@ -219,7 +240,6 @@ def _train(cfg: RunConfig) -> TrainResult:
     steps = cfg.train.steps_per_epoch or math.ceil(len(splits.train) / cfg.data.batch_size)
     weights = (class_weights(splits.train.labels, len(class_names))
                if cfg.data.class_weights == "balanced" else None)
-    model = build_classifier(spec, backbone, len(class_names), image_size, cfg.model)
     adapt = None
     target_eval_ds = None
     if target_eval is not None:
@@ -341,8 +361,19 @@ def _train(cfg: RunConfig) -> TrainResult:
         if stopped_early:
             break
 
-    if not model.compiled:  # phase 1 fitted the head alone, on cached features
+    if not model.compiled:  # fitted: a head on cached features, or the adaptation model
         compile_model(model, cfg, t.lr)
+    if target is not None and cfg.adapt.adabn:
+        from ktransfer.adaptation import recalibrate_batchnorm
+
+        if target_eval_ds is not None:
+            adaptation["target_accuracy_before_adabn"] = model.evaluate(
+                target_eval_ds, return_dict=True, verbose=0)["accuracy"]
+        n = recalibrate_batchnorm(model, make_dataset(
+            target, training=False, image_size=image_size, batch_size=cfg.data.batch_size,
+            cache="memory"))
+        log.info("--adabn: BatchNorm statistics of %d layer(s) re-estimated on %d target "
+                 "images", n, len(target))
     metrics: dict[str, Any] = {
         "val": model.evaluate(val_ds, return_dict=True, verbose=0),
         "epochs": {"head": head_epochs, "fine_tune": done - head_epochs},

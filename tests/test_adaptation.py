@@ -45,29 +45,34 @@ def test_dan_model_shares_weights_and_adds_one_loss_per_aligned_layer(tiny_confi
 
 
 @pytest.mark.slow
-def test_mmd_pulls_the_domains_together_on_digits_m(tmp_path):
-    """One short run each, same seed: with the MMD loss the network sees source and target
-    much closer (domain MMD at most half of source-only) and still classifies the target well
-    above chance. Whether that buys target accuracy is measured by benchmarks/mmd_digits.py
-    (README: so far it does not, robustly)."""
+def test_class_mmd_beats_source_only_on_digits_m_by_8_points(tmp_path):
+    """One short run of benchmarks/mmd_digits.py's protocol (seed 2): a source model, then the
+    same 10 more epochs source-only and with the class-conditional MMD. Measured here: +20.9
+    points (0.455 -> 0.665); the 3-seed, longer benchmark in README: +21.7 on average. Also the
+    domain MMD falls to under half of source-only's."""
     common = ["--data=builtin:digits", "--backbone=small_cnn", "--weights=none",
-              "--image_size=16", "--batch_size=64", "--epochs=0", "--fine_tune_epochs=5",
-              "--fine_tune_lr=0.003", "--bn_trainable", "--head_hidden=128", "--dropout=0.2",
-              "--warmup_epochs=1", "--val_split=0.15", "--test_split=0",
-              "--target_eval_data=builtin:digits_m", "--verbose=0", "--notensorboard",
-              "--noreport"]
+              "--image_size=16", "--batch_size=64", "--epochs=0", "--bn_trainable",
+              "--head_hidden=128", "--dropout=0.2", "--val_split=0.15", "--test_split=0",
+              "--target_eval_data=builtin:digits_m", "--seed=2", "--split_seed=2", "--verbose=0",
+              "--notensorboard", "--noreport"]
+    source = tmp_path / "source"
+    result = run_cli("train", *common, "--fine_tune_epochs=15", "--fine_tune_lr=0.003",
+                     "--warmup_epochs=1", f"--run_dir={source}")
+    assert result.returncode == 0, result.stderr[-2000:]
     results = {}
-    for name, extra in (("source", []), ("mmd", ["--target_data=builtin:digits_m",
-                                                  "--mmd_weight=3"])):
+    for name, extra in (("baseline", []), ("mmd", ["--target_data=builtin:digits_m",
+                                                  "--mmd_weight=0.3", "--mmd_alignment=class"])):
         run_dir = tmp_path / name
-        result = run_cli("train", *common, *extra, f"--run_dir={run_dir}")
+        result = run_cli("train", *common, f"--init_from={source}", "--fine_tune_epochs=10",
+                         "--fine_tune_lr=0.001", "--warmup_epochs=0", *extra,
+                         f"--run_dir={run_dir}")
         assert result.returncode == 0, result.stderr[-2000:]
         assert "target accuracy:" in result.stdout
         results[name] = json.loads((run_dir / "metrics.json").read_text())["adaptation"]
-    source, adapted = results["source"], results["mmd"]
+    baseline, adapted = results["baseline"], results["mmd"]
     assert adapted["num_target_images"] > 800
-    assert adapted["mmd_after"] < source["mmd_after"] / 2, (source, adapted)
-    assert adapted["target_accuracy"] > 0.1 + 0.15, adapted  # 10 classes
+    assert adapted["mmd_after"] < baseline["mmd_after"] / 2, (baseline, adapted)
+    assert adapted["target_accuracy"] > baseline["target_accuracy"] + 0.08, (baseline, adapted)
 
 
 def test_adaptation_runs_frozen_then_fine_tuned_under_mirrored(tmp_path):
@@ -84,3 +89,37 @@ def test_adaptation_runs_frozen_then_fine_tuned_under_mirrored(tmp_path):
     a = metrics["adaptation"]
     assert np.isfinite(a["mmd_before"]) and np.isfinite(a["mmd_after"])
     assert 0.0 <= a["target_accuracy"] <= 1.0
+
+
+def test_recalibrate_batchnorm_sets_the_target_statistics_and_keeps_layers_frozen(tiny_config):
+    import keras
+    import tensorflow as tf
+
+    from ktransfer.adaptation import recalibrate_batchnorm
+    from ktransfer.backbones import get_spec, small_cnn
+    from ktransfer.classifier import build_classifier, get_backbone
+
+    cfg = tiny_config(head_hidden=[8])
+    model = build_classifier(get_spec("small_cnn"), small_cnn((16, 16, 3)), 10, 16, cfg.model)
+    backbone = get_backbone(model)
+    backbone.trainable = False
+    images = np.random.default_rng(0).uniform(100, 255, (40, 16, 16, 3)).astype("float32")
+    before = model.predict(images, verbose=0)
+    n = recalibrate_batchnorm(model, tf.data.Dataset.from_tensor_slices(images).batch(16))
+    assert n == 5 and not any(layer.trainable for layer in backbone.layers)
+    bn1 = backbone.get_layer("block1_bn1")
+    conv1 = keras.Model(backbone.input, bn1.input)(model.get_layer("preprocess")(images))
+    conv1 = np.asarray(conv1).reshape(-1, conv1.shape[-1])
+    np.testing.assert_allclose(bn1.moving_mean.numpy(), conv1.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn1.moving_variance.numpy(), conv1.var(0), rtol=1e-3, atol=1e-6)
+    normalised = keras.Model(backbone.input, bn1.output)(model.get_layer("preprocess")(images))
+    normalised = np.asarray(normalised).reshape(-1, conv1.shape[-1])
+    np.testing.assert_allclose(normalised.mean(0), bn1.beta.numpy(), atol=1e-3)
+    assert not np.allclose(model.predict(images, verbose=0), before)
+
+
+def test_adabn_needs_target_data(tiny_config):
+    from ktransfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="adabn.*--target_data"):
+        tiny_config(adabn=True)

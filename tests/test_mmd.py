@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ktransfer.mmd import ESTIMATORS, MMDLoss, mmd
+from ktransfer.mmd import ESTIMATORS, MMDLoss, class_mmd, mmd
 
 
 def _gauss(n, shift, d=8, seed=0):
@@ -81,3 +81,50 @@ def test_layer_adds_weighted_loss_in_training_only_and_round_trips(tmp_path):
     model.save(tmp_path / "m.keras")
     again = keras.saving.load_model(tmp_path / "m.keras")
     assert isinstance(again.layers[2], MMDLoss) and again.layers[2].initial_weight == 2.0
+
+
+def _two_class_domains(seed=0):
+    """Source and target of two classes each, class 0 shifted by +3 in both domains, target
+    moved by +0.5 overall: (source, source one-hot, target, target one-hot)."""
+    rng = np.random.default_rng(seed)
+    ys = np.eye(2, dtype="float32")[rng.integers(0, 2, 64)]
+    yt = np.eye(2, dtype="float32")[rng.integers(0, 2, 64)]
+    s = _gauss(64, 0.0, seed=seed + 1) + 3.0 * ys[:, :1]
+    t = _gauss(64, 0.5, seed=seed + 2) + 3.0 * yt[:, :1]
+    return s, ys, t, yt
+
+
+def test_class_mmd_is_small_when_classes_match_and_large_when_they_are_swapped():
+    s, ys, t, yt = _two_class_domains()
+    matched = float(class_mmd(s, t, ys, yt))
+    swapped = float(class_mmd(s, t, ys, yt[:, ::-1]))
+    assert 0.0 <= matched < 0.5 < 2.0 < swapped
+    assert abs(float(class_mmd(s, s, ys, ys))) < 1e-5
+    # Soft target probabilities count like labels; a class no target row predicts is left out
+    # (0 if none is shared), never NaN.
+    soft = 0.8 * yt + 0.1
+    assert abs(float(class_mmd(s, t, ys, soft)) - matched) < 0.3
+    only_class_1 = np.tile(np.array([[0.0, 1.0]], "float32"), (64, 1))
+    assert np.isfinite(float(class_mmd(s, t, ys, only_class_1)))
+    assert float(class_mmd(s[:8], t[:8], np.tile([[1.0, 0.0]], (8, 1)), only_class_1[:8])) == 0.0
+
+
+def test_class_mmd_gradients_reach_the_features_not_the_probabilities():
+    s, ys, t, yt = _two_class_domains(seed=5)
+    t = tf.Variable(t)
+    p = tf.Variable(0.6 * yt + 0.2)
+    with tf.GradientTape() as tape:
+        value = class_mmd(s, t, ys, p)
+    gt, gp = tape.gradient(value, [t, p])
+    assert np.abs(gt.numpy()).sum() > 0 and gp is None  # the predictions are constants
+    t.assign_sub(10.0 * gt)
+    assert float(class_mmd(s, t, ys, p)) < float(value)
+
+
+def test_layer_with_labels_and_probabilities_adds_the_class_conditional_loss():
+    s, ys, t, yt = _two_class_domains(seed=2)
+    layer = MMDLoss(weight=2.0, dtype="mixed_float16")
+    out = layer([tf.constant(s, "float16"), tf.constant(t, "float16"), ys, yt], training=True)
+    assert out.shape == (64, 8) and layer.losses[0].dtype == tf.float32
+    np.testing.assert_allclose(float(layer.losses[0]), 2.0 * float(class_mmd(s, t, ys, yt)),
+                               rtol=2e-2)

@@ -160,3 +160,24 @@ def test_cached_features_train_the_same_head_as_the_frozen_backbone(tiny_config,
     assert cached.metrics["val"]["loss"] == pytest.approx(plain.metrics["val"]["loss"], abs=1e-4)
     assert len(list((tmp_path / "cached" / "cache").glob("features-*.npy"))) == 2
     assert (tmp_path / "cached" / "checkpoints" / "last.keras").is_file()
+
+
+def test_init_from_starts_from_every_weight_of_a_finished_run(tiny_config, tmp_path):
+    first = train(tiny_config(epochs=2, lr=0.01, head_hidden=[16], weights="none",
+                              run_dir=str(tmp_path / "first")))
+    # Zero new epochs: the new run's model is the old one, so its accuracy is the same.
+    again = train(tiny_config(epochs=0, fine_tune_epochs=0, head_hidden=[16],
+                              init_from=str(first.run_dir), run_dir=str(tmp_path / "again")))
+    assert again.metrics["val"]["accuracy"] == pytest.approx(first.metrics["val"]["accuracy"])
+    for a, b in zip(first.model.get_weights(), again.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    # A different network or other classes: one line naming the flag, no run directory.
+    with pytest.raises(ConfigError, match="--init_from: .* different network.*flags.cfg"):
+        train(tiny_config(head_hidden=[8], init_from=str(first.run_dir / "model.keras"),
+                          run_dir=str(tmp_path / "wide")))
+    with pytest.raises(ConfigError, match="--init_from: .* classes 0, 1, .* the data has 3, 4"):
+        train(tiny_config(head_hidden=[16], classes=["3", "4"], init_from=str(first.run_dir),
+                          run_dir=str(tmp_path / "other")))
+    assert not (tmp_path / "wide").exists() and not (tmp_path / "other").exists()
+    with pytest.raises(ConfigError, match="init_from.*does not exist"):
+        tiny_config(init_from=str(tmp_path / "missing"))
