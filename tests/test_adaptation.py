@@ -42,6 +42,14 @@ def test_dan_model_shares_weights_and_adds_one_loss_per_aligned_layer(tiny_confi
     np.testing.assert_allclose(dan({"source": x, "target": x}, training=False),
                                model(x, training=False), atol=1e-5)
     assert isinstance(dan, keras.Model)
+    # --adabn: the domains pass separately (BatchNorm statistics per domain), same losses;
+    # class alignment takes the source labels.
+    cfg = tiny_config(head_hidden=[16], target_data="builtin:digits_m", adabn=True,
+                      mmd_alignment="class")
+    dan, layers = dan_model(model, cfg.adapt)
+    labels = np.eye(10, dtype="float32")[[0, 1, 2, 3]]
+    out = dan({"source": x, "target": x[::-1], "source_labels": labels}, training=True)
+    assert out.shape == (4, 10) and len(dan.losses) == 2
 
 
 @pytest.mark.slow
@@ -81,14 +89,15 @@ def test_adaptation_runs_frozen_then_fine_tuned_under_mirrored(tmp_path):
                      "--image_size=16", "--epochs=1", "--fine_tune_epochs=1",
                      "--head_hidden=16", "--target_data=builtin:digits_m",
                      "--target_eval_data=builtin:digits_m", "--mmd_estimator=linear",
-                     "--strategy=mirrored", "--cpu_devices=2", "--verbose=0",
+                     "--adabn", "--strategy=mirrored", "--cpu_devices=2", "--verbose=0",
                      "--notensorboard", "--noreport", f"--run_dir={run_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == {"head": 1, "fine_tune": 1}
     a = metrics["adaptation"]
     assert np.isfinite(a["mmd_before"]) and np.isfinite(a["mmd_after"])
-    assert 0.0 <= a["target_accuracy"] <= 1.0
+    assert 0.0 <= a["target_accuracy"] <= 1.0 and 0.0 <= a["target_accuracy_before_adabn"] <= 1.0
+    assert "BatchNorm statistics of 5 layer(s) re-estimated" in result.stderr
 
 
 def test_recalibrate_batchnorm_sets_the_target_statistics_and_keeps_layers_frozen(tiny_config):
