@@ -6,12 +6,13 @@ same network continued source-only and with MMD losses, over several seeds.
 
 Per seed: small_cnn from random weights at 16 px (the digits are 8x8), BatchNorm training, a
 128-unit hidden head layer, trained `--source_epochs` on the source alone. From that model
-(`--init_from`), each arm trains `--epochs` more: source-only (the baseline), and one run per
-MMD alignment (`--mmd_alignment`: marginal = DAN, class = class-conditional), all with the same
-seed and schedule, and `adabn`: source-only training with --adabn (no MMD; BatchNorm
-statistics re-estimated on the target images). Target accuracy is on digits-M's labelled 'test'
-half, which training never sees; the unlabelled 'train' half is the target data. Prints one
-table: target accuracy per seed, mean and spread per arm, and each arm's gain over source-only.
+(`--init_from`), each arm trains `--epochs` more: source-only (the baseline), and one run per MMD
+alignment (`--mmd_alignment`: marginal = DAN, class = class-conditional), all with the same seed
+and schedule, and `adabn`: source-only training with --adabn (no MMD; BatchNorm statistics re-
+estimated on the target images); `marginal+adabn` and `class+adabn` combine them. Target accuracy
+is on digits-M's labelled 'test' half, which training never sees; the unlabelled 'train' half is
+the target data. Prints one table: target accuracy per seed, mean and spread per arm, and each
+arm's gain over source-only.
 """
 
 from __future__ import annotations
@@ -60,11 +61,13 @@ def main() -> None:
             for arm in arms:
                 values = common(seed, args.epochs, f"{tmp}/{arm}{seed}")
                 values.update(init_from=str(source.run_dir), fine_tune_lr=1e-3, warmup_epochs=0)
-                if arm == "adabn":
-                    values.update(target_data="builtin:digits_m", mmd_weight=0.0, adabn=True)
-                elif arm != "source-only":
-                    values.update(target_data="builtin:digits_m", mmd_weight=args.mmd_weight,
-                                  mmd_alignment=arm)
+                alignment, _, adabn = arm.partition("+")
+                if arm != "source-only":
+                    values.update(target_data="builtin:digits_m", adabn=arm.endswith("adabn"))
+                if alignment in ("marginal", "class"):
+                    values.update(mmd_weight=args.mmd_weight, mmd_alignment=alignment)
+                elif alignment == "adabn":
+                    values.update(mmd_weight=0.0)
                 a = train(config.build(**values)).metrics["adaptation"]
                 results[arm].append(a["target_accuracy"])
                 print(f"seed {seed} {arm}: target accuracy {a['target_accuracy']:.4f}, domain "

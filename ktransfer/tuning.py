@@ -232,8 +232,12 @@ def search(cfg: RunConfig, tc: TuneConfig) -> SearchResult:
     rows = trial_table(tuner)
     best_values = tuner.get_best_hyperparameters(1)[0].values
     best_cfg = apply_hyperparameters(cfg, best_values)
+    # A trial scores its best epoch (Keras Tuner takes the best val_accuracy of its epochs);
+    # keeping the best epoch's weights (EarlyStopping restores them at the end) makes the
+    # retrained model the one that was scored. Patience of all epochs: it never stops early.
     best_cfg = dataclasses.replace(best_cfg, train=dataclasses.replace(
-        best_cfg.train, run_dir="", overwrite=False))
+        best_cfg.train, run_dir="", overwrite=False, monitor="val_accuracy",
+        early_stopping=best_cfg.train.early_stopping or best_cfg.train.epochs))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
     writer.writeheader()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -78,6 +79,9 @@ def test_search_killed_after_a_trial_resumes_to_three_and_the_winner_trains(tmp_
 
     best = tmp_path / "search" / "p" / "best.cfg"
     assert f"--flagfile={best}" in resumed.stdout
+    # Retraining keeps the best epoch, the one the trial was scored on.
+    assert "--monitor=val_accuracy" in best.read_text()
+    assert re.search(r"^--early_stopping=[1-9]", best.read_text(), re.M)
     again = run_cli("tune", *args)  # a finished search returns at once, same winner
     assert again.returncode == 0 and "resuming" in again.stderr
     trained = run_cli("train", f"--flagfile={best}", f"--run_dir={tmp_path / 'run'}",
