@@ -1,9 +1,11 @@
-"""Domain adaptation with unlabelled target images, DAN-style (Long et al. 2015).
+"""Domain adaptation with unlabelled target images: DAN-style MMD training and AdaBN.
 
 Each training step takes a labelled source batch and an unlabelled target batch through the same
 network; the loss is the source cross-entropy plus `mmd_weight` x MMD^2 between source and target
-features after the backbone (pooled) and after every hidden head layer. The weight can ramp up
-as 2 / (1 + exp(-10 p)) - 1 over training progress p, as in DANN/DAN.
+features after the backbone (pooled) and after every hidden head layer: marginal (DAN, Long et
+al. 2015) or class-conditional (DSAN's local MMD, Zhu et al. 2020). The weight can ramp up as
+2 / (1 + exp(-10 p)) - 1 over training progress p, as in DANN/DAN. `recalibrate_batchnorm`
+re-estimates BatchNorm statistics on target images (AdaBN, Li et al. 2016).
 """
 
 from __future__ import annotations
