@@ -2,7 +2,7 @@
 same network continued source-only and with MMD losses, over several seeds.
 
     python benchmarks/mmd_digits.py [--seeds=0,1,2] [--source_epochs=30] [--epochs=20]
-                                    [--arms=marginal,class,adabn] [--mmd_weight=0.3]
+                                    [--arms=marginal,class,adabn,...] [--mmd_weight=0.3]
 
 Per seed: small_cnn from random weights at 16 px (the digits are 8x8), BatchNorm training, a
 128-unit hidden head layer, trained `--source_epochs` on the source alone. From that model
@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--source_epochs", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--arms", default="marginal,class,adabn")
+    parser.add_argument("--arms", default="marginal,class,adabn,marginal+adabn,class+adabn")
     parser.add_argument("--mmd_weight", type=float, default=0.3)
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -76,13 +76,14 @@ def main() -> None:
           f"{args.source_epochs} source epochs then {args.epochs} per arm, mmd_weight "
           f"{args.mmd_weight}; machine: {platform.node()} ({platform.machine()}, "
           f"{os.cpu_count()} CPUs); one run per cell")
-    print(f"{'arm':<12} " + " ".join(f"{'seed ' + str(s):>8}" for s in seeds)
+    width = max(len(arm) for arm in arms)
+    print(f"{'arm':<{width}} " + " ".join(f"{'seed ' + str(s):>8}" for s in seeds)
           + f" {'mean':>7} {'std':>6} {'gain':>7}")
     base = np.array(results["source-only"])
     for arm in arms:
         acc = np.array(results[arm])
         gain = f"{100 * (acc - base).mean():+6.1f}" if arm != "source-only" else ""
-        print(f"{arm:<12} " + " ".join(f"{v:>8.4f}" for v in acc)
+        print(f"{arm:<{width}} " + " ".join(f"{v:>8.4f}" for v in acc)
               + f" {acc.mean():>7.4f} {acc.std():>6.4f} {gain:>7}")
     for arm in arms[1:]:
         gains = 100 * (np.array(results[arm]) - base)

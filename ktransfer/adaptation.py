@@ -95,13 +95,15 @@ def dan_model(model: keras.Model, cfg: AdaptConfig) -> tuple[keras.Model, list[M
 def paired(source_ds: tf.data.Dataset, target_ds: tf.data.Dataset) -> tf.data.Dataset:
     """({"source", "target", "source_labels"}, source labels) batches; the target set repeats
     and is cut to the source batch's size."""
-    target = target_ds.map(lambda x, y: x).repeat()
+    def images(x, y):
+        return x
 
     def join(pair, t):
-        (x, y) = pair
+        x, y = pair[0], pair[1]
         batch = tf.minimum(tf.shape(x)[0], tf.shape(t)[0])
         return {"source": x, "target": t[:batch], "source_labels": y}, y
 
+    target = target_ds.map(images).repeat()
     return tf.data.Dataset.zip((source_ds, target)).map(join)
 
 
