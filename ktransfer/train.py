@@ -40,7 +40,9 @@ def main(argv: list[str]) -> int:
     if "adaptation" in m and "target_accuracy" in m["adaptation"]:
         a = m["adaptation"]
         print(f"target accuracy: {a['target_accuracy']:.4f}  ({a['num_target_eval_images']} "
-              f"images; domain MMD {a['mmd_before']:.4f} before, {a['mmd_after']:.4f} after)")
+              f"images; domain MMD {a['mmd_before']:.4f} before, {a['mmd_after']:.4f} after"
+              + (f"; {a['target_accuracy_before_adabn']:.4f} before --adabn"
+                 if "target_accuracy_before_adabn" in a else "") + ")")
     if "export" in m:
         print(f"exported: {m['export']}")
     if cfg.train.report:

@@ -98,6 +98,7 @@ def test_adaptation_runs_frozen_then_fine_tuned_under_mirrored(tmp_path):
     assert np.isfinite(a["mmd_before"]) and np.isfinite(a["mmd_after"])
     assert 0.0 <= a["target_accuracy"] <= 1.0 and 0.0 <= a["target_accuracy_before_adabn"] <= 1.0
     assert "BatchNorm statistics of 5 layer(s) re-estimated" in result.stderr
+    assert "before --adabn)" in result.stdout
 
 
 def test_recalibrate_batchnorm_sets_the_target_statistics_and_keeps_layers_frozen(tiny_config):
