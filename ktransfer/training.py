@@ -254,6 +254,11 @@ def _train(cfg: RunConfig) -> TrainResult:
                                  shuffle_buffer=cfg.data.shuffle_buffer, seed=t.seed + 1)
         dan, mmd_layers = dan_model(model, cfg.adapt)
         adapt = (dan, paired(train_ds, target_ds), paired(val_ds, target_ds), mmd_layers)
+        if (cfg.adapt.mmd_alignment == "class" and cfg.model.weights == "none"
+                and not cfg.model.init_from and cfg.adapt.mmd_weight > 0):
+            log.warning("--mmd_alignment=class weighs target images by the network's own "
+                        "predictions; from random weights they mean nothing and training can "
+                        "collapse: start from a trained model (--init_from=RUN)")
         log.info("adaptation: %d unlabelled target images, MMD weight %g%s on %d layer(s)",
                  len(target), cfg.adapt.mmd_weight, " (ramped up)" if cfg.adapt.mmd_rampup
                  else "", len(mmd_layers))
