@@ -53,11 +53,13 @@ def test_dan_model_shares_weights_and_adds_one_loss_per_aligned_layer(tiny_confi
 
 
 @pytest.mark.slow
-def test_class_mmd_beats_source_only_on_digits_m_by_8_points(tmp_path):
+def test_class_mmd_with_adabn_beats_source_only_on_digits_m_by_5_points(tmp_path):
     """One short run of benchmarks/mmd_digits.py's protocol (seed 2): a source model, then the
-    same 10 more epochs source-only and with the class-conditional MMD. Measured here: +20.9
-    points (0.455 -> 0.665); the 3-seed, longer benchmark in README: +21.7 on average. Also the
-    domain MMD falls to under half of source-only's."""
+    same 10 more epochs source-only and with the class-conditional MMD + AdaBN. Measured here
+    (source 15 + 10 epochs): +33.9 points on seed 2, and +6.8 / +9.8 on seeds 0 / 1, so 5 points
+    holds even if other hardware's rounding sends training another way. The 3-seed, longer
+    benchmark in README: +29.9 on average. The domain MMD also falls to under half of
+    source-only's."""
     common = ["--data=builtin:digits", "--backbone=small_cnn", "--weights=none",
               "--image_size=16", "--batch_size=64", "--epochs=0", "--bn_trainable",
               "--head_hidden=128", "--dropout=0.2", "--val_split=0.15", "--test_split=0",
@@ -69,7 +71,8 @@ def test_class_mmd_beats_source_only_on_digits_m_by_8_points(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     results = {}
     for name, extra in (("baseline", []), ("mmd", ["--target_data=builtin:digits_m",
-                                                  "--mmd_weight=0.3", "--mmd_alignment=class"])):
+                                                  "--mmd_weight=0.3", "--mmd_alignment=class",
+                                                  "--adabn"])):
         run_dir = tmp_path / name
         result = run_cli("train", *common, f"--init_from={source}", "--fine_tune_epochs=10",
                          "--fine_tune_lr=0.001", "--warmup_epochs=0", *extra,
@@ -80,7 +83,7 @@ def test_class_mmd_beats_source_only_on_digits_m_by_8_points(tmp_path):
     baseline, adapted = results["baseline"], results["mmd"]
     assert adapted["num_target_images"] > 800
     assert adapted["mmd_after"] < baseline["mmd_after"] / 2, (baseline, adapted)
-    assert adapted["target_accuracy"] > baseline["target_accuracy"] + 0.08, (baseline, adapted)
+    assert adapted["target_accuracy"] > baseline["target_accuracy"] + 0.05, (baseline, adapted)
 
 
 def test_adaptation_runs_frozen_then_fine_tuned_under_mirrored(tmp_path):
