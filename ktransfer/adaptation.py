@@ -49,6 +49,9 @@ class DomainAdaptationModel(keras.Model):
                                     if _aligned(layer)]
         self.mmd_layers = [MMDLoss(cfg.mmd_weight, cfg.mmd_estimator, name=name)
                            for name in names]
+        # Every variable exists already (the classifier's, and each MMD weight), so it is built:
+        # a resumed run loads weights into it before any call.
+        self.built = True
 
     @property
     def output_shape(self):

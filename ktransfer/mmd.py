@@ -129,7 +129,7 @@ class MMDLoss(keras.layers.Layer):
         self.kernel_num = int(kernel_num)
         self.weight = self.add_weight(shape=(), initializer=keras.initializers.Constant(weight),
                                       trainable=False, name="mmd_weight", dtype="float32")
-        self.last_value = None
+        self.built = True  # no shape-dependent weights
 
     def call(self, inputs, training=False):
         source, target, *classes = inputs

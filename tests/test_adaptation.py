@@ -136,3 +136,24 @@ def test_adabn_needs_target_data(tiny_config):
 
     with pytest.raises(ConfigError, match="adabn.*--target_data"):
         tiny_config(adabn=True)
+
+
+def test_adaptation_model_loads_saved_weights_before_any_call(tiny_config, tmp_path):
+    """A resumed adaptation run loads its weights (and optimizer state) into a fresh model."""
+    from ktransfer.adaptation import dan_model
+    from ktransfer.backbones import get_spec, small_cnn
+    from ktransfer.classifier import build_classifier
+
+    cfg = tiny_config(head_hidden=[8], target_data="builtin:digits_m", mmd_alignment="class")
+
+    def fresh():
+        model = build_classifier(get_spec("small_cnn"), small_cnn((16, 16, 3)), 10, 16,
+                                 cfg.model)
+        return model, dan_model(model, cfg.adapt)[0]
+
+    model, dan = fresh()
+    dan.save_weights(tmp_path / "dan.weights.h5")
+    again, dan_again = fresh()
+    dan_again.load_weights(tmp_path / "dan.weights.h5")
+    for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
