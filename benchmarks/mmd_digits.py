@@ -61,7 +61,7 @@ def main() -> None:
             for arm in arms:
                 values = common(seed, args.epochs, f"{tmp}/{arm}{seed}")
                 values.update(init_from=str(source.run_dir), fine_tune_lr=1e-3, warmup_epochs=0)
-                alignment, _, adabn = arm.partition("+")
+                alignment = arm.split("+")[0]
                 if arm != "source-only":
                     values.update(target_data="builtin:digits_m", adabn=arm.endswith("adabn"))
                 if alignment in ("marginal", "class"):

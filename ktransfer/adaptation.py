@@ -89,12 +89,6 @@ def _aligned(layer: keras.layers.Layer) -> bool:
     return layer.name.startswith("head_dense")
 
 
-def dan_model(model: keras.Model, cfg: AdaptConfig) -> tuple[keras.Model, list[MMDLoss]]:
-    """(the training model for `model` with target images, its MMD loss layers)."""
-    dan = DomainAdaptationModel(model, cfg)
-    return dan, dan.mmd_layers
-
-
 def paired(source_ds: tf.data.Dataset, target_ds: tf.data.Dataset) -> tf.data.Dataset:
     """({"source", "target", "source_labels"}, source labels) batches; the target set repeats
     and is cut to the source batch's size."""
@@ -130,11 +124,6 @@ class MMDRampUp(keras.callbacks.Callback):
         self.step += 1
 
 
-def _batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
-    return [layer for layer in model.layers
-            if isinstance(layer, keras.layers.BatchNormalization)]
-
-
 def recalibrate_batchnorm(model: keras.Model, images: tf.data.Dataset,
                           max_images: int = 4096) -> int:
     """Re-estimates the moving mean and variance of every BatchNormalization layer of the
@@ -149,15 +138,18 @@ def recalibrate_batchnorm(model: keras.Model, images: tf.data.Dataset,
     from ktransfer.classifier import get_backbone
 
     backbone = get_backbone(model)
-    layers = _batchnorm_layers(backbone) if isinstance(backbone, keras.Model) else []
+    layers = [layer for layer in backbone.layers
+              if isinstance(layer, keras.layers.BatchNormalization)
+              ] if isinstance(backbone, keras.Model) else []
     if not layers:
         return 0
     pre = model.get_layer("preprocess")
     probe = keras.Model(backbone.inputs, [layer.input for layer in layers])
     trainable = [layer.trainable for layer in layers]
     moving = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
-    sums: list = [None] * len(layers)
-    count = 0
+    # Per layer, per channel: sum of x and of x^2 over every position, and how many positions.
+    totals, squares, counts = [0.0] * len(layers), [0.0] * len(layers), [0] * len(layers)
+    images_seen = 0
     try:
         for layer in layers:  # a frozen BatchNorm ignores training=True
             layer.trainable = True
@@ -165,27 +157,25 @@ def recalibrate_batchnorm(model: keras.Model, images: tf.data.Dataset,
             x = batch[0] if isinstance(batch, tuple) else batch
             outputs = probe(pre(x), training=True)
             for i, (layer, out) in enumerate(zip(layers, outputs, strict=True)):
-                axes = tuple(a for a in range(len(out.shape)) if a != layer.axis % len(out.shape))
+                axes = [a for a in range(len(out.shape)) if a != layer.axis % len(out.shape)]
                 out = tf.cast(out, tf.float64)
-                moments = (tf.reduce_sum(out, axes).numpy(),
-                           tf.reduce_sum(tf.square(out), axes).numpy(),
-                           int(np.prod([out.shape[a] for a in axes])))
-                sums[i] = moments if sums[i] is None else tuple(
-                    a + b for a, b in zip(sums[i], moments, strict=True))
-            count += int(x.shape[0])
-            if count >= max_images:
+                totals[i] = totals[i] + tf.reduce_sum(out, axes).numpy()
+                squares[i] = squares[i] + tf.reduce_sum(tf.square(out), axes).numpy()
+                counts[i] += int(np.prod([out.shape[a] for a in axes]))
+            images_seen += int(x.shape[0])
+            if images_seen >= max_images:
                 break
     finally:
         for layer, flag, (mean, var) in zip(layers, trainable, moving, strict=True):
             layer.trainable = flag
             layer.moving_mean.assign(mean)  # undo the training-mode updates
             layer.moving_variance.assign(var)
-    if count == 0:
+    if images_seen == 0:
         return 0
-    for layer, (total, squares, n) in zip(layers, sums, strict=True):
+    for layer, total, square, n in zip(layers, totals, squares, counts, strict=True):
         mean = total / n
         layer.moving_mean.assign(mean.astype("float32"))
-        layer.moving_variance.assign(np.maximum(squares / n - mean ** 2, 0.0).astype("float32"))
+        layer.moving_variance.assign(np.maximum(square / n - mean ** 2, 0.0).astype("float32"))
     return len(layers)
 
 

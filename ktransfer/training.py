@@ -246,14 +246,14 @@ def _train(cfg: RunConfig) -> TrainResult:
         target_eval_ds = make_dataset(target_eval, training=False, image_size=image_size,
                                       batch_size=cfg.data.batch_size, cache="memory")
     if target is not None:
-        from ktransfer.adaptation import dan_model, paired
+        from ktransfer.adaptation import DomainAdaptationModel, paired
 
         target_ds = make_dataset(target, training=True, augment=cfg.augment,
                                  image_size=image_size, batch_size=cfg.data.batch_size,
                                  cache=cfg.data.cache, cache_path=run_dir / "cache" / "target",
                                  shuffle_buffer=cfg.data.shuffle_buffer, seed=t.seed + 1)
-        dan, mmd_layers = dan_model(model, cfg.adapt)
-        adapt = (dan, paired(train_ds, target_ds), paired(val_ds, target_ds), mmd_layers)
+        dan = DomainAdaptationModel(model, cfg.adapt)
+        adapt = (dan, paired(train_ds, target_ds), paired(val_ds, target_ds), dan.mmd_layers)
         if (cfg.adapt.mmd_alignment == "class" and cfg.model.weights == "none"
                 and not cfg.model.init_from and cfg.adapt.mmd_weight > 0):
             log.warning("--mmd_alignment=class weighs target images by the network's own "
@@ -261,7 +261,7 @@ def _train(cfg: RunConfig) -> TrainResult:
                         "collapse: start from a trained model (--init_from=RUN)")
         log.info("adaptation: %d unlabelled target images, MMD weight %g%s on %d layer(s)",
                  len(target), cfg.adapt.mmd_weight, " (ramped up)" if cfg.adapt.mmd_rampup
-                 else "", len(mmd_layers))
+                 else "", len(dan.mmd_layers))
     adaptation: dict[str, Any] = {}
     if target_eval_ds is not None:
         from ktransfer.adaptation import domain_mmd

@@ -24,16 +24,17 @@ def test_digits_m_is_the_digits_on_photo_patches_split_in_halves():
     np.testing.assert_array_equal(again.images, train.images)  # seeded
 
 
-def test_dan_model_shares_weights_and_adds_one_loss_per_aligned_layer(tiny_config):
+def test_adaptation_model_shares_weights_and_adds_one_loss_per_aligned_layer(tiny_config):
     import keras
 
-    from ktransfer.adaptation import dan_model
+    from ktransfer.adaptation import DomainAdaptationModel
     from ktransfer.backbones import get_spec, small_cnn
     from ktransfer.classifier import build_classifier
 
     cfg = tiny_config(head_hidden=[16], target_data="builtin:digits_m", mmd_weight=0.5)
     model = build_classifier(get_spec("small_cnn"), small_cnn((16, 16, 3)), 10, 16, cfg.model)
-    dan, layers = dan_model(model, cfg.adapt)
+    dan = DomainAdaptationModel(model, cfg.adapt)
+    layers = dan.mmd_layers
     assert [layer.name for layer in layers] == ["mmd_features", "mmd_head_dense1"]
     assert {id(w) for w in model.weights} <= {id(w) for w in dan.weights}
     x = np.random.default_rng(0).uniform(0, 255, (4, 16, 16, 3)).astype("float32")
@@ -46,7 +47,8 @@ def test_dan_model_shares_weights_and_adds_one_loss_per_aligned_layer(tiny_confi
     # class alignment takes the source labels.
     cfg = tiny_config(head_hidden=[16], target_data="builtin:digits_m", adabn=True,
                       mmd_alignment="class")
-    dan, layers = dan_model(model, cfg.adapt)
+    dan = DomainAdaptationModel(model, cfg.adapt)
+    layers = dan.mmd_layers
     labels = np.eye(10, dtype="float32")[[0, 1, 2, 3]]
     out = dan({"source": x, "target": x[::-1], "source_labels": labels}, training=True)
     assert out.shape == (4, 10) and len(dan.losses) == 2
@@ -140,7 +142,7 @@ def test_adabn_needs_target_data(tiny_config):
 
 def test_adaptation_model_loads_saved_weights_before_any_call(tiny_config, tmp_path):
     """A resumed adaptation run loads its weights (and optimizer state) into a fresh model."""
-    from ktransfer.adaptation import dan_model
+    from ktransfer.adaptation import DomainAdaptationModel
     from ktransfer.backbones import get_spec, small_cnn
     from ktransfer.classifier import build_classifier
 
@@ -149,7 +151,7 @@ def test_adaptation_model_loads_saved_weights_before_any_call(tiny_config, tmp_p
     def fresh():
         model = build_classifier(get_spec("small_cnn"), small_cnn((16, 16, 3)), 10, 16,
                                  cfg.model)
-        return model, dan_model(model, cfg.adapt)[0]
+        return model, DomainAdaptationModel(model, cfg.adapt)
 
     model, dan = fresh()
     dan.save_weights(tmp_path / "dan.weights.h5")
