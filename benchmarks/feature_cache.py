@@ -46,7 +46,7 @@ def main() -> None:
             seconds = [float(r["seconds"]) for r in history]
             rows[cached] = (seconds[0], sum(seconds[1:]) / len(seconds[1:]),
                             result.metrics["val"]["accuracy"])
-            counts = result.metrics["num_images"]
+            counts = result.metrics["num_examples"]
     machine = f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs)"
     print(f"feature_cache: phase 1, {args.epochs} epochs, small_cnn at {args.image_size} px, "
           f"digits 5-9 ({counts['train']} train / {counts['val']} val images); machine: "

@@ -28,10 +28,11 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ktransfer import config  # noqa: E402
-from ktransfer.backbones import build_backbone, get_spec  # noqa: E402
-from ktransfer.classifier import build_classifier  # noqa: E402
-from ktransfer.data.pipeline import make_dataset  # noqa: E402
-from ktransfer.data.sources import ImageSet, read_class_folders  # noqa: E402
+from ktransfer.image.backbones import build_backbone, get_spec  # noqa: E402
+from ktransfer.image.classifier import build_classifier  # noqa: E402
+from ktransfer.image.pipeline import make_dataset  # noqa: E402
+from ktransfer.image.imageset import ImageSet
+from ktransfer.image.sources import read_class_folders  # noqa: E402
 from ktransfer.freezing import freeze  # noqa: E402
 
 

@@ -10,15 +10,40 @@ re-estimates BatchNorm statistics on target images (AdaBN, Li et al. 2016).
 
 from __future__ import annotations
 
+import logging
 import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from ktransfer.config import AdaptConfig
+from ktransfer.classifier import backbone_input, get_backbone
+from ktransfer.config import AdaptConfig, RunConfig
+from ktransfer.data.examples import Examples, Splits
 from ktransfer.features import feature_layer_index
 from ktransfer.mmd import MMDLoss, mmd
+from ktransfer.modality import Feed, Modality
+from ktransfer.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How source and target features are pulled together. `conditional`: one MMD per class,
+    source rows weighted by their labels and target rows by the predicted probabilities."""
+
+    conditional: bool
+    about: str
+
+
+ALIGNMENTS: Registry[Alignment] = Registry("alignment", "mmd_alignment")
+ALIGNMENTS.register("marginal", Alignment(False, "one MMD between all source and all target "
+                                                 "features (DAN)"))
+ALIGNMENTS.register("class", Alignment(True, "one MMD per class (DSAN's local MMD)"))
 
 
 class DomainAdaptationModel(keras.Model):
@@ -43,7 +68,7 @@ class DomainAdaptationModel(keras.Model):
         self.extractor = keras.Model(classifier.input, classifier.layers[cut].output,
                                      name="features")
         self.head_layers = classifier.layers[cut + 1:]  # pooled features -> probabilities
-        self.class_conditional = cfg.mmd_alignment == "class"
+        self.class_conditional = ALIGNMENTS.get(cfg.mmd_alignment).conditional
         self.separate = cfg.adabn
         names = ["mmd_features"] + [f"mmd_{layer.name}" for layer in self.head_layers
                                     if _aligned(layer)]
@@ -135,15 +160,13 @@ def recalibrate_batchnorm(model: keras.Model, images: tf.data.Dataset,
     over all images seen. Returns how many layers were recalibrated (0 for a backbone without
     Keras BatchNorm layers, such as a TF Hub module).
     """
-    from ktransfer.classifier import get_backbone
-
     backbone = get_backbone(model)
+    feed = backbone_input(model)
     layers = [layer for layer in backbone.layers
               if isinstance(layer, keras.layers.BatchNormalization)
               ] if isinstance(backbone, keras.Model) else []
     if not layers:
         return 0
-    pre = model.get_layer("preprocess")
     probe = keras.Model(backbone.inputs, [layer.input for layer in layers])
     trainable = [layer.trainable for layer in layers]
     moving = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
@@ -155,14 +178,14 @@ def recalibrate_batchnorm(model: keras.Model, images: tf.data.Dataset,
             layer.trainable = True
         for batch in images:
             x = batch[0] if isinstance(batch, tuple) else batch
-            outputs = probe(pre(x), training=True)
+            outputs = probe(x if feed is None else feed(x), training=True)
             for i, (layer, out) in enumerate(zip(layers, outputs, strict=True)):
                 axes = [a for a in range(len(out.shape)) if a != layer.axis % len(out.shape)]
                 out = tf.cast(out, tf.float64)
                 totals[i] = totals[i] + tf.reduce_sum(out, axes).numpy()
                 squares[i] = squares[i] + tf.reduce_sum(tf.square(out), axes).numpy()
                 counts[i] += int(np.prod([out.shape[a] for a in axes]))
-            images_seen += int(x.shape[0])
+            images_seen += int(keras.tree.flatten(x)[0].shape[0])
             if images_seen >= max_images:
                 break
     finally:
@@ -195,3 +218,100 @@ def domain_mmd(model: keras.Model, source_ds: tf.data.Dataset, target_ds: tf.dat
         return np.concatenate(out)[:max_images]
 
     return float(mmd(features(source_ds), features(target_ds), "biased"))
+
+
+@dataclass
+class Adaptation:
+    """The domain adaptation of one run.
+
+    Args:
+        cfg: the adaptation flags.
+        target: unlabelled target examples (None: no adaptation, only target evaluation).
+        model: the DomainAdaptationModel that trains on source + target batches.
+        train, val: paired (source, target) batches for `model`.
+        evaluation: labelled target batches to report on (--target_eval_data), or None.
+        num_evaluation: how many examples `evaluation` has.
+        metrics: what goes into metrics.json["adaptation"].
+    """
+
+    cfg: AdaptConfig
+    target: Examples | None = None
+    model: DomainAdaptationModel | None = None
+    train: tf.data.Dataset | None = None
+    val: tf.data.Dataset | None = None
+    evaluation: tf.data.Dataset | None = None
+    num_evaluation: int = 0
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def callbacks(self, epochs: int, steps: int, steps_done: int) -> list[keras.callbacks.Callback]:
+        """The MMD weight ramp for a phase of `epochs` epochs, `steps_done` steps into it."""
+        if self.model is None:
+            return []
+        return [MMDRampUp(self.model.mmd_layers, self.cfg.mmd_weight, epochs * steps,
+                          self.cfg.mmd_rampup, steps_done=steps_done)]
+
+    def finish(self, model: keras.Model, feed: Feed, source_val: tf.data.Dataset,
+               batch_size: int) -> dict[str, Any]:
+        """AdaBN (with --adabn), then target accuracy and the domain MMD after training."""
+        if self.target is not None and self.cfg.adabn:
+            if self.evaluation is not None:
+                self.metrics["target_accuracy_before_adabn"] = model.evaluate(
+                    self.evaluation, return_dict=True, verbose=0)["accuracy"]
+            n = recalibrate_batchnorm(model, feed.inputs(self.target, batch_size))
+            log.info("--adabn: BatchNorm statistics of %d layer(s) re-estimated on %d target "
+                     "examples", n, len(self.target))
+        if self.evaluation is not None:
+            self.metrics["mmd_after"] = domain_mmd(model, source_val, self.evaluation)
+            self.metrics["target_accuracy"] = model.evaluate(
+                self.evaluation, return_dict=True, verbose=0)["accuracy"]
+            self.metrics["num_target_eval_images"] = self.num_evaluation
+        if self.target is not None:
+            self.metrics["num_target_images"] = len(self.target)
+            self.metrics["mmd_weight"] = self.cfg.mmd_weight
+        return self.metrics
+
+
+def _target_sets(cfg: RunConfig, modality: Modality, class_names: tuple[str, ...]
+                 ) -> tuple[Examples | None, Examples | None]:
+    """(unlabelled target examples or None, labelled target evaluation examples or None)."""
+    a, open_source = cfg.adapt, modality.opener(cfg.data)
+    target = target_eval = None
+    if a.target_data:
+        sets = open_source(a.target_data, "target_data")
+        target = sets.get("train", sets.get("all"))
+    if a.target_eval_data:
+        sets = open_source(a.target_eval_data, "target_eval_data")
+        chosen = sets.get("test", sets.get("all", sets.get("train")))
+        known = tuple(c for c in class_names if c in chosen.class_names)
+        target_eval = chosen.relabel(known).align(list(class_names), "target_eval_data")
+    return target, target_eval
+
+
+def prepare(cfg: RunConfig, modality: Modality, splits: Splits, model: keras.Model, feed: Feed,
+            source: tuple[tf.data.Dataset, tf.data.Dataset], cache_dir: Path
+            ) -> Adaptation | None:
+    """The run's adaptation (None without --target_data / --target_eval_data): target data,
+    the adaptation model on paired batches, and the domain MMD before training."""
+    target, target_eval = _target_sets(cfg, modality, splits.class_names)
+    if target is None and target_eval is None:
+        return None
+    out = Adaptation(cfg.adapt, target)
+    batch = cfg.data.batch_size
+    if target_eval is not None:
+        out.evaluation = feed.dataset(target_eval, batch_size=batch)
+        out.num_evaluation = len(target_eval)
+        out.metrics["mmd_before"] = domain_mmd(model, source[1], out.evaluation)
+    if target is not None:
+        target_ds = feed.dataset(target, batch_size=batch, training=True,
+                                 cache_path=cache_dir / "target", seed=cfg.train.seed + 1)
+        out.model = DomainAdaptationModel(model, cfg.adapt)
+        out.train, out.val = paired(source[0], target_ds), paired(source[1], target_ds)
+        if (ALIGNMENTS.get(cfg.adapt.mmd_alignment).conditional and cfg.model.weights == "none"
+                and not cfg.model.init_from and cfg.adapt.mmd_weight > 0):
+            log.warning("--mmd_alignment=class weighs target examples by the network's own "
+                        "predictions; from random weights they mean nothing and training can "
+                        "collapse: start from a trained model (--init_from=RUN)")
+        log.info("adaptation: %d unlabelled target examples, MMD weight %g%s on %d layer(s)",
+                 len(target), cfg.adapt.mmd_weight, " (ramped up)" if cfg.adapt.mmd_rampup
+                 else "", len(out.model.mmd_layers))
+    return out

@@ -1,27 +1,53 @@
-"""Assembles the classifier: raw pixels -> backbone preprocessing -> backbone -> new head."""
+"""What every classifier shares, whatever its inputs: an optional `preprocess` layer, the
+`backbone` sub-model and the head; and the one place a classifier is compiled (training and
+tuning both call `compile_classifier`).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 
-from ktransfer.backbones import BackboneSpec, Preprocess
-from ktransfer.config import ModelConfig
-from ktransfer.heads import build_head
+from ktransfer.config import RunConfig
+from ktransfer.optimizers import make_optimizer
 
 BACKBONE_NAME = "backbone"
-
-
-def build_classifier(spec: BackboneSpec, backbone: keras.Model, num_classes: int,
-                     image_size: int, cfg: ModelConfig) -> keras.Model:
-    """Input: float RGB pixels [B, S, S, 3] in [0, 255]; output: probabilities [B, classes]."""
-    backbone.name = BACKBONE_NAME
-    inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = Preprocess(spec.preprocess, name="preprocess")(inputs)
-    x = backbone(x)
-    outputs = build_head(x, num_classes, cfg)
-    return keras.Model(inputs, outputs, name=f"ktransfer_{spec.name.split(':')[0]}")
+PREPROCESS_NAME = "preprocess"
 
 
 def get_backbone(model: keras.Model) -> keras.Model:
-    """The backbone sub-model of a classifier built by `build_classifier`."""
+    """The backbone sub-model of a classifier (the layer named "backbone")."""
     return model.get_layer(BACKBONE_NAME)
+
+
+def backbone_input(model: keras.Model) -> keras.Model | None:
+    """A model from the classifier's inputs to what its backbone receives (the `preprocess`
+    layer's output), or None when the backbone takes the inputs as they are."""
+    names = [layer.name for layer in model.layers]
+    if PREPROCESS_NAME not in names:
+        return None
+    return keras.Model(model.inputs, model.get_layer(PREPROCESS_NAME).output)
+
+
+def compile_classifier(model: keras.Model, cfg: RunConfig, learning_rate: Any,
+                       lr_multipliers: dict[str, float] | None = None) -> None:
+    """Compiles with categorical cross-entropy (label smoothing), accuracy and, with more
+    than 5 classes, top-5 accuracy.
+
+    Args:
+        model: outputs probabilities [B, C].
+        cfg: the run (optimizer, label smoothing, XLA).
+        learning_rate: a float or a schedule.
+        lr_multipliers: {variable path: factor}, for layer-wise learning rates.
+    """
+    num_classes = model.output_shape[-1]
+    metrics: list[Any] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    if num_classes > 5:
+        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    model.compile(
+        jit_compile={"on": True, "off": False}.get(cfg.distribute.jit_compile, "auto"),
+        optimizer=make_optimizer(cfg.train, learning_rate, lr_multipliers),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.model.label_smoothing),
+        metrics=metrics,
+    )

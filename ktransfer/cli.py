@@ -1,4 +1,8 @@
-"""Shared plumbing of the command-line entry points: quiet TF logs, one-line errors, exit codes."""
+"""Shared plumbing of the command-line entry points: quiet TF logs, flags from the config
+dataclasses (choices from the registries), one-line errors and exit codes.
+
+Each entry point is thin: flags -> one frozen config -> one library call.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,19 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is impor
 import sys  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
+from absl import app, flags, logging  # noqa: E402
+
+from ktransfer import config  # noqa: E402
 from ktransfer.errors import KtransferError  # noqa: E402
+from ktransfer.registry import registry_at  # noqa: E402
 
 EXIT_USAGE = 2
+
+
+def define_flags(groups: dict[str, type]) -> None:
+    """One absl flag per field of `groups`; enum choices of registry-backed fields are the
+    registry's names."""
+    config.define_flags(flags.FLAGS, groups, lambda path: registry_at(path).names())
 
 
 def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = False) -> None:
@@ -19,7 +33,6 @@ def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = F
 
     `positional`: `main` takes arguments after the flags (e.g. files); otherwise they are an
     error."""
-    from absl import app, flags, logging
 
     def guarded(argv: list[str]) -> int | None:
         logging.set_verbosity(logging.INFO)

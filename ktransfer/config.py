@@ -3,6 +3,12 @@
 The dataclasses here are the single source of truth: `define_flags` turns their fields into flags,
 `from_flags` builds a validated config from parsed flags, and `to_flagfile` writes a config back
 out as a flagfile that re-runs the same job. Library code takes these objects, never `FLAGS`.
+
+This module holds values and their rules (ranges, cross-field rules) and imports nothing of the
+package but `errors`, and nothing heavy: building a config never imports TensorFlow or touches
+the file system. A field whose choices are the names of a registry says so as a string
+(`registry="ktransfer.schedules:SCHEDULES"`); `ktransfer.cli` turns those into flag choices and
+`ktransfer.preflight` checks names and files once, before any work.
 """
 
 from __future__ import annotations
@@ -11,15 +17,26 @@ import dataclasses
 import os
 import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from ktransfer.errors import ConfigError
 
 
-def option(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    """A config field that is also an absl flag (`help`, optional enum `choices`)."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def option(default: Any, help: str, choices: tuple[str, ...] | None = None,
+           registry: str | None = None) -> Any:
+    """A config field that is also an absl flag.
+
+    Args:
+        default: the flag's default.
+        help: the flag's help text.
+        choices: fixed allowed values (an enum flag).
+        registry: `"module:ATTR"` of the `ktransfer.registry.Registry` whose names are the
+            allowed values (added to `choices`, if any); checked in pre-flight.
+    """
+    return field(default=default, metadata={"help": help, "choices": choices,
+                                            "registry": registry})
 
 
 def require(cond: bool, flag: str, message: str) -> None:
@@ -30,11 +47,13 @@ def require(cond: bool, flag: str, message: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where images come from and how they are split and batched."""
+    """Where examples come from and how they are split and batched."""
 
+    modality: str = option("image", "What the examples are: image, or text.",
+                           registry="ktransfer.modality:MODALITIES")
     data: str = option(
-        "", "Training data: builtin:digits, tfds:NAME, or a folder of class sub-folders "
-        "(folder:PATH or just PATH).")
+        "", "Training data: builtin:NAME, tfds:NAME, or a folder of class sub-folders "
+        "(folder:PATH or just PATH); text also reads .csv, .tsv and .jsonl files.")
     data_dir: str = option("", "tfds data folder (where `tfds build` put the dataset).")
     val_data: str = option("", "Validation data (same forms as --data); default: split --data.")
     test_data: str = option("", "Test data (same forms as --data); default: split --data.")
@@ -73,25 +92,9 @@ class DataConfig:
         require(self.shuffle_buffer >= 1, "shuffle_buffer", "must be >= 1")
         require(len(set(self.classes)) == len(self.classes), "classes", "lists a class twice")
         for name in ("data", "val_data", "test_data"):
-            _check_source(name, getattr(self, name))
-
-
-def _check_source(flag: str, value: str) -> None:
-    """Checks a data source string early, so a typo fails before any work is done."""
-    if not value:
-        return
-    if value.startswith("builtin:"):
-        from ktransfer.data.sources import BUILTIN
-
-        name = value.split(":", 1)[1]
-        require(name in BUILTIN, flag, f"unknown built-in dataset {name!r}; "
-               f"choose one of {', '.join(sorted(BUILTIN))}")
-    elif value.startswith("tfds:"):
-        require(len(value) > 5, flag, "give a dataset name, e.g. tfds:cifar10")
-    else:
-        path = value.split(":", 1)[1] if value.startswith("folder:") else value
-        require(os.path.isdir(path), flag, f"folder {path!r} does not exist; give a folder of "
-               "class sub-folders, builtin:digits or tfds:NAME")
+            value = getattr(self, name)
+            for prefix in ("builtin:", "tfds:", "folder:"):
+                require(value != prefix, name, f"give a name or path after {prefix}")
 
 
 @dataclass(frozen=True)
@@ -136,8 +139,8 @@ class ModelConfig:
                                 "features), e.g. to drop the classifier of a file: model.")
     preprocess: str = option("auto", "Pixel preprocessing before the backbone; auto: the "
                             "registry's for keras.applications, scale01 ([0,1]) for hub:, the "
-                            "saved model's own (or none) for file:.",
-                            ("auto", "tf", "torch", "caffe", "scale01", "none"))
+                            "saved model's own (or none) for file:.", ("auto",),
+                            registry="ktransfer.image.preprocess:PREPROCESSING")
     hub_output_key: str = option("", "hub: modules returning a dict: the output to use "
                                 "(default: 'default' or the only one).")
     unsafe_load: bool = option(False, "Allow loading model files that contain code (Lambda "
@@ -147,8 +150,10 @@ class ModelConfig:
                             "it, on new images of the same classes or, with --target_data, to "
                             "adapt it to a new domain. Give the --backbone, --image_size and "
                             "--head_hidden it was trained with.")
-    pooling: str = option("avg", "How backbone feature maps become a vector.",
-                         ("avg", "max", "flatten"))
+    pooling: str = option("avg", "How the backbone's output becomes one vector per example: "
+                          "avg (images: over positions; text: mean over the tokens, padding "
+                          "masked; also called mean), max, flatten (images), cls (text: the "
+                          "first token).", registry="ktransfer.heads:POOLINGS")
     head_hidden: tuple[int, ...] = option((), "Hidden Dense layer sizes of the head, "
                                          "comma-separated (e.g. 256,128); empty for none.")
     head_activation: str = option("relu", "Activation of the hidden head layers.",
@@ -163,18 +168,13 @@ class ModelConfig:
                                "unfrozen (default: they stay frozen, in inference mode).")
 
     def __post_init__(self) -> None:
-        from ktransfer.backbones import check_backbone_name
-
-        check_backbone_name(self.backbone)
+        require(bool(self.backbone), "backbone", "is required (see --list_backbones)")
+        for prefix in ("hub:", "file:"):
+            require(self.backbone != prefix, "backbone", f"give a handle or path after {prefix}")
         require(bool(self.weights), "weights", "give imagenet, none or a weights file path")
         if self.backbone.startswith(("hub:", "file:")):
             require(self.weights != "none", "weights", "hub: and file: backbones bring their "
                    "own weights; leave --weights=imagenet (as shipped) or give a weights file")
-        if self.weights not in ("imagenet", "none"):
-            require(os.path.isfile(self.weights), "weights",
-                   f"file {self.weights!r} does not exist; use imagenet, none or a path")
-        require(not self.init_from or os.path.exists(self.init_from), "init_from",
-                f"{self.init_from!r} does not exist; give a run directory or a model.keras")
         require(all(n >= 1 for n in self.head_hidden), "head_hidden", "sizes must be >= 1")
         require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         require(self.l2 >= 0.0, "l2", "must be >= 0")
@@ -205,11 +205,11 @@ class TrainConfig:
                                   "x this^2, ...; 1 turns it off.")
     print_model: bool = option(False, "Print each backbone layer's block, parameters and "
                               "whether it trains in each phase, before training.")
-    optimizer: str = option("adam", "Optimizer.", ("adam", "adamw", "sgd"))
+    optimizer: str = option("adam", "Optimizer.", registry="ktransfer.optimizers:OPTIMIZERS")
     momentum: float = option(0.9, "SGD momentum.")
     weight_decay: float = option(0.0, "Decoupled weight decay (AdamW, SGD).")
     lr_schedule: str = option("cosine", "Learning-rate schedule within each phase.",
-                             ("constant", "exponential", "cosine", "step"))
+                              registry="ktransfer.schedules:SCHEDULES")
     warmup_epochs: float = option(0.0, "Linear warm-up from 0 to the peak rate, in epochs.")
     decay_rate: float = option(0.9, "exponential: factor applied per epoch.")
     step_every: int = option(10, "step: divide the rate every this many epochs.")
@@ -271,11 +271,11 @@ class AdaptConfig:
     mmd_rampup: bool = option(True, "Ramp the MMD weight from 0 as 2/(1+exp(-10p))-1 over each "
                              "phase's progress p.")
     mmd_estimator: str = option("unbiased", "MMD estimator (marginal alignment).",
-                                ("unbiased", "biased", "linear"))
+                                registry="ktransfer.mmd:ESTIMATORS")
     mmd_alignment: str = option("marginal", "marginal: one MMD between all source and all "
                                 "target features (DAN); class: one MMD per class, source rows "
                                 "weighted by label, target rows by predicted probability "
-                                "(DSAN's local MMD).", ("marginal", "class"))
+                                "(DSAN's local MMD).", registry="ktransfer.adaptation:ALIGNMENTS")
     adabn: bool = option(False, "Normalise for the target domain: during training source and "
                          "target batches pass BatchNorm separately (each by its own "
                          "statistics), and afterwards every backbone BatchNorm layer's moving "
@@ -286,8 +286,6 @@ class AdaptConfig:
         require(self.mmd_weight >= 0.0, "mmd_weight", "must be >= 0")
         require(not self.adabn or bool(self.target_data), "adabn",
                 "needs --target_data (the unlabelled images to normalise for)")
-        for name in ("target_data", "target_eval_data"):
-            _check_source(name, getattr(self, name))
 
 
 @dataclass(frozen=True)
@@ -297,7 +295,7 @@ class DistributeConfig:
     strategy: str = option("auto", "auto: all GPUs of this machine (mirrored) or the one device; "
                           "one_device; mirrored (all local GPUs, or --cpu_devices); "
                           "multi_worker (TF_CONFIG); tpu.",
-                          ("auto", "one_device", "mirrored", "multi_worker", "tpu"))
+                          registry="ktransfer.distribute:STRATEGIES")
     mixed_precision: str = option("auto", "auto: mixed_float16 on GPUs that run float16 fast "
                                  "(compute capability >= 7.0), float32 otherwise (CPU).",
                                  ("auto", "float32", "mixed_float16", "mixed_bfloat16"))
@@ -328,6 +326,127 @@ class RunConfig:
                 "--init_from, 0 and 0 re-use that model as it is)")
 
 
+@dataclass(frozen=True)
+class TuneConfig:
+    """The head search of `ktransfer.tune`: which tuner, how many trials, where its state lives,
+    and the search space. Each trial trains for --epochs (the head phase) with --batch_size."""
+
+    tuner: str = option("random", "Search algorithm.", registry="ktransfer.tuning:TUNERS")
+    max_trials: int = option(10, "Trials to run (random, bayesian); hyperband sizes itself "
+                            "from --epochs.")
+    directory: str = option("tuning", "Folder of the search state, trials.csv and best.cfg.")
+    project: str = option("head", "Name of the search inside --directory; the same command "
+                         "resumes it.")
+    hp_layers: int = option(2, "Search 0 to this many hidden layers.")
+    hp_units: tuple[int, ...] = option((64, 128, 256), "Hidden layer sizes to try.")
+    hp_dropout: tuple[float, ...] = option((0.0, 0.5), "Dropout range (min,max), step 0.05.")
+    hp_l2: tuple[float, ...] = option((0.0, 1e-5, 1e-4, 1e-3), "L2 penalties to try.")
+    hp_lr: tuple[float, ...] = option((1e-4, 1e-1), "Learning-rate range (min,max), log scale.")
+    hp_schedules: tuple[str, ...] = option(("constant", "cosine", "exponential"),
+                                          "Learning-rate schedules to try.",
+                                          registry="ktransfer.schedules:SCHEDULES")
+    hp_label_smoothing: tuple[float, ...] = option((0.0, 0.2), "Label smoothing range "
+                                                  "(min,max), step 0.05.")
+
+    def __post_init__(self) -> None:
+        require(self.max_trials >= 1, "max_trials", "must be >= 1")
+        require(bool(self.directory), "directory", "is required")
+        require(self.hp_layers >= 0, "hp_layers", "must be >= 0")
+        require(bool(self.hp_units) and min(self.hp_units) >= 1, "hp_units",
+                "give sizes >= 1, e.g. 64,128")
+        for name, low in (("hp_dropout", 0.0), ("hp_label_smoothing", 0.0), ("hp_lr", 1e-12)):
+            pair = getattr(self, name)
+            require(len(pair) == 2 and low <= pair[0] <= pair[1], name,
+                    f"give min,max with {low} <= min <= max, got {','.join(map(str, pair))}")
+        require(self.hp_dropout[1] < 1.0 and self.hp_label_smoothing[1] < 1.0, "hp_dropout",
+                "dropout and label smoothing must stay below 1")
+        require(bool(self.hp_l2) and min(self.hp_l2) >= 0.0, "hp_l2", "give penalties >= 0")
+        require(bool(self.hp_schedules), "hp_schedules", "give at least one schedule")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything one `ktransfer.tune` search needs: the runs its trials make, and the search."""
+
+    run: RunConfig
+    tune: TuneConfig
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """A trained classifier to load: the flags `evaluate`, `predict` and `export` share."""
+
+    model: str = option("", "A run directory of ktransfer.train or a .keras classifier "
+                        "(labels.txt beside it).")
+    unsafe_load: bool = option(False, "Allow a model file that contains code (Lambda layers). "
+                               "Only for files you trust.")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(LoadConfig):
+    """`ktransfer.evaluate`: metrics, confusion matrix and plots of a classifier."""
+
+    data: str = option("", "Labelled examples (the forms of train's --data); default: the "
+                       "run's own split (see --split).")
+    data_dir: str = option("", "tfds data folder.")
+    split: str = option("test", "Which split: of the run (without --data), or of --data when "
+                        "it has splits (all: every example).", ("test", "val", "train", "all"))
+    output_dir: str = option("", "Where evaluation.json and the plots go; default "
+                             "MODEL_DIR/evaluation-SPLIT.")
+    batch_size: int = option(64, "Examples per batch.")
+    top_k: int = option(5, "k of the top-k accuracy.")
+    on_bad_image: str = option("fail", "An unreadable example file: stop with an error naming "
+                               "it, or skip it with a warning.", ("fail", "skip"))
+
+    def __post_init__(self) -> None:
+        require(bool(self.model), "model", "is required (a run directory or a .keras file)")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        require(self.top_k >= 1, "top_k", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class PredictConfig(LoadConfig):
+    """`ktransfer.predict`: the top classes of each example."""
+
+    top_k: int = option(1, "How many classes per example.")
+    format: str = option("text", "Output format.", ("text", "csv", "json"))
+    output: str = option("", "Write to this file (atomically) instead of stdout.")
+    on_bad_image: str = option("fail", "A file that is not a readable image: stop with an "
+                               "error naming it, or skip it with a warning.", ("fail", "skip"))
+    batch_size: int = option(64, "Examples per batch.")
+
+    def __post_init__(self) -> None:
+        require(bool(self.model), "model", "is required (a run directory or a .keras file)")
+        require(self.top_k >= 1, "top_k", "must be >= 1")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ExportConfig(LoadConfig):
+    """`ktransfer.export`: a SavedModel for TF Serving."""
+
+    run_dir: str = option("", "Run directory of ktransfer.train (or use --model).")
+    export_dir: str = option("", "Where the model's numbered versions go: DIR/NAME (TF "
+                             "Serving's base path).")
+    version: int = option(0, "Version number; 0 takes the next free one.")
+    top_k: int = option(5, "How many top classes the signatures return.")
+    tflite: bool = option(False, "Also write VERSION/model.tflite (image models: the pixels "
+                          "signature).")
+
+    def __post_init__(self) -> None:
+        require(bool(self.run_dir) != bool(self.model), "run_dir",
+                "give exactly one of --run_dir and --model")
+        require(bool(self.export_dir), "export_dir", "is required, e.g. "
+                "--export_dir=exports/digits")
+        require(self.version >= 0, "version", "must be >= 0")
+        require(self.top_k >= 1, "top_k", "must be >= 1")
+
+    @property
+    def source(self) -> str:
+        """The run directory or model file to export."""
+        return self.run_dir or self.model
+
+
 GROUPS: dict[str, type] = {
     "data": DataConfig,
     "augment": AugmentConfig,
@@ -336,32 +455,61 @@ GROUPS: dict[str, type] = {
     "distribute": DistributeConfig,
     "adapt": AdaptConfig,
 }
+SEARCH_GROUPS: dict[str, type] = {**GROUPS, "tune": TuneConfig}
+
+Choices = Callable[[str], tuple[str, ...]]
 
 
-def define_flags(flag_values: Any = None, groups: dict[str, type] = GROUPS) -> None:
-    """Defines one absl flag per config field (idempotent per FlagValues)."""
+def define_flags(flag_values: Any = None, groups: dict[str, type] = GROUPS,
+                 registry_names: Choices | None = None) -> None:
+    """Defines one absl flag per config field (idempotent per FlagValues).
+
+    `registry_names(path)` gives the names of the registry a field names; without it such
+    fields are free strings (checked in pre-flight), so parsing a flagfile imports nothing.
+    """
     from absl import flags
 
     fv = flag_values if flag_values is not None else flags.FLAGS
     for cls in groups.values():
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            if f.name in fv:
-                continue
-            kind, helptext = hints[f.name], f.metadata["help"]
-            choices = f.metadata.get("choices")
-            if choices:
-                flags.DEFINE_enum(f.name, f.default, list(choices), helptext, flag_values=fv)
-            elif kind is bool:
-                flags.DEFINE_bool(f.name, f.default, helptext, flag_values=fv)
-            elif kind is int:
-                flags.DEFINE_integer(f.name, f.default, helptext, flag_values=fv)
-            elif kind is float:
-                flags.DEFINE_float(f.name, f.default, helptext, flag_values=fv)
-            elif kind is str:
-                flags.DEFINE_string(f.name, f.default, helptext, flag_values=fv)
-            else:  # tuple[...]: comma-separated list
-                flags.DEFINE_list(f.name, [str(v) for v in f.default], helptext, flag_values=fv)
+            if f.name not in fv:
+                _define(flags, fv, f, hints[f.name], registry_names)
+
+
+def _define(flags: Any, fv: Any, f: dataclasses.Field, kind: Any,
+            registry_names: Choices | None) -> None:
+    helptext = f.metadata["help"]
+    choices = tuple(f.metadata.get("choices") or ())
+    if f.metadata.get("registry") and registry_names is not None:
+        choices += registry_names(f.metadata["registry"])
+    elif f.metadata.get("registry"):
+        choices = ()
+    if typing.get_origin(kind) is tuple:  # comma-separated list
+        flags.DEFINE_list(f.name, [str(v) for v in f.default], helptext, flag_values=fv)
+    elif choices:
+        flags.DEFINE_enum(f.name, f.default, list(choices), helptext, flag_values=fv)
+    elif kind is bool:
+        flags.DEFINE_bool(f.name, f.default, helptext, flag_values=fv)
+    elif kind is int:
+        flags.DEFINE_integer(f.name, f.default, helptext, flag_values=fv)
+    elif kind is float:
+        flags.DEFINE_float(f.name, f.default, helptext, flag_values=fv)
+    else:
+        flags.DEFINE_string(f.name, f.default, helptext, flag_values=fv)
+
+
+def fields_with_registry(cfg: Any) -> list[tuple[str, Any, str]]:
+    """(flag, value, registry path) of every registry-backed field of `cfg`, for pre-flight."""
+    out = []
+    for part in _parts(cfg):
+        for f in dataclasses.fields(part):
+            if f.metadata.get("registry"):
+                value = getattr(part, f.name)
+                fixed = tuple(f.metadata.get("choices") or ())
+                values = value if isinstance(value, tuple) else (value,)
+                out += [(f.name, v, f.metadata["registry"]) for v in values if v not in fixed]
+    return out
 
 
 def _convert(cls: type, name: str, value: Any) -> Any:
@@ -377,77 +525,101 @@ def _convert(cls: type, name: str, value: Any) -> Any:
     return value
 
 
-def build(groups: dict[str, type] = GROUPS, **values: Any) -> Any:
-    """Builds the config of `groups` from keyword values (unknown names are an error).
-
-    With the default groups this returns a `RunConfig`; it is the notebook-friendly way to
-    make a config: `config.build(data="builtin:digits", backbone="small_cnn", weights="none")`.
-    """
+def _build_parts(groups: dict[str, type], values: dict[str, Any]) -> dict[str, Any]:
+    """{group: its dataclass built from `values`}; unknown names are an error."""
     known = {f.name for cls in groups.values() for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(unknown[0], "is not a known option")
-    parts = {}
-    for group, cls in groups.items():
-        kwargs = {
-            f.name: _convert(cls, f.name, values[f.name])
-            for f in dataclasses.fields(cls) if f.name in values
-        }
-        parts[group] = cls(**kwargs)
-    if groups is GROUPS:
-        return RunConfig(**parts)
-    return parts
+    return {group: cls(**{f.name: _convert(cls, f.name, values[f.name])
+                          for f in dataclasses.fields(cls) if f.name in values})
+            for group, cls in groups.items()}
 
 
-def from_flags(flag_values: Any = None, groups: dict[str, type] = GROUPS) -> Any:
-    """Builds a validated config from parsed absl flags."""
-    from absl import flags
+def build(**values: Any) -> RunConfig:
+    """Builds a validated `RunConfig` from keyword values (unknown names are an error).
 
-    fv = flag_values if flag_values is not None else flags.FLAGS
-    return build(groups, **_flag_values(fv, groups))
+    The notebook-friendly way to make a config:
+    `config.build(data="builtin:digits", backbone="small_cnn", weights="none")`.
+    """
+    return RunConfig(**_build_parts(GROUPS, values))
 
 
-def _flag_values(fv: Any, groups: dict[str, type]) -> dict[str, Any]:
+def build_search(**values: Any) -> SearchConfig:
+    """Builds a validated `SearchConfig` (run flags plus search flags) from keyword values."""
+    parts = _build_parts(SEARCH_GROUPS, values)
+    tune = parts.pop("tune")
+    return SearchConfig(run=RunConfig(**parts), tune=tune)
+
+
+def flag_values(fv: Any, groups: dict[str, type]) -> dict[str, Any]:
     """{field name: parsed flag value} for every field of `groups`."""
     return {f.name: fv[f.name].value for cls in groups.values() for f in dataclasses.fields(cls)}
 
 
-def from_flagfile(path: str | os.PathLike, groups: dict[str, type] = GROUPS,
-                  **overrides: Any) -> Any:
+def command_from_flags(cls: type, flag_values_: Any = None) -> Any:
+    """A command's config (`EvaluateConfig`, ...) from parsed absl flags."""
+    from absl import flags
+
+    fv = flag_values_ if flag_values_ is not None else flags.FLAGS
+    return _build_parts({"command": cls}, flag_values(fv, {"command": cls}))["command"]
+
+
+def from_flags(flag_values_: Any = None) -> RunConfig:
+    """Builds a validated `RunConfig` from parsed absl flags."""
+    from absl import flags
+
+    fv = flag_values_ if flag_values_ is not None else flags.FLAGS
+    return build(**flag_values(fv, GROUPS))
+
+
+def search_from_flags(flag_values_: Any = None) -> SearchConfig:
+    """Builds a validated `SearchConfig` from parsed absl flags."""
+    from absl import flags
+
+    fv = flag_values_ if flag_values_ is not None else flags.FLAGS
+    return build_search(**flag_values(fv, SEARCH_GROUPS))
+
+
+def parse_flagfile(path: str | os.PathLike, groups: dict[str, type] = GROUPS,
+                   skip_unknown: bool = False) -> dict[str, Any]:
+    """{field: value} of a flagfile, parsed as `--flagfile=PATH` would be; with `skip_unknown`
+    lines of flags outside `groups` are left out (a run's flags.cfg read by another command)."""
+    from absl import flags
+
+    fv = flags.FlagValues()
+    define_flags(fv, groups)
+    argv = [f"--flagfile={os.fspath(path)}"]
+    if skip_unknown:
+        try:
+            lines = [line.strip() for line in open(path, encoding="utf-8")]
+        except OSError as exc:
+            raise ConfigError("model", f"cannot read the run's flags: {exc}") from None
+        argv = [line for line in lines if line.startswith("--") and _known(line, fv)]
+    try:
+        fv(["ktransfer", *argv])
+    except flags.Error as exc:
+        raise ConfigError("flagfile", f"{os.fspath(path)}: {exc}") from None
+    return flag_values(fv, groups)
+
+
+def _known(line: str, fv: Any) -> bool:
+    """Whether a `--name=value` / `--noname` line sets a flag defined in `fv`."""
+    name = line[2:].split("=", 1)[0]
+    return name in fv or (name.startswith("no") and "=" not in line and name[2:] in fv)
+
+
+def from_flagfile(path: str | os.PathLike, **overrides: Any) -> RunConfig:
     """Builds a config from a flagfile, as `--flagfile=PATH` would, then applies `overrides`.
 
     For notebooks: `config.from_flagfile("configs/quickstart.cfg", verbose=0)`.
     """
-    from absl import flags
-
-    fv = flags.FlagValues()
-    define_flags(fv, groups)
-    try:
-        fv(["ktransfer", f"--flagfile={os.fspath(path)}"])
-    except flags.Error as exc:
-        raise ConfigError("flagfile", f"{os.fspath(path)}: {exc}") from None
-    return build(groups, **{**_flag_values(fv, groups), **overrides})
+    return build(**{**parse_flagfile(path), **overrides})
 
 
-def read_run_flags(path: str | os.PathLike, groups: dict[str, type]) -> dict[str, Any]:
-    """The parts `groups` of a run's resolved flags.cfg (other flags in it are skipped), e.g.
-    `read_run_flags(RUN / "flags.cfg", {"data": DataConfig})["data"]`."""
-    from absl import flags
-
-    fv = flags.FlagValues()
-    define_flags(fv, groups)
-    try:
-        lines = [line.strip() for line in open(path, encoding="utf-8")]
-    except OSError as exc:
-        raise ConfigError("model", f"cannot read the run's flags: {exc}") from None
-    known = [line for line in lines if line.startswith("--") and
-             line[2:].split("=", 1)[0].removeprefix("no") in fv or
-             line.startswith("--") and line[2:].split("=", 1)[0] in fv]
-    try:
-        fv(["ktransfer", *known])
-    except flags.Error as exc:
-        raise ConfigError("model", f"{os.fspath(path)}: {exc}") from None
-    return build(groups, **_flag_values(fv, groups))
+def read_run_flags(path: str | os.PathLike) -> RunConfig:
+    """The `RunConfig` of a run's resolved flags.cfg (flags of other commands in it skipped)."""
+    return build(**parse_flagfile(path, GROUPS, skip_unknown=True))
 
 
 def to_flagfile(cfg: Any, header: str = "") -> str:
@@ -466,8 +638,9 @@ def to_flagfile(cfg: Any, header: str = "") -> str:
 
 
 def _parts(cfg: Any) -> list[Any]:
-    if isinstance(cfg, dict):
-        return list(cfg.values())
+    """The flag-holding dataclasses of a RunConfig, SearchConfig or single group."""
+    if isinstance(cfg, SearchConfig):
+        return [*_parts(cfg.run), cfg.tune]
     if isinstance(cfg, RunConfig):
-        return [cfg.data, cfg.augment, cfg.model, cfg.train, cfg.distribute, cfg.adapt]
+        return [getattr(cfg, name) for name in GROUPS]
     return [cfg]

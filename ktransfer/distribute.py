@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 
 import tensorflow as tf
 
 from ktransfer.config import DistributeConfig
 from ktransfer.errors import ConfigError
+from ktransfer.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -35,41 +37,64 @@ def configure_devices(cfg: DistributeConfig) -> None:
                               "device(s) in this process; set it in a fresh process") from None
 
 
+def _multi_worker(cfg: DistributeConfig) -> tf.distribute.Strategy:
+    if not os.environ.get("TF_CONFIG"):  # checked before anything starts the TF runtime
+        raise ConfigError("strategy", "multi_worker needs TF_CONFIG (the cluster spec) in "
+                          "the environment of every worker; see README")
+    configure_devices(cfg)
+    patch_keras_for_multi_worker()
+    try:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    except RuntimeError as exc:
+        raise ConfigError("strategy", f"multi_worker must start before TensorFlow runs "
+                          f"anything in this process ({exc}); use a fresh process") from None
+
+
+def _tpu(cfg: DistributeConfig) -> tf.distribute.Strategy:
+    configure_devices(cfg)
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as exc:
+        raise ConfigError("strategy", f"no TPU found ({str(exc).splitlines()[0][:100]})"
+                          ) from None
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _mirrored(cfg: DistributeConfig) -> tf.distribute.Strategy:
+    configure_devices(cfg)
+    devices = ([d.name for d in tf.config.list_logical_devices("GPU")]
+               or [d.name for d in tf.config.list_logical_devices("CPU")])
+    if len(devices) < 2:
+        log.warning("--strategy=mirrored: only one device (%s); add GPUs or --cpu_devices=2",
+                    devices[0])
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def _one_device(cfg: DistributeConfig) -> tf.distribute.Strategy:
+    configure_devices(cfg)
+    devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
+    return tf.distribute.OneDeviceStrategy(devices[0].name)
+
+
+def _auto(cfg: DistributeConfig) -> tf.distribute.Strategy:
+    configure_devices(cfg)
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return _mirrored(cfg)
+    # One device: TensorFlow's default strategy, i.e. plain Keras with no distribution.
+    return tf.distribute.get_strategy()
+
+
+STRATEGIES: Registry[Callable[[DistributeConfig], tf.distribute.Strategy]] = Registry(
+    "distribution strategy", "strategy",
+    {"auto": _auto, "one_device": _one_device, "mirrored": _mirrored,
+     "multi_worker": _multi_worker, "tpu": _tpu})
+
+
 def make_strategy(cfg: DistributeConfig) -> tf.distribute.Strategy:
     """The strategy `cfg.strategy` names (see DistributeConfig)."""
-    if cfg.strategy == "multi_worker":  # before anything starts the TF runtime
-        if not os.environ.get("TF_CONFIG"):
-            raise ConfigError("strategy", "multi_worker needs TF_CONFIG (the cluster spec) in "
-                              "the environment of every worker; see README")
-        configure_devices(cfg)
-        patch_keras_for_multi_worker()
-        try:
-            return tf.distribute.MultiWorkerMirroredStrategy()
-        except RuntimeError as exc:
-            raise ConfigError("strategy", f"multi_worker must start before TensorFlow runs "
-                              f"anything in this process ({exc}); use a fresh process") from None
-    configure_devices(cfg)
-    gpus = tf.config.list_logical_devices("GPU")
-    cpus = tf.config.list_logical_devices("CPU")
-    if cfg.strategy == "tpu":
-        try:
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-        except (ValueError, RuntimeError, tf.errors.OpError) as exc:
-            raise ConfigError("strategy", f"no TPU found ({str(exc).splitlines()[0][:100]})"
-                              ) from None
-        return tf.distribute.TPUStrategy(resolver)
-    if cfg.strategy == "mirrored" or (cfg.strategy == "auto" and len(gpus) > 1):
-        devices = [d.name for d in gpus] or [d.name for d in cpus]
-        if len(devices) < 2:
-            log.warning("--strategy=mirrored: only one device (%s); add GPUs or "
-                        "--cpu_devices=2", devices[0])
-        return tf.distribute.MirroredStrategy(devices)
-    if cfg.strategy == "one_device":
-        return tf.distribute.OneDeviceStrategy((gpus or cpus)[0].name)
-    # auto on one device: TensorFlow's default strategy, i.e. plain Keras with no distribution.
-    return tf.distribute.get_strategy()
+    return STRATEGIES.get(cfg.strategy)(cfg)
 
 
 def precision_policy(cfg: DistributeConfig) -> str:

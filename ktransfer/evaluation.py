@@ -1,5 +1,6 @@
-"""Evaluating a classifier on labelled images: accuracy, top-k, per-class precision / recall / F1,
-confusion matrix and the most confident mistakes; JSON plus PNG plots.
+"""Evaluating a classifier on labelled examples of any kind: accuracy, top-k, per-class
+precision / recall / F1, confusion matrix and the most confident mistakes; JSON plus PNG plots
+and the modality's view of the mistakes (an image grid, a table of sentences).
 """
 
 from __future__ import annotations
@@ -12,37 +13,20 @@ from typing import Any
 import keras
 import numpy as np
 
-from ktransfer import atomic
-from ktransfer.data.pipeline import make_dataset
-from ktransfer.data.sources import ImageSet
+from ktransfer import atomic, plotting, prediction
+from ktransfer.config import DataConfig, EvaluateConfig, read_run_flags
+from ktransfer.data.examples import Examples
+from ktransfer.data.splits import pick
 from ktransfer.errors import DataError
+from ktransfer.modality import Feed, Modality
+from ktransfer.saving import Classifier, open_classifier
+from ktransfer.serving import check_classifier
 
-
-def align(images: ImageSet, class_names: list[str], flag: str = "data") -> ImageSet:
-    """`images` relabelled to the model's class order; classes the model does not know are an
-    error (the model cannot be right about them), classes absent from the data are fine."""
-    unknown = [c for c in images.class_names if c not in class_names]
-    if unknown:
-        raise DataError(f"--{flag}: class {unknown[0]!r} is not a class of the model "
-                        f"(labels.txt: {', '.join(class_names[:20])})")
-    index = {name: i for i, name in enumerate(class_names)}
-    mapping = np.array([index[c] for c in images.class_names], dtype=np.int32)
-    return dataclasses.replace(images, class_names=tuple(class_names),
-                               labels=mapping[images.labels])
-
-
-def predict(model: keras.Model, images: ImageSet, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities [N, C] for `images`, in order (resized as in training)."""
-    if len(images) == 0:
-        raise DataError("--data: no images to evaluate")
-    size = int(model.input_shape[1])
-    ds = make_dataset(images, image_size=size, batch_size=batch_size, training=False,
-                      cache="none")
-    return np.asarray(model.predict(ds.map(lambda x, y: x), verbose=0), dtype=np.float64)
+MISTAKES_HTML = "mistakes.html"
 
 
 def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str],
-              files: np.ndarray | None = None, top_k: int = 5, mistakes: int = 12
+              names: list[str] | None = None, top_k: int = 5, mistakes: int = 12
               ) -> dict[str, Any]:
     """Metrics of predictions `probabilities` [N, C] against `labels` [N] (ints)."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
@@ -59,7 +43,7 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
     confidence = probabilities[np.arange(len(labels)), predicted]
     worst = wrong[np.argsort(-confidence[wrong], kind="stable")][:mistakes]
     return {
-        "num_images": int(len(labels)),
+        "num_examples": int(len(labels)),
         "accuracy": float((predicted == labels).mean()),
         f"top{k}_accuracy": float(top_k_hit.mean()),
         "macro_f1": float(np.mean(f1[support > 0])) if (support > 0).any() else 0.0,
@@ -71,7 +55,7 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
         "confusion_matrix": confusion_matrix(labels, predicted, labels=ids).tolist(),
         "class_names": list(class_names),
         "mistakes": [
-            {"index": int(i), "file": None if files is None else str(files[i]),
+            {"index": int(i), "file": None if names is None else str(names[i]),
              "true": class_names[labels[i]], "predicted": class_names[predicted[i]],
              "confidence": float(confidence[i])}
             for i in worst
@@ -79,19 +63,9 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
     }
 
 
-def pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_confusion(summary: dict[str, Any], path: str | os.PathLike) -> None:
     """The confusion matrix (rows: true class, columns: predicted), counts in the cells."""
-    plt = pyplot()
+    plt = plotting.pyplot()
     cm = np.array(summary["confusion_matrix"])
     names = summary["class_names"]
     n = len(names)
@@ -108,13 +82,12 @@ def plot_confusion(summary: dict[str, Any], path: str | os.PathLike) -> None:
                         color="white" if cm[i, j] > cm.max() / 2 else "black")
     ax.set_title(f"confusion matrix (accuracy {summary['accuracy']:.1%})")
     fig.tight_layout()
-    atomic.save_with(path, lambda p: fig.savefig(p, format="png"))
-    plt.close(fig)
+    plotting.save(fig, path)
 
 
 def plot_per_class(summary: dict[str, Any], path: str | os.PathLike) -> None:
     """Precision, recall and F1 per class as grouped bars."""
-    plt = pyplot()
+    plt = plotting.pyplot()
     rows = summary["per_class"]
     n = len(rows)
     x = np.arange(n)
@@ -123,52 +96,61 @@ def plot_per_class(summary: dict[str, Any], path: str | os.PathLike) -> None:
         ax.bar(x + offset, [r[key] for r in rows], width=0.27, label=key)
     ax.set_xticks(x, [r["class"] for r in rows], rotation=90 if n > 8 else 0)
     ax.set_ylim(0, 1.05)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # outside the bars
     ax.set_title("per class")
     fig.tight_layout()
-    atomic.save_with(path, lambda p: fig.savefig(p, format="png"))
-    plt.close(fig)
+    plotting.save(fig, path)
 
 
-def plot_mistakes(images: ImageSet, summary: dict[str, Any], path: str | os.PathLike) -> bool:
-    """A grid of the most confident mistakes with true / predicted labels; False if none."""
-    mistakes = summary["mistakes"]
-    if not mistakes:
-        return False
-    plt = pyplot()
-    wanted = {m["index"]: m for m in mistakes}
-    pixels: dict[int, np.ndarray] = {}
-    for i, (image, _) in enumerate(images.dataset().as_numpy_iterator()):
-        if i in wanted:
-            pixels[i] = image
-            if len(pixels) == len(wanted):
-                break
-    cols = min(6, len(mistakes))
-    rows = (len(mistakes) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.1 * rows), dpi=100,
-                             squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, m in zip(axes.flat, mistakes, strict=False):
-        ax.imshow(pixels[m["index"]])
-        ax.set_title(f"{m['true']} -> {m['predicted']}\n{m['confidence']:.0%}", fontsize=8)
-    fig.tight_layout()
-    atomic.save_with(path, lambda p: fig.savefig(p, format="png"))
-    plt.close(fig)
-    return True
-
-
-def evaluate(model: keras.Model, class_names: list[str], images: ImageSet,
-             out_dir: str | os.PathLike, batch_size: int = 64, top_k: int = 5
-             ) -> dict[str, Any]:
+def evaluate(model: keras.Model, modality: Modality, feed: Feed, class_names: list[str],
+             examples: Examples, out_dir: str | os.PathLike, batch_size: int = 64,
+             top_k: int = 5, probabilities: np.ndarray | None = None) -> dict[str, Any]:
     """Evaluates and writes `out_dir/evaluation.json`, `confusion.png`, `per_class.png` and
-    `mistakes.png`; returns the summary."""
-    images = align(images, class_names)
-    probabilities = predict(model, images, batch_size)
-    summary = summarize(probabilities, images.labels, class_names, images.files, top_k)
+    the mistakes (`mistakes.html`, with what the modality adds); returns the summary.
+
+    `probabilities` [N, C] of `examples` when already predicted (saves a second pass).
+    """
+    examples = examples.align(class_names)
+    if len(examples) == 0:
+        raise DataError("--data: no examples to evaluate")
+    if probabilities is None:
+        probabilities = prediction.probabilities(model, feed, examples, batch_size)
+    summary = summarize(probabilities, examples.labels, class_names, examples.names(), top_k)
     out = Path(out_dir)
     plot_confusion(summary, out / "confusion.png")
     plot_per_class(summary, out / "per_class.png")
-    plot_mistakes(images, summary, out / "mistakes.png")
+    atomic.write_text(out / MISTAKES_HTML, modality.gallery(examples, summary["mistakes"], out))
     atomic.write_json(out / "evaluation.json", summary)
     return summary
+
+
+def saved_split(cfg: EvaluateConfig, clf: Classifier) -> Examples:
+    """The labelled examples `evaluate` scores: `--split` of `--data`, or, without `--data`, the
+    split of the classifier's run as `train` made it (same flags, same seed)."""
+    if not cfg.data:
+        if clf.run_dir is None:
+            raise DataError("--data: is required when --model is not a run directory")
+        if cfg.split == "all":
+            raise DataError("--split: all needs --data (a run's examples are split)")
+        run = read_run_flags(os.path.join(clf.run_dir, "flags.cfg"))
+        data = dataclasses.replace(run.data, on_bad_image=cfg.on_bad_image)
+        splits = clf.modality.load_splits(data)
+        chosen = {"train": splits.train, "val": splits.val, "test": splits.test}[cfg.split]
+        if chosen is None:
+            raise DataError(f"--split: the run has no {cfg.split} split; pass --data")
+        return chosen
+    data = DataConfig(modality=clf.modality.name, data=cfg.data, data_dir=cfg.data_dir,
+                      on_bad_image=cfg.on_bad_image)
+    return pick(clf.modality.open_source(cfg.data, data, "data"), cfg.split, cfg.data)
+
+
+def evaluate_saved(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
+    """`ktransfer.evaluate`: evaluates a saved classifier; returns (summary, output folder)."""
+    clf = open_classifier(cfg.model, unsafe=cfg.unsafe_load)
+    check_classifier(clf.model, clf.class_names)
+    examples = saved_split(cfg, clf)
+    base = clf.run_dir or os.path.dirname(os.path.abspath(cfg.model))
+    out = Path(cfg.output_dir or os.path.join(base, f"evaluation-{cfg.split}"))
+    summary = evaluate(clf.model, clf.modality, clf.feed, clf.class_names, examples, out,
+                       cfg.batch_size, cfg.top_k)
+    return summary, out

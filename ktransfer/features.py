@@ -1,8 +1,8 @@
 """Feature caching for the frozen phase: run the frozen backbone once, train heads on vectors.
 
 While the backbone is frozen (BatchNorm in inference mode) and augmentation is off, every epoch
-feeds the head the same pooled feature vector per image, so computing them once and training the
-head on them gives the same model, much faster. `train --cache_features` and `tune` use this.
+feeds the head the same pooled feature vector per example, so computing them once and training
+the head on them gives the same model, much faster. `train --cache_features` and `tune` use it.
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from ktransfer import atomic
 from ktransfer.classifier import BACKBONE_NAME
-from ktransfer.data.pipeline import make_dataset
-from ktransfer.data.sources import ImageSet
+from ktransfer.config import RunConfig, to_flagfile
+from ktransfer.data.examples import Examples
+from ktransfer.heads import POOL_LAYER
+from ktransfer.modality import Feed
 
 log = logging.getLogger(__name__)
-POOL_LAYER = "head_pool"
 
 
 def why_not_cacheable(augment_enabled: bool) -> str | None:
@@ -40,14 +42,14 @@ def feature_layer_index(model: keras.Model) -> int:
 
 
 def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
-    """(extractor, head) sharing `model`'s layers: extractor maps pixels [B, S, S, 3] to
+    """(extractor, head) sharing `model`'s layers: extractor maps the model's inputs to
     feature vectors [B, D] (backbone + pooling), head maps [B, D] to probabilities.
 
     Training `head` trains `model`'s head, since the layers (and weights) are the same objects.
     """
     cut = feature_layer_index(model)
     features = model.layers[cut].output
-    extractor = keras.Model(model.input, features, name="feature_extractor")
+    extractor = keras.Model(model.inputs, features, name="feature_extractor")
     inputs = keras.Input(features.shape[1:], name="features")
     x = inputs
     for layer in model.layers[cut + 1:]:
@@ -56,31 +58,51 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return extractor, head
 
 
+def feature_key(cfg: RunConfig, input_info: str) -> list[str]:
+    """What cached backbone features depend on: the data flags, the backbone and its input
+    (`input_info`, e.g. the image size)."""
+    m = cfg.model
+    return [to_flagfile(cfg.data), m.backbone, m.weights, m.backbone_layer, m.preprocess,
+            m.hub_output_key, m.pooling, input_info]
+
+
 def _key(parts: list[str]) -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def compute(extractor: keras.Model, images: ImageSet, batch_size: int = 64) -> np.ndarray:
-    """Feature vectors [N, D] float32 of `images`, in order."""
-    size = int(extractor.input_shape[1])
-    ds = make_dataset(images, image_size=size, batch_size=batch_size, training=False,
-                      cache="none").map(lambda x, y: x)
-    return np.asarray(extractor.predict(ds, verbose=0), dtype=np.float32)
+def compute(extractor: keras.Model, feed: Feed, examples: Examples,
+            batch_size: int = 64) -> np.ndarray:
+    """Feature vectors [N, D] float32 of `examples`, in order."""
+    return np.asarray(extractor.predict(feed.inputs(examples, batch_size), verbose=0),
+                      dtype=np.float32)
 
 
-def cached(extractor: keras.Model, images: ImageSet, cache_dir: str | os.PathLike | None,
-           key_parts: list[str], batch_size: int = 64) -> np.ndarray:
+def cached(extractor: keras.Model, feed: Feed, examples: Examples,
+           cache_dir: str | os.PathLike | None, key_parts: list[str],
+           batch_size: int = 64) -> np.ndarray:
     """`compute`, kept in `cache_dir/features-KEY.npy` (written atomically) so a resumed or
-    repeated job with the same data, backbone and size reuses it. `key_parts` must name
+    repeated job with the same data, backbone and input reuses it. `key_parts` must name
     everything the features depend on (flags of data and backbone)."""
     if cache_dir is None:
-        return compute(extractor, images, batch_size)
-    path = Path(cache_dir) / f"features-{_key([*key_parts, str(len(images))])}.npy"
+        return compute(extractor, feed, examples, batch_size)
+    path = Path(cache_dir) / f"features-{_key([*key_parts, str(len(examples))])}.npy"
     if path.is_file():
         features = np.load(path)
-        if features.shape[0] == len(images):
+        if features.shape[0] == len(examples):
             log.info("features: reusing %s", path)
             return features
-    features = compute(extractor, images, batch_size)
-    atomic.save_with(path, lambda p: np.save(open(p, "wb"), features))
+    features = compute(extractor, feed, examples, batch_size)
+    atomic.save_with(path, lambda p: np.save(p, features))
     return features
+
+
+def feature_dataset(x: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
+                    training: bool = False, seed: int = 0, repeat: bool = False
+                    ) -> tf.data.Dataset:
+    """Batches (feature vectors [B, D], one-hot labels [B, C]); `training` shuffles."""
+    ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(labels, num_classes)))
+    if training:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 import keras
 
 from ktransfer.errors import ConfigError
-from ktransfer.hub import HubBackbone
 
 _BLOCK = re.compile(r"^([A-Za-z_]*?\d+[a-z]?)(?=_|$)")
 
@@ -95,7 +94,7 @@ def set_trainable(backbone: keras.Model, layers: Iterable[keras.layers.Layer],
     for layer in weighted_layers(backbone):
         trainable = id(layer) in wanted and (bn_trainable or not is_batchnorm(layer))
         layer.trainable = trainable
-        if isinstance(layer, HubBackbone):
+        if hasattr(layer, "module_training"):  # a hub module: its BatchNorm statistics
             layer.module_training = trainable and bn_trainable
         count += int(trainable)
     return count

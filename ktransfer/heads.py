@@ -1,25 +1,81 @@
 """The new classification head put on a backbone: pooling, hidden Dense layers, dropout, L2.
 
-The last Dense layer and the softmax are float32 even under mixed precision, so logits and
-probabilities keep full precision.
+`POOLINGS` names how a backbone's output becomes one vector per example: feature maps
+[B, h, w, C] (images) or token sequences [B, L, D] with a padding mask (text). The last Dense
+layer and the softmax are float32 even under mixed precision, so logits and probabilities keep
+full precision.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import keras
 
 from ktransfer.config import ModelConfig
+from ktransfer.registry import Registry
+
+POOL_LAYER = "head_pool"
 
 
-def build_head(features, num_classes: int, cfg: ModelConfig):
-    """Maps backbone features ([B, h, w, C] or [B, C]) to class probabilities [B, num_classes]."""
-    x = features
-    if len(x.shape) == 4:
-        pool = {"avg": keras.layers.GlobalAveragePooling2D, "max": keras.layers.GlobalMaxPooling2D,
-                "flatten": keras.layers.Flatten}[cfg.pooling]
-        x = pool(name="head_pool")(x)
-    elif len(x.shape) != 2:
-        raise ValueError(f"backbone output must be [B, h, w, C] or [B, C], got {x.shape}")
+@keras.saving.register_keras_serializable(package="ktransfer")
+class FirstToken(keras.layers.Layer):
+    """[B, L, D] token vectors -> [B, D], the first token's (BERT's [CLS])."""
+
+    def call(self, inputs, mask=None):
+        return inputs[:, 0, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[2])
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+
+@dataclass(frozen=True)
+class Pooling:
+    """The layers one pooling makes for feature maps (`spatial`) and for token sequences with a
+    padding mask (`sequence`); None where it does not apply."""
+
+    spatial: Callable[[], keras.layers.Layer] | None
+    sequence: Callable[[], keras.layers.Layer] | None
+    about: str
+
+
+POOLINGS: Registry[Pooling] = Registry("pooling", "pooling")
+_AVG = Pooling(lambda: keras.layers.GlobalAveragePooling2D(name=POOL_LAYER),
+               lambda: keras.layers.GlobalAveragePooling1D(name=POOL_LAYER),
+               "mean over positions (text: over the tokens, padding masked)")
+POOLINGS.register("avg", _AVG)
+POOLINGS.register("mean", _AVG)
+POOLINGS.register("max", Pooling(lambda: keras.layers.GlobalMaxPooling2D(name=POOL_LAYER), None,
+                                 "maximum over positions (images)"))
+POOLINGS.register("flatten", Pooling(lambda: keras.layers.Flatten(name=POOL_LAYER), None,
+                                     "every position's features in one vector (images)"))
+POOLINGS.register("cls", Pooling(None, lambda: FirstToken(name=POOL_LAYER),
+                                 "the first token's vector (text: BERT's [CLS])"))
+
+
+def pool(features, name: str, mask=None):
+    """One vector [B, C] per example from `features`: [B, h, w, C], [B, L, D] (with `mask`
+    [B, L], 1 for real tokens) or already [B, C]."""
+    rank = len(features.shape)
+    if rank == 2:
+        return features
+    pooling = POOLINGS.get(name)
+    make = pooling.spatial if rank == 4 else pooling.sequence if rank == 3 else None
+    if make is None:
+        kind = "feature maps" if rank == 4 else f"rank-{rank} outputs"
+        kind = "token sequences" if rank == 3 else kind
+        raise ValueError(f"--pooling={name} does not apply to {kind}")
+    return make()(features, mask=mask) if rank == 3 else make()(features)
+
+
+def build_head(features, num_classes: int, cfg: ModelConfig, mask=None):
+    """Maps backbone features ([B, h, w, C], [B, L, D] with `mask`, or [B, C]) to class
+    probabilities [B, num_classes]."""
+    x = pool(features, cfg.pooling, mask)
     regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
     for i, units in enumerate(cfg.head_hidden, start=1):
         if cfg.dropout:

@@ -12,10 +12,13 @@ Always computed in float32 (inputs in float16/bfloat16 are cast first).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import keras
 from keras import ops
 
-ESTIMATORS = ("unbiased", "biased", "linear")
+from ktransfer.registry import Registry
 
 
 def _sq_dists(a, b):
@@ -41,33 +44,35 @@ def _flat32(x):
     return ops.cast(ops.reshape(x, (ops.shape(x)[0], -1)), "float32")
 
 
-def mmd(source, target, estimator: str = "unbiased", kernel_mul: float = 2.0,
-        kernel_num: int = 5):
-    """MMD^2 between feature batches source [n, d] and target [m, d] (n, m may differ);
-    a float32 scalar. The unbiased estimate can be slightly negative when the domains match."""
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
-    source, target = _flat32(source), _flat32(target)
-    bandwidths = _bandwidths(source, target, kernel_mul, kernel_num)
-    if estimator == "linear":
-        k = ops.minimum(ops.shape(source)[0], ops.shape(target)[0]) // 2 * 2
-        x1, x2 = source[0:k:2], source[1:k:2]
-        y1, y2 = target[0:k:2], target[1:k:2]
+def _linear(kernel, source, target):
+    """Gretton's linear-time estimate: disjoint pairs of rows, O(n)."""
+    k = ops.minimum(ops.shape(source)[0], ops.shape(target)[0]) // 2 * 2
+    x1, x2 = source[0:k:2], source[1:k:2]
+    y1, y2 = target[0:k:2], target[1:k:2]
 
-        def pair(a, b):
-            return _kernel(ops.sum(ops.square(a - b), axis=1), bandwidths)
+    def pair(a, b):
+        return kernel(ops.sum(ops.square(a - b), axis=1))
 
-        h = pair(x1, x2) + pair(y1, y2) - pair(x1, y2) - pair(x2, y1)
-        # Fewer than 2 rows on a side (a replica's share of a last batch): 0, not NaN.
-        return ops.sum(h) / ops.maximum(ops.cast(k // 2, "float32"), 1.0)
-    kxx = _kernel(_sq_dists(source, source), bandwidths)
-    kyy = _kernel(_sq_dists(target, target), bandwidths)
-    kxy = _kernel(_sq_dists(source, target), bandwidths)
+    h = pair(x1, x2) + pair(y1, y2) - pair(x1, y2) - pair(x2, y1)
+    # Fewer than 2 rows on a side (a replica's share of a last batch): 0, not NaN.
+    return ops.sum(h) / ops.maximum(ops.cast(k // 2, "float32"), 1.0)
+
+
+def _biased(kernel, source, target):
+    """The V-statistic: means of the full kernel matrices (never negative)."""
+    return (ops.mean(kernel(_sq_dists(source, source)))
+            + ops.mean(kernel(_sq_dists(target, target)))
+            - 2.0 * ops.mean(kernel(_sq_dists(source, target))))
+
+
+def _unbiased(kernel, source, target, kernels: int):
+    """The quadratic U-statistic: the i == j pairs left out (k(x, x) = 1 per kernel)."""
+    kxx = kernel(_sq_dists(source, source))
+    kyy = kernel(_sq_dists(target, target))
+    kxy = kernel(_sq_dists(source, target))
     n = ops.cast(ops.shape(source)[0], "float32")
     m = ops.cast(ops.shape(target)[0], "float32")
-    if estimator == "biased":
-        return ops.mean(kxx) + ops.mean(kyy) - 2.0 * ops.mean(kxy)
-    diag = float(len(bandwidths))  # k(x, x) = 1 per kernel
+    diag = float(kernels)
     # Equal sizes: Gretton's MMD_u^2, which also leaves the i == j pairs out of the cross term
     # (so a batch against itself gives exactly 0); unequal sizes: the two-sample U-statistic.
     cross = ops.where(ops.equal(n, m),
@@ -76,6 +81,25 @@ def mmd(source, target, estimator: str = "unbiased", kernel_mul: float = 2.0,
     return ((ops.sum(kxx) - n * diag) / ops.maximum(n * (n - 1.0), 1.0)
             + (ops.sum(kyy) - m * diag) / ops.maximum(m * (m - 1.0), 1.0)
             - 2.0 * cross)
+
+
+# --mmd_estimator: name -> estimate(kernel, source, target, number of kernels)
+ESTIMATORS: Registry[Callable[..., Any]] = Registry("MMD estimator", "mmd_estimator")
+ESTIMATORS.register("unbiased", _unbiased)
+ESTIMATORS.register("biased", lambda kernel, s, t, kernels: _biased(kernel, s, t))
+ESTIMATORS.register("linear", lambda kernel, s, t, kernels: _linear(kernel, s, t))
+
+
+def mmd(source, target, estimator: str = "unbiased", kernel_mul: float = 2.0,
+        kernel_num: int = 5):
+    """MMD^2 between feature batches source [n, d] and target [m, d] (n, m may differ);
+    a float32 scalar. The unbiased estimate can be slightly negative when the domains match."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS.names()}, got {estimator!r}")
+    source, target = _flat32(source), _flat32(target)
+    bandwidths = _bandwidths(source, target, kernel_mul, kernel_num)
+    return ESTIMATORS.get(estimator)(lambda d2: _kernel(d2, bandwidths), source, target,
+                                     kernel_num)
 
 
 def class_mmd(source, target, source_labels, target_probabilities, kernel_mul: float = 2.0,
@@ -122,7 +146,7 @@ class MMDLoss(keras.layers.Layer):
         kwargs.setdefault("dtype", "float32")  # full precision under mixed policies
         super().__init__(**kwargs)
         if estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+            raise ValueError(f"estimator must be one of {ESTIMATORS.names()}, got {estimator!r}")
         self.initial_weight = float(weight)
         self.estimator = estimator
         self.kernel_mul = float(kernel_mul)

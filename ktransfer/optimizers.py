@@ -7,11 +7,14 @@ multiplier is applied to the learning rate inside `update_step`, per variable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import keras
 
 from ktransfer.config import TrainConfig
+from ktransfer.registry import Registry
 
 
 class _LayerwiseMixin:
@@ -53,24 +56,34 @@ class LayerwiseSGD(_LayerwiseMixin, keras.optimizers.SGD):
     """SGD with per-variable learning-rate multipliers."""
 
 
+@dataclass(frozen=True)
+class OptimizerKind:
+    """A plain Keras optimizer class and its layer-wise twin; `options(cfg)` are the keyword
+    arguments the flags give it."""
+
+    plain: type[keras.optimizers.Optimizer]
+    layerwise: type[keras.optimizers.Optimizer]
+    options: Callable[[TrainConfig], dict[str, Any]]
+
+
+OPTIMIZERS: Registry[OptimizerKind] = Registry("optimizer", "optimizer")
+OPTIMIZERS.register("adam", OptimizerKind(
+    keras.optimizers.Adam, LayerwiseAdam, lambda cfg: {"weight_decay": cfg.weight_decay or None}))
+OPTIMIZERS.register("adamw", OptimizerKind(
+    keras.optimizers.AdamW, LayerwiseAdamW, lambda cfg: {"weight_decay": cfg.weight_decay}))
+OPTIMIZERS.register("sgd", OptimizerKind(
+    keras.optimizers.SGD, LayerwiseSGD,
+    lambda cfg: {"momentum": cfg.momentum, "nesterov": True,
+                 "weight_decay": cfg.weight_decay or None}))
+
+
 def make_optimizer(cfg: TrainConfig, learning_rate,
                    lr_multipliers: dict[str, float] | None = None) -> keras.optimizers.Optimizer:
     """Builds the optimizer `cfg.optimizer` with `learning_rate` (a float or a schedule).
 
     `lr_multipliers` ({variable path: factor}) selects the layer-wise variant.
     """
-    decay = cfg.weight_decay or None
-    extra: dict[str, Any] = {}
-    classes = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
-               "sgd": keras.optimizers.SGD}
+    kind = OPTIMIZERS.get(cfg.optimizer)
     if lr_multipliers:
-        classes = {"adam": LayerwiseAdam, "adamw": LayerwiseAdamW, "sgd": LayerwiseSGD}
-        extra["lr_multipliers"] = lr_multipliers
-    if cfg.optimizer == "adam":
-        return classes["adam"](learning_rate, weight_decay=decay, **extra)
-    if cfg.optimizer == "adamw":
-        return classes["adamw"](learning_rate, weight_decay=cfg.weight_decay, **extra)
-    if cfg.optimizer == "sgd":
-        return classes["sgd"](learning_rate, momentum=cfg.momentum, nesterov=True,
-                              weight_decay=decay, **extra)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+        return kind.layerwise(learning_rate, lr_multipliers=lr_multipliers, **kind.options(cfg))
+    return kind.plain(learning_rate, **kind.options(cfg))

@@ -1,89 +1,88 @@
-"""Predicting classes of image files: decode and resize as in training, top-k per image.
+"""Predicting classes of unlabelled examples of any kind, and writing them as text, CSV or JSON.
 
-Unreadable files (corrupt, truncated, empty, not an image) are named, never a traceback:
-`on_bad_image="fail"` stops at the first one, "skip" leaves them out with one warning line.
+The modality reads the examples (`Modality.read_inputs`) and feeds them (`Feed.inputs`) exactly
+as in training; this module ranks the classes and formats the result.
 """
 
 from __future__ import annotations
 
-import logging
-import os
+import csv
+import io
+import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from ktransfer.data.pipeline import resize
-from ktransfer.data.sources import image_problem
-from ktransfer.errors import DataError
-
-log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+from ktransfer.config import PredictConfig
+from ktransfer.data.examples import Examples
+from ktransfer.modality import Feed
+from ktransfer.saving import open_classifier
+from ktransfer.serving import check_classifier
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """Top-k classes of one image, best first; `probabilities` over all classes."""
+    """Top-k classes of one example, best first; `probabilities` over all classes."""
 
-    file: str
+    name: str
     top_k: list[tuple[str, float]]
     probabilities: np.ndarray
 
 
-def collect_files(paths: list[str]) -> list[str]:
-    """Image files from files and folders (searched recursively), sorted within each folder."""
-    if not paths:
-        raise DataError("no images given: pass image files or folders after the flags")
-    files: list[str] = []
-    for path in paths:
-        if os.path.isdir(path):
-            found = sorted(str(p) for p in Path(path).rglob("*")
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise DataError(f"{path}: the folder has no images ({', '.join(IMAGE_SUFFIXES)})")
-            files.extend(found)
-        elif os.path.isfile(path):
-            files.append(path)
-        else:
-            raise DataError(f"{path}: no such file or folder")
-    return files
+def probabilities(model: keras.Model, feed: Feed, examples: Examples,
+                  batch_size: int = 64) -> np.ndarray:
+    """Class probabilities float64 [N, C] of `examples`, in order."""
+    return np.asarray(model.predict(feed.inputs(examples, batch_size), verbose=0),
+                      dtype=np.float64)
 
 
-def load_pixels(path: str, size: int) -> np.ndarray:
-    """float32 [size, size, 3] in [0, 255]; DataError naming the file if it is not an image."""
-    problem = image_problem(path)
-    if problem:
-        raise DataError(f"{path}: not a readable image ({problem})")
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    return resize(image, size).numpy()
-
-
-def predict_files(model: keras.Model, class_names: list[str], files: list[str], top_k: int = 3,
-                  batch_size: int = 64, on_bad_image: str = "fail") -> list[Prediction]:
-    """Predictions for `files`, in order (bad files dropped when `on_bad_image` is 'skip')."""
-    size = int(model.input_shape[1])
+def predict(model: keras.Model, feed: Feed, examples: Examples, class_names: list[str],
+            top_k: int = 3, batch_size: int = 64) -> list[Prediction]:
+    """The `top_k` classes of every example, in order; names from `examples.names()`."""
+    probs = probabilities(model, feed, examples, batch_size)
+    names = examples.names() or [str(i) for i in range(len(examples))]
     k = max(1, min(top_k, len(class_names)))
-    good, pixels, bad = [], [], []
-    for path in files:
-        try:
-            pixels.append(load_pixels(path, size))
-            good.append(path)
-        except DataError as exc:
-            if on_bad_image == "fail":
-                raise DataError(f"{exc} (--on_bad_image=skip leaves such files out)") from None
-            bad.append(path)
-    if bad:
-        log.warning("skipped %d unreadable file(s): %s", len(bad), ", ".join(bad[:10]) +
-                    (" ..." if len(bad) > 10 else ""))
-    if not good:
-        raise DataError("none of the given files is a readable image")
-    probabilities = np.asarray(model.predict(np.stack(pixels), batch_size=batch_size,
-                                             verbose=0), dtype=np.float64)
-    results = []
-    for path, probs in zip(good, probabilities, strict=True):
-        order = np.argsort(-probs)[:k]
-        results.append(Prediction(path, [(class_names[i], float(probs[i])) for i in order],
-                                  probs))
-    return results
+    out = []
+    for name, row in zip(names, probs, strict=True):
+        order = np.argsort(-row, kind="stable")[:k]
+        out.append(Prediction(name, [(class_names[i], float(row[i])) for i in order], row))
+    return out
+
+
+def _escape(value: str) -> str:
+    """One TSV field: backslash, tab, newline and carriage return written as \\\\, \\t, \\n,
+    \\r, so every prediction stays one line of tab-separated fields."""
+    return (value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            .replace("\r", "\\r"))
+
+
+def format_predictions(predictions: list[Prediction], fmt: str, key: str = "file") -> str:
+    """text: `name<TAB>class<TAB>probability[...]` per line (tabs and newlines escaped); csv
+    with a header; json list. `key` names the first column ("file", "text")."""
+    if fmt == "json":
+        return json.dumps([{key: p.name, "top_k": [{"class": c, "probability": round(s, 6)}
+                                                   for c, s in p.top_k]}
+                           for p in predictions], indent=1, ensure_ascii=False) + "\n"
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        k = len(predictions[0].top_k)
+        writer.writerow([key] + [f"{w}{i}" for i in range(1, k + 1)
+                                 for w in ("class", "probability")])
+        for p in predictions:
+            writer.writerow([p.name] + [v for c, s in p.top_k for v in (c, f"{s:.6f}")])
+        return buffer.getvalue()
+    return "".join(_escape(p.name) + "".join(f"\t{_escape(c)}\t{s:.4f}" for c, s in p.top_k)
+                   + "\n" for p in predictions)
+
+
+def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
+    """`ktransfer.predict`: the formatted predictions of a saved classifier for `inputs` (the
+    command's positional arguments, read by the classifier's modality)."""
+    clf = open_classifier(cfg.model, unsafe=cfg.unsafe_load)
+    check_classifier(clf.model, clf.class_names)
+    examples = clf.modality.read_inputs(inputs, cfg.on_bad_image)
+    predictions = predict(clf.model, clf.feed, examples, clf.class_names, cfg.top_k,
+                          cfg.batch_size)
+    return format_predictions(predictions, cfg.format, clf.modality.input_key)

@@ -5,7 +5,6 @@ confident mistakes.
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import json
@@ -13,7 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ktransfer import atomic
+from ktransfer import atomic, plotting
+from ktransfer.evaluation import MISTAKES_HTML
 
 
 def plot_curves(history_csv: str | os.PathLike, path: str | os.PathLike) -> bool:
@@ -22,9 +22,7 @@ def plot_curves(history_csv: str | os.PathLike, path: str | os.PathLike) -> bool
     rows = list(csv.DictReader(open(history_csv, encoding="utf-8")))
     if not rows:
         return False
-    from ktransfer.evaluation import pyplot
-
-    plt = pyplot()
+    plt = plotting.pyplot()
     epochs = [int(r["epoch"]) for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
     for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
@@ -45,16 +43,19 @@ def plot_curves(history_csv: str | os.PathLike, path: str | os.PathLike) -> bool
         ax.set_title(metric)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    atomic.save_with(path, lambda p: fig.savefig(p, format="png"))
-    plt.close(fig)
+    plotting.save(fig, path)
     return True
 
 
-def _img(path: Path, alt: str) -> str:
-    if not path.is_file():
-        return ""
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+def _summary_line(metrics: dict[str, Any]) -> str:
+    """'backbone X, 32 px; epochs: 20 head + 20 fine-tune; examples: 10 train, 179 val, ...'."""
+    info = ", ".join(f"{v} px" if k == "image_size" else f"{k.replace('_', ' ')} {v}"
+                     for k, v in metrics.get("network", {}).items())
+    epochs = metrics.get("epochs", {})
+    counts = metrics.get("num_examples", {})
+    return (f"{info}; epochs: {epochs.get('head', 0)} head + {epochs.get('fine_tune', 0)} "
+            f"fine-tune; examples: "
+            + ", ".join(f"{n} {split}" for split, n in counts.items()))
 
 
 def _table(summary: dict[str, Any]) -> str:
@@ -92,20 +93,18 @@ def write_report(run_dir: str | os.PathLike, evaluated_on: str = "test") -> Path
     title = f"ktransfer run: {html.escape(run.name)}"
     body = [f"<h1>{title}</h1>",
             f"<p class='num'>{' &middot; '.join(numbers)}</p>" if numbers else "",
-            f"<p>backbone {html.escape(str(metrics.get('backbone', '?')))}, "
-            f"{metrics.get('image_size', '?')} px; epochs: "
-            f"{html.escape(json.dumps(metrics.get('epochs', {})))}; images: "
-            f"{html.escape(json.dumps(metrics.get('num_images', {})))}</p>",
-            "<h2>Learning curves</h2>", _img(parts / "curves.png", "learning curves")]
+            f"<p>{html.escape(_summary_line(metrics))}</p>",
+            "<h2>Learning curves</h2>", plotting.img_tag(parts / "curves.png", "learning curves")]
     if summary:
         body += [f"<h2>Confusion matrix ({html.escape(evaluated_on)} set, "
-                 f"{summary['num_images']} images)</h2>",
-                 _img(parts / "confusion.png", "confusion matrix"),
-                 "<h2>Per class</h2>", _img(parts / "per_class.png", "per-class metrics"),
+                 f"{summary['num_examples']} examples)</h2>",
+                 plotting.img_tag(parts / "confusion.png", "confusion matrix"),
+                 "<h2>Per class</h2>", plotting.img_tag(parts / "per_class.png",
+                                                        "per-class metrics"),
                  _table(summary)]
-        if summary["mistakes"]:
-            body += ["<h2>Most confident mistakes</h2>",
-                     _img(parts / "mistakes.png", "most confident mistakes")]
+        mistakes = parts / MISTAKES_HTML
+        if summary["mistakes"] and mistakes.is_file():
+            body += ["<h2>Most confident mistakes</h2>", mistakes.read_text(encoding="utf-8")]
     body += ["<h2>Flags</h2>", f"<pre>{html.escape(flags_text)}</pre>"]
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
             f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")

@@ -1,30 +1,48 @@
-"""The run directory: one folder per training run holding everything needed to inspect or repeat it.
+"""The run directory: one folder per training run holding everything needed to inspect, resume
+or repeat it.
 
 Layout: flags.cfg (re-runnable flagfile), labels.txt, history.csv, metrics.json, model.keras,
-backbone.weights.h5, checkpoints/{best,last}.keras, tensorboard/.
+backbone.weights.h5, checkpoints/{best,last}.keras, tensorboard/, report.html, resume/ (while
+unfinished). Two hidden files make it safe to share a disk with people:
+
+- `.ktransfer-run` (the marker, written first, holding the run's id): only a folder with it is
+  ever deleted by `--overwrite`, and never through a symbolic link;
+- `.lock`, held with `fcntl.flock` while a process uses the run, so a second process on the same
+  `--run_dir` stops at once; the OS releases it when the process dies, so a killed run never
+  leaves a stale lock.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import os
 import shutil
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 from ktransfer import atomic
 from ktransfer.config import RunConfig, to_flagfile
 from ktransfer.errors import ConfigError
 
 FLAGFILE = "flags.cfg"
+MARKER = ".ktransfer-run"
+LOCK = ".lock"
+RESUME_DIR = "resume"
+STATE = "state.json"
+# Flags that may differ between a killed run and the command that resumes it.
+_NOT_COMPARED = ("verbose", "overwrite", "print_model", "run_dir")
 
 
 def default_run_dir(backbone: str) -> Path:
-    return Path("runs") / f"{backbone.lower()}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path("runs") / f"{backbone.lower().split('/')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-RESUME_DIR = "resume"
-# Flags that may differ between a killed run and the command that resumes it.
-_NOT_COMPARED = ("verbose", "overwrite", "print_model", "run_dir")
+def run_path(cfg: RunConfig) -> Path:
+    return Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg.model.backbone)
 
 
 def _comparable(flagfile_text: str) -> list[str]:
@@ -37,55 +55,177 @@ def _comparable(flagfile_text: str) -> list[str]:
     return lines
 
 
-def run_path(cfg: RunConfig) -> Path:
-    return Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg.model.backbone)
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` is a ktransfer run directory (it holds the marker file)."""
+    return (path / MARKER).is_file() and not path.is_symlink()
 
 
-def resume_state(cfg: RunConfig) -> dict | None:
-    """The saved state of an unfinished run in --run_dir that these flags can continue, or None.
+def is_finished(path: Path) -> bool:
+    """A finished run: metrics.json written and no resume state left."""
+    return (path / "metrics.json").is_file() and not (path / RESUME_DIR).exists()
 
-    A finished run (metrics.json written, resume state removed) is not resumable, and an
-    unfinished run with different flags is an error, unless --overwrite.
-    """
-    path = run_path(cfg)
-    state_file = path / RESUME_DIR / "state.json"
-    if cfg.train.overwrite or not state_file.is_file() or (path / "metrics.json").exists():
+
+def lock_holder(path: Path) -> int | None:
+    """The pid of another live process holding the run's lock, or None (free or no lock)."""
+    lock = path / LOCK
+    if not lock.is_file():
         return None
-    saved = (path / FLAGFILE).read_text() if (path / FLAGFILE).is_file() else ""
-    if _comparable(saved) != _comparable(to_flagfile(cfg)):
-        changed = sorted(set(_comparable(to_flagfile(cfg))) ^ set(_comparable(saved)))
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            text = f.read().strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(f, fcntl.LOCK_UN)
+    return None
+
+
+def _locked_message(path: Path, pid: int) -> str:
+    who = f"process {pid}" if pid > 0 else "another process"
+    return (f"{str(path)!r} is in use by another ktransfer run ({who}); wait for it to finish "
+            "or choose another --run_dir")
+
+
+def _saved_flags(path: Path) -> str:
+    return (path / FLAGFILE).read_text() if (path / FLAGFILE).is_file() else ""
+
+
+def _check_same_flags(path: Path, cfg: RunConfig) -> None:
+    saved, ours = _comparable(_saved_flags(path)), _comparable(to_flagfile(cfg))
+    if saved != ours:
+        changed = sorted(set(ours) ^ set(saved))
         raise ConfigError("run_dir", f"{str(path)!r} holds an unfinished run with other flags "
                           f"({', '.join(changed[:3])}); run the same command to resume it, "
                           "or pass --overwrite to start fresh")
+
+
+def check(cfg: RunConfig) -> None:
+    """Pre-flight: raises ConfigError when `--run_dir` cannot be used as asked (a file, a
+    finished run without --overwrite, a foreign folder, another run's flags, in use)."""
+    path = run_path(cfg)
+    if path.exists() and not path.is_dir():
+        raise ConfigError("run_dir", f"{str(path)!r} is a file; give a folder path")
+    if not path.is_dir() or not any(path.iterdir()):
+        return
+    if not is_run_dir(path):
+        what = "a symbolic link" if path.is_symlink() else "not a ktransfer run directory"
+        raise ConfigError("run_dir", f"{str(path)!r} is not empty and is {what} (no {MARKER} "
+                          "file); refusing to use or delete it: choose another --run_dir")
+    holder = lock_holder(path)
+    if holder is not None:
+        raise ConfigError("run_dir", _locked_message(path, holder))
+    if cfg.train.overwrite:
+        return
+    if is_finished(path):
+        raise ConfigError("run_dir", f"{str(path)!r} already holds a run; pass --overwrite to "
+                          "replace it or choose another --run_dir")
+    _check_same_flags(path, cfg)
+
+
+def read_state(path: Path) -> dict[str, Any] | None:
+    """The resume state of an unfinished run (None when there is none or it is unreadable)."""
     try:
-        return json.loads(state_file.read_text())
+        return json.loads((path / RESUME_DIR / STATE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def resume_state(cfg: RunConfig) -> dict[str, Any] | None:
+    """The saved state of an unfinished run in --run_dir that these flags continue, or None
+    (fresh start: no run there, nothing saved yet, or --overwrite). An unfinished run with
+    other flags is a ConfigError."""
+    path = run_path(cfg)
+    if cfg.train.overwrite or not is_run_dir(path) or is_finished(path):
+        return None
+    state = read_state(path)
+    if state is not None:
+        _check_same_flags(path, cfg)
+    return state
+
+
+class Run:
+    """An open run directory: created (or reused), locked and marked.
+
+    Use as a context manager; `release()` unlocks. `resume` is the state to continue from, or
+    None for a fresh start.
+    """
+
+    def __init__(self, path: Path, resume: dict[str, Any] | None, lock_file: Any):
+        self.path = path
+        self.resume = resume
+        self._lock_file = lock_file
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+
+def _lock(path: Path) -> Any:
+    f = open(path / LOCK, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise
+        f.seek(0)
+        text = f.read().strip()
+        f.close()
+        raise ConfigError("run_dir", _locked_message(path, int(text) if text.isdigit() else -1)
+                          ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
+def _clear(path: Path) -> None:
+    """Deletes everything in the run directory but its lock (links are removed, never
+    followed)."""
+    for child in path.iterdir():
+        if child.name == LOCK:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def open_run(cfg: RunConfig) -> Run:
+    """Creates or reuses `--run_dir` as `check` allows, takes its lock and writes the marker.
+
+    A fresh start (no saved state) clears the folder first, so an --overwrite or a run killed
+    before its first epoch ended leaves nothing stale behind.
+    """
+    check(cfg)
+    path = run_path(cfg)
+    path.mkdir(parents=True, exist_ok=True)
+    lock_file = _lock(path)
+    try:
+        state = resume_state(cfg)
+        if state is None:
+            _clear(path)
+            atomic.write_json(path / MARKER, {"id": uuid.uuid4().hex, "created":
+                                              time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    except BaseException:
+        fcntl.flock(lock_file, fcntl.LOCK_UN)
+        lock_file.close()
+        raise
+    return Run(path, state, lock_file)
 
 
 def finish(path: Path) -> None:
     """Removes the resume state of a finished run."""
     shutil.rmtree(path / RESUME_DIR, ignore_errors=True)
-
-
-def prepare(cfg: RunConfig, resuming: bool = False) -> Path:
-    """Creates the run directory; refuses to reuse a non-empty one unless --overwrite (or
-    `resuming` the unfinished run in it)."""
-    path = run_path(cfg)
-    if resuming:
-        return path
-    if path.exists() and not path.is_dir():
-        raise ConfigError("run_dir", f"{str(path)!r} is a file; give a folder path")
-    if path.is_dir() and any(path.iterdir()):
-        if not cfg.train.overwrite:
-            raise ConfigError("run_dir", f"{str(path)!r} already holds a run; pass --overwrite "
-                              "to replace it or choose another --run_dir")
-        if not (path / FLAGFILE).exists():
-            raise ConfigError("run_dir", f"{str(path)!r} is not empty and is not a ktransfer run "
-                              f"directory (no {FLAGFILE}); refusing to delete it")
-        shutil.rmtree(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def write_flagfile(path: Path, cfg: RunConfig) -> None:

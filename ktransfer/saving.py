@@ -1,15 +1,21 @@
-"""Loading models written by ktransfer: registers its custom objects, Keras safe mode by default."""
+"""Loading models written by ktransfer: registers its custom objects, Keras safe mode by default;
+and opening a trained classifier with everything needed to use it (class names, its run, its
+modality and input pipeline)."""
 
 from __future__ import annotations
 
 import os
 import zipfile
+from dataclasses import dataclass
 
 import keras
 
 # Imported for their registered serializable classes (Preprocess, HubBackbone, Warmup, ...).
-from ktransfer import backbones, hub, optimizers, schedules  # noqa: F401
-from ktransfer.errors import KtransferError
+from ktransfer import heads, optimizers, schedules  # noqa: F401
+from ktransfer.config import read_run_flags
+from ktransfer.errors import ConfigError, KtransferError
+from ktransfer.image import hub, preprocess  # noqa: F401
+from ktransfer.modality import Feed, Modality, for_model
 
 
 def load_model(path: str | os.PathLike, *, unsafe: bool = False, flag: str = "model",
@@ -43,13 +49,41 @@ def load_classifier(path: str | os.PathLike, *, unsafe: bool = False, flag: str 
             raise KtransferError(f"--{flag}: {run_dir!r} has no model.keras; give a finished "
                                  "run directory or a .keras file")
     model = load_model(path, unsafe=unsafe, flag=flag, compile=False)
-    labels = os.path.join(os.path.dirname(os.path.abspath(path)), "labels.txt")
+    folder = os.path.dirname(os.path.abspath(path))
+    labels = os.path.join(folder, "labels.txt")
     if os.path.isfile(labels):
         names = [line.strip() for line in open(labels, encoding="utf-8") if line.strip()]
     else:
         count = model.output_shape[-1] if len(model.output_shape) == 2 else 0
         names = [str(i) for i in range(count or 0)]
-    if run_dir is None and os.path.isfile(os.path.join(os.path.dirname(os.path.abspath(path)),
-                                                       "flags.cfg")):
-        run_dir = os.path.dirname(os.path.abspath(path))
+    if run_dir is None and os.path.isfile(os.path.join(folder, "flags.cfg")):
+        run_dir = folder
     return model, names, run_dir
+
+
+@dataclass
+class Classifier:
+    """A trained classifier ready to use: the model, its class names, its run directory (or
+    None for a bare .keras file), its modality and the input pipeline that feeds it."""
+
+    model: keras.Model
+    class_names: list[str]
+    run_dir: str | None
+    modality: Modality
+    feed: Feed
+
+
+def open_classifier(path: str | os.PathLike, *, unsafe: bool = False, flag: str = "model"
+                    ) -> Classifier:
+    """`load_classifier`, plus the modality (its run's --modality, else told from the model's
+    inputs) and the input pipeline (with what the run saved for it, e.g. a tokenizer)."""
+    model, names, run_dir = load_classifier(path, unsafe=unsafe, flag=flag)
+    run_modality = None
+    if run_dir is not None:
+        try:
+            run_modality = read_run_flags(os.path.join(run_dir, "flags.cfg")).data.modality
+        except ConfigError:
+            run_modality = None
+    modality = for_model(model, run_modality)
+    folder = run_dir or os.path.dirname(os.path.abspath(os.fspath(path)))
+    return Classifier(model, names, run_dir, modality, modality.feed_for(model, folder))

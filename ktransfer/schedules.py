@@ -6,9 +6,13 @@ epoch-based flags into steps.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import keras
 
 from ktransfer.config import TrainConfig
+from ktransfer.registry import Registry
 
 
 @keras.saving.register_keras_serializable(package="ktransfer")
@@ -73,23 +77,41 @@ def make_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, epochs: i
     return sched
 
 
+# name -> builder(cfg, peak, steps_per_epoch, decay_steps) of the schedule after warm-up.
+SCHEDULES: Registry[Callable[[TrainConfig, float, int, int], Any]] = Registry(
+    "learning-rate schedule", "lr_schedule")
+
+
+@SCHEDULES.register("constant")
+def _constant(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
+    return peak
+
+
+@SCHEDULES.register("exponential")
+def _exponential(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
+    return keras.optimizers.schedules.ExponentialDecay(peak, decay_steps=steps_per_epoch,
+                                                       decay_rate=cfg.decay_rate)
+
+
+@SCHEDULES.register("cosine")
+def _cosine(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
+    return keras.optimizers.schedules.CosineDecay(peak, decay_steps=total,
+                                                  alpha=cfg.cosine_alpha)
+
+
+@SCHEDULES.register("step")
+def _step(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
+    every = cfg.step_every * steps_per_epoch
+    n = max(1, (total - 1) // every + 1)
+    boundaries = [every * k - 1 for k in range(1, n)]  # value k applies from step every*k
+    values = [peak / cfg.step_factor**k for k in range(n)]
+    if not boundaries:
+        return peak
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
 def _phase_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, epochs: int):
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     total = max(1, epochs * steps_per_epoch - warmup)
-    schedules = keras.optimizers.schedules
-    if cfg.lr_schedule == "constant":
-        base = peak
-    elif cfg.lr_schedule == "exponential":
-        base = schedules.ExponentialDecay(peak, decay_steps=steps_per_epoch,
-                                          decay_rate=cfg.decay_rate)
-    elif cfg.lr_schedule == "cosine":
-        base = schedules.CosineDecay(peak, decay_steps=total, alpha=cfg.cosine_alpha)
-    elif cfg.lr_schedule == "step":
-        every = cfg.step_every * steps_per_epoch
-        n = max(1, (total - 1) // every + 1)
-        boundaries = [every * k - 1 for k in range(1, n)]  # value k applies from step every*k
-        values = [peak / cfg.step_factor**k for k in range(n)]
-        base = schedules.PiecewiseConstantDecay(boundaries, values) if boundaries else peak
-    else:
-        raise ValueError(f"unknown schedule {cfg.lr_schedule!r}")
+    base = SCHEDULES.get(cfg.lr_schedule)(cfg, peak, steps_per_epoch, total)
     return Warmup(base, peak, warmup) if warmup else base

@@ -1,11 +1,9 @@
-"""SavedModel export for TF Serving: numbered versions written atomically, two signatures,
-labels, a `models.config`, optional TFLite.
+"""SavedModel export for TF Serving: numbered versions written atomically, the modality's
+signatures, labels, a `models.config`, optional TFLite.
 
-`serving_default` takes encoded images (JPEG/PNG/BMP/GIF bytes; TF Serving's REST API turns
-`{"image_bytes": {"b64": "..."}}` into such bytes because the input name ends in `_bytes`) and
-`predict_pixels` takes float RGB pixels [B, S, S, 3] in [0, 255]. Both return `probabilities`
-[B, classes], `top_k_ids` [B, k], `top_k_scores` [B, k] and `top_k_names` [B, k] (strings).
-Decoding and resizing run inside the graph exactly as in training (`data.pipeline.resize`).
+Every signature returns `probabilities` [B, classes], `top_k_ids` [B, k], `top_k_scores` [B, k]
+and `top_k_names` [B, k] (strings); the inputs are the modality's (encoded image bytes or
+pixels; raw text). Preprocessing runs inside the graph exactly as in training.
 """
 
 from __future__ import annotations
@@ -19,64 +17,48 @@ import keras
 import tensorflow as tf
 
 from ktransfer import atomic
-from ktransfer.data.pipeline import resize
+from ktransfer.config import ExportConfig
 from ktransfer.errors import KtransferError
+from ktransfer.modality import Feed, Modality
+from ktransfer.saving import open_classifier
 
 TMP_PREFIX = ".tmp-"
 
 
-def classifier_shape(model: keras.Model, flag: str = "model") -> tuple[int, int]:
-    """(input size S, number of classes) of a ktransfer classifier: [B, S, S, 3] -> [B, C].
-
-    Raises KtransferError for a model without a classification head (e.g. a bare backbone).
-    """
-    in_shape, out_shape = tuple(model.input_shape), tuple(model.output_shape)
-    if len(in_shape) != 4 or in_shape[3] != 3 or in_shape[1] is None or in_shape[1] != in_shape[2]:
-        raise KtransferError(f"--{flag}: {model.name} takes inputs {in_shape}; a ktransfer "
-                             "classifier takes square RGB images [B, S, S, 3]")
+def check_classifier(model: keras.Model, class_names: list[str], flag: str = "model") -> int:
+    """The number of classes of a classifier ([..] -> [B, C]); KtransferError for a model
+    without a classification head (e.g. a bare backbone) or labels that do not match it."""
+    out_shape = tuple(model.output_shape)
     if len(out_shape) != 2 or not out_shape[1] or out_shape[1] < 2:
         raise KtransferError(f"--{flag}: {model.name} has no classification head (its output "
                              f"is {out_shape}, not [batch, classes]); give a model trained by "
                              "ktransfer.train")
-    return int(in_shape[1]), int(out_shape[1])
-
-
-def _outputs(probabilities: tf.Tensor, names: tf.Tensor, top_k: int) -> dict[str, tf.Tensor]:
-    scores, ids = tf.math.top_k(probabilities, k=top_k)
-    return {"probabilities": probabilities, "top_k_ids": ids, "top_k_scores": scores,
-            "top_k_names": tf.gather(names, ids)}
-
-
-def build_archive(model: keras.Model, class_names: list[str], top_k: int = 5
-                  ) -> keras.export.ExportArchive:
-    """An ExportArchive of `model` with the `serving_default` (bytes) and `predict_pixels`
-    signatures."""
-    size, num_classes = classifier_shape(model)
-    if len(class_names) != num_classes:
-        raise KtransferError(f"--model: the model has {num_classes} outputs but "
+    if len(class_names) != out_shape[1]:
+        raise KtransferError(f"--{flag}: the model has {out_shape[1]} outputs but "
                              f"{len(class_names)} class names (labels.txt)")
-    k = max(1, min(top_k, num_classes))
-    names = tf.constant(list(class_names))
+    return int(out_shape[1])
 
-    def decode(data: tf.Tensor) -> tf.Tensor:
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
-        return resize(tf.ensure_shape(image, [None, None, 3]), size)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def serve_bytes(image_bytes):
-        pixels = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec(
-            [size, size, 3], tf.float32))
-        return _outputs(tf.cast(model(pixels, training=False), tf.float32), names, k)
+def outputs(probabilities: tf.Tensor, class_names: list[str], top_k: int
+            ) -> dict[str, tf.Tensor]:
+    """The outputs every signature returns, from probabilities [B, C]."""
+    k = max(1, min(top_k, len(class_names)))
+    scores, ids = tf.math.top_k(tf.cast(probabilities, tf.float32), k=k)
+    return {"probabilities": tf.cast(probabilities, tf.float32), "top_k_ids": ids,
+            "top_k_scores": scores, "top_k_names": tf.gather(tf.constant(class_names), ids)}
 
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32,
-                                                 name="pixels")])
-    def serve_pixels(pixels):
-        return _outputs(tf.cast(model(pixels, training=False), tf.float32), names, k)
 
+def build_archive(model: keras.Model, modality: Modality, feed: Feed, class_names: list[str],
+                  top_k: int = 5) -> keras.export.ExportArchive:
+    """An ExportArchive of `model` (and what its input pipeline tracks) with the modality's
+    signatures."""
+    check_classifier(model, class_names)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serving_default", serve_bytes)
-    archive.add_endpoint("predict_pixels", serve_pixels)
+    for trackable in feed.trackables():
+        archive.track(trackable)
+    for name, fn in modality.endpoints(model, feed, class_names, top_k).items():
+        archive.add_endpoint(name, fn)
     return archive
 
 
@@ -102,8 +84,25 @@ def _read_models_config(path: Path) -> dict[str, str]:
     return dict(pairs)
 
 
-def export(model: keras.Model, class_names: list[str], export_dir: str | os.PathLike,
-           version: int = 0, top_k: int = 5, tflite: bool = False) -> Path:
+def check_export_dir(export_dir: str | os.PathLike, version: int = 0,
+                     flag: str = "export_dir") -> Path:
+    """The absolute base path of `export_dir`, after checking its name and that `version` is
+    free; KtransferError naming the flag otherwise."""
+    base = Path(export_dir).resolve()
+    if not base.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", base.name):
+        raise KtransferError(f"--{flag}: {export_dir!r} must end in a model name made of "
+                             "letters, digits, '_', '.' or '-' (e.g. exports/digits)")
+    if base.exists() and not base.is_dir():
+        raise KtransferError(f"--{flag}: {base} exists and is not a folder")
+    if version and version in versions(base):
+        raise KtransferError(f"--version: {base / str(version)} already exists; versions are "
+                             "never overwritten (omit --version for the next free one)")
+    return base
+
+
+def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list[str],
+           export_dir: str | os.PathLike, version: int = 0, top_k: int = 5,
+           tflite: bool = False) -> Path:
     """Writes `export_dir/VERSION` (next free number when `version` is 0) and returns it.
 
     The SavedModel is written to a hidden temporary folder next to it and renamed at the end,
@@ -112,18 +111,12 @@ def export(model: keras.Model, class_names: list[str], export_dir: str | os.Path
     `VERSION/labels.txt`, `VERSION/model.tflite` (with `tflite`) and adds the model to
     `export_dir/../models.config`.
     """
-    base = Path(export_dir).resolve()
-    if not base.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", base.name):
-        raise KtransferError(f"--export_dir: {export_dir!r} must end in a model name made of "
-                             "letters, digits, '_', '.' or '-' (e.g. exports/digits)")
-    if base.exists() and not base.is_dir():
-        raise KtransferError(f"--export_dir: {base} exists and is not a folder")
+    base = check_export_dir(export_dir, version)
+    if tflite and not modality.tflite_signature:
+        raise KtransferError(f"--tflite: not available for {modality.name} models")
     existing = versions(base)
-    if version and version in existing:
-        raise KtransferError(f"--version: {base / str(version)} already exists; versions are "
-                             "never overwritten (omit --version for the next free one)")
     number = version or (existing[-1] + 1 if existing else 1)
-    archive = build_archive(model, class_names, top_k)
+    archive = build_archive(model, modality, feed, class_names, top_k)
     base.mkdir(parents=True, exist_ok=True)
     for stale in base.glob(f"{TMP_PREFIX}*"):  # left by an export that was killed
         shutil.rmtree(stale, ignore_errors=True)
@@ -132,7 +125,7 @@ def export(model: keras.Model, class_names: list[str], export_dir: str | os.Path
         archive.write_out(str(tmp), verbose=False)
         (tmp / "labels.txt").write_text("\n".join(class_names) + "\n")
         if tflite:
-            (tmp / "model.tflite").write_bytes(_tflite_bytes(str(tmp)))
+            (tmp / "model.tflite").write_bytes(_tflite_bytes(str(tmp), modality.tflite_signature))
         final = base / str(number)
         os.rename(tmp, final)  # atomic on one file system; fails if `final` appeared meanwhile
     except BaseException:
@@ -144,8 +137,16 @@ def export(model: keras.Model, class_names: list[str], export_dir: str | os.Path
     return final
 
 
-def _tflite_bytes(saved_model_dir: str) -> bytes:
-    """A float TFLite model of the `predict_pixels` signature."""
+def _tflite_bytes(saved_model_dir: str, signature: str) -> bytes:
+    """A float TFLite model of one signature."""
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
-                                                         signature_keys=["predict_pixels"])
+                                                         signature_keys=[signature])
     return converter.convert()
+
+
+def export_saved(cfg: ExportConfig) -> Path:
+    """`ktransfer.export`: exports a saved classifier (a run directory or a .keras file)."""
+    clf = open_classifier(cfg.source, unsafe=cfg.unsafe_load,
+                          flag="run_dir" if cfg.run_dir else "model")
+    return export(clf.model, clf.modality, clf.feed, clf.class_names, cfg.export_dir,
+                  cfg.version, cfg.top_k, cfg.tflite)

@@ -7,46 +7,50 @@ from __future__ import annotations
 
 from absl import flags
 
-# cli sets TF_CPP_MIN_LOG_LEVEL on import; neither absl nor config imports TensorFlow first.
-from ktransfer import cli, config
+from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
+from ktransfer.distribute import is_chief
+from ktransfer.modality import MODALITIES
+from ktransfer.training import TrainResult, train
 
-config.define_flags()
-flags.DEFINE_bool("list_backbones", False, "Print the known backbones and exit.")
+cli.define_flags(config.GROUPS)
+flags.DEFINE_bool("list_backbones", False, "Print the known backbones of --modality and exit.")
 FLAGS = flags.FLAGS
+
+
+def summary(result: TrainResult, report: bool) -> str:
+    """What a finished run prints: where it is and its accuracies."""
+    m = result.metrics
+    n = m["num_examples"]
+    lines = [f"run directory: {result.run_dir}",
+             f"validation accuracy: {m['val']['accuracy']:.4f}  (loss {m['val']['loss']:.4f}, "
+             f"{n['val']} examples)"]
+    if "test" in m:
+        lines.append(f"test accuracy: {m['test']['accuracy']:.4f}  (loss "
+                     f"{m['test']['loss']:.4f}, {n['test']} examples)")
+    a = m.get("adaptation", {})
+    if "target_accuracy" in a:
+        before = (f"; {a['target_accuracy_before_adabn']:.4f} before --adabn"
+                  if "target_accuracy_before_adabn" in a else "")
+        lines.append(f"target accuracy: {a['target_accuracy']:.4f}  "
+                     f"({a['num_target_eval_images']} examples; domain MMD "
+                     f"{a['mmd_before']:.4f} before, {a['mmd_after']:.4f} after{before})")
+    if "export" in m:
+        lines.append(f"exported: {m['export']}")
+    if report:
+        lines.append(f"report: {result.run_dir / 'report.html'}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str]) -> int:
     if FLAGS.list_backbones:
-        from ktransfer.backbones import list_backbones
-
-        print(list_backbones())
+        print(MODALITIES.get(FLAGS.modality).list_backbones())
         return 0
     cfg = config.from_flags(FLAGS)
-    from ktransfer.training import train
-
     result = train(cfg)
-    from ktransfer.distribute import is_chief
-
     if not is_chief():
         print("multi-worker: done; the chief (worker 0) writes the outputs")
         return 0
-    m = result.metrics
-    print(f"run directory: {result.run_dir}")
-    print(f"validation accuracy: {m['val']['accuracy']:.4f}  (loss {m['val']['loss']:.4f}, "
-          f"{m['num_images']['val']} images)")
-    if "test" in m:
-        print(f"test accuracy: {m['test']['accuracy']:.4f}  (loss {m['test']['loss']:.4f}, "
-              f"{m['num_images']['test']} images)")
-    if "adaptation" in m and "target_accuracy" in m["adaptation"]:
-        a = m["adaptation"]
-        print(f"target accuracy: {a['target_accuracy']:.4f}  ({a['num_target_eval_images']} "
-              f"images; domain MMD {a['mmd_before']:.4f} before, {a['mmd_after']:.4f} after"
-              + (f"; {a['target_accuracy_before_adabn']:.4f} before --adabn"
-                 if "target_accuracy_before_adabn" in a else "") + ")")
-    if "export" in m:
-        print(f"exported: {m['export']}")
-    if cfg.train.report:
-        print(f"report: {result.run_dir / 'report.html'}")
+    print(summary(result, cfg.train.report))
     return 0
 
 

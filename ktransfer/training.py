@@ -1,31 +1,41 @@
-"""The training job: data -> backbone + head -> phase 1 (frozen) -> phase 2 (fine-tune) -> run dir.
+"""The training job, in phases that read top to bottom:
 
-`train(cfg)` is what `python -m ktransfer.train` calls; it is usable from a notebook as is.
+    prepare      the data, the network, the input pipelines and the (locked) run directory
+    head         phase 1: the new head on the frozen backbone (on cached features when it can)
+    fine-tune    phase 2: the top of the backbone unfrozen, one stage per gradual-unfreezing step
+    finish       AdaBN, evaluation, model files, metrics.json, the report and the export
+
+A run saves its position after every epoch (`callbacks.ResumeState`), so the same command
+continues a killed run: finished stages are skipped, the stage it was in goes on from its last
+epoch, and the finishing steps (which are idempotent) run again. `train(cfg)` is what
+`python -m ktransfer.train` calls; it is usable from a notebook as is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import keras
+import tensorflow as tf
 
-from ktransfer import atomic, distribute, features, rundir
-from ktransfer.backbones import build_backbone, resolve_spec
+from ktransfer import adaptation, atomic, distribute, features, preflight, rundir
 from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter, NaNGuard, ResumeState
-from ktransfer.classifier import build_classifier
-from ktransfer.config import ModelConfig, RunConfig, to_flagfile
-from ktransfer.data.pipeline import make_dataset
-from ktransfer.data.sources import Splits, class_weights, load_splits
+from ktransfer.classifier import compile_classifier
+from ktransfer.config import ModelConfig, RunConfig
+from ktransfer.data.examples import Splits
+from ktransfer.data.splits import class_weights
 from ktransfer.errors import ConfigError, TrainingError
-from ktransfer.features import split_classifier, why_not_cacheable
+from ktransfer.evaluation import evaluate
 from ktransfer.freezing import (
     describe,
     freeze,
@@ -34,8 +44,11 @@ from ktransfer.freezing import (
     select,
     set_trainable,
 )
-from ktransfer.optimizers import make_optimizer
+from ktransfer.modality import Feed, Modality, Network
+from ktransfer.report import write_report
+from ktransfer.saving import load_classifier
 from ktransfer.schedules import make_schedule
+from ktransfer.serving import export, versions
 
 log = logging.getLogger(__name__)
 
@@ -49,102 +62,340 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-def compile_model(model: keras.Model, cfg: RunConfig, learning_rate,
-                  lr_multipliers: dict[str, float] | None = None) -> None:
-    """Compiles with categorical cross-entropy (label smoothing), accuracy and top-5 accuracy."""
-    num_classes = model.output_shape[-1]
-    metrics: list[Any] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    if num_classes > 5:
-        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
-    model.compile(
-        jit_compile={"on": True, "off": False}.get(cfg.distribute.jit_compile, "auto"),
-        optimizer=make_optimizer(cfg.train, learning_rate, lr_multipliers),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.model.label_smoothing),
-        metrics=metrics,
-    )
+@dataclass(frozen=True)
+class Stage:
+    """One fit: the head phase, or one stage of the fine-tuning phase.
+
+    Args:
+        phase: "head" or "fine_tune".
+        index: the gradual-unfreezing stage (0 for the head phase).
+        layers: backbone layers that train (empty: the backbone is frozen).
+        epochs: epochs the phase's schedule spans.
+        stage_epochs: epochs of this stage.
+        offset: epochs into the phase where this stage starts.
+        peak_lr: the phase's peak learning rate.
+    """
+
+    phase: str
+    index: int
+    layers: list[keras.layers.Layer]
+    epochs: int
+    stage_epochs: int
+    offset: int
+    peak_lr: float
 
 
-def _datasets(cfg: RunConfig, splits: Splits, image_size: int, run_dir: Path):
-    d = cfg.data
-    common = {"image_size": image_size, "batch_size": d.batch_size, "cache": d.cache,
-              "shuffle_buffer": d.shuffle_buffer, "seed": cfg.train.seed}
-    train = make_dataset(splits.train, training=True, augment=cfg.augment,
-                         cache_path=run_dir / "cache" / "train",
-                         repeat=bool(cfg.train.steps_per_epoch), **common)
-    val = make_dataset(splits.val, training=False, cache_path=run_dir / "cache" / "val", **common)
-    test = None
-    if splits.test is not None:
-        test = make_dataset(splits.test, training=False, cache_path=run_dir / "cache" / "test",
-                            **common)
-    return train, val, test
+@dataclass
+class Job:
+    """Everything a run's phases share, made by `prepare`."""
+
+    cfg: RunConfig
+    modality: Modality
+    splits: Splits
+    network: Network
+    stages: list[Stage]
+    feed: Feed
+    run: rundir.Run
+    train_ds: tf.data.Dataset
+    val_ds: tf.data.Dataset
+    test_ds: tf.data.Dataset | None
+    steps: int  # optimizer steps per epoch
+    adapt: adaptation.Adaptation | None
+    class_weights: dict[int, float] | None = None
+    started: float = field(default_factory=time.time)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
+    def model(self) -> keras.Model:
+        return self.network.model
 
 
-def feature_key(cfg: RunConfig, image_size: int) -> list[str]:
-    """What cached backbone features depend on: the data flags, the backbone and its input."""
-    m = cfg.model
-    return [to_flagfile(cfg.data), m.backbone, m.weights, m.backbone_layer, m.preprocess,
-            m.hub_output_key, m.pooling, str(image_size)]
+def train(cfg: RunConfig) -> TrainResult:
+    """Runs both phases as configured and fills the run directory; returns the trained model.
+
+    Checks every flag first (pre-flight), then builds and trains under the configured
+    tf.distribute strategy and precision policy (the previous global policy is restored
+    afterwards). A non-chief multi-worker process runs the same steps but writes into a
+    temporary folder it deletes at the end.
+    """
+    modality = preflight.check_train(cfg, run_dir=distribute.is_chief())
+    with _distributed(cfg) as cfg:
+        job = prepare(cfg, modality)
+        with job.run:
+            head_epochs, done = fit_stages(job)
+            metrics = finish(job, head_epochs, done)
+    return TrainResult(run_dir=job.run_dir, model=job.model, metrics=metrics)
 
 
-def feature_datasets(train_x, train_y, val_x, val_y, num_classes: int, batch_size: int,
-                     seed: int, repeat: bool = False):
-    """tf.data pipelines of cached feature vectors with one-hot labels (training shuffled)."""
-    import tensorflow as tf
+@contextlib.contextmanager
+def _distributed(cfg: RunConfig) -> Iterator[RunConfig]:
+    """Enters the strategy scope and precision policy; a non-chief worker gets a scratch
+    run directory (and export folder) that is deleted afterwards."""
+    strategy = distribute.make_strategy(cfg.distribute)
+    policy = distribute.precision_policy(cfg.distribute)
+    previous_policy = keras.mixed_precision.global_policy()
+    scratch = None
+    if not distribute.is_chief():
+        scratch = Path(tempfile.mkdtemp(prefix="ktransfer-worker-"))
+        export_dir = str(scratch / "export" / "model") if cfg.train.export_dir else ""
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+            cfg.train, run_dir=str(scratch / "run"), overwrite=True, export_dir=export_dir))
+    log.info("strategy %s: %s, %d replica(s); precision %s, XLA %s", cfg.distribute.strategy,
+             type(strategy).__name__, strategy.num_replicas_in_sync, policy,
+             cfg.distribute.jit_compile)
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        with strategy.scope():
+            yield cfg
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
-    def make(x, y, training):
-        ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(y, num_classes)))
-        if training:
-            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-            if repeat:
-                ds = ds.repeat()
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
-    return make(train_x, train_y, True), make(val_x, val_y, False)
+# ------------------------------------------------------------------------------------ prepare
 
 
-def _cached_head(cfg: RunConfig, model: keras.Model, splits: Splits, image_size: int,
-                 run_dir: Path):
-    """(head, train, val) on cached features for phase 1, or None (logged) when augmentation
-    rules caching out."""
-    reason = why_not_cacheable(cfg.augment.enabled)
-    if reason:
+def prepare(cfg: RunConfig, modality: Modality) -> Job:
+    """Reads the data and builds the network (everything that can fail on the user's input),
+    then opens the run directory and makes the input pipelines."""
+    keras.utils.set_random_seed(cfg.train.seed)
+    splits = modality.load_splits(cfg.data)
+    network = modality.build(cfg, len(splits.class_names))
+    if cfg.model.init_from:
+        _init_from(network.model, cfg.model, list(splits.class_names))
+    stages = plan(cfg, network)
+    run = rundir.open_run(cfg)
+    try:
+        return _open_job(cfg, modality, splits, network, stages, run)
+    except BaseException:
+        run.release()
+        raise
+
+
+def _open_job(cfg: RunConfig, modality: Modality, splits: Splits, network: Network,
+              stages: list[Stage], run: rundir.Run) -> Job:
+    if run.resume:
+        log.info("resuming %s after epoch %d (%s phase)", run.path, run.resume["epoch"],
+                 run.resume["phase"])
+        for stale in (run.path / "cache").glob("*"):  # image caches may be half written
+            if stale.is_file() and not stale.name.startswith("features-"):
+                stale.unlink()
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, run_dir=str(run.path)))
+    rundir.write_flagfile(run.path, cfg)
+    class_names = list(splits.class_names)
+    atomic.write_text(run.path / "labels.txt", "\n".join(class_names) + "\n")
+    counts = splits.counts()
+    log.info("data: %d train, %d val, %d test %ss, %d classes", counts["train"], counts["val"],
+             counts["test"], modality.noun, len(class_names))
+    feed = modality.feed(cfg, network)
+    feed.save(run.path)
+    batch, cache = cfg.data.batch_size, run.path / "cache"
+    train_ds = feed.dataset(splits.train, batch_size=batch, training=True, seed=cfg.train.seed,
+                            repeat=bool(cfg.train.steps_per_epoch), cache_path=cache / "train")
+    val_ds = feed.dataset(splits.val, batch_size=batch, cache_path=cache / "val")
+    test_ds = (feed.dataset(splits.test, batch_size=batch, cache_path=cache / "test")
+               if splits.test is not None else None)
+    adapt = adaptation.prepare(cfg, modality, splits, network.model, feed, (train_ds, val_ds),
+                               cache)
+    return Job(cfg, modality, splits, network, stages, feed, run, train_ds, val_ds, test_ds,
+               steps=cfg.train.steps_per_epoch or math.ceil(len(splits.train) / batch),
+               adapt=adapt, class_weights=class_weights(splits.train.labels, len(class_names))
+               if cfg.data.class_weights == "balanced" else None)
+
+
+def _init_from(model: keras.Model, cfg: ModelConfig, class_names: list[str]) -> None:
+    """Copies every weight of the classifier at `cfg.init_from` into `model` (same network)."""
+    source, names, _ = load_classifier(cfg.init_from, unsafe=cfg.unsafe_load, flag="init_from")
+    if names != class_names:
+        raise ConfigError("init_from", f"{cfg.init_from!r} was trained on classes "
+                          f"{', '.join(names)[:200]}, the data has {', '.join(class_names)[:200]};"
+                          " it can only start a run on the same classes")
+    weights, ours = source.get_weights(), model.get_weights()
+    if [w.shape for w in weights] != [w.shape for w in ours]:
+        raise ConfigError("init_from", f"{cfg.init_from!r} is a different network (backbone, "
+                          "input size or --head_hidden); give the flags it was trained with "
+                          "(its run's flags.cfg)")
+    model.set_weights(weights)
+    log.info("--init_from: all weights from %s", cfg.init_from)
+
+
+def plan(cfg: RunConfig, network: Network) -> list[Stage]:
+    """The stages of the run, in order: the head phase, then the fine-tuning stages (with
+    --print_model, prints which layers train in each)."""
+    t, backbone = cfg.train, network.backbone
+    stages = []
+    if t.epochs:
+        stages.append(Stage("head", 0, [], t.epochs, t.epochs, 0, t.lr))
+    selected = select(backbone, t.unfreeze) if t.fine_tune_epochs else []
+    layer_sets = gradual_stages(selected) if t.gradual_unfreeze else [selected] if selected else []
+    offset = 0
+    for k, layers in enumerate(layer_sets):
+        last = k == len(layer_sets) - 1
+        n = t.fine_tune_epochs - offset if last else min(t.gradual_unfreeze,
+                                                         t.fine_tune_epochs - offset)
+        if n <= 0:
+            break
+        stages.append(Stage("fine_tune", k, layers, t.fine_tune_epochs, n, offset,
+                            t.fine_tune_lr))
+        offset += n
+    if t.print_model:
+        print(describe(network.model, backbone, layer_sets, cfg.model.bn_trainable,
+                       _multipliers(cfg, network)), flush=True)
+    return stages
+
+
+def _multipliers(cfg: RunConfig, network: Network) -> dict[str, float] | None:
+    decay = cfg.train.lr_layer_decay
+    return layer_lr_multipliers(network.backbone, decay) if decay < 1.0 else None
+
+
+# ------------------------------------------------------------------------------------ phases
+
+
+class Callbacks:
+    """The callbacks every fit shares: NaN guard, history, best/last checkpoints, resume state
+    and TensorBoard (one instance each, so bests and history span both phases)."""
+
+    def __init__(self, job: Job):
+        path, t, resume = job.run_dir, job.cfg.train, job.run.resume
+        self.guard = NaNGuard()
+        self.history = HistoryWriter(path / "history.csv", self.guard,
+                                     keep_until=resume["epoch"] if resume else 0)
+        self.best = AtomicCheckpoint(path / "checkpoints" / "best.keras", monitor=t.monitor,
+                                     target=job.model, guard=self.guard)
+        self.last = AtomicCheckpoint(path / "checkpoints" / "last.keras", target=job.model,
+                                     guard=self.guard)
+        if resume and resume.get("best") is not None:
+            self.best.best = float(resume["best"])
+        self.state = ResumeState(path / rundir.RESUME_DIR, self.guard, self.best)
+        self.board = ([keras.callbacks.TensorBoard(log_dir=str(path / "tensorboard"))]
+                      if t.tensorboard else [])
+
+    def for_fit(self, job: Job, stage: Stage, adapting: bool, steps_done: int
+                ) -> list[keras.callbacks.Callback]:
+        """This fit's list; `steps_done`: optimizer steps of the phase already taken."""
+        t = job.cfg.train
+        out = [self.guard, self.history, self.best, self.last, self.state, *self.board]
+        if adapting and job.adapt is not None:
+            out += job.adapt.callbacks(stage.epochs, job.steps, steps_done)
+        if t.early_stopping:
+            out.append(keras.callbacks.EarlyStopping(
+                monitor=t.monitor, patience=t.early_stopping, restore_best_weights=True,
+                verbose=int(t.verbose > 0)))
+        return out
+
+
+def _resume_position(stages: list[Stage], resume: dict[str, Any] | None) -> int:
+    """Index of the stage a resumed run was in (0 for a fresh run)."""
+    if not resume:
+        return 0
+    keys = [(s.phase, s.index) for s in stages]
+    return keys.index((resume["phase"], resume["stage"]))
+
+
+def fit_stages(job: Job) -> tuple[int, int]:
+    """Fits the run's stages in order, skipping those a resumed run finished and stopping
+    after an early stop; returns (epochs of the head phase, epochs in all)."""
+    callbacks, stages = Callbacks(job), job.stages
+    resume = job.run.resume
+    position = _resume_position(stages, resume)
+    backbone, bn_trainable = job.network.backbone, job.cfg.model.bn_trainable
+    freeze(backbone)
+    head_epochs = done = 0
+    for i, stage in enumerate(stages):
+        stopped = False
+        if stage.phase == "fine_tune":
+            n = set_trainable(backbone, stage.layers, bn_trainable)
+        if i < position:  # finished before the restart
+            done = int(resume["head_epochs"]) if stage.phase == "head" else \
+                done + stage.stage_epochs
+        else:
+            if stage.phase == "fine_tune":
+                log.info("fine-tuning %d backbone layers%s", n,
+                         f" (stage {stage.index + 1})" if job.cfg.train.gradual_unfreeze else "")
+            reached = fit_stage(job, stage, callbacks, done,
+                                resume if i == position else None)
+            stopped, done = reached - done < stage.stage_epochs, reached
+        if stage.phase == "head":
+            head_epochs = done
+            callbacks.state.extra = {"head_epochs": head_epochs}
+        if stopped:
+            break
+    return head_epochs, done
+
+
+def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
+              resume: dict[str, Any] | None) -> int:
+    """Fits one stage from global epoch `first` (or from `resume`, the state of this stage
+    when the run was killed in it); returns the global epoch count reached."""
+    fitted, fit_train, fit_val, kind = _fit_target(job, stage)
+    state, t = callbacks.state, job.cfg.train
+    state.phase, state.stage, state.fitted = stage.phase, stage.index, kind
+    saved = job.run_dir / rundir.RESUME_DIR / resume["weights"] if resume else None
+    if resume and resume["complete"]:
+        fitted.load_weights(saved)
+        return int(resume["epoch"])
+    schedule = make_schedule(t, stage.peak_lr, job.steps, stage.epochs, stage.offset)
+    compile_classifier(fitted, job.cfg, schedule,
+                       _multipliers(job.cfg, job.network) if stage.phase == "fine_tune"
+                       else None)
+    start = first
+    if resume:  # weights and optimizer state (its step count drives the schedule)
+        fitted.optimizer.build(fitted.trainable_variables)
+        fitted.load_weights(saved)
+        start = int(resume["epoch"])
+    callbacks.history.phase = stage.phase
+    fit = fitted.fit(
+        fit_train, validation_data=fit_val, initial_epoch=start,
+        epochs=first + stage.stage_epochs,
+        steps_per_epoch=job.steps if t.steps_per_epoch else None,
+        class_weight=job.class_weights, verbose=t.verbose, shuffle=False,  # tf.data shuffles
+        callbacks=callbacks.for_fit(job, stage, kind == "adaptation",
+                                    (start - first + stage.offset) * job.steps))
+    if callbacks.guard.tripped:
+        raise TrainingError(_nan_message(callbacks.guard, job.run_dir, stage.phase))
+    reached = start + len(fit.epoch)
+    state.set_model(fitted)
+    state.commit(reached, complete=True)
+    return reached
+
+
+def _fit_target(job: Job, stage: Stage
+                ) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset, str]:
+    """(model to fit, training batches, validation batches, kind) of a stage: the head alone on
+    cached features, the adaptation model on paired batches, or the classifier."""
+    if job.adapt is not None and job.adapt.model is not None:
+        if stage.phase == "head" and job.cfg.train.cache_features:
+            log.info("--cache_features: off; adaptation trains on target examples too")
+        return job.adapt.model, job.adapt.train, job.adapt.val, "adaptation"
+    if stage.phase == "head" and job.cfg.train.cache_features:
+        reason = features.why_not_cacheable(job.cfg.augment.enabled)
+        if reason is None:
+            return (*_cached_head(job), "head")
         log.info("--cache_features: off; %s", reason)
-        return None
+    return job.model, job.train_ds, job.val_ds, "model"
+
+
+def _cached_head(job: Job) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
+    """(head, training, validation) on backbone features computed once (or reused)."""
     started = time.time()
-    extractor, head = split_classifier(model)
-    key = feature_key(cfg, image_size)
-    cache_dir = run_dir / "cache"
-    train_x = features.cached(extractor, splits.train, cache_dir, [*key, "train"],
-                              cfg.data.batch_size)
-    val_x = features.cached(extractor, splits.val, cache_dir, [*key, "val"],
-                            cfg.data.batch_size)
-    log.info("--cache_features: backbone features of %d + %d images computed once in %.1f s; "
+    cfg, splits = job.cfg, job.splits
+    extractor, head = features.split_classifier(job.model)
+    key = features.feature_key(cfg, str(job.network.info))
+    batch, cache = cfg.data.batch_size, job.run_dir / "cache"
+    train_x = features.cached(extractor, job.feed, splits.train, cache, [*key, "train"], batch)
+    val_x = features.cached(extractor, job.feed, splits.val, cache, [*key, "val"], batch)
+    log.info("--cache_features: backbone features of %d + %d examples computed once in %.1f s; "
              "the head trains on them", len(train_x), len(val_x), time.time() - started)
-    train_ds, val_ds = feature_datasets(
-        train_x, splits.train.labels, val_x, splits.val.labels, len(splits.class_names),
-        cfg.data.batch_size, cfg.train.seed, repeat=bool(cfg.train.steps_per_epoch))
-    return head, train_ds, val_ds
-
-
-def _target_sets(cfg: RunConfig, splits: Splits):
-    """(unlabelled target images or None, labelled target evaluation images or None)."""
-    from ktransfer.data.sources import open_source
-    from ktransfer.evaluation import align
-
-    a = cfg.adapt
-    target = target_eval = None
-    if a.target_data:
-        sets = open_source(a.target_data, cfg.data.data_dir, "target_data",
-                           cfg.data.on_bad_image)
-        target = sets.get("train", sets.get("all"))
-    if a.target_eval_data:
-        sets = open_source(a.target_eval_data, cfg.data.data_dir, "target_eval_data",
-                           cfg.data.on_bad_image)
-        chosen = sets.get("test", sets.get("all", sets.get("train")))
-        target_eval = align(chosen.relabel(tuple(c for c in splits.class_names
-                                                 if c in chosen.class_names)),
-                            list(splits.class_names), "target_eval_data")
-    return target, target_eval
+    n = len(splits.class_names)
+    train_ds = features.feature_dataset(train_x, splits.train.labels, n, batch, training=True,
+                                        seed=cfg.train.seed,
+                                        repeat=bool(cfg.train.steps_per_epoch))
+    return head, train_ds, features.feature_dataset(val_x, splits.val.labels, n, batch)
 
 
 def _nan_message(guard: NaNGuard, run_dir: Path, phase: str) -> str:
@@ -157,268 +408,62 @@ def _nan_message(guard: NaNGuard, run_dir: Path, phase: str) -> str:
             "add --warmup_epochs, or check the data")
 
 
-def train(cfg: RunConfig) -> TrainResult:
-    """Runs both phases as configured and fills the run directory; returns the trained model.
-
-    Builds and trains under the configured tf.distribute strategy and precision policy (the
-    previous global policy is restored afterwards). A non-chief multi-worker process runs the
-    same steps but writes into a temporary folder it deletes at the end.
-    """
-    strategy = distribute.make_strategy(cfg.distribute)
-    policy = distribute.precision_policy(cfg.distribute)
-    previous_policy = keras.mixed_precision.global_policy()
-    scratch = None
-    if not distribute.is_chief():
-        scratch = Path(tempfile.mkdtemp(prefix="ktransfer-worker-"))
-        export_dir = str(scratch / "export" / "model") if cfg.train.export_dir else ""
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(
-            cfg.train, run_dir=str(scratch / "run"), overwrite=True, export_dir=export_dir))
-    log.info("strategy %s: %s, %d replica(s); precision %s%s", cfg.distribute.strategy,
-             type(strategy).__name__, strategy.num_replicas_in_sync, policy,
-             f", XLA {cfg.distribute.jit_compile}")
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        with strategy.scope():
-            return _train(cfg)
-    finally:
-        keras.mixed_precision.set_global_policy(previous_policy)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+# ------------------------------------------------------------------------------------ finish
 
 
-def _init_from(model: keras.Model, cfg: ModelConfig, class_names: list[str]) -> None:
-    """Copies every weight of the classifier at `cfg.init_from` into `model` (same network)."""
-    from ktransfer.saving import load_classifier
-
-    source, names, _ = load_classifier(cfg.init_from, unsafe=cfg.unsafe_load, flag="init_from")
-    if names != class_names:
-        raise ConfigError("init_from", f"{cfg.init_from!r} was trained on classes "
-                          f"{', '.join(names)[:200]}, the data has {', '.join(class_names)[:200]};"
-                          " it can only start a run on the same classes")
-    weights, ours = source.get_weights(), model.get_weights()
-    if [w.shape for w in weights] != [w.shape for w in ours]:
-        raise ConfigError("init_from", f"{cfg.init_from!r} is a different network (backbone, "
-                          "--image_size or --head_hidden); give the flags it was trained with "
-                          "(its run's flags.cfg)")
-    model.set_weights(weights)
-    log.info("--init_from: all weights from %s", cfg.init_from)
-
-
-def _train(cfg: RunConfig) -> TrainResult:
-    started = time.time()
-    keras.utils.set_random_seed(cfg.train.seed)
-    # Everything that can fail on user input happens before the run directory is touched.
-    spec = resolve_spec(cfg.model)
-    image_size = cfg.data.image_size or spec.default_size
-    splits = load_splits(cfg.data)
-    target, target_eval = _target_sets(cfg, splits)
-    backbone = build_backbone(spec, cfg.model.weights, image_size, cfg.model.backbone_layer)
-    model = build_classifier(spec, backbone, len(splits.class_names), image_size, cfg.model)
-    if cfg.model.init_from:
-        _init_from(model, cfg.model, list(splits.class_names))
-    t = cfg.train
-    selected = select(backbone, t.unfreeze) if t.fine_tune_epochs else []
-    stages = gradual_stages(selected) if t.gradual_unfreeze else [selected] if selected else []
-    multipliers = (layer_lr_multipliers(backbone, t.lr_layer_decay)
-                   if t.lr_layer_decay < 1.0 else None)
-    resume = rundir.resume_state(cfg)
-    run_dir = rundir.prepare(cfg, resuming=resume is not None)
-    if resume:
-        log.info("resuming %s after epoch %d (%s phase)", run_dir, resume["epoch"],
-                 resume["phase"])
-        for stale in (run_dir / "cache").glob("*"):  # image caches may be half written
-            if stale.is_file() and not stale.name.startswith("features-"):
-                stale.unlink()
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, run_dir=str(run_dir)))
-    rundir.write_flagfile(run_dir, cfg)
-    class_names = list(splits.class_names)
-    atomic.write_text(run_dir / "labels.txt", "\n".join(class_names) + "\n")
-    log.info("data: %d train, %d val, %s test images, %d classes", len(splits.train),
-             len(splits.val), len(splits.test) if splits.test else 0, len(class_names))
-
-    train_ds, val_ds, test_ds = _datasets(cfg, splits, image_size, run_dir)
-    steps = cfg.train.steps_per_epoch or math.ceil(len(splits.train) / cfg.data.batch_size)
-    weights = (class_weights(splits.train.labels, len(class_names))
-               if cfg.data.class_weights == "balanced" else None)
-    adapt = None
-    target_eval_ds = None
-    if target_eval is not None:
-        target_eval_ds = make_dataset(target_eval, training=False, image_size=image_size,
-                                      batch_size=cfg.data.batch_size, cache="memory")
-    if target is not None:
-        from ktransfer.adaptation import DomainAdaptationModel, paired
-
-        target_ds = make_dataset(target, training=True, augment=cfg.augment,
-                                 image_size=image_size, batch_size=cfg.data.batch_size,
-                                 cache=cfg.data.cache, cache_path=run_dir / "cache" / "target",
-                                 shuffle_buffer=cfg.data.shuffle_buffer, seed=t.seed + 1)
-        dan = DomainAdaptationModel(model, cfg.adapt)
-        adapt = (dan, paired(train_ds, target_ds), paired(val_ds, target_ds), dan.mmd_layers)
-        if (cfg.adapt.mmd_alignment == "class" and cfg.model.weights == "none"
-                and not cfg.model.init_from and cfg.adapt.mmd_weight > 0):
-            log.warning("--mmd_alignment=class weighs target images by the network's own "
-                        "predictions; from random weights they mean nothing and training can "
-                        "collapse: start from a trained model (--init_from=RUN)")
-        log.info("adaptation: %d unlabelled target images, MMD weight %g%s on %d layer(s)",
-                 len(target), cfg.adapt.mmd_weight, " (ramped up)" if cfg.adapt.mmd_rampup
-                 else "", len(dan.mmd_layers))
-    adaptation: dict[str, Any] = {}
-    if target_eval_ds is not None:
-        from ktransfer.adaptation import domain_mmd
-
-        adaptation["mmd_before"] = domain_mmd(model, val_ds, target_eval_ds)
-    if t.print_model:
-        print(describe(model, backbone, stages, cfg.model.bn_trainable, multipliers), flush=True)
-
-    guard = NaNGuard()
-    history = HistoryWriter(run_dir / "history.csv", guard,
-                            keep_until=resume["epoch"] if resume else 0)
-    best = AtomicCheckpoint(run_dir / "checkpoints" / "best.keras", monitor=cfg.train.monitor,
-                            target=model, guard=guard)
-    last = AtomicCheckpoint(run_dir / "checkpoints" / "last.keras", target=model, guard=guard)
-    if resume and resume.get("best") is not None:
-        best.best = float(resume["best"])
-    state = ResumeState(run_dir / rundir.RESUME_DIR, guard, best)
-    board = ([keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard"))]
-             if cfg.train.tensorboard else [])
-
-    def run_phase(name: str, epochs: int, peak_lr: float, initial_epoch: int,
-                  stage_epochs: int | None = None, offset: int = 0,
-                  lr_multipliers: dict[str, float] | None = None, cached=None,
-                  stage: int = 0) -> int:
-        """Fits `stage_epochs` (default: all `epochs`) of a phase whose schedule spans `epochs`,
-        starting `offset` epochs into it; returns the global epoch count reached. `cached`:
-        (head model, train dataset, validation dataset) on cached features. Continues a killed
-        run of this phase and stage from its resume state."""
-        stage_epochs = epochs if stage_epochs is None else stage_epochs
-        fitted, fit_train, fit_val = cached or (adapt[:3] if adapt else (model, train_ds, val_ds))
-        state.phase, state.stage = name, stage
-        state.fitted = "head" if cached else "dan" if adapt else "model"
-        same = bool(resume) and (resume["phase"], resume["stage"]) == (name, stage)
-        if same and resume["complete"]:
-            fitted.load_weights(run_dir / rundir.RESUME_DIR / resume["weights"])
-            return int(resume["epoch"])
-        compile_model(fitted, cfg, make_schedule(t, peak_lr, steps, epochs, offset),
-                      lr_multipliers)
-        start = initial_epoch
-        if same:  # weights and optimizer state (its step count drives the schedule)
-            fitted.optimizer.build(fitted.trainable_variables)
-            fitted.load_weights(run_dir / rundir.RESUME_DIR / resume["weights"])
-            start = int(resume["epoch"])
-        history.phase = name
-        callbacks = [guard, history, best, last, state, *board]
-        if adapt:
-            from ktransfer.adaptation import MMDRampUp
-
-            callbacks.append(MMDRampUp(adapt[3], cfg.adapt.mmd_weight, epochs * steps,
-                                       cfg.adapt.mmd_rampup, steps_done=(start - initial_epoch
-                                                                         + offset) * steps))
-        if t.early_stopping:
-            callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=t.monitor, patience=t.early_stopping,
-                restore_best_weights=True, verbose=int(t.verbose > 0)))
-        fit = fitted.fit(fit_train, validation_data=fit_val, initial_epoch=start,
-                         epochs=initial_epoch + stage_epochs,
-                         steps_per_epoch=steps if t.steps_per_epoch else None,
-                         class_weight=weights, callbacks=callbacks, verbose=t.verbose,
-                         shuffle=False)  # the tf.data pipeline shuffles
-        if guard.tripped:
-            raise TrainingError(_nan_message(guard, run_dir, name))
-        reached = start + len(fit.epoch)
-        state.set_model(fitted)
-        state.commit(reached, complete=True)
-        return reached
-
-    # A resumed run skips the stages its state shows finished.
-    order = [("head", 0)] + [("fine_tune", k) for k in range(len(stages))]
-    position = order.index((resume["phase"], resume["stage"])) if resume else 0
-
-    done = 0
-    if t.epochs:
-        freeze(backbone)
-        if position == 0:
-            cached = _cached_head(cfg, model, splits, image_size, run_dir) \
-                if t.cache_features and adapt is None else None
-            if t.cache_features and adapt is not None:
-                log.info("--cache_features: off; adaptation trains on target images too")
-            done = run_phase("head", t.epochs, t.lr, 0, cached=cached)
-        else:
-            done = int(resume["head_epochs"])
-    head_epochs = done
-    state.extra = {"head_epochs": head_epochs}
-    for k, layers in enumerate(stages):
-        offset = done - head_epochs
-        last_stage = k == len(stages) - 1
-        stage_epochs = (t.fine_tune_epochs - offset if last_stage
-                        else min(t.gradual_unfreeze, t.fine_tune_epochs - offset))
-        if stage_epochs <= 0:
-            break
-        n = set_trainable(backbone, layers, cfg.model.bn_trainable)
-        if order.index(("fine_tune", k)) < position:
-            done += stage_epochs  # finished before the restart; the resumed stage loads weights
-            continue
-        log.info("fine-tuning %d backbone layers%s", n,
-                 f" (stage {k + 1} of {len(stages)})" if len(stages) > 1 else "")
-        reached = run_phase("fine_tune", t.fine_tune_epochs, t.fine_tune_lr, done,
-                            stage_epochs, offset, multipliers, stage=k)
-        stopped_early = reached - done < stage_epochs
-        done = reached
-        if stopped_early:
-            break
-
+def finish(job: Job, head_epochs: int, done: int) -> dict[str, Any]:
+    """After training: AdaBN, metrics, model files, metrics.json, report, export. Each step
+    can run again (a run killed here is finished by the same command)."""
+    cfg, model, path = job.cfg, job.model, job.run_dir
     if not model.compiled:  # fitted: a head on cached features, or the adaptation model
-        compile_model(model, cfg, t.lr)
-    if target is not None and cfg.adapt.adabn:
-        from ktransfer.adaptation import recalibrate_batchnorm
-
-        if target_eval_ds is not None:
-            adaptation["target_accuracy_before_adabn"] = model.evaluate(
-                target_eval_ds, return_dict=True, verbose=0)["accuracy"]
-        n = recalibrate_batchnorm(model, make_dataset(
-            target, training=False, image_size=image_size, batch_size=cfg.data.batch_size,
-            cache="memory"))
-        log.info("--adabn: BatchNorm statistics of %d layer(s) re-estimated on %d target "
-                 "images", n, len(target))
+        compile_classifier(model, cfg, cfg.train.lr)
     metrics: dict[str, Any] = {
-        "val": model.evaluate(val_ds, return_dict=True, verbose=0),
+        "modality": job.modality.name,
+        "network": job.network.info,
         "epochs": {"head": head_epochs, "fine_tune": done - head_epochs},
-        "num_images": {"train": len(splits.train), "val": len(splits.val),
-                       "test": len(splits.test) if splits.test else 0},
-        "class_names": class_names,
-        "backbone": spec.name,
-        "image_size": image_size,
+        "num_examples": job.splits.counts(),
+        "class_names": list(job.splits.class_names),
     }
-    if test_ds is not None:
-        metrics["test"] = model.evaluate(test_ds, return_dict=True, verbose=0)
-    if target_eval_ds is not None:
-        from ktransfer.adaptation import domain_mmd
-
-        adaptation["mmd_after"] = domain_mmd(model, val_ds, target_eval_ds)
-        adaptation["target_accuracy"] = model.evaluate(
-            target_eval_ds, return_dict=True, verbose=0)["accuracy"]
-        adaptation["num_target_eval_images"] = len(target_eval)
-    if target is not None:
-        adaptation["num_target_images"] = len(target)
-        adaptation["mmd_weight"] = cfg.adapt.mmd_weight
-    if adaptation:
-        metrics["adaptation"] = adaptation
-    atomic.save_with(run_dir / "model.keras", model.save)
-    atomic.save_with(run_dir / "backbone.weights.h5", backbone.save_weights)
-    metrics["seconds"] = round(time.time() - started, 1)
-    atomic.write_json(run_dir / "metrics.json", metrics)
-    if t.report:
-        from ktransfer.evaluation import evaluate
-        from ktransfer.report import write_report
-
-        on = "test" if splits.test is not None else "validation"
-        evaluate(model, class_names, splits.test if splits.test is not None else splits.val,
-                 run_dir / "report", batch_size=cfg.data.batch_size)
-        write_report(run_dir, on)
-    if t.export_dir:
-        from ktransfer.serving import export
-
-        metrics["export"] = str(export(model, class_names, t.export_dir))
-        atomic.write_json(run_dir / "metrics.json", metrics)
+    if job.adapt is not None:
+        metrics["adaptation"] = job.adapt.finish(model, job.feed, job.val_ds,
+                                                 cfg.data.batch_size)
+    metrics["val"] = model.evaluate(job.val_ds, return_dict=True, verbose=0)
+    if job.test_ds is not None:
+        metrics["test"] = model.evaluate(job.test_ds, return_dict=True, verbose=0)
+    atomic.save_with(path / "model.keras", model.save)
+    atomic.save_with(path / "backbone.weights.h5", job.network.backbone.save_weights)
+    metrics["seconds"] = round(time.time() - job.started, 1)
+    atomic.write_json(path / "metrics.json", metrics)
+    if cfg.train.report:
+        _report(job)
+    if cfg.train.export_dir:
+        metrics["export"] = str(_export(job))
+        atomic.write_json(path / "metrics.json", metrics)
         log.info("exported a SavedModel to %s", metrics["export"])
-    rundir.finish(run_dir)
-    return TrainResult(run_dir=run_dir, model=model, metrics=metrics)
+    rundir.finish(path)
+    return metrics
+
+
+def _report(job: Job) -> None:
+    splits = job.splits
+    on = "test" if splits.test is not None else "validation"
+    evaluate(job.model, job.modality, job.feed, list(splits.class_names),
+             splits.test if splits.test is not None else splits.val, job.run_dir / "report",
+             batch_size=job.cfg.data.batch_size)
+    write_report(job.run_dir, on)
+
+
+def _export(job: Job) -> Path:
+    """Exports once: the version is recorded in the resume state before it is written, so a
+    run killed during the export finishes it instead of adding a second version."""
+    base = Path(job.cfg.train.export_dir).resolve()
+    state = rundir.read_state(job.run_dir)
+    version = (state or {}).get("export_version")
+    if version and (base / str(version)).is_dir():
+        return base / str(version)
+    version = version or max(versions(base), default=0) + 1
+    if state is not None:
+        atomic.write_json(job.run_dir / rundir.RESUME_DIR / rundir.STATE,
+                          {**state, "export_version": version})
+    return export(job.model, job.modality, job.feed, list(job.splits.class_names),
+                  job.cfg.train.export_dir, version=version)

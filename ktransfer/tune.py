@@ -1,27 +1,22 @@
 """`python -m ktransfer.tune --flagfile=configs/tune_head.cfg`: Keras Tuner search over the head.
 
-Thin entry point: the train flags plus the search flags (`ktransfer.tuning.TuneConfig`) become
-frozen configs; `ktransfer.tuning.search` runs or resumes the search.
+Thin entry point: the train flags plus the search flags become one frozen `SearchConfig`;
+`ktransfer.tuning.search` runs or resumes the search.
 """
 
 from __future__ import annotations
 
 from absl import flags
 
-from ktransfer import cli, config
-from ktransfer.tuning import TuneConfig
+from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
+from ktransfer.tuning import format_table, search
 
-GROUPS = {**config.GROUPS, "tune": TuneConfig}
-config.define_flags(groups=GROUPS)
+cli.define_flags(config.SEARCH_GROUPS)
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
-    parts = config.from_flags(FLAGS, GROUPS)
-    cfg = config.RunConfig(**{name: parts[name] for name in config.GROUPS})
-    from ktransfer.tuning import format_table, search
-
-    result = search(cfg, parts["tune"])
+    result = search(config.search_from_flags(FLAGS))
     print(format_table(result.trials))
     print(f"search: {len(result.trials)} trials, {result.seconds:.1f} s, feature cache "
           f"{'on' if result.cached else 'off'}")

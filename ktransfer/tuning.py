@@ -16,63 +16,25 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import keras
+import tensorflow as tf
 
-from ktransfer import atomic, features
-from ktransfer.backbones import build_backbone, resolve_spec
-from ktransfer.classifier import build_classifier
-from ktransfer.config import RunConfig, option, require, to_flagfile
-from ktransfer.data.pipeline import make_dataset
-from ktransfer.data.sources import load_splits
+from ktransfer import atomic, features, preflight
+from ktransfer.classifier import compile_classifier
+from ktransfer.config import RunConfig, SearchConfig, TuneConfig, to_flagfile
+from ktransfer.data.examples import Splits
 from ktransfer.freezing import freeze
 from ktransfer.heads import build_head
+from ktransfer.modality import Modality, Network
+from ktransfer.registry import Registry
 from ktransfer.schedules import make_schedule
-from ktransfer.training import compile_model, feature_datasets, feature_key
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TuneConfig:
-    """The search: which tuner, how many trials, where its state lives, and the search space.
-    Each trial trains for --epochs (the head phase) with --batch_size."""
-
-    tuner: str = option("random", "Search algorithm.", ("random", "hyperband", "bayesian"))
-    max_trials: int = option(10, "Trials to run (random, bayesian); hyperband sizes itself "
-                            "from --epochs.")
-    directory: str = option("tuning", "Folder of the search state, trials.csv and best.cfg.")
-    project: str = option("head", "Name of the search inside --directory; the same command "
-                         "resumes it.")
-    hp_layers: int = option(2, "Search 0 to this many hidden layers.")
-    hp_units: tuple[int, ...] = option((64, 128, 256), "Hidden layer sizes to try.")
-    hp_dropout: tuple[float, ...] = option((0.0, 0.5), "Dropout range (min,max), step 0.05.")
-    hp_l2: tuple[float, ...] = option((0.0, 1e-5, 1e-4, 1e-3), "L2 penalties to try.")
-    hp_lr: tuple[float, ...] = option((1e-4, 1e-1), "Learning-rate range (min,max), log scale.")
-    hp_schedules: tuple[str, ...] = option(("constant", "cosine", "exponential"),
-                                          "Learning-rate schedules to try.")
-    hp_label_smoothing: tuple[float, ...] = option((0.0, 0.2), "Label smoothing range "
-                                                  "(min,max), step 0.05.")
-
-    def __post_init__(self) -> None:
-        require(self.max_trials >= 1, "max_trials", "must be >= 1")
-        require(bool(self.directory), "directory", "is required")
-        require(self.hp_layers >= 0, "hp_layers", "must be >= 0")
-        require(bool(self.hp_units) and min(self.hp_units) >= 1, "hp_units",
-              "give sizes >= 1, e.g. 64,128")
-        for name, low in (("hp_dropout", 0.0), ("hp_label_smoothing", 0.0), ("hp_lr", 1e-12)):
-            pair = getattr(self, name)
-            require(len(pair) == 2 and low <= pair[0] <= pair[1], name,
-                  f"give min,max with {low} <= min <= max, got {','.join(map(str, pair))}")
-        require(self.hp_dropout[1] < 1.0 and self.hp_label_smoothing[1] < 1.0, "hp_dropout",
-              "dropout and label smoothing must stay below 1")
-        require(bool(self.hp_l2) and min(self.hp_l2) >= 0.0, "hp_l2", "give penalties >= 0")
-        known = ("constant", "exponential", "cosine", "step")
-        require(bool(self.hp_schedules) and set(self.hp_schedules) <= set(known), "hp_schedules",
-              f"choose from {', '.join(known)}")
 
 
 @dataclass
@@ -130,17 +92,27 @@ def _atomic_tuner_state() -> None:
     kt_utils.save_json = save_json
 
 
-def _make_tuner(tc: TuneConfig, build, cfg: RunConfig):
-    import keras_tuner as kt
+# --tuner: name -> (build, tune config, epochs, **common) -> a Keras Tuner tuner
+TUNERS: Registry[Callable[..., Any]] = Registry("tuner", "tuner")
+TUNERS.register("random", lambda build, tc, epochs, **common: _kt().RandomSearch(
+    build, max_trials=tc.max_trials, **common))
+TUNERS.register("hyperband", lambda build, tc, epochs, **common: _kt().Hyperband(
+    build, max_epochs=max(2, epochs), factor=3, **common))
+TUNERS.register("bayesian", lambda build, tc, epochs, **common: _kt().BayesianOptimization(
+    build, max_trials=tc.max_trials, **common))
 
+
+def _kt() -> Any:
+    import keras_tuner
+
+    return keras_tuner
+
+
+def _make_tuner(tc: TuneConfig, build: Callable[[Any], keras.Model], cfg: RunConfig) -> Any:
     _atomic_tuner_state()
-    common = {"objective": kt.Objective("val_accuracy", "max"), "seed": cfg.train.seed,
+    common = {"objective": _kt().Objective("val_accuracy", "max"), "seed": cfg.train.seed,
               "directory": tc.directory, "project_name": tc.project, "overwrite": False}
-    if tc.tuner == "random":
-        return kt.RandomSearch(build, max_trials=tc.max_trials, **common)
-    if tc.tuner == "bayesian":
-        return kt.BayesianOptimization(build, max_trials=tc.max_trials, **common)
-    return kt.Hyperband(build, max_epochs=max(2, cfg.train.epochs), factor=3, **common)
+    return TUNERS.get(tc.tuner)(build, tc, cfg.train.epochs, **common)
 
 
 def trial_table(tuner) -> list[dict[str, Any]]:
@@ -172,65 +144,90 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def search(cfg: RunConfig, tc: TuneConfig) -> SearchResult:
-    """Runs (or resumes) the search and writes DIRECTORY/PROJECT/{trials.csv, best.cfg}."""
-    started = time.time()
-    keras.utils.set_random_seed(cfg.train.seed)
-    spec = resolve_spec(cfg.model)
-    image_size = cfg.data.image_size or spec.default_size
-    splits = load_splits(cfg.data)
-    backbone = build_backbone(spec, cfg.model.weights, image_size, cfg.model.backbone_layer)
-    freeze(backbone)
-    num_classes = len(splits.class_names)
-    steps = math.ceil(len(splits.train) / cfg.data.batch_size)
-    project_dir = Path(tc.directory) / tc.project
-    reason = features.why_not_cacheable(cfg.augment.enabled) if cfg.train.cache_features \
-        else "--cache_features is off"
-    cached = reason is None
-    if cached:
-        probe = build_classifier(spec, backbone, num_classes, image_size, cfg.model)
-        extractor, _ = features.split_classifier(probe)
-        key = feature_key(cfg, image_size)
-        t0 = time.time()
-        train_x = features.cached(extractor, splits.train, project_dir / "cache",
-                                  [*key, "train"], cfg.data.batch_size)
-        val_x = features.cached(extractor, splits.val, project_dir / "cache", [*key, "val"],
-                                cfg.data.batch_size)
-        log.info("feature cache: on; the frozen backbone ran once (%d + %d images, %.1f s) "
-                 "and every trial trains a head on %d-d feature vectors", len(train_x),
-                 len(val_x), time.time() - t0, train_x.shape[1])
-        train_ds, val_ds = feature_datasets(train_x, splits.train.labels, val_x,
-                                            splits.val.labels, num_classes,
-                                            cfg.data.batch_size, cfg.train.seed)
-    else:
+@dataclass
+class Trials:
+    """What every trial trains on: batches of cached feature vectors (`cached`) or of raw
+    examples through the frozen `extractor` (backbone and pooling, shared by all trials)."""
+
+    train: tf.data.Dataset
+    val: tf.data.Dataset
+    extractor: keras.Model
+    cached: bool
+    num_classes: int
+    steps: int
+
+
+def _trials(cfg: RunConfig, modality: Modality, splits: Splits, network: Network,
+            project_dir: Path) -> Trials:
+    extractor, _ = features.split_classifier(network.model)
+    feed, batch = modality.feed(cfg, network), cfg.data.batch_size
+    n = len(splits.class_names)
+    steps = math.ceil(len(splits.train) / batch)
+    reason = (features.why_not_cacheable(cfg.augment.enabled) if cfg.train.cache_features
+              else "--cache_features is off")
+    if reason is not None:
         log.info("feature cache: off (%s); every trial runs the frozen backbone each epoch",
                  reason)
-        common = {"image_size": image_size, "batch_size": cfg.data.batch_size,
-                  "cache": cfg.data.cache, "shuffle_buffer": cfg.data.shuffle_buffer,
-                  "seed": cfg.train.seed, "cache_path": project_dir / "cache" / "images"}
-        train_ds = make_dataset(splits.train, training=True, augment=cfg.augment, **common)
-        val_ds = make_dataset(splits.val, training=False, **{
-            **common, "cache_path": project_dir / "cache" / "images-val"})
+        cache = project_dir / "cache"
+        return Trials(feed.dataset(splits.train, batch_size=batch, training=True,
+                                   seed=cfg.train.seed, cache_path=cache / "images"),
+                      feed.dataset(splits.val, batch_size=batch, cache_path=cache / "images-val"),
+                      extractor, False, n, steps)
+    started, key = time.time(), features.feature_key(cfg, str(network.info))
+    train_x = features.cached(extractor, feed, splits.train, project_dir / "cache",
+                              [*key, "train"], batch)
+    val_x = features.cached(extractor, feed, splits.val, project_dir / "cache", [*key, "val"],
+                            batch)
+    log.info("feature cache: on; the frozen backbone ran once (%d + %d examples, %.1f s) and "
+             "every trial trains a head on %d-d feature vectors", len(train_x), len(val_x),
+             time.time() - started, train_x.shape[1])
+    return Trials(features.feature_dataset(train_x, splits.train.labels, n, batch, True,
+                                           cfg.train.seed),
+                  features.feature_dataset(val_x, splits.val.labels, n, batch),
+                  extractor, True, n, steps)
 
-    def build(hp) -> keras.Model:
-        trial_cfg = apply_hyperparameters(cfg, _space(hp, tc))
-        if cached:
-            inputs = keras.Input((train_x.shape[1],), name="features")
-            model = keras.Model(inputs, build_head(inputs, num_classes, trial_cfg.model))
-        else:
-            model = build_classifier(spec, backbone, num_classes, image_size, trial_cfg.model)
-        compile_model(model, trial_cfg, make_schedule(trial_cfg.train, trial_cfg.train.lr, steps,
-                                                      trial_cfg.train.epochs))
-        return model
 
-    tuner = _make_tuner(tc, build, cfg)
+def _trial_model(trials: Trials, cfg: RunConfig) -> keras.Model:
+    """A new head (on cached vectors, or on the shared frozen extractor), compiled."""
+    if trials.cached:
+        inputs = keras.Input(trials.extractor.output_shape[1:], name="features")
+        x = inputs
+    else:
+        inputs = trials.extractor.inputs
+        x = trials.extractor(inputs)
+    model = keras.Model(inputs, build_head(x, trials.num_classes, cfg.model))
+    compile_classifier(model, cfg, make_schedule(cfg.train, cfg.train.lr, trials.steps,
+                                                 cfg.train.epochs))
+    return model
+
+
+def search(search_cfg: SearchConfig) -> SearchResult:
+    """Runs (or resumes) the search and writes DIRECTORY/PROJECT/{trials.csv, best.cfg}."""
+    started = time.time()
+    modality = preflight.check_search(search_cfg)
+    cfg, tc = search_cfg.run, search_cfg.tune
+    keras.utils.set_random_seed(cfg.train.seed)
+    splits = modality.load_splits(cfg.data)
+    network = modality.build(cfg, len(splits.class_names))
+    freeze(network.backbone)
+    project_dir = Path(tc.directory) / tc.project
+    trials = _trials(cfg, modality, splits, network, project_dir)
+    tuner = _make_tuner(
+        tc, lambda hp: _trial_model(trials, apply_hyperparameters(cfg, _space(hp, tc))), cfg)
     done = sum(1 for t in tuner.oracle.trials.values() if str(t.status) == "COMPLETED")
     if done:
         log.info("resuming %s: %d trial(s) already finished", project_dir, done)
-    tuner.search(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
+    tuner.search(trials.train, validation_data=trials.val, epochs=cfg.train.epochs,
                  verbose=cfg.train.verbose, shuffle=False)
     rows = trial_table(tuner)
-    best_values = tuner.get_best_hyperparameters(1)[0].values
+    best_path = _write_results(cfg, rows, tuner.get_best_hyperparameters(1)[0].values,
+                               project_dir)
+    return SearchResult(rows, best_path, time.time() - started, trials.cached)
+
+
+def _write_results(cfg: RunConfig, rows: list[dict[str, Any]], best_values: dict[str, Any],
+                   project_dir: Path) -> Path:
+    """Writes trials.csv and best.cfg (a flagfile that retrains the winner); returns best.cfg."""
     best_cfg = apply_hyperparameters(cfg, best_values)
     # A trial scores its best epoch (Keras Tuner takes the best val_accuracy of its epochs);
     # keeping the best epoch's weights (EarlyStopping restores them at the end) makes the
@@ -248,5 +245,4 @@ def search(cfg: RunConfig, tc: TuneConfig) -> SearchResult:
               f"{rows[0]['val_accuracy']:.4f}); retrain with:\n"
               f"python -m ktransfer.train --flagfile={best_path}")
     atomic.write_text(best_path, to_flagfile(best_cfg, header))
-    return SearchResult(rows, best_path, time.time() - started, cached)
-
+    return best_path

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from ktransfer.data.sources import BUILTIN
+from ktransfer.image.builtin import BUILTIN
 
 from conftest import run_cli
 
@@ -28,8 +28,8 @@ def test_adaptation_model_shares_weights_and_adds_one_loss_per_aligned_layer(tin
     import keras
 
     from ktransfer.adaptation import DomainAdaptationModel
-    from ktransfer.backbones import get_spec, small_cnn
-    from ktransfer.classifier import build_classifier
+    from ktransfer.image.backbones import get_spec, small_cnn
+    from ktransfer.image.classifier import build_classifier
 
     cfg = tiny_config(head_hidden=[16], target_data="builtin:digits_m", mmd_weight=0.5)
     model = build_classifier(get_spec("small_cnn"), small_cnn((16, 16, 3)), 10, 16, cfg.model)
@@ -111,8 +111,9 @@ def test_recalibrate_batchnorm_sets_the_target_statistics_and_keeps_layers_froze
     import tensorflow as tf
 
     from ktransfer.adaptation import recalibrate_batchnorm
-    from ktransfer.backbones import get_spec, small_cnn
-    from ktransfer.classifier import build_classifier, get_backbone
+    from ktransfer.classifier import get_backbone
+    from ktransfer.image.backbones import get_spec, small_cnn
+    from ktransfer.image.classifier import build_classifier
 
     cfg = tiny_config(head_hidden=[8])
     model = build_classifier(get_spec("small_cnn"), small_cnn((16, 16, 3)), 10, 16, cfg.model)
@@ -143,8 +144,8 @@ def test_adabn_needs_target_data(tiny_config):
 def test_adaptation_model_loads_saved_weights_before_any_call(tiny_config, tmp_path):
     """A resumed adaptation run loads its weights (and optimizer state) into a fresh model."""
     from ktransfer.adaptation import DomainAdaptationModel
-    from ktransfer.backbones import get_spec, small_cnn
-    from ktransfer.classifier import build_classifier
+    from ktransfer.image.backbones import get_spec, small_cnn
+    from ktransfer.image.classifier import build_classifier
 
     cfg = tiny_config(head_hidden=[8], target_data="builtin:digits_m", mmd_alignment="class")
 

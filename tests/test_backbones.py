@@ -8,15 +8,16 @@ import keras
 import numpy as np
 import pytest
 
-from ktransfer import backbones
 from ktransfer.errors import ConfigError, WeightsError
+from ktransfer.image import backbones
+from ktransfer.image.preprocess import Preprocess
 
 FAMILIES = {"VGG", "ResNet", "ResNetV2", "DenseNet", "Inception", "Xception", "MobileNet",
             "MobileNetV2", "MobileNetV3", "EfficientNet", "EfficientNetV2", "ConvNeXt", "NASNet"}
 
 
 def test_registry_covers_every_family_and_lookup_ignores_case():
-    assert FAMILIES <= {spec.family for spec in backbones.REGISTRY.values()}
+    assert FAMILIES <= {spec.family for spec in backbones.BACKBONES.values()}
     assert backbones.get_spec("resnet50").name == "ResNet50"
     assert backbones.get_spec("EfficientNetV2B0").default_size == 224
     with pytest.raises(ConfigError, match="^--backbone: unknown backbone 'nope'"):
@@ -30,7 +31,7 @@ def test_registry_covers_every_family_and_lookup_ignores_case():
 def test_preprocess_matches_keras_applications(mode, module):
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     expected = getattr(keras.applications, module).preprocess_input(pixels.copy())
-    got = backbones.Preprocess(mode)(pixels)
+    got = Preprocess(mode)(pixels)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(got), expected, rtol=1e-5, atol=1e-4)
 
 
@@ -81,7 +82,7 @@ def test_imagenet_weights_offline_fail_fast_and_say_where_to_put_the_file(tmp_pa
 
 def _one_per_family() -> list[str]:
     first: dict[str, str] = {}
-    for spec in backbones.REGISTRY.values():
+    for spec in backbones.BACKBONES.values():
         first.setdefault(spec.family, spec.name)
     return sorted(first.values())
 
@@ -94,7 +95,7 @@ def test_tiny_instance_of_every_family_runs_a_training_step(name):
     size = max(spec.min_size, 32)
     backbone = backbones.build_backbone(spec, "none", size)
     inputs = keras.Input((size, size, 3))
-    features = backbone(backbones.Preprocess(spec.preprocess)(inputs))
+    features = backbone(Preprocess(spec.preprocess)(inputs))
     outputs = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(features))
     model = keras.Model(inputs, outputs)
     model.compile(keras.optimizers.SGD(0.01), "mse", run_eagerly=True)  # no graph tracing: fast
@@ -136,7 +137,7 @@ def test_file_backbone_is_cut_at_a_layer_and_keeps_its_input_size(tmp_path):
     with pytest.raises(ConfigError, match="^--image_size: file:.* takes 16 px inputs"):
         backbones.build_backbone(spec, "imagenet", 32)
     with pytest.raises(ConfigError, match="^--backbone: file:.*mine.h5: give a .keras model file"):
-        _model_cfg(backbone=f"file:{tmp_path / 'mine.h5'}")
+        backbones.check_backbone_name(f"file:{tmp_path / 'mine.h5'}")
     with pytest.raises(ConfigError, match="^--weights: hub: and file: backbones bring"):
         _model_cfg(backbone=f"file:{path}", weights="none")
 
@@ -152,7 +153,7 @@ def test_file_with_code_needs_unsafe_load(tmp_path):
 
 
 def test_ktransfer_classifier_file_gives_its_backbone_and_preprocessing(tmp_path):
-    from ktransfer.classifier import build_classifier
+    from ktransfer.image.classifier import build_classifier
 
     spec = backbones.get_spec("small_cnn")
     model = build_classifier(spec, backbones.small_cnn((16, 16, 3)), 3, 16, _model_cfg(

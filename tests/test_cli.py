@@ -52,7 +52,7 @@ def test_train_on_an_image_folder_prints_accuracies(image_folder, tmp_path):
     assert (run_dir / "report.html").is_file()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["class_names"] == ["bird", "cat", "dog"]
-    assert metrics["num_images"] == {"train": 18, "val": 9, "test": 9}
+    assert metrics["num_examples"] == {"train": 18, "val": 9, "test": 9}
     # Colour classes are easy: well above 1/3 chance after 6 short epochs from scratch.
     assert metrics["val"]["accuracy"] >= 0.6
     # The resolved flagfile re-runs the same job as is.
@@ -68,7 +68,7 @@ def test_train_on_a_tfds_dataset(tfds_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["class_names"] == ["red", "green", "blue"]
-    assert metrics["num_images"]["test"] == 12
+    assert metrics["num_examples"]["test"] == 12
 
 
 def test_offline_tfds_fails_fast_with_how_to(tmp_path):
@@ -89,7 +89,7 @@ def _backbone_weights(run_dir) -> dict[str, object]:
 
 
 def _hub_original(hub_module) -> dict[str, object]:
-    from ktransfer.hub import HubBackbone
+    from ktransfer.image.hub import HubBackbone
 
     return {f"hub_module/{w.name}": w.numpy() for w in HubBackbone(str(hub_module)).weights}
 

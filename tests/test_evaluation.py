@@ -9,9 +9,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from ktransfer.data.sources import ImageSet
 from ktransfer.errors import DataError
-from ktransfer.evaluation import align, summarize
+from ktransfer.evaluation import summarize
+from ktransfer.image.imageset import ImageSet
 
 from conftest import digit_jpeg, error_line, run_cli
 
@@ -21,7 +21,7 @@ def test_summarize_counts_per_class_metrics_and_confident_mistakes():
     labels = np.array([0, 0, 1, 1, 2, 2])
     probs = np.array([[.9, .05, .05], [.2, .7, .1], [.1, .8, .1], [.1, .6, .3], [.3, .3, .4],
                       [.6, .3, .1]])
-    s = summarize(probs, labels, names, files=np.array([f"f{i}" for i in range(6)]), top_k=2)
+    s = summarize(probs, labels, names, names=np.array([f"f{i}" for i in range(6)]), top_k=2)
     assert s["accuracy"] == pytest.approx(4 / 6)
     assert s["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     b = s["per_class"][1]
@@ -33,9 +33,9 @@ def test_summarize_counts_per_class_metrics_and_confident_mistakes():
 def test_align_maps_class_names_and_rejects_unknown_classes():
     images = ImageSet(class_names=("b", "a"), labels=np.array([0, 1, 1], np.int32),
                       images=np.zeros((3, 4, 4, 3), np.uint8))
-    assert align(images, ["a", "b", "c"]).labels.tolist() == [1, 0, 0]
+    assert images.align(["a", "b", "c"]).labels.tolist() == [1, 0, 0]
     with pytest.raises(DataError, match="^--data: class 'b' is not a class of the model"):
-        align(images, ["a", "c"])
+        images.align(["a", "c"])
 
 
 def test_evaluate_cli_reproduces_the_runs_test_accuracy(quickstart_run, tmp_path):
@@ -43,7 +43,7 @@ def test_evaluate_cli_reproduces_the_runs_test_accuracy(quickstart_run, tmp_path
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "evaluation.json").read_text())
     metrics = json.loads((quickstart_run / "metrics.json").read_text())
-    assert summary["num_images"] == metrics["num_images"]["test"]
+    assert summary["num_examples"] == metrics["num_examples"]["test"]
     assert summary["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
     assert summary["accuracy"] > 0.2 + 0.3  # 5 classes: well above 20 % chance
     for png in ("confusion.png", "per_class.png", "mistakes.png"):
@@ -62,8 +62,8 @@ def test_predict_cli_lines_csv_json_and_bad_files(quickstart_run, tmp_path):
     assert len(lines) == 3 and lines[0].startswith(str(folder / "digit5.jpg"))
     fields = lines[0].split("\t")
     assert len(fields) == 5 and fields[1] in "56789" and 0 <= float(fields[2]) <= 1
-    from ktransfer.predict import format_predictions
-    from ktransfer.prediction import Prediction, collect_files
+    from ktransfer.image.prediction import collect_files
+    from ktransfer.prediction import Prediction, format_predictions
 
     one = [Prediction("x.jpg", [("5", 0.75), ("6", 0.25)], np.array([0.75, 0.25]))]
     assert json.loads(format_predictions(one, "json")) == [

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from ktransfer import config, freezing
-from ktransfer.backbones import small_cnn
 from ktransfer.errors import ConfigError
+from ktransfer.image.backbones import small_cnn
 from ktransfer.optimizers import make_optimizer
 
 
@@ -73,8 +73,8 @@ def test_layer_wise_multipliers_scale_each_blocks_update():
 
 
 def test_describe_lists_blocks_parameters_and_phases(tiny_config):
-    from ktransfer.backbones import get_spec
-    from ktransfer.classifier import build_classifier
+    from ktransfer.image.backbones import get_spec
+    from ktransfer.image.classifier import build_classifier
 
     cfg = tiny_config()
     backbone = small_cnn((16, 16, 3))

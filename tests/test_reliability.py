@@ -65,13 +65,12 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path, kill_after):
 
 def test_resuming_with_other_flags_is_refused(tmp_path, tiny_config):
     from ktransfer.errors import ConfigError
-    from ktransfer.rundir import resume_state
+    from ktransfer.rundir import MARKER, resume_state, write_flagfile
 
     run_dir = tmp_path / "run"
     (run_dir / "resume").mkdir(parents=True)
     (run_dir / "resume" / "state.json").write_text('{"epoch": 1}')
-    from ktransfer.rundir import write_flagfile
-
+    (run_dir / MARKER).write_text("{}")
     write_flagfile(run_dir, tiny_config(lr=0.01))
     assert resume_state(tiny_config(lr=0.01, verbose=2))["epoch"] == 1
     with pytest.raises(ConfigError, match="^--run_dir: .* unfinished run with other flags"):
@@ -160,7 +159,7 @@ def test_awkward_but_valid_images_train_and_bad_files_are_named(tmp_path):
     assert "skipped 1 class folder(s) with no images" in skipped.stderr
     metrics = json.loads((tmp_path / "r2" / "metrics.json").read_text())
     assert metrics["class_names"] == ["chat", "chien", "ñandú"]
-    assert metrics["num_images"]["train"] + metrics["num_images"]["val"] == 18
+    assert metrics["num_examples"]["train"] + metrics["num_examples"]["val"] == 18
 
     one = tmp_path / "one" / "only"
     one.mkdir(parents=True)
@@ -215,9 +214,9 @@ def test_any_command_line_gives_a_config_or_a_one_line_error(values):
 @given(st.binary(max_size=300), st.sampled_from([b"", b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff",
                                                   b"GIF89a", b"BM"]))
 def test_any_file_bytes_are_an_image_or_a_named_problem(tmp_path_factory, data, magic):
-    from ktransfer.data.sources import image_problem
     from ktransfer.errors import DataError
-    from ktransfer.prediction import load_pixels
+    from ktransfer.image.prediction import load_pixels
+    from ktransfer.image.sources import image_problem
 
     path = tmp_path_factory.mktemp("fuzz") / "x.jpg"
     path.write_bytes(magic + data)

@@ -14,12 +14,17 @@ import tensorflow as tf
 
 from ktransfer import serving
 from ktransfer.errors import KtransferError
-from ktransfer.prediction import load_pixels
-from ktransfer.saving import load_classifier
+from ktransfer.image.prediction import load_pixels
+from ktransfer.saving import load_classifier, open_classifier
 
 from conftest import digit_jpeg, error_line, run_cli
 
 SAVED_MODEL_CLI = str(Path(sys.executable).parent / "saved_model_cli")
+
+
+def _export(clf, export_dir, **options):
+    return serving.export(clf.model, clf.modality, clf.feed, clf.class_names, export_dir,
+                          **options)
 
 
 @pytest.fixture(scope="module")
@@ -89,31 +94,31 @@ def test_rest_b64_body_and_pixel_signature_agree_with_keras(exported, quickstart
 
 
 def test_second_export_is_version_2_and_versions_are_never_overwritten(quickstart_run, tmp_path):
-    model, names, _ = load_classifier(quickstart_run)
-    assert serving.export(model, names, tmp_path / "m").name == "1"
-    assert serving.export(model, names, tmp_path / "m").name == "2"
+    clf = open_classifier(quickstart_run)
+    assert _export(clf, tmp_path / "m").name == "1"
+    assert _export(clf, tmp_path / "m").name == "2"
     with pytest.raises(KtransferError, match="^--version: .* already exists"):
-        serving.export(model, names, tmp_path / "m", version=2)
-    assert serving.export(model, names, tmp_path / "m", version=7).name == "7"
+        _export(clf, tmp_path / "m", version=2)
+    assert _export(clf, tmp_path / "m", version=7).name == "7"
     assert serving.versions(tmp_path / "m") == [1, 2, 7]
 
 
 def test_interrupted_export_leaves_no_version_folder(quickstart_run, tmp_path, monkeypatch):
-    model, names, _ = load_classifier(quickstart_run)
+    clf = open_classifier(quickstart_run)
 
-    def die(saved_model_dir):  # runs after the SavedModel is written, before the rename
+    def die(saved_model_dir, signature):  # runs after the SavedModel is written, before the rename
         assert (Path(saved_model_dir) / "saved_model.pb").is_file()
         raise KeyboardInterrupt
 
     monkeypatch.setattr(serving, "_tflite_bytes", die)
     with pytest.raises(KeyboardInterrupt):
-        serving.export(model, names, tmp_path / "m", tflite=True)
+        _export(clf, tmp_path / "m", tflite=True)
     assert list((tmp_path / "m").iterdir()) == []
     assert not (tmp_path / "models.config").exists()
 
 
 def test_model_without_a_head_and_bad_names_are_clear_errors(tmp_path, quickstart_run):
-    from ktransfer.backbones import small_cnn
+    from ktransfer.image.backbones import small_cnn
 
     small_cnn((16, 16, 3)).save(tmp_path / "backbone.keras")
     result = run_cli("export", f"--model={tmp_path / 'backbone.keras'}",
@@ -121,14 +126,15 @@ def test_model_without_a_head_and_bad_names_are_clear_errors(tmp_path, quickstar
     assert result.returncode == 2
     assert "has no classification head" in error_line(result)
     assert not (tmp_path / "out").exists()
-    model, names, _ = load_classifier(quickstart_run)
+    clf = open_classifier(quickstart_run)
     with pytest.raises(KtransferError, match="^--export_dir: .* must end in a model name"):
-        serving.export(model, names, tmp_path / "bad name!")
+        _export(clf, tmp_path / "bad name!")
 
 
 def test_tflite_export_matches_keras(quickstart_run, tmp_path):
-    model, names, _ = load_classifier(quickstart_run)
-    version = serving.export(model, names, tmp_path / "m", tflite=True)
+    clf = open_classifier(quickstart_run)
+    version = _export(clf, tmp_path / "m", tflite=True)
+    model = clf.model
     interpreter = tf.lite.Interpreter(model_path=str(version / "model.tflite"))
     runner = interpreter.get_signature_runner("predict_pixels")
     pixels = np.random.default_rng(0).uniform(0, 255, (1, *model.input_shape[1:])).astype(

@@ -10,9 +10,9 @@ import pytest
 from absl import flags
 
 from ktransfer import config
-from ktransfer.backbones import small_cnn
 from ktransfer.classifier import get_backbone
 from ktransfer.errors import ConfigError
+from ktransfer.image.backbones import small_cnn
 from ktransfer.saving import load_model
 from ktransfer.training import train
 
@@ -102,7 +102,7 @@ def test_run_directory_contents_and_rerunnable_flagfile(tiny_config, tmp_path):
     assert not list(run.rglob("*.tmp*"))  # atomic writes left no temporary files
     assert (run / "labels.txt").read_text().split() == ["3", "8"]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert set(metrics) >= {"val", "test", "epochs", "num_images", "class_names"}
+    assert set(metrics) >= {"val", "test", "epochs", "num_examples", "class_names"}
     rows = list(csv.DictReader(open(run / "history.csv")))
     assert [r["phase"] for r in rows] == ["head", "fine_tune"]
     assert float(rows[0]["lr"]) > 0
@@ -180,4 +180,4 @@ def test_init_from_starts_from_every_weight_of_a_finished_run(tiny_config, tmp_p
                           run_dir=str(tmp_path / "other")))
     assert not (tmp_path / "wide").exists() and not (tmp_path / "other").exists()
     with pytest.raises(ConfigError, match="init_from.*does not exist"):
-        tiny_config(init_from=str(tmp_path / "missing"))
+        train(tiny_config(init_from=str(tmp_path / "missing")))

@@ -38,7 +38,7 @@ def test_quickstart_transfer_beats_scratch_by_10_points(tmp_path, scratch):
 
 
 def test_source_backbone_is_recreated_by_its_flagfile(tmp_path, scratch):
-    from ktransfer.backbones import small_cnn
+    from ktransfer.image.backbones import small_cnn
 
     accuracy = _run(tmp_path / "source", "configs/digits_source.cfg")
     assert accuracy >= 0.9  # 20 classes: digits 0-4 in 4 orientations

@@ -13,8 +13,10 @@ import time
 
 import pytest
 
+from ktransfer import preflight
+from ktransfer.config import TuneConfig
 from ktransfer.errors import ConfigError
-from ktransfer.tuning import TuneConfig, apply_hyperparameters
+from ktransfer.tuning import apply_hyperparameters
 
 from conftest import REPO, SOURCE_WEIGHTS, error_line, run_cli
 
@@ -22,8 +24,8 @@ from conftest import REPO, SOURCE_WEIGHTS, error_line, run_cli
 def test_bad_search_space_is_a_config_error():
     with pytest.raises(ConfigError, match="^--hp_lr: give min,max"):
         TuneConfig(hp_lr=(0.1, 0.001))
-    with pytest.raises(ConfigError, match="^--hp_schedules: choose from"):
-        TuneConfig(hp_schedules=("wavy",))
+    with pytest.raises(ConfigError, match="^--hp_schedules: unknown learning-rate schedule"):
+        preflight.check_names(TuneConfig(hp_schedules=("wavy",)))
     with pytest.raises(ConfigError, match="^--max_trials: must be >= 1"):
         TuneConfig(max_trials=0)
 

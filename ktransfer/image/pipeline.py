@@ -6,12 +6,15 @@ Batches are (images float32 [B, S, S, 3] in [0, 255], one-hot labels float32 [B,
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import tensorflow as tf
 
 from ktransfer.config import AugmentConfig
-from ktransfer.data.augment import batch_augmenter, random_resized_crop
-from ktransfer.data.sources import ImageSet
+from ktransfer.data.examples import Examples
+from ktransfer.image.augment import batch_augmenter, random_resized_crop
+from ktransfer.image.imageset import ImageSet
+from ktransfer.modality import Feed
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -64,3 +67,30 @@ def make_dataset(
     if augmenter is not None:
         ds = ds.map(lambda x, y: (augmenter(x), y), num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
+
+
+@dataclass
+class ImageFeed(Feed):
+    """Images -> (pixels float32 [B, S, S, 3] in [0, 255], one-hot labels).
+
+    Args:
+        image_size: S, the model's input size.
+        augment: training-time augmentation (never applied when not training).
+        cache: 'memory', 'disk' (needs a cache_path per dataset) or 'none'.
+        shuffle_buffer: images in the shuffle buffer when training.
+    """
+
+    image_size: int
+    augment: AugmentConfig | None = None
+    cache: str = "none"
+    shuffle_buffer: int = 2048
+
+    def dataset(self, examples: Examples, *, batch_size: int, training: bool = False,
+                seed: int = 0, repeat: bool = False,
+                cache_path: str | os.PathLike | None = None) -> tf.data.Dataset:
+        assert isinstance(examples, ImageSet)
+        cache = "none" if self.cache == "disk" and cache_path is None else self.cache
+        return make_dataset(examples, image_size=self.image_size, batch_size=batch_size,
+                            training=training, augment=self.augment if training else None,
+                            cache=cache, cache_path=cache_path,
+                            shuffle_buffer=self.shuffle_buffer, seed=seed, repeat=repeat)

@@ -1,8 +1,9 @@
-"""Backbone registry: every keras.applications family, plus ktransfer's own `small_cnn`.
+"""Image backbones: every keras.applications family and ktransfer's own `small_cnn` (the
+`BACKBONES` registry), TF Hub modules (`hub:HANDLE`) and your own `.keras` models (`file:PATH`).
 
 Each entry knows how to build the headless network, which preprocessing its weights expect and
-its default input size. Preprocessing runs inside the model (`Preprocess` layer), so a trained or
-exported model takes raw RGB pixels in [0, 255].
+its default input size. Preprocessing runs inside the model (`image.preprocess.Preprocess`), so
+a trained or exported model takes raw RGB pixels in [0, 255].
 """
 
 from __future__ import annotations
@@ -12,57 +13,14 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import keras
 
+from ktransfer.config import ModelConfig
 from ktransfer.errors import ConfigError, WeightsError, first_line
-
-if TYPE_CHECKING:
-    from ktransfer.config import ModelConfig
-
-# Per-channel constants of keras.applications.imagenet_utils.
-_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-_TORCH_MEAN = (0.485, 0.456, 0.406)
-_TORCH_STD = (0.229, 0.224, 0.225)
-PREPROCESS_MODES = ("tf", "torch", "caffe", "scale01", "none")
-
-
-@keras.saving.register_keras_serializable(package="ktransfer")
-class Preprocess(keras.layers.Layer):
-    """Maps RGB pixels in [0, 255] to what a backbone's weights expect.
-
-    Modes follow keras.applications: 'tf' -> [-1, 1]; 'torch' -> ImageNet mean/std;
-    'caffe' -> BGR minus ImageNet mean; 'scale01' -> [0, 1]; 'none' -> unchanged (for backbones
-    such as EfficientNet that rescale inside).
-    """
-
-    def __init__(self, mode: str, **kwargs):
-        super().__init__(**kwargs)
-        if mode not in PREPROCESS_MODES:
-            raise ValueError(f"unknown preprocessing mode {mode!r}")
-        self.mode = mode
-
-    def call(self, x):
-        x = keras.ops.cast(x, self.compute_dtype)
-        if self.mode == "tf":
-            return x / 127.5 - 1.0
-        if self.mode == "scale01":
-            return x / 255.0
-        if self.mode == "torch":
-            mean = keras.ops.convert_to_tensor(_TORCH_MEAN, self.compute_dtype)
-            std = keras.ops.convert_to_tensor(_TORCH_STD, self.compute_dtype)
-            return (x / 255.0 - mean) / std
-        if self.mode == "caffe":
-            mean = keras.ops.convert_to_tensor(_CAFFE_MEAN_BGR, self.compute_dtype)
-            return keras.ops.flip(x, axis=-1) - mean
-        return x
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+from ktransfer.image.hub import HubBackbone
+from ktransfer.registry import Registry
+from ktransfer.saving import load_model
 
 
 @dataclass(frozen=True)
@@ -159,13 +117,14 @@ _APPLICATIONS = [
     ("NASNetLarge", "NASNet", "tf", 331, 32),
 ]
 
-REGISTRY: dict[str, BackboneSpec] = {
-    name.lower(): BackboneSpec(name, family, mode, size, min_size, _app_builder(name))
-    for name, family, mode, size, min_size in _APPLICATIONS
-    if hasattr(keras.applications, name)
-}
-REGISTRY["small_cnn"] = BackboneSpec("small_cnn", "ktransfer", "scale01", 32, 8,
-                                     _small_cnn_builder, has_imagenet=False)
+# Keyed by lower-case name: --backbone is case-insensitive.
+BACKBONES: Registry[BackboneSpec] = Registry("backbone", "backbone")
+for _name, _family, _mode, _size, _min_size in _APPLICATIONS:
+    if hasattr(keras.applications, _name):
+        BACKBONES.register(_name.lower(), BackboneSpec(_name, _family, _mode, _size, _min_size,
+                                                       _app_builder(_name)))
+BACKBONES.register("small_cnn", BackboneSpec("small_cnn", "ktransfer", "scale01", 32, 8,
+                                             _small_cnn_builder, has_imagenet=False))
 
 
 def check_backbone_name(name: str) -> None:
@@ -182,7 +141,7 @@ def check_backbone_name(name: str) -> None:
         if not os.path.isfile(path):
             raise ConfigError("backbone", f"file {path!r} does not exist")
         return
-    if name.lower() not in REGISTRY:
+    if name.lower() not in BACKBONES:
         raise ConfigError("backbone", f"unknown backbone {name!r}; run "
                           "`python -m ktransfer.train --list_backbones` for the names")
 
@@ -190,7 +149,7 @@ def check_backbone_name(name: str) -> None:
 def get_spec(name: str) -> BackboneSpec:
     """The registry entry of a keras.applications / ktransfer backbone name."""
     check_backbone_name(name)
-    return REGISTRY[name.lower()]
+    return BACKBONES.get(name.lower())
 
 
 def resolve_spec(cfg: ModelConfig) -> BackboneSpec:
@@ -210,8 +169,6 @@ def resolve_spec(cfg: ModelConfig) -> BackboneSpec:
 
 def _hub_spec(handle: str, output_key: str) -> BackboneSpec:
     def build(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
-        from ktransfer.hub import HubBackbone
-
         inputs = keras.Input(input_shape, name="input")
         outputs = HubBackbone(handle, output_key=output_key, name="hub_module")(inputs)
         model = keras.Model(inputs, outputs, name="hub")
@@ -228,8 +185,6 @@ def _file_spec(path: str, unsafe: bool, layer: str) -> BackboneSpec:
     """A user's .keras model. A ktransfer classifier contributes its backbone sub-model and its
     preprocessing (unless `layer` is outside that sub-model: then the whole model, which takes
     raw pixels, is cut there); any other model is used whole."""
-    from ktransfer.saving import load_model
-
     loaded = load_model(path, unsafe=unsafe, flag="backbone", compile=False)
     model, mode = loaded, "none"
     names = [layer.name for layer in loaded.layers]
@@ -266,7 +221,7 @@ def cut_at(model: keras.Model, layer_name: str) -> keras.Model:
 def list_backbones() -> str:
     """A table of every backbone: name, family, preprocessing, default input size."""
     rows = [f"{'name':<20} {'family':<15} {'preprocess':<10} {'input':>5}"]
-    for spec in REGISTRY.values():
+    for spec in BACKBONES.values():
         rows.append(f"{spec.name:<20} {spec.family:<15} {spec.preprocess:<10} "
                     f"{spec.default_size:>5}")
     return "\n".join(rows)

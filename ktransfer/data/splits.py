@@ -1,0 +1,144 @@
+"""Splitting labelled examples of any kind: stratified train / validation / test splits, class
+subsets, few-label sampling and class weights.
+
+A source opener (one per modality) turns a `--data` string into its splits (`all`, or some of
+`train` / `val` / `test`); `load_splits` makes the three sets a run trains, validates and tests on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+
+from ktransfer.config import DataConfig
+from ktransfer.data.examples import Examples, Splits
+from ktransfer.errors import DataError
+
+# Folder names (and TFDS split names) recognised as given splits, in order of preference.
+SPLIT_NAMES = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
+
+# (source string, flag) -> {split name: examples}
+SourceOpener = Callable[[str, str], dict[str, Examples]]
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+    """Splits positions into (kept, held_out) with about `fraction` of each class held out.
+
+    Every class with at least 2 examples keeps at least one and holds out at least one.
+    """
+    rng = np.random.default_rng(seed)
+    kept, held = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        n_held = int(round(fraction * len(idx)))
+        n_held = min(max(n_held, 1), len(idx) - 1) if len(idx) >= 2 else 0
+        held.append(idx[:n_held])
+        kept.append(idx[n_held:])
+    return np.sort(np.concatenate(kept)), np.sort(np.concatenate(held))
+
+
+def per_class_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+    """Positions of at most `per_class` examples of each class, chosen with `seed`."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in np.unique(labels)]
+    return np.sort(np.concatenate(picks))
+
+
+def _given(cfg: DataConfig, open_source: SourceOpener, main: dict[str, Examples], flag: str,
+           key: str, class_names: tuple[str, ...]) -> Examples | None:
+    """The `key` split from `--flag` when given, else from the main source (or None)."""
+    spec = getattr(cfg, flag)
+    if spec:
+        sets = open_source(spec, flag)
+        chosen = sets.get(key, sets.get("all", sets.get("train")))
+    else:
+        chosen = main.get(key)
+    if chosen is None:
+        return None
+    try:
+        return chosen.relabel(class_names)
+    except DataError as exc:
+        raise DataError(f"--{flag}: {exc}") from None
+
+
+def load_splits(cfg: DataConfig, open_source: SourceOpener) -> Splits:
+    """Builds the train / validation / test sets a `DataConfig` describes."""
+    main = open_source(cfg.data, "data")
+    train = main.get("train", main.get("all"))
+    if train is None:
+        raise DataError(f"--data: {cfg.data} has no train split (it has {', '.join(main)})")
+    class_names = tuple(cfg.classes) if cfg.classes else train.class_names
+    try:
+        train = train.relabel(class_names)
+    except DataError as exc:
+        raise DataError(f"--classes: {exc}") from None
+    test = _given(cfg, open_source, main, "test_data", "test", class_names)
+    carved = 0.0  # fraction of the data already held out for test
+    if test is None and cfg.test_split > 0:
+        rest, held = stratified_split(train.labels, cfg.test_split, cfg.split_seed)
+        train, test = train.subset(rest), train.subset(held)
+        carved = cfg.test_split
+    val = _given(cfg, open_source, main, "val_data", "val", class_names)
+    if val is None:
+        # val_split is a fraction of all the data; what is left after the test split is smaller.
+        fraction = cfg.val_split / (1.0 - carved)
+        rest, held = stratified_split(train.labels, max(fraction, 1e-9), cfg.split_seed + 1)
+        train, val = train.subset(rest), train.subset(held)
+    if cfg.train_per_class:
+        train = train.subset(per_class_sample(train.labels, cfg.train_per_class, cfg.split_seed))
+    _check_not_empty(train, val, class_names)
+    return Splits(train=train, val=val, test=test if test is not None and len(test) else None)
+
+
+def _check_not_empty(train: Examples, val: Examples, class_names: tuple[str, ...]) -> None:
+    for name, examples in (("training", train), ("validation", val)):
+        if len(examples) == 0:
+            raise DataError(f"--data: the {name} set is empty; add examples or change "
+                            "--val_split/--test_split")
+    if len(class_names) < 2:
+        raise DataError(f"--data: found one class only ({class_names[0]!r}); a classifier needs "
+                        "at least 2 classes")
+    missing = [c for i, c in enumerate(class_names) if not np.any(train.labels == i)]
+    if missing:
+        raise DataError(f"--data: class {missing[0]!r} has no training examples (after bad ones "
+                        "were skipped and the splits were made); add examples of it or leave it "
+                        "out with --classes")
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """'balanced' weights n / (k * count_c); classes absent from `labels` get weight 0."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(num_classes)
+    weights[present] = len(labels) / (present.sum() * counts[present])
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+def pick(sets: dict[str, Examples], split: str, spec: str) -> Examples:
+    """The `split` ('train', 'val', 'test' or 'all') of an opened source."""
+    if split != "all" and split in sets:
+        return sets[split]
+    if "all" in sets:
+        return sets["all"]
+    if split != "all":
+        raise DataError(f"--split: {spec} has no {split!r} split; it has "
+                        f"{', '.join(sorted(sets))}")
+    return concat(list(sets.values()))
+
+
+def concat(sets: list[Examples]) -> Examples:
+    """One set of several of the same kind and classes (e.g. a folder's train/val/test)."""
+    first = sets[0]
+    n = len(first)
+    per_example = [f.name for f in dataclasses.fields(first)
+                   if isinstance(getattr(first, f.name), np.ndarray) and
+                   len(getattr(first, f.name)) == n]
+    shared = [f.name for f in dataclasses.fields(first) if f.name not in per_example]
+    if any(type(s) is not type(first) or getattr(s, name) != getattr(first, name)
+           for s in sets for name in shared):
+        raise DataError("--split: all needs splits of one kind with the same classes; pick a "
+                        "split")
+    return dataclasses.replace(first, **{name: np.concatenate([getattr(s, name) for s in sets])
+                                         for name in per_example})

@@ -1,0 +1,30 @@
+"""The image classifier: raw RGB pixels [B, S, S, 3] in [0, 255] -> preprocessing -> backbone ->
+new head -> probabilities [B, classes]."""
+
+from __future__ import annotations
+
+import keras
+
+from ktransfer.classifier import BACKBONE_NAME, PREPROCESS_NAME
+from ktransfer.config import ModelConfig
+from ktransfer.heads import build_head
+from ktransfer.image.backbones import BackboneSpec
+from ktransfer.image.preprocess import Preprocess
+
+
+def build_classifier(spec: BackboneSpec, backbone: keras.Model, num_classes: int,
+                     image_size: int, cfg: ModelConfig) -> keras.Model:
+    """Input: float RGB pixels [B, S, S, 3] in [0, 255]; output: probabilities [B, classes].
+
+    Example:
+
+        spec = get_spec("small_cnn")
+        backbone = build_backbone(spec, "none", 32)
+        model = build_classifier(spec, backbone, 10, 32, ModelConfig(backbone="small_cnn"))
+    """
+    backbone.name = BACKBONE_NAME
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = Preprocess(spec.preprocess, name=PREPROCESS_NAME)(inputs)
+    x = backbone(x)
+    outputs = build_head(x, num_classes, cfg)
+    return keras.Model(inputs, outputs, name=f"ktransfer_{spec.name.split(':')[0]}")

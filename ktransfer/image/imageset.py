@@ -1,0 +1,74 @@
+"""`ImageSet`: the labelled images of one split, and how their pixels are read (files,
+in-memory arrays or TFDS records), as uint8 RGB [H, W, 3] of any size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from ktransfer.data import tfds
+from ktransfer.data.examples import Examples
+
+
+@dataclass(frozen=True)
+class ImageSet(Examples):
+    """The labelled images of one split.
+
+    Exactly one of `files` (paths of encoded images), `images` (uint8 array [N, H, W, 3]) or
+    `tfds_split` (a TFDS split whose records are selected by `tfds_index`) holds the pixels.
+    `labels` are int32 indices into `class_names`, one per image.
+    """
+
+    files: np.ndarray | None = None
+    images: np.ndarray | None = None
+    tfds_split: tuple[str, str, str] | None = None  # (name, split, data_dir)
+    tfds_index: np.ndarray | None = None
+
+    def names(self) -> list[str] | None:
+        return None if self.files is None else [str(f) for f in self.files]
+
+    def dataset(self) -> tf.data.Dataset:
+        """(image uint8 [H, W, 3], label int32) pairs, in order; images not yet resized."""
+        labels = tf.data.Dataset.from_tensor_slices(self.labels.astype(np.int32))
+        if self.images is not None:
+            return tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(self.images), labels)
+        if self.files is not None:
+            files = tf.data.Dataset.from_tensor_slices(self.files.astype(str))
+            return tf.data.Dataset.zip(files.map(_decode_file, num_parallel_calls=tf.data.AUTOTUNE,
+                                                 deterministic=True), labels)
+        return _tfds_images(self)
+
+
+def _decode_file(path: tf.Tensor) -> tf.Tensor:
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return tf.ensure_shape(image, [None, None, 3])
+
+
+def _tfds_images(images: ImageSet) -> tf.data.Dataset:
+    name, split, data_dir = images.tfds_split
+    found = tfds.builder(name, data_dir, "data")
+    image_key, _, _ = tfds.supervised(found, name, "data")
+    records = found.as_dataset(split=split, shuffle_files=False)
+    # Keep the wanted records (by position in the split) with their possibly renumbered labels.
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(tf.constant(images.tfds_index),
+                                            tf.constant(images.labels.astype(np.int64))),
+        default_value=-1)
+    ds = records.enumerate().map(lambda i, r: (r[image_key], tf.cast(table.lookup(i), tf.int32)))
+    ds = ds.filter(lambda image, label: label >= 0)
+    return ds.map(lambda image, label: (_to_rgb(image), label))
+
+
+def _to_rgb(image: tf.Tensor) -> tf.Tensor:
+    """Grey [H, W] / [H, W, 1] or RGBA [H, W, 4] -> RGB [H, W, 3]."""
+    image = tf.convert_to_tensor(image)
+    if image.shape.rank == 2:
+        image = image[..., None]
+    if image.shape[-1] is None:
+        image = tf.cond(tf.shape(image)[-1] == 1, lambda: tf.tile(image, [1, 1, 3]),
+                        lambda: image[..., :3])
+    else:
+        image = tf.tile(image, [1, 1, 3]) if image.shape[-1] == 1 else image[..., :3]
+    return tf.ensure_shape(image, [None, None, 3])

@@ -1,0 +1,94 @@
+"""Images as a modality: the glue between the image modules and the shared training,
+evaluation, export and tuning code (see `ktransfer.modality`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import keras
+
+from ktransfer.config import DataConfig, RunConfig
+from ktransfer.data.examples import Examples
+from ktransfer.errors import ConfigError
+from ktransfer.heads import POOLINGS
+from ktransfer.image import gallery, serving
+from ktransfer.image.backbones import (
+    build_backbone,
+    check_backbone_name,
+    list_backbones,
+    resolve_spec,
+)
+from ktransfer.image.builtin import BUILTIN
+from ktransfer.image.classifier import build_classifier
+from ktransfer.image.imageset import ImageSet
+from ktransfer.image.pipeline import ImageFeed
+from ktransfer.image.prediction import read_images
+from ktransfer.image.sources import open_source
+from ktransfer.modality import Feed, Modality, Network
+
+
+class ImageModality(Modality):
+    """Class-folder images, TFDS image sets and the built-in digits; keras.applications,
+    small_cnn, TF Hub and .keras backbones; bytes and pixels signatures."""
+
+    name = "image"
+    noun = "image"
+    input_key = "file"
+    builtin = BUILTIN
+    tflite_signature = serving.PIXELS_SIGNATURE
+
+    def check(self, cfg: RunConfig) -> None:
+        check_backbone_name(cfg.model.backbone)
+        weights = cfg.model.weights
+        if weights not in ("imagenet", "none") and not os.path.isfile(weights):
+            raise ConfigError("weights", f"file {weights!r} does not exist; use imagenet, none "
+                              "or a path")
+        if POOLINGS.get(cfg.model.pooling).spatial is None:
+            raise ConfigError("pooling", f"{cfg.model.pooling} is for text; images use avg, "
+                              "max or flatten")
+
+    def check_path(self, path: str, flag: str) -> None:
+        if not os.path.isdir(path):
+            raise ConfigError(flag, f"folder {path!r} does not exist; give a folder of class "
+                              "sub-folders, builtin:digits or tfds:NAME")
+
+    def open_source(self, spec: str, data: DataConfig, flag: str) -> dict[str, Examples]:
+        return dict(open_source(spec, data.data_dir, flag, data.on_bad_image))
+
+    def list_backbones(self) -> str:
+        return list_backbones()
+
+    def build(self, cfg: RunConfig, num_classes: int) -> Network:
+        spec = resolve_spec(cfg.model)
+        image_size = cfg.data.image_size or spec.default_size
+        backbone = build_backbone(spec, cfg.model.weights, image_size, cfg.model.backbone_layer)
+        model = build_classifier(spec, backbone, num_classes, image_size, cfg.model)
+        return Network(model, backbone, {"backbone": spec.name, "image_size": image_size})
+
+    def feed(self, cfg: RunConfig, network: Network) -> Feed:
+        return ImageFeed(int(network.model.input_shape[1]), cfg.augment, cfg.data.cache,
+                         cfg.data.shuffle_buffer)
+
+    def feed_for(self, model: keras.Model, location: str | None) -> Feed:
+        return ImageFeed(int(model.input_shape[1]))
+
+    def accepts(self, model: keras.Model) -> bool:
+        shape = model.input_shape
+        return (isinstance(shape, tuple) and len(shape) == 4 and shape[3] == 3
+                and shape[1] is not None and shape[1] == shape[2])
+
+    def endpoints(self, model: keras.Model, feed: Feed, class_names: list[str],
+                  top_k: int) -> dict[str, Any]:
+        return serving.endpoints(model, class_names, top_k)
+
+    def gallery(self, examples: Examples, mistakes: list[dict[str, Any]],
+                out_dir: str | os.PathLike) -> str:
+        assert isinstance(examples, ImageSet)
+        return gallery.gallery(examples, mistakes, out_dir)
+
+    def read_inputs(self, args: list[str], on_bad: str) -> Examples:
+        return read_images(args, on_bad)
+
+
+IMAGE = ImageModality()

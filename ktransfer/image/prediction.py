@@ -1,0 +1,68 @@
+"""Images to predict: files and folders from the command line, checked before any work.
+
+Unreadable files (corrupt, truncated, empty, not an image) are named, never a traceback:
+`on_bad_image="fail"` stops at the first one, "skip" leaves them out with one warning line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ktransfer.errors import DataError
+from ktransfer.image.imageset import ImageSet
+from ktransfer.image.pipeline import resize
+from ktransfer.image.sources import IMAGE_EXTENSIONS, image_problem
+
+log = logging.getLogger(__name__)
+
+
+def collect_files(paths: list[str]) -> list[str]:
+    """Image files from files and folders (searched recursively), sorted within each folder."""
+    if not paths:
+        raise DataError("no images given: pass image files or folders after the flags")
+    files: list[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(str(p) for p in Path(path).rglob("*")
+                           if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+            if not found:
+                raise DataError(f"{path}: the folder has no images ({', '.join(IMAGE_EXTENSIONS)})")
+            files.extend(found)
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            raise DataError(f"{path}: no such file or folder")
+    return files
+
+
+def load_pixels(path: str, size: int) -> np.ndarray:
+    """float32 [size, size, 3] in [0, 255]; DataError naming the file if it is not an image."""
+    problem = image_problem(path)
+    if problem:
+        raise DataError(f"{path}: not a readable image ({problem})")
+    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    return resize(image, size).numpy()
+
+
+def read_images(paths: list[str], on_bad_image: str = "fail") -> ImageSet:
+    """The readable images among `paths` (files and folders) as an unlabelled ImageSet, in
+    order; an unreadable one stops with its name (`fail`) or is left out with a warning."""
+    good, bad = [], []
+    for path in collect_files(paths):
+        problem = image_problem(path)
+        if problem and on_bad_image == "fail":
+            raise DataError(f"{path}: not a readable image ({problem}) (--on_bad_image=skip "
+                            "leaves such files out)")
+        (bad if problem else good).append(path)
+    if bad:
+        log.warning("skipped %d unreadable file(s): %s", len(bad), ", ".join(bad[:10]) +
+                    (" ..." if len(bad) > 10 else ""))
+    if not good:
+        raise DataError("none of the given files is a readable image")
+    return ImageSet(class_names=("",), labels=np.zeros(len(good), np.int32),
+                    files=np.array(good))

@@ -1,0 +1,153 @@
+"""Labelled images: a folder of class sub-folders, a TFDS dataset, or a built-in set.
+
+Every source becomes `ImageSet`s (one per split) with integer labels; splitting and sampling are
+shared with every modality (`ktransfer.data.splits`). Every file of a folder is decoded once up
+front, so a corrupt one is named before training starts (`--on_bad_image=fail|skip`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from ktransfer.data import tfds
+from ktransfer.data.splits import SPLIT_NAMES
+from ktransfer.errors import DataError
+from ktransfer.image.builtin import BUILTIN
+from ktransfer.image.imageset import ImageSet
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+# ---------------------------------------------------------------------------------- folders
+
+
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
+
+
+def _class_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def image_problem(path: str) -> str | None:
+    """Why `path` is not an image TensorFlow can decode (as the pipeline will), or None."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "empty file"
+        tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+    except (tf.errors.OpError, OSError) as exc:
+        text = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", str(exc), flags=re.S)
+        message = text.strip().splitlines()
+        return (message[0] if message else type(exc).__name__)[:120]
+    return None
+
+
+def drop_bad_images(images: ImageSet, on_bad_image: str, flag: str = "data") -> ImageSet:
+    """Decodes every file once; a bad one stops with an error naming it (`fail`) or is left
+    out with one warning line naming the files and their count (`skip`)."""
+    if images.files is None:
+        return images
+    problems = [(i, f, image_problem(f)) for i, f in enumerate(images.files.tolist())]
+    bad = [(i, f, why) for i, f, why in problems if why]
+    if not bad:
+        return images
+    if on_bad_image == "fail":
+        _, f, why = bad[0]
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise DataError(f"--{flag}: {f} is not a readable image ({why}){more}; fix or remove it, "
+                        "or pass --on_bad_image=skip")
+    names = ", ".join(f for _, f, _ in bad[:10]) + (" ..." if len(bad) > 10 else "")
+    log.warning("--%s: skipped %d unreadable image file(s): %s", flag, len(bad), names)
+    bad_ids = {i for i, _, _ in bad}
+    return images.subset(np.array([i for i in range(len(images)) if i not in bad_ids]))
+
+
+def read_class_folders(root: str | os.PathLike, flag: str = "data",
+                       on_bad_image: str = "fail") -> ImageSet:
+    """Reads ROOT/<class>/**/<image> into an ImageSet; class names are the sorted folder names.
+
+    Every file is decoded once up front, so a corrupt file is found here, not mid-training."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"--{flag}: folder {str(root)!r} does not exist")
+    classes = _class_folders(root)
+    if not classes:
+        raise DataError(f"--{flag}: {str(root)!r} has no class sub-folders; expected "
+                        f"{root}/<class name>/<image files>")
+    files: list[str] = []
+    labels: list[int] = []
+    names: list[str] = []
+    empty: list[str] = []
+    for folder in classes:
+        found = _image_files(folder)
+        if not found:
+            empty.append(folder.name)
+            continue
+        files.extend(str(p) for p in found)
+        labels.extend([len(names)] * len(found))
+        names.append(folder.name)
+    if empty:
+        log.warning("--%s: skipped %d class folder(s) with no images (%s): %s", flag, len(empty),
+                    "/".join(IMAGE_EXTENSIONS), ", ".join(empty))
+    if not files:
+        raise DataError(f"--{flag}: no images ({', '.join(IMAGE_EXTENSIONS)}) under {str(root)!r}")
+    images = drop_bad_images(ImageSet(class_names=tuple(names), labels=np.array(labels, np.int32),
+                                      files=np.array(files)), on_bad_image, flag)
+    if len(images) == 0:
+        raise DataError(f"--{flag}: none of the image files under {str(root)!r} is readable")
+    return images
+
+
+def _folder(root: Path, flag: str, on_bad_image: str = "fail") -> dict[str, ImageSet]:
+    """A folder of classes, or of train/val/test folders of classes."""
+    if not root.is_dir():
+        raise DataError(f"--{flag}: folder {str(root)!r} does not exist")
+    found = {}
+    for split, names in SPLIT_NAMES.items():
+        for name in names:
+            if (root / name).is_dir() and _class_folders(root / name):
+                found[split] = root / name
+                break
+    if "train" in found:
+        return {split: read_class_folders(path, flag, on_bad_image)
+                for split, path in found.items()}
+    return {"all": read_class_folders(root, flag, on_bad_image)}
+
+
+# ---------------------------------------------------------------------------------- TFDS
+
+
+def _tfds(name: str, data_dir: str, flag: str) -> dict[str, ImageSet]:
+    found = tfds.builder(name, data_dir, flag)
+    image_key, _, class_names = tfds.supervised(found, name, flag)
+    return {split: ImageSet(class_names=class_names, labels=labels,
+                            tfds_split=(name, tfds_name, data_dir),
+                            tfds_index=np.arange(len(labels), dtype=np.int64))
+            for split, (tfds_name, labels) in tfds.split_labels(found, name, flag,
+                                                                image_key).items()}
+
+
+# ---------------------------------------------------------------------------------- opening
+
+
+def open_source(spec: str, data_dir: str = "", flag: str = "data", on_bad_image: str = "fail"
+                ) -> dict[str, ImageSet]:
+    """Opens a source string; returns its splits ('all', or some of 'train'/'val'/'test')."""
+    if spec.startswith("builtin:"):
+        return BUILTIN.get(spec.split(":", 1)[1], flag)()
+    if spec.startswith("tfds:"):
+        return _tfds(spec.split(":", 1)[1], data_dir, flag)
+    path = spec.split(":", 1)[1] if spec.startswith("folder:") else spec
+    return _folder(Path(path), flag, on_bad_image)
+
+

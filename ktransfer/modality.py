@@ -1,0 +1,148 @@
+"""The seam between what depends on the kind of input and what does not.
+
+A `Modality` (images, text) reads its examples, builds its networks, turns examples into model
+inputs, writes the serving signatures and shows examples in the report. Training, evaluation,
+export and tuning are shared code that only calls these methods; a new input kind is a package
+that subclasses `Modality` and one registration in `MODALITIES`.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from ktransfer.config import DataConfig, RunConfig
+from ktransfer.data.examples import Examples, Splits
+from ktransfer.data.splits import SourceOpener, load_splits
+from ktransfer.errors import KtransferError
+from ktransfer.registry import Registry
+
+
+@dataclass
+class Network:
+    """A classifier and what shared code needs to know of it.
+
+    Args:
+        model: inputs -> probabilities [B, classes]; its backbone is the layer named "backbone".
+        backbone: that layer (a keras.Model), frozen and unfrozen by the training phases.
+        info: facts for metrics.json and the report (e.g. {"backbone": ..., "image_size": ...}).
+    """
+
+    model: keras.Model
+    backbone: keras.Model
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Feed(abc.ABC):
+    """Turns examples into model inputs: the modality's input pipeline (resize and augment
+    images; tokenise text)."""
+
+    @abc.abstractmethod
+    def dataset(self, examples: Examples, *, batch_size: int, training: bool = False,
+                seed: int = 0, repeat: bool = False,
+                cache_path: str | os.PathLike | None = None) -> tf.data.Dataset:
+        """Batches (model inputs, one-hot labels float32 [B, C]); `training` shuffles and
+        augments, `repeat` repeats forever (for --steps_per_epoch)."""
+
+    def inputs(self, examples: Examples, batch_size: int) -> tf.data.Dataset:
+        """Batches of model inputs alone, in order (for prediction)."""
+        return self.dataset(examples, batch_size=batch_size).map(lambda x, y: x)
+
+    def save(self, run_dir: str | os.PathLike) -> None:  # noqa: B027 (optional)
+        """Writes what the model needs besides model.keras to read raw examples (e.g. a
+        tokenizer) into the run directory."""
+
+    def trackables(self) -> list[Any]:
+        """Objects an exported SavedModel must track besides the model (e.g. a tokenizer)."""
+        return []
+
+
+class Modality(abc.ABC):
+    """Everything about one kind of input (see the module docstring)."""
+
+    name: str = ""
+    noun: str = "example"  # for messages: "3 images", "3 texts"
+    input_key: str = "example"  # predict's first column ("file", "text")
+    builtin: Registry[Any]  # built-in data sets: name -> () -> {split: examples}
+    tflite_signature: str | None = None  # the signature `export --tflite` converts, if any
+
+    @abc.abstractmethod
+    def check(self, cfg: RunConfig) -> None:
+        """Pre-flight: names and files this kind's flags give (sources, backbone, weights);
+        raises ConfigError naming the flag. Runs before any work."""
+
+    @abc.abstractmethod
+    def check_path(self, path: str, flag: str) -> None:
+        """Pre-flight: that a `--data` path (not builtin: / tfds:) is something this kind
+        reads; raises ConfigError naming the flag."""
+
+    @abc.abstractmethod
+    def open_source(self, spec: str, data: DataConfig, flag: str) -> dict[str, Examples]:
+        """The splits of a `--data` string ('all', or some of 'train' / 'val' / 'test')."""
+
+    def opener(self, data: DataConfig) -> SourceOpener:
+        """`open_source` with the data flags bound: (spec, flag) -> splits."""
+        return lambda spec, flag: self.open_source(spec, data, flag)
+
+    def load_splits(self, data: DataConfig) -> Splits:
+        """The run's train / validation / test examples."""
+        return load_splits(data, self.opener(data))
+
+    @abc.abstractmethod
+    def list_backbones(self) -> str:
+        """A table of the backbones (encoders) `--backbone` can name."""
+
+    @abc.abstractmethod
+    def build(self, cfg: RunConfig, num_classes: int) -> Network:
+        """The classifier for `cfg` (backbone with its weights, new head)."""
+
+    @abc.abstractmethod
+    def feed(self, cfg: RunConfig, network: Network) -> Feed:
+        """The training run's input pipeline (augmentation and caches as `cfg` says)."""
+
+    @abc.abstractmethod
+    def feed_for(self, model: keras.Model, location: str | None) -> Feed:
+        """The input pipeline of a saved classifier; `location`: its run directory or the
+        folder of its .keras file (where `Feed.save` wrote)."""
+
+    @abc.abstractmethod
+    def accepts(self, model: keras.Model) -> bool:
+        """Whether `model` takes this kind's inputs (to tell the kind of a bare .keras file)."""
+
+    @abc.abstractmethod
+    def endpoints(self, model: keras.Model, feed: Feed, class_names: list[str],
+                  top_k: int) -> dict[str, Any]:
+        """The SavedModel signatures, `serving_default` first: name -> tf.function."""
+
+    @abc.abstractmethod
+    def gallery(self, examples: Examples, mistakes: list[dict[str, Any]],
+                out_dir: str | os.PathLike) -> str:
+        """HTML showing `mistakes` (rows of `evaluation.summarize`) with their examples; may
+        write files into `out_dir`. Empty when there are none."""
+
+    @abc.abstractmethod
+    def read_inputs(self, args: list[str], on_bad: str) -> Examples:
+        """Unlabelled examples for `predict` from its positional arguments (labels all 0,
+        one class ''); `names()` identifies each in the output."""
+
+
+MODALITIES: Registry[Modality] = Registry("input kind", "modality", {
+    "image": "ktransfer.image.modality:IMAGE",
+})
+
+
+def for_model(model: keras.Model, run_modality: str | None = None) -> Modality:
+    """The modality of a saved classifier: its run's --modality, else the one that accepts it."""
+    if run_modality:
+        return MODALITIES.get(run_modality)
+    for name in MODALITIES:
+        if MODALITIES.get(name).accepts(model):
+            return MODALITIES.get(name)
+    raise KtransferError(f"--model: {model.name} takes inputs {model.input_shape}, which no input "
+                         f"kind ({', '.join(MODALITIES)}) reads; give a model trained by "
+                         "ktransfer.train")

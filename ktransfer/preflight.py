@@ -1,0 +1,155 @@
+"""The pre-flight step: every check of names and files, once, before any work.
+
+Config objects check values and their rules; what needs the registries or the file system
+(data sources, backbone names, weights files, the run directory, output folders) is checked here,
+so a typo or an unwritable folder stops a command in seconds with one line naming the flag,
+before a model is built or anything is written. Every entry point calls one of the `check_*`
+functions first (`training.train` and `tuning.search` do it themselves).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ktransfer import rundir
+from ktransfer.config import (
+    EvaluateConfig,
+    ExportConfig,
+    PredictConfig,
+    RunConfig,
+    SearchConfig,
+    fields_with_registry,
+)
+from ktransfer.errors import ConfigError
+from ktransfer.modality import MODALITIES, Modality
+from ktransfer.registry import registry_at
+from ktransfer.serving import check_export_dir
+
+SOURCE_FLAGS = (("data", "data"), ("data", "val_data"), ("data", "test_data"),
+                ("adapt", "target_data"), ("adapt", "target_eval_data"))
+
+
+def check_names(cfg: Any) -> None:
+    """Every registry-backed flag names a registered entry (modality first)."""
+    fields = sorted(fields_with_registry(cfg), key=lambda f: f[0] != "modality")
+    for flag, value, path in fields:
+        registry_at(path).check(value, flag)
+
+
+def check_source(modality: Modality, spec: str, flag: str) -> None:
+    """A `--data`-style string names something `modality` can read."""
+    if spec.startswith("builtin:"):
+        name = spec.split(":", 1)[1]
+        if name not in modality.builtin:
+            others = [m for m in MODALITIES if m != modality.name
+                      and name in MODALITIES.get(m).builtin]
+            hint = f"; it is a {others[0]} set: add --modality={others[0]}" if others else ""
+            raise ConfigError(flag, f"unknown built-in {modality.name} dataset {name!r}; "
+                              f"choose one of {', '.join(modality.builtin)}{hint}")
+    elif spec.startswith("tfds:"):
+        if not spec[5:]:
+            raise ConfigError(flag, "give a dataset name, e.g. tfds:cifar10")
+    else:
+        modality.check_path(spec.split(":", 1)[1] if spec.startswith("folder:") else spec, flag)
+
+
+def check_writable(path: str | os.PathLike, flag: str, folder: bool = True) -> None:
+    """`path` (a folder, or a file when not `folder`) can be created or written: its nearest
+    existing ancestor is a folder where a file can really be created (probed, so read-only
+    file systems and permissions are both caught, for root too)."""
+    path = Path(path).absolute()
+    if path.exists():
+        if folder and not path.is_dir():
+            raise ConfigError(flag, f"{str(path)!r} exists and is not a folder")
+        if not folder and path.is_dir():
+            raise ConfigError(flag, f"{str(path)!r} is a folder; give a file path")
+    probe_in = path if folder and path.is_dir() else path.parent
+    while not probe_in.exists():
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise ConfigError(flag, f"cannot create {str(path)!r}: {str(probe_in)!r} is a file")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".ktransfer-probe-", dir=probe_in)
+    except OSError as exc:
+        raise ConfigError(flag, f"cannot write to {str(probe_in)!r} ({exc.strerror or exc}); "
+                          "choose a folder you can write to") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_model_path(path: str, flag: str = "model") -> None:
+    """A run directory with a model.keras, or a .keras file."""
+    if not path:
+        raise ConfigError(flag, "is required (a run directory or a .keras file)")
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "model.keras")):
+            raise ConfigError(flag, f"{path!r} has no model.keras; give a finished run "
+                              "directory or a .keras file")
+    elif not os.path.isfile(path):
+        raise ConfigError(flag, f"{path!r} does not exist; give a run directory or a .keras file")
+
+
+def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
+    """Everything `train` needs before it starts; returns the run's modality."""
+    check_names(cfg)
+    modality = MODALITIES.get(cfg.data.modality)
+    for group, flag in SOURCE_FLAGS:
+        spec = getattr(getattr(cfg, group), flag)
+        if spec:
+            check_source(modality, spec, flag)
+    modality.check(cfg)
+    if cfg.model.init_from and not os.path.exists(cfg.model.init_from):
+        raise ConfigError("init_from", f"{cfg.model.init_from!r} does not exist; give a run "
+                          "directory or a model.keras")
+    if run_dir:
+        rundir.check(cfg)
+        check_writable(rundir.run_path(cfg), "run_dir")
+    if cfg.train.export_dir:
+        check_export_dir(cfg.train.export_dir)
+        check_writable(cfg.train.export_dir, "export_dir")
+    return modality
+
+
+def check_search(cfg: SearchConfig) -> Modality:
+    """Everything `tune` needs before it starts; returns the modality."""
+    check_names(cfg.tune)
+    modality = check_train(cfg.run, run_dir=False)
+    check_writable(Path(cfg.tune.directory) / cfg.tune.project, "directory")
+    return modality
+
+
+def _check_data_path(spec: str, flag: str) -> None:
+    """A --data value that is a path exists (its kind is known only once the model is)."""
+    if spec and not spec.startswith(("builtin:", "tfds:")):
+        path = spec.split(":", 1)[1] if spec.startswith("folder:") else spec
+        if not os.path.exists(path):
+            raise ConfigError(flag, f"{path!r} does not exist")
+
+
+def _model_folder(path: str) -> str:
+    return path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+
+
+def check_evaluate(cfg: EvaluateConfig) -> None:
+    """Everything `evaluate` needs before it loads the model."""
+    check_model_path(cfg.model)
+    _check_data_path(cfg.data, "data")
+    out = cfg.output_dir or os.path.join(_model_folder(cfg.model), f"evaluation-{cfg.split}")
+    check_writable(out, "output_dir")
+
+
+def check_predict(cfg: PredictConfig) -> None:
+    """Everything `predict` needs before it loads the model."""
+    check_model_path(cfg.model)
+    if cfg.output:
+        check_writable(cfg.output, "output", folder=False)
+
+
+def check_export(cfg: ExportConfig) -> None:
+    """Everything `export` needs before it loads the model."""
+    check_model_path(cfg.source, "run_dir" if cfg.run_dir else "model")
+    check_export_dir(cfg.export_dir, cfg.version)
+    check_writable(cfg.export_dir, "export_dir")

@@ -1,0 +1,107 @@
+"""One registry per concept: a name mapped to what builds it.
+
+Each concept module owns its registry (`schedules.SCHEDULES`, `optimizers.OPTIMIZERS`,
+`modality.MODALITIES`, ...); flag choices and pre-flight checks read the names from it, so a new
+entry is one registration. An entry may be given as a `"module:attribute"` string, imported on
+first use, so that knowing the names never imports TensorFlow.
+
+Example:
+
+    SCHEDULES = Registry("learning-rate schedule", flag="lr_schedule")
+
+    @SCHEDULES.register("constant")
+    def constant(cfg, peak, steps_per_epoch, epochs):
+        return peak
+
+    SCHEDULES.get("constant")      # the function
+    SCHEDULES.get("wavy")          # ConfigError: --lr_schedule: unknown learning-rate schedule ...
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator
+from typing import Any, Generic, TypeVar
+
+from ktransfer.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def import_object(path: str) -> Any:
+    """The object a `"package.module:attribute"` string names."""
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+class Registry(Generic[T]):
+    """Names of one concept mapped to their builders (or lazily imported `"module:attr"` paths).
+
+    Args:
+        concept: what the entries are, for messages ("learning-rate schedule").
+        flag: the flag whose value names an entry, for messages (without dashes).
+    """
+
+    def __init__(self, concept: str, flag: str, entries: dict[str, T | str] | None = None):
+        self.concept = concept
+        self.flag = flag
+        self._entries: dict[str, T | str] = dict(entries or {})
+
+    def register(self, name: str, value: T | str | None = None) -> Any:
+        """Adds `name`; with no `value`, returns a decorator that registers what it decorates."""
+        if value is not None:
+            self._entries[name] = value
+            return value
+
+        def decorate(obj: T) -> T:
+            self._entries[name] = obj
+            return obj
+
+        return decorate
+
+    def names(self) -> tuple[str, ...]:
+        """Every registered name, in registration order."""
+        return tuple(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def check(self, name: str, flag: str | None = None) -> None:
+        """Raises ConfigError naming the flag unless `name` is registered."""
+        if name not in self._entries:
+            raise ConfigError(flag or self.flag, f"unknown {self.concept} {name!r}; choose one "
+                              f"of {', '.join(self._entries)}")
+
+    def get(self, name: str, flag: str | None = None) -> T:
+        """The entry `name` (imported on first use when registered as a path)."""
+        self.check(name, flag)
+        value = self._entries[name]
+        if isinstance(value, str):
+            value = import_object(value)
+            self._entries[name] = value
+        return value  # type: ignore[return-value]
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def values(self) -> list[T]:
+        """Every entry, loaded, in registration order."""
+        return [self.get(name) for name in self._entries]
+
+    def items(self) -> list[tuple[str, T]]:
+        """(name, entry) pairs, every entry loaded."""
+        return [(name, self.get(name)) for name in self._entries]
+
+
+def registry_at(path: str) -> Registry[Any]:
+    """The registry a config field names in its metadata (`"ktransfer.schedules:SCHEDULES"`)."""
+    found = import_object(path)
+    if not isinstance(found, Registry):
+        raise TypeError(f"{path} is not a Registry")
+    return found
+
+
+Builder = Callable[..., Any]

@@ -1,0 +1,71 @@
+"""Pre-flight: names and files are checked once, before any work, one line naming the flag."""
+
+from __future__ import annotations
+
+import pytest
+
+from ktransfer import config, preflight
+from ktransfer.errors import ConfigError
+
+
+@pytest.mark.parametrize("values, flag, message", [
+    ({"data": "/no/such/folder"}, "data", "folder '/no/such/folder' does not exist"),
+    ({"data": "builtin:nope"}, "data", "unknown built-in image dataset 'nope'"),
+    ({"data": "builtin:digits", "val_data": "builtin:nope"}, "val_data", "unknown built-in"),
+    ({"data": "builtin:digits", "target_data": "/nope"}, "target_data", "does not exist"),
+    ({"data": "builtin:digits", "backbone": "ResNet9000"}, "backbone", "unknown backbone"),
+    ({"data": "builtin:digits", "backbone": "file:/no/such.keras"}, "backbone", "does not exist"),
+    ({"data": "builtin:digits", "weights": "/no/such.weights.h5"}, "weights", "does not exist"),
+    ({"data": "builtin:digits", "lr_schedule": "wavy"}, "lr_schedule",
+     "unknown learning-rate schedule 'wavy'"),
+    ({"data": "builtin:digits", "optimizer": "lion"}, "optimizer", "unknown optimizer"),
+    ({"data": "builtin:digits", "modality": "audio"}, "modality", "unknown input kind"),
+    ({"data": "builtin:digits", "pooling": "cls"}, "pooling", "is for text"),
+    ({"data": "builtin:digits", "init_from": "/no/run"}, "init_from", "does not exist"),
+    ({"data": "builtin:digits", "export_dir": "/proc/exports/x"}, "export_dir", "cannot"),
+])
+def test_bad_names_and_paths_name_their_flag(values, flag, message, tmp_path):
+    cfg = config.build(run_dir=str(tmp_path / "run"), **values)
+    with pytest.raises(ConfigError) as info:
+        preflight.check_train(cfg)
+    assert info.value.flag == flag
+    assert str(info.value).startswith(f"--{flag}: ") and message in str(info.value)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_registry_choices_are_the_flag_choices():
+    """The enum choices of registry-backed flags come from the registries themselves."""
+    from absl import flags
+
+    from ktransfer import cli
+    from ktransfer.schedules import SCHEDULES
+
+    fv = flags.FlagValues()
+    config.define_flags(fv, config.GROUPS, lambda p: cli.registry_at(p).names())
+    assert fv["lr_schedule"].parser.enum_values == list(SCHEDULES.names())
+    assert set(fv["preprocess"].parser.enum_values) >= {"auto", "tf", "caffe", "none"}
+
+
+def test_unwritable_places_are_found_before_work(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigError, match="^--run_dir: cannot create .* is a file"):
+        preflight.check_writable(blocker / "run", "run_dir")
+    with pytest.raises(ConfigError, match="^--output: .* is a folder"):
+        preflight.check_writable(tmp_path, "output", folder=False)
+    preflight.check_writable(tmp_path / "new" / "deeper", "run_dir")  # creatable: fine
+    assert not (tmp_path / "new").exists()  # and nothing was created
+
+
+def test_text_dataset_named_for_images_gets_a_hint(monkeypatch):
+    from ktransfer.image.modality import IMAGE
+    from ktransfer.modality import MODALITIES
+    from ktransfer.registry import Registry
+
+    class Other:
+        builtin = Registry("x", "data", {"reviews": "unused:path"})
+
+    monkeypatch.setitem(MODALITIES._entries, "other", Other())
+    with pytest.raises(ConfigError, match="it is a other set: add --modality=other"):
+        preflight.check_source(IMAGE, "builtin:reviews", "data")
