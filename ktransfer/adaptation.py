@@ -23,6 +23,7 @@ import tensorflow as tf
 from ktransfer.classifier import backbone_input, get_backbone
 from ktransfer.config import AdaptConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
+from ktransfer.errors import DataError
 from ktransfer.features import feature_layer_index
 from ktransfer.mmd import MMDLoss, mmd
 from ktransfer.modality import Feed, Modality
@@ -84,7 +85,9 @@ class DomainAdaptationModel(keras.Model):
 
     def call(self, inputs, training=False):
         source, target = inputs["source"], inputs["target"]
-        if self.separate:
+        # Nested inputs (token ids and masks of their own lengths) cannot be concatenated;
+        # their encoders normalise per example (LayerNorm), so separate passes are the same.
+        if self.separate or isinstance(source, dict):
             (s, *source_features), (t, *target_features) = (
                 self._forward(source, training), self._forward(target, training))
             pairs = list(zip(source_features, target_features, strict=True))
@@ -122,8 +125,9 @@ def paired(source_ds: tf.data.Dataset, target_ds: tf.data.Dataset) -> tf.data.Da
 
     def join(pair, t):
         x, y = pair[0], pair[1]
-        batch = tf.minimum(tf.shape(x)[0], tf.shape(t)[0])
-        return {"source": x, "target": t[:batch], "source_labels": y}, y
+        batch = tf.minimum(tf.shape(y)[0], tf.shape(tf.nest.flatten(t)[0])[0])
+        t = tf.nest.map_structure(lambda v: v[:batch], t)
+        return {"source": x, "target": t, "source_labels": y}, y
 
     target = target_ds.map(images).repeat()
     return tf.data.Dataset.zip((source_ds, target)).map(join)
@@ -196,7 +200,7 @@ def recalibrate_batchnorm(model: keras.Model, images: tf.data.Dataset,
     if images_seen == 0:
         return 0
     for layer, total, square, n in zip(layers, totals, squares, counts, strict=True):
-        mean = total / n
+        mean = np.asarray(total) / n
         layer.moving_mean.assign(mean.astype("float32"))
         layer.moving_variance.assign(np.maximum(square / n - mean ** 2, 0.0).astype("float32"))
     return len(layers)
@@ -274,7 +278,7 @@ class Adaptation:
 def _target_sets(cfg: RunConfig, modality: Modality, class_names: tuple[str, ...]
                  ) -> tuple[Examples | None, Examples | None]:
     """(unlabelled target examples or None, labelled target evaluation examples or None)."""
-    a, open_source = cfg.adapt, modality.opener(cfg.data)
+    a, open_source = cfg.adapt, modality.opener(cfg)
     target = target_eval = None
     if a.target_data:
         sets = open_source(a.target_data, "target_data")
@@ -282,6 +286,9 @@ def _target_sets(cfg: RunConfig, modality: Modality, class_names: tuple[str, ...
     if a.target_eval_data:
         sets = open_source(a.target_eval_data, "target_eval_data")
         chosen = sets.get("test", sets.get("all", sets.get("train")))
+        if chosen is None:
+            raise DataError(f"--target_eval_data: {a.target_eval_data} has no test, train or "
+                            "'all' examples")
         known = tuple(c for c in class_names if c in chosen.class_names)
         target_eval = chosen.relabel(known).align(list(class_names), "target_eval_data")
     return target, target_eval

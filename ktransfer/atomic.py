@@ -56,6 +56,9 @@ def save_with(path: str | os.PathLike, save: Callable[[str], None]) -> None:
 
 
 def _json_default(obj: Any) -> Any:
+    """numpy / TF scalars and arrays as Python numbers and lists."""
+    if getattr(obj, "ndim", 0) and hasattr(obj, "tolist"):
+        return obj.tolist()
     if hasattr(obj, "item"):
         return obj.item()
     if hasattr(obj, "tolist"):

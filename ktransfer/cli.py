@@ -36,7 +36,8 @@ def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = F
 
     def guarded(argv: list[str]) -> int | None:
         logging.set_verbosity(logging.INFO)
-        logging.get_absl_handler().use_absl_log_file = lambda *a, **k: None
+        logging.get_absl_handler().use_absl_log_file = (  # type: ignore[method-assign]
+            lambda *a, **k: None)
         if len(argv) > 1 and not positional:
             print(f"{prog}: error: unexpected arguments {' '.join(argv[1:])!r}; flags are "
                   "written --name=value", file=sys.stderr)

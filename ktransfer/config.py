@@ -289,6 +289,34 @@ class AdaptConfig:
 
 
 @dataclass(frozen=True)
+class TextConfig:
+    """Text inputs (--modality=text): table columns, tokenisation and the bad-text policy."""
+
+    text_column: str = option("text", "CSV / TSV / JSON-lines data: the column (key) holding "
+                              "the text.")
+    label_column: str = option("label", "CSV / TSV / JSON-lines data: the column (key) holding "
+                               "the class name.")
+    max_length: int = option(128, "Longest token sequence, special tokens included; longer "
+                             "texts are truncated (and counted in the report).")
+    length_buckets: bool = option(True, "Fine-tuning batches of texts of similar length, each "
+                                  "padded to its own longest text rather than --max_length.")
+    on_bad_text: str = option("fail", "A text that is empty or not valid UTF-8: stop with an "
+                              "error naming its file and line, or skip it (counted in the "
+                              "report).", ("fail", "skip"))
+    hub_preprocessor: str = option("", "hub: text encoders: the TF Hub preprocessing model that "
+                                   "goes with the encoder (URL or folder), e.g. "
+                                   "bert_en_uncased_preprocess.")
+
+    def __post_init__(self) -> None:
+        require(bool(self.text_column), "text_column", "give a column name")
+        require(bool(self.label_column), "label_column", "give a column name")
+        require(self.text_column != self.label_column, "label_column",
+                "must differ from --text_column")
+        require(4 <= self.max_length <= 8192, "max_length",
+                f"must be in [4, 8192], got {self.max_length}")
+
+
+@dataclass(frozen=True)
 class DistributeConfig:
     """Where and how fast: tf.distribute strategy, precision policy, XLA."""
 
@@ -319,6 +347,7 @@ class RunConfig:
     train: TrainConfig
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    text: TextConfig = field(default_factory=TextConfig)
 
     def __post_init__(self) -> None:
         require(self.train.epochs + self.train.fine_tune_epochs > 0 or bool(self.model.init_from),
@@ -395,8 +424,12 @@ class EvaluateConfig(LoadConfig):
                              "MODEL_DIR/evaluation-SPLIT.")
     batch_size: int = option(64, "Examples per batch.")
     top_k: int = option(5, "k of the top-k accuracy.")
-    on_bad_image: str = option("fail", "An unreadable example file: stop with an error naming "
+    on_bad_image: str = option("fail", "An unreadable image file: stop with an error naming "
                                "it, or skip it with a warning.", ("fail", "skip"))
+    on_bad_text: str = option("fail", "An empty or undecodable text: stop with an error naming "
+                              "it, or skip it with a warning.", ("fail", "skip"))
+    text_column: str = option("", "Text tables: the text column (default: the run's).")
+    label_column: str = option("", "Text tables: the label column (default: the run's).")
 
     def __post_init__(self) -> None:
         require(bool(self.model), "model", "is required (a run directory or a .keras file)")
@@ -413,6 +446,10 @@ class PredictConfig(LoadConfig):
     output: str = option("", "Write to this file (atomically) instead of stdout.")
     on_bad_image: str = option("fail", "A file that is not a readable image: stop with an "
                                "error naming it, or skip it with a warning.", ("fail", "skip"))
+    on_bad_text: str = option("fail", "An empty or undecodable text: stop with an error naming "
+                              "it, or skip it with a warning.", ("fail", "skip"))
+    text: str = option("", "Text models: one text to classify (also: .txt files with one text "
+                       "per line, folders of .txt files, or - for standard input).")
     batch_size: int = option(64, "Examples per batch.")
 
     def __post_init__(self) -> None:
@@ -454,6 +491,7 @@ GROUPS: dict[str, type] = {
     "train": TrainConfig,
     "distribute": DistributeConfig,
     "adapt": AdaptConfig,
+    "text": TextConfig,
 }
 SEARCH_GROUPS: dict[str, type] = {**GROUPS, "tune": TuneConfig}
 
@@ -486,7 +524,8 @@ def _define(flags: Any, fv: Any, f: dataclasses.Field, kind: Any,
     elif f.metadata.get("registry"):
         choices = ()
     if typing.get_origin(kind) is tuple:  # comma-separated list
-        flags.DEFINE_list(f.name, [str(v) for v in f.default], helptext, flag_values=fv)
+        flags.DEFINE_list(f.name, [str(v) for v in typing.cast(tuple, f.default)], helptext,
+                          flag_values=fv)
     elif choices:
         flags.DEFINE_enum(f.name, f.default, list(choices), helptext, flag_values=fv)
     elif kind is bool:

@@ -29,5 +29,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The `ktransfer-evaluate` console script (same as `python -m ktransfer.evaluate`)."""
     cli.run(main, "ktransfer.evaluate")
+
+
+if __name__ == "__main__":
+    run()

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from ktransfer import atomic, plotting, prediction
-from ktransfer.config import DataConfig, EvaluateConfig, read_run_flags
+from ktransfer.config import EvaluateConfig, RunConfig, build, read_run_flags
 from ktransfer.data.examples import Examples
 from ktransfer.data.splits import pick
 from ktransfer.errors import DataError
@@ -132,16 +132,28 @@ def saved_split(cfg: EvaluateConfig, clf: Classifier) -> Examples:
             raise DataError("--data: is required when --model is not a run directory")
         if cfg.split == "all":
             raise DataError("--split: all needs --data (a run's examples are split)")
-        run = read_run_flags(os.path.join(clf.run_dir, "flags.cfg"))
-        data = dataclasses.replace(run.data, on_bad_image=cfg.on_bad_image)
-        splits = clf.modality.load_splits(data)
+        run = _run_config(cfg, clf)
+        splits = clf.modality.load_splits(run)
         chosen = {"train": splits.train, "val": splits.val, "test": splits.test}[cfg.split]
         if chosen is None:
             raise DataError(f"--split: the run has no {cfg.split} split; pass --data")
         return chosen
-    data = DataConfig(modality=clf.modality.name, data=cfg.data, data_dir=cfg.data_dir,
-                      on_bad_image=cfg.on_bad_image)
-    return pick(clf.modality.open_source(cfg.data, data, "data"), cfg.split, cfg.data)
+    return pick(clf.modality.open_source(cfg.data, _run_config(cfg, clf), "data"), cfg.split,
+                cfg.data)
+
+
+def _run_config(cfg: EvaluateConfig, clf: Classifier) -> RunConfig:
+    """The reading options of the classifier's run (or the defaults for a bare .keras file),
+    with this command's --data, --data_dir and bad-example policy."""
+    run = (read_run_flags(os.path.join(clf.run_dir, "flags.cfg")) if clf.run_dir else
+           build(data=cfg.data, modality=clf.modality.name))
+    data = dataclasses.replace(run.data, data=cfg.data or run.data.data,
+                               data_dir=cfg.data_dir or run.data.data_dir,
+                               on_bad_image=cfg.on_bad_image)
+    text = dataclasses.replace(run.text, on_bad_text=cfg.on_bad_text,
+                               text_column=cfg.text_column or run.text.text_column,
+                               label_column=cfg.label_column or run.text.label_column)
+    return dataclasses.replace(run, data=data, text=text)
 
 
 def evaluate_saved(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:

@@ -24,5 +24,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The `ktransfer-export` console script (same as `python -m ktransfer.export`)."""
     cli.run(main, "ktransfer.export")
+
+
+if __name__ == "__main__":
+    run()

@@ -109,7 +109,8 @@ def gradual_stages(layers: list[keras.layers.Layer]) -> list[list[keras.layers.L
             groups[-1].append(layer)
         else:
             groups.append([layer])
-    stages, current = [], []
+    stages: list[list[keras.layers.Layer]] = []
+    current: list[keras.layers.Layer] = []
     for group in reversed(groups):
         current = group + current
         stages.append(list(current))
@@ -131,6 +132,24 @@ def _count(weights) -> int:
     return sum(int(w.numpy().size) for w in weights)
 
 
+def _phase2(layer: keras.layers.Layer, stage: int | None, stages: int, bn_trainable: bool,
+            lr_multipliers: dict[str, float] | None) -> str:
+    """What a backbone layer does in phase 2: frozen, trains (at stage k), its LR factor."""
+    if stage is None:
+        return "frozen"
+    if is_batchnorm(layer) and not bn_trainable:
+        return "frozen (BatchNorm)"
+    text = f"stage {stage}" if stages > 1 else "trains"
+    if lr_multipliers:
+        text += f" lr x{lr_multipliers.get(layer.weights[0].path, 1.0):.3g}"
+    return text
+
+
+def _row(name: str, block: str, layer: keras.layers.Layer, phase1: str, phase2: str) -> str:
+    return (f"{name[:32]:<32} {block[:18]:<18} {type(layer).__name__[:20]:<20} "
+            f"{_count(layer.weights):>10,}  {phase1:<8} {phase2}")
+
+
 def describe(model: keras.Model, backbone: keras.Model, stages: list[list[keras.layers.Layer]],
              bn_trainable: bool, lr_multipliers: dict[str, float] | None = None) -> str:
     """A table of the backbone's weighted layers and the head: block, type, parameters, and
@@ -149,24 +168,12 @@ def describe(model: keras.Model, backbone: keras.Model, stages: list[list[keras.
         phase2_trainable = _count(model.trainable_weights)
     freeze(backbone)
     rows = [f"{'layer':<32} {'block':<18} {'type':<20} {'params':>10}  {'phase 1':<8} phase 2"]
-    for layer in weighted_layers(backbone):
-        phase2 = "frozen"
-        if id(layer) in first_stage:
-            if is_batchnorm(layer) and not bn_trainable:
-                phase2 = "frozen (BatchNorm)"
-            else:
-                phase2 = f"stage {first_stage[id(layer)]}" if len(stages) > 1 else "trains"
-                if lr_multipliers:
-                    phase2 += f" lr x{lr_multipliers.get(layer.weights[0].path, 1.0):.3g}"
-        rows.append(f"{layer.name[:32]:<32} {block_of(layer.name)[:18]:<18} "
-                    f"{type(layer).__name__[:20]:<20} {_count(layer.weights):>10,}  "
-                    f"{'frozen':<8} {phase2}")
-    for layer in model.layers:
-        if layer is backbone or not layer.weights:
-            continue
-        rows.append(f"{layer.name[:32]:<32} {'head':<18} {type(layer).__name__[:20]:<20} "
-                    f"{_count(layer.weights):>10,}  {'trains':<8} "
-                    f"{'trains' if stages else '-'}")
+    rows += [_row(layer.name, block_of(layer.name), layer, "frozen",
+                  _phase2(layer, first_stage.get(id(layer)), len(stages), bn_trainable,
+                          lr_multipliers))
+             for layer in weighted_layers(backbone)]
+    rows += [_row(layer.name, "head", layer, "trains", "trains" if stages else "-")
+             for layer in model.layers if layer is not backbone and layer.weights]
     summary = (f"parameters: {_count(model.weights):,} in all; phase 1 trains "
                f"{_count(model.trainable_weights):,}")
     if stages:

@@ -158,7 +158,9 @@ class MMDLoss(keras.layers.Layer):
     def call(self, inputs, training=False):
         source, target, *classes = inputs
         if classes:
-            value = class_mmd(source, target, *classes, self.kernel_mul, self.kernel_num)
+            labels, probabilities = classes
+            value = class_mmd(source, target, labels, probabilities, self.kernel_mul,
+                              self.kernel_num)
         else:
             value = mmd(source, target, self.estimator, self.kernel_mul, self.kernel_num)
         if training:

@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ktransfer.config import DataConfig, RunConfig
+from ktransfer.config import PredictConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.data.splits import SourceOpener, load_splits
 from ktransfer.errors import KtransferError
@@ -31,11 +31,14 @@ class Network:
         model: inputs -> probabilities [B, classes]; its backbone is the layer named "backbone".
         backbone: that layer (a keras.Model), frozen and unfrozen by the training phases.
         info: facts for metrics.json and the report (e.g. {"backbone": ..., "image_size": ...}).
+        preprocessor: what turns raw examples into the model's inputs when that is not part
+            of the model (a tokenizer), for the modality's `feed`.
     """
 
     model: keras.Model
     backbone: keras.Model
     info: dict[str, Any] = field(default_factory=dict)
+    preprocessor: Any = None
 
 
 class Feed(abc.ABC):
@@ -82,16 +85,22 @@ class Modality(abc.ABC):
         reads; raises ConfigError naming the flag."""
 
     @abc.abstractmethod
-    def open_source(self, spec: str, data: DataConfig, flag: str) -> dict[str, Examples]:
-        """The splits of a `--data` string ('all', or some of 'train' / 'val' / 'test')."""
+    def open_source(self, spec: str, cfg: RunConfig, flag: str) -> dict[str, Examples]:
+        """The splits of a `--data` string ('all', or some of 'train' / 'val' / 'test'), read
+        with the run's reading options (tfds folder, bad-example policy, table columns)."""
 
-    def opener(self, data: DataConfig) -> SourceOpener:
-        """`open_source` with the data flags bound: (spec, flag) -> splits."""
-        return lambda spec, flag: self.open_source(spec, data, flag)
+    def opener(self, cfg: RunConfig) -> SourceOpener:
+        """`open_source` with the run's flags bound: (spec, flag) -> splits."""
+        return lambda spec, flag: self.open_source(spec, cfg, flag)
 
-    def load_splits(self, data: DataConfig) -> Splits:
+    def load_splits(self, cfg: RunConfig) -> Splits:
         """The run's train / validation / test examples."""
-        return load_splits(data, self.opener(data))
+        return load_splits(cfg.data, self.opener(cfg))
+
+    def data_notes(self, splits: Splits, feed: Feed) -> dict[str, Any]:
+        """Facts about the data for metrics.json and the report (e.g. texts skipped or
+        truncated); empty by default."""
+        return {}
 
     @abc.abstractmethod
     def list_backbones(self) -> str:
@@ -126,13 +135,14 @@ class Modality(abc.ABC):
         write files into `out_dir`. Empty when there are none."""
 
     @abc.abstractmethod
-    def read_inputs(self, args: list[str], on_bad: str) -> Examples:
-        """Unlabelled examples for `predict` from its positional arguments (labels all 0,
-        one class ''); `names()` identifies each in the output."""
+    def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
+        """Unlabelled examples for `predict` from its positional arguments and flags (labels
+        all 0, one class ''); `names()` identifies each in the output."""
 
 
 MODALITIES: Registry[Modality] = Registry("input kind", "modality", {
     "image": "ktransfer.image.modality:IMAGE",
+    "text": "ktransfer.text.modality:TEXT",
 })
 
 

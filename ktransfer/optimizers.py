@@ -9,15 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 
 from ktransfer.config import TrainConfig
 from ktransfer.registry import Registry
 
+# For the type checker the mixin is an optimizer (it is only ever mixed into one).
+_OptimizerBase: Any = keras.optimizers.Optimizer if TYPE_CHECKING else object
 
-class _LayerwiseMixin:
+
+class _LayerwiseMixin(_OptimizerBase):
     """Multiplies the learning rate of each variable by `lr_multipliers[variable.path]` (1 if
     absent). Multipliers are resolved once, when the optimizer is built for its variables."""
 

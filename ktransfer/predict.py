@@ -28,5 +28,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The `ktransfer-predict` console script (same as `python -m ktransfer.predict`)."""
     cli.run(main, "ktransfer.predict", positional=True)
+
+
+if __name__ == "__main__":
+    run()

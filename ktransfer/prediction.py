@@ -82,7 +82,7 @@ def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
     command's positional arguments, read by the classifier's modality)."""
     clf = open_classifier(cfg.model, unsafe=cfg.unsafe_load)
     check_classifier(clf.model, clf.class_names)
-    examples = clf.modality.read_inputs(inputs, cfg.on_bad_image)
+    examples = clf.modality.read_inputs(inputs, cfg)
     predictions = predict(clf.model, clf.feed, examples, clf.class_names, cfg.top_k,
                           cfg.batch_size)
     return format_predictions(predictions, cfg.format, clf.modality.input_key)

@@ -82,7 +82,7 @@ class Registry(Generic[T]):
         if isinstance(value, str):
             value = import_object(value)
             self._entries[name] = value
-        return value  # type: ignore[return-value]
+        return value
 
     def __getitem__(self, name: str) -> T:
         return self.get(name)

@@ -53,9 +53,15 @@ def _summary_line(metrics: dict[str, Any]) -> str:
                      for k, v in metrics.get("network", {}).items())
     epochs = metrics.get("epochs", {})
     counts = metrics.get("num_examples", {})
-    return (f"{info}; epochs: {epochs.get('head', 0)} head + {epochs.get('fine_tune', 0)} "
-            f"fine-tune; examples: "
-            + ", ".join(f"{n} {split}" for split, n in counts.items()))
+    line = (f"{info}; epochs: {epochs.get('head', 0)} head + {epochs.get('fine_tune', 0)} "
+            f"fine-tune; examples: " + ", ".join(f"{n} {split}" for split, n in counts.items()))
+    data = metrics.get("data", {})
+    if data.get("truncated"):
+        line += ("; cut to --max_length: " + ", ".join(f"{n} {split}" for split, n in
+                                                        data["truncated"].items()))
+    if data.get("skipped_bad_texts"):
+        line += f"; bad texts skipped: {data['skipped_bad_texts']}"
+    return line
 
 
 def _table(summary: dict[str, Any]) -> str:
@@ -71,7 +77,8 @@ _STYLE = """body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}img{max-width:100%}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}pre{background:#f5f5f5;padding:8px;
-font-size:12px;max-height:320px;overflow:auto}.num{font-size:1.1em}"""
+font-size:12px;max-height:320px;overflow:auto}.num{font-size:1.1em}
+td.text{text-align:left;max-width:700px}"""
 
 
 def write_report(run_dir: str | os.PathLike, evaluated_on: str = "test") -> Path:

@@ -92,6 +92,9 @@ def _saved_flags(path: Path) -> str:
 
 
 def _check_same_flags(path: Path, cfg: RunConfig) -> None:
+    """An unfinished run continues only with its own flags (none saved yet: anything goes)."""
+    if not (path / FLAGFILE).is_file():
+        return
     saved, ours = _comparable(_saved_flags(path)), _comparable(to_flagfile(cfg))
     if saved != ours:
         changed = sorted(set(ours) ^ set(saved))

@@ -11,10 +11,15 @@ from dataclasses import dataclass
 import keras
 
 # Imported for their registered serializable classes (Preprocess, HubBackbone, Warmup, ...).
-from ktransfer import heads, optimizers, schedules  # noqa: F401
+from ktransfer import (  # noqa: F401
+    heads,
+    hub,  # noqa: F401
+    optimizers,
+    schedules,
+)
 from ktransfer.config import read_run_flags
 from ktransfer.errors import ConfigError, KtransferError
-from ktransfer.image import hub, preprocess  # noqa: F401
+from ktransfer.image import preprocess  # noqa: F401
 from ktransfer.modality import Feed, Modality, for_model
 
 

@@ -112,7 +112,8 @@ def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list
     `export_dir/../models.config`.
     """
     base = check_export_dir(export_dir, version)
-    if tflite and not modality.tflite_signature:
+    signature = modality.tflite_signature
+    if tflite and signature is None:
         raise KtransferError(f"--tflite: not available for {modality.name} models")
     existing = versions(base)
     number = version or (existing[-1] + 1 if existing else 1)
@@ -124,8 +125,8 @@ def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list
     try:
         archive.write_out(str(tmp), verbose=False)
         (tmp / "labels.txt").write_text("\n".join(class_names) + "\n")
-        if tflite:
-            (tmp / "model.tflite").write_bytes(_tflite_bytes(str(tmp), modality.tflite_signature))
+        if tflite and signature is not None:
+            (tmp / "model.tflite").write_bytes(_tflite_bytes(str(tmp), signature))
         final = base / str(number)
         os.rename(tmp, final)  # atomic on one file system; fails if `final` appeared meanwhile
     except BaseException:

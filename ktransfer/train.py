@@ -54,5 +54,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The `ktransfer-train` console script (same as `python -m ktransfer.train`)."""
     cli.run(main, "ktransfer.train")
+
+
+if __name__ == "__main__":
+    run()

@@ -20,6 +20,7 @@ import math
 import shutil
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import tensorflow as tf
 
 from ktransfer import adaptation, atomic, distribute, features, preflight, rundir
 from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter, NaNGuard, ResumeState
-from ktransfer.classifier import compile_classifier
+from ktransfer.classifier import compile_classifier, inference_model
 from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.data.examples import Splits
 from ktransfer.data.splits import class_weights
@@ -163,7 +164,7 @@ def prepare(cfg: RunConfig, modality: Modality) -> Job:
     """Reads the data and builds the network (everything that can fail on the user's input),
     then opens the run directory and makes the input pipelines."""
     keras.utils.set_random_seed(cfg.train.seed)
-    splits = modality.load_splits(cfg.data)
+    splits = modality.load_splits(cfg)
     network = modality.build(cfg, len(splits.class_names))
     if cfg.model.init_from:
         _init_from(network.model, cfg.model, list(splits.class_names))
@@ -263,11 +264,12 @@ class Callbacks:
     def __init__(self, job: Job):
         path, t, resume = job.run_dir, job.cfg.train, job.run.resume
         self.guard = NaNGuard()
+        plain = inference_model(job.model)  # checkpoints hold no optimizer state
         self.history = HistoryWriter(path / "history.csv", self.guard,
                                      keep_until=resume["epoch"] if resume else 0)
         self.best = AtomicCheckpoint(path / "checkpoints" / "best.keras", monitor=t.monitor,
-                                     target=job.model, guard=self.guard)
-        self.last = AtomicCheckpoint(path / "checkpoints" / "last.keras", target=job.model,
+                                     target=plain, guard=self.guard)
+        self.last = AtomicCheckpoint(path / "checkpoints" / "last.keras", target=plain,
                                      guard=self.guard)
         if resume and resume.get("best") is not None:
             self.best.best = float(resume["best"])
@@ -310,8 +312,8 @@ def fit_stages(job: Job) -> tuple[int, int]:
         stopped = False
         if stage.phase == "fine_tune":
             n = set_trainable(backbone, stage.layers, bn_trainable)
-        if i < position:  # finished before the restart
-            done = int(resume["head_epochs"]) if stage.phase == "head" else \
+        if i < position:  # finished before the restart (position > 0: resuming)
+            done = int(resume["head_epochs"]) if resume and stage.phase == "head" else \
                 done + stage.stage_epochs
         else:
             if stage.phase == "fine_tune":
@@ -319,7 +321,9 @@ def fit_stages(job: Job) -> tuple[int, int]:
                          f" (stage {stage.index + 1})" if job.cfg.train.gradual_unfreeze else "")
             reached = fit_stage(job, stage, callbacks, done,
                                 resume if i == position else None)
-            stopped, done = reached - done < stage.stage_epochs, reached
+            # An early stop ends the fine-tuning; after the head phase, fine-tuning still runs.
+            stopped = stage.phase == "fine_tune" and reached - done < stage.stage_epochs
+            done = reached
         if stage.phase == "head":
             head_epochs = done
             callbacks.state.extra = {"head_epochs": head_epochs}
@@ -349,13 +353,15 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
         fitted.load_weights(saved)
         start = int(resume["epoch"])
     callbacks.history.phase = stage.phase
-    fit = fitted.fit(
-        fit_train, validation_data=fit_val, initial_epoch=start,
-        epochs=first + stage.stage_epochs,
-        steps_per_epoch=job.steps if t.steps_per_epoch else None,
-        class_weight=job.class_weights, verbose=t.verbose, shuffle=False,  # tf.data shuffles
-        callbacks=callbacks.for_fit(job, stage, kind == "adaptation",
-                                    (start - first + stage.offset) * job.steps))
+    with warnings.catch_warnings():  # length-bucketed batches: Keras cannot count them
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        fit = fitted.fit(
+            fit_train, validation_data=fit_val, initial_epoch=start,
+            epochs=first + stage.stage_epochs,
+            steps_per_epoch=job.steps if t.steps_per_epoch else None,
+            class_weight=job.class_weights, verbose=t.verbose, shuffle=False,  # tf.data shuffles
+            callbacks=callbacks.for_fit(job, stage, kind == "adaptation",
+                                        (start - first + stage.offset) * job.steps))
     if callbacks.guard.tripped:
         raise TrainingError(_nan_message(callbacks.guard, job.run_dir, stage.phase))
     reached = start + len(fit.epoch)
@@ -399,6 +405,7 @@ def _cached_head(job: Job) -> tuple[keras.Model, tf.data.Dataset, tf.data.Datase
 
 
 def _nan_message(guard: NaNGuard, run_dir: Path, phase: str) -> str:
+    assert guard.tripped is not None
     epoch, batch = guard.tripped
     last = run_dir / "checkpoints" / "last.keras"
     kept = (f"the last good checkpoint is {last} (epoch {epoch - 1})" if last.is_file()
@@ -424,13 +431,16 @@ def finish(job: Job, head_epochs: int, done: int) -> dict[str, Any]:
         "num_examples": job.splits.counts(),
         "class_names": list(job.splits.class_names),
     }
+    notes = job.modality.data_notes(job.splits, job.feed)
+    if notes:
+        metrics["data"] = notes
     if job.adapt is not None:
         metrics["adaptation"] = job.adapt.finish(model, job.feed, job.val_ds,
                                                  cfg.data.batch_size)
     metrics["val"] = model.evaluate(job.val_ds, return_dict=True, verbose=0)
     if job.test_ds is not None:
         metrics["test"] = model.evaluate(job.test_ds, return_dict=True, verbose=0)
-    atomic.save_with(path / "model.keras", model.save)
+    atomic.save_with(path / "model.keras", inference_model(model).save)
     atomic.save_with(path / "backbone.weights.h5", job.network.backbone.save_weights)
     metrics["seconds"] = round(time.time() - job.started, 1)
     atomic.write_json(path / "metrics.json", metrics)

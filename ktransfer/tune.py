@@ -25,5 +25,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """The `ktransfer-tune` console script (same as `python -m ktransfer.tune`)."""
     cli.run(main, "ktransfer.tune")
+
+
+if __name__ == "__main__":
+    run()

@@ -207,7 +207,7 @@ def search(search_cfg: SearchConfig) -> SearchResult:
     modality = preflight.check_search(search_cfg)
     cfg, tc = search_cfg.run, search_cfg.tune
     keras.utils.set_random_seed(cfg.train.seed)
-    splits = modality.load_splits(cfg.data)
+    splits = modality.load_splits(cfg)
     network = modality.build(cfg, len(splits.class_names))
     freeze(network.backbone)
     project_dir = Path(tc.directory) / tc.project

@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import inspect  # noqa: E402
+import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -18,9 +20,23 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCE_WEIGHTS = REPO / "ktransfer" / "assets" / "digits04_small_cnn.weights.h5"
 
 
+def _runs_a_process(item) -> bool:
+    """Whether a test starts the real CLI (or another Python) in a subprocess."""
+    try:
+        source = inspect.getsource(item.function)
+    except (OSError, TypeError):
+        return False
+    return any(word in source for word in ("run_cli(", "subprocess.", "Popen("))
+
+
 def pytest_collection_modifyitems(config, items):
-    """Long tests (marked slow) first, so that they do not end the run alone; `make test` keeps
-    this order across xdist workers with --no-loadscope-reorder."""
+    """Marks tests that run a subprocess `cli` (`make test-fast` leaves them out), and puts long
+    tests (marked slow) first, so that they do not end the run alone; `make test` keeps this
+    order across xdist workers with --no-loadscope-reorder."""
+    for item in items:
+        if _runs_a_process(item):
+            item.add_marker(pytest.mark.cli)
+
     def order(item) -> tuple[bool, bool]:  # the longest file (the transfer demo) leads
         return item.get_closest_marker("slow") is None, "test_transfer.py" not in item.nodeid
 
@@ -30,6 +46,16 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def layer_test(layer_cls, **kwargs) -> None:
+    """Keras' own layer harness (`keras.src.testing.TestCase.run_layer_test`): build, call,
+    serialization round trip, weight counts, a training step and mixed precision."""
+    from keras.src import testing
+
+    case = testing.TestCase()
+    case.setUp()
+    case.run_layer_test(layer_cls, **kwargs)
 
 
 def tiny_values(tmp_path: Path, **overrides) -> dict:
@@ -188,3 +214,152 @@ def digit_jpeg(path: Path, index: int = 0, size: int = 40) -> Path:
     pixels = np.clip(digits.images[index] * 16, 0, 255).astype(np.uint8)
     Image.fromarray(pixels).convert("RGB").resize((size, size)).save(path, quality=90)
     return path
+
+
+POSITIVE = ("good", "great", "lovely", "fine", "superb", "happy", "wonderful", "best")
+NEGATIVE = ("bad", "awful", "poor", "boring", "worst", "sad", "terrible", "dull")
+NEUTRAL = ("the", "film", "movie", "plot", "actor", "was", "is", "a", "story", "it", "and",
+           "very", "quite", "this", "scene", "music")
+
+
+def sentiment_sentences(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """`n` short synthetic reviews and their labels ('negative' / 'positive'): neutral filler
+    words plus two or three words of the label's polarity; learnable, not trivial."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = ("negative", "positive")[i % 2]
+        words = list(rng.choice(NEUTRAL, int(rng.integers(3, 10))))
+        polar = POSITIVE if label == "positive" else NEGATIVE
+        words += list(rng.choice(polar, int(rng.integers(2, 4))))
+        rng.shuffle(words)
+        texts.append(" ".join(words).capitalize() + ".")
+        labels.append(label)
+    return texts, labels
+
+
+def save_tiny_bert(folder: Path, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
+    """A randomly initialised BERT (2 layers, 32 wide, a vocabulary of the synthetic reviews'
+    words) written in Hugging Face format: config.json, model.safetensors with Hugging Face's
+    weight names, vocab.txt and tokenizer_config.json, as a downloaded checkpoint would be."""
+    from safetensors.numpy import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ",", "!",
+             *sorted(set(POSITIVE + NEGATIVE + NEUTRAL)), "cafe", "##s"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"do_lower_case": True, "strip_accents": None, "tokenizer_class": "BertTokenizer"}))
+    inter, positions = 2 * hidden, 64
+    (folder / "config.json").write_text(json.dumps({
+        "architectures": ["BertModel"], "model_type": "bert", "vocab_size": len(vocab),
+        "hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": 2,
+        "intermediate_size": inter, "max_position_embeddings": positions,
+        "type_vocab_size": 2, "hidden_act": "gelu", "layer_norm_eps": 1e-12,
+        "pad_token_id": 0}))
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape):
+        return rng.normal(0, 0.2, shape).astype("float32")
+
+    tensors = {"embeddings.word_embeddings.weight": normal(len(vocab), hidden),
+               "embeddings.position_embeddings.weight": normal(positions, hidden),
+               "embeddings.token_type_embeddings.weight": normal(2, hidden),
+               "pooler.dense.weight": normal(hidden, hidden), "pooler.dense.bias": normal(hidden)}
+    for norm in ("embeddings.LayerNorm", *(f"encoder.layer.{i}.{part}.LayerNorm"
+                                           for i in range(layers)
+                                           for part in ("attention.output", "output"))):
+        tensors[f"{norm}.weight"] = np.ones(hidden, "float32")
+        tensors[f"{norm}.bias"] = np.zeros(hidden, "float32")
+    for i in range(layers):
+        p = f"encoder.layer.{i}."
+        for name in ("attention.self.query", "attention.self.key", "attention.self.value",
+                     "attention.output.dense"):
+            tensors[f"{p}{name}.weight"] = normal(hidden, hidden)
+            tensors[f"{p}{name}.bias"] = normal(hidden)
+        tensors[f"{p}intermediate.dense.weight"] = normal(inter, hidden)
+        tensors[f"{p}intermediate.dense.bias"] = normal(inter)
+        tensors[f"{p}output.dense.weight"] = normal(hidden, inter)
+        tensors[f"{p}output.dense.bias"] = normal(hidden)
+    save_file(tensors, str(folder / "model.safetensors"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A tiny BERT checkpoint folder in Hugging Face format (see `save_tiny_bert`)."""
+    return save_tiny_bert(tmp_path_factory.mktemp("bert") / "tiny_bert")
+
+
+def write_text_folder(root: Path, n: int = 60, seed: int = 0) -> Path:
+    """ROOT/<label>/<i>.txt of `sentiment_sentences`."""
+    texts, labels = sentiment_sentences(n, seed)
+    for i, (text, label) in enumerate(zip(texts, labels, strict=True)):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        (root / label / f"{i:03d}.txt").write_text(text)
+    return root
+
+
+def text_values(tmp_path: Path, tiny_bert: Path, **overrides) -> dict:
+    """Keyword values of a fast text run: a folder of synthetic reviews, the tiny BERT."""
+    values = dict(modality="text", data=str(write_text_folder(tmp_path / "reviews", 80)),
+                  backbone=f"kerashub:{tiny_bert}", max_length=24, batch_size=16, epochs=3,
+                  lr=0.01, fine_tune_epochs=0, verbose=0, tensorboard=False, report=False,
+                  run_dir=str(tmp_path / "run"))
+    values.update(overrides)
+    return values
+
+
+def save_hub_text_modules(folder: Path, dim: int = 16, seed: int = 0) -> tuple[Path, Path]:
+    """(encoder, preprocessor) SavedModels shaped like TF Hub's BERT pair: the preprocessor
+    has `tokenize` (strings -> ragged word pieces [B, (words), (pieces)]) and
+    `bert_pack_inputs([tokens], seq_length)` -> input_word_ids / input_mask / input_type_ids;
+    the encoder maps those to `sequence_output` [B, L, dim] and `pooled_output`, with
+    `variables` and `trainable_variables` as TF Hub modules have."""
+    import tensorflow as tf
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *sorted(set(POSITIVE + NEGATIVE + NEUTRAL))]
+    pre = tf.Module()
+    pre.table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+        tf.constant(vocab), tf.range(len(vocab), dtype=tf.int64)), default_value=1)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def tokenize(texts):
+        words = tf.strings.split(tf.strings.regex_replace(tf.strings.lower(texts), "[^a-z]", " "))
+        ids = tf.ragged.map_flat_values(pre.table.lookup, words)  # [B, (words)]
+        pieces = tf.RaggedTensor.from_row_lengths(ids.flat_values, tf.ones_like(ids.flat_values))
+        return ids.with_flat_values(pieces)  # [B, (words), (pieces)]: one piece per word
+
+    @tf.function(input_signature=[[tf.RaggedTensorSpec([None, None, None], tf.int64, 2)],
+                                  tf.TensorSpec([], tf.int32)])
+    def bert_pack_inputs(segments, seq_length):
+        tokens = segments[0].merge_dims(-2, -1)[:, :seq_length - 2]
+        batch = tokens.nrows()
+        full = tf.concat([tf.fill([batch, 1], tf.constant(2, tf.int64)), tokens,
+                          tf.fill([batch, 1], tf.constant(3, tf.int64))], axis=1)
+        dense = full.to_tensor(0)
+        dense = tf.pad(dense, [[0, 0], [0, seq_length - tf.shape(dense)[1]]])
+        ids = tf.cast(dense, tf.int32)
+        return {"input_word_ids": ids, "input_mask": tf.cast(ids > 0, tf.int32),
+                "input_type_ids": tf.zeros_like(ids)}
+
+    pre.tokenize, pre.bert_pack_inputs = tokenize, bert_pack_inputs
+    tf.saved_model.save(pre, str(folder / "preprocess"))
+    rng = np.random.default_rng(seed)
+    enc = tf.train.Checkpoint()
+    enc.embedding = tf.Variable(rng.normal(0, 0.5, (len(vocab), dim)).astype("float32"))
+    enc.kernel = tf.Variable(rng.normal(0, 0.3, (dim, dim)).astype("float32"))
+    spec = {k: tf.TensorSpec([None, None], tf.int32)
+            for k in ("input_word_ids", "input_mask", "input_type_ids")}
+
+    @tf.function(input_signature=[spec, tf.TensorSpec([], tf.bool)])
+    def call(inputs, training=False):
+        x = tf.nn.tanh(tf.gather(enc.embedding, inputs["input_word_ids"]) @ enc.kernel)
+        return {"sequence_output": x, "pooled_output": x[:, 0]}
+
+    enc.__call__ = call
+    enc.variables = [enc.embedding, enc.kernel]
+    enc.trainable_variables = [enc.embedding, enc.kernel]
+    enc.regularization_losses = []
+    tf.saved_model.save(enc, str(folder / "encoder"))
+    return folder / "encoder", folder / "preprocess"

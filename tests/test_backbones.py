@@ -26,15 +26,6 @@ def test_registry_covers_every_family_and_lookup_ignores_case():
     assert "MobileNetV3Small" in table and "small_cnn" in table
 
 
-@pytest.mark.parametrize("mode, module", [
-    ("tf", "mobilenet_v2"), ("torch", "densenet"), ("caffe", "resnet50")])
-def test_preprocess_matches_keras_applications(mode, module):
-    pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
-    expected = getattr(keras.applications, module).preprocess_input(pixels.copy())
-    got = Preprocess(mode)(pixels)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), expected, rtol=1e-5, atol=1e-4)
-
-
 def test_small_cnn_builds_and_loads_weights_file(tmp_path):
     spec = backbones.get_spec("small_cnn")
     first = backbones.build_backbone(spec, "none", 16)

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 from ktransfer.config import ModelConfig
-from ktransfer.heads import build_head
+from ktransfer.heads import build_head, pool
+
+from conftest import layer_test
 
 
 def _head_model(cfg: ModelConfig, shape=(4, 4, 8), classes=5) -> keras.Model:
@@ -48,3 +50,31 @@ def test_outputs_are_float32_probabilities_under_mixed_precision():
         keras.mixed_precision.set_global_policy("float32")
     assert out.dtype == "float32"
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out).sum(1), 1.0, rtol=1e-5)
+
+
+def test_first_token_passes_the_keras_layer_harness():
+    from ktransfer.heads import FirstToken
+
+    layer_test(FirstToken, init_kwargs={}, input_shape=(2, 5, 4), expected_output_shape=(2, 4),
+               expected_num_trainable_weights=0, run_training_check=False)
+
+
+@pytest.mark.parametrize("pooling, expected", [
+    ("avg", [[2.0, 3.0]]),  # mean of the 2 real tokens, the padding left out
+    ("mean", [[2.0, 3.0]]),
+    ("cls", [[1.0, 2.0]]),
+])
+def test_token_sequences_pool_over_the_padding_mask(pooling, expected):
+    tokens = keras.Input((None, 2))
+    mask = keras.Input((None,), dtype="int32")
+    model = keras.Model([tokens, mask], pool(tokens, pooling, mask))
+    x = np.array([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]], "float32")
+    got = model([x, np.array([[1, 1, 0]], "int32")])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), expected)
+
+
+def test_poolings_that_do_not_apply_are_clear_errors():
+    with pytest.raises(ValueError, match="--pooling=cls does not apply to feature maps"):
+        pool(keras.Input((4, 4, 8)), "cls")
+    with pytest.raises(ValueError, match="--pooling=flatten does not apply to token sequences"):
+        pool(keras.Input((5, 8)), "flatten", keras.Input((5,)))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ktransfer.errors import WeightsError
-from ktransfer.image.hub import HubBackbone
+from ktransfer.hub import HubBackbone
 
 
 def _model(layer: HubBackbone) -> keras.Model:

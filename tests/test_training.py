@@ -181,3 +181,70 @@ def test_init_from_starts_from_every_weight_of_a_finished_run(tiny_config, tmp_p
     assert not (tmp_path / "wide").exists() and not (tmp_path / "other").exists()
     with pytest.raises(ConfigError, match="init_from.*does not exist"):
         train(tiny_config(init_from=str(tmp_path / "missing")))
+
+
+def _saved_backbone_weights(run_dir) -> dict[str, object]:
+    from ktransfer.classifier import get_backbone
+    from ktransfer.saving import load_model
+
+    backbone = get_backbone(load_model(run_dir / "model.keras"))
+    return {f"{layer.name}/{w.name}": w.numpy() for layer in backbone.layers
+            for w in layer.weights}
+
+
+def _hub_original(hub_module) -> dict[str, object]:
+    from ktransfer.hub import HubBackbone
+
+    return {f"hub_module/{w.name}": w.numpy() for w in HubBackbone(str(hub_module)).weights}
+
+
+def _file_original(path) -> dict[str, object]:
+    import keras
+
+    model = keras.saving.load_model(path)
+    return {f"{layer.name}/{w.name}": w.numpy() for layer in model.layers for w in layer.weights}
+
+
+@pytest.fixture(scope="module")
+def user_model_file(tmp_path_factory):
+    from test_backbones import _user_model
+
+    return _user_model(tmp_path_factory.mktemp("user") / "mine.keras")
+
+
+@pytest.mark.parametrize("kind", ["hub", "file"])
+@pytest.mark.parametrize("phase", ["frozen", "fine_tuned"])
+def test_hub_module_and_keras_file_train_frozen_and_fine_tuned(kind, phase, hub_module,
+                                                               user_model_file, tmp_path,
+                                                               capsys):
+    run_dir = tmp_path / "run"
+    if kind == "hub":
+        backbone_args = {"backbone": f"hub:{hub_module}"}
+        original = _hub_original(hub_module)
+    else:
+        backbone_args = {"backbone": f"file:{user_model_file}", "backbone_layer": "features"}
+        original = _file_original(user_model_file)
+    epochs = ({"epochs": 2} if phase == "frozen" else
+              {"epochs": 0, "fine_tune_epochs": 2, "fine_tune_lr": 0.01})
+    train(config.build(data="builtin:digits", classes=["0", "1", "2", "3"], **backbone_args,
+                       image_size=16, lr=0.05, **epochs, verbose=0, print_model=True,
+                       tensorboard=False, run_dir=str(run_dir)))
+    assert "phase 1 trains" in capsys.readouterr().out  # --print_model's table
+    trained = _saved_backbone_weights(run_dir)
+    shared = sorted(set(trained) & set(original))
+    assert shared, (sorted(trained), sorted(original))
+    changed = {name for name in shared if not np.array_equal(trained[name], original[name])}
+    if phase == "frozen":
+        assert changed == set()
+    else:
+        assert changed == {name for name in shared if "kernel" in name or "bias" in name}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["val"]["accuracy"] > 0.25 + 0.15  # 4 classes: chance is 0.25
+
+
+def test_train_on_a_tfds_dataset(tfds_dir, tmp_path):
+    result = train(config.build(data="tfds:tiny_shapes", data_dir=str(tfds_dir),
+                                backbone="small_cnn", weights="none", image_size=16, epochs=2,
+                                verbose=0, run_dir=str(tmp_path / "run")))
+    assert result.metrics["class_names"] == ["red", "green", "blue"]
+    assert result.metrics["num_examples"]["test"] == 12

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -140,5 +141,6 @@ def concat(sets: list[Examples]) -> Examples:
            for s in sets for name in shared):
         raise DataError("--split: all needs splits of one kind with the same classes; pick a "
                         "split")
-    return dataclasses.replace(first, **{name: np.concatenate([getattr(s, name) for s in sets])
-                                         for name in per_example})
+    joined: dict[str, Any] = {name: np.concatenate([getattr(s, name) for s in sets])
+                              for name in per_example}
+    return dataclasses.replace(first, **joined)

@@ -18,7 +18,7 @@ import keras
 
 from ktransfer.config import ModelConfig
 from ktransfer.errors import ConfigError, WeightsError, first_line
-from ktransfer.image.hub import HubBackbone
+from ktransfer.hub import HubBackbone
 from ktransfer.registry import Registry
 from ktransfer.saving import load_model
 

@@ -30,6 +30,7 @@ def _digits_rotations() -> dict[str, ImageSet]:
     """The digits in 4 orientations, one class per (digit, rotation): '3_rot90' is a 3 turned a
     quarter anticlockwise. 40 classes, 7,188 images: a richer source task than the digits alone."""
     base = _digits()["all"]
+    assert base.images is not None
     images = np.concatenate([np.rot90(base.images, k, axes=(1, 2)) for k in range(4)])
     labels = np.concatenate([base.labels * 4 + k for k in range(4)]).astype(np.int32)
     names = tuple(f"{d}_rot{90 * k}" for d in base.class_names for k in range(4))
@@ -50,8 +51,10 @@ def _digits_m() -> dict[str, ImageSet]:
               ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "retina")]
     rng = np.random.default_rng(1234)
     out = np.empty((len(base), 32, 32, 3), np.uint8)
+    assert base.images is not None
     for i, grey in enumerate(base.images[..., 0]):
-        digit = np.asarray(Image.fromarray(grey).resize((32, 32), Image.BILINEAR), np.int16)
+        digit = np.asarray(Image.fromarray(grey).resize((32, 32), Image.Resampling.BILINEAR),
+                           np.int16)
         photo = photos[int(rng.integers(len(photos)))]
         y = int(rng.integers(0, photo.shape[0] - 32))
         x = int(rng.integers(0, photo.shape[1] - 32))

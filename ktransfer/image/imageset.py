@@ -47,6 +47,7 @@ def _decode_file(path: tf.Tensor) -> tf.Tensor:
 
 
 def _tfds_images(images: ImageSet) -> tf.data.Dataset:
+    assert images.tfds_split is not None
     name, split, data_dir = images.tfds_split
     found = tfds.builder(name, data_dir, "data")
     image_key, _, _ = tfds.supervised(found, name, "data")

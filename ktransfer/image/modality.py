@@ -8,7 +8,7 @@ from typing import Any
 
 import keras
 
-from ktransfer.config import DataConfig, RunConfig
+from ktransfer.config import PredictConfig, RunConfig
 from ktransfer.data.examples import Examples
 from ktransfer.errors import ConfigError
 from ktransfer.heads import POOLINGS
@@ -53,8 +53,8 @@ class ImageModality(Modality):
             raise ConfigError(flag, f"folder {path!r} does not exist; give a folder of class "
                               "sub-folders, builtin:digits or tfds:NAME")
 
-    def open_source(self, spec: str, data: DataConfig, flag: str) -> dict[str, Examples]:
-        return dict(open_source(spec, data.data_dir, flag, data.on_bad_image))
+    def open_source(self, spec: str, cfg: RunConfig, flag: str) -> dict[str, Examples]:
+        return dict(open_source(spec, cfg.data.data_dir, flag, cfg.data.on_bad_image))
 
     def list_backbones(self) -> str:
         return list_backbones()
@@ -87,8 +87,10 @@ class ImageModality(Modality):
         assert isinstance(examples, ImageSet)
         return gallery.gallery(examples, mistakes, out_dir)
 
-    def read_inputs(self, args: list[str], on_bad: str) -> Examples:
-        return read_images(args, on_bad)
+    def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
+        if cfg.text:
+            raise ConfigError("text", "is for text models; give image files or folders")
+        return read_images(args, cfg.on_bad_image)
 
 
 IMAGE = ImageModality()

@@ -52,7 +52,8 @@ def load_pixels(path: str, size: int) -> np.ndarray:
 def read_images(paths: list[str], on_bad_image: str = "fail") -> ImageSet:
     """The readable images among `paths` (files and folders) as an unlabelled ImageSet, in
     order; an unreadable one stops with its name (`fail`) or is left out with a warning."""
-    good, bad = [], []
+    good: list[str] = []
+    bad: list[str] = []
     for path in collect_files(paths):
         problem = image_problem(path)
         if problem and on_bad_image == "fail":

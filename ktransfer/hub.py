@@ -51,34 +51,42 @@ def _reachable(url: str, timeout: float = 3.0) -> bool:
         return False
 
 
-def _offline_message(handle: str) -> str:
-    return (f"--backbone=hub:{handle}: cannot download the module (no network?). Download "
+def _flag(flag: str, handle: str) -> str:
+    """How the user named the module: --backbone=hub:HANDLE or --FLAG=HANDLE."""
+    return f"--backbone=hub:{handle}" if flag == "backbone" else f"--{flag}={handle}"
+
+
+def _offline_message(handle: str, flag: str = "backbone") -> str:
+    return (f"{_flag(flag, handle)}: cannot download the module (no network?). Download "
             f"{handle}?tf-hub-format=compressed elsewhere, extract the .tar.gz into a folder and "
-            f"pass --backbone=hub:/path/to/that/folder, or extract it into "
+            f"pass {_flag(flag, '/path/to/that/folder')}, or extract it into "
             f"{_cached_path(handle)} (tensorflow_hub's cache, $TFHUB_CACHE_DIR)")
 
 
-def load_module(handle: str) -> Any:
-    """`hub.load(handle)` with fast, clear errors for a missing folder or no network."""
+def load_module(handle: str, flag: str = "backbone") -> Any:
+    """`hub.load(handle)` with fast, clear errors (naming `flag`) for a missing folder or no
+    network."""
     import tensorflow_hub as hub
 
     if _is_url(handle):
         cached = _cached_path(handle)
         if not (os.path.isdir(cached) and os.listdir(cached)) and not _reachable(handle):
-            raise WeightsError(_offline_message(handle))
+            raise WeightsError(_offline_message(handle, flag))
     elif not os.path.isdir(handle):
-        raise WeightsError(f"--backbone=hub:{handle}: no such folder; give a TF Hub URL or a "
+        raise WeightsError(f"{_flag(flag, handle)}: no such folder; give a TF Hub URL or a "
                            "folder holding a TF2 SavedModel (saved_model.pb + variables/)")
     elif not os.path.isfile(os.path.join(handle, "saved_model.pb")):
-        raise WeightsError(f"--backbone=hub:{handle}: the folder has no saved_model.pb; extract "
+        raise WeightsError(f"{_flag(flag, handle)}: the folder has no saved_model.pb; extract "
                            "the downloaded module (.tar.gz) there")
     try:
         return hub.load(handle)
     except Exception as exc:  # network errors, corrupt modules: one line, the cause named
         first = first_line(exc)
         if _is_url(handle):
-            raise WeightsError(f"{_offline_message(handle)}; the error was: {first}") from None
-        raise WeightsError(f"--backbone=hub:{handle}: cannot load the module: {first}") from None
+            raise WeightsError(f"{_offline_message(handle, flag)}; the error was: {first}"
+                              ) from None
+        raise WeightsError(f"{_flag(flag, handle)}: cannot load the module: {first}"
+                          ) from None
 
 
 def _has_training_argument(fn: Any) -> bool:
@@ -94,11 +102,12 @@ def _has_training_argument(fn: Any) -> bool:
 
 @keras.saving.register_keras_serializable(package="ktransfer")
 class HubBackbone(keras.layers.Layer):
-    """A TF2 hub module (`__call__(images[, training])`) as a Keras 3 layer.
+    """A TF2 hub module (`__call__(inputs[, training])`) as a Keras 3 layer.
 
     Input: float images [B, H, W, 3] in the range the module expects (TF Hub image modules:
-    [0, 1]). Output: the module's output, or `output_key` of a dict output ([B, C] feature
-    vectors or [B, h, w, C] maps).
+    [0, 1]), or a dict of int32 token inputs [B, L] (TF Hub text encoders: input_word_ids,
+    input_mask, input_type_ids). Output: the module's output, or `output_key` of a dict output
+    ([B, C] feature vectors, [B, h, w, C] maps, [B, L, D] token vectors).
 
     `trainable=False` (frozen): no module variable changes. When trainable, the module is called
     with `training=True` only if `module_training` is set (it then updates its BatchNorm
@@ -133,7 +142,9 @@ class HubBackbone(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs, training=False):
-        x = tf.cast(inputs, tf.float32)
+        # Images: float pixels; text: a dict of int32 token inputs, passed as they are.
+        x = ({k: tf.cast(v, tf.int32) for k, v in inputs.items()} if isinstance(inputs, dict)
+             else tf.cast(inputs, tf.float32))
         if self._takes_training:
             run_training = bool(training) and self.trainable and self.module_training
             out = self._call_fn(x, training=run_training)

@@ -1,0 +1,125 @@
+"""Text as a modality: the glue between the text modules and the shared training, evaluation,
+export and tuning code (see `ktransfer.modality`)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from ktransfer.config import PredictConfig, RunConfig
+from ktransfer.data.examples import Examples, Splits
+from ktransfer.errors import ConfigError
+from ktransfer.heads import POOLINGS
+from ktransfer.modality import Feed, Modality, Network
+from ktransfer.text import gallery, serving
+from ktransfer.text.builtin import BUILTIN
+from ktransfer.text.classifier import build_classifier
+from ktransfer.text.encoders import (
+    PREPROCESSOR_DIR,
+    check_encoder_name,
+    list_encoders,
+    load_kerashub,
+    load_preprocessor,
+    token_lengths,
+)
+from ktransfer.text.hub import CONFIG as HUB_CONFIG
+from ktransfer.text.hub import HubTextPreprocessor, load_hub
+from ktransfer.text.pipeline import TextFeed
+from ktransfer.text.prediction import read_texts
+from ktransfer.text.sources import TABLE_EXTENSIONS, open_source
+from ktransfer.text.textset import TextSet
+
+MASK_KEYS = ("padding_mask", "input_mask")
+
+
+class TextModality(Modality):
+    """Class folders of .txt files, CSV / TSV / JSON-lines tables, TFDS text sets and the
+    built-in sentiment sentences; keras-hub encoders; a raw-string signature."""
+
+    name = "text"
+    noun = "text"
+    input_key = "text"
+    builtin = BUILTIN
+
+    def check(self, cfg: RunConfig) -> None:
+        check_encoder_name(cfg.model.backbone)
+        if cfg.model.weights not in ("imagenet", "none"):
+            raise ConfigError("weights", "text encoders bring their own weights: leave "
+                              "--weights=imagenet (pretrained, as shipped) or none (random)")
+        if POOLINGS.get(cfg.model.pooling).sequence is None:
+            raise ConfigError("pooling", f"{cfg.model.pooling} is for images; text uses avg "
+                              "(mean over the tokens) or cls")
+        if cfg.model.backbone.startswith("hub:") and not cfg.text.hub_preprocessor:
+            raise ConfigError("hub_preprocessor", "a hub: text encoder needs its preprocessing "
+                              "model, e.g. --hub_preprocessor=https://tfhub.dev/tensorflow/"
+                              "bert_en_uncased_preprocess/3 (or a local folder)")
+
+    def check_path(self, path: str, flag: str) -> None:
+        if not (os.path.isdir(path) or (os.path.isfile(path)
+                                        and path.lower().endswith(TABLE_EXTENSIONS))):
+            raise ConfigError(flag, f"{path!r} is neither a folder of class folders of .txt "
+                              f"files nor a {'/'.join(TABLE_EXTENSIONS)} file")
+
+    def open_source(self, spec: str, cfg: RunConfig, flag: str) -> dict[str, Examples]:
+        return dict(open_source(spec, cfg, flag))
+
+    def list_backbones(self) -> str:
+        return list_encoders()
+
+    def build(self, cfg: RunConfig, num_classes: int) -> Network:
+        load = load_hub if cfg.model.backbone.startswith("hub:") else load_kerashub
+        encoder = load(cfg.model, cfg.text)
+        model = build_classifier(encoder, num_classes, cfg.model)
+        return Network(model, encoder.backbone, {"encoder": encoder.name,
+                                                  "max_length": cfg.text.max_length},
+                       preprocessor=encoder.preprocessor)
+
+    def feed(self, cfg: RunConfig, network: Network) -> Feed:
+        return TextFeed(network.preprocessor, _mask_key(network.model), cfg.text.max_length,
+                        cfg.text.length_buckets, cfg.data.shuffle_buffer)
+
+    def feed_for(self, model: keras.Model, location: str | None) -> Feed:
+        folder = Path(location or ".") / PREPROCESSOR_DIR
+        preprocessor = (HubTextPreprocessor.load(folder) if (folder / HUB_CONFIG).is_file()
+                        else load_preprocessor(location or "."))
+        return TextFeed(preprocessor, _mask_key(model), int(preprocessor.sequence_length))
+
+    def accepts(self, model: keras.Model) -> bool:
+        return isinstance(model.input, dict) and any(k in model.input for k in MASK_KEYS)
+
+    def endpoints(self, model: keras.Model, feed: Feed, class_names: list[str],
+                  top_k: int) -> dict[str, Any]:
+        assert isinstance(feed, TextFeed)
+        return serving.endpoints(model, feed.preprocessor, class_names, top_k)
+
+    def gallery(self, examples: Examples, mistakes: list[dict[str, Any]],
+                out_dir: str | os.PathLike) -> str:
+        assert isinstance(examples, TextSet)
+        return gallery.gallery(examples, mistakes)
+
+    def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
+        return read_texts(args, cfg.text, cfg.on_bad_text)
+
+    def data_notes(self, splits: Splits, feed: Feed) -> dict[str, Any]:
+        """Bad texts skipped while reading, and texts cut to --max_length, per split."""
+        assert isinstance(feed, TextFeed)
+        limit = feed.max_length - 2  # [CLS] and [SEP]
+        notes: dict[str, Any] = {"max_length": feed.max_length, "truncated": {},
+                                 "skipped_bad_texts": 0}
+        for split, examples in (("train", splits.train), ("val", splits.val),
+                                ("test", splits.test)):
+            if isinstance(examples, TextSet) and examples.texts is not None:
+                lengths = token_lengths(feed.preprocessor, [str(t) for t in examples.texts])
+                notes["truncated"][split] = sum(n > limit for n in lengths)
+                notes["skipped_bad_texts"] = max(notes["skipped_bad_texts"], examples.skipped)
+        return notes
+
+
+def _mask_key(model: keras.Model) -> str:
+    return next(k for k in MASK_KEYS if k in model.input)
+
+
+TEXT = TextModality()

@@ -1,0 +1,190 @@
+"""Labelled texts: a folder of class sub-folders of .txt files (the layout of
+`keras.utils.text_dataset_from_directory`), CSV / TSV / JSON-lines tables, TFDS text sets, and
+the built-in sentiment sets.
+
+Every text is decoded and checked while it is read, so a bad one is named before training: an
+empty text or bytes that are not UTF-8 stop with the file and line (`--on_bad_text=fail`) or are
+left out and counted (`skip`); a missing column or key names the file and line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+from pathlib import Path
+
+from ktransfer.config import RunConfig
+from ktransfer.data import tfds
+from ktransfer.data.splits import SPLIT_NAMES
+from ktransfer.errors import DataError
+from ktransfer.text.builtin import BUILTIN
+from ktransfer.text.textset import TextSet, text_set
+
+log = logging.getLogger(__name__)
+
+TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl")
+
+
+class BadTexts:
+    """The bad-text policy while reading one source: `fail` raises at the first bad text,
+    naming where it is; `skip` counts them and warns once (`done`)."""
+
+    def __init__(self, policy: str, flag: str):
+        self.policy, self.flag = policy, flag
+        self.bad: list[str] = []
+
+    def check(self, text: str | None, where: str, why: str = "") -> str | None:
+        """`text` stripped, or None when it is bad (and skipped)."""
+        problem = why or ("empty" if text is None or not text.strip() else "")
+        if not problem and any("\udc80" <= c <= "\udcff" for c in text or ""):
+            problem = "not valid UTF-8"  # bytes `_decode` kept as surrogates
+        if not problem:
+            return (text or "").strip()
+        if self.policy == "fail":
+            raise DataError(f"--{self.flag}: {where}: {problem} text; fix or remove it, or pass "
+                            "--on_bad_text=skip")
+        self.bad.append(where)
+        return None
+
+    def done(self) -> int:
+        if self.bad:
+            log.warning("--%s: skipped %d bad text(s) (empty or not UTF-8): %s", self.flag,
+                        len(self.bad), ", ".join(self.bad[:10]) + (" ..." if len(self.bad) > 10
+                                                                   else ""))
+        return len(self.bad)
+
+
+def _decode(raw: bytes) -> str:
+    """UTF-8 (a BOM allowed); undecodable bytes kept as surrogates for `BadTexts` to find."""
+    return raw.decode("utf-8-sig", errors="surrogateescape")
+
+
+def read_class_folders(root: Path, flag: str, policy: str) -> TextSet:
+    """ROOT/<class>/**/*.txt, one text per file; class names are the sorted folder names."""
+    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"--{flag}: {str(root)!r} has no class sub-folders; expected "
+                        f"{root}/<class name>/<files>.txt")
+    bad = BadTexts(policy, flag)
+    texts: list[str] = []
+    labels: list[int] = []
+    ids: list[str] = []
+    names: list[str] = []
+    for folder in classes:
+        files = sorted(p for p in folder.rglob("*.txt") if p.is_file()
+                       and not p.name.startswith("."))
+        checked = [(str(p), bad.check(_decode(p.read_bytes()), str(p))) for p in files]
+        kept = [(f, t) for f, t in checked if t is not None]
+        if not kept:
+            log.warning("--%s: class folder %s has no usable .txt files; skipped", flag,
+                        folder.name)
+            continue
+        ids += [f for f, _ in kept]
+        texts += [t for _, t in kept]
+        labels += [len(names)] * len(kept)
+        names.append(folder.name)
+    if not texts:
+        raise DataError(f"--{flag}: no usable .txt files under {str(root)!r}")
+    return text_set(tuple(names), labels, texts, ids, skipped=bad.done())
+
+
+def _table_rows(path: Path, flag: str) -> list[tuple[int, dict[str, object]]]:
+    """(line number, row) of a CSV / TSV (header line first) or JSON-lines file."""
+    content = _decode(path.read_bytes())
+    if path.suffix.lower() == ".jsonl":
+        rows = []
+        for number, line in enumerate(content.splitlines(), start=1):
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except ValueError as exc:
+                    raise DataError(f"--{flag}: {path}:{number}: not a JSON object ({exc})"
+                                    ) from None
+                if not isinstance(row, dict):
+                    raise DataError(f"--{flag}: {path}:{number}: not a JSON object")
+                rows.append((number, row))
+        return rows
+    reader = csv.DictReader(io.StringIO(content, newline=""),
+                            delimiter=TABLE_DELIMITERS[path.suffix.lower()])
+    return [(reader.line_num, row) for row in reader]
+
+
+def read_table(path: Path, text_column: str, label_column: str, flag: str,
+               policy: str) -> TextSet:
+    """A CSV / TSV / JSON-lines file with a text and a label column; class names are the
+    sorted label values."""
+    rows = _table_rows(path, flag)
+    if not rows:
+        raise DataError(f"--{flag}: {path} has no rows")
+    bad = BadTexts(policy, flag)
+    texts, label_values, ids = [], [], []
+    for number, row in rows:
+        for column, option in ((text_column, "text_column"), (label_column, "label_column")):
+            if row.get(column) is None:
+                have = ", ".join(str(k) for k in row if k is not None)
+                raise DataError(f"--{flag}: {path}:{number}: no {column!r} column (it has "
+                                f"{have}); name yours with --{option}")
+        text = bad.check(str(row[text_column]), f"{path}:{number}")
+        if text is not None:
+            texts.append(text)
+            label_values.append(str(row[label_column]).strip())
+            ids.append(f"{path.name}:{number}")
+    names = tuple(sorted(set(label_values)))
+    index = {name: i for i, name in enumerate(names)}
+    return text_set(names, [index[v] for v in label_values], texts, ids, skipped=bad.done())
+
+
+def _folder(root: Path, flag: str, policy: str) -> dict[str, TextSet]:
+    """A folder of classes, or of train/val/test folders of classes."""
+    found = {}
+    for split, names in SPLIT_NAMES.items():
+        for name in names:
+            if (root / name).is_dir():
+                found[split] = root / name
+                break
+    if "train" in found:
+        return {split: read_class_folders(path, flag, policy) for split, path in found.items()}
+    return {"all": read_class_folders(root, flag, policy)}
+
+
+def _tfds(name: str, data_dir: str, flag: str, policy: str) -> dict[str, TextSet]:
+    """A TFDS text set (e.g. imdb_reviews), every split read into memory."""
+    found = tfds.builder(name, data_dir, flag)
+    text_key, label_key, class_names = tfds.supervised(found, name, flag)
+    out = {}
+    for split, candidates in SPLIT_NAMES.items():
+        tfds_name = next((n for n in candidates if n in found.info.splits), None)
+        if tfds_name is None:
+            continue
+        bad = BadTexts(policy, flag)
+        texts, labels = [], []
+        for i, record in enumerate(found.as_dataset(split=tfds_name).as_numpy_iterator()):
+            text = bad.check(_decode(record[text_key]), f"tfds:{name}/{tfds_name}[{i}]")
+            if text is not None:
+                texts.append(text)
+                labels.append(int(record[label_key]))
+        out[split] = text_set(class_names, labels, texts, skipped=bad.done())
+    if "train" not in out:
+        raise DataError(f"--{flag}=tfds:{name}: has no train split")
+    return out
+
+
+def open_source(spec: str, cfg: RunConfig, flag: str = "data") -> dict[str, TextSet]:
+    """Opens a text source string; returns its splits ('all', or some of 'train'/'val'/'test')."""
+    policy = cfg.text.on_bad_text
+    if spec.startswith("builtin:"):
+        return BUILTIN.get(spec.split(":", 1)[1], flag)()
+    if spec.startswith("tfds:"):
+        return _tfds(spec.split(":", 1)[1], cfg.data.data_dir, flag, policy)
+    path = Path(spec.split(":", 1)[1] if spec.startswith("folder:") else spec)
+    if path.is_dir():
+        return _folder(path, flag, policy)
+    if path.suffix.lower() in TABLE_EXTENSIONS and path.is_file():
+        return {"all": read_table(path, cfg.text.text_column, cfg.text.label_column, flag,
+                                  policy)}
+    raise DataError(f"--{flag}: {os.fspath(path)!r} is neither a folder of class folders nor "
+                    f"a {'/'.join(TABLE_EXTENSIONS)} file")

@@ -1,0 +1,49 @@
+"""Atomic writes: the old file or the new one, never half of one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ktransfer import atomic
+
+
+def test_an_error_inside_the_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "metrics.json"
+    atomic.write_json(path, {"accuracy": 0.5})
+
+    def fail(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            f.write('{"accuracy": 0.9, "trunc')  # half written, then the process "dies"
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic.save_with(path, fail)
+    assert json.loads(path.read_text()) == {"accuracy": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_temporary_names_keep_the_extensions_and_folders_are_created(tmp_path):
+    seen = []
+    atomic.save_with(tmp_path / "a" / "b" / "model.weights.h5",
+                     lambda tmp: (seen.append(tmp), open(tmp, "w").write("x")))
+    assert seen[0].endswith(".weights.h5") and "/a/b/" in seen[0]
+    assert (tmp_path / "a" / "b" / "model.weights.h5").read_text() == "x"
+
+
+def test_a_temporary_folder_is_removed_when_the_save_fails(tmp_path):
+    def make_folder(tmp: str) -> None:
+        (tmp_path / tmp).mkdir()
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic.save_with(tmp_path / "saved", make_folder)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_json_handles_numpy_values(tmp_path):
+    import numpy as np
+
+    atomic.write_json(tmp_path / "x.json", {"a": np.float32(0.25), "b": np.arange(3)})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": 0.25, "b": [0, 1, 2]}

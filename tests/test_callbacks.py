@@ -1,0 +1,98 @@
+"""Callbacks: atomic best/last checkpoints, the history across phases, the NaN guard and the
+resume state."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter, NaNGuard, ResumeState
+
+
+def _model() -> keras.Model:
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="categorical_crossentropy",
+                  metrics=["accuracy"])
+    return model
+
+
+def test_best_checkpoint_by_val_accuracy_saves_only_improvements(tmp_path):
+    model = _model()
+    best = AtomicCheckpoint(tmp_path / "best.keras", monitor="val_accuracy")
+    best.set_model(model)
+    saved = []
+    for epoch, accuracy in enumerate([0.5, 0.7, 0.6, 0.7, 0.9]):
+        before = (tmp_path / "best.keras").stat().st_mtime_ns if saved else None
+        best.on_epoch_end(epoch, {"val_accuracy": accuracy, "val_loss": 1.0})
+        after = (tmp_path / "best.keras").stat().st_mtime_ns
+        saved.append(after != before)
+    assert saved == [True, True, False, False, True]  # max mode: only strict improvements
+    assert best.best == 0.9
+    loss = AtomicCheckpoint(tmp_path / "low.keras", monitor="val_loss")
+    loss.set_model(model)
+    loss.on_epoch_end(0, {"val_loss": 2.0})
+    loss.on_epoch_end(1, {"val_loss": 3.0})
+    assert loss.best == 2.0  # min mode
+
+
+def test_checkpoint_saves_its_target_and_nothing_after_a_nan(tmp_path):
+    model, other = _model(), _model()
+    guard = NaNGuard()
+    last = AtomicCheckpoint(tmp_path / "last.keras", target=other, guard=guard)
+    last.set_model(model)
+    last.on_epoch_end(0, {})
+    reloaded = keras.saving.load_model(tmp_path / "last.keras")
+    for a, b in zip(reloaded.get_weights(), other.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    guard.tripped = (2, 1)
+    (tmp_path / "last.keras").unlink()
+    last.on_epoch_end(1, {})
+    assert not (tmp_path / "last.keras").exists()
+
+
+def test_history_keeps_one_row_per_epoch_across_phases_and_resumes(tmp_path):
+    model = _model()
+    path = tmp_path / "history.csv"
+    history = HistoryWriter(path)
+    history.set_model(model)
+    for phase, epochs in (("head", [0, 1]), ("fine_tune", [2])):
+        history.phase = phase
+        for epoch in epochs:
+            history.on_epoch_begin(epoch)
+            history.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "val_accuracy": 0.5})
+    rows = list(csv.DictReader(open(path)))
+    assert [(r["epoch"], r["phase"]) for r in rows] == [("1", "head"), ("2", "head"),
+                                                        ("3", "fine_tune")]
+    assert float(rows[0]["lr"]) == pytest.approx(0.1) and float(rows[2]["loss"]) == 1.0 / 3
+    assert all(float(r["seconds"]) >= 0 for r in rows)
+    resumed = HistoryWriter(path, keep_until=2)  # a run resumed after epoch 2
+    assert [r["epoch"] for r in resumed.rows] == ["1", "2"]
+
+
+def test_nan_guard_stops_at_the_batch_and_remembers_where():
+    model = _model()
+    guard = NaNGuard()
+    guard.set_model(model)
+    guard.on_epoch_begin(3)
+    guard.on_train_batch_end(0, {"loss": 0.5})
+    assert guard.tripped is None and not model.stop_training
+    guard.on_train_batch_end(4, {"loss": float("nan")})
+    assert guard.tripped == (4, 5) and model.stop_training
+
+
+def test_resume_state_commits_weights_then_state_and_keeps_one_weights_file(tmp_path):
+    model = _model()
+    state = ResumeState(tmp_path)
+    state.set_model(model)
+    state.phase, state.stage, state.extra = "head", 0, {"head_epochs": 2}
+    state.on_epoch_end(0)
+    state.on_epoch_end(1)
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert saved["epoch"] == 2 and saved["weights"] == "epoch0002.weights.h5"
+    assert saved["head_epochs"] == 2 and not saved["complete"]
+    assert sorted(p.name for p in tmp_path.glob("*.h5")) == ["epoch0002.weights.h5"]

@@ -1,0 +1,147 @@
+"""The run directory: --overwrite deletes only what is provably a run, one process per run,
+and a run killed at any point (even after training) is finished by the same command."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ktransfer import rundir, training
+from ktransfer.errors import ConfigError
+from ktransfer.training import train
+
+from conftest import REPO, error_line, run_cli
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path, tiny_config):
+    """The data-loss bug: a folder that merely holds a file named flags.cfg was deleted."""
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "flags.cfg").write_text("--data=mine\n")
+    (precious / "chapter1.tex").write_text("years of work")
+    with pytest.raises(ConfigError, match="^--run_dir: .* not a ktransfer run directory"):
+        train(tiny_config(run_dir=str(precious), overwrite=True))
+    assert (precious / "chapter1.tex").read_text() == "years of work"
+
+
+def test_overwrite_replaces_a_run_but_never_follows_links_out_of_it(tmp_path, tiny_config):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    first = train(tiny_config())
+    marker = json.loads((first.run_dir / rundir.MARKER).read_text())
+    (first.run_dir / "link_to_outside").symlink_to(outside, target_is_directory=True)
+    again = train(tiny_config(overwrite=True))
+    assert json.loads((again.run_dir / rundir.MARKER).read_text())["id"] != marker["id"]
+    assert not (again.run_dir / "link_to_outside").exists()
+    assert (outside / "keep.txt").read_text() == "keep"
+    link = tmp_path / "run_link"
+    link.symlink_to(again.run_dir, target_is_directory=True)
+    with pytest.raises(ConfigError, match="^--run_dir: .* is a symbolic link"):
+        train(tiny_config(run_dir=str(link), overwrite=True))
+    assert (again.run_dir / "model.keras").is_file()
+
+
+def test_a_second_run_on_the_same_run_dir_stops_at_once(tmp_path, tiny_config):
+    cfg = tiny_config()
+    with rundir.open_run(cfg):
+        started = time.time()
+        with pytest.raises(ConfigError, match=rf"in use by another ktransfer run \(process "
+                                              rf"{os.getpid()}\)"):
+            train(tiny_config(overwrite=True))
+        assert time.time() - started < 5
+    train(cfg)  # free again once released
+
+
+def test_a_killed_process_leaves_no_stale_lock(tmp_path, tiny_config):
+    cfg = tiny_config()
+    code = ("import time, sys; from ktransfer import config, rundir; "
+            f"run = rundir.open_run(config.build(**{_values(cfg)!r})); "
+            "print('locked', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    assert rundir.lock_holder(rundir.run_path(cfg)) == holder.pid
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert rundir.lock_holder(rundir.run_path(cfg)) is None
+
+
+def _values(cfg) -> dict:
+    return {"data": cfg.data.data, "backbone": cfg.model.backbone, "weights": cfg.model.weights,
+            "image_size": cfg.data.image_size, "run_dir": cfg.train.run_dir}
+
+
+@pytest.mark.slow
+def test_two_real_processes_on_one_run_dir(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["--data=builtin:digits", "--backbone=small_cnn", "--weights=none", "--image_size=16",
+            "--epochs=200", "--verbose=0", "--notensorboard", f"--run_dir={run_dir}"]
+    first = subprocess.Popen([sys.executable, "-m", "ktransfer.train", *args], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while rundir.lock_holder(run_dir) is None:
+            assert time.time() < deadline and first.poll() is None
+            time.sleep(0.1)
+        second = run_cli("train", *args)
+        assert second.returncode == 2
+        assert f"in use by another ktransfer run (process {first.pid})" in error_line(second)
+    finally:
+        first.kill()
+        first.wait()
+
+
+def test_a_run_killed_while_writing_its_report_is_finished_by_the_same_command(
+        tiny_config, monkeypatch):
+    cfg = tiny_config(epochs=2, report=True)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as if the process died here
+
+    monkeypatch.setattr(training, "write_report", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    run_dir = rundir.run_path(cfg)
+    assert (run_dir / "metrics.json").is_file() and (run_dir / "resume").is_dir()
+    monkeypatch.undo()
+    result = train(cfg)  # the same command: no retraining, the missing steps done
+    assert (run_dir / "report.html").is_file() and not (run_dir / "resume").exists()
+    assert result.metrics["epochs"] == {"head": 2, "fine_tune": 0}
+    rows = (run_dir / "history.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+
+
+def test_a_run_killed_during_its_export_exports_once(tiny_config, tmp_path, monkeypatch):
+    export_dir = tmp_path / "exports" / "digits"
+    cfg = tiny_config(epochs=1, export_dir=str(export_dir))
+    real = training.export
+
+    def export_then_die(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt  # killed after the version folder appeared
+
+    monkeypatch.setattr(training, "export", export_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.undo()
+    result = train(cfg)
+    assert sorted(p.name for p in export_dir.iterdir()) == ["1"]
+    assert result.metrics["export"] == str(export_dir.resolve() / "1")
+
+
+def test_a_run_killed_in_its_first_epoch_starts_again_with_the_same_command(tiny_config):
+    cfg = tiny_config(epochs=1)
+    with rundir.open_run(cfg) as run:  # what a run killed before any epoch ended leaves
+        rundir.write_flagfile(run.path, cfg)
+    assert train(cfg).metrics["epochs"]["head"] == 1
+    with rundir.open_run(tiny_config(epochs=1, overwrite=True)) as run:
+        rundir.write_flagfile(run.path, tiny_config(epochs=1, overwrite=True))
+    with pytest.raises(ConfigError, match="unfinished run with other flags"):
+        train(tiny_config(epochs=2))

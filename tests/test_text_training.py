@@ -1,0 +1,104 @@
+"""Text end to end on a tiny BERT in Hugging Face format: train (cached frozen phase, then
+fine-tuning), report, evaluate, predict, export with raw strings in, tune."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ktransfer import config
+from ktransfer.config import EvaluateConfig, SearchConfig, TuneConfig
+from ktransfer.evaluation import evaluate_saved
+from ktransfer.saving import open_classifier
+from ktransfer.serving import export
+from ktransfer.training import train
+from ktransfer.tuning import search
+
+from conftest import REPO, error_line, run_cli, text_values, write_text_folder
+
+
+@pytest.fixture(scope="module")
+def text_run(tmp_path_factory, tiny_bert):
+    """A finished text run: 240 synthetic reviews, 3 cached head epochs, 4 fine-tuning epochs."""
+    tmp = tmp_path_factory.mktemp("text")
+    cfg = config.build(**text_values(tmp, tiny_bert, data=str(write_text_folder(tmp / "d", 240)),
+                                     epochs=3, lr=0.05, cache_features=True, fine_tune_epochs=4,
+                                     fine_tune_lr=3e-3, dropout=0.0, report=True))
+    return train(cfg)
+
+
+def test_fine_tuned_tiny_bert_learns_the_reviews(text_run):
+    m = text_run.metrics
+    assert m["modality"] == "text" and m["epochs"] == {"head": 3, "fine_tune": 4}
+    assert m["num_examples"] == {"train": 144, "val": 48, "test": 48}
+    assert m["test"]["accuracy"] > 0.5 + 0.25  # 2 classes: chance is 0.5
+    assert m["data"]["truncated"] == {"train": 0, "val": 0, "test": 0}
+    run = text_run.run_dir
+    assert (run / "preprocessor" / "preprocessor.json").is_file()
+    rows = (run / "history.csv").read_text().splitlines()
+    assert len(rows) == 1 + 7
+
+
+def test_report_shows_the_wrong_sentences_as_text(text_run):
+    page = (text_run.run_dir / "report.html").read_text()
+    assert "Confusion matrix" in page and "Per class" in page
+    summary = json.loads((text_run.run_dir / "report" / "evaluation.json").read_text())
+    if summary["mistakes"]:
+        assert "<td class='text'>" in page
+
+
+def test_evaluate_reproduces_the_runs_test_accuracy(text_run, tmp_path):
+    summary, _ = evaluate_saved(EvaluateConfig(model=str(text_run.run_dir),
+                                               output_dir=str(tmp_path)))
+    assert summary["num_examples"] == 48
+    assert summary["accuracy"] == pytest.approx(text_run.metrics["test"]["accuracy"], abs=1e-6)
+
+
+def test_predict_reads_flags_files_and_stdin_and_escapes_tabs(text_run, tmp_path):
+    lines = tmp_path / "reviews.txt"
+    lines.write_text("great superb film\nawful boring plot\n")
+    result = run_cli("predict", f"--model={text_run.run_dir}", "--text=a\tbest film",
+                     str(lines), "-", "--format=text")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert out[0].startswith("--text\t") and len(out) == 3  # stdin was empty
+    assert out[1].split("\t")[:2] == [f"{lines}:1", "positive"]
+    assert out[2].split("\t")[:2] == [f"{lines}:2", "negative"]
+    piped = subprocess.run([sys.executable, "-m", "ktransfer.predict",
+                            f"--model={text_run.run_dir}", "--format=json", "-"],
+                           input="the worst\tfilm\n", capture_output=True, text=True, cwd=REPO)
+    assert json.loads(piped.stdout)[0]["text"] == "stdin:1"
+    empty = run_cli("predict", f"--model={text_run.run_dir}", "--text=   ")
+    assert empty.returncode == 2 and "--text: empty text" in error_line(empty)
+
+
+def test_export_takes_raw_strings_and_matches_the_keras_model(text_run, tmp_path):
+    clf = open_classifier(text_run.run_dir)
+    version = export(clf.model, clf.modality, clf.feed, clf.class_names, tmp_path / "reviews")
+    texts = ["a great and lovely film", "the plot was dull, the worst", "it is a film"]
+    expected = clf.model.predict(clf.feed.inputs(
+        clf.modality.read_inputs([], config.PredictConfig(model="x", text=texts[0])), 8),
+        verbose=0)
+    code = ("import json, sys, numpy as np, tensorflow as tf, tensorflow_text; "
+            f"m = tf.saved_model.load({str(version)!r}); "
+            f"out = m.signatures['serving_default'](text=tf.constant({texts!r})); "
+            "print(json.dumps({k: v.numpy().tolist() for k, v in out.items() "
+            "if k != 'top_k_names'}))")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    served = json.loads(ran.stdout.strip().splitlines()[-1])
+    np.testing.assert_allclose(np.array(served["probabilities"])[:1], expected, atol=1e-5)
+    assert np.array(served["probabilities"]).shape == (3, 2)
+
+
+def test_tune_searches_the_head_on_cached_embeddings(tiny_bert, tmp_path):
+    run = config.build(**text_values(tmp_path, tiny_bert, epochs=3, cache_features=True))
+    result = search(SearchConfig(run=run, tune=TuneConfig(
+        max_trials=2, directory=str(tmp_path / "tuning"), hp_layers=1, hp_units=(16,))))
+    assert result.cached and len(result.trials) == 2
+    assert "--modality=text" in result.best_flagfile.read_text()
