@@ -6,6 +6,7 @@ A crash (or SIGKILL) at any moment leaves either the old file or the new one, ne
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -13,6 +14,8 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+from ktransfer.errors import DiskFullError
 
 
 @contextlib.contextmanager
@@ -31,11 +34,26 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     try:
         yield tmp_path
         os.replace(tmp_path, path)
+    except Exception as exc:
+        if is_disk_full(exc):
+            raise DiskFullError(f"the disk holding {path} is full (writing {path.name}); free "
+                                "some space and run the same command again: the previous "
+                                "version of the file is kept") from None
+        raise
     finally:
         if tmp_path.is_dir():
             shutil.rmtree(tmp_path, ignore_errors=True)
         elif tmp_path.exists():
             tmp_path.unlink()
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` says the disk (or the user's quota) is full, however a library wrapped
+    it (h5py raises its own errors with the OS message inside)."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    return "No space left on device" in text or "Disk quota exceeded" in text
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -25,12 +25,18 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     With `monitor`, saves only when it improves (best checkpoint); the best value is kept
     across phases because the same instance is used for both. `target` is the model to save
     when it is not the one being fitted (a head trained on cached features).
+
+    `deferred`: the file is written as PATH.pending and becomes PATH only when `promote` is
+    called, once the epoch is committed to the resume state; a run killed in between comes
+    back to the last committed epoch, and a best checkpoint of the lost epoch is discarded.
     """
 
     def __init__(self, path: str | os.PathLike, monitor: str | None = None,
-                 target: keras.Model | None = None, guard: NaNGuard | None = None):
+                 target: keras.Model | None = None, guard: NaNGuard | None = None,
+                 deferred: bool = False):
         super().__init__()
         self.path = os.fspath(path)
+        self.pending = self.path + ".pending" if deferred else self.path
         self.target = target
         self.guard = guard
         self.monitor = monitor
@@ -48,7 +54,19 @@ class AtomicCheckpoint(keras.callbacks.Callback):
             if not better:
                 return
             self.best = float(value)
-        atomic.save_with(self.path, (self.target or self.model).save)
+        # The temporary name must end in .keras for Keras; the rename gives the final name.
+        with atomic.atomic_path(self.pending, suffix=".keras") as tmp:
+            (self.target or self.model).save(str(tmp))
+
+    def promote(self) -> None:
+        """A deferred checkpoint of a committed epoch becomes the checkpoint."""
+        if self.pending != self.path and os.path.exists(self.pending):
+            os.replace(self.pending, self.path)
+
+    def discard(self) -> None:
+        """Drops a deferred checkpoint of an epoch that was not committed."""
+        if self.pending != self.path and os.path.exists(self.pending):
+            os.unlink(self.pending)
 
 
 class HistoryWriter(keras.callbacks.Callback):
@@ -145,6 +163,8 @@ class ResumeState(keras.callbacks.Callback):
                  "best": None if self.best is None or not math.isfinite(self.best.best)
                  else self.best.best, **self.extra}
         atomic.write_json(self.directory / "state.json", state)
+        if self.best is not None:
+            self.best.promote()
         for old in self.directory.glob("epoch*.weights.h5"):
             if old.name != name:
                 old.unlink(missing_ok=True)

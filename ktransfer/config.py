@@ -86,8 +86,8 @@ class DataConfig:
         require(self.val_split + self.test_split < 1.0, "val_split",
                "--val_split + --test_split must be below 1 to leave training data")
         require(self.train_per_class >= 0, "train_per_class", "must be >= 0")
-        require(self.image_size == 0 or self.image_size >= 8, "image_size",
-               f"must be 0 (backbone default) or >= 8, got {self.image_size}")
+        require(self.image_size == 0 or 8 <= self.image_size <= 4096, "image_size",
+               f"must be 0 (backbone default) or in [8, 4096], got {self.image_size}")
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.shuffle_buffer >= 1, "shuffle_buffer", "must be >= 1")
         require(len(set(self.classes)) == len(self.classes), "classes", "lists a class twice")

@@ -29,5 +29,9 @@ class WeightsError(KtransferError):
     """Pretrained weights that cannot be found or downloaded."""
 
 
+class DiskFullError(KtransferError):
+    """The disk filled up while a file was written; the previous version of it is kept."""
+
+
 class TrainingError(KtransferError):
     """Training cannot go on (e.g. the loss became NaN); what was written is kept."""

@@ -12,9 +12,11 @@ from typing import Any
 
 import keras
 import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from ktransfer import atomic, plotting, prediction
 from ktransfer.config import EvaluateConfig, RunConfig, build, read_run_flags
+from ktransfer.data import manifest
 from ktransfer.data.examples import Examples
 from ktransfer.data.splits import pick
 from ktransfer.errors import DataError
@@ -25,34 +27,49 @@ from ktransfer.serving import check_classifier
 MISTAKES_HTML = "mistakes.html"
 
 
+def top_k_hits(probabilities: np.ndarray, labels: np.ndarray, k: int,
+               chunk: int = 4096) -> np.ndarray:
+    """bool [N]: the true class is among the `k` most probable, a tie at the boundary not
+    counted as a hit (fewer than `k` other classes have at least its probability). Memory is
+    linear in examples and classes (worked through `chunk` rows at a time)."""
+    hits = np.empty(len(labels), dtype=bool)
+    for start in range(0, len(labels), chunk):
+        p, y = probabilities[start:start + chunk], labels[start:start + chunk]
+        true = p[np.arange(len(p)), y][:, None]
+        hits[start:start + chunk] = (p >= true).sum(axis=1) - 1 < k
+    return hits
+
+
+def _per_class(class_names: list[str], labels: np.ndarray, predicted: np.ndarray
+               ) -> tuple[list[dict[str, Any]], float, list[list[int]]]:
+    """(rows of precision / recall / F1 / support, macro F1 over present classes, confusion)."""
+    ids = list(range(len(class_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=ids, zero_division=0)
+    rows = [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
+             "support": int(n)}
+            for name, p, r, f, n in zip(class_names, precision, recall, f1, support, strict=True)]
+    macro = float(np.mean(f1[support > 0])) if (support > 0).any() else 0.0
+    return rows, macro, confusion_matrix(labels, predicted, labels=ids).tolist()
+
+
 def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str],
               names: list[str] | None = None, top_k: int = 5, mistakes: int = 12
               ) -> dict[str, Any]:
     """Metrics of predictions `probabilities` [N, C] against `labels` [N] (ints)."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    num_classes = len(class_names)
     predicted = probabilities.argmax(axis=1)
-    ids = list(range(num_classes))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        labels, predicted, labels=ids, zero_division=0)
-    order = np.argsort(-probabilities, axis=1)
-    k = min(top_k, num_classes)
-    top_k_hit = (order[:, :k] == labels[:, None]).any(axis=1)
+    k = min(top_k, len(class_names))
+    per_class, macro_f1, confusion = _per_class(class_names, labels, predicted)
     wrong = np.flatnonzero(predicted != labels)
     confidence = probabilities[np.arange(len(labels)), predicted]
     worst = wrong[np.argsort(-confidence[wrong], kind="stable")][:mistakes]
     return {
         "num_examples": int(len(labels)),
         "accuracy": float((predicted == labels).mean()),
-        f"top{k}_accuracy": float(top_k_hit.mean()),
-        "macro_f1": float(np.mean(f1[support > 0])) if (support > 0).any() else 0.0,
-        "per_class": [
-            {"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
-             "support": int(s)}
-            for name, p, r, f, s in zip(class_names, precision, recall, f1, support, strict=True)
-        ],
-        "confusion_matrix": confusion_matrix(labels, predicted, labels=ids).tolist(),
+        f"top{k}_accuracy": float(top_k_hits(probabilities, labels, k).mean()),
+        "macro_f1": macro_f1,
+        "per_class": per_class,
+        "confusion_matrix": confusion,
         "class_names": list(class_names),
         "mistakes": [
             {"index": int(i), "file": None if names is None else str(names[i]),
@@ -63,17 +80,23 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
     }
 
 
+LABELLED_CLASSES = 40  # beyond this, plots drop per-class labels (and the bars, the best)
+
+
 def plot_confusion(summary: dict[str, Any], path: str | os.PathLike) -> None:
-    """The confusion matrix (rows: true class, columns: predicted), counts in the cells."""
+    """The confusion matrix (rows: true class, columns: predicted), counts in the cells up to
+    30 classes, class names up to 40; at most 16 inches a side whatever the class count."""
     plt = plotting.pyplot()
     cm = np.array(summary["confusion_matrix"])
     names = summary["class_names"]
     n = len(names)
-    fig, ax = plt.subplots(figsize=(2 + 0.45 * n, 1.6 + 0.45 * n), dpi=100)
+    side = min(2 + 0.45 * n, 16.0)
+    fig, ax = plt.subplots(figsize=(side, side - 0.4), dpi=100)
     ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(n), names, rotation=90 if n > 8 else 0)
-    ax.set_yticks(range(n), names)
-    ax.set_xlabel("predicted")
+    if n <= LABELLED_CLASSES:
+        ax.set_xticks(range(n), names, rotation=90 if n > 8 else 0)
+        ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted" if n <= LABELLED_CLASSES else "predicted (classes in label order)")
     ax.set_ylabel("true")
     if n <= 30:
         for i in range(n):
@@ -86,9 +109,14 @@ def plot_confusion(summary: dict[str, Any], path: str | os.PathLike) -> None:
 
 
 def plot_per_class(summary: dict[str, Any], path: str | os.PathLike) -> None:
-    """Precision, recall and F1 per class as grouped bars."""
+    """Precision, recall and F1 per class as grouped bars (with more than 40 classes, the 40
+    of lowest F1)."""
     plt = plotting.pyplot()
     rows = summary["per_class"]
+    title = "per class"
+    if len(rows) > LABELLED_CLASSES:
+        title = f"the {LABELLED_CLASSES} classes of lowest F1 (of {len(rows)})"
+        rows = sorted(rows, key=lambda r: r["f1"])[:LABELLED_CLASSES]
     n = len(rows)
     x = np.arange(n)
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * n + 2), 3), dpi=100)
@@ -97,7 +125,7 @@ def plot_per_class(summary: dict[str, Any], path: str | os.PathLike) -> None:
     ax.set_xticks(x, [r["class"] for r in rows], rotation=90 if n > 8 else 0)
     ax.set_ylim(0, 1.05)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # outside the bars
-    ax.set_title("per class")
+    ax.set_title(title)
     fig.tight_layout()
     plotting.save(fig, path)
 
@@ -134,6 +162,8 @@ def saved_split(cfg: EvaluateConfig, clf: Classifier) -> Examples:
             raise DataError("--split: all needs --data (a run's examples are split)")
         run = _run_config(cfg, clf)
         splits = clf.modality.load_splits(run)
+        manifest.check_unchanged(Path(clf.run_dir),
+                                 manifest.describe(splits, manifest.sources(run.data)))
         chosen = {"train": splits.train, "val": splits.val, "test": splits.test}[cfg.split]
         if chosen is None:
             raise DataError(f"--split: the run has no {cfg.split} split; pass --data")

@@ -58,12 +58,15 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     return extractor, head
 
 
-def feature_key(cfg: RunConfig, input_info: str) -> list[str]:
-    """What cached backbone features depend on: the data flags, the backbone and its input
-    (`input_info`, e.g. the image size)."""
+def feature_key(cfg: RunConfig, input_info: str, data_fingerprint: str) -> list[str]:
+    """What cached backbone features depend on: the data flags and the data themselves
+    (`data_fingerprint`, of the split manifest), the backbone, its weights file (size and
+    time) and its input (`input_info`, e.g. the image size)."""
     m = cfg.model
-    return [to_flagfile(cfg.data), m.backbone, m.weights, m.backbone_layer, m.preprocess,
-            m.hub_output_key, m.pooling, input_info]
+    weights = os.stat(m.weights) if os.path.isfile(m.weights) else None
+    stamp = f"{weights.st_size}:{weights.st_mtime_ns}" if weights else ""
+    return [to_flagfile(cfg.data), data_fingerprint, m.backbone, m.weights, stamp,
+            m.backbone_layer, m.preprocess, m.hub_output_key, m.pooling, input_info]
 
 
 def _key(parts: list[str]) -> str:

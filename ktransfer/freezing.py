@@ -173,7 +173,7 @@ def describe(model: keras.Model, backbone: keras.Model, stages: list[list[keras.
                           lr_multipliers))
              for layer in weighted_layers(backbone)]
     rows += [_row(layer.name, "head", layer, "trains", "trains" if stages else "-")
-             for layer in model.layers if layer is not backbone and layer.weights]
+             for layer in model.layers if layer is not backbone and layer.trainable_weights]
     summary = (f"parameters: {_count(model.weights):,} in all; phase 1 trains "
                f"{_count(model.trainable_weights):,}")
     if stages:

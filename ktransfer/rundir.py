@@ -33,8 +33,14 @@ MARKER = ".ktransfer-run"
 LOCK = ".lock"
 RESUME_DIR = "resume"
 STATE = "state.json"
+HISTORY = "flags.history"
 # Flags that may differ between a killed run and the command that resumes it.
 _NOT_COMPARED = ("verbose", "overwrite", "print_model", "run_dir")
+# After a NaN stop these may change too: the documented recovery resumes from the last good
+# epoch with other optimizer settings.
+RECOVERY_FLAGS = ("lr", "fine_tune_lr", "warmup_epochs", "optimizer", "momentum",
+                  "weight_decay", "lr_schedule", "decay_rate", "cosine_alpha", "step_every",
+                  "step_factor", "lr_layer_decay", "label_smoothing")
 
 
 def default_run_dir(backbone: str) -> Path:
@@ -45,11 +51,13 @@ def run_path(cfg: RunConfig) -> Path:
     return Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg.model.backbone)
 
 
-def _comparable(flagfile_text: str) -> list[str]:
+def _comparable(flagfile_text: str, also: tuple[str, ...] = ()) -> list[str]:
+    """The flag lines that must match to resume (`also`: more flags that may differ)."""
+    skip = _NOT_COMPARED + also
     lines = []
     for line in flagfile_text.splitlines():
         name = line[2:].split("=", 1)[0] if line.startswith("--") else ""
-        if not name or name in _NOT_COMPARED or name[2:] in _NOT_COMPARED:
+        if not name or name in skip or name[2:] in skip:
             continue
         lines.append(line)
     return lines
@@ -92,15 +100,18 @@ def _saved_flags(path: Path) -> str:
 
 
 def _check_same_flags(path: Path, cfg: RunConfig) -> None:
-    """An unfinished run continues only with its own flags (none saved yet: anything goes)."""
+    """An unfinished run continues only with its own flags (none saved yet: anything goes);
+    after a NaN stop, its optimizer flags may change (RECOVERY_FLAGS)."""
     if not (path / FLAGFILE).is_file():
         return
-    saved, ours = _comparable(_saved_flags(path)), _comparable(to_flagfile(cfg))
+    also = RECOVERY_FLAGS if (read_state(path) or {}).get("nan_stop") else ()
+    saved, ours = _comparable(_saved_flags(path), also), _comparable(to_flagfile(cfg), also)
     if saved != ours:
         changed = sorted(set(ours) ^ set(saved))
+        after_nan = "" if also else " (after a NaN stop, optimizer flags such as --lr may)"
         raise ConfigError("run_dir", f"{str(path)!r} holds an unfinished run with other flags "
-                          f"({', '.join(changed[:3])}); run the same command to resume it, "
-                          "or pass --overwrite to start fresh")
+                          f"({', '.join(changed[:3])}); run the same command to resume it"
+                          f"{after_nan}, or pass --overwrite to start fresh")
 
 
 def check(cfg: RunConfig) -> None:
@@ -151,12 +162,15 @@ class Run:
     """An open run directory: created (or reused), locked and marked.
 
     Use as a context manager; `release()` unlocks. `resume` is the state to continue from, or
-    None for a fresh start.
+    None for a fresh start; `resume_dir` holds its weights (the chief's, for a multi-worker
+    worker that writes elsewhere).
     """
 
-    def __init__(self, path: Path, resume: dict[str, Any] | None, lock_file: Any):
+    def __init__(self, path: Path, resume: dict[str, Any] | None, lock_file: Any,
+                 resume_dir: Path | None = None):
         self.path = path
         self.resume = resume
+        self.resume_dir = resume_dir or path / RESUME_DIR
         self._lock_file = lock_file
 
     def __enter__(self) -> Run:
@@ -164,6 +178,11 @@ class Run:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+    def release_lock(self) -> Any:
+        """Hands the lock over (to a Run that replaces this one)."""
+        lock, self._lock_file = self._lock_file, None
+        return lock
 
     def release(self) -> None:
         if self._lock_file is not None:
@@ -203,12 +222,18 @@ def _clear(path: Path) -> None:
             child.unlink()
 
 
-def open_run(cfg: RunConfig) -> Run:
+def open_run(cfg: RunConfig, resume_from: Path | None = None) -> Run:
     """Creates or reuses `--run_dir` as `check` allows, takes its lock and writes the marker.
 
     A fresh start (no saved state) clears the folder first, so an --overwrite or a run killed
-    before its first epoch ended leaves nothing stale behind.
+    before its first epoch ended leaves nothing stale behind. `resume_from`: a multi-worker
+    worker other than the chief writes into its own folder but continues from the chief's
+    run directory (the same `--run_dir` on a shared file system), as every worker must.
     """
+    if resume_from is not None:
+        run = open_run(cfg)
+        return Run(run.path, _shared_state(resume_from), run.release_lock(),
+                   resume_from / RESUME_DIR)
     check(cfg)
     path = run_path(cfg)
     path.mkdir(parents=True, exist_ok=True)
@@ -226,6 +251,18 @@ def open_run(cfg: RunConfig) -> Run:
     return Run(path, state, lock_file)
 
 
+def _shared_state(chief_run: Path) -> dict[str, Any] | None:
+    """The chief's resume state, for a worker that restarts with it (None: start fresh)."""
+    return None if is_finished(chief_run) else read_state(chief_run)
+
+
+def mark_nan_stop(path: Path) -> None:
+    """Records in the resume state that the run stopped on a NaN loss (see RECOVERY_FLAGS)."""
+    state = read_state(path)
+    if state is not None:
+        atomic.write_json(path / RESUME_DIR / STATE, {**state, "nan_stop": True})
+
+
 def finish(path: Path) -> None:
     """Removes the resume state of a finished run."""
     shutil.rmtree(path / RESUME_DIR, ignore_errors=True)
@@ -236,4 +273,10 @@ def write_flagfile(path: Path, cfg: RunConfig) -> None:
     (with --overwrite, or another --run_dir)."""
     header = ("Resolved flags of this run, written by ktransfer.train.\n"
               f"Re-run: python -m ktransfer.train --flagfile={path / FLAGFILE} --overwrite")
-    atomic.write_text(path / FLAGFILE, to_flagfile(cfg, header))
+    text = to_flagfile(cfg, header)
+    old = _saved_flags(path)
+    if old and _comparable(old) != _comparable(text):  # resumed with new optimizer flags
+        history = (path / HISTORY).read_text() if (path / HISTORY).is_file() else ""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        atomic.write_text(path / HISTORY, f"{history}# flags until {stamp}\n{old}")
+    atomic.write_text(path / FLAGFILE, text)

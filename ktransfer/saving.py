@@ -18,7 +18,7 @@ from ktransfer import (  # noqa: F401
     schedules,
 )
 from ktransfer.config import read_run_flags
-from ktransfer.errors import ConfigError, KtransferError
+from ktransfer.errors import ConfigError, KtransferError, first_line
 from ktransfer.image import preprocess  # noqa: F401
 from ktransfer.modality import Feed, Modality, for_model
 
@@ -37,7 +37,16 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, flag: str = "mo
         if "safe_mode" in str(exc) or "Lambda" in str(exc):
             raise KtransferError(f"--{flag}: {path!r} contains code (a Lambda layer); load it "
                                  "only if you trust it, with --unsafe_load") from None
-        raise
+        raise _unreadable(path, flag, exc) from None
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, TypeError) as exc:
+        raise _unreadable(path, flag, exc) from None
+
+
+def _unreadable(path: str, flag: str, exc: BaseException) -> KtransferError:
+    """One line for a truncated or corrupt model file (Keras' own message is many KB)."""
+    return KtransferError(f"--{flag}: {path!r} is not a readable .keras model file (truncated "
+                          f"or corrupt: {type(exc).__name__}: {first_line(exc)[:120]}); use "
+                          "another copy, or the run's checkpoints/last.keras")
 
 
 def load_classifier(path: str | os.PathLike, *, unsafe: bool = False, flag: str = "model"

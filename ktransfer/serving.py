@@ -8,9 +8,12 @@ pixels; raw text). Preprocessing runs inside the graph exactly as in training.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 import re
 import shutil
+import uuid
 from pathlib import Path
 
 import keras
@@ -18,7 +21,7 @@ import tensorflow as tf
 
 from ktransfer import atomic
 from ktransfer.config import ExportConfig
-from ktransfer.errors import KtransferError
+from ktransfer.errors import DiskFullError, KtransferError
 from ktransfer.modality import Feed, Modality
 from ktransfer.saving import open_classifier
 
@@ -107,35 +110,78 @@ def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list
 
     The SavedModel is written to a hidden temporary folder next to it and renamed at the end,
     so a server watching `export_dir` (TF Serving polls for numeric folders) never sees a
-    partial model; an interrupted export leaves no version folder. Also writes
-    `VERSION/labels.txt`, `VERSION/model.tflite` (with `tflite`) and adds the model to
-    `export_dir/../models.config`.
+    partial model; an interrupted export leaves no version folder. Exports running at the same
+    time each take their own version (the rename fails on a taken one and the next is tried).
+    Also writes `VERSION/labels.txt`, `VERSION/model.tflite` (with `tflite`) and adds the model
+    to `export_dir/../models.config`, under a lock.
     """
     base = check_export_dir(export_dir, version)
     signature = modality.tflite_signature
     if tflite and signature is None:
         raise KtransferError(f"--tflite: not available for {modality.name} models")
-    existing = versions(base)
-    number = version or (existing[-1] + 1 if existing else 1)
     archive = build_archive(model, modality, feed, class_names, top_k)
     base.mkdir(parents=True, exist_ok=True)
-    for stale in base.glob(f"{TMP_PREFIX}*"):  # left by an export that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = base / f"{TMP_PREFIX}{number}-{os.getpid()}"
+    _remove_stale(base)
+    tmp = base / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         archive.write_out(str(tmp), verbose=False)
         (tmp / "labels.txt").write_text("\n".join(class_names) + "\n")
         if tflite and signature is not None:
             (tmp / "model.tflite").write_bytes(_tflite_bytes(str(tmp), signature))
-        final = base / str(number)
-        os.rename(tmp, final)  # atomic on one file system; fails if `final` appeared meanwhile
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        final = _claim_version(tmp, base, version)
+    except Exception as exc:
+        if atomic.is_disk_full(exc):
+            raise DiskFullError(f"--export_dir: the disk holding {base} is full; free some "
+                                "space and export again (no version was written)") from None
         raise
-    config_path = base.parent / "models.config"
-    entries = {**_read_models_config(config_path), base.name: str(base)}
-    atomic.write_text(config_path, models_config(entries))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _register(base)
     return final
+
+
+def _remove_stale(base: Path) -> None:
+    """Removes temporary folders of exports whose process is gone (killed mid-export); those
+    of exports still running are left alone."""
+    for stale in base.glob(f"{TMP_PREFIX}*"):
+        pid = stale.name[len(TMP_PREFIX):].split("-", 1)[0]
+        try:
+            os.kill(int(pid), 0)
+        except (ValueError, ProcessLookupError):
+            shutil.rmtree(stale, ignore_errors=True)
+        except PermissionError:
+            pass  # another user's live process
+
+
+def _claim_version(tmp: Path, base: Path, version: int) -> Path:
+    """Renames `tmp` to `base/VERSION` (atomic on one file system); without a fixed version,
+    a number another export took meanwhile is skipped."""
+    while True:
+        number = version or max(versions(base), default=0) + 1
+        final = base / str(number)
+        try:
+            if final.exists():
+                raise FileExistsError(final)
+            os.rename(tmp, final)  # fails if `final` appeared meanwhile (ENOTEMPTY)
+            return final
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) and \
+                    not isinstance(exc, FileExistsError):
+                raise
+            if version:
+                raise KtransferError(f"--version: {final} already exists; versions are never "
+                                     "overwritten (omit --version for the next free one)"
+                                     ) from None
+
+
+def _register(base: Path) -> None:
+    """Adds `base` to ../models.config, read and rewritten under an exclusive lock so that
+    exports of two models at once both stay listed."""
+    config_path = base.parent / "models.config"
+    with open(base.parent / ".models.config.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        entries = {**_read_models_config(config_path), base.name: str(base)}
+        atomic.write_text(config_path, models_config(entries))
 
 
 def _tflite_bytes(saved_model_dir: str, signature: str) -> bytes:

@@ -33,6 +33,7 @@ from ktransfer import adaptation, atomic, distribute, features, preflight, rundi
 from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter, NaNGuard, ResumeState
 from ktransfer.classifier import compile_classifier, inference_model
 from ktransfer.config import ModelConfig, RunConfig
+from ktransfer.data import manifest
 from ktransfer.data.examples import Splits
 from ktransfer.data.splits import class_weights
 from ktransfer.errors import ConfigError, TrainingError
@@ -103,6 +104,7 @@ class Job:
     steps: int  # optimizer steps per epoch
     adapt: adaptation.Adaptation | None
     class_weights: dict[int, float] | None = None
+    fingerprint: str = ""  # of the data (the split manifest)
     started: float = field(default_factory=time.time)
 
     @property
@@ -123,8 +125,8 @@ def train(cfg: RunConfig) -> TrainResult:
     temporary folder it deletes at the end.
     """
     modality = preflight.check_train(cfg, run_dir=distribute.is_chief())
-    with _distributed(cfg) as cfg:
-        job = prepare(cfg, modality)
+    with _distributed(cfg) as (cfg, chief_run):
+        job = prepare(cfg, modality, chief_run)
         with job.run:
             head_epochs, done = fit_stages(job)
             metrics = finish(job, head_epochs, done)
@@ -132,14 +134,16 @@ def train(cfg: RunConfig) -> TrainResult:
 
 
 @contextlib.contextmanager
-def _distributed(cfg: RunConfig) -> Iterator[RunConfig]:
-    """Enters the strategy scope and precision policy; a non-chief worker gets a scratch
-    run directory (and export folder) that is deleted afterwards."""
+def _distributed(cfg: RunConfig) -> Iterator[tuple[RunConfig, Path | None]]:
+    """Enters the strategy scope and precision policy; yields the config and, for a worker
+    other than the chief, the chief's run directory to resume from (None with --overwrite).
+    Such a worker gets a scratch run directory (and export folder) deleted afterwards."""
     strategy = distribute.make_strategy(cfg.distribute)
     policy = distribute.precision_policy(cfg.distribute)
     previous_policy = keras.mixed_precision.global_policy()
-    scratch = None
+    scratch = chief_run = None
     if not distribute.is_chief():
+        chief_run = None if cfg.train.overwrite else rundir.run_path(cfg)
         scratch = Path(tempfile.mkdtemp(prefix="ktransfer-worker-"))
         export_dir = str(scratch / "export" / "model") if cfg.train.export_dir else ""
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(
@@ -150,7 +154,7 @@ def _distributed(cfg: RunConfig) -> Iterator[RunConfig]:
     keras.mixed_precision.set_global_policy(policy)
     try:
         with strategy.scope():
-            yield cfg
+            yield cfg, chief_run
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
         if scratch is not None:
@@ -160,16 +164,17 @@ def _distributed(cfg: RunConfig) -> Iterator[RunConfig]:
 # ------------------------------------------------------------------------------------ prepare
 
 
-def prepare(cfg: RunConfig, modality: Modality) -> Job:
+def prepare(cfg: RunConfig, modality: Modality, chief_run: Path | None = None) -> Job:
     """Reads the data and builds the network (everything that can fail on the user's input),
-    then opens the run directory and makes the input pipelines."""
+    then opens the run directory (resuming from `chief_run`'s state for a non-chief
+    multi-worker worker) and makes the input pipelines."""
     keras.utils.set_random_seed(cfg.train.seed)
     splits = modality.load_splits(cfg)
     network = modality.build(cfg, len(splits.class_names))
     if cfg.model.init_from:
         _init_from(network.model, cfg.model, list(splits.class_names))
     stages = plan(cfg, network)
-    run = rundir.open_run(cfg)
+    run = rundir.open_run(cfg, chief_run)
     try:
         return _open_job(cfg, modality, splits, network, stages, run)
     except BaseException:
@@ -179,7 +184,9 @@ def prepare(cfg: RunConfig, modality: Modality) -> Job:
 
 def _open_job(cfg: RunConfig, modality: Modality, splits: Splits, network: Network,
               stages: list[Stage], run: rundir.Run) -> Job:
+    data = manifest.describe(splits, manifest.sources(cfg.data))
     if run.resume:
+        manifest.check_unchanged(run.path, data)
         log.info("resuming %s after epoch %d (%s phase)", run.path, run.resume["epoch"],
                  run.resume["phase"])
         for stale in (run.path / "cache").glob("*"):  # image caches may be half written
@@ -187,6 +194,7 @@ def _open_job(cfg: RunConfig, modality: Modality, splits: Splits, network: Netwo
                 stale.unlink()
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, run_dir=str(run.path)))
     rundir.write_flagfile(run.path, cfg)
+    manifest.write(run.path, data)
     class_names = list(splits.class_names)
     atomic.write_text(run.path / "labels.txt", "\n".join(class_names) + "\n")
     counts = splits.counts()
@@ -205,7 +213,8 @@ def _open_job(cfg: RunConfig, modality: Modality, splits: Splits, network: Netwo
     return Job(cfg, modality, splits, network, stages, feed, run, train_ds, val_ds, test_ds,
                steps=cfg.train.steps_per_epoch or math.ceil(len(splits.train) / batch),
                adapt=adapt, class_weights=class_weights(splits.train.labels, len(class_names))
-               if cfg.data.class_weights == "balanced" else None)
+               if cfg.data.class_weights == "balanced" else None,
+               fingerprint=data["fingerprint"])
 
 
 def _init_from(model: keras.Model, cfg: ModelConfig, class_names: list[str]) -> None:
@@ -268,7 +277,8 @@ class Callbacks:
         self.history = HistoryWriter(path / "history.csv", self.guard,
                                      keep_until=resume["epoch"] if resume else 0)
         self.best = AtomicCheckpoint(path / "checkpoints" / "best.keras", monitor=t.monitor,
-                                     target=plain, guard=self.guard)
+                                     target=plain, guard=self.guard, deferred=True)
+        self.best.discard()  # of an epoch a killed run did not commit
         self.last = AtomicCheckpoint(path / "checkpoints" / "last.keras", target=plain,
                                      guard=self.guard)
         if resume and resume.get("best") is not None:
@@ -339,7 +349,7 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
     fitted, fit_train, fit_val, kind = _fit_target(job, stage)
     state, t = callbacks.state, job.cfg.train
     state.phase, state.stage, state.fitted = stage.phase, stage.index, kind
-    saved = job.run_dir / rundir.RESUME_DIR / resume["weights"] if resume else None
+    saved = job.run.resume_dir / resume["weights"] if resume else None
     if resume and resume["complete"]:
         fitted.load_weights(saved)
         return int(resume["epoch"])
@@ -363,6 +373,7 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
             callbacks=callbacks.for_fit(job, stage, kind == "adaptation",
                                         (start - first + stage.offset) * job.steps))
     if callbacks.guard.tripped:
+        rundir.mark_nan_stop(job.run_dir)
         raise TrainingError(_nan_message(callbacks.guard, job.run_dir, stage.phase))
     reached = start + len(fit.epoch)
     state.set_model(fitted)
@@ -391,7 +402,7 @@ def _cached_head(job: Job) -> tuple[keras.Model, tf.data.Dataset, tf.data.Datase
     started = time.time()
     cfg, splits = job.cfg, job.splits
     extractor, head = features.split_classifier(job.model)
-    key = features.feature_key(cfg, str(job.network.info))
+    key = features.feature_key(cfg, str(job.network.info), job.fingerprint)
     batch, cache = cfg.data.batch_size, job.run_dir / "cache"
     train_x = features.cached(extractor, job.feed, splits.train, cache, [*key, "train"], batch)
     val_x = features.cached(extractor, job.feed, splits.val, cache, [*key, "val"], batch)
@@ -411,8 +422,8 @@ def _nan_message(guard: NaNGuard, run_dir: Path, phase: str) -> str:
     kept = (f"the last good checkpoint is {last} (epoch {epoch - 1})" if last.is_file()
             else "no epoch finished, so there is no checkpoint")
     return (f"the loss became NaN or infinite in epoch {epoch}, batch {batch} ({phase} phase); "
-            f"training stopped and {kept}. Lower the learning rate (--lr / --fine_tune_lr), "
-            "add --warmup_epochs, or check the data")
+            f"training stopped and {kept}. Run the same command with a lower learning rate "
+            "(--lr / --fine_tune_lr) or --warmup_epochs to resume from there, or check the data")
 
 
 # ------------------------------------------------------------------------------------ finish

@@ -27,6 +27,7 @@ import tensorflow as tf
 from ktransfer import atomic, features, preflight
 from ktransfer.classifier import compile_classifier
 from ktransfer.config import RunConfig, SearchConfig, TuneConfig, to_flagfile
+from ktransfer.data import manifest
 from ktransfer.data.examples import Splits
 from ktransfer.freezing import freeze
 from ktransfer.heads import build_head
@@ -173,7 +174,8 @@ def _trials(cfg: RunConfig, modality: Modality, splits: Splits, network: Network
                                    seed=cfg.train.seed, cache_path=cache / "images"),
                       feed.dataset(splits.val, batch_size=batch, cache_path=cache / "images-val"),
                       extractor, False, n, steps)
-    started, key = time.time(), features.feature_key(cfg, str(network.info))
+    fingerprint = manifest.describe(splits, manifest.sources(cfg.data))["fingerprint"]
+    started, key = time.time(), features.feature_key(cfg, str(network.info), fingerprint)
     train_x = features.cached(extractor, feed, splits.train, project_dir / "cache",
                               [*key, "train"], batch)
     val_x = features.cached(extractor, feed, splits.val, project_dir / "cache", [*key, "val"],

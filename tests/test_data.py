@@ -7,7 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from ktransfer.config import AugmentConfig, DataConfig
+from ktransfer import config
+from ktransfer.config import AugmentConfig
 from ktransfer.data.splits import class_weights
 from ktransfer.errors import DataError
 from ktransfer.image import sources
@@ -21,7 +22,7 @@ def _materialize(images):
 
 
 def test_builtin_digits_split_is_stratified_and_disjoint():
-    splits = IMAGE.load_splits(DataConfig(data="builtin:digits", val_split=0.2,
+    splits = IMAGE.load_splits(config.build(data="builtin:digits", val_split=0.2,
                                             test_split=0.2, split_seed=3))
     assert splits.class_names == tuple(str(i) for i in range(10))
     sizes = len(splits.train), len(splits.val), len(splits.test)
@@ -30,14 +31,14 @@ def test_builtin_digits_split_is_stratified_and_disjoint():
     for part in (splits.train, splits.val, splits.test):
         assert set(np.unique(part.labels)) == set(range(10))
     # Same seed -> same split; another seed -> another one.
-    again = IMAGE.load_splits(DataConfig(data="builtin:digits", split_seed=3))
-    other = IMAGE.load_splits(DataConfig(data="builtin:digits", split_seed=4))
+    again = IMAGE.load_splits(config.build(data="builtin:digits", split_seed=3))
+    other = IMAGE.load_splits(config.build(data="builtin:digits", split_seed=4))
     assert np.array_equal(again.test.images, splits.test.images)
     assert not np.array_equal(other.test.images, splits.test.images)
 
 
 def test_classes_subset_keeps_given_order_and_per_class_limit():
-    splits = IMAGE.load_splits(DataConfig(data="builtin:digits", classes=("7", "2"),
+    splits = IMAGE.load_splits(config.build(data="builtin:digits", classes=("7", "2"),
                                             train_per_class=4))
     assert splits.class_names == ("7", "2")
     assert np.bincount(splits.train.labels).tolist() == [4, 4]
@@ -50,7 +51,7 @@ def test_classes_subset_keeps_given_order_and_per_class_limit():
 
 def test_unknown_class_is_a_clear_error():
     with pytest.raises(DataError, match=r"^--classes: class 'x' is not in the data"):
-        IMAGE.load_splits(DataConfig(data="builtin:digits", classes=("1", "x")))
+        IMAGE.load_splits(config.build(data="builtin:digits", classes=("1", "x")))
 
 
 def test_folder_of_classes_mixed_formats_and_sizes(image_folder):
@@ -73,11 +74,11 @@ def test_folder_with_given_splits(tmp_path):
     write_images(tmp_path / "d" / "train", per_class=8)
     write_images(tmp_path / "d" / "validation", per_class=3, seed=1)
     write_images(tmp_path / "d" / "test", per_class=2, seed=2)
-    splits = IMAGE.load_splits(DataConfig(data=f"folder:{tmp_path / 'd'}"))
+    splits = IMAGE.load_splits(config.build(data=f"folder:{tmp_path / 'd'}"))
     assert (len(splits.train), len(splits.val), len(splits.test)) == (24, 9, 6)
     # Only a test folder given: validation is carved from train with --val_split of it.
     (tmp_path / "d" / "validation").rename(tmp_path / "elsewhere")
-    splits = IMAGE.load_splits(DataConfig(data=f"folder:{tmp_path / 'd'}", val_split=0.25))
+    splits = IMAGE.load_splits(config.build(data=f"folder:{tmp_path / 'd'}", val_split=0.25))
     assert (len(splits.train), len(splits.val), len(splits.test)) == (18, 6, 6)
 
 
@@ -92,7 +93,7 @@ def test_folder_errors_name_the_problem(tmp_path):
 
 
 def test_tfds_source_reads_a_prepared_dataset(tfds_dir):
-    splits = IMAGE.load_splits(DataConfig(data="tfds:tiny_shapes", data_dir=str(tfds_dir),
+    splits = IMAGE.load_splits(config.build(data="tfds:tiny_shapes", data_dir=str(tfds_dir),
                                             val_split=0.2, test_split=0.0))
     assert splits.class_names == ("red", "green", "blue")
     assert len(splits.test) == 12  # the dataset's own test split

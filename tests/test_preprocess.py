@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from ktransfer.image.preprocess import PREPROCESSING, Preprocess
+from ktransfer.image.preprocess import PREPROCESSING, Preprocess, mode_of, preprocessing_layer
 
 from conftest import layer_test
 
@@ -16,8 +16,20 @@ from conftest import layer_test
 def test_preprocess_matches_keras_applications(mode, module):
     pixels = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     expected = getattr(keras.applications, module).preprocess_input(pixels.copy())
-    got = Preprocess(mode)(pixels)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), expected, rtol=1e-5, atol=1e-4)
+    for layer in (preprocessing_layer(mode), Preprocess(mode)):  # stock layer; the old one
+        got = keras.ops.convert_to_numpy(layer(pixels))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", PREPROCESSING.names())
+def test_each_mode_is_one_frozen_stock_keras_layer_that_round_trips(mode, tmp_path):
+    layer = preprocessing_layer(mode)
+    assert type(layer).__module__.startswith("keras.") and not layer.trainable_weights
+    assert mode_of(layer) == mode
+    inputs = keras.Input((4, 4, 3))
+    keras.Model(inputs, layer(inputs)).save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras")  # plain Keras, safe mode
+    assert mode_of(again.layers[-1]) == mode
 
 
 @pytest.mark.parametrize("mode", PREPROCESSING.names())

@@ -86,7 +86,8 @@ def test_nan_loss_in_the_first_epoch_is_one_line_without_a_traceback(tmp_path):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     line = error_line(bad)
     assert "the loss became NaN or infinite in epoch 1, batch" in line
-    assert "no epoch finished, so there is no checkpoint" in line and "Lower the learning" in line
+    assert "no epoch finished, so there is no checkpoint" in line
+    assert "with a lower learning rate" in line
 
 
 def test_nan_loss_keeps_the_last_good_checkpoint_and_history(tiny_config, monkeypatch):
@@ -112,7 +113,22 @@ def test_nan_loss_keeps_the_last_good_checkpoint_and_history(tiny_config, monkey
     rows = list(csv.DictReader(open(f"{run_dir}/history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1] and np.isfinite(float(rows[0]["loss"]))
     state = json.loads(open(f"{run_dir}/resume/state.json").read())
-    assert state["epoch"] == 1  # a fixed re-run could resume from here
+    assert state["epoch"] == 1 and state["nan_stop"]
+    # The documented recovery: the same command with another learning rate resumes after
+    # epoch 1 (other changed flags are still refused); the old flags go to flags.history.
+    monkeypatch.undo()
+    from ktransfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unfinished run with other flags"):
+        training.train(tiny_config(epochs=0, fine_tune_epochs=4, optimizer="sgd",
+                                   bn_trainable=True))
+    resumed = training.train(tiny_config(epochs=0, fine_tune_epochs=3, optimizer="sgd",
+                                         bn_trainable=True, fine_tune_lr=1e-3))
+    assert resumed.metrics["epochs"] == {"head": 0, "fine_tune": 3}
+    rows = list(csv.DictReader(open(f"{run_dir}/history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert "--fine_tune_lr=0.0001" in open(f"{run_dir}/flags.history").read()
+    assert "--fine_tune_lr=0.001" in open(f"{run_dir}/flags.cfg").read()
 
 
 def test_awkward_but_valid_images_train_and_bad_files_are_named(tmp_path):

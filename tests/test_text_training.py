@@ -102,3 +102,17 @@ def test_tune_searches_the_head_on_cached_embeddings(tiny_bert, tmp_path):
         max_trials=2, directory=str(tmp_path / "tuning"), hp_layers=1, hp_units=(16,))))
     assert result.cached and len(result.trials) == 2
     assert "--modality=text" in result.best_flagfile.read_text()
+
+
+def test_domain_adaptation_runs_on_text(text_run, tmp_path, tiny_bert):
+    """MMD adaptation with unlabelled target texts: source and target go through the encoder
+    in separate passes (token inputs of their own lengths); target accuracy is reported."""
+    target = write_text_folder(tmp_path / "target", 40, seed=7)
+    values = text_values(tmp_path, tiny_bert, data=str(write_text_folder(tmp_path / "s", 80)),
+                         init_from=str(text_run.run_dir), epochs=0, fine_tune_epochs=1,
+                         fine_tune_lr=1e-3, target_data=str(target),
+                         target_eval_data=str(target), mmd_alignment="class",
+                         mmd_weight=0.3, dropout=0.0)
+    adapted = train(config.build(**values)).metrics["adaptation"]
+    assert adapted["num_target_images"] == 40 and adapted["mmd_weight"] == 0.3
+    assert 0.0 <= adapted["mmd_after"] and adapted["target_accuracy"] > 0.5 + 0.15

@@ -88,6 +88,11 @@ def test_early_stopping_stops_when_monitor_does_not_improve(tiny_config):
     assert result.metrics["epochs"]["head"] == 2
     rows = list(csv.DictReader(open(result.run_dir / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
+    # An early stop in the head phase ends that phase; the fine-tuning phase still runs, and
+    # an early stop there ends the run.
+    both = train(tiny_config(epochs=6, lr=1e-12, fine_tune_epochs=5, fine_tune_lr=1e-12,
+                             early_stopping=1, monitor="val_accuracy", overwrite=True))
+    assert both.metrics["epochs"] == {"head": 2, "fine_tune": 2}
 
 
 def test_run_directory_contents_and_rerunnable_flagfile(tiny_config, tmp_path):

@@ -71,6 +71,7 @@ def load_splits(cfg: DataConfig, open_source: SourceOpener) -> Splits:
     if train is None:
         raise DataError(f"--data: {cfg.data} has no train split (it has {', '.join(main)})")
     class_names = tuple(cfg.classes) if cfg.classes else train.class_names
+    check_class_names(class_names)
     try:
         train = train.relabel(class_names)
     except DataError as exc:
@@ -91,6 +92,16 @@ def load_splits(cfg: DataConfig, open_source: SourceOpener) -> Splits:
         train = train.subset(per_class_sample(train.labels, cfg.train_per_class, cfg.split_seed))
     _check_not_empty(train, val, class_names)
     return Splits(train=train, val=val, test=test if test is not None and len(test) else None)
+
+
+def check_class_names(class_names: tuple[str, ...], flag: str = "data") -> None:
+    """Class names become lines of labels.txt and fields of predictions: none may be empty,
+    hold a control character (tab, newline) or start or end with white space."""
+    for name in class_names:
+        if not name.strip() or name != name.strip() or any(ord(c) < 32 for c in name):
+            raise DataError(f"--{flag}: class name {name!r} is empty, has a tab, newline or "
+                            "other control character, or starts or ends with white space; "
+                            "rename that class folder (or label)")
 
 
 def _check_not_empty(train: Examples, val: Examples, class_names: tuple[str, ...]) -> None:

@@ -2,7 +2,7 @@
 `BACKBONES` registry), TF Hub modules (`hub:HANDLE`) and your own `.keras` models (`file:PATH`).
 
 Each entry knows how to build the headless network, which preprocessing its weights expect and
-its default input size. Preprocessing runs inside the model (`image.preprocess.Preprocess`), so
+its default input size. Preprocessing runs inside the model (`image.preprocess`), so
 a trained or exported model takes raw RGB pixels in [0, 255].
 """
 
@@ -19,6 +19,7 @@ import keras
 from ktransfer.config import ModelConfig
 from ktransfer.errors import ConfigError, WeightsError, first_line
 from ktransfer.hub import HubBackbone
+from ktransfer.image.preprocess import mode_of
 from ktransfer.registry import Registry
 from ktransfer.saving import load_model
 
@@ -191,7 +192,7 @@ def _file_spec(path: str, unsafe: bool, layer: str) -> BackboneSpec:
     if "backbone" in names and isinstance(loaded.get_layer("backbone"), keras.Model):
         model = loaded.get_layer("backbone")
         if "preprocess" in names:
-            mode = loaded.get_layer("preprocess").mode
+            mode = mode_of(loaded.get_layer("preprocess"))
     if layer and model is not loaded and layer not in [x.name for x in model.layers]:
         model, mode = loaded, "none"
     size = tuple(model.input_shape[1:3])

@@ -9,7 +9,7 @@ from ktransfer.classifier import BACKBONE_NAME, PREPROCESS_NAME
 from ktransfer.config import ModelConfig
 from ktransfer.heads import build_head
 from ktransfer.image.backbones import BackboneSpec
-from ktransfer.image.preprocess import Preprocess
+from ktransfer.image.preprocess import preprocessing_layer
 
 
 def build_classifier(spec: BackboneSpec, backbone: keras.Model, num_classes: int,
@@ -24,7 +24,7 @@ def build_classifier(spec: BackboneSpec, backbone: keras.Model, num_classes: int
     """
     backbone.name = BACKBONE_NAME
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = Preprocess(spec.preprocess, name=PREPROCESS_NAME)(inputs)
+    x = preprocessing_layer(spec.preprocess, PREPROCESS_NAME)(inputs)
     x = backbone(x)
     outputs = build_head(x, num_classes, cfg)
     return keras.Model(inputs, outputs, name=f"ktransfer_{spec.name.split(':')[0]}")

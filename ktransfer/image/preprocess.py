@@ -1,12 +1,16 @@
 """Pixel preprocessing inside the model: raw RGB in [0, 255] -> what a backbone's weights expect.
 
 The modes are those of keras.applications; the `PREPROCESSING` registry names them (its entries
-describe the output range) and is where `--preprocess` takes its choices from.
+describe the output range) and is where `--preprocess` takes its choices from. Each mode is one
+stock Keras layer (`preprocessing_layer`), so a saved classifier loads with plain
+`keras.saving.load_model`, without ktransfer; the `Preprocess` layer of earlier versions still
+loads.
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from ktransfer.registry import Registry
 
@@ -56,3 +60,45 @@ class Preprocess(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
+
+
+def _caffe(name: str) -> keras.layers.Layer:
+    """RGB -> BGR minus the ImageNet mean, as a frozen Dense layer over the channels (a
+    permutation matrix and a bias: exact in float32)."""
+    layer = keras.layers.Dense(3, name=name, trainable=False, dtype="float32",
+                               kernel_initializer=keras.initializers.Constant(
+                                   np.eye(3, dtype="float32")[::-1]),
+                               bias_initializer=keras.initializers.Constant(
+                                   -np.array(_CAFFE_MEAN_BGR, dtype="float32")))
+    return layer
+
+
+def preprocessing_layer(mode: str, name: str = "preprocess") -> keras.layers.Layer:
+    """The stock Keras layer that does `mode` (float32, frozen)."""
+    if mode not in PREPROCESSING:
+        raise ValueError(f"unknown preprocessing mode {mode!r}")
+    mean, std = np.array(_TORCH_MEAN) * 255.0, np.array(_TORCH_STD) * 255.0
+    build = {
+        "tf": lambda: keras.layers.Rescaling(1 / 127.5, offset=-1.0, name=name,
+                                             dtype="float32"),
+        "scale01": lambda: keras.layers.Rescaling(1 / 255.0, name=name, dtype="float32"),
+        "none": lambda: keras.layers.Identity(name=name, dtype="float32"),
+        "torch": lambda: keras.layers.Normalization(mean=mean.tolist(),
+                                                    variance=(std ** 2).tolist(), name=name,
+                                                    dtype="float32"),
+        "caffe": lambda: _caffe(name),
+    }[mode]
+    return build()
+
+
+def mode_of(layer: keras.layers.Layer) -> str:
+    """The mode a preprocessing layer does (of this version's stock layers, or `Preprocess`)."""
+    if isinstance(layer, Preprocess):
+        return layer.mode
+    if isinstance(layer, keras.layers.Rescaling):
+        return "tf" if float(layer.offset) == -1.0 else "scale01"
+    if isinstance(layer, keras.layers.Normalization):
+        return "torch"
+    if isinstance(layer, keras.layers.Dense):
+        return "caffe"
+    return "none"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from ktransfer.data import tfds
 from ktransfer.data.splits import SPLIT_NAMES
@@ -24,6 +25,7 @@ from ktransfer.image.imageset import ImageSet
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+MAX_PIXELS = 100_000_000  # 10k x 10k; a larger image is refused before it is decoded
 
 
 # ---------------------------------------------------------------------------------- folders
@@ -39,11 +41,27 @@ def _class_folders(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _too_many_pixels(path: str) -> str | None:
+    """A decompression bomb (a small file of a huge image), from the header alone."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return None  # not for PIL to judge: TensorFlow decodes it or names the problem
+    if width * height > MAX_PIXELS:
+        return (f"{width}x{height} pixels, more than the {MAX_PIXELS // 10**6} million an "
+                "image may have")
+    return None
+
+
 def image_problem(path: str) -> str | None:
     """Why `path` is not an image TensorFlow can decode (as the pipeline will), or None."""
     try:
         if os.path.getsize(path) == 0:
             return "empty file"
+        too_large = _too_many_pixels(path)
+        if too_large:
+            return too_large
         tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     except (tf.errors.OpError, OSError) as exc:
         text = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", str(exc), flags=re.S)

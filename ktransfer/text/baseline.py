@@ -16,6 +16,7 @@ def tfidf_accuracy(train: TextSet, test: TextSet, c: float = 10.0) -> float:
     (C=`c`) fitted on `train`."""
     model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1),
                           LogisticRegression(C=c, max_iter=2000))
+    assert train.texts is not None and test.texts is not None
     model.fit([str(t) for t in train.texts], train.labels)
     predicted = model.predict([str(t) for t in test.texts])
     return float(np.mean(predicted == test.labels))

@@ -1,0 +1,66 @@
+"""Model files: plain Keras loads what ktransfer writes, `import ktransfer` covers the rest, and
+corrupt files are one line naming the file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from ktransfer.errors import KtransferError
+from ktransfer.heads import FirstToken
+from ktransfer.saving import load_model
+from ktransfer.training import train
+
+from conftest import REPO
+
+PREDICT = ("import json, numpy as np, keras; m = keras.saving.load_model({path!r}); "
+           "x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype('float32'); "
+           "print(json.dumps(m.predict(x, verbose=0).tolist()))")
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO.parent, timeout=300)
+
+
+@pytest.mark.parametrize("preprocess", ["caffe", "torch"])
+def test_a_trained_model_loads_with_plain_keras_without_ktransfer(tiny_config, preprocess):
+    result = train(tiny_config(preprocess=preprocess, fine_tune_epochs=1))
+    path = str(result.run_dir / "model.keras")
+    blocked = "import sys; sys.modules['ktransfer'] = None; "  # as if not installed
+    ran = _python(blocked + PREDICT.format(path=path))
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    x = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    np.testing.assert_allclose(json.loads(ran.stdout.splitlines()[-1]),
+                               result.model.predict(x, verbose=0), atol=1e-6)
+    assert not (result.run_dir / "model.keras").stat().st_size > 3 * sum(
+        w.nbytes for w in result.model.get_weights()) + 200_000  # no optimizer state inside
+
+
+def test_import_ktransfer_is_enough_for_its_own_layers(tmp_path):
+    inputs = keras.Input((5, 4))
+    path = tmp_path / "cls.keras"
+    keras.Model(inputs, FirstToken()(inputs)).save(path)
+    load = f"import keras; keras.saving.load_model({str(path)!r}); print('loaded')"
+    without = _python(load)
+    assert without.returncode != 0 and "FirstToken" in without.stderr
+    for code in (f"import ktransfer; {load}", f"import ktransfer, tensorflow; {load}"):
+        ran = _python(code)
+        assert ran.returncode == 0 and "loaded" in ran.stdout, ran.stderr[-2000:]
+
+
+def test_truncated_or_corrupt_model_files_are_one_line(tmp_path, tiny_config):
+    data = (train(tiny_config()).run_dir / "model.keras").read_bytes()
+    (tmp_path / "half.keras").write_bytes(data[: len(data) // 2])
+    flipped = data[:2000] + bytes(b ^ 0xFF for b in data[2000:4000]) + data[4000:]
+    (tmp_path / "flipped.keras").write_bytes(flipped)
+    for name in ("half.keras", "flipped.keras"):
+        with pytest.raises(KtransferError) as info:
+            load_model(tmp_path / name)
+        assert str(info.value).startswith(f"--model: '{tmp_path / name}'")
+        assert "\n" not in str(info.value) and len(str(info.value)) < 400
