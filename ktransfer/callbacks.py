@@ -168,3 +168,27 @@ class ResumeState(keras.callbacks.Callback):
         for old in self.directory.glob("epoch*.weights.h5"):
             if old.name != name:
                 old.unlink(missing_ok=True)
+
+
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback, with the `evaluation_*_vs_iterations` steps continuous
+    across fits: each phase (and gradual-unfreezing stage) compiles a new optimizer whose step
+    count restarts at 0, so `step_offset` (the steps of the fits before) is added.
+
+    Overrides `on_test_end` of keras.callbacks.TensorBoard (its private writer attributes);
+    tests/test_callbacks.py reads the event files back, so a Keras change shows up.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.step_offset = 0
+
+    def on_test_end(self, logs=None):
+        optimizer = getattr(self.model, "optimizer", None)
+        if optimizer is not None and hasattr(optimizer, "iterations"):
+            step = keras.ops.convert_to_numpy(optimizer.iterations) + self.step_offset
+            with self._val_writer.as_default():
+                for name, value in (logs or {}).items():
+                    self.summary.scalar(f"evaluation_{name}_vs_iterations", value,
+                                        step=int(step))
+        self._pop_writer()

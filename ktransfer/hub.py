@@ -10,6 +10,7 @@ stores their values.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import socket
@@ -20,6 +21,8 @@ import keras
 import tensorflow as tf
 
 from ktransfer.errors import WeightsError, first_line
+
+log = logging.getLogger(__name__)
 
 
 def hub_cache_dir() -> str:
@@ -130,6 +133,10 @@ class HubBackbone(keras.layers.Layer):
             self._module.signatures["default"]
         self._takes_training = (callable(self._module)
                                 and _has_training_argument(self._module.__call__))
+        if not getattr(self._module, "variables", None):
+            log.warning("--backbone=hub:%s: the module lists no `variables` (TF Hub's reusable "
+                        "SavedModel attributes), so its weights cannot be saved or fine-tuned; "
+                        "it works frozen", handle)
         trainable_refs = {v.ref() for v in getattr(self._module, "trainable_variables", [])}
         seen = set()
         for v in getattr(self._module, "variables", []):

@@ -30,7 +30,13 @@ import keras
 import tensorflow as tf
 
 from ktransfer import adaptation, atomic, distribute, features, preflight, rundir
-from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter, NaNGuard, ResumeState
+from ktransfer.callbacks import (
+    AtomicCheckpoint,
+    HistoryWriter,
+    NaNGuard,
+    ResumeState,
+    TensorBoard,
+)
 from ktransfer.classifier import compile_classifier, inference_model
 from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.data import manifest
@@ -241,6 +247,10 @@ def plan(cfg: RunConfig, network: Network) -> list[Stage]:
     if t.epochs:
         stages.append(Stage("head", 0, [], t.epochs, t.epochs, 0, t.lr))
     selected = select(backbone, t.unfreeze) if t.fine_tune_epochs else []
+    if t.fine_tune_epochs and not selected:
+        raise ConfigError("fine_tune_epochs", f"{cfg.model.backbone} has no weights that could "
+                          "train (a TF Hub module without `variables`?); use "
+                          "--fine_tune_epochs=0")
     layer_sets = gradual_stages(selected) if t.gradual_unfreeze else [selected] if selected else []
     offset = 0
     for k, layers in enumerate(layer_sets):
@@ -284,13 +294,17 @@ class Callbacks:
         if resume and resume.get("best") is not None:
             self.best.best = float(resume["best"])
         self.state = ResumeState(path / rundir.RESUME_DIR, self.guard, self.best)
-        self.board = ([keras.callbacks.TensorBoard(log_dir=str(path / "tensorboard"))]
+        self.board = ([TensorBoard(log_dir=str(path / "tensorboard"))]
                       if t.tensorboard else [])
 
-    def for_fit(self, job: Job, stage: Stage, adapting: bool, steps_done: int
+    def for_fit(self, job: Job, stage: Stage, adapting: bool, first: int, start: int
                 ) -> list[keras.callbacks.Callback]:
-        """This fit's list; `steps_done`: optimizer steps of the phase already taken."""
+        """This fit's list: a stage that began at global epoch `first`, fitted from `start`
+        (later after a resume)."""
         t = job.cfg.train
+        steps_done = (start - first + stage.offset) * job.steps  # of this phase
+        for board in self.board:  # this fit's optimizer counts from the stage's start
+            board.step_offset = first * job.steps
         out = [self.guard, self.history, self.best, self.last, self.state, *self.board]
         if adapting and job.adapt is not None:
             out += job.adapt.callbacks(stage.epochs, job.steps, steps_done)
@@ -370,8 +384,7 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
             epochs=first + stage.stage_epochs,
             steps_per_epoch=job.steps if t.steps_per_epoch else None,
             class_weight=job.class_weights, verbose=t.verbose, shuffle=False,  # tf.data shuffles
-            callbacks=callbacks.for_fit(job, stage, kind == "adaptation",
-                                        (start - first + stage.offset) * job.steps))
+            callbacks=callbacks.for_fit(job, stage, kind == "adaptation", first, start))
     if callbacks.guard.tripped:
         rundir.mark_nan_stop(job.run_dir)
         raise TrainingError(_nan_message(callbacks.guard, job.run_dir, stage.phase))

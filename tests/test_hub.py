@@ -81,3 +81,24 @@ def test_missing_folder_and_unreachable_url_fail_fast_and_say_what_to_do(tmp_pat
     message = str(info.value)
     assert f"{url}?tf-hub-format=compressed" in message and str(tmp_path / "cache") in message
     assert "--backbone=hub:/path/to/that/folder" in message
+
+
+def test_a_module_without_variables_works_frozen_and_refuses_fine_tuning(tmp_path, caplog,
+                                                                         tiny_config):
+    import tensorflow as tf
+
+    from ktransfer.errors import ConfigError
+    from ktransfer.training import train
+
+    module = tf.Module()
+    module.kernel = tf.Variable(np.random.default_rng(0).normal(0, 0.5, (3, 8)).astype("f"))
+    module.__call__ = tf.function(
+        lambda images: tf.reduce_mean(images, axis=[1, 2]) @ module.kernel,
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "bare"))  # no `variables` attribute saved
+    values = dict(backbone=f"hub:{tmp_path / 'bare'}", weights="imagenet", epochs=1)
+    with caplog.at_level("WARNING"):
+        assert train(tiny_config(**values)).metrics["epochs"]["head"] == 1
+    assert "lists no `variables`" in caplog.text
+    with pytest.raises(ConfigError, match="^--fine_tune_epochs: .* no weights that could train"):
+        train(tiny_config(**values, fine_tune_epochs=1, overwrite=True))

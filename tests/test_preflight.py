@@ -58,14 +58,18 @@ def test_unwritable_places_are_found_before_work(tmp_path):
     assert not (tmp_path / "new").exists()  # and nothing was created
 
 
-def test_text_dataset_named_for_images_gets_a_hint(monkeypatch):
-    from ktransfer.image.modality import IMAGE
-    from ktransfer.modality import MODALITIES
-    from ktransfer.registry import Registry
-
-    class Other:
-        builtin = Registry("x", "data", {"reviews": "unused:path"})
-
-    monkeypatch.setitem(MODALITIES._entries, "other", Other())
-    with pytest.raises(ConfigError, match="it is a other set: add --modality=other"):
-        preflight.check_source(IMAGE, "builtin:reviews", "data")
+def test_text_names_given_to_the_wrong_kind_get_a_hint(tmp_path):
+    cases = [({"data": "builtin:sentiment_movies"}, "data", "it is a text set: add "
+              "--modality=text"),
+             ({"modality": "text", "data": "builtin:sentiment_movies"}, "backbone",
+              "'MobileNetV3Small' is not a text encoder"),
+             ({"modality": "text", "data": "builtin:sentiment_movies", "backbone": "minilm",
+               "pooling": "flatten"}, "pooling", "flatten is for images"),
+             ({"modality": "text", "data": str(tmp_path), "backbone": "hub:/x"},
+              "hub_preprocessor", "needs its preprocessing model"),
+             ({"modality": "text", "data": "/no/such.csv", "backbone": "minilm"}, "data",
+              "neither a folder of class folders of .txt files nor a .csv/.tsv/.jsonl file")]
+    for values, flag, message in cases:
+        with pytest.raises(ConfigError) as info:
+            preflight.check_train(config.build(run_dir=str(tmp_path / "run"), **values))
+        assert info.value.flag == flag and message in str(info.value)
