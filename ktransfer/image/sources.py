@@ -18,7 +18,7 @@ from PIL import Image
 
 from ktransfer.data import tfds
 from ktransfer.data.splits import SPLIT_NAMES
-from ktransfer.errors import DataError
+from ktransfer.errors import DataError, first_line
 from ktransfer.image.builtin import BUILTIN
 from ktransfer.image.imageset import ImageSet
 
@@ -46,7 +46,9 @@ def _too_many_pixels(path: str) -> str | None:
     try:
         with Image.open(path) as image:
             width, height = image.size
-    except (OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError as exc:  # PIL itself refuses beyond 179 M pixels
+        return f"a decompression bomb ({first_line(exc)[:80]})"
+    except (OSError, ValueError):
         return None  # not for PIL to judge: TensorFlow decodes it or names the problem
     if width * height > MAX_PIXELS:
         return (f"{width}x{height} pixels, more than the {MAX_PIXELS // 10**6} million an "
