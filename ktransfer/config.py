@@ -467,8 +467,18 @@ class ExportConfig(LoadConfig):
                              "Serving's base path).")
     version: int = option(0, "Version number; 0 takes the next free one.")
     top_k: int = option(5, "How many top classes the signatures return.")
-    tflite: bool = option(False, "Also write VERSION/model.tflite (image models: the pixels "
-                          "signature).")
+    tflite: str = option("none", "Also write VERSION/model.tflite of the pixels signature "
+                         "(image models): float32, float16, dynamic (int8 weights) or int8 (full "
+                         "integer, calibrated on up to 200 training images); scored on the "
+                         "run's test split next to the Keras model.", ("none",),
+                         registry="ktransfer.conversion:TFLITE")
+    onnx: bool = option(False, "Also write VERSION/model.onnx (tf2onnx, opset 17) of the pixels "
+                        "model, scored with onnxruntime on the run's test split.")
+    max_accuracy_drop: float = option(0.02, "Largest test-accuracy drop a TFLite or ONNX copy "
+                                      "may have against the Keras model (0.02 = 2 points).")
+    on_accuracy_drop: str = option("fail", "A larger drop: fail (nothing is exported) or warn "
+                                   "(exported, and recorded in conversions.json).",
+                                   ("fail", "warn"))
 
     def __post_init__(self) -> None:
         require(bool(self.run_dir) != bool(self.model), "run_dir",
@@ -477,6 +487,7 @@ class ExportConfig(LoadConfig):
                 "--export_dir=exports/digits")
         require(self.version >= 0, "version", "must be >= 0")
         require(self.top_k >= 1, "top_k", "must be >= 1")
+        require(0.0 <= self.max_accuracy_drop <= 1.0, "max_accuracy_drop", "must be in [0, 1]")
 
     @property
     def source(self) -> str:

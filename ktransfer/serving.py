@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 import tensorflow as tf
 
-from ktransfer import atomic
+from ktransfer import atomic, conversion
 from ktransfer.config import ExportConfig
 from ktransfer.errors import DiskFullError, KtransferError
 from ktransfer.modality import Feed, Modality
@@ -105,20 +108,18 @@ def check_export_dir(export_dir: str | os.PathLike, version: int = 0,
 
 def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list[str],
            export_dir: str | os.PathLike, version: int = 0, top_k: int = 5,
-           tflite: bool = False) -> Path:
+           extras: Callable[[Path], Any] | None = None) -> Path:
     """Writes `export_dir/VERSION` (next free number when `version` is 0) and returns it.
 
     The SavedModel is written to a hidden temporary folder next to it and renamed at the end,
     so a server watching `export_dir` (TF Serving polls for numeric folders) never sees a
     partial model; an interrupted export leaves no version folder. Exports running at the same
     time each take their own version (the rename fails on a taken one and the next is tried).
-    Also writes `VERSION/labels.txt`, `VERSION/model.tflite` (with `tflite`) and adds the model
-    to `export_dir/../models.config`, under a lock.
+    Also writes `VERSION/labels.txt`, calls `extras(folder)` to add files (TFLite, ONNX) before
+    the version is published, and adds the model to `export_dir/../models.config`, under a
+    lock.
     """
     base = check_export_dir(export_dir, version)
-    signature = modality.tflite_signature
-    if tflite and signature is None:
-        raise KtransferError(f"--tflite: not available for {modality.name} models")
     archive = build_archive(model, modality, feed, class_names, top_k)
     base.mkdir(parents=True, exist_ok=True)
     _remove_stale(base)
@@ -126,8 +127,8 @@ def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list
     try:
         archive.write_out(str(tmp), verbose=False)
         (tmp / "labels.txt").write_text("\n".join(class_names) + "\n")
-        if tflite and signature is not None:
-            (tmp / "model.tflite").write_bytes(_tflite_bytes(str(tmp), signature))
+        if extras is not None:
+            extras(tmp)
         final = _claim_version(tmp, base, version)
     except Exception as exc:
         if atomic.is_disk_full(exc):
@@ -184,16 +185,21 @@ def _register(base: Path) -> None:
         atomic.write_text(config_path, models_config(entries))
 
 
-def _tflite_bytes(saved_model_dir: str, signature: str) -> bytes:
-    """A float TFLite model of one signature."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
-                                                         signature_keys=[signature])
-    return converter.convert()
 
 
 def export_saved(cfg: ExportConfig) -> Path:
-    """`ktransfer.export`: exports a saved classifier (a run directory or a .keras file)."""
+    """`ktransfer.export`: exports a saved classifier (a run directory or a .keras file), with
+    TFLite and ONNX copies checked on the run's test split when asked."""
     clf = open_classifier(cfg.source, unsafe=cfg.unsafe_load,
                           flag="run_dir" if cfg.run_dir else "model")
+    extras = None
+    if cfg.tflite != "none" or cfg.onnx:
+        signature = clf.modality.tflite_signature
+        if signature is None:
+            raise KtransferError(f"--{'tflite' if cfg.tflite != 'none' else 'onnx'}: not "
+                                 f"available for {clf.modality.name} models")
+        data = conversion.check_data(clf)
+        extras = functools.partial(conversion.convert, model=clf.model, signature=signature,
+                                   cfg=cfg, data=data)
     return export(clf.model, clf.modality, clf.feed, clf.class_names, cfg.export_dir,
-                  cfg.version, cfg.top_k, cfg.tflite)
+                  cfg.version, cfg.top_k, extras)

@@ -56,32 +56,6 @@ def _free_ports(n: int) -> list[int]:
     return ports
 
 
-@pytest.mark.slow
-def test_two_process_multi_worker_run_writes_one_set_of_outputs(single_device, tmp_path):
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    run_dir = tmp_path / "run"
-    workers = []
-    for index in (1, 0):
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TMPDIR": str(tmp_path),
-               "TF_CONFIG": json.dumps({"cluster": cluster,
-                                        "task": {"type": "worker", "index": index}})}
-        workers.append(subprocess.Popen(
-            [sys.executable, "-m", "ktransfer.train", *ARGS, "--strategy=multi_worker",
-             f"--run_dir={run_dir}", f"--export_dir={tmp_path / 'exports' / 'digits'}"],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [w.communicate(timeout=480) for w in workers]
-    for worker, (_, err) in zip(workers, outputs, strict=True):
-        assert worker.returncode == 0, err[-3000:]
-    assert "strategy multi_worker: CollectiveAllReduceStrategy, 2 replica(s)" in outputs[1][1]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert abs(metrics["val"]["accuracy"] - single_device) < 0.05
-    assert sorted(p.name for p in (tmp_path / "exports" / "digits").iterdir()) == ["1"]
-    # The non-chief worker wrote into a temporary folder and removed it.
-    assert not list(tmp_path.glob("ktransfer-worker-*"))
-    assert "the chief (worker 0) writes the outputs" in outputs[0][0]
-
-
 def _start_workers(tmp_path, run_dir, args) -> list[subprocess.Popen]:
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
@@ -95,6 +69,23 @@ def _start_workers(tmp_path, run_dir, args) -> list[subprocess.Popen]:
              f"--run_dir={run_dir}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True))
     return workers
+
+
+@pytest.mark.slow
+def test_two_process_multi_worker_run_writes_one_set_of_outputs(single_device, tmp_path):
+    run_dir = tmp_path / "run"
+    workers = _start_workers(tmp_path, run_dir,
+                             [*ARGS, f"--export_dir={tmp_path / 'exports' / 'digits'}"])
+    outputs = [w.communicate(timeout=480) for w in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+    assert "strategy multi_worker: CollectiveAllReduceStrategy, 2 replica(s)" in outputs[1][1]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert abs(metrics["val"]["accuracy"] - single_device) < 0.05
+    assert sorted(p.name for p in (tmp_path / "exports" / "digits").iterdir()) == ["1"]
+    # The non-chief worker wrote into a temporary folder and removed it.
+    assert not list(tmp_path.glob("ktransfer-worker-*"))
+    assert "the chief (worker 0) writes the outputs" in outputs[0][0]
 
 
 @pytest.mark.slow

@@ -106,13 +106,12 @@ def test_second_export_is_version_2_and_versions_are_never_overwritten(quickstar
 def test_interrupted_export_leaves_no_version_folder(quickstart_run, tmp_path, monkeypatch):
     clf = open_classifier(quickstart_run)
 
-    def die(saved_model_dir, signature):  # runs after the SavedModel is written, before the rename
+    def die(saved_model_dir):  # runs after the SavedModel is written, before the rename
         assert (Path(saved_model_dir) / "saved_model.pb").is_file()
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(serving, "_tflite_bytes", die)
     with pytest.raises(KeyboardInterrupt):
-        _export(clf, tmp_path / "m", tflite=True)
+        _export(clf, tmp_path / "m", extras=die)
     assert list((tmp_path / "m").iterdir()) == []
     assert not (tmp_path / "models.config").exists()
 
@@ -129,15 +128,3 @@ def test_model_without_a_head_and_bad_names_are_clear_errors(tmp_path, quickstar
     clf = open_classifier(quickstart_run)
     with pytest.raises(KtransferError, match="^--export_dir: .* must end in a model name"):
         _export(clf, tmp_path / "bad name!")
-
-
-def test_tflite_export_matches_keras(quickstart_run, tmp_path):
-    clf = open_classifier(quickstart_run)
-    version = _export(clf, tmp_path / "m", tflite=True)
-    model = clf.model
-    interpreter = tf.lite.Interpreter(model_path=str(version / "model.tflite"))
-    runner = interpreter.get_signature_runner("predict_pixels")
-    pixels = np.random.default_rng(0).uniform(0, 255, (1, *model.input_shape[1:])).astype(
-        "float32")
-    out = runner(pixels=pixels)
-    np.testing.assert_allclose(out["probabilities"], model.predict(pixels, verbose=0), atol=1e-5)

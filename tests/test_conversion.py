@@ -1,0 +1,66 @@
+"""TFLite and ONNX copies of an export, run with the clients users run (the TFLite interpreter,
+onnxruntime) and scored against the Keras model on the run's test split."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime
+import pytest
+import tensorflow as tf
+
+from ktransfer.config import ExportConfig
+from ktransfer.errors import KtransferError
+from ktransfer.saving import open_classifier
+from ktransfer.serving import export_saved
+
+
+def _pixels(model, n=4):
+    return np.random.default_rng(0).uniform(0, 255, (n, *model.input_shape[1:])).astype("f")
+
+
+@pytest.mark.parametrize("kind", ["float32", "int8"])
+def test_tflite_matches_keras_and_records_its_test_accuracy(quickstart_run, tmp_path, kind):
+    version = export_saved(ExportConfig(run_dir=str(quickstart_run), tflite=kind,
+                                        export_dir=str(tmp_path / "m")))
+    model = open_classifier(quickstart_run).model
+    interpreter = tf.lite.Interpreter(model_path=str(version / "model.tflite"))
+    runner = interpreter.get_signature_runner("predict_pixels")
+    out = runner(pixels=_pixels(model))
+    tolerance = 1e-5 if kind == "float32" else 0.05
+    np.testing.assert_allclose(out["probabilities"], model.predict(_pixels(model), verbose=0),
+                               atol=tolerance)
+    report = json.loads((version / "conversions.json").read_text())
+    assert report["test_examples"] == 359 and report["tflite"]["type"] == kind
+    assert report["tflite"]["drop"] <= 0.02 and report["tflite"]["within_limit"]
+    if kind == "int8":  # really quantised: its tensors are int8
+        dtypes = {d["dtype"] for d in interpreter.get_tensor_details()}
+        assert np.int8 in dtypes
+
+
+def test_onnx_runs_in_onnxruntime_like_keras(quickstart_run, tmp_path):
+    version = export_saved(ExportConfig(run_dir=str(quickstart_run), onnx=True,
+                                        export_dir=str(tmp_path / "m")))
+    model = open_classifier(quickstart_run).model
+    session = onnxruntime.InferenceSession(str(version / "model.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    got = session.run(["probabilities"], {"pixels": _pixels(model)})[0]
+    np.testing.assert_allclose(got, model.predict(_pixels(model), verbose=0), atol=1e-5)
+    report = json.loads((version / "conversions.json").read_text())
+    assert report["onnx"]["opset"] == 17 and report["onnx"]["drop"] == pytest.approx(0, abs=1e-9)
+
+
+def test_a_conversion_that_loses_accuracy_is_refused_and_nothing_is_published(
+        quickstart_run, tmp_path, monkeypatch):
+    from ktransfer import conversion
+
+    monkeypatch.setattr(conversion, "_tflite_predict",
+                        lambda content, signature: lambda x: np.eye(5)[np.zeros(len(x), int)])
+    with pytest.raises(KtransferError, match="^--max_accuracy_drop: the tflite model scores"):
+        export_saved(ExportConfig(run_dir=str(quickstart_run), tflite="dynamic",
+                                  export_dir=str(tmp_path / "m")))
+    assert not any(p.name.isdigit() for p in (tmp_path / "m").iterdir())
+    version = export_saved(ExportConfig(run_dir=str(quickstart_run), tflite="dynamic",
+                                        on_accuracy_drop="warn", export_dir=str(tmp_path / "m")))
+    assert not json.loads((version / "conversions.json").read_text())["tflite"]["within_limit"]
