@@ -143,31 +143,43 @@ def _check(name: str, accuracy: float, reference: float, cfg: ExportConfig) -> d
     return entry
 
 
+Conversion = tuple[str, str, bytes, Callable[[np.ndarray], np.ndarray], dict[str, Any]]
+
+
+def _conversions(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
+                 data: CheckData | None) -> list[Conversion]:
+    """(name, file name, content, predict function, facts) of each copy `cfg` asks for."""
+    out: list[Conversion] = []
+    if cfg.tflite != "none":
+        content = tflite_bytes(folder, signature, cfg.tflite, data)
+        out.append(("tflite", "model.tflite", content, _tflite_predict(content, signature),
+                    {"type": cfg.tflite, "signature": signature}))
+    if cfg.onnx:
+        content = onnx_bytes(model)
+        out.append(("onnx", "model.onnx", content, _onnx_predict(content),
+                    {"opset": ONNX_OPSET, "inputs": ["pixels"], "outputs": ["probabilities"]}))
+    return out
+
+
 def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
             data: CheckData | None) -> dict[str, Any]:
     """Writes FOLDER/model.tflite and/or model.onnx as `cfg` asks, scores them (and the Keras
     model) on `data.test`, writes FOLDER/conversions.json and returns its content."""
-    checked = data is not None and data.test is not None
-    report: dict[str, Any] = {"test_examples": len(data.test) if checked else 0}
-    if checked:
-        report["keras"] = {"accuracy": _accuracy(
-            lambda x: model.predict(x, verbose=0), data)}
-    files = []
-    if cfg.tflite != "none":
-        content = tflite_bytes(folder, signature, cfg.tflite, data)
-        files.append(("tflite", "model.tflite", content, _tflite_predict(content, signature),
-                      {"type": cfg.tflite, "signature": signature}))
-    if cfg.onnx:
-        content = onnx_bytes(model)
-        files.append(("onnx", "model.onnx", content, _onnx_predict(content),
-                      {"opset": ONNX_OPSET, "inputs": ["pixels"], "outputs": ["probabilities"]}))
-    for name, filename, content, predict, about in files:
+    checked = data if data is not None and data.test is not None else None
+    report: dict[str, Any] = {"test_examples": len(checked.test) if checked and checked.test
+                              else 0}
+    reference = 0.0
+    if checked is not None:
+        reference = _accuracy(lambda x: model.predict(x, verbose=0), checked)
+        report["keras"] = {"accuracy": reference}
+    for name, filename, content, predict, about in _conversions(folder, model, signature, cfg,
+                                                                data):
         entry = {"file": filename, "bytes": len(content), **about}
-        if checked:
-            entry |= _check(name, _accuracy(predict, data), report["keras"]["accuracy"], cfg)
+        if checked is not None:
+            entry |= _check(name, _accuracy(predict, checked), reference, cfg)
         (folder / filename).write_bytes(content)
         report[name] = entry
-    if not checked:
+    if checked is None:
         report["note"] = "not checked: no labelled test data (export from a run directory)"
     (folder / REPORT).write_text(json.dumps(report, indent=2) + "\n")
     return report
