@@ -151,12 +151,15 @@ def test_ktransfer_classifier_file_gives_its_backbone_and_preprocessing(tmp_path
         backbone="small_cnn", weights="none"))
     model.save(tmp_path / "model.keras")
     resolved = backbones.resolve_spec(_model_cfg(backbone=f"file:{tmp_path / 'model.keras'}"))
-    assert (resolved.preprocess, resolved.default_size) == ("scale01", 16)
+    assert resolved.default_size == 16 and resolved.make_preprocess is not None
+    preprocess = resolved.make_preprocess()  # a copy of the classifier's: scale01 here
+    pixels = np.full((1, 2, 2, 3), 255.0, "float32")
+    assert keras.ops.convert_to_numpy(preprocess(pixels)).max() == pytest.approx(1.0)
     backbone = backbones.build_backbone(resolved, "imagenet", 16, layer="block2_pool")
     assert backbone.output_shape == (None, 4, 4, 64)
     overridden = backbones.resolve_spec(_model_cfg(
         backbone=f"file:{tmp_path / 'model.keras'}", preprocess="tf"))
-    assert overridden.preprocess == "tf"
+    assert overridden.preprocess == "tf" and overridden.make_preprocess is None
 
 
 def test_hub_backbone_spec_uses_scale01_and_builds_a_model(hub_module):
@@ -164,3 +167,45 @@ def test_hub_backbone_spec_uses_scale01_and_builds_a_model(hub_module):
     assert (spec.family, spec.preprocess, spec.default_size) == ("TF Hub", "scale01", 224)
     model = backbones.build_backbone(spec, "imagenet", 16)
     assert model.output_shape == (None, 128)
+
+
+@pytest.fixture(scope="module")
+def kerashub_resnet(tmp_path_factory):
+    """A small keras-hub ResNet and its image converter saved as a local preset folder."""
+    import keras_hub
+
+    folder = tmp_path_factory.mktemp("kerashub") / "tiny_resnet"
+    keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+        image_shape=(None, None, 3)).save_to_preset(str(folder))
+    keras_hub.layers.ResNetImageConverter(image_size=(24, 24), scale=1 / 255.0
+                                          ).save_to_preset(str(folder))
+    return folder
+
+
+@pytest.mark.parametrize("phase", ["frozen", "fine_tuned"])
+def test_kerashub_image_backbone_trains_caches_and_exports(kerashub_resnet, tiny_config, phase,
+                                                         image_folder, tmp_path):
+    from ktransfer.classifier import get_backbone
+    from ktransfer.saving import open_classifier
+    from ktransfer.serving import export
+    from ktransfer.training import train
+
+    epochs = ({"epochs": 2, "cache_features": True} if phase == "frozen" else
+              {"epochs": 0, "fine_tune_epochs": 2, "fine_tune_lr": 0.01})
+    cfg = tiny_config(data=str(image_folder), backbone=f"kerashub:{kerashub_resnet}",
+                      weights="imagenet", image_size=0, batch_size=8, lr=0.05, **epochs)
+    original = {w.path: w.numpy() for w in backbones.build_backbone(
+        backbones.resolve_spec(cfg.model), "imagenet", 24).weights}
+    result = train(cfg)
+    assert result.metrics["network"] == {"backbone": f"kerashub:{kerashub_resnet}",
+                                         "image_size": 24}  # the converter's size
+    trained = {w.path: w.numpy() for w in get_backbone(result.model).weights}
+    changed = [p for p in original if not np.array_equal(original[p], trained[p])]
+    assert (not changed) if phase == "frozen" else changed
+    assert result.metrics["val"]["accuracy"] > 1 / 3 + 0.15  # colour classes
+    clf = open_classifier(result.run_dir)
+    assert type(clf.model.get_layer("preprocess")).__name__ == "ResNetImageConverter"
+    version = export(clf.model, clf.modality, clf.feed, clf.class_names, tmp_path / "e" / "m")
+    assert (version / "saved_model.pb").is_file()

@@ -19,7 +19,6 @@ import keras
 from ktransfer.config import ModelConfig
 from ktransfer.errors import ConfigError, WeightsError, first_line
 from ktransfer.hub import HubBackbone
-from ktransfer.image.preprocess import mode_of
 from ktransfer.registry import Registry
 from ktransfer.saving import load_model
 
@@ -36,7 +35,9 @@ class BackboneSpec:
     min_size: int
     build: Callable[[tuple[int, int, int], str | None], keras.Model]
     has_imagenet: bool = True
-    own_weights: bool = False  # hub: and file: backbones: weights come with the module/file
+    own_weights: bool = False  # hub:, file:, kerashub: backbones: weights come with them
+    # The backbone's own preprocessing layer (keras-hub's image converter), instead of a mode.
+    make_preprocess: Callable[[], keras.layers.Layer] | None = None
 
 
 def _app_builder(fn_name: str) -> Callable[[tuple[int, int, int], str | None], keras.Model]:
@@ -130,10 +131,11 @@ BACKBONES.register("small_cnn", BackboneSpec("small_cnn", "ktransfer", "scale01"
 
 def check_backbone_name(name: str) -> None:
     """Raises ConfigError for a name the registry does not know or a missing hub:/file: path."""
-    if name.startswith("hub:"):
-        if not name[4:]:
-            raise ConfigError("backbone", "give a TF Hub URL or folder, e.g. hub:/path/to/module")
-        return
+    for prefix in ("hub:", "kerashub:"):
+        if name.startswith(prefix):
+            if not name[len(prefix):]:
+                raise ConfigError("backbone", f"give a name or folder after {prefix}")
+            return
     if name.startswith("file:"):
         path = name[5:]
         if not path.endswith(".keras"):
@@ -156,19 +158,16 @@ def get_spec(name: str) -> BackboneSpec:
 def resolve_spec(cfg: ModelConfig) -> BackboneSpec:
     """The spec of `cfg.backbone`: a registry name, hub:HANDLE or file:PATH.keras, with
     `cfg.preprocess` applied (auto keeps the backbone's own)."""
-    name = cfg.backbone
-    if name.startswith("hub:"):
-        spec = _hub_spec(name[4:], cfg.hub_output_key)
-    elif name.startswith("file:"):
-        spec = _file_spec(name[5:], cfg.unsafe_load, cfg.backbone_layer)
-    else:
-        spec = get_spec(name)
+    kind, _, handle = cfg.backbone.partition(":")
+    spec = KINDS.get(kind)(handle, cfg) if handle and kind in KINDS else get_spec(cfg.backbone)
     if cfg.preprocess != "auto":
-        spec = dataclasses.replace(spec, preprocess=cfg.preprocess)
+        spec = dataclasses.replace(spec, preprocess=cfg.preprocess, make_preprocess=None)
     return spec
 
 
-def _hub_spec(handle: str, output_key: str) -> BackboneSpec:
+def _hub_spec(handle: str, cfg: ModelConfig) -> BackboneSpec:
+    output_key = cfg.hub_output_key
+
     def build(input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
         inputs = keras.Input(input_shape, name="input")
         outputs = HubBackbone(handle, output_key=output_key, name="hub_module")(inputs)
@@ -182,19 +181,20 @@ def _hub_spec(handle: str, output_key: str) -> BackboneSpec:
                         has_imagenet=False, own_weights=True)
 
 
-def _file_spec(path: str, unsafe: bool, layer: str) -> BackboneSpec:
+def _file_spec(path: str, cfg: ModelConfig) -> BackboneSpec:
     """A user's .keras model. A ktransfer classifier contributes its backbone sub-model and its
     preprocessing (unless `layer` is outside that sub-model: then the whole model, which takes
     raw pixels, is cut there); any other model is used whole."""
+    unsafe, layer = cfg.unsafe_load, cfg.backbone_layer
     loaded = load_model(path, unsafe=unsafe, flag="backbone", compile=False)
-    model, mode = loaded, "none"
+    model, preprocess = loaded, None
     names = [layer.name for layer in loaded.layers]
     if "backbone" in names and isinstance(loaded.get_layer("backbone"), keras.Model):
         model = loaded.get_layer("backbone")
         if "preprocess" in names:
-            mode = mode_of(loaded.get_layer("preprocess"))
+            preprocess = loaded.get_layer("preprocess")
     if layer and model is not loaded and layer not in [x.name for x in model.layers]:
-        model, mode = loaded, "none"
+        model, preprocess = loaded, None
     size = tuple(model.input_shape[1:3])
     fixed = size[0] if size[0] is not None and size[0] == size[1] else None
 
@@ -206,8 +206,19 @@ def _file_spec(path: str, unsafe: bool, layer: str) -> BackboneSpec:
             model.load_weights(weights)
         return model
 
-    return BackboneSpec(f"file:{path}", "file", mode, fixed or 224, 8, build,
-                        has_imagenet=False, own_weights=True)
+    def copy_preprocess() -> keras.layers.Layer:  # the classifier's own, any layer type
+        return keras.layers.deserialize(keras.layers.serialize(preprocess))
+
+    return BackboneSpec(f"file:{path}", "file", "none", fixed or 224, 8, build,
+                        has_imagenet=False, own_weights=True,
+                        make_preprocess=copy_preprocess if preprocess is not None else None)
+
+
+# Backbones named KIND:HANDLE: kind -> (handle, model flags) -> spec.
+KINDS: Registry[Callable[[str, ModelConfig], BackboneSpec]] = Registry("backbone kind", "backbone")
+KINDS.register("hub", _hub_spec)
+KINDS.register("file", _file_spec)
+KINDS.register("kerashub", "ktransfer.image.kerashub:kerashub_spec")
 
 
 def cut_at(model: keras.Model, layer_name: str) -> keras.Model:
@@ -250,9 +261,9 @@ def build_backbone(spec: BackboneSpec, weights: str, image_size: int,
 
 def _build_weights(spec: BackboneSpec, weights: str, image_size: int) -> keras.Model:
     input_shape = (image_size, image_size, 3)
+    if spec.own_weights:  # as shipped (imagenet), random (none, where allowed) or a file
+        return spec.build(input_shape, None if weights == "imagenet" else weights)
     if weights == "none":
-        return spec.build(input_shape, None)
-    if spec.own_weights and weights == "imagenet":
         return spec.build(input_shape, None)
     if weights == "imagenet":
         if not spec.has_imagenet:

@@ -24,7 +24,9 @@ def build_classifier(spec: BackboneSpec, backbone: keras.Model, num_classes: int
     """
     backbone.name = BACKBONE_NAME
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = preprocessing_layer(spec.preprocess, PREPROCESS_NAME)(inputs)
+    preprocess = (spec.make_preprocess() if spec.make_preprocess is not None
+                  else preprocessing_layer(spec.preprocess, PREPROCESS_NAME))
+    x = preprocess(inputs)
     x = backbone(x)
     outputs = build_head(x, num_classes, cfg)
     return keras.Model(inputs, outputs, name=f"ktransfer_{spec.name.split(':')[0]}")

@@ -89,16 +89,3 @@ def preprocessing_layer(mode: str, name: str = "preprocess") -> keras.layers.Lay
         "caffe": lambda: _caffe(name),
     }[mode]
     return build()
-
-
-def mode_of(layer: keras.layers.Layer) -> str:
-    """The mode a preprocessing layer does (of this version's stock layers, or `Preprocess`)."""
-    if isinstance(layer, Preprocess):
-        return layer.mode
-    if isinstance(layer, keras.layers.Rescaling):
-        return "tf" if float(layer.offset) == -1.0 else "scale01"
-    if isinstance(layer, keras.layers.Normalization):
-        return "torch"
-    if isinstance(layer, keras.layers.Dense):
-        return "caffe"
-    return "none"
