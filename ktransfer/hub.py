@@ -13,11 +13,13 @@ import hashlib
 import logging
 import os
 import re
+import shutil
 import socket
 import urllib.parse
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ktransfer.errors import WeightsError, first_line
@@ -119,34 +121,89 @@ class HubBackbone(keras.layers.Layer):
     """
 
     def __init__(self, handle: str, output_key: str = "", module_training: bool = False,
-                 **kwargs):
+                 output_shape: tuple[int | None, ...] | None = None, **kwargs):
+        deferred = kwargs.pop("_deferred", False)
         super().__init__(**kwargs)
         self.handle = handle
         self.output_key = output_key
         self.module_training = module_training
-        self._module = load_module(handle)
-        if not callable(self._module) and "default" not in getattr(self._module, "signatures", {}):
-            raise WeightsError(f"--backbone=hub:{handle}: the module is neither callable nor has "
-                               "a 'default' signature; ktransfer needs a TF2 feature-vector "
-                               "module")
-        self._call_fn = self._module if callable(self._module) else \
-            self._module.signatures["default"]
-        self._takes_training = (callable(self._module)
-                                and _has_training_argument(self._module.__call__))
-        if not getattr(self._module, "variables", None):
+        self._output_shape = tuple(output_shape) if output_shape else None
+        self._source: str | None = None  # the folder the module was loaded from
+        self._stash: list[np.ndarray] | None = None
+        self._module: Any = None
+        if not deferred:
+            self._attach(load_module(handle), handle)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> HubBackbone:
+        """A saved model: when the module is no longer where it was (moved, or offline), the
+        layer waits for the copy the `.keras` file carries (`load_assets`)."""
+        try:
+            return cls(**config)
+        except WeightsError:
+            return cls(**config, _deferred=True)
+
+    def _attach(self, module: Any, source: str) -> None:
+        """Uses `module`: its call function, and each of its variables as a Keras variable."""
+        if not callable(module) and "default" not in getattr(module, "signatures", {}):
+            raise WeightsError(f"--backbone=hub:{self.handle}: the module is neither callable "
+                               "nor has a 'default' signature; ktransfer needs a TF2 "
+                               "feature-vector module")
+        self._module, self._source = module, source
+        self._call_fn = module if callable(module) else module.signatures["default"]
+        self._takes_training = callable(module) and _has_training_argument(module.__call__)
+        if not getattr(module, "variables", None):
             log.warning("--backbone=hub:%s: the module lists no `variables` (TF Hub's reusable "
                         "SavedModel attributes), so its weights cannot be saved or fine-tuned; "
-                        "it works frozen", handle)
-        trainable_refs = {v.ref() for v in getattr(self._module, "trainable_variables", [])}
+                        "it works frozen", self.handle)
+        trainable_refs = {v.ref() for v in getattr(module, "trainable_variables", [])}
         seen = set()
-        for v in getattr(self._module, "variables", []):
+        locked = self._tracker.locked  # a layer rebuilt from a file is locked once built
+        self._tracker.unlock()
+        for v in getattr(module, "variables", []):
             if v.ref() in seen:
                 continue
             seen.add(v.ref())
             name = re.sub(r"[^A-Za-z0-9_.-]", "_", v.name.split(":")[0])
             self._track_variable(keras.Variable(initializer=v, trainable=v.ref() in trainable_refs,
                                                 dtype=v.dtype, shape=v.shape, name=name))
+        if locked:
+            self._tracker.lock()
         self.built = True
+
+    def compute_output_spec(self, inputs, training=False):
+        if self._module is None and self._output_shape:  # deferred: the shape when saved
+            batch = keras.tree.flatten(inputs)[0].shape[0]
+            return keras.KerasTensor((batch, *self._output_shape[1:]), dtype=self.compute_dtype)
+        return super().compute_output_spec(inputs, training=training)
+
+    def save_assets(self, dir_path: str) -> None:
+        """A copy of the module folder goes into the `.keras` file (its `assets`), so the model
+        loads where the module's original path does not exist."""
+        if self._source and os.path.isdir(self._source):
+            shutil.copytree(self._source, os.path.join(dir_path, "module"))
+
+    def load_own_variables(self, store: Any) -> None:
+        if self._module is None:  # the variables exist once the module is attached
+            self._stash = [np.asarray(store[key]) for key in sorted(store.keys(), key=int)]
+            return
+        super().load_own_variables(store)
+
+    def load_assets(self, dir_path: str) -> None:
+        if self._module is not None:
+            return
+        folder = os.path.join(dir_path, "module")
+        if not os.path.isdir(folder):
+            raise WeightsError(f"the model's TF Hub module {self.handle} is missing and the "
+                               "model file holds no copy: put the module back at that path")
+        keep = os.path.join(hub_cache_dir(), "ktransfer-" + hashlib.sha1(
+            self.handle.encode()).hexdigest())  # the file's copy is deleted after loading
+        if not os.path.isdir(keep):
+            shutil.copytree(folder, keep)
+        self._attach(load_module(keep), keep)
+        if self._stash is not None:  # the weights came first (the usual order)
+            for variable, value in zip(self.variables, self._stash, strict=True):
+                variable.assign(value)
 
     def call(self, inputs, training=False):
         # Images: float pixels; text: a dict of int32 token inputs, passed as they are.
@@ -167,5 +224,9 @@ class HubBackbone(keras.layers.Layer):
         return tf.cast(out, self.compute_dtype)
 
     def get_config(self) -> dict[str, Any]:
+        shape = self._output_shape
+        if shape is None and self._inbound_nodes:
+            shape = tuple(keras.tree.flatten(self._inbound_nodes[0].outputs)[0].shape)
         return {**super().get_config(), "handle": self.handle, "output_key": self.output_key,
-                "module_training": self.module_training}
+                "module_training": self.module_training,
+                "output_shape": list(shape) if shape else None}

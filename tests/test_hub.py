@@ -102,3 +102,27 @@ def test_a_module_without_variables_works_frozen_and_refuses_fine_tuning(tmp_pat
     assert "lists no `variables`" in caplog.text
     with pytest.raises(ConfigError, match="^--fine_tune_epochs: .* no weights that could train"):
         train(tiny_config(**values, fine_tune_epochs=1, overwrite=True))
+
+
+def test_a_model_with_a_hub_backbone_loads_after_the_module_moved(tmp_path, tiny_config):
+    """The .keras file carries a copy of the module: moving (or losing) the module folder the
+    model was trained from does not break it, and the fine-tuned weights are the ones loaded."""
+    import shutil
+
+    from ktransfer.saving import load_model
+    from ktransfer.training import train
+
+    from conftest import save_hub_module
+
+    module = save_hub_module(tmp_path / "module", seed=3)
+    result = train(tiny_config(backbone=f"hub:{module}", weights="imagenet", epochs=0,
+                               fine_tune_epochs=2, fine_tune_lr=0.05))
+    pixels = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 3)).astype("float32")
+    expected = result.model.predict(pixels, verbose=0)
+    shutil.move(str(module), str(tmp_path / "elsewhere"))
+    loaded = load_model(result.run_dir / "model.keras")
+    np.testing.assert_allclose(loaded.predict(pixels, verbose=0), expected, atol=1e-6)
+    original = HubBackbone(str(tmp_path / "elsewhere"))
+    tuned = loaded.get_layer("backbone").get_layer("hub_module")
+    assert any(not np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(original.weights, tuned.weights, strict=True))
