@@ -1,5 +1,8 @@
-"""TFLite and ONNX copies of an export, run with the clients users run (the TFLite interpreter,
-onnxruntime) and scored against the Keras model on the run's test split."""
+"""ktransfer's artifacts in the clients users run, none written by this project: the TFLite
+interpreter and onnxruntime on the converted exports (scored against the Keras model on the
+run's test split), TensorBoard's event reader on a two-phase run, and plain Keras on model
+files in a process without ktransfer (test_saving.py); saved_model_cli on the SavedModel is in
+test_serving.py."""
 
 from __future__ import annotations
 
@@ -64,3 +67,17 @@ def test_a_conversion_that_loses_accuracy_is_refused_and_nothing_is_published(
     version = export_saved(ExportConfig(run_dir=str(quickstart_run), tflite="dynamic",
                                         on_accuracy_drop="warn", export_dir=str(tmp_path / "m")))
     assert not json.loads((version / "conversions.json").read_text())["tflite"]["within_limit"]
+
+
+def test_tensorboard_steps_keep_rising_across_the_two_phases(tiny_config):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from ktransfer.training import train
+
+    result = train(tiny_config(epochs=2, fine_tune_epochs=2, tensorboard=True))
+    events = EventAccumulator(str(result.run_dir / "tensorboard" / "validation"))
+    events.Reload()
+    tag = "evaluation_loss_vs_iterations"
+    steps = [e.step for e in events.Tensors(tag)] if tag in events.Tags()["tensors"] else \
+        [e.step for e in events.Scalars(tag)]
+    assert len(steps) == 4 and steps == sorted(set(steps)), steps
