@@ -26,9 +26,14 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     across phases because the same instance is used for both. `target` is the model to save
     when it is not the one being fitted (a head trained on cached features).
 
-    `deferred`: the file is written as PATH.pending and becomes PATH only when `promote` is
-    called, once the epoch is committed to the resume state; a run killed in between comes
-    back to the last committed epoch, and a best checkpoint of the lost epoch is discarded.
+    `head`: while only the head trains (on cached features), each epoch writes the head's
+    weights alone (PATH.head.weights.h5, kilobytes instead of the whole backbone);
+    `materialize` then writes the `.keras` file once, the untouched backbone with that head.
+
+    `deferred`: files are written with a `.pending` suffix and take their names only when
+    `promote` is called, once the epoch is committed to the resume state; a run killed in
+    between comes back to the last committed epoch, and a best checkpoint of the lost epoch is
+    discarded.
     """
 
     def __init__(self, path: str | os.PathLike, monitor: str | None = None,
@@ -36,37 +41,64 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                  deferred: bool = False):
         super().__init__()
         self.path = os.fspath(path)
-        self.pending = self.path + ".pending" if deferred else self.path
+        self.head_path = self.path + ".head.weights.h5"
+        self.suffix = ".pending" if deferred else ""
         self.target = target
+        self.head: keras.Model | None = None
         self.guard = guard
         self.monitor = monitor
         self.mode_max = bool(monitor and "acc" in monitor)
         self.best = -math.inf if self.mode_max else math.inf
 
+    def _improved(self, logs: dict | None) -> bool:
+        if not self.monitor:
+            return True
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return False
+        if not (value > self.best if self.mode_max else value < self.best):
+            return False
+        self.best = float(value)
+        return True
+
     def on_epoch_end(self, epoch, logs=None):
-        if self.guard is not None and self.guard.tripped:
+        if (self.guard is not None and self.guard.tripped) or not self._improved(logs):
             return
-        if self.monitor:
-            value = (logs or {}).get(self.monitor)
-            if value is None:
-                return
-            better = value > self.best if self.mode_max else value < self.best
-            if not better:
-                return
-            self.best = float(value)
+        if self.head is not None:
+            with atomic.atomic_path(self.head_path + self.suffix, suffix=".weights.h5") as tmp:
+                self.head.save_weights(str(tmp))
+            return
         # The temporary name must end in .keras for Keras; the rename gives the final name.
-        with atomic.atomic_path(self.pending, suffix=".keras") as tmp:
+        with atomic.atomic_path(self.path + self.suffix, suffix=".keras") as tmp:
             (self.target or self.model).save(str(tmp))
+        if os.path.exists(self.head_path):  # superseded by a whole-model checkpoint
+            os.unlink(self.head_path)
+
+    def materialize(self) -> None:
+        """Writes the `.keras` file of a head-only checkpoint: the target with those head
+        weights (the head's current weights are put back afterwards)."""
+        self.promote()
+        if self.head is None or not os.path.exists(self.head_path):
+            return
+        current = self.head.get_weights()
+        self.head.load_weights(self.head_path)
+        try:
+            atomic.save_with(self.path, (self.target or self.model).save)
+        finally:
+            self.head.set_weights(current)
+        os.unlink(self.head_path)
 
     def promote(self) -> None:
-        """A deferred checkpoint of a committed epoch becomes the checkpoint."""
-        if self.pending != self.path and os.path.exists(self.pending):
-            os.replace(self.pending, self.path)
+        """Deferred checkpoints of a committed epoch take their names."""
+        for path in (self.path, self.head_path):
+            if self.suffix and os.path.exists(path + self.suffix):
+                os.replace(path + self.suffix, path)
 
     def discard(self) -> None:
-        """Drops a deferred checkpoint of an epoch that was not committed."""
-        if self.pending != self.path and os.path.exists(self.pending):
-            os.unlink(self.pending)
+        """Drops deferred checkpoints of an epoch that was not committed."""
+        for path in (self.path, self.head_path):
+            if self.suffix and os.path.exists(path + self.suffix):
+                os.unlink(path + self.suffix)
 
 
 class HistoryWriter(keras.callbacks.Callback):

@@ -377,6 +377,8 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
         fitted.load_weights(saved)
         start = int(resume["epoch"])
     callbacks.history.phase = stage.phase
+    for checkpoint in (callbacks.best, callbacks.last):  # a cached head: its weights alone
+        checkpoint.head = fitted if kind == "head" else None
     with warnings.catch_warnings():  # length-bucketed batches: Keras cannot count them
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         fit = fitted.fit(
@@ -389,6 +391,8 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
         rundir.mark_nan_stop(job.run_dir)
         raise TrainingError(_nan_message(callbacks.guard, job.run_dir, stage.phase))
     reached = start + len(fit.epoch)
+    for checkpoint in (callbacks.best, callbacks.last):
+        checkpoint.materialize()  # whole-model files of a head-only phase, once
     state.set_model(fitted)
     state.commit(reached, complete=True)
     return reached

@@ -96,3 +96,21 @@ def test_resume_state_commits_weights_then_state_and_keeps_one_weights_file(tmp_
     assert saved["epoch"] == 2 and saved["weights"] == "epoch0002.weights.h5"
     assert saved["head_epochs"] == 2 and not saved["complete"]
     assert sorted(p.name for p in tmp_path.glob("*.h5")) == ["epoch0002.weights.h5"]
+
+
+def test_a_cached_head_phase_checkpoints_the_head_alone_and_the_whole_model_once(tiny_config,
+                                                                                monkeypatch):
+    from ktransfer.training import train
+
+    saved = []
+    real = keras.Model.save
+    monkeypatch.setattr(keras.Model, "save", lambda self, path, *a, **k: (
+        saved.append(str(path)), real(self, path, *a, **k))[1])
+    result = train(tiny_config(epochs=4, cache_features=True))
+    checkpoints = result.run_dir / "checkpoints"
+    assert sum(".best." in p or ".last." in p for p in saved) == 2  # not 2 per epoch
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best.keras", "last.keras"]
+    pixels = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    last = keras.saving.load_model(checkpoints / "last.keras")
+    np.testing.assert_allclose(last.predict(pixels, verbose=0),
+                               result.model.predict(pixels, verbose=0), atol=1e-6)
