@@ -40,6 +40,22 @@ def top_k_hits(probabilities: np.ndarray, labels: np.ndarray, k: int,
     return hits
 
 
+def scores(probabilities: np.ndarray, labels: np.ndarray, model: keras.Model,
+           label_smoothing: float = 0.0) -> dict[str, float]:
+    """What `model.evaluate` reports (loss: cross-entropy with label smoothing plus the
+    model's regularisation losses; accuracy; top-5 with more than 5 classes), from
+    probabilities [N, C] already predicted, so the test set is predicted once."""
+    num_classes = probabilities.shape[1]
+    target = np.eye(num_classes)[labels] * (1 - label_smoothing) + label_smoothing / num_classes
+    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    regularization = float(sum(float(keras.ops.convert_to_numpy(x)) for x in model.losses))
+    out = {"loss": float(np.mean(-np.sum(target * np.log(clipped), axis=1))) + regularization,
+           "accuracy": float(np.mean(probabilities.argmax(axis=1) == labels))}
+    if num_classes > 5:
+        out["top5_accuracy"] = float(top_k_hits(probabilities, labels, 5).mean())
+    return out
+
+
 def _per_class(class_names: list[str], labels: np.ndarray, predicted: np.ndarray
                ) -> tuple[list[dict[str, Any]], float, list[list[int]]]:
     """(rows of precision / recall / F1 / support, macro F1 over present classes, confusion)."""

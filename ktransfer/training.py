@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from ktransfer import adaptation, atomic, distribute, features, preflight, rundir
+from ktransfer import adaptation, atomic, distribute, features, prediction, preflight, rundir
 from ktransfer.callbacks import (
     AtomicCheckpoint,
     HistoryWriter,
@@ -43,7 +44,7 @@ from ktransfer.data import manifest
 from ktransfer.data.examples import Splits
 from ktransfer.data.splits import class_weights
 from ktransfer.errors import ConfigError, TrainingError
-from ktransfer.evaluation import evaluate
+from ktransfer.evaluation import evaluate, scores
 from ktransfer.freezing import (
     describe,
     freeze,
@@ -465,15 +466,21 @@ def finish(job: Job, head_epochs: int, done: int) -> dict[str, Any]:
     if job.adapt is not None:
         metrics["adaptation"] = job.adapt.finish(model, job.feed, job.val_ds,
                                                  cfg.data.batch_size)
-    metrics["val"] = model.evaluate(job.val_ds, return_dict=True, verbose=0)
+    # The report's split (test, else validation) is predicted once, for both uses.
+    shown = job.splits.test if job.splits.test is not None else job.splits.val
+    probabilities = prediction.probabilities(model, job.feed, shown, cfg.data.batch_size)
+    scored = scores(probabilities, shown.labels, model, cfg.model.label_smoothing)
     if job.test_ds is not None:
-        metrics["test"] = model.evaluate(job.test_ds, return_dict=True, verbose=0)
+        metrics["val"] = model.evaluate(job.val_ds, return_dict=True, verbose=0)
+        metrics["test"] = scored
+    else:
+        metrics["val"] = scored
     atomic.save_with(path / "model.keras", inference_model(model).save)
     atomic.save_with(path / "backbone.weights.h5", job.network.backbone.save_weights)
     metrics["seconds"] = round(time.time() - job.started, 1)
     atomic.write_json(path / "metrics.json", metrics)
     if cfg.train.report:
-        _report(job)
+        _report(job, probabilities)
     if cfg.train.export_dir:
         metrics["export"] = str(_export(job))
         atomic.write_json(path / "metrics.json", metrics)
@@ -482,12 +489,13 @@ def finish(job: Job, head_epochs: int, done: int) -> dict[str, Any]:
     return metrics
 
 
-def _report(job: Job) -> None:
+def _report(job: Job, probabilities: np.ndarray) -> None:
+    """report.html, from the probabilities of its split (test, else validation)."""
     splits = job.splits
     on = "test" if splits.test is not None else "validation"
     evaluate(job.model, job.modality, job.feed, list(splits.class_names),
              splits.test if splits.test is not None else splits.val, job.run_dir / "report",
-             batch_size=job.cfg.data.batch_size)
+             batch_size=job.cfg.data.batch_size, probabilities=probabilities)
     write_report(job.run_dir, on)
 
 

@@ -137,3 +137,22 @@ def test_model_with_code_is_refused_without_unsafe_load(tmp_path):
                       str(image))
     assert allowed.returncode == 0, allowed.stderr
     assert allowed.stdout.startswith(str(image))
+
+
+def test_scores_from_probabilities_match_keras_evaluate(tiny_config):
+    """metrics.json's test figures come from the one prediction pass the report also uses;
+    they equal what model.evaluate reports (L2 terms and label smoothing included)."""
+    from ktransfer.evaluation import scores
+    from ktransfer.image.modality import IMAGE
+    from ktransfer.prediction import probabilities
+    from ktransfer.training import train
+
+    cfg = tiny_config(epochs=2, l2=0.01, label_smoothing=0.1, head_hidden=[8])
+    result = train(cfg)
+    test = IMAGE.load_splits(cfg).test
+    feed = IMAGE.feed(cfg, type("Net", (), {"model": result.model})())
+    keras_says = result.model.evaluate(feed.dataset(test, batch_size=32), return_dict=True,
+                                       verbose=0)
+    ours = scores(probabilities(result.model, feed, test), test.labels, result.model, 0.1)
+    assert ours == pytest.approx(keras_says, rel=1e-5)
+    assert result.metrics["test"] == pytest.approx(keras_says, rel=1e-5)
