@@ -13,10 +13,26 @@ import keras
 
 from ktransfer import atomic
 
+LR_SAMPLES = 9  # learning-rate points recorded per epoch (lr.csv), ends included
+
 
 def current_lr(model: keras.Model) -> float:
     """The optimizer's learning rate at its current step."""
     return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+
+
+def lr_samples(optimizer: keras.optimizers.Optimizer, first: int, last: int,
+               count: int = LR_SAMPLES) -> list[tuple[float, float]]:
+    """The learning rate at up to `count` evenly spaced optimizer steps of [first, last], the
+    steps of one epoch: (where the step starts, as a fraction of the epoch; rate)."""
+    steps = last - first + 1
+    picked = sorted({first + round((steps - 1) * i / max(count - 1, 1)) for i in range(count)})
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+        return [((s - first) / steps, rate) for s in (picked[0], picked[-1])]
+    return [((s - first) / steps, float(keras.ops.convert_to_numpy(schedule(s))))
+            for s in picked]
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
@@ -105,22 +121,24 @@ class HistoryWriter(keras.callbacks.Callback):
     """Keeps one row per epoch (both phases) and rewrites history.csv atomically each epoch.
 
     Columns: epoch (1-based, continuous across phases), phase, lr, seconds (wall time of the
-    epoch, validation included), then every logged metric.
+    epoch, validation included), then every logged metric. Beside it, lr.csv holds the
+    learning rate within each epoch (columns epoch, position: epochs since the start of training,
+    phase, lr), so the report can draw cyclic schedules as they ran.
     """
 
     def __init__(self, path: str | os.PathLike, guard: NaNGuard | None = None,
                  keep_until: int = 0):
         super().__init__()
         self.path = os.fspath(path)
+        self.lr_path = os.path.join(os.path.dirname(self.path), "lr.csv")
         self.guard = guard
-        self.rows: list[dict[str, float | int | str]] = []
         self.phase = ""
-        if keep_until and os.path.isfile(self.path):  # a resumed run keeps its epochs
-            with open(self.path, encoding="utf-8") as f:
-                self.rows = [dict(r) for r in csv.DictReader(f) if int(r["epoch"]) <= keep_until]
+        self.rows = _read_rows(self.path, "epoch", keep_until)
+        self.lr_rows = _read_rows(self.lr_path, "epoch", keep_until)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._started = time.perf_counter()
+        self._first_step = _steps_done(self.model.optimizer)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard is not None and self.guard.tripped:
@@ -131,14 +149,38 @@ class HistoryWriter(keras.callbacks.Callback):
                              3)}
         row.update({k: float(v) for k, v in (logs or {}).items() if k != "learning_rate"})
         self.rows.append(row)
-        columns: list[str] = []
-        for r in self.rows:
-            columns.extend(k for k in r if k not in columns)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic.write_text(self.path, buffer.getvalue())
+        last = max(_steps_done(self.model.optimizer) - 1, 0)
+        first = min(getattr(self, "_first_step", last), last)
+        self.lr_rows.extend({"epoch": epoch + 1, "position": round(epoch + fraction, 4),
+                             "phase": self.phase, "lr": lr}
+                            for fraction, lr in lr_samples(self.model.optimizer, first, last))
+        _write_rows(self.path, self.rows)
+        _write_rows(self.lr_path, self.lr_rows)
+
+
+def _steps_done(optimizer: keras.optimizers.Optimizer) -> int:
+    return int(keras.ops.convert_to_numpy(optimizer.iterations))
+
+
+def _read_rows(path: str, key: str, keep_until: int) -> list[dict]:
+    """The rows of a CSV file whose `key` is at most `keep_until` (a resumed run keeps its
+    epochs); none without `keep_until` or without the file."""
+    if not keep_until or not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [dict(r) for r in csv.DictReader(f) if int(r[key]) <= keep_until]
+
+
+def _write_rows(path: str, rows: list[dict]) -> None:
+    """Rewrites a CSV file atomically, with the union of the rows' keys as columns."""
+    columns: list[str] = []
+    for r in rows:
+        columns.extend(k for k in r if k not in columns)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic.write_text(path, buffer.getvalue())
 
 
 class NaNGuard(keras.callbacks.Callback):

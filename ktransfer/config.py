@@ -214,7 +214,14 @@ class TrainConfig:
     decay_rate: float = option(0.9, "exponential: factor applied per epoch.")
     step_every: int = option(10, "step: divide the rate every this many epochs.")
     step_factor: float = option(10.0, "step: divide the rate by this factor.")
-    cosine_alpha: float = option(0.0, "cosine: final rate as a fraction of the peak.")
+    cosine_alpha: float = option(0.0, "cosine and one_cycle: final rate as a fraction of the "
+                                 "peak.")
+    cycle_epochs: float = option(4.0, "cyclic: epochs of one whole cycle (up and down).")
+    cyclic_policy: str = option("triangular", "cyclic: triangular (the same swing every cycle), "
+                                "triangular2 (halved each cycle), exp_range (x --cycle_gamma "
+                                "per step).", ("triangular", "triangular2", "exp_range"))
+    cycle_gamma: float = option(0.9999, "cyclic exp_range: swing factor per step.")
+    lr_floor: float = option(0.1, "cyclic: the lowest rate as a fraction of the peak.")
     early_stopping: int = option(0, "Stop after this many epochs without improvement of "
                                 "--monitor and restore the best weights; 0 turns it off.")
     monitor: str = option("val_loss", "Metric for early stopping and the best checkpoint.",
@@ -247,6 +254,9 @@ class TrainConfig:
         require(self.step_every >= 1, "step_every", "must be >= 1")
         require(self.step_factor >= 1.0, "step_factor", "must be >= 1")
         require(0.0 <= self.cosine_alpha <= 1.0, "cosine_alpha", "must be in [0, 1]")
+        require(self.cycle_epochs > 0, "cycle_epochs", "must be > 0")
+        require(0.0 < self.cycle_gamma <= 1.0, "cycle_gamma", "must be in (0, 1]")
+        require(0.0 <= self.lr_floor <= 1.0, "lr_floor", "must be in [0, 1]")
         require(self.early_stopping >= 0, "early_stopping", "must be >= 0")
         require(self.verbose in (0, 1, 2), "verbose", "must be 0, 1 or 2")
         if self.export_dir:

@@ -17,34 +17,47 @@ from ktransfer.evaluation import MISTAKES_HTML
 
 
 def plot_curves(history_csv: str | os.PathLike, path: str | os.PathLike) -> bool:
-    """Loss and accuracy per epoch, training and validation, with the phase boundary marked.
-    Returns False when there is no history."""
+    """Loss and accuracy per epoch, training and validation, and the learning rate within each
+    epoch (lr.csv beside the history, when there), with the phase boundary marked. Returns
+    False when there is no history."""
     rows = list(csv.DictReader(open(history_csv, encoding="utf-8")))
     if not rows:
         return False
+    lr_csv = Path(history_csv).with_name("lr.csv")
+    lr_rows = list(csv.DictReader(open(lr_csv, encoding="utf-8"))) if lr_csv.is_file() else []
     plt = plotting.pyplot()
     epochs = [int(r["epoch"]) for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=100)
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
+    starts = [e for e, prev, cur in zip(epochs[1:], rows[:-1], rows[1:], strict=True)
+              if prev["phase"] != cur["phase"]]
+    fig, axes = plt.subplots(1, 3 if lr_rows else 2, figsize=(13 if lr_rows else 9, 3.2),
+                             dpi=100)
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=False):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [float(r[prefix + metric]) if r.get(prefix + metric) else None
                       for r in rows]
             if any(v is not None for v in values):
                 ax.plot(epochs, values, style, marker="o", markersize=3,
                         label=("validation " if prefix else "training ") + metric)
-        starts = [e for e, prev, cur in zip(epochs[1:], rows[:-1], rows[1:], strict=True)
-                  if prev["phase"] != cur["phase"]]
-        for start in starts:
-            ax.axvline(start - 0.5, color="grey", linewidth=1)
-            ax.text(start - 0.4, ax.get_ylim()[1], " fine-tune", va="top", fontsize=8,
-                    color="grey")
-        ax.set_xlabel("epoch")
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.set_title(metric)
+        _finish_axis(ax, metric, starts, offset=0.5)
         ax.legend(fontsize=8)
+    if lr_rows:  # positions count from 0; epoch N ends at position N, as in the other panels
+        axes[2].plot([float(r["position"]) for r in lr_rows], [float(r["lr"]) for r in lr_rows])
+        axes[2].set_yscale("log")  # the fine-tuning rates are often 10-100x lower
+        _finish_axis(axes[2], "learning rate", [s - 1 for s in starts], offset=0.0)
     fig.tight_layout()
     plotting.save(fig, path)
     return True
+
+
+def _finish_axis(ax: Any, title: str, starts: list[int], offset: float) -> None:
+    """Titles an axis, labels epochs and marks where fine-tuning starts."""
+    for start in starts:
+        ax.axvline(start - offset, color="grey", linewidth=1)
+        ax.text(start - offset + 0.1, ax.get_ylim()[1], " fine-tune", va="top", fontsize=8,
+                color="grey")
+    ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(title)
 
 
 def _summary_line(metrics: dict[str, Any]) -> str:

@@ -1,9 +1,9 @@
 """The run directory: one folder per training run holding everything needed to inspect, resume
 or repeat it.
 
-Layout: flags.cfg (re-runnable flagfile), labels.txt, history.csv, metrics.json, model.keras,
-backbone.weights.h5, checkpoints/{best,last}.keras, tensorboard/, report.html, resume/ (while
-unfinished). Two hidden files make it safe to share a disk with people:
+Layout: flags.cfg (re-runnable flagfile), labels.txt, history.csv, lr.csv, metrics.json,
+model.keras, backbone.weights.h5, checkpoints/{best,last}.keras, tensorboard/, report.html, resume/
+(while unfinished). Two hidden files make it safe to share a disk with people:
 
 - `.ktransfer-run` (the marker, written first, holding the run's id): only a folder with it is
   ever deleted by `--overwrite`, and never through a symbolic link;

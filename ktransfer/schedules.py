@@ -1,11 +1,14 @@
-"""Learning-rate schedules per training phase: constant, exponential, cosine, step; with warm-up.
+"""Learning-rate schedules per training phase: constant, exponential, cosine, step, cyclic
+(Smith's triangular, triangular2 and exp_range policies) and one-cycle; with warm-up.
 
-All schedules count optimizer steps from the start of their phase; `steps_per_epoch` converts the
-epoch-based flags into steps.
+All schedules count optimizer steps from the start of their phase (a resumed run restores the
+step count, so it continues mid-cycle); `steps_per_epoch` converts the epoch-based flags into
+steps. Every schedule class here is serialisable (`ktransfer>NAME`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +80,62 @@ def make_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, epochs: i
     return sched
 
 
+@keras.saving.register_keras_serializable(package="ktransfer")
+class Cyclic(keras.optimizers.schedules.LearningRateSchedule):
+    """Cyclical learning rates (Smith 2017): up linearly from `low` to `high` in half a cycle
+    of `cycle_steps`, down in the other half, again and again. `policy`: triangular (the same
+    every cycle), triangular2 (the swing halves each cycle) or exp_range (the swing shrinks by
+    `gamma` per step)."""
+
+    def __init__(self, low: float, high: float, cycle_steps: int, policy: str = "triangular",
+                 gamma: float = 1.0):
+        self.low, self.high = float(low), float(high)
+        self.cycle_steps, self.policy, self.gamma = int(cycle_steps), policy, float(gamma)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        half = max(self.cycle_steps / 2.0, 1.0)
+        cycle = keras.ops.floor(1.0 + step / (2.0 * half))
+        x = keras.ops.abs(step / half - 2.0 * cycle + 1.0)
+        swing = (self.high - self.low) * keras.ops.maximum(0.0, 1.0 - x)
+        if self.policy == "triangular2":
+            swing = swing / keras.ops.power(2.0, cycle - 1.0)
+        elif self.policy == "exp_range":
+            swing = swing * keras.ops.power(self.gamma, step)
+        return self.low + swing
+
+    def get_config(self):
+        return {"low": self.low, "high": self.high, "cycle_steps": self.cycle_steps,
+                "policy": self.policy, "gamma": self.gamma}
+
+
+@keras.saving.register_keras_serializable(package="ktransfer")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """The one-cycle policy (Smith 2018, as fastai runs it): from `peak / 25` up to `peak`
+    over `rise_steps` and down to `peak * floor` by `total_steps`, both halves cosine-shaped."""
+
+    def __init__(self, peak: float, total_steps: int, rise_steps: int, floor: float = 0.0):
+        self.peak, self.total_steps = float(peak), int(total_steps)
+        self.rise_steps, self.floor = int(rise_steps), float(floor)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        rise = float(max(self.rise_steps, 1))
+        fall = float(max(self.total_steps - self.rise_steps, 1))
+        start, end = self.peak / 25.0, self.peak * self.floor
+
+        def cosine(a, b, fraction):  # from a to b along half a cosine
+            fraction = keras.ops.clip(fraction, 0.0, 1.0)
+            return b + (a - b) * (1.0 + keras.ops.cos(math.pi * fraction)) / 2.0
+
+        return keras.ops.where(step < rise, cosine(start, self.peak, step / rise),
+                               cosine(self.peak, end, (step - rise) / fall))
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps,
+                "rise_steps": self.rise_steps, "floor": self.floor}
+
+
 # name -> builder(cfg, peak, steps_per_epoch, decay_steps) of the schedule after warm-up.
 SCHEDULES: Registry[Callable[[TrainConfig, float, int, int], Any]] = Registry(
     "learning-rate schedule", "lr_schedule")
@@ -110,7 +169,26 @@ def _step(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> An
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
+@SCHEDULES.register("cyclic")
+def _cyclic(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
+    return Cyclic(peak * cfg.lr_floor, peak, max(1, round(cfg.cycle_epochs * steps_per_epoch)),
+                  cfg.cyclic_policy, cfg.cycle_gamma)
+
+
+def _one_cycle(cfg: TrainConfig, peak: float, steps_per_epoch: int, epochs: int) -> Any:
+    """The whole phase: its own rise (--warmup_epochs, else 30 % of the phase)."""
+    total = max(1, epochs * steps_per_epoch)
+    rise = round(cfg.warmup_epochs * steps_per_epoch) if cfg.warmup_epochs else round(0.3 * total)
+    return OneCycle(peak, total, rise, cfg.cosine_alpha)
+
+
+SCHEDULES.register("one_cycle", _one_cycle)
+_OWN_WARMUP = {"one_cycle"}
+
+
 def _phase_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, epochs: int):
+    if cfg.lr_schedule in _OWN_WARMUP:
+        return SCHEDULES.get(cfg.lr_schedule)(cfg, peak, steps_per_epoch, epochs)
     warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
     total = max(1, epochs * steps_per_epoch - warmup)
     base = SCHEDULES.get(cfg.lr_schedule)(cfg, peak, steps_per_epoch, total)

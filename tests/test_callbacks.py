@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 
 from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter, NaNGuard, ResumeState
+from ktransfer.config import TrainConfig
+from ktransfer.optimizers import make_optimizer
+from ktransfer.schedules import make_schedule
 
 
 def _model() -> keras.Model:
@@ -72,6 +75,23 @@ def test_history_keeps_one_row_per_epoch_across_phases_and_resumes(tmp_path):
     assert all(float(r["seconds"]) >= 0 for r in rows)
     resumed = HistoryWriter(path, keep_until=2)  # a run resumed after epoch 2
     assert [r["epoch"] for r in resumed.rows] == ["1", "2"]
+    assert {r["epoch"] for r in resumed.lr_rows} == {"1", "2"}
+
+
+def test_lr_csv_follows_a_schedule_within_each_epoch(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    cfg = TrainConfig(lr_schedule="cyclic", cycle_epochs=1, lr_floor=0.0)
+    model.compile(make_optimizer(cfg, make_schedule(cfg, 1.0, 8, 2)), "mse")
+    history = HistoryWriter(tmp_path / "history.csv")
+    model.fit(np.zeros((32, 2)), np.zeros((32, 1)), batch_size=4, epochs=2, verbose=0,
+              callbacks=[history])
+    rows = list(csv.DictReader(open(tmp_path / "lr.csv")))
+    positions = [float(r["position"]) for r in rows]
+    rates = [float(r["lr"]) for r in rows]
+    assert positions == sorted(positions) and positions[0] == 0 and positions[-1] == 1 + 7 / 8
+    assert min(rates) == pytest.approx(0.0, abs=1e-6)
+    peaks = [p for p, r in zip(positions, rates, strict=True) if r > 0.9]
+    assert peaks and all(0.4 <= p % 1 <= 0.6 for p in peaks)  # one cycle an epoch, peak mid-way
 
 
 def test_nan_guard_stops_at_the_batch_and_remembers_where():

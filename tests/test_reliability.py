@@ -33,8 +33,8 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path, kill_after):
     run_dir = tmp_path / "run"
     args = ["--data=builtin:digits", "--backbone=small_cnn", "--weights=none",
             "--image_size=16", "--epochs=3", "--fine_tune_epochs=4", "--fine_tune_lr=0.003",
-            "--bn_trainable", "--verbose=0", "--notensorboard", "--noreport",
-            f"--run_dir={run_dir}"]
+            "--lr_schedule=cyclic", "--cycle_epochs=2.5", "--bn_trainable", "--verbose=0",
+            "--notensorboard", "--noreport", f"--run_dir={run_dir}"]
     proc = subprocess.Popen([sys.executable, "-m", "ktransfer.train", *args], cwd=REPO, env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -54,6 +54,7 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path, kill_after):
     rows = list(csv.DictReader(open(run_dir / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == list(range(1, 8))  # none lost, none repeated
     assert [r["phase"] for r in rows] == ["head"] * 3 + ["fine_tune"] * 4
+    _assert_schedule_continues(run_dir / "lr.csv", killed_at)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["epochs"] == {"head": 3, "fine_tune": 4}
     assert metrics["val"]["accuracy"] > 0.1 + 0.3  # 10 classes
@@ -61,6 +62,20 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path, kill_after):
     # Finished: the same command now refuses (nothing to resume), --overwrite starts fresh.
     again = run_cli("train", *args)
     assert again.returncode == 2 and "already holds a run" in error_line(again)
+
+
+def _assert_schedule_continues(lr_csv, killed_at: int) -> None:
+    """The cyclic rate goes on from where the killed run left it: the first rate of the resumed
+    epoch lies next to the last one before the kill (a restarted count would drop to the
+    floor, 40 % of the swing away at these epoch counts)."""
+    rows = list(csv.DictReader(open(lr_csv)))
+    before = [r for r in rows if int(r["epoch"]) == killed_at]
+    after = [r for r in rows if int(r["epoch"]) == killed_at + 1]
+    if before[-1]["phase"] != after[0]["phase"]:
+        return  # killed at the phase boundary: the new phase starts its own cycle
+    phase = [float(r["lr"]) for r in rows if r["phase"] == after[0]["phase"]]
+    swing = max(phase) - min(phase)
+    assert abs(float(after[0]["lr"]) - float(before[-1]["lr"])) < 0.25 * swing
 
 
 def test_resuming_with_other_flags_is_refused(tmp_path, tiny_config):

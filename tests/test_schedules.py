@@ -60,3 +60,50 @@ def test_optimizers(name, cls):
     assert opt.weight_decay == pytest.approx(1e-4)
     if name == "sgd":
         assert opt.momentum == pytest.approx(0.8)
+
+
+@pytest.mark.parametrize("policy, second_peak", [("triangular", 1.0), ("triangular2", 0.55),
+                                                 ("exp_range", None)])
+def test_cyclic_policies(policy, second_peak):
+    # 10 steps per epoch, 2-epoch cycles: the rate rises for 10 steps and falls for 10.
+    cfg = TrainConfig(lr_schedule="cyclic", cycle_epochs=2, cyclic_policy=policy,
+                      cycle_gamma=0.99, lr_floor=0.1)
+    s = make_schedule(cfg, 1.0, 10, 6)
+    assert _lr(s, 0) == pytest.approx(0.1)
+    assert _lr(s, 5) == pytest.approx(0.1 + 0.9 * 0.5 * (0.99 ** 5 if policy == "exp_range"
+                                                       else 1.0), rel=1e-4)
+    assert _lr(s, 20) == pytest.approx(0.1)  # back at the floor after one cycle
+    expected = second_peak if second_peak is not None else 0.1 + 0.9 * 0.99 ** 30
+    assert _lr(s, 30) == pytest.approx(expected, rel=1e-4)
+    first_peak = _lr(s, 10)
+    assert first_peak == pytest.approx(1.0 if policy != "exp_range" else 0.1 + 0.9 * 0.99 ** 10,
+                                       rel=1e-4)
+
+
+def test_one_cycle_rises_then_anneals_to_the_floor():
+    cfg = TrainConfig(lr_schedule="one_cycle", cosine_alpha=0.01)
+    s = make_schedule(cfg, 1.0, 10, 10)  # 100 steps, rising for the first 30
+    values = [_lr(s, step) for step in range(100)]
+    assert values[0] == pytest.approx(1.0 / 25)
+    assert max(values) == pytest.approx(1.0, rel=1e-3) and values.index(max(values)) == 30
+    assert all(a <= b for a, b in zip(values[:30], values[1:31], strict=True))
+    assert all(a >= b for a, b in zip(values[30:-1], values[31:], strict=True))
+    assert _lr(s, 100) == pytest.approx(0.01, rel=1e-4)
+    own_rise = make_schedule(TrainConfig(lr_schedule="one_cycle", warmup_epochs=2), 1.0, 10, 10)
+    assert _lr(own_rise, 20) == pytest.approx(1.0, rel=1e-4)  # --warmup_epochs sets the rise
+
+
+@pytest.mark.parametrize("cfg", [
+    TrainConfig(lr_schedule="cyclic", cyclic_policy="triangular2", warmup_epochs=1),
+    TrainConfig(lr_schedule="cyclic", cyclic_policy="exp_range", cycle_gamma=0.9),
+    TrainConfig(lr_schedule="one_cycle"),
+])
+def test_cyclic_schedules_survive_a_keras_file(tmp_path, cfg):
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(make_optimizer(cfg, make_schedule(cfg, 0.5, 4, 6, offset_epochs=1)), "mse")
+    model.optimizer.build(model.trainable_variables)
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras")
+    for step in (0, 3, 7, 11, 17):
+        assert _lr(again.optimizer._learning_rate, step) == pytest.approx(
+            _lr(model.optimizer._learning_rate, step))
