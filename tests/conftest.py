@@ -206,6 +206,20 @@ def quickstart_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+def stored_values(saved_model: Path) -> int:
+    """How many numbers a SavedModel's checkpoint holds (every saved tensor's size)."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(str(saved_model / "variables" / "variables"))
+    return sum(int(np.prod(shape)) for name, shape in reader.get_variable_to_shape_map().items()
+               if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
+
+
+def variable_values(model) -> int:
+    """How many numbers a Keras model's variables hold (weights and random-seed states)."""
+    return sum(int(np.prod(v.shape)) for v in model.variables)
+
+
 def digit_jpeg(path: Path, index: int = 0, size: int = 40) -> Path:
     """A real JPEG of a scikit-learn digit (class str(target)), upscaled to `size` px."""
     from sklearn.datasets import load_digits

@@ -17,7 +17,7 @@ from ktransfer.errors import KtransferError
 from ktransfer.image.prediction import load_pixels
 from ktransfer.saving import load_classifier, open_classifier
 
-from conftest import digit_jpeg, error_line, run_cli
+from conftest import digit_jpeg, error_line, run_cli, stored_values, variable_values
 
 SAVED_MODEL_CLI = str(Path(sys.executable).parent / "saved_model_cli")
 
@@ -45,6 +45,12 @@ def test_layout_is_what_tf_serving_expects(exported, quickstart_run):
     config = (exported / "models.config").read_text()
     assert 'name: "digits"' in config and f'base_path: "{exported / "digits"}"' in config
     assert 'model_platform: "tensorflow"' in config
+
+
+def test_each_weight_is_stored_once(exported, quickstart_run):
+    # keras-team/keras#23553: ExportArchive saves every weight twice unless told otherwise.
+    model = open_classifier(quickstart_run).model
+    assert stored_values(exported / "digits" / "1") == variable_values(model)
 
 
 def test_saved_model_cli_lists_both_signatures(exported):

@@ -18,7 +18,15 @@ from ktransfer.serving import export
 from ktransfer.training import train
 from ktransfer.tuning import search
 
-from conftest import REPO, error_line, run_cli, text_values, write_text_folder
+from conftest import (
+    REPO,
+    error_line,
+    run_cli,
+    stored_values,
+    text_values,
+    variable_values,
+    write_text_folder,
+)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +102,7 @@ def test_export_takes_raw_strings_and_matches_the_keras_model(text_run, tmp_path
     served = json.loads(ran.stdout.strip().splitlines()[-1])
     np.testing.assert_allclose(np.array(served["probabilities"])[:1], expected, atol=1e-5)
     assert np.array(served["probabilities"]).shape == (3, 2)
+    assert stored_values(version) == variable_values(clf.model)  # each weight once
 
 
 def test_tune_searches_the_head_on_cached_embeddings(tiny_bert, tmp_path):
