@@ -10,7 +10,7 @@ import pytest
 from ktransfer import config
 from ktransfer.config import AugmentConfig
 from ktransfer.data.splits import class_weights
-from ktransfer.errors import DataError
+from ktransfer.errors import ConfigError, DataError
 from ktransfer.image import sources
 from ktransfer.image.modality import IMAGE
 from ktransfer.image.pipeline import make_dataset
@@ -140,7 +140,9 @@ def test_pipeline_shapes_range_and_one_hot():
     AugmentConfig(aug_crop=0.5), AugmentConfig(aug_flip="both"),
     AugmentConfig(aug_rotation=0.1), AugmentConfig(aug_zoom=0.2),
     AugmentConfig(aug_translate=0.2), AugmentConfig(aug_contrast=0.5),
-    AugmentConfig(aug_noise=10.0),
+    AugmentConfig(aug_noise=10.0), AugmentConfig(aug_shear=0.3),
+    AugmentConfig(aug_color_jitter=0.5), AugmentConfig(aug_randaugment="2,9"),
+    AugmentConfig(aug_erasing=1.0),
 ])
 def test_each_augmentation_changes_training_images_only(augment):
     images = sources.open_source("builtin:digits")["all"].subset(np.arange(64))
@@ -155,6 +157,33 @@ def test_each_augmentation_changes_training_images_only(augment):
     changed = sum(a.round(3).tobytes() not in plain_set for a in aug_x)
     assert changed > 32
     assert sorted(np.argmax(aug_y.numpy(), 1)) == sorted(images.labels)
+
+
+@pytest.mark.parametrize("augment", [AugmentConfig(aug_mixup=0.4), AugmentConfig(aug_cutmix=1.0),
+                                     AugmentConfig(aug_mixup=0.4, aug_cutmix=1.0)])
+def test_mixup_and_cutmix_mix_images_and_labels_alike(augment):
+    images = sources.open_source("builtin:digits")["all"].subset(np.arange(64))
+    kwargs = dict(image_size=16, batch_size=64, cache="none", seed=1)
+    for x, y in make_dataset(images, training=True, augment=augment, **kwargs).take(3):
+        y = y.numpy()
+        np.testing.assert_allclose(y.sum(1), 1.0, atol=1e-5)  # still distributions
+        mixed = y.max(1) < 0.999
+        assert mixed.sum() > 16  # most rows take a share of another image's label
+        assert (np.count_nonzero(y > 1e-6, axis=1) <= 2).all()  # pairs, never more
+        assert 0.0 <= x.numpy().min() and x.numpy().max() <= 255.0
+    plain = next(iter(make_dataset(images, training=False, augment=augment, **kwargs)))[1]
+    assert set(np.unique(plain.numpy())) == {0.0, 1.0}  # evaluation keeps hard labels
+
+
+def test_augmentation_flags_are_checked():
+    with pytest.raises(ConfigError, match="^--aug_randaugment: give N,M"):
+        AugmentConfig(aug_randaugment="2")
+    with pytest.raises(ConfigError, match="^--aug_randaugment: give N,M"):
+        AugmentConfig(aug_randaugment="2,11")
+    with pytest.raises(ConfigError, match="^--aug_mixup: must be >= 0"):
+        AugmentConfig(aug_mixup=-1.0)
+    assert AugmentConfig(aug_randaugment="3,9").randaugment() == (3, 9.0)
+    assert AugmentConfig(aug_cutmix=1.0).mixes_labels and not AugmentConfig().mixes_labels
 
 
 def test_builtin_digits_rotations():

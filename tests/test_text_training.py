@@ -10,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from ktransfer import config
+from ktransfer import config, preflight
 from ktransfer.config import EvaluateConfig, SearchConfig, TuneConfig
+from ktransfer.errors import ConfigError
 from ktransfer.evaluation import evaluate_saved
 from ktransfer.saving import open_classifier
 from ktransfer.serving import export
@@ -125,3 +126,10 @@ def test_domain_adaptation_runs_on_text(text_run, tmp_path, tiny_bert):
     adapted = train(config.build(**values)).metrics["adaptation"]
     assert adapted["num_target_images"] == 40 and adapted["mmd_weight"] == 0.3
     assert 0.0 <= adapted["mmd_after"] and adapted["target_accuracy"] > 0.5 + 0.15
+
+
+def test_image_augmentation_flags_are_refused_for_text(tiny_bert, tmp_path):
+    cfg = config.build(**text_values(tmp_path, tiny_bert, aug_mixup=0.2))
+    with pytest.raises(ConfigError, match="^--aug_mixup: augments images; text runs take no"):
+        preflight.check_train(cfg)
+    assert not (tmp_path / "run").exists()

@@ -95,6 +95,15 @@ def test_early_stopping_stops_when_monitor_does_not_improve(tiny_config):
     assert both.metrics["epochs"] == {"head": 2, "fine_tune": 2}
 
 
+def test_mixup_cutmix_and_randaugment_train_a_classifier(tiny_config):
+    # Soft labels reach the loss; validation keeps hard labels and counts real accuracy.
+    result = train(tiny_config(weights="none", epochs=0, fine_tune_epochs=6, bn_trainable=True,
+                               unfreeze="all", fine_tune_lr=0.003, aug_mixup=0.2,
+                               aug_cutmix=1.0, aug_randaugment="1,3", aug_shear=0.1,
+                               val_split=0.2, test_split=0))
+    assert result.metrics["val"]["accuracy"] > 0.1 + 0.3  # 10 classes
+
+
 def test_run_directory_contents_and_rerunnable_flagfile(tiny_config, tmp_path):
     cfg = tiny_config(epochs=1, fine_tune_epochs=1, classes=["3", "8"], tensorboard=True,
                       lr_schedule="step", class_weights="balanced")

@@ -29,7 +29,17 @@ def random_resized_crop(image: tf.Tensor, size: int, min_area: float, seed: int)
 
 
 def batch_augmenter(cfg: AugmentConfig, seed: int) -> BatchAugmenter | None:
-    """Augmentation of batches [B, H, W, 3] in [0, 255]; None when every transform is off."""
+    """Augmentation of batches [B, H, W, 3] in [0, 255] (labels [B, C] mixed by MixUp and
+    CutMix); None when every transform is off."""
+    layers = geometric_layers(cfg, seed) + photometric_layers(cfg, seed)
+    mixers = mixing_layers(cfg, seed)
+    if not layers and not mixers and not cfg.aug_noise:
+        return None
+    return BatchAugmenter(layers, cfg.aug_noise, seed + 5, mixers)
+
+
+def geometric_layers(cfg: AugmentConfig, seed: int) -> list[keras.layers.Layer]:
+    """Flips, rotation, zoom, translation and shear, as the flags ask."""
     layers: list[keras.layers.Layer] = []
     if cfg.aug_flip != "none":
         mode = "horizontal_and_vertical" if cfg.aug_flip == "both" else cfg.aug_flip
@@ -42,29 +52,75 @@ def batch_augmenter(cfg: AugmentConfig, seed: int) -> BatchAugmenter | None:
     if cfg.aug_translate:
         layers.append(keras.layers.RandomTranslation(cfg.aug_translate, cfg.aug_translate,
                                                      seed=seed + 3))
+    if cfg.aug_shear:
+        layers.append(keras.layers.RandomShear(cfg.aug_shear, cfg.aug_shear, seed=seed + 6))
+    return layers
+
+
+def photometric_layers(cfg: AugmentConfig, seed: int) -> list[keras.layers.Layer]:
+    """Contrast, colour jitter, RandAugment and random erasing, as the flags ask."""
+    layers: list[keras.layers.Layer] = []
     if cfg.aug_contrast:
         layers.append(keras.layers.RandomContrast(cfg.aug_contrast, value_range=(0, 255),
                                                   seed=seed + 4))
-    if not layers and not cfg.aug_noise:
-        return None
-    return BatchAugmenter(layers, cfg.aug_noise, seed + 5)
+    if cfg.aug_color_jitter:
+        s = cfg.aug_color_jitter
+        layers.append(keras.layers.RandomColorJitter(
+            value_range=(0, 255), brightness_factor=s / 2, contrast_factor=s,
+            saturation_factor=(0.5 - s / 2, 0.5 + s / 2), seed=seed + 7))
+    if cfg.aug_randaugment:
+        n, m = cfg.randaugment()
+        layers.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=n, factor=m / 10,
+                                               seed=seed + 8))
+    if cfg.aug_erasing:
+        layers.append(keras.layers.RandomErasing(factor=(cfg.aug_erasing, cfg.aug_erasing),
+                                                 value_range=(0, 255), seed=seed + 9))
+    return layers
+
+
+def mixing_layers(cfg: AugmentConfig, seed: int) -> list[keras.layers.Layer]:
+    """MixUp and CutMix, which mix pairs of images and their labels."""
+    layers: list[keras.layers.Layer] = []
+    if cfg.aug_mixup:
+        layers.append(keras.layers.MixUp(alpha=cfg.aug_mixup, seed=seed + 10))
+    if cfg.aug_cutmix:
+        layers.append(keras.layers.CutMix(factor=cfg.aug_cutmix, seed=seed + 11))
+    return layers
 
 
 class BatchAugmenter:
-    """Keras augmentation layers (training mode) then Gaussian pixel noise; keeps [0, 255].
+    """Keras augmentation layers (training mode), then Gaussian pixel noise, then one of the
+    label-mixing layers (MixUp or CutMix, chosen per batch); keeps pixels in [0, 255].
 
     Noise is added here, not with keras.layers.GaussianNoise, whose stddev is capped at 1.
+    Mixed labels are soft: the loss takes them as they are, and training accuracy counts the
+    larger share as the class.
     """
 
-    def __init__(self, layers: list[keras.layers.Layer], noise_std: float, seed: int):
+    def __init__(self, layers: list[keras.layers.Layer], noise_std: float, seed: int,
+                 mixers: list[keras.layers.Layer] | None = None):
         self.layers = keras.Sequential(layers, name="augmentation") if layers else None
         self.noise_std = float(noise_std)
         self.seed = seed
+        self.mixers = list(mixers or [])
 
-    def __call__(self, images: tf.Tensor) -> tf.Tensor:
+    def __call__(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         if self.layers is not None:
             images = self.layers(images, training=True)
         if self.noise_std:
             images = images + tf.random.normal(tf.shape(images), stddev=self.noise_std,
                                                seed=self.seed)
-        return tf.clip_by_value(images, 0.0, 255.0)
+        images = tf.clip_by_value(images, 0.0, 255.0)
+        if not self.mixers:
+            return images, labels
+        branches = [_mixing(layer, images, labels) for layer in self.mixers]
+        pick = tf.random.uniform([], maxval=len(branches), dtype=tf.int32, seed=self.seed + 1)
+        return tf.switch_case(pick, branches)
+
+
+def _mixing(layer: keras.layers.Layer, images: tf.Tensor, labels: tf.Tensor):
+    """A branch for tf.switch_case: `layer` applied to the batch, as (images, labels)."""
+    def branch() -> tuple[tf.Tensor, tf.Tensor]:
+        mixed = layer({"images": images, "labels": labels}, training=True)
+        return tf.cast(mixed["images"], images.dtype), tf.cast(mixed["labels"], labels.dtype)
+    return branch

@@ -65,7 +65,7 @@ def make_dataset(
     ds = ds.batch(batch_size, drop_remainder=False)
     augmenter = batch_augmenter(augment, seed) if (training and augment is not None) else None
     if augmenter is not None:
-        ds = ds.map(lambda x, y: (augmenter(x), y), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(augmenter, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
 
 

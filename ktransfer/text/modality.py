@@ -46,6 +46,9 @@ class TextModality(Modality):
 
     def check(self, cfg: RunConfig) -> None:
         check_encoder_name(cfg.model.backbone)
+        if cfg.augment.enabled:
+            raise ConfigError(cfg.augment.first_enabled() or "", "augments images; text runs "
+                              "take no --aug_ flags (remove it)")
         if cfg.model.weights not in ("imagenet", "none"):
             raise ConfigError("weights", "text encoders bring their own weights: leave "
                               "--weights=imagenet (pretrained, as shipped) or none (random)")
