@@ -1,7 +1,7 @@
 """Do the training recipes help? Test accuracy of arms that differ from a base flagfile by a few
 flags, on the offline quickstart and on a harder built-in set, over several seeds.
 
-    python benchmarks/recipes.py [--group=schedules] [--seeds=0,1,2] [--out=FILE.json]
+    python benchmarks/recipes.py [--group=schedules|augmentation] [--seeds=0,1,2] [--out=F.json]
 
 Settings: `quickstart` is configs/quickstart.cfg (digits 5-9 from a backbone trained on digits
 0-4, 2 labels per class); `digits_m` is the same transfer to coloured, textured digits 5-9
@@ -42,6 +42,15 @@ GROUPS = {  # group -> arm -> flags that differ from the base flagfile
                               "cycle_epochs": 4.0},
         "cyclic triangular2": {"lr_schedule": "cyclic", "warmup_epochs": 0.0,
                                "cycle_epochs": 4.0, "cyclic_policy": "triangular2"},
+    },
+    "augmentation": {
+        "none (base)": {},
+        "shear 0.2": {"aug_shear": 0.2},
+        "colour jitter 0.4": {"aug_color_jitter": 0.4},
+        "RandAugment 2,9": {"aug_randaugment": "2,9"},
+        "erasing 0.25": {"aug_erasing": 0.25},
+        "MixUp 0.2": {"aug_mixup": 0.2},
+        "CutMix 1.0": {"aug_cutmix": 1.0},
     },
 }
 

@@ -25,6 +25,7 @@ def lr_samples(optimizer: keras.optimizers.Optimizer, first: int, last: int,
                count: int = LR_SAMPLES) -> list[tuple[float, float]]:
     """The learning rate at up to `count` evenly spaced optimizer steps of [first, last], the
     steps of one epoch: (where the step starts, as a fraction of the epoch; rate)."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # under loss scaling
     steps = last - first + 1
     picked = sorted({first + round((steps - 1) * i / max(count - 1, 1)) for i in range(count)})
     schedule = getattr(optimizer, "_learning_rate", None)
@@ -159,7 +160,11 @@ class HistoryWriter(keras.callbacks.Callback):
 
 
 def _steps_done(optimizer: keras.optimizers.Optimizer) -> int:
-    return int(keras.ops.convert_to_numpy(optimizer.iterations))
+    """Batches the optimizer has seen: what schedules count. With gradient accumulation
+    `iterations` counts updates instead, so the raw counter is read."""
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # under loss scaling
+    return int(keras.ops.convert_to_numpy(getattr(optimizer, "_iterations",
+                                                  optimizer.iterations)))
 
 
 def _read_rows(path: str, key: str, keep_until: int) -> list[dict]:

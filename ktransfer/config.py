@@ -246,6 +246,9 @@ class TrainConfig:
     optimizer: str = option("adam", "Optimizer.", registry="ktransfer.optimizers:OPTIMIZERS")
     momentum: float = option(0.9, "SGD momentum.")
     weight_decay: float = option(0.0, "Decoupled weight decay (AdamW, SGD).")
+    accumulate: int = option(1, "Gradient accumulation: update the weights every N batches "
+                             "with their mean gradient (the step of an N x --batch_size batch; "
+                             "BatchNorm still sees --batch_size); 1 turns it off.")
     lr_schedule: str = option("cosine", "Learning-rate schedule within each phase.",
                               registry="ktransfer.schedules:SCHEDULES")
     warmup_epochs: float = option(0.0, "Linear warm-up from 0 to the peak rate, in epochs.")
@@ -287,6 +290,7 @@ class TrainConfig:
         require(self.gradual_unfreeze >= 0, "gradual_unfreeze", "must be >= 0")
         require(0.0 < self.lr_layer_decay <= 1.0, "lr_layer_decay", "must be in (0, 1]")
         require(0.0 <= self.momentum < 1.0, "momentum", "must be in [0, 1)")
+        require(1 <= self.accumulate <= 1024, "accumulate", "must be in 1..1024")
         require(self.weight_decay >= 0.0, "weight_decay", "must be >= 0")
         require(0.0 < self.decay_rate <= 1.0, "decay_rate", "must be in (0, 1]")
         require(self.step_every >= 1, "step_every", "must be >= 1")

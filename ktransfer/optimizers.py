@@ -82,11 +82,15 @@ OPTIMIZERS.register("sgd", OptimizerKind(
 
 def make_optimizer(cfg: TrainConfig, learning_rate,
                    lr_multipliers: dict[str, float] | None = None) -> keras.optimizers.Optimizer:
-    """Builds the optimizer `cfg.optimizer` with `learning_rate` (a float or a schedule).
+    """Builds the optimizer `cfg.optimizer` with `learning_rate` (a float or a schedule), with
+    gradient accumulation when `cfg.accumulate` > 1.
 
     `lr_multipliers` ({variable path: factor}) selects the layer-wise variant.
     """
     kind = OPTIMIZERS.get(cfg.optimizer)
+    options = kind.options(cfg)
+    if cfg.accumulate > 1:  # Keras averages the N gradients; schedules count every batch
+        options["gradient_accumulation_steps"] = cfg.accumulate
     if lr_multipliers:
-        return kind.layerwise(learning_rate, lr_multipliers=lr_multipliers, **kind.options(cfg))
-    return kind.plain(learning_rate, **kind.options(cfg))
+        return kind.layerwise(learning_rate, lr_multipliers=lr_multipliers, **options)
+    return kind.plain(learning_rate, **options)

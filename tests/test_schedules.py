@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 import pytest
 
 from ktransfer.config import TrainConfig
@@ -107,3 +108,38 @@ def test_cyclic_schedules_survive_a_keras_file(tmp_path, cfg):
     for step in (0, 3, 7, 11, 17):
         assert _lr(again.optimizer._learning_rate, step) == pytest.approx(
             _lr(model.optimizer._learning_rate, step))
+
+
+def _fit_dense(cfg: TrainConfig, batch_size: int, x, y, policy: str = "float32"):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
+                                  keras.layers.Activation("softmax", dtype="float32")])
+        model.compile(make_optimizer(cfg, 0.1), "categorical_crossentropy")
+        model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
+        return model
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_accumulating_two_half_batches_equals_one_whole_batch():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = np.eye(3)[rng.integers(0, 3, 64)].astype("float32")
+    whole = _fit_dense(TrainConfig(optimizer="sgd", momentum=0.0), 32, x, y)
+    halves = _fit_dense(TrainConfig(optimizer="sgd", momentum=0.0, accumulate=2), 16, x, y)
+    single = _fit_dense(TrainConfig(optimizer="sgd", momentum=0.0), 16, x, y)
+    for a, b in zip(whole.get_weights(), halves.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    assert not np.allclose(whole.get_weights()[0], single.get_weights()[0], atol=1e-4)
+
+
+def test_accumulation_under_loss_scaling_updates_every_n_batches():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(48, 4)).astype("float32")
+    y = np.eye(3)[rng.integers(0, 3, 48)].astype("float32")
+    model = _fit_dense(TrainConfig(optimizer="adam", accumulate=3), 8, x, y, "mixed_float16")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    inner = model.optimizer.inner_optimizer
+    assert int(inner._iterations.numpy()) == 6 and int(inner.iterations.numpy()) == 2
