@@ -482,6 +482,9 @@ class EvaluateConfig(LoadConfig):
                               "it, or skip it with a warning.", ("fail", "skip"))
     text_column: str = option("", "Text tables: the text column (default: the run's).")
     label_column: str = option("", "Text tables: the label column (default: the run's).")
+    tta: str = option("none", "Test-time augmentation (images): average the probabilities of "
+                      "the image and its mirror (flip), of five crops (crops) or of both "
+                      "(flip_crops).", registry="ktransfer.image.tta:TTA_VIEWS")
 
     def __post_init__(self) -> None:
         require(bool(self.model), "model", "is required (a run directory or a .keras file)")
@@ -503,6 +506,9 @@ class PredictConfig(LoadConfig):
     text: str = option("", "Text models: one text to classify (also: .txt files with one text "
                        "per line, folders of .txt files, or - for standard input).")
     batch_size: int = option(64, "Examples per batch.")
+    tta: str = option("none", "Test-time augmentation (images): average the probabilities of "
+                      "the image and its mirror (flip), of five crops (crops) or of both "
+                      "(flip_crops).", registry="ktransfer.image.tta:TTA_VIEWS")
 
     def __post_init__(self) -> None:
         require(bool(self.model), "model", "is required (a run directory or a .keras file)")

@@ -22,6 +22,10 @@ def main(argv: list[str]) -> int:
     k = min(cfg.top_k, len(summary["class_names"]))
     print(f"examples: {summary['num_examples']}  accuracy: {summary['accuracy']:.4f}  "
           f"top-{k}: {summary[f'top{k}_accuracy']:.4f}  macro F1: {summary['macro_f1']:.4f}")
+    if "tta" in summary:
+        print(f"test-time augmentation {summary['tta']['views']} ({summary['tta']['passes']} "
+              f"views): accuracy {summary['tta']['accuracy']:.4f}, without it "
+              f"{summary['tta']['accuracy_without']:.4f}")
     for row in summary["per_class"]:
         print(f"  {row['class']:<20} precision {row['precision']:.3f}  recall "
               f"{row['recall']:.3f}  F1 {row['f1']:.3f}  ({row['support']} examples)")

@@ -206,9 +206,18 @@ def evaluate_saved(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
     """`ktransfer.evaluate`: evaluates a saved classifier; returns (summary, output folder)."""
     clf = open_classifier(cfg.model, unsafe=cfg.unsafe_load)
     check_classifier(clf.model, clf.class_names)
-    examples = saved_split(cfg, clf)
+    views = len(clf.feed.views(cfg.tta))
+    examples = saved_split(cfg, clf).align(clf.class_names)
     base = clf.run_dir or os.path.dirname(os.path.abspath(cfg.model))
     out = Path(cfg.output_dir or os.path.join(base, f"evaluation-{cfg.split}"))
+    probs = (prediction.probabilities(clf.model, clf.feed, examples, cfg.batch_size, cfg.tta)
+             if len(examples) else None)
     summary = evaluate(clf.model, clf.modality, clf.feed, clf.class_names, examples, out,
-                       cfg.batch_size, cfg.top_k)
+                       cfg.batch_size, cfg.top_k, probs)
+    if cfg.tta != "none":  # beside the plain accuracy, from one more pass
+        plain = prediction.probabilities(clf.model, clf.feed, examples, cfg.batch_size)
+        summary["tta"] = {"views": cfg.tta, "passes": views, "accuracy": summary["accuracy"],
+                          "accuracy_without": float(np.mean(plain.argmax(1) ==
+                                                            examples.labels))}
+        atomic.write_json(out / "evaluation.json", summary)
     return summary, out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ import tensorflow as tf
 from ktransfer.config import PredictConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.data.splits import SourceOpener, load_splits
-from ktransfer.errors import KtransferError
+from ktransfer.errors import ConfigError, KtransferError
 from ktransfer.registry import Registry
 
 
@@ -55,6 +56,13 @@ class Feed(abc.ABC):
     def inputs(self, examples: Examples, batch_size: int) -> tf.data.Dataset:
         """Batches of model inputs alone, in order (for prediction)."""
         return self.dataset(examples, batch_size=batch_size).map(lambda x, y: x)
+
+    def views(self, tta: str) -> list[Callable[[Any], Any]]:
+        """The test-time augmentation views of a batch of inputs (`--tta`); this modality has
+        only the inputs as they are."""
+        if tta != "none":
+            raise ConfigError("tta", "test-time augmentation is for images; leave it at none")
+        return [lambda inputs: inputs]
 
     def save(self, run_dir: str | os.PathLike) -> None:  # noqa: B027 (optional)
         """Writes what the model needs besides model.keras to read raw examples (e.g. a

@@ -31,16 +31,20 @@ class Prediction:
 
 
 def probabilities(model: keras.Model, feed: Feed, examples: Examples,
-                  batch_size: int = 64) -> np.ndarray:
-    """Class probabilities float64 [N, C] of `examples`, in order."""
-    return np.asarray(model.predict(feed.inputs(examples, batch_size), verbose=0),
-                      dtype=np.float64)
+                  batch_size: int = 64, tta: str = "none") -> np.ndarray:
+    """Class probabilities float64 [N, C] of `examples`, in order: the mean over the views of
+    test-time augmentation `tta` (one pass per view)."""
+    inputs = feed.inputs(examples, batch_size)
+    views = feed.views(tta)
+    total = sum(np.asarray(model.predict(inputs.map(view), verbose=0), dtype=np.float64)
+                for view in views)
+    return np.asarray(total) / len(views)
 
 
 def predict(model: keras.Model, feed: Feed, examples: Examples, class_names: list[str],
-            top_k: int = 3, batch_size: int = 64) -> list[Prediction]:
+            top_k: int = 3, batch_size: int = 64, tta: str = "none") -> list[Prediction]:
     """The `top_k` classes of every example, in order; names from `examples.names()`."""
-    probs = probabilities(model, feed, examples, batch_size)
+    probs = probabilities(model, feed, examples, batch_size, tta)
     names = examples.names() or [str(i) for i in range(len(examples))]
     k = max(1, min(top_k, len(class_names)))
     out = []
@@ -82,7 +86,8 @@ def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
     command's positional arguments, read by the classifier's modality)."""
     clf = open_classifier(cfg.model, unsafe=cfg.unsafe_load)
     check_classifier(clf.model, clf.class_names)
+    clf.feed.views(cfg.tta)  # refuses --tta where the modality has none, before reading
     examples = clf.modality.read_inputs(inputs, cfg)
     predictions = predict(clf.model, clf.feed, examples, clf.class_names, cfg.top_k,
-                          cfg.batch_size)
+                          cfg.batch_size, cfg.tta)
     return format_predictions(predictions, cfg.format, clf.modality.input_key)

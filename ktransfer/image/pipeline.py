@@ -6,6 +6,7 @@ Batches are (images float32 [B, S, S, 3] in [0, 255], one-hot labels float32 [B,
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -14,6 +15,7 @@ from ktransfer.config import AugmentConfig
 from ktransfer.data.examples import Examples
 from ktransfer.image.augment import batch_augmenter, random_resized_crop
 from ktransfer.image.imageset import ImageSet
+from ktransfer.image.tta import TTA_VIEWS
 from ktransfer.modality import Feed
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -94,3 +96,6 @@ class ImageFeed(Feed):
                             training=training, augment=self.augment if training else None,
                             cache=cache, cache_path=cache_path,
                             shuffle_buffer=self.shuffle_buffer, seed=seed, repeat=repeat)
+
+    def views(self, tta: str) -> list[Callable[[tf.Tensor], tf.Tensor]]:
+        return list(TTA_VIEWS.get(tta))
