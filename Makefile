@@ -4,8 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart quickstart-text text-assets test test-fast lint typecheck browser \
-	source-backbone clean
+.PHONY: install quickstart quickstart-text text-assets test test-assets test-fast lint typecheck \
+	browser source-backbone clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -62,7 +62,13 @@ browser:
 # each test file stays on one worker, and files start in collection order (slow ones first,
 # see tests/conftest.py) rather than xdist's default of the files with most tests first.
 test: install text-assets lint typecheck browser
-	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder
+	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder \
+		-m "not assets"
+
+# Re-creates the shipped source backbone from configs/digits_source.cfg and checks it matches and
+# transfers (about 4 minutes; CI runs it after make test).
+test-assets: install
+	$(PY) -m pytest -q -m assets
 
 # The in-process tests only (no subprocess CLI runs, no slow end-to-end tests): under 2 minutes.
 test-fast: install
