@@ -37,7 +37,8 @@ def test_quickstart_transfer_beats_scratch_by_10_points(tmp_path, scratch):
     assert transferred >= max(scratch.values()) + 0.10, (transferred, scratch)
 
 
-@pytest.mark.assets  # 3 minutes on 2 cores (plus the scratch runs): `make test-assets`, run by CI after `make test`
+# 3 minutes on 2 cores (plus the scratch runs): `make test-assets`, which CI runs after `make test`.
+@pytest.mark.assets
 def test_source_backbone_is_recreated_by_its_flagfile(tmp_path, scratch):
     from ktransfer.image.backbones import small_cnn
 
