@@ -1,7 +1,8 @@
 """Do the training recipes help? Test accuracy of arms that differ from a base flagfile by a few
 flags, on the offline quickstart and on a harder built-in set, over several seeds.
 
-    python benchmarks/recipes.py [--group=schedules|augmentation] [--seeds=0,1,2] [--out=F.json]
+    python benchmarks/recipes.py [--group=schedules|augmentation|regularisation|ema]
+        [--settings=quickstart,digits_m] [--seeds=0,1,2] [--out=F.json]
 
 Settings: `quickstart` is configs/quickstart.cfg (digits 5-9 from a backbone trained on digits
 0-4, 2 labels per class); `digits_m` is the same transfer to coloured, textured digits 5-9
@@ -51,6 +52,17 @@ GROUPS = {  # group -> arm -> flags that differ from the base flagfile
         "erasing 0.25": {"aug_erasing": 0.25},
         "MixUp 0.2": {"aug_mixup": 0.2},
         "CutMix 1.0": {"aug_cutmix": 1.0},
+    },
+    "regularisation": {
+        "none (base)": {},
+        "L2: weight decay 0.01": {"weight_decay": 0.01},
+        "L2-SP 0.1,0.01": {"l2sp": "0.1"},
+        "L2-SP 1,0.1": {"l2sp": "1.0"},
+    },
+    "ema": {
+        "none (base)": {},
+        "EMA 0.9": {"ema": 0.9},
+        "EMA 0.97": {"ema": 0.97},
     },
 }
 

@@ -210,6 +210,34 @@ class NaNGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class EMAWeights(keras.callbacks.SwapEMAWeights):
+    """`--ema`: the model holds the moving average of its weights whenever anything outside the
+    training steps looks at it: validation, every callback after this one at the end of an epoch
+    (checkpoints, resume state, early stopping's best weights) and the end of the fit. The raw
+    weights go back in at the start of the next epoch.
+
+    Keras's `SwapEMAWeights(swap_on_epoch=True)` with two changes: the end of the fit keeps the
+    average even when early stopping ends it before the last epoch (the transfer optimizers'
+    `finalize_variable_values` does nothing, see `ktransfer.optimizers`), and a resumed fit
+    starts from saved weights that are the average (`average_in_model=True`).
+
+    Args:
+        average_in_model: whether the model holds the average now (the optimizer then holds
+            the raw weights).
+    """
+
+    def __init__(self, average_in_model: bool = False):
+        super().__init__(swap_on_epoch=True)
+        self._ema_weights_in_model = average_in_model
+
+    def on_train_end(self, logs=None):
+        optimizer = getattr(self.model.optimizer, "inner_optimizer", self.model.optimizer)
+        built = hasattr(optimizer, "_model_variables_moving_average")  # not after 0 epochs
+        if built and not self._ema_weights_in_model:
+            self._swap_variables()
+            self._ema_weights_in_model = True
+
+
 class ResumeState(keras.callbacks.Callback):
     """After every epoch, saves what a killed run needs to continue from that epoch: the fitted
     model's weights with its optimizer state (`epochNNNN.weights.h5`), then `state.json` (the

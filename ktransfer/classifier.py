@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 
 from ktransfer.config import RunConfig
 from ktransfer.optimizers import make_optimizer
@@ -38,7 +39,8 @@ def inference_model(model: keras.Model) -> keras.Model:
 
 
 def compile_classifier(model: keras.Model, cfg: RunConfig, learning_rate: Any,
-                       lr_multipliers: dict[str, float] | None = None) -> None:
+                       lr_multipliers: dict[str, float] | None = None,
+                       anchors: dict[str, np.ndarray] | None = None) -> None:
     """Compiles with categorical cross-entropy (label smoothing), accuracy and, with more
     than 5 classes, top-5 accuracy.
 
@@ -47,6 +49,7 @@ def compile_classifier(model: keras.Model, cfg: RunConfig, learning_rate: Any,
         cfg: the run (optimizer, label smoothing, XLA).
         learning_rate: a float or a schedule.
         lr_multipliers: {variable path: factor}, for layer-wise learning rates.
+        anchors: {variable path: pretrained value}, for --l2sp.
     """
     num_classes = model.output_shape[-1]
     metrics: list[Any] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
@@ -54,7 +57,7 @@ def compile_classifier(model: keras.Model, cfg: RunConfig, learning_rate: Any,
         metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
     model.compile(
         jit_compile={"on": True, "off": False}.get(cfg.distribute.jit_compile, "auto"),
-        optimizer=make_optimizer(cfg.train, learning_rate, lr_multipliers),
+        optimizer=make_optimizer(cfg.train, learning_rate, lr_multipliers, anchors),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.model.label_smoothing),
         metrics=metrics,
     )

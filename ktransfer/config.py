@@ -249,6 +249,14 @@ class TrainConfig:
     accumulate: int = option(1, "Gradient accumulation: update the weights every N batches "
                              "with their mean gradient (the step of an N x --batch_size batch; "
                              "BatchNorm still sees --batch_size); 1 turns it off.")
+    l2sp: str = option("", "L2-SP transfer regularisation (Li et al. 2018) as ALPHA[,BETA]: "
+                       "adds ALPHA/2 |w - w0|^2 pulling the backbone's weights toward w0, "
+                       "their values when the run started (pretrained; kept in the run "
+                       "directory), and BETA/2 |w|^2 on the new head (default ALPHA/10, the "
+                       "paper's 0.1 and 0.01). Replaces --weight_decay.")
+    ema: float = option(0.0, "Keep an exponential moving average of the weights (this decay per "
+                        "optimizer step, e.g. 0.999) and validate, checkpoint, evaluate and "
+                        "export the average; 0 turns it off.")
     lr_schedule: str = option("cosine", "Learning-rate schedule within each phase.",
                               registry="ktransfer.schedules:SCHEDULES")
     warmup_epochs: float = option(0.0, "Linear warm-up from 0 to the peak rate, in epochs.")
@@ -278,6 +286,21 @@ class TrainConfig:
     report: bool = option(True, "Evaluate on the test set (else validation) and write "
                          "RUN_DIR/report.html with plots.")
 
+    def l2sp_weights(self) -> tuple[float, float]:
+        """(ALPHA, BETA) of --l2sp: the pull toward the pretrained backbone, and plain L2 on
+        the head; (0, 0) when it is off."""
+        if not self.l2sp:
+            return 0.0, 0.0
+        parts = self.l2sp.split(",")
+        try:
+            values = [float(p) for p in parts]
+        except ValueError:
+            values = []
+        require(len(values) in (1, 2) and all(0.0 <= v < 1e3 for v in values)
+                and values[0] > 0, "l2sp", "must be ALPHA or ALPHA,BETA with ALPHA > 0 and "
+                f"BETA >= 0 (e.g. 0.1,0.01), got {self.l2sp!r}")
+        return values[0], values[1] if len(values) == 2 else values[0] / 10
+
     def __post_init__(self) -> None:
         for name in ("epochs", "fine_tune_epochs", "warmup_epochs", "steps_per_epoch"):
             value = getattr(self, name)
@@ -292,6 +315,12 @@ class TrainConfig:
         require(0.0 <= self.momentum < 1.0, "momentum", "must be in [0, 1)")
         require(1 <= self.accumulate <= 1024, "accumulate", "must be in 1..1024")
         require(self.weight_decay >= 0.0, "weight_decay", "must be >= 0")
+        require(0.0 <= self.ema < 1.0, "ema", f"must be in [0, 1) (0 turns it off), got {self.ema}")
+        if self.l2sp:
+            self.l2sp_weights()
+            require(self.weight_decay == 0.0, "l2sp", "replaces weight decay (it pulls the "
+                    "backbone toward its pretrained weights, weight decay toward zero); give "
+                    "--weight_decay=0 with it")
         require(0.0 < self.decay_rate <= 1.0, "decay_rate", "must be in (0, 1]")
         require(self.step_every >= 1, "step_every", "must be >= 1")
         require(self.step_factor >= 1.0, "step_factor", "must be >= 1")

@@ -1,8 +1,16 @@
-"""Optimizers: Adam, AdamW and SGD with momentum, each with optional decoupled weight decay and
-optional per-variable learning-rate multipliers (layer-wise learning-rate decay).
+"""Optimizers: Adam, AdamW and SGD with momentum, each with optional decoupled weight decay, and
+a transfer variant of each with three optional additions:
 
-Scaling gradients would not lower Adam's step (Adam is invariant to gradient scale), so the
-multiplier is applied to the learning rate inside `update_step`, per variable.
+- per-variable learning-rate multipliers (layer-wise learning-rate decay). Scaling gradients
+  would not lower Adam's step (Adam is invariant to gradient scale), so the multiplier is applied
+  to the learning rate inside `update_step`, per variable;
+- L2-SP (Li et al., "Explicit inductive bias for transfer learning with convolutional networks",
+  ICML 2018): the gradient of ALPHA/2 |w - w0|^2 for variables with an anchor w0 (the pretrained
+  backbone) and of BETA/2 |w|^2 for the others (the new head), added to each variable's gradient
+  (the same as adding the penalty to the loss, without a second pass over the weights);
+- an exponential moving average of the weights (Keras's `use_ema`) that the training callbacks
+  swap in and out (`callbacks.EMAWeights`); `finalize_variable_values` leaves the weights alone,
+  because the callback, not the end of `fit`, decides which weights the model keeps.
 """
 
 from __future__ import annotations
@@ -12,6 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from ktransfer.config import TrainConfig
 from ktransfer.registry import Registry
@@ -21,42 +31,70 @@ _OptimizerBase: Any = keras.optimizers.Optimizer if TYPE_CHECKING else object
 
 
 class _LayerwiseMixin(_OptimizerBase):
-    """Multiplies the learning rate of each variable by `lr_multipliers[variable.path]` (1 if
-    absent). Multipliers are resolved once, when the optimizer is built for its variables."""
+    """Learning-rate multipliers (`lr_multipliers[variable.path]`, 1 if absent) and L2-SP
+    (`l2sp=(ALPHA, BETA)` toward `anchors[variable.path]`); both resolved once, when the
+    optimizer is built for its variables. Anchors are non-trainable optimizer variables, so they
+    are saved and restored with the optimizer's state."""
 
-    def __init__(self, *args, lr_multipliers: dict[str, float] | None = None, **kwargs):
+    def __init__(self, *args, lr_multipliers: dict[str, float] | None = None,
+                 l2sp: tuple[float, float] | None = None,
+                 anchors: dict[str, np.ndarray] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.lr_multipliers = dict(lr_multipliers or {})
+        self.l2sp = tuple(l2sp) if l2sp else None
+        self._anchors = anchors or {}
         self._multiplier_by_index: list[float] = []
+        self._anchor_by_index: list[Any] = []
 
     def build(self, var_list):
         super().build(var_list)
         self._multiplier_by_index = [float(self.lr_multipliers.get(v.path, 1.0))
                                      for v in var_list]
+        if self.l2sp:
+            self._anchor_by_index = [self._anchor_variable(v) for v in var_list]
+
+    def _anchor_variable(self, variable) -> Any:
+        value = self._anchors.get(variable.path)
+        if value is None:
+            return None
+        return self.add_variable(
+            shape=variable.shape, dtype=variable.dtype, name="l2sp_anchor",
+            initializer=lambda shape, dtype: tf.constant(value, dtype=dtype, shape=shape))
 
     def update_step(self, gradient, variable, learning_rate):
-        scale = self._multiplier_by_index[self._get_variable_index(variable)]
+        index = self._get_variable_index(variable)
+        scale = self._multiplier_by_index[index]
         if scale != 1.0:
             learning_rate = learning_rate * scale
+        if self.l2sp:
+            gradient = tf.convert_to_tensor(gradient)  # sparse embedding gradients included
+            anchor = self._anchor_by_index[index]
+            alpha, beta = self.l2sp
+            gradient = (gradient + alpha * (variable - anchor) if anchor is not None
+                        else gradient + beta * variable)
         return super().update_step(gradient, variable, learning_rate)
 
+    def finalize_variable_values(self, var_list):
+        """Leaves the weights as they are (see the module docstring)."""
+
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
+        return {**super().get_config(), "lr_multipliers": self.lr_multipliers,
+                "l2sp": list(self.l2sp) if self.l2sp else None}
 
 
 @keras.saving.register_keras_serializable(package="ktransfer")
 class LayerwiseAdam(_LayerwiseMixin, keras.optimizers.Adam):
-    """Adam with per-variable learning-rate multipliers."""
+    """Adam, transfer variant: learning-rate multipliers, L2-SP, EMA (module docstring)."""
 
 
 @keras.saving.register_keras_serializable(package="ktransfer")
 class LayerwiseAdamW(_LayerwiseMixin, keras.optimizers.AdamW):
-    """AdamW with per-variable learning-rate multipliers."""
+    """AdamW, transfer variant: learning-rate multipliers, L2-SP, EMA (module docstring)."""
 
 
 @keras.saving.register_keras_serializable(package="ktransfer")
 class LayerwiseSGD(_LayerwiseMixin, keras.optimizers.SGD):
-    """SGD with per-variable learning-rate multipliers."""
+    """SGD, transfer variant: learning-rate multipliers, L2-SP, EMA (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -81,16 +119,28 @@ OPTIMIZERS.register("sgd", OptimizerKind(
 
 
 def make_optimizer(cfg: TrainConfig, learning_rate,
-                   lr_multipliers: dict[str, float] | None = None) -> keras.optimizers.Optimizer:
+                   lr_multipliers: dict[str, float] | None = None,
+                   anchors: dict[str, np.ndarray] | None = None) -> keras.optimizers.Optimizer:
     """Builds the optimizer `cfg.optimizer` with `learning_rate` (a float or a schedule), with
-    gradient accumulation when `cfg.accumulate` > 1.
+    gradient accumulation when `cfg.accumulate` > 1 and an average of the weights with
+    `cfg.ema`.
 
-    `lr_multipliers` ({variable path: factor}) selects the layer-wise variant.
+    Args:
+        cfg: the training flags.
+        learning_rate: a float or a schedule.
+        lr_multipliers: {variable path: factor}, for layer-wise learning rates.
+        anchors: {variable path: value} of the backbone's weights w0, for `cfg.l2sp`.
+
+    Any of lr_multipliers, --l2sp and --ema selects the transfer variant (`LayerwiseAdam`, ...).
     """
     kind = OPTIMIZERS.get(cfg.optimizer)
     options = kind.options(cfg)
     if cfg.accumulate > 1:  # Keras averages the N gradients; schedules count every batch
         options["gradient_accumulation_steps"] = cfg.accumulate
-    if lr_multipliers:
+    if cfg.ema:
+        options.update(use_ema=True, ema_momentum=cfg.ema)
+    if cfg.l2sp:
+        options.update(l2sp=cfg.l2sp_weights(), anchors=anchors or {})
+    if lr_multipliers or cfg.l2sp or cfg.ema:
         return kind.layerwise(learning_rate, lr_multipliers=lr_multipliers, **options)
     return kind.plain(learning_rate, **options)

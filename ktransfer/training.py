@@ -33,6 +33,7 @@ import tensorflow as tf
 from ktransfer import adaptation, atomic, distribute, features, prediction, preflight, rundir
 from ktransfer.callbacks import (
     AtomicCheckpoint,
+    EMAWeights,
     HistoryWriter,
     NaNGuard,
     ResumeState,
@@ -60,6 +61,7 @@ from ktransfer.schedules import make_schedule
 from ktransfer.serving import export, versions
 
 log = logging.getLogger(__name__)
+L2SP_ANCHOR = "l2sp_anchor.weights.h5"  # in the resume folder
 
 
 @dataclass
@@ -112,6 +114,7 @@ class Job:
     adapt: adaptation.Adaptation | None
     class_weights: dict[int, float] | None = None
     fingerprint: str = ""  # of the data (the split manifest)
+    anchors: dict[str, np.ndarray] | None = None  # --l2sp's w0, by variable path
     started: float = field(default_factory=time.time)
 
     @property
@@ -217,11 +220,27 @@ def _open_job(cfg: RunConfig, modality: Modality, splits: Splits, network: Netwo
                if splits.test is not None else None)
     adapt = adaptation.prepare(cfg, modality, splits, network.model, feed, (train_ds, val_ds),
                                cache)
+    anchors = _l2sp_anchors(cfg, network.backbone, run)
     return Job(cfg, modality, splits, network, stages, feed, run, train_ds, val_ds, test_ds,
                steps=cfg.train.steps_per_epoch or math.ceil(len(splits.train) / batch),
                adapt=adapt, class_weights=class_weights(splits.train.labels, len(class_names))
                if cfg.data.class_weights == "balanced" else None,
-               fingerprint=data["fingerprint"])
+               fingerprint=data["fingerprint"], anchors=anchors)
+
+
+def _l2sp_anchors(cfg: RunConfig, backbone: keras.Model, run: rundir.Run
+                  ) -> dict[str, np.ndarray] | None:
+    """--l2sp's anchor w0 {variable path: value}: the backbone's weights as the run started
+    (pretrained, or --init_from's), saved in the resume folder so that a resumed run pulls
+    toward the same values (read back before the resume loads its later weights)."""
+    if not cfg.train.l2sp:
+        return None
+    saved = run.resume_dir / L2SP_ANCHOR
+    if run.resume and saved.is_file():
+        backbone.load_weights(saved)
+    else:
+        atomic.save_with(run.path / rundir.RESUME_DIR / L2SP_ANCHOR, backbone.save_weights)
+    return {v.path: keras.ops.convert_to_numpy(v) for v in backbone.weights}
 
 
 def _init_from(model: keras.Model, cfg: ModelConfig, class_names: list[str]) -> None:
@@ -301,12 +320,13 @@ class Callbacks:
     def for_fit(self, job: Job, stage: Stage, adapting: bool, first: int, start: int
                 ) -> list[keras.callbacks.Callback]:
         """This fit's list: a stage that began at global epoch `first`, fitted from `start`
-        (later after a resume)."""
+        (later after a resume, whose saved weights hold the --ema average)."""
         t = job.cfg.train
         steps_done = (start - first + stage.offset) * job.steps  # of this phase
         for board in self.board:  # this fit's optimizer counts from the stage's start
             board.step_offset = first * job.steps
-        out = [self.guard, self.history, self.best, self.last, self.state, *self.board]
+        ema = [EMAWeights(average_in_model=start > first)] if t.ema else []
+        out = [self.guard, *ema, self.history, self.best, self.last, self.state, *self.board]
         if adapting and job.adapt is not None:
             out += job.adapt.callbacks(stage.epochs, job.steps, steps_done)
         if t.early_stopping:
@@ -371,7 +391,8 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
     schedule = make_schedule(t, stage.peak_lr, job.steps, stage.epochs, stage.offset)
     compile_classifier(fitted, job.cfg, schedule,
                        _multipliers(job.cfg, job.network) if stage.phase == "fine_tune"
-                       else None)
+                       else None, job.anchors)
+    _check_ema(t.ema, stage.stage_epochs * job.steps // t.accumulate)
     start = first
     if resume:  # weights and optimizer state (its step count drives the schedule)
         fitted.optimizer.build(fitted.trainable_variables)
@@ -431,6 +452,15 @@ def _cached_head(job: Job) -> tuple[keras.Model, tf.data.Dataset, tf.data.Datase
                                         seed=cfg.train.seed,
                                         repeat=bool(cfg.train.steps_per_epoch))
     return head, train_ds, features.feature_dataset(val_x, splits.val.labels, n, batch)
+
+
+def _check_ema(decay: float, updates: int) -> None:
+    """Warns when --ema averages over more optimizer updates than half of the stage's."""
+    if decay and 1.0 / (1.0 - decay) > updates / 2:
+        log.warning("--ema=%g averages over about %d updates, more than half of this stage's %d:"
+                    " the average lags far behind training; a lower --ema (e.g. %g) suits a run"
+                    " this short", decay, round(1.0 / (1.0 - decay)), updates,
+                    1.0 - 10.0 / max(updates, 20))
 
 
 def _nan_message(guard: NaNGuard, run_dir: Path, phase: str) -> str:

@@ -116,13 +116,14 @@ def test_tune_searches_the_head_on_cached_embeddings(tiny_bert, tmp_path):
 
 def test_domain_adaptation_runs_on_text(text_run, tmp_path, tiny_bert):
     """MMD adaptation with unlabelled target texts: source and target go through the encoder
-    in separate passes (token inputs of their own lengths); target accuracy is reported."""
+    in separate passes (token inputs of their own lengths); target accuracy is reported. With
+    L2-SP (sparse embedding gradients included) and the weight average on."""
     target = write_text_folder(tmp_path / "target", 40, seed=7)
     values = text_values(tmp_path, tiny_bert, data=str(write_text_folder(tmp_path / "s", 80)),
                          init_from=str(text_run.run_dir), epochs=0, fine_tune_epochs=1,
                          fine_tune_lr=1e-3, target_data=str(target),
                          target_eval_data=str(target), mmd_alignment="class",
-                         mmd_weight=0.3, dropout=0.0)
+                         mmd_weight=0.3, dropout=0.0, l2sp="0.01", ema=0.5)
     adapted = train(config.build(**values)).metrics["adaptation"]
     assert adapted["num_target_images"] == 40 and adapted["mmd_weight"] == 0.3
     assert 0.0 <= adapted["mmd_after"] and adapted["target_accuracy"] > 0.5 + 0.15

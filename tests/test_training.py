@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from absl import flags
 
-from ktransfer import config
+from ktransfer import callbacks, config
 from ktransfer.classifier import get_backbone
 from ktransfer.errors import ConfigError
 from ktransfer.image.backbones import small_cnn
@@ -102,6 +102,36 @@ def test_mixup_cutmix_and_randaugment_train_a_classifier(tiny_config):
                                aug_cutmix=1.0, aug_randaugment="1,3", aug_shear=0.1,
                                val_split=0.2, test_split=0))
     assert result.metrics["val"]["accuracy"] > 0.1 + 0.3  # 10 classes
+
+
+def test_l2sp_and_ema_resume_with_the_saved_anchor_and_keep_the_average(tiny_config,
+                                                                        weights_file,
+                                                                        monkeypatch):
+    path, initial = weights_file
+    cfg = tiny_config(weights=str(path), image_size=32, epochs=1, fine_tune_epochs=3,
+                      unfreeze="all", fine_tune_lr=0.01, l2sp="0.1", ema=0.5)
+    commit = callbacks.ResumeState.on_epoch_end
+
+    def killed_after_epoch_two(self, epoch, logs=None):
+        commit(self, epoch, logs)
+        if epoch == 1:  # the first fine-tuning epoch is committed, then the process "dies"
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.ResumeState, "on_epoch_end", killed_after_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.undo()
+    anchor = small_cnn((32, 32, 3))
+    anchor.load_weights(cfg.train.run_dir + "/resume/l2sp_anchor.weights.h5")
+    for w in anchor.weights:  # the pretrained weights, as the run started
+        np.testing.assert_array_equal(w.numpy(), initial[w.path], err_msg=w.path)
+    result = train(cfg)
+    assert result.metrics["epochs"] == {"head": 1, "fine_tune": 3}
+    assert not (result.run_dir / "resume").exists()
+    saved = load_model(result.run_dir / "model.keras")
+    for a, b in zip(saved.get_weights(), result.model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)  # the file holds the weights evaluated: the average
+    assert result.metrics["val"]["accuracy"] > 0.4  # 10 classes
 
 
 def test_run_directory_contents_and_rerunnable_flagfile(tiny_config, tmp_path):
