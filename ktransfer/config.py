@@ -483,6 +483,39 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class FindLRConfig:
+    """`ktransfer.find_lr`: an exponential learning-rate range test (Smith 2017; fastai's
+    lr_find) for one phase of the run the train flags describe."""
+
+    phase: str = option("head", "Which phase to test: head (the new head on the frozen "
+                        "backbone; on cached features with --cache_features) or fine_tune "
+                        "(--unfreeze's layers train too).", ("head", "fine_tune"))
+    start_lr: float = option(1e-7, "The first learning rate of the test.")
+    end_lr: float = option(10.0, "The last learning rate of the test.")
+    num_steps: int = option(100, "Optimizer steps, each at a rate start_lr x "
+                            "(end_lr/start_lr)^(i/(num_steps-1)).")
+    diverge: float = option(4.0, "Stop early once the smoothed loss exceeds this many times its "
+                            "lowest value.")
+    output_dir: str = option("lr_find", "Folder for lr_find.csv, lr_find.png and "
+                             "lr_find.json.")
+
+    def __post_init__(self) -> None:
+        require(0.0 < self.start_lr < self.end_lr, "start_lr",
+                f"must be > 0 and below --end_lr, got {self.start_lr} and {self.end_lr}")
+        require(10 <= self.num_steps <= 100_000, "num_steps", "must be in 10..100000")
+        require(self.diverge > 1.0, "diverge", "must be > 1")
+        require(bool(self.output_dir), "output_dir", "is required")
+
+
+@dataclass(frozen=True)
+class LRFinderConfig:
+    """Everything one `ktransfer.find_lr` run needs: the run it tests, and the test."""
+
+    run: RunConfig
+    find: FindLRConfig
+
+
+@dataclass(frozen=True)
 class LoadConfig:
     """A trained classifier to load: the flags `evaluate`, `predict` and `export` share."""
 
@@ -592,6 +625,7 @@ GROUPS: dict[str, type] = {
     "text": TextConfig,
 }
 SEARCH_GROUPS: dict[str, type] = {**GROUPS, "tune": TuneConfig}
+FIND_LR_GROUPS: dict[str, type] = {**GROUPS, "find": FindLRConfig}
 
 Choices = Callable[[str], tuple[str, ...]]
 
@@ -689,6 +723,14 @@ def build_search(**values: Any) -> SearchConfig:
     return SearchConfig(run=RunConfig(**parts), tune=tune)
 
 
+def build_find_lr(**values: Any) -> LRFinderConfig:
+    """Builds a validated `LRFinderConfig` (run flags plus range-test flags) from keyword
+    values."""
+    parts = _build_parts(FIND_LR_GROUPS, values)
+    find = parts.pop("find")
+    return LRFinderConfig(run=RunConfig(**parts), find=find)
+
+
 def flag_values(fv: Any, groups: dict[str, type]) -> dict[str, Any]:
     """{field name: parsed flag value} for every field of `groups`."""
     return {f.name: fv[f.name].value for cls in groups.values() for f in dataclasses.fields(cls)}
@@ -708,6 +750,14 @@ def from_flags(flag_values_: Any = None) -> RunConfig:
 
     fv = flag_values_ if flag_values_ is not None else flags.FLAGS
     return build(**flag_values(fv, GROUPS))
+
+
+def find_lr_from_flags(flag_values_: Any = None) -> LRFinderConfig:
+    """Builds a validated `LRFinderConfig` from parsed absl flags."""
+    from absl import flags
+
+    fv = flag_values_ if flag_values_ is not None else flags.FLAGS
+    return build_find_lr(**flag_values(fv, FIND_LR_GROUPS))
 
 
 def search_from_flags(flag_values_: Any = None) -> SearchConfig:

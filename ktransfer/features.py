@@ -2,7 +2,8 @@
 
 While the backbone is frozen (BatchNorm in inference mode) and augmentation is off, every epoch
 feeds the head the same pooled feature vector per example, so computing them once and training
-the head on them gives the same model, much faster. `train --cache_features` and `tune` use it.
+the head on them gives the same model, much faster. `train --cache_features`, `tune` and
+`find_lr` use it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 
 import keras
@@ -19,7 +21,7 @@ import tensorflow as tf
 from ktransfer import atomic
 from ktransfer.classifier import BACKBONE_NAME
 from ktransfer.config import RunConfig, to_flagfile
-from ktransfer.data.examples import Examples
+from ktransfer.data.examples import Examples, Splits
 from ktransfer.heads import POOL_LAYER
 from ktransfer.modality import Feed
 
@@ -109,3 +111,22 @@ def feature_dataset(x: np.ndarray, labels: np.ndarray, num_classes: int, batch_s
         if repeat:
             ds = ds.repeat()
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def cached_datasets(cfg: RunConfig, extractor: keras.Model, feed: Feed, splits: Splits,
+                    cache_dir: str | os.PathLike, key: list[str], repeat: bool = False
+                    ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """(training, validation) batches of (feature vectors [B, D], one-hot labels [B, C]) from
+    the backbone features of the training and validation splits, computed once and kept in
+    `cache_dir` under `key` (see `feature_key`); training batches are shuffled and, with
+    `repeat`, endless."""
+    started, batch = time.time(), cfg.data.batch_size
+    train_x = cached(extractor, feed, splits.train, cache_dir, [*key, "train"], batch)
+    val_x = cached(extractor, feed, splits.val, cache_dir, [*key, "val"], batch)
+    log.info("--cache_features: backbone features of %d + %d examples computed once in %.1f s; "
+             "the head trains on %d-d vectors", len(train_x), len(val_x), time.time() - started,
+             train_x.shape[1])
+    n = len(splits.class_names)
+    train_ds = feature_dataset(train_x, splits.train.labels, n, batch, training=True,
+                               seed=cfg.train.seed, repeat=repeat)
+    return train_ds, feature_dataset(val_x, splits.val.labels, n, batch)

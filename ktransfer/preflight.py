@@ -18,6 +18,7 @@ from ktransfer import rundir
 from ktransfer.config import (
     EvaluateConfig,
     ExportConfig,
+    LRFinderConfig,
     PredictConfig,
     RunConfig,
     SearchConfig,
@@ -118,6 +119,13 @@ def check_search(cfg: SearchConfig) -> Modality:
     check_names(cfg.tune)
     modality = check_train(cfg.run, run_dir=False)
     check_writable(Path(cfg.tune.directory) / cfg.tune.project, "directory")
+    return modality
+
+
+def check_find_lr(cfg: LRFinderConfig) -> Modality:
+    """Everything `find_lr` needs before it starts; returns the modality."""
+    modality = check_train(cfg.run, run_dir=False)
+    check_writable(cfg.find.output_dir, "output_dir")
     return modality
 
 

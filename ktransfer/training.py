@@ -438,20 +438,12 @@ def _fit_target(job: Job, stage: Stage
 
 def _cached_head(job: Job) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
     """(head, training, validation) on backbone features computed once (or reused)."""
-    started = time.time()
-    cfg, splits = job.cfg, job.splits
     extractor, head = features.split_classifier(job.model)
-    key = features.feature_key(cfg, str(job.network.info), job.fingerprint)
-    batch, cache = cfg.data.batch_size, job.run_dir / "cache"
-    train_x = features.cached(extractor, job.feed, splits.train, cache, [*key, "train"], batch)
-    val_x = features.cached(extractor, job.feed, splits.val, cache, [*key, "val"], batch)
-    log.info("--cache_features: backbone features of %d + %d examples computed once in %.1f s; "
-             "the head trains on them", len(train_x), len(val_x), time.time() - started)
-    n = len(splits.class_names)
-    train_ds = features.feature_dataset(train_x, splits.train.labels, n, batch, training=True,
-                                        seed=cfg.train.seed,
-                                        repeat=bool(cfg.train.steps_per_epoch))
-    return head, train_ds, features.feature_dataset(val_x, splits.val.labels, n, batch)
+    key = features.feature_key(job.cfg, str(job.network.info), job.fingerprint)
+    train_ds, val_ds = features.cached_datasets(job.cfg, extractor, job.feed, job.splits,
+                                                job.run_dir / "cache", key,
+                                                repeat=bool(job.cfg.train.steps_per_epoch))
+    return head, train_ds, val_ds
 
 
 def _check_ema(decay: float, updates: int) -> None:

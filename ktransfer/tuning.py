@@ -175,18 +175,10 @@ def _trials(cfg: RunConfig, modality: Modality, splits: Splits, network: Network
                       feed.dataset(splits.val, batch_size=batch, cache_path=cache / "images-val"),
                       extractor, False, n, steps)
     fingerprint = manifest.describe(splits, manifest.sources(cfg.data))["fingerprint"]
-    started, key = time.time(), features.feature_key(cfg, str(network.info), fingerprint)
-    train_x = features.cached(extractor, feed, splits.train, project_dir / "cache",
-                              [*key, "train"], batch)
-    val_x = features.cached(extractor, feed, splits.val, project_dir / "cache", [*key, "val"],
-                            batch)
-    log.info("feature cache: on; the frozen backbone ran once (%d + %d examples, %.1f s) and "
-             "every trial trains a head on %d-d feature vectors", len(train_x), len(val_x),
-             time.time() - started, train_x.shape[1])
-    return Trials(features.feature_dataset(train_x, splits.train.labels, n, batch, True,
-                                           cfg.train.seed),
-                  features.feature_dataset(val_x, splits.val.labels, n, batch),
-                  extractor, True, n, steps)
+    key = features.feature_key(cfg, str(network.info), fingerprint)
+    train, val = features.cached_datasets(cfg, extractor, feed, splits, project_dir / "cache", key)
+    log.info("feature cache: on; every trial trains a head on the cached vectors")
+    return Trials(train, val, extractor, True, n, steps)
 
 
 def _trial_model(trials: Trials, cfg: RunConfig) -> keras.Model:
