@@ -1,7 +1,7 @@
 """Do the training recipes help? Test accuracy of arms that differ from a base flagfile by a few
 flags, on the offline quickstart and on a harder built-in set, over several seeds.
 
-    python benchmarks/recipes.py [--group=schedules|augmentation|regularisation|ema]
+    python benchmarks/recipes.py [--group=schedules|augmentation|regularisation|ema|auto_lr]
         [--settings=quickstart,digits_m] [--seeds=0,1,2] [--out=F.json]
 
 Settings: `quickstart` is configs/quickstart.cfg (digits 5-9 from a backbone trained on digits
@@ -58,6 +58,10 @@ GROUPS = {  # group -> arm -> flags that differ from the base flagfile
         "L2: weight decay 0.01": {"weight_decay": 0.01},
         "L2-SP 0.1,0.01": {"l2sp": "0.1"},
         "L2-SP 1,0.1": {"l2sp": "1.0"},
+    },
+    "auto_lr": {
+        "config's rates (base)": {},
+        "--lr=auto --fine_tune_lr=auto": {"lr": "auto", "fine_tune_lr": "auto"},
     },
     "ema": {
         "none (base)": {},

@@ -23,9 +23,11 @@ from typing import Any
 
 from ktransfer.errors import ConfigError
 
+AUTO_LR = -1.0  # --lr=auto / --fine_tune_lr=auto: the learning-rate range test picks the rate
+
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None,
-           registry: str | None = None) -> Any:
+           registry: str | None = None, auto: bool = False) -> Any:
     """A config field that is also an absl flag.
 
     Args:
@@ -34,9 +36,10 @@ def option(default: Any, help: str, choices: tuple[str, ...] | None = None,
         choices: fixed allowed values (an enum flag).
         registry: `"module:ATTR"` of the `ktransfer.registry.Registry` whose names are the
             allowed values (added to `choices`, if any); checked in pre-flight.
+        auto: a learning rate that may also be `auto` (held as AUTO_LR).
     """
     return field(default=default, metadata={"help": help, "choices": choices,
-                                            "registry": registry})
+                                            "registry": registry, "auto": auto})
 
 
 def require(cond: bool, flag: str, message: str) -> None:
@@ -224,10 +227,13 @@ class TrainConfig:
     """The two training phases, optimizer, schedule and callbacks."""
 
     epochs: int = option(5, "Phase 1: epochs training the head with the backbone frozen.")
-    lr: float = option(1e-3, "Phase 1 peak learning rate.")
+    lr: float = option(1e-3, "Phase 1 peak learning rate, or auto: the valley rule of a "
+                       "learning-rate range test run first (see ktransfer.find_lr).", auto=True)
     fine_tune_epochs: int = option(0, "Phase 2: epochs fine-tuning with the top of the backbone "
                                   "unfrozen; 0 skips phase 2.")
-    fine_tune_lr: float = option(1e-4, "Phase 2 peak learning rate (usually 10-100x lower).")
+    fine_tune_lr: float = option(1e-4, "Phase 2 peak learning rate (usually 10-100x lower), or "
+                                 "auto (a range test of phase 2, after training the head).",
+                                 auto=True)
     cache_features: bool = option(False, "Phase 1: compute the frozen backbone's features once "
                                  "and train the head on them (much faster; off when "
                                  "augmentation is on).")
@@ -286,6 +292,13 @@ class TrainConfig:
     report: bool = option(True, "Evaluate on the test set (else validation) and write "
                          "RUN_DIR/report.html with plots.")
 
+    def auto_phases(self) -> list[str]:
+        """The phases whose peak rate is `auto` and that run: "head", "fine_tune"."""
+        return [phase for phase, rate, epochs in (("head", self.lr, self.epochs),
+                                                  ("fine_tune", self.fine_tune_lr,
+                                                   self.fine_tune_epochs))
+                if rate == AUTO_LR and epochs]
+
     def l2sp_weights(self) -> tuple[float, float]:
         """(ALPHA, BETA) of --l2sp: the pull toward the pretrained backbone, and plain L2 on
         the head; (0, 0) when it is off."""
@@ -306,8 +319,10 @@ class TrainConfig:
             value = getattr(self, name)
             require(value >= 0, name, f"must be >= 0, got {value}")
         for name in ("lr", "fine_tune_lr"):
+            if getattr(self, name) == "auto":  # from Python: build(lr="auto")
+                object.__setattr__(self, name, AUTO_LR)
             value = getattr(self, name)
-            require(value > 0.0, name, f"must be > 0, got {value}")
+            require(value > 0.0 or value == AUTO_LR, name, f"must be > 0 or auto, got {value}")
         require(bool(self.unfreeze.strip(",").strip()) and self.unfreeze != "0", "unfreeze",
                "must be 'all', a positive integer or layer-name patterns")
         require(self.gradual_unfreeze >= 0, "gradual_unfreeze", "must be >= 0")
@@ -655,7 +670,9 @@ def _define(flags: Any, fv: Any, f: dataclasses.Field, kind: Any,
         choices += registry_names(f.metadata["registry"])
     elif f.metadata.get("registry"):
         choices = ()
-    if typing.get_origin(kind) is tuple:  # comma-separated list
+    if f.metadata.get("auto"):
+        flags.DEFINE(_RateParser(flags), f.name, f.default, helptext, flag_values=fv)
+    elif typing.get_origin(kind) is tuple:  # comma-separated list
         flags.DEFINE_list(f.name, [str(v) for v in typing.cast(tuple, f.default)], helptext,
                           flag_values=fv)
     elif choices:
@@ -668,6 +685,18 @@ def _define(flags: Any, fv: Any, f: dataclasses.Field, kind: Any,
         flags.DEFINE_float(f.name, f.default, helptext, flag_values=fv)
     else:
         flags.DEFINE_string(f.name, f.default, helptext, flag_values=fv)
+
+
+def _RateParser(flags: Any) -> Any:  # noqa: N802 (a class made on demand: absl is imported late)
+    """An absl parser of a float that may also be `auto` (parsed as AUTO_LR)."""
+
+    class RateParser(flags.FloatParser):
+        def parse(self, argument: Any) -> float:
+            if isinstance(argument, str) and argument.strip().lower() == "auto":
+                return AUTO_LR
+            return super().parse(argument)
+
+    return RateParser()
 
 
 def fields_with_registry(cfg: Any) -> list[tuple[str, Any, str]]:
@@ -817,6 +846,8 @@ def to_flagfile(cfg: Any, header: str = "") -> str:
             value = getattr(part, f.name)
             if isinstance(value, bool):
                 lines.append(f"--{f.name}" if value else f"--no{f.name}")
+            elif f.metadata.get("auto") and value == AUTO_LR:
+                lines.append(f"--{f.name}=auto")
             elif isinstance(value, tuple):
                 lines.append(f"--{f.name}={','.join(str(v) for v in value)}")
             else:

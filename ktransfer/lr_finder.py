@@ -213,7 +213,7 @@ def _train_head(run: RunConfig, head: keras.Model, batches: tf.data.Dataset, ste
     if not t.epochs:
         return
     compile_classifier(head, run, make_schedule(t, t.lr, steps, t.epochs))
-    head.fit(batches, epochs=t.epochs, steps_per_epoch=steps, verbose=0)
+    head.fit(batches, epochs=t.epochs, steps_per_epoch=steps, verbose=0, shuffle=False)
     log.info("find_lr: trained the head for %d epochs at --lr=%g first", t.epochs, t.lr)
 
 

@@ -102,6 +102,10 @@ def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
         if spec:
             check_source(modality, spec, flag)
     modality.check(cfg)
+    if cfg.train.auto_phases() and cfg.distribute.strategy == "multi_worker":
+        flag = "lr" if "head" in cfg.train.auto_phases() else "fine_tune_lr"
+        raise ConfigError(flag, "auto is not for multi-worker runs (each worker would test on "
+                          "its own); run python -m ktransfer.find_lr once and give its rate")
     if cfg.model.init_from and not os.path.exists(cfg.model.init_from):
         raise ConfigError("init_from", f"{cfg.model.init_from!r} does not exist; give a run "
                           "directory or a model.keras")

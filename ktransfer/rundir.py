@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ktransfer import atomic
-from ktransfer.config import RunConfig, to_flagfile
+from ktransfer.config import AUTO_LR, RunConfig, to_flagfile
 from ktransfer.errors import ConfigError
 
 FLAGFILE = "flags.cfg"
@@ -105,6 +105,8 @@ def _check_same_flags(path: Path, cfg: RunConfig) -> None:
     if not (path / FLAGFILE).is_file():
         return
     also = RECOVERY_FLAGS if (read_state(path) or {}).get("nan_stop") else ()
+    # --lr=auto resumes with the rate its range test chose (the one in flags.cfg).
+    also += tuple(name for name in ("lr", "fine_tune_lr") if getattr(cfg.train, name) == AUTO_LR)
     saved, ours = _comparable(_saved_flags(path), also), _comparable(to_flagfile(cfg), also)
     if saved != ours:
         changed = sorted(set(ours) ^ set(saved))

@@ -30,7 +30,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktransfer import adaptation, atomic, distribute, features, prediction, preflight, rundir
+from ktransfer import (
+    adaptation,
+    atomic,
+    config,
+    distribute,
+    features,
+    prediction,
+    preflight,
+    rundir,
+)
 from ktransfer.callbacks import (
     AtomicCheckpoint,
     EMAWeights,
@@ -40,7 +49,7 @@ from ktransfer.callbacks import (
     TensorBoard,
 )
 from ktransfer.classifier import compile_classifier, inference_model
-from ktransfer.config import ModelConfig, RunConfig
+from ktransfer.config import FindLRConfig, LRFinderConfig, ModelConfig, RunConfig
 from ktransfer.data import manifest
 from ktransfer.data.examples import Splits
 from ktransfer.data.splits import class_weights
@@ -54,6 +63,7 @@ from ktransfer.freezing import (
     select,
     set_trainable,
 )
+from ktransfer.lr_finder import FLAG_OF_PHASE, find_lr
 from ktransfer.modality import Feed, Modality, Network
 from ktransfer.report import write_report
 from ktransfer.saving import load_classifier
@@ -183,9 +193,13 @@ def prepare(cfg: RunConfig, modality: Modality, chief_run: Path | None = None) -
     network = modality.build(cfg, len(splits.class_names))
     if cfg.model.init_from:
         _init_from(network.model, cfg.model, list(splits.class_names))
+    cfg, range_tests = _auto_rates(cfg)
     stages = plan(cfg, network)
     run = rundir.open_run(cfg, chief_run)
     try:
+        if range_tests is not None:  # kept in the run: RUN/lr_find/{head,fine_tune}/
+            shutil.copytree(range_tests, run.path / "lr_find", dirs_exist_ok=True)
+            shutil.rmtree(range_tests, ignore_errors=True)
         return _open_job(cfg, modality, splits, network, stages, run)
     except BaseException:
         run.release()
@@ -241,6 +255,31 @@ def _l2sp_anchors(cfg: RunConfig, backbone: keras.Model, run: rundir.Run
     else:
         atomic.save_with(run.path / rundir.RESUME_DIR / L2SP_ANCHOR, backbone.save_weights)
     return {v.path: keras.ops.convert_to_numpy(v) for v in backbone.weights}
+
+
+def _auto_rates(cfg: RunConfig) -> tuple[RunConfig, Path | None]:
+    """--lr=auto / --fine_tune_lr=auto as numbers: a resumed run's own (from its flags.cfg);
+    else the valley rule of a learning-rate range test per phase, head first (the fine-tune
+    test trains the head at that rate). Returns the config and the folder of the tests' files
+    (None when none ran)."""
+    phases = cfg.train.auto_phases()
+    if not phases:
+        return cfg, None
+    if rundir.resume_state(cfg) is not None:
+        saved = config.parse_flagfile(rundir.run_path(cfg) / rundir.FLAGFILE)
+        rates = {FLAG_OF_PHASE[p]: saved[FLAG_OF_PHASE[p]] for p in phases}
+        return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **rates)), None
+    folder = Path(tempfile.mkdtemp(prefix="ktransfer-lr-find-"))
+    for phase in phases:
+        result = find_lr(LRFinderConfig(cfg, FindLRConfig(phase=phase,
+                                                           output_dir=str(folder / phase))))
+        rate = result.suggestions["valley"]
+        log.info("--%s=auto: %.3g (valley rule of a range test; steepest descent at %.3g; "
+                 "plot in RUN/lr_find/%s/lr_find.png)", result.flag, rate,
+                 result.suggestions["steepest"], phase)
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
+                                                                 **{result.flag: rate}))
+    return cfg, folder
 
 
 def _init_from(model: keras.Model, cfg: ModelConfig, class_names: list[str]) -> None:

@@ -85,3 +85,40 @@ def test_bad_range_flags_are_named():
         config.build_find_lr(data="builtin:digits", start_lr=1.0, end_lr=0.1)
     with pytest.raises(ConfigError, match="^--num_steps: must be in 10..100000"):
         config.build_find_lr(data="builtin:digits", num_steps=3)
+
+
+def test_train_with_auto_rates_runs_the_range_tests_and_resumes_with_their_rates(
+        tmp_path, monkeypatch):
+    from ktransfer import callbacks
+
+    values = tiny_values(tmp_path, epochs=2, fine_tune_epochs=2, lr="auto",
+                         fine_tune_lr="auto", cache_features=True)
+    commit = callbacks.ResumeState.on_epoch_end
+
+    def killed_in_fine_tuning(self, epoch, logs=None):
+        commit(self, epoch, logs)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.ResumeState, "on_epoch_end", killed_in_fine_tuning)
+    with pytest.raises(KeyboardInterrupt):
+        train(config.build(**values))
+    monkeypatch.undo()
+    run = tmp_path / "run"
+    saved = config.parse_flagfile(run / "flags.cfg")
+    for phase, flag in (("head", "lr"), ("fine_tune", "fine_tune_lr")):
+        found = json.loads((run / "lr_find" / phase / "lr_find.json").read_text())
+        assert saved[flag] == pytest.approx(found["suggested"]) and saved[flag] > 0
+    # The same command resumes (auto matches the saved rates) and keeps them.
+    result = train(config.build(**values))
+    assert result.metrics["epochs"] == {"head": 2, "fine_tune": 2}
+    assert config.parse_flagfile(run / "flags.cfg")["lr"] == saved["lr"]
+
+
+def test_auto_rates_are_refused_for_multi_worker_runs(tmp_path):
+    from ktransfer import preflight
+
+    cfg = config.build(**tiny_values(tmp_path, fine_tune_epochs=1, fine_tune_lr="auto",
+                                     strategy="multi_worker"))
+    with pytest.raises(ConfigError, match="^--fine_tune_lr: auto is not for multi-worker"):
+        preflight.check_train(cfg)
