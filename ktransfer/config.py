@@ -586,6 +586,10 @@ class PredictConfig(LoadConfig):
     tta: str = option("none", "Test-time augmentation (images): average the probabilities of "
                       "the image and its mirror (flip), of five crops (crops) or of both "
                       "(flip_crops).", registry="ktransfer.image.tta:TTA_VIEWS")
+    explain: str = option("", "Images: also write a Grad-CAM heat map of each image's top class "
+                          "over it into this folder (NNNN-NAME.png, in input order).")
+    explain_layer: str = option("", "The backbone layer Grad-CAM weighs (a spatial feature "
+                                "map); default: the last one.")
 
     def __post_init__(self) -> None:
         require(bool(self.model), "model", "is required (a run directory or a .keras file)")

@@ -163,7 +163,8 @@ def evaluate(model: keras.Model, modality: Modality, feed: Feed, class_names: li
     out = Path(out_dir)
     plot_confusion(summary, out / "confusion.png")
     plot_per_class(summary, out / "per_class.png")
-    atomic.write_text(out / MISTAKES_HTML, modality.gallery(examples, summary["mistakes"], out))
+    atomic.write_text(out / MISTAKES_HTML,
+                      modality.gallery(model, examples, summary["mistakes"], out))
     atomic.write_json(out / "evaluation.json", summary)
     return summary
 

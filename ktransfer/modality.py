@@ -12,6 +12,7 @@ import abc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -137,10 +138,19 @@ class Modality(abc.ABC):
         """The SavedModel signatures, `serving_default` first: name -> tf.function."""
 
     @abc.abstractmethod
-    def gallery(self, examples: Examples, mistakes: list[dict[str, Any]],
+    def gallery(self, model: keras.Model, examples: Examples, mistakes: list[dict[str, Any]],
                 out_dir: str | os.PathLike) -> str:
-        """HTML showing `mistakes` (rows of `evaluation.summarize`) with their examples; may
-        write files into `out_dir`. Empty when there are none."""
+        """HTML sections (with their <h2> headings) showing `mistakes` (rows of
+        `evaluation.summarize`) with their examples, and what else the modality shows of how
+        `model` decides; may write files into `out_dir`. Empty when there is nothing."""
+
+    def explainer(self, model: keras.Model, layer: str
+                  ) -> Callable[[Examples, list[int], str | os.PathLike], list[Path]]:
+        """`predict --explain`: a function (examples, class ids, folder) -> the files it wrote,
+        showing what in each example supports its class. Raises ConfigError where the modality
+        or the model has none (checked before predicting)."""
+        raise ConfigError("explain", f"heat maps are for image models; this is a {self.name} "
+                          "model")
 
     @abc.abstractmethod
     def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from dataclasses import dataclass
 
 import keras
@@ -19,6 +20,8 @@ from ktransfer.data.examples import Examples
 from ktransfer.modality import Feed
 from ktransfer.saving import open_classifier
 from ktransfer.serving import check_classifier
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,7 +90,12 @@ def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
     clf = open_classifier(cfg.model, unsafe=cfg.unsafe_load)
     check_classifier(clf.model, clf.class_names)
     clf.feed.views(cfg.tta)  # refuses --tta where the modality has none, before reading
+    explain = clf.modality.explainer(clf.model, cfg.explain_layer) if cfg.explain else None
     examples = clf.modality.read_inputs(inputs, cfg)
     predictions = predict(clf.model, clf.feed, examples, clf.class_names, cfg.top_k,
                           cfg.batch_size, cfg.tta)
+    if explain is not None:
+        ids = {name: k for k, name in enumerate(clf.class_names)}
+        written = explain(examples, [ids[p.top_k[0][0]] for p in predictions], cfg.explain)
+        log.info("--explain: %d heat maps in %s", len(written), cfg.explain)
     return format_predictions(predictions, cfg.format, clf.modality.input_key)

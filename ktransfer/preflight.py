@@ -158,6 +158,8 @@ def check_predict(cfg: PredictConfig) -> None:
     check_model_path(cfg.model)
     if cfg.output:
         check_writable(cfg.output, "output", folder=False)
+    if cfg.explain:
+        check_writable(cfg.explain, "explain")
 
 
 def check_export(cfg: ExportConfig) -> None:

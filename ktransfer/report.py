@@ -122,9 +122,9 @@ def write_report(run_dir: str | os.PathLike, evaluated_on: str = "test") -> Path
                  "<h2>Per class</h2>", plotting.img_tag(parts / "per_class.png",
                                                         "per-class metrics"),
                  _table(summary)]
-        mistakes = parts / MISTAKES_HTML
-        if summary["mistakes"] and mistakes.is_file():
-            body += ["<h2>Most confident mistakes</h2>", mistakes.read_text(encoding="utf-8")]
+        gallery = parts / MISTAKES_HTML  # the modality's sections: mistakes, Grad-CAM, ...
+        if gallery.is_file():
+            body.append(gallery.read_text(encoding="utf-8"))
     body += ["<h2>Flags</h2>", f"<pre>{html.escape(flags_text)}</pre>"]
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
             f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")

@@ -104,7 +104,7 @@ def _check_same_flags(path: Path, cfg: RunConfig) -> None:
     after a NaN stop, its optimizer flags may change (RECOVERY_FLAGS)."""
     if not (path / FLAGFILE).is_file():
         return
-    also = RECOVERY_FLAGS if (read_state(path) or {}).get("nan_stop") else ()
+    also: tuple[str, ...] = RECOVERY_FLAGS if (read_state(path) or {}).get("nan_stop") else ()
     # --lr=auto resumes with the rate its range test chose (the one in flags.cfg).
     also += tuple(name for name in ("lr", "fine_tune_lr") if getattr(cfg.train, name) == AUTO_LR)
     saved, ours = _comparable(_saved_flags(path), also), _comparable(to_flagfile(cfg), also)

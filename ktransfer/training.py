@@ -267,7 +267,7 @@ def _auto_rates(cfg: RunConfig) -> tuple[RunConfig, Path | None]:
         return cfg, None
     if rundir.resume_state(cfg) is not None:
         saved = config.parse_flagfile(rundir.run_path(cfg) / rundir.FLAGFILE)
-        rates = {FLAG_OF_PHASE[p]: saved[FLAG_OF_PHASE[p]] for p in phases}
+        rates: dict[str, Any] = {FLAG_OF_PHASE[p]: saved[FLAG_OF_PHASE[p]] for p in phases}
         return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **rates)), None
     folder = Path(tempfile.mkdtemp(prefix="ktransfer-lr-find-"))
     for phase in phases:
@@ -277,8 +277,8 @@ def _auto_rates(cfg: RunConfig) -> tuple[RunConfig, Path | None]:
         log.info("--%s=auto: %.3g (valley rule of a range test; steepest descent at %.3g; "
                  "plot in RUN/lr_find/%s/lr_find.png)", result.flag, rate,
                  result.suggestions["steepest"], phase)
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
-                                                                 **{result.flag: rate}))
+        found: dict[str, Any] = {result.flag: rate}
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **found))
     return cfg, folder
 
 

@@ -46,7 +46,7 @@ def test_evaluate_cli_reproduces_the_runs_test_accuracy(quickstart_run, tmp_path
     assert summary["num_examples"] == metrics["num_examples"]["test"]
     assert summary["accuracy"] == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
     assert summary["accuracy"] > 0.2 + 0.3  # 5 classes: well above 20 % chance
-    for png in ("confusion.png", "per_class.png", "mistakes.png"):
+    for png in ("confusion.png", "per_class.png", "mistakes.png", "gradcam.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"accuracy: {summary['accuracy']:.4f}" in result.stdout
 
@@ -99,9 +99,9 @@ def test_report_html_renders_with_its_plots_in_headless_chromium(quickstart_run,
     """report.html is self-contained (plots embedded) and renders in a real browser."""
     page = (quickstart_run / "report.html").read_text()
     for section in ("Learning curves", "Confusion matrix", "Per class", "Most confident mistakes",
-                    "Flags", "--backbone=small_cnn"):
+                    "Where the model looks: Grad-CAM", "Flags", "--backbone=small_cnn"):
         assert section in page
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 5
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "install Chromium (Debian: apt-get install chromium; `make test` does)"
     shot = tmp_path / "report.png"

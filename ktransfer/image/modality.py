@@ -4,6 +4,8 @@ evaluation, export and tuning code (see `ktransfer.modality`)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -21,6 +23,7 @@ from ktransfer.image.backbones import (
 )
 from ktransfer.image.builtin import BUILTIN
 from ktransfer.image.classifier import build_classifier
+from ktransfer.image.gradcam import GradCAM, explain_images
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.pipeline import ImageFeed
 from ktransfer.image.prediction import read_images
@@ -82,10 +85,21 @@ class ImageModality(Modality):
                   top_k: int) -> dict[str, Any]:
         return serving.endpoints(model, class_names, top_k)
 
-    def gallery(self, examples: Examples, mistakes: list[dict[str, Any]],
+    def gallery(self, model: keras.Model, examples: Examples, mistakes: list[dict[str, Any]],
                 out_dir: str | os.PathLike) -> str:
         assert isinstance(examples, ImageSet)
-        return gallery.gallery(examples, mistakes, out_dir)
+        return gallery.gallery(examples, mistakes, out_dir, model)
+
+    def explainer(self, model: keras.Model, layer: str
+                  ) -> Callable[[Examples, list[int], str | os.PathLike], list[Path]]:
+        cam = GradCAM(model, layer)  # refuses a backbone without a spatial map, up front
+
+        def explain(examples: Examples, class_ids: list[int], out_dir: str | os.PathLike
+                    ) -> list[Path]:
+            assert isinstance(examples, ImageSet)
+            return explain_images(cam, examples, class_ids, out_dir)
+
+        return explain
 
     def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
         if cfg.text:

@@ -24,4 +24,5 @@ def gallery(texts: TextSet, mistakes: list[dict[str, Any]]) -> str:
                     f"</td><td>{m['confidence']:.0%}</td>"
                     f"<td class='text'>{html.escape(text)}</td></tr>")
     head = "<tr><th>true</th><th>predicted</th><th>confidence</th><th>text</th></tr>"
-    return f"<table class='mistakes'>{head}{''.join(rows)}</table>"
+    return (f"<h2>Most confident mistakes</h2><table class='mistakes'>{head}{''.join(rows)}"
+            "</table>")

@@ -98,7 +98,7 @@ class TextModality(Modality):
         assert isinstance(feed, TextFeed)
         return serving.endpoints(model, feed.preprocessor, class_names, top_k)
 
-    def gallery(self, examples: Examples, mistakes: list[dict[str, Any]],
+    def gallery(self, model: keras.Model, examples: Examples, mistakes: list[dict[str, Any]],
                 out_dir: str | os.PathLike) -> str:
         assert isinstance(examples, TextSet)
         return gallery.gallery(examples, mistakes)
