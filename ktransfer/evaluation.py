@@ -164,7 +164,7 @@ def evaluate(model: keras.Model, modality: Modality, feed: Feed, class_names: li
     plot_confusion(summary, out / "confusion.png")
     plot_per_class(summary, out / "per_class.png")
     atomic.write_text(out / MISTAKES_HTML,
-                      modality.gallery(model, examples, summary["mistakes"], out))
+                      modality.gallery(model, feed, examples, summary["mistakes"], out))
     atomic.write_json(out / "evaluation.json", summary)
     return summary
 

@@ -24,6 +24,9 @@ from ktransfer.data.splits import SourceOpener, load_splits
 from ktransfer.errors import ConfigError, KtransferError
 from ktransfer.registry import Registry
 
+# predict --explain: (examples, class id of each, the model's class names, folder) -> files
+Explainer = Callable[[Examples, list[int], list[str], str | os.PathLike], list[Path]]
+
 
 @dataclass
 class Network:
@@ -138,19 +141,18 @@ class Modality(abc.ABC):
         """The SavedModel signatures, `serving_default` first: name -> tf.function."""
 
     @abc.abstractmethod
-    def gallery(self, model: keras.Model, examples: Examples, mistakes: list[dict[str, Any]],
-                out_dir: str | os.PathLike) -> str:
+    def gallery(self, model: keras.Model, feed: Feed, examples: Examples,
+                mistakes: list[dict[str, Any]], out_dir: str | os.PathLike) -> str:
         """HTML sections (with their <h2> headings) showing `mistakes` (rows of
         `evaluation.summarize`) with their examples, and what else the modality shows of how
         `model` decides; may write files into `out_dir`. Empty when there is nothing."""
 
-    def explainer(self, model: keras.Model, layer: str
-                  ) -> Callable[[Examples, list[int], str | os.PathLike], list[Path]]:
-        """`predict --explain`: a function (examples, class ids, folder) -> the files it wrote,
-        showing what in each example supports its class. Raises ConfigError where the modality
-        or the model has none (checked before predicting)."""
-        raise ConfigError("explain", f"heat maps are for image models; this is a {self.name} "
-                          "model")
+    def explainer(self, model: keras.Model, feed: Feed, layer: str
+                  ) -> Explainer:
+        """`predict --explain`: a function that writes files showing what in each example
+        supports a class (see `Explainer`). Raises ConfigError where the modality or the model
+        has none (checked before predicting)."""
+        raise ConfigError("explain", f"{self.name} models have no explanations")
 
     @abc.abstractmethod
     def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:

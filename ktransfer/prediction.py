@@ -90,12 +90,14 @@ def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
     clf = open_classifier(cfg.model, unsafe=cfg.unsafe_load)
     check_classifier(clf.model, clf.class_names)
     clf.feed.views(cfg.tta)  # refuses --tta where the modality has none, before reading
-    explain = clf.modality.explainer(clf.model, cfg.explain_layer) if cfg.explain else None
+    explain = (clf.modality.explainer(clf.model, clf.feed, cfg.explain_layer) if cfg.explain
+               else None)
     examples = clf.modality.read_inputs(inputs, cfg)
     predictions = predict(clf.model, clf.feed, examples, clf.class_names, cfg.top_k,
                           cfg.batch_size, cfg.tta)
     if explain is not None:
         ids = {name: k for k, name in enumerate(clf.class_names)}
-        written = explain(examples, [ids[p.top_k[0][0]] for p in predictions], cfg.explain)
+        written = explain(examples, [ids[p.top_k[0][0]] for p in predictions],
+                          list(clf.class_names), cfg.explain)
         log.info("--explain: %d heat maps in %s", len(written), cfg.explain)
     return format_predictions(predictions, cfg.format, clf.modality.input_key)

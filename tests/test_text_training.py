@@ -14,15 +14,18 @@ from ktransfer import config, preflight
 from ktransfer.config import EvaluateConfig, SearchConfig, TuneConfig
 from ktransfer.errors import ConfigError
 from ktransfer.evaluation import evaluate_saved
+from ktransfer.prediction import predict_saved
 from ktransfer.saving import open_classifier
 from ktransfer.serving import export
 from ktransfer.training import train
 from ktransfer.tuning import search
 
 from conftest import (
+    POSITIVE,
     REPO,
     error_line,
     run_cli,
+    sentiment_sentences,
     stored_values,
     text_values,
     variable_values,
@@ -56,8 +59,30 @@ def test_report_shows_the_wrong_sentences_as_text(text_run):
     page = (text_run.run_dir / "report.html").read_text()
     assert "Confusion matrix" in page and "Per class" in page
     summary = json.loads((text_run.run_dir / "report" / "evaluation.json").read_text())
-    if summary["mistakes"]:
-        assert "<td class='text'>" in page
+    if summary["mistakes"]:  # highlighted by integrated gradients
+        assert "<td class='text'><span title=" in page
+
+
+def test_predict_explain_points_at_the_polar_words(text_run, tmp_path):
+    """Integrated gradients of the top class: where it is `positive`, the word piece with the
+    largest attribution is one of the positive words in nearly every sentence. (`negative` is
+    what the model says of the all-zero embedding baseline, so its attributions are small and
+    diffuse: integrated gradients measure the change from the baseline.)"""
+    texts, _ = sentiment_sentences(20, seed=11)
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    out = predict_saved(config.PredictConfig(model=str(text_run.run_dir),
+                                             explain=str(tmp_path / "why")),
+                        [str(tmp_path / "in.txt")])
+    assert len(out.splitlines()) == 20
+    rows = [json.loads(line) for line in (tmp_path / "why" / "attributions.jsonl").open()]
+    assert len(rows) == 20 and "<span" in (tmp_path / "why" / "attributions.html").read_text()
+    positive = [r for r in rows if r["class"] == "positive"]
+    hits = sum(r["tokens"][int(np.argmax(r["scores"]))] in POSITIVE for r in positive)
+    # The positive words are 2-3 of 5-13 words: a random pick would hit about a quarter.
+    assert len(positive) >= 5 and hits >= 0.8 * len(positive), positive[:3]
+    with pytest.raises(ConfigError, match="^--explain_layer: is for image models"):
+        predict_saved(config.PredictConfig(model=str(text_run.run_dir), explain=str(tmp_path),
+                                           explain_layer="x"), [str(tmp_path / "in.txt")])
 
 
 def test_evaluate_reproduces_the_runs_test_accuracy(text_run, tmp_path):

@@ -4,7 +4,6 @@ evaluation, export and tuning code (see `ktransfer.modality`)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from ktransfer.image.imageset import ImageSet
 from ktransfer.image.pipeline import ImageFeed
 from ktransfer.image.prediction import read_images
 from ktransfer.image.sources import open_source
-from ktransfer.modality import Feed, Modality, Network
+from ktransfer.modality import Explainer, Feed, Modality, Network
 
 
 class ImageModality(Modality):
@@ -85,17 +84,17 @@ class ImageModality(Modality):
                   top_k: int) -> dict[str, Any]:
         return serving.endpoints(model, class_names, top_k)
 
-    def gallery(self, model: keras.Model, examples: Examples, mistakes: list[dict[str, Any]],
-                out_dir: str | os.PathLike) -> str:
+    def gallery(self, model: keras.Model, feed: Feed, examples: Examples,
+                mistakes: list[dict[str, Any]], out_dir: str | os.PathLike) -> str:
         assert isinstance(examples, ImageSet)
         return gallery.gallery(examples, mistakes, out_dir, model)
 
-    def explainer(self, model: keras.Model, layer: str
-                  ) -> Callable[[Examples, list[int], str | os.PathLike], list[Path]]:
+    def explainer(self, model: keras.Model, feed: Feed, layer: str
+                  ) -> Explainer:
         cam = GradCAM(model, layer)  # refuses a backbone without a spatial map, up front
 
-        def explain(examples: Examples, class_ids: list[int], out_dir: str | os.PathLike
-                    ) -> list[Path]:
+        def explain(examples: Examples, class_ids: list[int], class_names: list[str],
+                    out_dir: str | os.PathLike) -> list[Path]:
             assert isinstance(examples, ImageSet)
             return explain_images(cam, examples, class_ids, out_dir)
 

@@ -13,8 +13,9 @@ from ktransfer.config import PredictConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.errors import ConfigError
 from ktransfer.heads import POOLINGS
-from ktransfer.modality import Feed, Modality, Network
+from ktransfer.modality import Explainer, Feed, Modality, Network
 from ktransfer.text import gallery, serving
+from ktransfer.text.attributions import TokenAttributions, write_attributions
 from ktransfer.text.builtin import BUILTIN
 from ktransfer.text.classifier import build_classifier
 from ktransfer.text.encoders import (
@@ -98,10 +99,26 @@ class TextModality(Modality):
         assert isinstance(feed, TextFeed)
         return serving.endpoints(model, feed.preprocessor, class_names, top_k)
 
-    def gallery(self, model: keras.Model, examples: Examples, mistakes: list[dict[str, Any]],
-                out_dir: str | os.PathLike) -> str:
-        assert isinstance(examples, TextSet)
-        return gallery.gallery(examples, mistakes)
+    def gallery(self, model: keras.Model, feed: Feed, examples: Examples,
+                mistakes: list[dict[str, Any]], out_dir: str | os.PathLike) -> str:
+        assert isinstance(examples, TextSet) and isinstance(feed, TextFeed)
+        return gallery.gallery(examples, mistakes, _attributions(model, feed))
+
+    def explainer(self, model: keras.Model, feed: Feed, layer: str
+                  ) -> Explainer:
+        assert isinstance(feed, TextFeed)
+        if layer:
+            raise ConfigError("explain_layer", "is for image models (Grad-CAM)")
+        attribute = TokenAttributions(model, feed.preprocessor, feed.mask_key)
+
+        def explain(examples: Examples, class_ids: list[int], class_names: list[str],
+                    out_dir: str | os.PathLike) -> list[Path]:
+            assert isinstance(examples, TextSet) and examples.texts is not None
+            texts = [str(t) for t in examples.texts]
+            return write_attributions(attribute(texts, class_ids, class_names),
+                                      examples.names() or texts, out_dir)
+
+        return explain
 
     def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
         return read_texts(args, cfg.text, cfg.on_bad_text)
@@ -123,6 +140,15 @@ class TextModality(Modality):
 
 def _mask_key(model: keras.Model) -> str:
     return next(k for k in MASK_KEYS if k in model.input)
+
+
+def _attributions(model: keras.Model, feed: TextFeed) -> TokenAttributions | None:
+    """Integrated gradients for the report, or None where the encoder has no token embedding
+    layer (TF Hub)."""
+    try:
+        return TokenAttributions(model, feed.preprocessor, feed.mask_key)
+    except ConfigError:
+        return None
 
 
 TEXT = TextModality()
