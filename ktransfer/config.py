@@ -251,6 +251,9 @@ class TrainConfig:
                               "whether it trains in each phase, before training.")
     optimizer: str = option("adam", "Optimizer.", registry="ktransfer.optimizers:OPTIMIZERS")
     momentum: float = option(0.9, "SGD momentum.")
+    momentum_low: float = option(0.0, "SGD with one_cycle: cycle the momentum inversely to the "
+                                 "rate, from --momentum down to this at the peak rate and back "
+                                 "(fastai: 0.95, 0.85); 0 keeps it constant.")
     weight_decay: float = option(0.0, "Decoupled weight decay (AdamW, SGD).")
     accumulate: int = option(1, "Gradient accumulation: update the weights every N batches "
                              "with their mean gradient (the step of an N x --batch_size batch; "
@@ -328,6 +331,12 @@ class TrainConfig:
         require(self.gradual_unfreeze >= 0, "gradual_unfreeze", "must be >= 0")
         require(0.0 < self.lr_layer_decay <= 1.0, "lr_layer_decay", "must be in (0, 1]")
         require(0.0 <= self.momentum < 1.0, "momentum", "must be in [0, 1)")
+        require(0.0 <= self.momentum_low < max(self.momentum, 1e-12) or not self.momentum_low,
+                "momentum_low", f"must be in [0, --momentum={self.momentum})")
+        require(not self.momentum_low or (self.optimizer == "sgd"
+                                          and self.lr_schedule == "one_cycle"),
+                "momentum_low", "cycles SGD's momentum against a one-cycle rate: give it with "
+                "--optimizer=sgd --lr_schedule=one_cycle")
         require(1 <= self.accumulate <= 1024, "accumulate", "must be in 1..1024")
         require(self.weight_decay >= 0.0, "weight_decay", "must be >= 0")
         require(0.0 <= self.ema < 1.0, "ema", f"must be in [0, 1) (0 turns it off), got {self.ema}")

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from ktransfer.config import TrainConfig
 from ktransfer.registry import Registry
+from ktransfer.schedules import inverse_momentum
 
 # For the type checker the mixin is an optimizer (it is only ever mixed into one).
 _OptimizerBase: Any = keras.optimizers.Optimizer if TYPE_CHECKING else object
@@ -92,8 +93,33 @@ class LayerwiseAdamW(_LayerwiseMixin, keras.optimizers.AdamW):
     """AdamW, transfer variant: learning-rate multipliers, L2-SP, EMA (module docstring)."""
 
 
+class _CycledSGD(keras.optimizers.SGD):
+    """SGD whose momentum coefficient follows `momentum_schedule(iterations)` (one-cycle's
+    inverse momentum cycling) instead of the constant `momentum`, which then only says that
+    there is momentum at all (its slots are built)."""
+
+    def __init__(self, *args, momentum_schedule: Callable[[Any], Any] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.momentum_schedule = momentum_schedule
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.momentum_schedule is None or self.momentum == 0:
+            return super().update_step(gradient, variable, learning_rate)
+        learning_rate = keras.ops.cast(learning_rate, variable.dtype)
+        gradient = keras.ops.cast(gradient, variable.dtype)
+        momentum = keras.ops.cast(self.momentum_schedule(self.iterations), variable.dtype)
+        m = self.momentums[self._get_variable_index(variable)]
+        step = keras.ops.subtract(keras.ops.multiply(m, momentum),
+                                  keras.ops.multiply(gradient, learning_rate))
+        self.assign(m, step)
+        if self.nesterov:  # as keras.optimizers.SGD: one more momentum step ahead
+            step = keras.ops.subtract(keras.ops.multiply(m, momentum),
+                                      keras.ops.multiply(gradient, learning_rate))
+        self.assign_add(variable, step)
+
+
 @keras.saving.register_keras_serializable(package="ktransfer")
-class LayerwiseSGD(_LayerwiseMixin, keras.optimizers.SGD):
+class LayerwiseSGD(_LayerwiseMixin, _CycledSGD):
     """SGD, transfer variant: learning-rate multipliers, L2-SP, EMA (module docstring)."""
 
 
@@ -141,6 +167,9 @@ def make_optimizer(cfg: TrainConfig, learning_rate,
         options.update(use_ema=True, ema_momentum=cfg.ema)
     if cfg.l2sp:
         options.update(l2sp=cfg.l2sp_weights(), anchors=anchors or {})
-    if lr_multipliers or cfg.l2sp or cfg.ema:
+    if cfg.momentum_low:  # the config allows it with sgd and one_cycle only
+        options["momentum_schedule"] = inverse_momentum(learning_rate, cfg.momentum,
+                                                        cfg.momentum_low)
+    if lr_multipliers or cfg.l2sp or cfg.ema or cfg.momentum_low:
         return kind.layerwise(learning_rate, lr_multipliers=lr_multipliers, **options)
     return kind.plain(learning_rate, **options)

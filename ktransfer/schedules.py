@@ -131,9 +131,32 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         return keras.ops.where(step < rise, cosine(start, self.peak, step / rise),
                                cosine(self.peak, end, (step - rise) / fall))
 
+    def momentum(self, step, high: float, low: float):
+        """The inverse cycle of a momentum coefficient: from `high` down to `low` while the
+        rate rises, back up to `high` while it falls (the same cosine halves)."""
+        step = keras.ops.cast(step, "float32")
+        rise = float(max(self.rise_steps, 1))
+        fall = float(max(self.total_steps - self.rise_steps, 1))
+        down = low + (high - low) * (1.0 + keras.ops.cos(math.pi * keras.ops.clip(
+            step / rise, 0.0, 1.0))) / 2.0
+        up = high + (low - high) * (1.0 + keras.ops.cos(math.pi * keras.ops.clip(
+            (step - rise) / fall, 0.0, 1.0))) / 2.0
+        return keras.ops.where(step < rise, down, up)
+
     def get_config(self):
         return {"peak": self.peak, "total_steps": self.total_steps,
                 "rise_steps": self.rise_steps, "floor": self.floor}
+
+
+def inverse_momentum(schedule: Any, high: float, low: float) -> Callable[[Any], Any]:
+    """step -> momentum cycled inversely to `schedule`, a one-cycle rate (or one continued
+    by `Offset`)."""
+    offset = 0
+    if isinstance(schedule, Offset):
+        schedule, offset = schedule.schedule, schedule.offset
+    if not isinstance(schedule, OneCycle):
+        raise ValueError("momentum cycling needs a one_cycle schedule")
+    return lambda step: schedule.momentum(keras.ops.cast(step, "float32") + offset, high, low)
 
 
 # name -> builder(cfg, peak, steps_per_epoch, decay_steps) of the schedule after warm-up.

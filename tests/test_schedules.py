@@ -143,3 +143,35 @@ def test_accumulation_under_loss_scaling_updates_every_n_batches():
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     inner = model.optimizer.inner_optimizer
     assert int(inner._iterations.numpy()) == 6 and int(inner.iterations.numpy()) == 2
+
+
+def test_one_cycle_cycles_sgd_momentum_inversely_to_the_rate():
+    cfg = TrainConfig(optimizer="sgd", lr_schedule="one_cycle", momentum=0.95,
+                      momentum_low=0.85, warmup_epochs=2)
+    schedule = make_schedule(cfg, 0.1, 5, 6)  # rise over 10 steps, fall over 20
+    from ktransfer.schedules import inverse_momentum
+
+    momentum = inverse_momentum(schedule, 0.95, 0.85)
+    assert _lr(momentum, 0) == pytest.approx(0.95)
+    assert _lr(momentum, 10) == pytest.approx(0.85)  # the peak rate
+    assert _lr(momentum, 30) == pytest.approx(0.95)
+    # The optimizer follows it: Nesterov SGD simulated with the scheduled coefficients.
+    optimizer = make_optimizer(cfg, schedule)
+    variable = keras.Variable(np.ones(3, "float32"))
+    w, m = np.ones(3), np.zeros(3)
+    for step in range(12):
+        gradient = np.array([1.0, -2.0, 0.5]) * (step + 1)
+        optimizer.apply_gradients([(gradient.astype("float32"), variable)])
+        lr, mu = _lr(schedule, step), _lr(momentum, step)
+        m = mu * m - lr * gradient
+        w = w + mu * m - lr * gradient
+    np.testing.assert_allclose(variable.numpy(), w, rtol=1e-5)
+
+
+def test_momentum_cycling_needs_sgd_and_one_cycle():
+    from ktransfer.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="^--momentum_low: cycles SGD's momentum"):
+        TrainConfig(optimizer="adam", lr_schedule="one_cycle", momentum_low=0.85)
+    with pytest.raises(ConfigError, match=r"^--momentum_low: must be in \[0, --momentum=0.9\)"):
+        TrainConfig(optimizer="sgd", lr_schedule="one_cycle", momentum_low=0.95)

@@ -134,6 +134,14 @@ def test_l2sp_and_ema_resume_with_the_saved_anchor_and_keep_the_average(tiny_con
     assert result.metrics["val"]["accuracy"] > 0.4  # 10 classes
 
 
+def test_one_cycle_with_sgd_momentum_cycling_trains(tiny_config):
+    result = train(tiny_config(optimizer="sgd", lr_schedule="one_cycle", momentum=0.95,
+                               momentum_low=0.85, epochs=0, fine_tune_epochs=6,
+                               gradual_unfreeze=3, bn_trainable=True, fine_tune_lr=0.05))
+    assert result.metrics["epochs"] == {"head": 0, "fine_tune": 6}
+    assert result.metrics["val"]["accuracy"] > 0.1 + 0.3  # 10 classes, from scratch
+
+
 def test_run_directory_contents_and_rerunnable_flagfile(tiny_config, tmp_path):
     cfg = tiny_config(epochs=1, fine_tune_epochs=1, classes=["3", "8"], tensorboard=True,
                       lr_schedule="step", class_weights="balanced")
