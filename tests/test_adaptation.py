@@ -92,7 +92,7 @@ def test_adaptation_runs_frozen_then_fine_tuned_under_mirrored(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("train", "--data=builtin:digits", "--backbone=small_cnn", "--weights=none",
                      "--image_size=16", "--epochs=1", "--fine_tune_epochs=1",
-                     "--head_hidden=16", "--target_data=builtin:digits_m",
+                     "--steps_per_epoch=6", "--head_hidden=16", "--target_data=builtin:digits_m",
                      "--target_eval_data=builtin:digits_m", "--mmd_alignment=class",
                      "--adabn", "--strategy=mirrored", "--cpu_devices=2", "--verbose=0",
                      "--notensorboard", "--noreport", f"--run_dir={run_dir}")
