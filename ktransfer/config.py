@@ -234,9 +234,10 @@ class TrainConfig:
     fine_tune_lr: float = option(1e-4, "Phase 2 peak learning rate (usually 10-100x lower), or "
                                  "auto (a range test of phase 2, after training the head).",
                                  auto=True)
-    cache_features: bool = option(False, "Phase 1: compute the frozen backbone's features once "
-                                 "and train the head on them (much faster; off when "
-                                 "augmentation is on).")
+    cache_features: bool = option(True, "Phase 1: compute the frozen backbone's features once "
+                                 "and train the head on them: the same training, much faster. "
+                                 "Off by itself when augmentation or domain adaptation needs "
+                                 "the backbone every epoch; --nocache_features turns it off.")
     unfreeze: str = option("all", "Phase 2: which backbone layers train: all; the top N layers "
                           "that have weights (an integer); or comma-separated layer-name "
                           "patterns (regex from the start of the name; a block name such as "

@@ -50,7 +50,9 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     Training `head` trains `model`'s head, since the layers (and weights) are the same objects.
     """
     cut = feature_layer_index(model)
-    features = model.layers[cut].output
+    # The input of the layer after the cut is the cut's output in *this* graph (a nested
+    # backbone's own `.output` belongs to its inner graph).
+    features = model.layers[cut + 1].input
     extractor = keras.Model(model.inputs, features, name="feature_extractor")
     inputs = keras.Input(features.shape[1:], name="features")
     x = inputs

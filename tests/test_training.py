@@ -205,8 +205,11 @@ def test_cached_features_train_the_same_head_as_the_frozen_backbone(tiny_config,
     path, _ = weights_file
     common = dict(weights=str(path), image_size=32, epochs=3, lr=0.01, dropout=0.0,
                   classes=["5", "6", "7"])
-    plain = train(tiny_config(**common, run_dir=str(tmp_path / "plain")))
-    cached = train(tiny_config(**common, cache_features=True, run_dir=str(tmp_path / "cached")))
+    plain = train(tiny_config(**common, cache_features=False, run_dir=str(tmp_path / "plain")))
+    cached = train(tiny_config(**common, run_dir=str(tmp_path / "cached")))  # the default
+    for a, b in zip(cached.model.get_layer("logits").get_weights(),
+                    plain.model.get_layer("logits").get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)  # the same head, within float tolerance
     assert cached.metrics["val"]["accuracy"] == pytest.approx(plain.metrics["val"]["accuracy"],
                                                               abs=1e-6)
     assert cached.metrics["val"]["loss"] == pytest.approx(plain.metrics["val"]["loss"], abs=1e-4)
