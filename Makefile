@@ -70,9 +70,10 @@ test: install text-assets lint typecheck browser
 test-assets: install
 	$(PY) -m pytest -q -m assets
 
-# The in-process tests only (no subprocess CLI runs, no slow end-to-end tests): under 2 minutes.
+# The unit tests: no subprocess CLI runs, no training runs, no slow end-to-end tests (about
+# two thirds of the suite, under 2 minutes on 2 free cores).
 test-fast: install
-	$(PY) -m pytest -q -n 2 -m "not slow and not cli"
+	$(PY) -m pytest -q -n 2 -m "not slow and not cli and not trains"
 
 # Re-creates the shipped source backbone (ktransfer/assets/digits04_small_cnn.weights.h5).
 source-backbone: install

@@ -29,13 +29,30 @@ def _runs_a_process(item) -> bool:
     return any(word in source for word in ("run_cli(", "subprocess.", "Popen("))
 
 
+# Fixtures that train a model before their tests run.
+TRAINING_FIXTURES = {"text_run", "quickstart_run", "corner_model", "scratch"}
+
+
+def _trains(item) -> bool:
+    """Whether a test trains a run in-process (train, find_lr, a search or a fitting fixture)."""
+    try:
+        source = inspect.getsource(item.function)
+    except (OSError, TypeError):
+        return False
+    return (any(word in source for word in ("train(", "find_lr(", "search("))
+            or bool(TRAINING_FIXTURES & set(getattr(item, "fixturenames", ()))))
+
+
 def pytest_collection_modifyitems(config, items):
-    """Marks tests that run a subprocess `cli` (`make test-fast` leaves them out), and puts long
-    tests (marked slow) first, so that they do not end the run alone; `make test` keeps this
-    order across xdist workers with --no-loadscope-reorder."""
+    """Marks tests that run a subprocess `cli` and tests that train a run in-process `trains`
+    (`make test-fast` leaves both out), and puts long tests (marked slow) first, so that they do
+    not end the run alone; `make test` keeps this order across xdist workers with
+    --no-loadscope-reorder."""
     for item in items:
         if _runs_a_process(item):
             item.add_marker(pytest.mark.cli)
+        if _trains(item):
+            item.add_marker(pytest.mark.trains)
 
     def order(item) -> tuple[bool, bool]:  # the longest file (the transfer demo) leads
         return item.get_closest_marker("slow") is None, "test_transfer.py" not in item.nodeid
