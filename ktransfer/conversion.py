@@ -20,9 +20,7 @@ from typing import Any
 
 import keras
 import numpy as np
-import onnxruntime
 import tensorflow as tf
-import tf2onnx
 
 from ktransfer.config import ExportConfig, read_run_flags
 from ktransfer.data.examples import Examples
@@ -103,6 +101,8 @@ def onnx_bytes(model: keras.Model) -> bytes:
     def probabilities(pixels):
         return {"probabilities": model(pixels, training=False)}
 
+    import tf2onnx  # only here: 0.15 s of every command's start-up otherwise
+
     try:
         proto, _ = tf2onnx.convert.from_function(probabilities, opset=ONNX_OPSET,
                                                  input_signature=probabilities.input_signature)
@@ -124,6 +124,8 @@ def _tflite_predict(content: bytes, signature: str) -> Callable[[np.ndarray], np
 
 
 def _onnx_predict(content: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    import onnxruntime  # only here, as tf2onnx above
+
     session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
     return lambda x: session.run(["probabilities"], {"pixels": x})[0]
 
