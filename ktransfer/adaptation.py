@@ -28,6 +28,8 @@ from ktransfer.features import feature_layer_index
 from ktransfer.mmd import MMDLoss, mmd
 from ktransfer.modality import Feed, Modality
 from ktransfer.registry import Registry
+from ktransfer.rundir import RESUME_DIR
+from ktransfer.selection import EpochSelection
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +238,7 @@ class Adaptation:
         evaluation: labelled target batches to report on (--target_eval_data), or None.
         num_evaluation: how many examples `evaluation` has.
         metrics: what goes into metrics.json["adaptation"].
+        selection: --da_select's choice of epoch, or None (the last epoch).
     """
 
     cfg: AdaptConfig
@@ -246,17 +249,23 @@ class Adaptation:
     evaluation: tf.data.Dataset | None = None
     num_evaluation: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
+    selection: EpochSelection | None = None
 
     def callbacks(self, epochs: int, steps: int, steps_done: int) -> list[keras.callbacks.Callback]:
-        """The MMD weight ramp for a phase of `epochs` epochs, `steps_done` steps into it."""
+        """The MMD weight ramp for a phase of `epochs` epochs, `steps_done` steps into it, and
+        the --da_select scoring."""
         if self.model is None:
             return []
         return [MMDRampUp(self.model.mmd_layers, self.cfg.mmd_weight, epochs * steps,
-                          self.cfg.mmd_rampup, steps_done=steps_done)]
+                          self.cfg.mmd_rampup, steps_done=steps_done),
+                *([self.selection] if self.selection is not None else [])]
 
     def finish(self, model: keras.Model, feed: Feed, source_val: tf.data.Dataset,
                batch_size: int) -> dict[str, Any]:
-        """AdaBN (with --adabn), then target accuracy and the domain MMD after training."""
+        """The --da_select epoch's weights, AdaBN (with --adabn), then target accuracy and the
+        domain MMD after training."""
+        if self.selection is not None:
+            self.metrics["selection"] = self.selection.restore()
         if self.target is not None and self.cfg.adabn:
             if self.evaluation is not None:
                 self.metrics["target_accuracy_before_adabn"] = model.evaluate(
@@ -313,6 +322,10 @@ def prepare(cfg: RunConfig, modality: Modality, splits: Splits, model: keras.Mod
                                  cache_path=cache_dir / "target", seed=cfg.train.seed + 1)
         out.model = DomainAdaptationModel(model, cfg.adapt)
         out.train, out.val = paired(source[0], target_ds), paired(source[1], target_ds)
+        if cfg.adapt.da_select != "last":
+            out.selection = EpochSelection(
+                cfg.adapt.da_select, model, feed.dataset(target, batch_size=batch), source[1],
+                cache_dir.parent / RESUME_DIR, evaluation=out.evaluation)
         if (ALIGNMENTS.get(cfg.adapt.mmd_alignment).conditional and cfg.model.weights == "none"
                 and not cfg.model.init_from and cfg.adapt.mmd_weight > 0):
             log.warning("--mmd_alignment=class weighs target examples by the network's own "

@@ -387,9 +387,16 @@ class AdaptConfig:
                          "statistics), and afterwards every backbone BatchNorm layer's moving "
                          "statistics are re-estimated on the target images (AdaBN), so the "
                          "saved model is a target-domain model.")
+    da_select: str = option("last", "Which epoch of an adaptation run to keep, chosen without "
+                            "target labels: last; source_val (source validation accuracy); "
+                            "im, snd, bnm (scores of the target predictions); dev (deep "
+                            "embedded validation). See ktransfer/validators.py.", ("last",),
+                            registry="ktransfer.validators:VALIDATORS")
 
     def __post_init__(self) -> None:
         require(self.mmd_weight >= 0.0, "mmd_weight", "must be >= 0")
+        require(self.da_select == "last" or bool(self.target_data), "da_select",
+                "chooses among the epochs of an adaptation run: give --target_data too")
         require(not self.adabn or bool(self.target_data), "adabn",
                 "needs --target_data (the unlabelled images to normalise for)")
 

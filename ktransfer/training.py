@@ -365,9 +365,11 @@ class Callbacks:
         for board in self.board:  # this fit's optimizer counts from the stage's start
             board.step_offset = first * job.steps
         ema = [EMAWeights(average_in_model=start > first)] if t.ema else []
-        out = [self.guard, *ema, self.history, self.best, self.last, self.state, *self.board]
-        if adapting and job.adapt is not None:
-            out += job.adapt.callbacks(stage.epochs, job.steps, steps_done)
+        adapt = (job.adapt.callbacks(stage.epochs, job.steps, steps_done)
+                 if adapting and job.adapt is not None else [])
+        # The resume state commits an epoch last, after everything that records it.
+        out = [self.guard, *ema, self.history, self.best, self.last, *adapt, self.state,
+               *self.board]
         if t.early_stopping:
             out.append(keras.callbacks.EarlyStopping(
                 monitor=t.monitor, patience=t.early_stopping, restore_best_weights=True,

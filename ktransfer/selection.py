@@ -1,0 +1,105 @@
+"""`--da_select`: keep the epoch a validator without target labels likes best (see
+`ktransfer.validators`), instead of the last one.
+
+After every epoch of an adaptation run the classifier predicts up to 1,000 unlabelled target
+examples and the source validation split; the validator scores that, and the best epoch's
+weights are kept in RUN/resume/selected.weights.h5 beside selection.json (its score, and every
+epoch's), so a resumed run goes on choosing among the same epochs. At the end of training
+the selected weights go back into the classifier, before AdaBN and evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ktransfer import atomic
+from ktransfer.features import feature_layer_index
+from ktransfer.validators import VALIDATORS, EpochOutputs
+
+log = logging.getLogger(__name__)
+WEIGHTS, STATE = "selected.weights.h5", "selection.json"
+
+
+def _predict(probe: keras.Model, ds: tf.data.Dataset, limit: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(probabilities [N, C], features [N, D], labels [N]) of up to `limit` examples of
+    (inputs, one-hot labels) batches."""
+    probs, feats, labels, n = [], [], [], 0
+    for x, y in ds:
+        features, probabilities = probe(x, training=False)
+        probs.append(np.asarray(probabilities, np.float64))
+        feats.append(np.asarray(features, np.float64))
+        labels.append(np.asarray(y).argmax(1))
+        n += len(labels[-1])
+        if n >= limit:
+            break
+    return (np.concatenate(probs)[:limit], np.concatenate(feats)[:limit],
+            np.concatenate(labels)[:limit])
+
+
+class EpochSelection(keras.callbacks.Callback):
+    """Scores every epoch with the validator `name` and keeps the best one (module docstring).
+
+    Args:
+        name: a `VALIDATORS` name.
+        classifier: the classifier being adapted (its weights are what is kept).
+        target: batches of unlabelled target examples (their labels are not used).
+        source_val: batches of the source validation split.
+        folder: where the selected weights and selection.json go (the run's resume folder).
+        evaluation: labelled target batches (--target_eval_data), to record each epoch's true
+            target accuracy beside its score (for judging validators), or None.
+        limit: examples of each set to score.
+    """
+
+    def __init__(self, name: str, classifier: keras.Model, target: tf.data.Dataset,
+                 source_val: tf.data.Dataset, folder: Path,
+                 evaluation: tf.data.Dataset | None = None, limit: int = 1000):
+        super().__init__()
+        self.name, self.classifier, self.folder = name, classifier, Path(folder)
+        self.target, self.source_val, self.evaluation, self.limit = (target, source_val,
+                                                                     evaluation, limit)
+        cut = classifier.layers[feature_layer_index(classifier) + 1].input
+        self.probe = keras.Model(classifier.input, [cut, classifier.output])
+        saved = self.folder / STATE
+        self.state: dict[str, Any] = (json.loads(saved.read_text()) if saved.is_file()
+                                      else {"validator": name, "epochs": [], "best": None})
+
+    def on_epoch_end(self, epoch, logs=None):
+        target_p, target_f, _ = _predict(self.probe, self.target, self.limit)
+        source_p, source_f, source_y = _predict(self.probe, self.source_val, self.limit)
+        score = VALIDATORS.get(self.name)(EpochOutputs(target_p, target_f, source_p, source_f,
+                                                       source_y))
+        row: dict[str, Any] = {"epoch": epoch + 1, "score": score}
+        if self.evaluation is not None:
+            p, _, y = _predict(self.probe, self.evaluation, 10**9)
+            row["target_accuracy"] = float(np.mean(p.argmax(1) == y))
+        epochs = [r for r in self.state["epochs"] if r["epoch"] < epoch + 1] + [row]
+        best = self.state["best"]
+        if math.isfinite(score) and (best is None or score > best["score"]):
+            atomic.save_with(self.folder / WEIGHTS, self.classifier.save_weights)
+            best = row
+        self.state = {**self.state, "epochs": epochs, "best": best}
+        atomic.write_json(self.folder / STATE, self.state)
+        log.info("--da_select=%s: epoch %d scores %.4g (best: epoch %s)", self.name, epoch + 1,
+                 score, best["epoch"] if best else "-")
+
+    def restore(self) -> dict[str, Any]:
+        """Puts the selected epoch's weights back into the classifier; returns the selection
+        for metrics.json."""
+        best = self.state["best"]
+        if best is not None:
+            with warnings.catch_warnings():  # the file holds no optimizer state, by design
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optim")
+                self.classifier.load_weights(self.folder / WEIGHTS)
+            log.info("--da_select=%s: kept epoch %d of %d", self.name, best["epoch"],
+                     len(self.state["epochs"]))
+        return self.state
