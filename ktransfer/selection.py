@@ -2,7 +2,8 @@
 `ktransfer.validators`), instead of the last one.
 
 After every epoch of an adaptation run the classifier predicts up to 1,000 unlabelled target
-examples and the source validation split; the validator scores that, and the best epoch's
+examples and the source validation split; every validator scores that (all are recorded), the
+chosen one decides, and the best epoch's
 weights are kept in RUN/resume/selected.weights.h5 beside selection.json (its score, and every
 epoch's), so a resumed run goes on choosing among the same epochs. At the end of training
 the selected weights go back into the classifier, before AdaBN and evaluation.
@@ -76,9 +77,12 @@ class EpochSelection(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         target_p, target_f, _ = _predict(self.probe, self.target, self.limit)
         source_p, source_f, source_y = _predict(self.probe, self.source_val, self.limit)
-        score = VALIDATORS.get(self.name)(EpochOutputs(target_p, target_f, source_p, source_f,
-                                                       source_y))
-        row: dict[str, Any] = {"epoch": epoch + 1, "score": score}
+        outputs = EpochOutputs(target_p, target_f, source_p, source_f, source_y)
+        # Every validator's score is recorded (they are cheap beside an epoch), so one run
+        # shows how each would have chosen; the flag's one decides.
+        scores = {name: float(VALIDATORS.get(name)(outputs)) for name in VALIDATORS}
+        score = scores[self.name]
+        row: dict[str, Any] = {"epoch": epoch + 1, "score": score, "scores": scores}
         if self.evaluation is not None:
             p, _, y = _predict(self.probe, self.evaluation, 10**9)
             row["target_accuracy"] = float(np.mean(p.argmax(1) == y))
