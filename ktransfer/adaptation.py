@@ -37,16 +37,20 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Alignment:
     """How source and target features are pulled together. `conditional`: one MMD per class,
-    source rows weighted by their labels and target rows by the predicted probabilities."""
+    source rows weighted by their labels and target rows by the predicted probabilities;
+    `joint`: one MMD of (features, predicted probabilities) pairs of both domains (JAN)."""
 
     conditional: bool
     about: str
+    joint: bool = False
 
 
 ALIGNMENTS: Registry[Alignment] = Registry("alignment", "mmd_alignment")
 ALIGNMENTS.register("marginal", Alignment(False, "one MMD between all source and all target "
                                                  "features (DAN)"))
 ALIGNMENTS.register("class", Alignment(True, "one MMD per class (DSAN's local MMD)"))
+ALIGNMENTS.register("joint", Alignment(False, "one MMD of (features, predictions) pairs, with "
+                                              "a product kernel (JAN's joint MMD)", joint=True))
 
 
 class DomainAdaptationModel(keras.Model):
@@ -71,12 +75,13 @@ class DomainAdaptationModel(keras.Model):
         self.extractor = keras.Model(classifier.input, classifier.layers[cut].output,
                                      name="features")
         self.head_layers = classifier.layers[cut + 1:]  # pooled features -> probabilities
-        self.class_conditional = ALIGNMENTS.get(cfg.mmd_alignment).conditional
+        alignment = ALIGNMENTS.get(cfg.mmd_alignment)
+        self.class_conditional, self.joint = alignment.conditional, alignment.joint
         self.separate = cfg.adabn
         names = ["mmd_features"] + [f"mmd_{layer.name}" for layer in self.head_layers
                                     if _aligned(layer)]
-        self.mmd_layers = [MMDLoss(cfg.mmd_weight, cfg.mmd_estimator, name=name)
-                           for name in names]
+        self.mmd_layers = [MMDLoss(cfg.mmd_weight, cfg.mmd_estimator, joint=self.joint,
+                                   name=name) for name in names]
         # Every variable exists already (the classifier's, and each MMD weight), so it is built:
         # a resumed run loads weights into it before any call.
         self.built = True
@@ -99,7 +104,8 @@ class DomainAdaptationModel(keras.Model):
                 keras.ops.concatenate([source, target], axis=0), training)
             s, t = joint[:n], joint[n:]
             pairs = [(f[:n], f[n:]) for f in features]
-        classes = [inputs["source_labels"], t] if self.class_conditional else []
+        classes = ([inputs["source_labels"], t] if self.class_conditional
+                   else [s, t] if self.joint else [])
         for layer, (fs, ft) in zip(self.mmd_layers, pairs, strict=True):
             layer([fs, ft, *classes], training=training)
         return s

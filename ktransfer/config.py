@@ -381,7 +381,8 @@ class AdaptConfig:
     mmd_alignment: str = option("marginal", "marginal: one MMD between all source and all "
                                 "target features (DAN); class: one MMD per class, source rows "
                                 "weighted by label, target rows by predicted probability "
-                                "(DSAN's local MMD).", registry="ktransfer.adaptation:ALIGNMENTS")
+                                "(DSAN's local MMD); joint: one MMD of (features, predictions) "
+                                "pairs (JAN).", registry="ktransfer.adaptation:ALIGNMENTS")
     adabn: bool = option(False, "Normalise for the target domain: during training source and "
                          "target batches pass BatchNorm separately (each by its own "
                          "statistics), and afterwards every backbone BatchNorm layer's moving "

@@ -131,6 +131,35 @@ def class_mmd(source, target, source_labels, target_probabilities, kernel_mul: f
     return total / ops.maximum(ops.sum(shared), 1.0)
 
 
+def joint_mmd(source, target, source_probabilities, target_probabilities,
+              estimator: str = "unbiased", kernel_mul: float = 2.0, kernel_num: int = 5):
+    """Joint MMD^2 (JAN's JMMD, Long et al. 2017) of (features, predictions) pairs: the kernel
+    of a pair is the product of a multi-kernel on the features [n, d] and one on the predicted
+    probabilities [n, C], so the domains are aligned in features and in what the network makes
+    of them at once. `estimator`: unbiased or biased (linear counts as unbiased here)."""
+    source, target = _flat32(source), _flat32(target)
+    ps, pt = _flat32(source_probabilities), _flat32(target_probabilities)
+    feature_bw = _bandwidths(source, target, kernel_mul, kernel_num)
+    output_bw = _bandwidths(ps, pt, kernel_mul, kernel_num)
+
+    def joint(a, b, pa, pb):
+        return (_kernel(_sq_dists(a, b), feature_bw) / kernel_num
+                * _kernel(_sq_dists(pa, pb), output_bw) / kernel_num)
+
+    kxx, kyy, kxy = joint(source, source, ps, ps), joint(target, target, pt, pt), \
+        joint(source, target, ps, pt)
+    if estimator == "biased":
+        return ops.mean(kxx) + ops.mean(kyy) - 2.0 * ops.mean(kxy)
+    n = ops.cast(ops.shape(source)[0], "float32")
+    m = ops.cast(ops.shape(target)[0], "float32")
+    cross = ops.where(ops.equal(n, m),  # as _unbiased: i == j pairs out when sizes match
+                      (ops.sum(kxy) - ops.trace(kxy)) / ops.maximum(n * (n - 1.0), 1.0),
+                      ops.mean(kxy))
+    return ((ops.sum(kxx) - ops.trace(kxx)) / ops.maximum(n * (n - 1.0), 1.0)
+            + (ops.sum(kyy) - ops.trace(kyy)) / ops.maximum(m * (m - 1.0), 1.0)
+            - 2.0 * cross)
+
+
 @keras.saving.register_keras_serializable(package="ktransfer")
 class MMDLoss(keras.layers.Layer):
     """Takes [source_features, target_features], adds `weight * MMD^2` to the model's losses
@@ -138,11 +167,14 @@ class MMDLoss(keras.layers.Layer):
     [source_features, target_features, source_labels, target_probabilities] it adds the
     class-conditional `class_mmd` instead.
 
+    With `joint=True` the two extra inputs are both domains' predicted probabilities
+    [source_probabilities, target_probabilities] and it adds JAN's `joint_mmd`.
+
     `weight` is a non-trainable variable so a callback can ramp it up during training.
     """
 
     def __init__(self, weight: float = 1.0, estimator: str = "unbiased",
-                 kernel_mul: float = 2.0, kernel_num: int = 5, **kwargs):
+                 kernel_mul: float = 2.0, kernel_num: int = 5, joint: bool = False, **kwargs):
         kwargs.setdefault("dtype", "float32")  # full precision under mixed policies
         super().__init__(**kwargs)
         if estimator not in ESTIMATORS:
@@ -151,13 +183,18 @@ class MMDLoss(keras.layers.Layer):
         self.estimator = estimator
         self.kernel_mul = float(kernel_mul)
         self.kernel_num = int(kernel_num)
+        self.joint = bool(joint)
         self.weight = self.add_weight(shape=(), initializer=keras.initializers.Constant(weight),
                                       trainable=False, name="mmd_weight", dtype="float32")
         self.built = True  # no shape-dependent weights
 
     def call(self, inputs, training=False):
         source, target, *classes = inputs
-        if classes:
+        if classes and self.joint:
+            source_p, target_p = classes
+            value = joint_mmd(source, target, source_p, target_p, self.estimator,
+                              self.kernel_mul, self.kernel_num)
+        elif classes:
             labels, probabilities = classes
             value = class_mmd(source, target, labels, probabilities, self.kernel_mul,
                               self.kernel_num)
@@ -173,4 +210,4 @@ class MMDLoss(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "weight": self.initial_weight,
                 "estimator": self.estimator, "kernel_mul": self.kernel_mul,
-                "kernel_num": self.kernel_num}
+                "kernel_num": self.kernel_num, "joint": self.joint}

@@ -165,18 +165,19 @@ def test_adaptation_model_loads_saved_weights_before_any_call(tiny_config, tmp_p
 
 
 def test_da_select_keeps_the_epoch_its_validator_scored_best(tiny_config, tmp_path):
-    """--da_select=source_val: every epoch is scored (with its true target accuracy recorded
-    beside it), and the saved model is the best-scoring epoch's: its target accuracy at the
-    end is the one recorded for that epoch."""
+    """--da_select=source_val (with JAN's joint alignment): every epoch is scored by every
+    validator (its true target accuracy recorded beside), and the saved model is the
+    best-scoring epoch's: its target accuracy at the end is the one recorded for it."""
     cfg = tiny_config(epochs=0, fine_tune_epochs=4, fine_tune_lr=0.003, bn_trainable=True,
                       image_size=16, target_data="builtin:digits_m",
                       target_eval_data="builtin:digits_m", mmd_weight=0.3,
-                      da_select="source_val", steps_per_epoch=8)
+                      mmd_alignment="joint", da_select="source_val", steps_per_epoch=8)
     metrics = train(cfg).metrics["adaptation"]
     selection = metrics["selection"]
     scores = [row["score"] for row in selection["epochs"]]
     assert [row["epoch"] for row in selection["epochs"]] == [1, 2, 3, 4]
     assert selection["best"]["score"] == max(scores)
+    assert set(selection["best"]["scores"]) == {"source_val", "im", "snd", "bnm", "dev"}
     assert metrics["target_accuracy"] == pytest.approx(selection["best"]["target_accuracy"],
                                                        abs=1e-6)
     with pytest.raises(ConfigError, match="^--da_select: chooses among the epochs"):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ktransfer.mmd import ESTIMATORS, MMDLoss, class_mmd, mmd
+from ktransfer.mmd import ESTIMATORS, MMDLoss, class_mmd, joint_mmd, mmd
 
 
 def _gauss(n, shift, d=8, seed=0):
@@ -128,3 +128,22 @@ def test_layer_with_labels_and_probabilities_adds_the_class_conditional_loss():
     assert out.shape == (64, 8) and layer.losses[0].dtype == tf.float32
     np.testing.assert_allclose(float(layer.losses[0]), 2.0 * float(class_mmd(s, t, ys, yt)),
                                rtol=2e-2)
+
+
+@pytest.mark.parametrize("estimator", ["unbiased", "biased"])
+def test_joint_mmd_sees_a_shift_in_predictions_that_feature_mmd_cannot(estimator):
+    """Same features in both domains and about half of each predicted class, but the
+    predictions depend on the features the other way round: the features' MMD is 0, JAN's
+    joint MMD of (features, predictions) is not."""
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(64, 2)).astype("float32")
+    ps = np.eye(2, dtype="float32")[(features[:, 0] > 0).astype(int)]
+    pt = ps[:, ::-1].copy()  # the same features, every prediction flipped
+    assert abs(float(mmd(features, features, estimator))) < 1e-4
+    assert abs(float(joint_mmd(features, features, ps, ps, estimator))) < 1e-4
+    assert float(joint_mmd(features, features, ps, pt, estimator)) > 0.1
+    layer = MMDLoss(0.5, estimator, joint=True)
+    layer([features, features, ps, pt], training=True)
+    assert float(layer.losses[0]) == pytest.approx(
+        0.5 * float(joint_mmd(features, features, ps, pt, estimator)), rel=1e-5)
+    assert MMDLoss.from_config(layer.get_config()).joint
