@@ -29,7 +29,8 @@ from ktransfer.mmd import MMDLoss, mmd
 from ktransfer.modality import Feed, Modality
 from ktransfer.registry import Registry
 from ktransfer.rundir import RESUME_DIR
-from ktransfer.selection import EpochSelection
+from ktransfer.selection import CollapseGuard, EpochSelection
+from ktransfer.target_losses import TargetLoss
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +82,9 @@ class DomainAdaptationModel(keras.Model):
         names = ["mmd_features"] + [f"mmd_{layer.name}" for layer in self.head_layers
                                     if _aligned(layer)]
         self.mmd_layers = [MMDLoss(cfg.mmd_weight, cfg.mmd_estimator, joint=self.joint,
-                                   name=name) for name in names]
+                                   threshold=cfg.class_threshold, name=name) for name in names]
+        self.target_loss = (TargetLoss(cfg.target_loss, cfg.target_loss_weight,
+                                       name="target_loss") if cfg.target_loss != "none" else None)
         # Every variable exists already (the classifier's, and each MMD weight), so it is built:
         # a resumed run loads weights into it before any call.
         self.built = True
@@ -108,7 +111,14 @@ class DomainAdaptationModel(keras.Model):
                    else [s, t] if self.joint else [])
         for layer, (fs, ft) in zip(self.mmd_layers, pairs, strict=True):
             layer([fs, ft, *classes], training=training)
+        if self.target_loss is not None:
+            self.target_loss(t, training=training)
         return s
+
+    @property
+    def weighted_layers(self) -> list[keras.layers.Layer]:
+        """The layers whose loss weight the ramp sets: MMD and the target loss."""
+        return [*self.mmd_layers, *([self.target_loss] if self.target_loss else [])]
 
     def _forward(self, images, training):
         """[probabilities, pooled features, hidden head outputs...] of `images`."""
@@ -142,22 +152,21 @@ def paired(source_ds: tf.data.Dataset, target_ds: tf.data.Dataset) -> tf.data.Da
 
 
 class MMDRampUp(keras.callbacks.Callback):
-    """Sets each MMD layer's weight to `weight * (2 / (1 + exp(-10 p)) - 1)`, p the fraction of
-    the phase's steps done (or keeps `weight` when `ramp` is False)."""
+    """Sets each loss layer's weight to its `initial_weight * (2 / (1 + exp(-10 p)) - 1)`, p
+    the fraction of the phase's steps done (or keeps it when `ramp` is False)."""
 
-    def __init__(self, layers: list[MMDLoss], weight: float, total_steps: int, ramp: bool,
+    def __init__(self, layers: list[keras.layers.Layer], total_steps: int, ramp: bool,
                  steps_done: int = 0):
         super().__init__()
-        self.layers, self.weight, self.ramp = layers, weight, ramp
+        self.layers, self.ramp = layers, ramp
         self.total_steps = max(1, total_steps)
         self.step = steps_done
 
     def on_train_batch_begin(self, batch, logs=None):
         p = min(1.0, self.step / self.total_steps)
-        value = self.weight * (2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0) if self.ramp \
-            else self.weight
+        factor = 2.0 / (1.0 + math.exp(-10.0 * p)) - 1.0 if self.ramp else 1.0
         for layer in self.layers:
-            layer.weight.assign(value)
+            layer.weight.assign(layer.initial_weight * factor)
         self.step += 1
 
 
@@ -245,6 +254,7 @@ class Adaptation:
         num_evaluation: how many examples `evaluation` has.
         metrics: what goes into metrics.json["adaptation"].
         selection: --da_select's choice of epoch, or None (the last epoch).
+        guard: --collapse_guard's watch over the target predictions, or None.
     """
 
     cfg: AdaptConfig
@@ -256,14 +266,16 @@ class Adaptation:
     num_evaluation: int = 0
     metrics: dict[str, Any] = field(default_factory=dict)
     selection: EpochSelection | None = None
+    guard: CollapseGuard | None = None
 
     def callbacks(self, epochs: int, steps: int, steps_done: int) -> list[keras.callbacks.Callback]:
         """The MMD weight ramp for a phase of `epochs` epochs, `steps_done` steps into it, and
         the --da_select scoring."""
         if self.model is None:
             return []
-        return [MMDRampUp(self.model.mmd_layers, self.cfg.mmd_weight, epochs * steps,
-                          self.cfg.mmd_rampup, steps_done=steps_done),
+        return [MMDRampUp(self.model.weighted_layers, epochs * steps, self.cfg.mmd_rampup,
+                          steps_done=steps_done),
+                *([self.guard] if self.guard is not None else []),
                 *([self.selection] if self.selection is not None else [])]
 
     def finish(self, model: keras.Model, feed: Feed, source_val: tf.data.Dataset,
@@ -328,6 +340,8 @@ def prepare(cfg: RunConfig, modality: Modality, splits: Splits, model: keras.Mod
                                  cache_path=cache_dir / "target", seed=cfg.train.seed + 1)
         out.model = DomainAdaptationModel(model, cfg.adapt)
         out.train, out.val = paired(source[0], target_ds), paired(source[1], target_ds)
+        if cfg.adapt.collapse_guard and cfg.model.init_from:  # predictions that mean something
+            out.guard = CollapseGuard(model, feed.dataset(target, batch_size=batch))
         if cfg.adapt.da_select != "last":
             out.selection = EpochSelection(
                 cfg.adapt.da_select, model, feed.dataset(target, batch_size=batch), source[1],

@@ -388,6 +388,19 @@ class AdaptConfig:
                          "statistics), and afterwards every backbone BatchNorm layer's moving "
                          "statistics are re-estimated on the target images (AdaBN), so the "
                          "saved model is a target-domain model.")
+    target_loss: str = option("none", "A loss on the unlabelled target predictions beside the "
+                              "MMD: none; entropy (confident); im (confident and using every "
+                              "class, against collapse); mcc (minimum class confusion).",
+                              ("none",), registry="ktransfer.target_losses:TARGET_LOSSES")
+    target_loss_weight: float = option(0.1, "Weight of --target_loss (ramped up with the MMD "
+                                       "weight).")
+    class_threshold: float = option(0.0, "mmd_alignment=class: target rows whose largest "
+                                    "predicted probability is below this get no weight.")
+    collapse_guard: bool = option(True, "With --init_from (a trained model, whose target "
+                                  "predictions mean something): stop an adaptation phase and "
+                                  "put back its last good epoch when a class vanishes from the "
+                                  "target predictions or the source validation accuracy falls "
+                                  "by 10 points.")
     da_select: str = option("last", "Which epoch of an adaptation run to keep, chosen without "
                             "target labels: last; source_val (source validation accuracy); "
                             "im, snd, bnm (scores of the target predictions); dev (deep "
@@ -396,6 +409,8 @@ class AdaptConfig:
 
     def __post_init__(self) -> None:
         require(self.mmd_weight >= 0.0, "mmd_weight", "must be >= 0")
+        require(self.target_loss_weight >= 0.0, "target_loss_weight", "must be >= 0")
+        require(0.0 <= self.class_threshold < 1.0, "class_threshold", "must be in [0, 1)")
         require(self.da_select == "last" or bool(self.target_data), "da_select",
                 "chooses among the epochs of an adaptation run: give --target_data too")
         require(not self.adabn or bool(self.target_data), "adabn",

@@ -103,7 +103,7 @@ def mmd(source, target, estimator: str = "unbiased", kernel_mul: float = 2.0,
 
 
 def class_mmd(source, target, source_labels, target_probabilities, kernel_mul: float = 2.0,
-              kernel_num: int = 5):
+              kernel_num: int = 5, threshold: float = 0.0):
     """Class-conditional MMD^2 (DSAN's local MMD) between source [n, d] and target [m, d].
 
     source_labels [n, C]: one-hot (or soft) labels; target_probabilities [m, C]: predicted class
@@ -111,10 +111,14 @@ def class_mmd(source, target, source_labels, target_probabilities, kernel_mul: f
     labels, and as some target row's most likely class), source and target rows are weighted
     by their class-c mass normalised to sum 1, and the weighted (biased) MMD^2 is taken; the
     result is the mean over those classes, a float32 scalar (0 when no class is shared).
+    Target rows whose largest probability is below `threshold` get no weight (a prediction
+    too unsure to say which class to pull the row toward).
     """
     source, target = _flat32(source), _flat32(target)
     ys = ops.cast(source_labels, "float32")
     pt = ops.stop_gradient(ops.cast(target_probabilities, "float32"))
+    if threshold > 0:
+        pt = pt * ops.cast(ops.max(pt, axis=1, keepdims=True) >= threshold, "float32")
     num_classes = ops.shape(pt)[-1]
     in_source = ops.sum(ys, axis=0) > 0.0
     in_target = ops.sum(ops.one_hot(ops.argmax(pt, axis=-1), num_classes), axis=0) > 0.0
@@ -174,7 +178,8 @@ class MMDLoss(keras.layers.Layer):
     """
 
     def __init__(self, weight: float = 1.0, estimator: str = "unbiased",
-                 kernel_mul: float = 2.0, kernel_num: int = 5, joint: bool = False, **kwargs):
+                 kernel_mul: float = 2.0, kernel_num: int = 5, joint: bool = False,
+                 threshold: float = 0.0, **kwargs):
         kwargs.setdefault("dtype", "float32")  # full precision under mixed policies
         super().__init__(**kwargs)
         if estimator not in ESTIMATORS:
@@ -183,7 +188,7 @@ class MMDLoss(keras.layers.Layer):
         self.estimator = estimator
         self.kernel_mul = float(kernel_mul)
         self.kernel_num = int(kernel_num)
-        self.joint = bool(joint)
+        self.joint, self.threshold = bool(joint), float(threshold)
         self.weight = self.add_weight(shape=(), initializer=keras.initializers.Constant(weight),
                                       trainable=False, name="mmd_weight", dtype="float32")
         self.built = True  # no shape-dependent weights
@@ -197,7 +202,7 @@ class MMDLoss(keras.layers.Layer):
         elif classes:
             labels, probabilities = classes
             value = class_mmd(source, target, labels, probabilities, self.kernel_mul,
-                              self.kernel_num)
+                              self.kernel_num, self.threshold)
         else:
             value = mmd(source, target, self.estimator, self.kernel_mul, self.kernel_num)
         if training:
@@ -210,4 +215,5 @@ class MMDLoss(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "weight": self.initial_weight,
                 "estimator": self.estimator, "kernel_mul": self.kernel_mul,
-                "kernel_num": self.kernel_num, "joint": self.joint}
+                "kernel_num": self.kernel_num, "joint": self.joint,
+                "threshold": self.threshold}

@@ -47,6 +47,59 @@ def _predict(probe: keras.Model, ds: tf.data.Dataset, limit: int
             np.concatenate(labels)[:limit])
 
 
+class CollapseGuard(keras.callbacks.Callback):
+    """Stops an adaptation phase that is collapsing and puts back its last good epoch: after an
+    epoch in which a class that the target predictions used (at least 1/(4C) of them, C
+    classes) falls below 1/(10C), or the source validation accuracy falls more than `drop`
+    below its best, the weights of the last epoch without either go back and the phase ends,
+    with a warning saying which.
+
+    Args:
+        classifier: the classifier being adapted.
+        target: batches of unlabelled target examples.
+        drop: the largest fall of source validation accuracy tolerated (0.1: 10 points).
+        limit: target examples to look at.
+    """
+
+    def __init__(self, classifier: keras.Model, target: tf.data.Dataset, drop: float = 0.1,
+                 limit: int = 1000):
+        super().__init__()
+        self.classifier, self.target, self.drop, self.limit = classifier, target, drop, limit
+        cut = classifier.layers[feature_layer_index(classifier) + 1].input
+        self.probe = keras.Model(classifier.input, [cut, classifier.output])
+        self.used: np.ndarray | None = None  # classes the target predictions used
+        self.good: list[np.ndarray] | None = None
+        self.best_val = -math.inf
+        self.tripped: str = ""
+
+    def _shares(self) -> np.ndarray:
+        p, _, _ = _predict(self.probe, self.target, self.limit)
+        return np.bincount(p.argmax(1), minlength=p.shape[1]) / len(p)
+
+    def on_train_begin(self, logs=None):
+        shares = self._shares()
+        self.used = shares >= 1.0 / (4 * len(shares))
+        self.good = self.classifier.get_weights()
+
+    def on_epoch_end(self, epoch, logs=None):
+        shares, val = self._shares(), float((logs or {}).get("val_accuracy", math.nan))
+        assert self.used is not None
+        vanished = [int(c) for c in np.flatnonzero(self.used & (shares < 1 / (10 * len(shares))))]
+        fell = math.isfinite(val) and val < self.best_val - self.drop
+        if not vanished and not fell:
+            self.good, self.best_val = self.classifier.get_weights(), max(self.best_val, val)
+            return
+        self.tripped = (f"class(es) {vanished} vanished from the target predictions" if vanished
+                        else f"source validation accuracy fell to {val:.3f} from "
+                             f"{self.best_val:.3f}")
+        log.warning("adaptation is collapsing after epoch %d (%s): the last good epoch's "
+                    "weights are back and this phase stops; try a lower --mmd_weight or "
+                    "--target_loss=im", epoch + 1, self.tripped)
+        assert self.good is not None
+        self.classifier.set_weights(self.good)
+        self.model.stop_training = True
+
+
 class EpochSelection(keras.callbacks.Callback):
     """Scores every epoch with the validator `name` and keeps the best one (module docstring).
 

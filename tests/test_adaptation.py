@@ -96,6 +96,7 @@ def test_adaptation_runs_frozen_then_fine_tuned_under_mirrored(tmp_path):
                      "--image_size=16", "--epochs=1", "--fine_tune_epochs=1",
                      "--steps_per_epoch=6", "--head_hidden=16", "--target_data=builtin:digits_m",
                      "--target_eval_data=builtin:digits_m", "--mmd_alignment=class",
+                     "--class_threshold=0.5", "--target_loss=mcc",
                      "--adabn", "--strategy=mirrored", "--cpu_devices=2", "--verbose=0",
                      "--notensorboard", "--noreport", f"--run_dir={run_dir}")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -171,7 +172,8 @@ def test_da_select_keeps_the_epoch_its_validator_scored_best(tiny_config, tmp_pa
     cfg = tiny_config(epochs=0, fine_tune_epochs=4, fine_tune_lr=0.003, bn_trainable=True,
                       image_size=16, target_data="builtin:digits_m",
                       target_eval_data="builtin:digits_m", mmd_weight=0.3,
-                      mmd_alignment="joint", da_select="source_val", steps_per_epoch=8)
+                      mmd_alignment="joint", target_loss="im", da_select="source_val",
+                      steps_per_epoch=8)
     metrics = train(cfg).metrics["adaptation"]
     selection = metrics["selection"]
     scores = [row["score"] for row in selection["epochs"]]
