@@ -153,6 +153,36 @@ def train(cfg: RunConfig) -> TrainResult:
     return TrainResult(run_dir=job.run_dir, model=job.model, metrics=metrics)
 
 
+def adapt(run: str | Path, target: str, *, alignment: str = "class", weight: float = 0.3,
+          adabn: bool = True, select: str = "source_val", epochs: int = 10, lr: float = 1e-3,
+          run_dir: str = "", **flags: Any) -> TrainResult:
+    """Adapts a finished run to unlabelled `target` data: its flags and every weight, then
+    `epochs` of fine-tuning with the MMD `alignment` at `weight`, AdaBN and the epoch
+    `select`ed without target labels (see ktransfer/validators.py).
+
+    Args:
+        run: the source run's directory (trained with labels, e.g. by `train`).
+        target: unlabelled target data, any `--data` form.
+        alignment, weight, adabn, select: --mmd_alignment, --mmd_weight, --adabn, --da_select.
+        epochs, lr: fine-tuning epochs and peak learning rate.
+        run_dir: where the adapted run goes (default: beside the source run, `-adapted`).
+        **flags: any other flag, e.g. target_eval_data="builtin:digits_m", target_loss="im".
+
+    Example:
+        source = train(config.from_flagfile("configs/digits_m_source.cfg")).run_dir
+        adapted = adapt(source, "builtin:digits_m", target_eval_data="builtin:digits_m")
+        adapted.metrics["adaptation"]["target_accuracy"]
+    """
+    source = Path(run)
+    values = {**config.parse_flagfile(source / rundir.FLAGFILE, skip_unknown=True),
+              "init_from": str(source), "target_data": target, "mmd_alignment": alignment,
+              "mmd_weight": weight, "adabn": adabn, "da_select": select, "epochs": 0,
+              "fine_tune_epochs": epochs, "fine_tune_lr": lr, "warmup_epochs": 0.0,
+              "run_dir": run_dir or f"{source}-adapted", "export_dir": "", "overwrite": False,
+              **flags}
+    return train(config.build(**values))
+
+
 @contextlib.contextmanager
 def _distributed(cfg: RunConfig) -> Iterator[tuple[RunConfig, Path | None]]:
     """Enters the strategy scope and precision policy; yields the config and, for a worker

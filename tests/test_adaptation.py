@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
+from ktransfer.config import parse_flagfile
 from ktransfer.errors import ConfigError
 from ktransfer.image.builtin import BUILTIN
-from ktransfer.training import train
+from ktransfer.training import adapt, train
 
 from conftest import run_cli
 
@@ -184,3 +185,16 @@ def test_da_select_keeps_the_epoch_its_validator_scored_best(tiny_config, tmp_pa
                                                        abs=1e-6)
     with pytest.raises(ConfigError, match="^--da_select: chooses among the epochs"):
         tiny_config(da_select="im")
+
+
+def test_adapt_continues_a_finished_run_on_unlabelled_target_data(tiny_config, tmp_path):
+    source = train(tiny_config(epochs=0, fine_tune_epochs=2, fine_tune_lr=0.003,
+                               bn_trainable=True, steps_per_epoch=8,
+                               run_dir=str(tmp_path / "source"))).run_dir
+    adapted = adapt(source, "builtin:digits_m", epochs=2, alignment="marginal",
+                    target_eval_data="builtin:digits_m", verbose=0)
+    assert adapted.run_dir == tmp_path / "source-adapted"
+    a = adapted.metrics["adaptation"]
+    assert a["num_target_images"] > 800 and len(a["selection"]["epochs"]) == 2
+    assert adapted.metrics["epochs"] == {"head": 0, "fine_tune": 2}
+    assert parse_flagfile(adapted.run_dir / "flags.cfg")["init_from"] == str(source)
