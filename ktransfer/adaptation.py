@@ -20,11 +20,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ktransfer.adversarial import ConditionalDomainLoss
 from ktransfer.classifier import backbone_input, get_backbone
 from ktransfer.config import AdaptConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.errors import DataError
-from ktransfer.features import feature_layer_index
+from ktransfer.features import feature_layer_index, feature_tensor
 from ktransfer.mmd import MMDLoss, mmd
 from ktransfer.modality import Feed, Modality
 from ktransfer.registry import Registry
@@ -44,6 +45,7 @@ class Alignment:
     conditional: bool
     about: str
     joint: bool = False
+    adversarial: bool = False
 
 
 ALIGNMENTS: Registry[Alignment] = Registry("alignment", "mmd_alignment")
@@ -52,6 +54,9 @@ ALIGNMENTS.register("marginal", Alignment(False, "one MMD between all source and
 ALIGNMENTS.register("class", Alignment(True, "one MMD per class (DSAN's local MMD)"))
 ALIGNMENTS.register("joint", Alignment(False, "one MMD of (features, predictions) pairs, with "
                                               "a product kernel (JAN's joint MMD)", joint=True))
+ALIGNMENTS.register("cdan", Alignment(False, "a conditional domain discriminator on features x "
+                                             "predictions behind gradient reversal (CDAN+E)",
+                                      adversarial=True))
 
 
 class DomainAdaptationModel(keras.Model):
@@ -73,16 +78,20 @@ class DomainAdaptationModel(keras.Model):
         super().__init__(name=kwargs.pop("name", "dan"), **kwargs)
         cut = feature_layer_index(classifier)
         self.classifier = classifier
-        self.extractor = keras.Model(classifier.input, classifier.layers[cut].output,
+        self.extractor = keras.Model(classifier.input, feature_tensor(classifier),
                                      name="features")
         self.head_layers = classifier.layers[cut + 1:]  # pooled features -> probabilities
         alignment = ALIGNMENTS.get(cfg.mmd_alignment)
         self.class_conditional, self.joint = alignment.conditional, alignment.joint
-        self.separate = cfg.adabn
+        self.adversarial, self.separate = alignment.adversarial, cfg.adabn
         names = ["mmd_features"] + [f"mmd_{layer.name}" for layer in self.head_layers
                                     if _aligned(layer)]
-        self.mmd_layers = [MMDLoss(cfg.mmd_weight, cfg.mmd_estimator, joint=self.joint,
-                                   threshold=cfg.class_threshold, name=name) for name in names]
+        self.mmd_layers: list[keras.layers.Layer] = (
+            [ConditionalDomainLoss(cfg.mmd_weight, int(self.extractor.output_shape[-1]),
+                                   int(classifier.output_shape[-1]), name="cdan")]
+            if self.adversarial else
+            [MMDLoss(cfg.mmd_weight, cfg.mmd_estimator, joint=self.joint,
+                     threshold=cfg.class_threshold, name=name) for name in names])
         self.target_loss = (TargetLoss(cfg.target_loss, cfg.target_loss_weight,
                                        name="target_loss") if cfg.target_loss != "none" else None)
         # Every variable exists already (the classifier's, and each MMD weight), so it is built:
@@ -108,7 +117,9 @@ class DomainAdaptationModel(keras.Model):
             s, t = joint[:n], joint[n:]
             pairs = [(f[:n], f[n:]) for f in features]
         classes = ([inputs["source_labels"], t] if self.class_conditional
-                   else [s, t] if self.joint else [])
+                   else [s, t] if self.joint or self.adversarial else [])
+        if self.adversarial:  # one discriminator, on the pooled features
+            pairs = pairs[:1]
         for layer, (fs, ft) in zip(self.mmd_layers, pairs, strict=True):
             layer([fs, ft, *classes], training=training)
         if self.target_loss is not None:
@@ -227,7 +238,7 @@ def domain_mmd(model: keras.Model, source_ds: tf.data.Dataset, target_ds: tf.dat
                max_images: int = 512) -> float:
     """Biased MMD^2 between up to `max_images` source and target feature vectors (after the
     backbone, pooled): how far apart the model sees the two domains."""
-    extractor = keras.Model(model.input, model.layers[feature_layer_index(model)].output)
+    extractor = keras.Model(model.input, feature_tensor(model))
 
     def features(ds):
         out, n = [], 0

@@ -382,7 +382,9 @@ class AdaptConfig:
                                 "target features (DAN); class: one MMD per class, source rows "
                                 "weighted by label, target rows by predicted probability "
                                 "(DSAN's local MMD); joint: one MMD of (features, predictions) "
-                                "pairs (JAN).", registry="ktransfer.adaptation:ALIGNMENTS")
+                                "pairs (JAN); cdan: a conditional domain discriminator behind "
+                                "gradient reversal (CDAN+E, weighted by --mmd_weight).",
+                                registry="ktransfer.adaptation:ALIGNMENTS")
     adabn: bool = option(False, "Normalise for the target domain: during training source and "
                          "target batches pass BatchNorm separately (each by its own "
                          "statistics), and afterwards every backbone BatchNorm layer's moving "

@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -43,6 +44,12 @@ def feature_layer_index(model: keras.Model) -> int:
     return names.index(POOL_LAYER) if POOL_LAYER in names else names.index(BACKBONE_NAME)
 
 
+def feature_tensor(model: keras.Model) -> Any:
+    """The feature vectors [B, D] in `model`'s own graph: the input of the layer after the cut
+    (a nested backbone's `.output` belongs to its inner graph, not to the classifier's)."""
+    return model.layers[feature_layer_index(model) + 1].input
+
+
 def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """(extractor, head) sharing `model`'s layers: extractor maps the model's inputs to
     feature vectors [B, D] (backbone + pooling), head maps [B, D] to probabilities.
@@ -50,9 +57,7 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     Training `head` trains `model`'s head, since the layers (and weights) are the same objects.
     """
     cut = feature_layer_index(model)
-    # The input of the layer after the cut is the cut's output in *this* graph (a nested
-    # backbone's own `.output` belongs to its inner graph).
-    features = model.layers[cut + 1].input
+    features = feature_tensor(model)
     extractor = keras.Model(model.inputs, features, name="feature_extractor")
     inputs = keras.Input(features.shape[1:], name="features")
     x = inputs

@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from ktransfer import atomic
-from ktransfer.features import feature_layer_index
+from ktransfer.features import feature_tensor
 from ktransfer.validators import VALIDATORS, EpochOutputs
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,7 @@ class CollapseGuard(keras.callbacks.Callback):
                  limit: int = 1000):
         super().__init__()
         self.classifier, self.target, self.drop, self.limit = classifier, target, drop, limit
-        cut = classifier.layers[feature_layer_index(classifier) + 1].input
-        self.probe = keras.Model(classifier.input, [cut, classifier.output])
+        self.probe = keras.Model(classifier.input, [feature_tensor(classifier), classifier.output])
         self.used: np.ndarray | None = None  # classes the target predictions used
         self.good: list[np.ndarray] | None = None
         self.best_val = -math.inf
@@ -121,8 +120,7 @@ class EpochSelection(keras.callbacks.Callback):
         self.name, self.classifier, self.folder = name, classifier, Path(folder)
         self.target, self.source_val, self.evaluation, self.limit = (target, source_val,
                                                                      evaluation, limit)
-        cut = classifier.layers[feature_layer_index(classifier) + 1].input
-        self.probe = keras.Model(classifier.input, [cut, classifier.output])
+        self.probe = keras.Model(classifier.input, [feature_tensor(classifier), classifier.output])
         saved = self.folder / STATE
         self.state: dict[str, Any] = (json.loads(saved.read_text()) if saved.is_file()
                                       else {"validator": name, "epochs": [], "best": None})

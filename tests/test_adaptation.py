@@ -55,6 +55,13 @@ def test_adaptation_model_shares_weights_and_adds_one_loss_per_aligned_layer(tin
     labels = np.eye(10, dtype="float32")[[0, 1, 2, 3]]
     out = dan({"source": x, "target": x[::-1], "source_labels": labels}, training=True)
     assert out.shape == (4, 10) and len(dan.losses) == 2
+    # cdan: one discriminator on the pooled features, built up front (resume loads into it).
+    cfg = tiny_config(head_hidden=[16], target_data="builtin:digits_m", mmd_alignment="cdan")
+    dan = DomainAdaptationModel(model, cfg.adapt)
+    assert [layer.name for layer in dan.mmd_layers] == ["cdan"]
+    assert len(dan.trainable_weights) == len(model.trainable_weights) + 6
+    out = dan({"source": x, "target": x[::-1], "source_labels": labels}, training=True)
+    assert out.shape == (4, 10) and len(dan.losses) == 1
 
 
 @pytest.mark.slow
@@ -189,3 +196,12 @@ def test_adapt_keeps_the_epoch_its_validator_scored_best(tiny_config, tmp_path):
                                                        abs=1e-6)
     with pytest.raises(ConfigError, match="^--da_select: chooses among the epochs"):
         tiny_config(da_select="im")
+
+
+def test_cdan_trains_the_classifier_and_its_discriminator(tiny_config):
+    cfg = tiny_config(epochs=1, fine_tune_epochs=1, steps_per_epoch=4, head_hidden=[16],
+                      target_data="builtin:digits_m", mmd_alignment="cdan", mmd_weight=1.0,
+                      mmd_rampup=False)
+    result = train(cfg)
+    assert result.metrics["epochs"] == {"head": 1, "fine_tune": 1}
+    assert np.isfinite(result.metrics["val"]["loss"])
