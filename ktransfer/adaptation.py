@@ -86,6 +86,10 @@ class DomainAdaptationModel(keras.Model):
         self.adversarial, self.separate = alignment.adversarial, cfg.adabn
         names = ["mmd_features"] + [f"mmd_{layer.name}" for layer in self.head_layers
                                     if _aligned(layer)]
+        # --mmd_layers: positions of `names` (and of the feature pairs) that are aligned
+        self.aligned = [i for i in range(len(names))
+                        if cfg.mmd_layers == "all" or (i == 0) == (cfg.mmd_layers == "features")]
+        names = [names[i] for i in self.aligned]
         self.mmd_layers: list[keras.layers.Layer] = (
             [ConditionalDomainLoss(cfg.mmd_weight, int(self.extractor.output_shape[-1]),
                                    int(classifier.output_shape[-1]), name="cdan")]
@@ -118,8 +122,7 @@ class DomainAdaptationModel(keras.Model):
             pairs = [(f[:n], f[n:]) for f in features]
         classes = ([inputs["source_labels"], t] if self.class_conditional
                    else [s, t] if self.joint or self.adversarial else [])
-        if self.adversarial:  # one discriminator, on the pooled features
-            pairs = pairs[:1]
+        pairs = pairs[:1] if self.adversarial else [pairs[i] for i in self.aligned]
         for layer, (fs, ft) in zip(self.mmd_layers, pairs, strict=True):
             layer([fs, ft, *classes], training=training)
         if self.target_loss is not None:

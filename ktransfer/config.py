@@ -374,6 +374,10 @@ class AdaptConfig:
                                   "without --target_data too (source-only baseline).")
     mmd_weight: float = option(1.0, "Weight of the MMD loss (features after the backbone and "
                               "after each hidden head layer).")
+    mmd_layers: str = option("all", "Where MMD alignment applies: all (the pooled backbone "
+                             "features and every hidden head layer), features (the pooled "
+                             "features only) or head (the hidden head layers only).",
+                             ("all", "features", "head"))
     mmd_rampup: bool = option(True, "Ramp the MMD weight from 0 as 2/(1+exp(-10p))-1 over each "
                              "phase's progress p.")
     mmd_estimator: str = option("unbiased", "MMD estimator (marginal alignment).",
@@ -481,6 +485,9 @@ class RunConfig:
     text: TextConfig = field(default_factory=TextConfig)
 
     def __post_init__(self) -> None:
+        require(self.adapt.mmd_layers != "head" or bool(self.model.head_hidden), "mmd_layers",
+                "head aligns the hidden head layers and this head has none: give "
+                "--head_hidden or --mmd_layers=all")
         require(self.train.epochs + self.train.fine_tune_epochs > 0 or bool(self.model.init_from),
                 "epochs", "--epochs and --fine_tune_epochs are both 0: nothing to train (with "
                 "--init_from, 0 and 0 re-use that model as it is)")

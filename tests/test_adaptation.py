@@ -55,6 +55,15 @@ def test_adaptation_model_shares_weights_and_adds_one_loss_per_aligned_layer(tin
     labels = np.eye(10, dtype="float32")[[0, 1, 2, 3]]
     out = dan({"source": x, "target": x[::-1], "source_labels": labels}, training=True)
     assert out.shape == (4, 10) and len(dan.losses) == 2
+    # --mmd_layers picks where the MMD applies.
+    for where, names in (("features", ["mmd_features"]), ("head", ["mmd_head_dense1"])):
+        cfg = tiny_config(head_hidden=[16], target_data="builtin:digits_m", mmd_layers=where)
+        dan = DomainAdaptationModel(model, cfg.adapt)
+        assert [layer.name for layer in dan.mmd_layers] == names
+        dan({"source": x, "target": x[::-1]}, training=True)
+        assert len(dan.losses) == 1
+    with pytest.raises(ConfigError, match="^--mmd_layers: head aligns the hidden head layers"):
+        tiny_config(target_data="builtin:digits_m", mmd_layers="head")
     # cdan: one discriminator on the pooled features, built up front (resume loads into it).
     cfg = tiny_config(head_hidden=[16], target_data="builtin:digits_m", mmd_alignment="cdan")
     dan = DomainAdaptationModel(model, cfg.adapt)
