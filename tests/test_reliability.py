@@ -220,7 +220,8 @@ _TEXT = st.one_of(st.text(max_size=12), st.sampled_from(
     "aug_noise", "on_bad_image", "preprocess", "train_per_class", "aug_randaugment",
     "aug_mixup", "aug_cutmix", "aug_erasing", "cycle_epochs", "cyclic_policy", "lr_floor",
     "cycle_gamma", "accumulate", "l2sp", "ema", "weight_decay", "momentum_low",
-    "fine_tune_lr"]), _TEXT, max_size=6))
+    "fine_tune_lr", "mmd_layers", "da_select", "target_loss", "class_threshold",
+    "mmd_alignment"]), _TEXT, max_size=6))
 def test_any_command_line_gives_a_config_or_a_one_line_error(values):
     """Flags as the CLI sees them (strings): absl rejects a value with flags.Error, or the config
     is built, or a KtransferError names the flag; nothing else escapes."""
