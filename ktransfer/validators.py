@@ -21,6 +21,7 @@ with true target accuracy before anyone relies on one.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -81,12 +82,15 @@ def batch_nuclear_norm(out: EpochOutputs) -> float:
 
 def deep_embedded_validation(out: EpochOutputs) -> float:
     """Minus DEV's risk estimate (You et al. 2019, eq. 5-6)."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     features = np.concatenate([out.source_features, out.target_features])
     domain = np.r_[np.zeros(len(out.source_features)), np.ones(len(out.target_features))]
     scale = features.std(0) + EPS
-    classifier = LogisticRegression(max_iter=500).fit(features / scale, domain)
+    with warnings.catch_warnings():  # an unconverged fit still ranks the domains usefully
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        classifier = LogisticRegression(max_iter=1000).fit(features / scale, domain)
     p_target = classifier.predict_proba(out.source_features / scale)[:, 1]
     n_s, n_t = len(out.source_features), len(out.target_features)
     weights = p_target / (1 - p_target + EPS) * n_s / n_t
