@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
 
 from ktransfer.registry import Registry
 
@@ -82,9 +84,6 @@ def batch_nuclear_norm(out: EpochOutputs) -> float:
 
 def deep_embedded_validation(out: EpochOutputs) -> float:
     """Minus DEV's risk estimate (You et al. 2019, eq. 5-6)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
     features = np.concatenate([out.source_features, out.target_features])
     domain = np.r_[np.zeros(len(out.source_features)), np.ones(len(out.target_features))]
     scale = features.std(0) + EPS
