@@ -93,6 +93,14 @@ def check_model_path(path: str, flag: str = "model") -> None:
         raise ConfigError(flag, f"{path!r} does not exist; give a run directory or a .keras file")
 
 
+# Strategies with several replicas, and why --accumulate cannot run under them.
+MULTI_REPLICA = ("mirrored", "multi_worker", "tpu")
+ACCUMULATE_REFUSED = ("Keras 3.15's gradient accumulation cannot run under a tf.distribute "
+                      "strategy with several replicas (its update sits in a cond that crosses "
+                      "replicas, keras-team/keras#20582); use --accumulate=1 and a larger "
+                      "--batch_size, which the replicas share")
+
+
 def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
     """Everything `train` needs before it starts; returns the run's modality."""
     check_names(cfg)
@@ -102,6 +110,8 @@ def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
         if spec:
             check_source(modality, spec, flag)
     modality.check(cfg)
+    if cfg.train.accumulate > 1 and cfg.distribute.strategy in MULTI_REPLICA:
+        raise ConfigError("accumulate", ACCUMULATE_REFUSED)
     if cfg.train.auto_phases() and cfg.distribute.strategy == "multi_worker":
         flag = "lr" if "head" in cfg.train.auto_phases() else "fine_tune_lr"
         raise ConfigError(flag, "auto is not for multi-worker runs (each worker would test on "

@@ -73,3 +73,12 @@ def test_text_names_given_to_the_wrong_kind_get_a_hint(tmp_path):
         with pytest.raises(ConfigError) as info:
             preflight.check_train(config.build(run_dir=str(tmp_path / "run"), **values))
         assert info.value.flag == flag and message in str(info.value)
+
+
+def test_gradient_accumulation_is_refused_under_several_replicas(tiny_config):
+    """Keras 3.15 cannot accumulate under MirroredStrategy (keras-team/keras#20582): one line
+    up front instead of a merge_call traceback after the data are read."""
+    with pytest.raises(ConfigError, match=r"^--accumulate: Keras 3.15's gradient accumulation "
+                                          r"cannot run under a tf.distribute strategy"):
+        preflight.check_train(tiny_config(accumulate=2, strategy="mirrored"))
+    preflight.check_train(tiny_config(accumulate=2))  # one device: fine
