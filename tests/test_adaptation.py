@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -214,3 +215,28 @@ def test_cdan_trains_the_classifier_and_its_discriminator(tiny_config):
     result = train(cfg)
     assert result.metrics["epochs"] == {"head": 1, "fine_tune": 1}
     assert np.isfinite(result.metrics["val"]["loss"])
+
+
+def test_da_select_survives_a_kill_and_chooses_among_every_epoch(tiny_config, monkeypatch):
+    from ktransfer import callbacks
+
+    cfg = tiny_config(epochs=0, fine_tune_epochs=3, fine_tune_lr=0.003, bn_trainable=True,
+                      steps_per_epoch=4, target_data="builtin:digits_m", mmd_weight=0.3,
+                      da_select="im")
+    commit = callbacks.ResumeState.on_epoch_end
+
+    def killed_after_epoch_two(self, epoch, logs=None):
+        commit(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.ResumeState, "on_epoch_end", killed_after_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.undo()
+    state = json.loads(Path(cfg.train.run_dir, "resume", "selection.json").read_text())
+    assert [row["epoch"] for row in state["epochs"]] == [1, 2]
+    selection = train(cfg).metrics["adaptation"]["selection"]
+    assert [row["epoch"] for row in selection["epochs"]] == [1, 2, 3]
+    assert selection["epochs"][:2] == state["epochs"]  # the scores from before the kill
+    assert selection["best"]["score"] == max(r["score"] for r in selection["epochs"])
