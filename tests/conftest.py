@@ -65,6 +65,26 @@ def repo() -> Path:
     return REPO
 
 
+def train_killed_after(epochs: int, cfg, monkeypatch) -> None:
+    """Runs `train(cfg)` and "kills" it (KeyboardInterrupt) as soon as epoch `epochs` (1-based,
+    counted over both phases) is committed to the resume state, where a SIGKILL would leave it;
+    undoes the test's monkeypatches afterwards."""
+    from ktransfer import callbacks
+    from ktransfer.training import train
+
+    commit = callbacks.ResumeState.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        commit(self, epoch, logs)
+        if epoch + 1 == epochs:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.ResumeState, "on_epoch_end", on_epoch_end)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.undo()
+
+
 def layer_test(layer_cls, **kwargs) -> None:
     """Keras' own layer harness (`keras.src.testing.TestCase.run_layer_test`): build, call,
     serialization round trip, weight counts, a training step and mixed precision."""

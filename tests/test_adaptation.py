@@ -13,7 +13,7 @@ from ktransfer.errors import ConfigError
 from ktransfer.image.builtin import BUILTIN
 from ktransfer.training import adapt, train
 
-from conftest import run_cli
+from conftest import run_cli, train_killed_after
 
 
 def test_digits_m_is_the_digits_on_photo_patches_split_in_halves():
@@ -218,22 +218,10 @@ def test_cdan_trains_the_classifier_and_its_discriminator(tiny_config):
 
 
 def test_da_select_survives_a_kill_and_chooses_among_every_epoch(tiny_config, monkeypatch):
-    from ktransfer import callbacks
-
     cfg = tiny_config(epochs=0, fine_tune_epochs=3, fine_tune_lr=0.003, bn_trainable=True,
                       steps_per_epoch=4, target_data="builtin:digits_m", mmd_weight=0.3,
                       da_select="im")
-    commit = callbacks.ResumeState.on_epoch_end
-
-    def killed_after_epoch_two(self, epoch, logs=None):
-        commit(self, epoch, logs)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(callbacks.ResumeState, "on_epoch_end", killed_after_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
-    monkeypatch.undo()
+    train_killed_after(2, cfg, monkeypatch)
     state = json.loads(Path(cfg.train.run_dir, "resume", "selection.json").read_text())
     assert [row["epoch"] for row in state["epochs"]] == [1, 2]
     selection = train(cfg).metrics["adaptation"]["selection"]

@@ -20,7 +20,7 @@ from ktransfer.evaluation import evaluate_saved, summarize, top_k_hits
 from ktransfer.image.sources import image_problem
 from ktransfer.training import train
 
-from conftest import REPO, write_images
+from conftest import REPO, train_killed_after, write_images
 
 
 def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_one(tiny_config,
@@ -79,16 +79,7 @@ def test_concurrent_exports_each_take_a_version_and_both_models_are_listed(tmp_p
 def test_resume_and_evaluate_refuse_data_that_changed(tmp_path, tiny_config, monkeypatch):
     data = write_images(tmp_path / "images", per_class=8)
     cfg = tiny_config(data=str(data), epochs=2, image_size=16)
-    commit = callbacks.ResumeState.on_epoch_end
-
-    def killed_after_epoch_one(self, epoch, logs=None):
-        commit(self, epoch, logs)  # epoch 1 committed, then the process "dies"
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(callbacks.ResumeState, "on_epoch_end", killed_after_epoch_one)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
-    monkeypatch.undo()
+    train_killed_after(1, cfg, monkeypatch)
     Image.new("RGB", (20, 20), (200, 30, 30)).save(data / "cat" / "new.png")
     with pytest.raises(DataError, match=r"^--data: the data changed since this run started "
                                         r"\(1 added\)"):

@@ -13,7 +13,7 @@ from ktransfer.errors import ConfigError
 from ktransfer.lr_finder import ExponentialRange, find_lr, smooth, suggest
 from ktransfer.training import train
 
-from conftest import run_cli, tiny_values
+from conftest import run_cli, tiny_values, train_killed_after
 
 
 def _synthetic_curve(n: int = 100, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -89,21 +89,9 @@ def test_bad_range_flags_are_named():
 
 def test_train_with_auto_rates_runs_the_range_tests_and_resumes_with_their_rates(
         tmp_path, monkeypatch):
-    from ktransfer import callbacks
-
     values = tiny_values(tmp_path, epochs=2, fine_tune_epochs=2, lr="auto",
                          fine_tune_lr="auto", cache_features=True)
-    commit = callbacks.ResumeState.on_epoch_end
-
-    def killed_in_fine_tuning(self, epoch, logs=None):
-        commit(self, epoch, logs)
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(callbacks.ResumeState, "on_epoch_end", killed_in_fine_tuning)
-    with pytest.raises(KeyboardInterrupt):
-        train(config.build(**values))
-    monkeypatch.undo()
+    train_killed_after(3, config.build(**values), monkeypatch)  # in the fine-tuning phase
     run = tmp_path / "run"
     saved = config.parse_flagfile(run / "flags.cfg")
     for phase, flag in (("head", "lr"), ("fine_tune", "fine_tune_lr")):

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from absl import flags
 
-from ktransfer import callbacks, config
+from ktransfer import config
 from ktransfer.classifier import get_backbone
 from ktransfer.errors import ConfigError
 from ktransfer.image.backbones import small_cnn
 from ktransfer.saving import load_model
 from ktransfer.training import train
 
-from conftest import SOURCE_WEIGHTS
+from conftest import SOURCE_WEIGHTS, train_killed_after
 
 
 @pytest.fixture
@@ -110,17 +110,7 @@ def test_l2sp_and_ema_resume_with_the_saved_anchor_and_keep_the_average(tiny_con
     path, initial = weights_file
     cfg = tiny_config(weights=str(path), image_size=32, epochs=1, fine_tune_epochs=3,
                       unfreeze="all", fine_tune_lr=0.01, l2sp="0.1", ema=0.5)
-    commit = callbacks.ResumeState.on_epoch_end
-
-    def killed_after_epoch_two(self, epoch, logs=None):
-        commit(self, epoch, logs)
-        if epoch == 1:  # the first fine-tuning epoch is committed, then the process "dies"
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(callbacks.ResumeState, "on_epoch_end", killed_after_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        train(cfg)
-    monkeypatch.undo()
+    train_killed_after(2, cfg, monkeypatch)  # the first fine-tuning epoch is committed
     anchor = small_cnn((32, 32, 3))
     anchor.load_weights(cfg.train.run_dir + "/resume/l2sp_anchor.weights.h5")
     for w in anchor.weights:  # the pretrained weights, as the run started
