@@ -22,6 +22,7 @@ import tensorflow as tf
 from ktransfer import atomic
 from ktransfer.classifier import BACKBONE_NAME
 from ktransfer.config import RunConfig, to_flagfile
+from ktransfer.data import manifest
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.heads import POOL_LAYER
 from ktransfer.modality import Feed
@@ -29,9 +30,12 @@ from ktransfer.modality import Feed
 log = logging.getLogger(__name__)
 
 
-def why_not_cacheable(augment_enabled: bool) -> str | None:
-    """None when features can be cached; otherwise the reason, for the log."""
-    if augment_enabled:
+def why_not_cacheable(cfg: RunConfig) -> str | None:
+    """None when the head phase can train on cached features; otherwise the reason, for the
+    log."""
+    if not cfg.train.cache_features:
+        return "--cache_features is off"
+    if cfg.augment.enabled:
         return ("augmentation is on: cached features would freeze one view of each image, so "
                 "the backbone runs every epoch (turn augmentation off to cache)")
     return None
@@ -76,6 +80,13 @@ def feature_key(cfg: RunConfig, input_info: str, data_fingerprint: str) -> list[
     stamp = f"{weights.st_size}:{weights.st_mtime_ns}" if weights else ""
     return [to_flagfile(cfg.data), data_fingerprint, m.backbone, m.weights, stamp,
             m.backbone_layer, m.preprocess, m.hub_output_key, m.pooling, input_info]
+
+
+def splits_key(cfg: RunConfig, input_info: str, splits: Splits) -> list[str]:
+    """`feature_key` of `splits`, fingerprinting them here (for jobs without a split manifest
+    at hand: tune, find_lr)."""
+    data = manifest.describe(splits, manifest.sources(cfg.data))
+    return feature_key(cfg, input_info, data["fingerprint"])
 
 
 def _key(parts: list[str]) -> str:

@@ -32,7 +32,6 @@ import tensorflow as tf
 from ktransfer import atomic, features, plotting, preflight
 from ktransfer.classifier import compile_classifier
 from ktransfer.config import LRFinderConfig, RunConfig
-from ktransfer.data import manifest
 from ktransfer.data.examples import Splits
 from ktransfer.errors import ConfigError
 from ktransfer.freezing import freeze, layer_lr_multipliers, select, set_trainable
@@ -188,12 +187,9 @@ def _head_target(run: RunConfig, feed: Feed, splits: Splits, network: Network, c
     """(model, endless training batches) of the head phase: the head on cached features
     (--cache_features, no augmentation) or the classifier with its backbone frozen."""
     freeze(network.backbone)
-    reason = (features.why_not_cacheable(run.augment.enabled) if run.train.cache_features
-              else "--cache_features is off")
-    if reason is None:
+    if features.why_not_cacheable(run) is None:
         extractor, head = features.split_classifier(network.model)
-        fingerprint = manifest.describe(splits, manifest.sources(run.data))["fingerprint"]
-        key = features.feature_key(run, str(network.info), fingerprint)
+        key = features.splits_key(run, str(network.info), splits)
         train, _ = features.cached_datasets(run, extractor, feed, splits, cache, key, repeat=True)
         return head, train
     return network.model, _batches(run, feed, splits)

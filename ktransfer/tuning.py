@@ -27,7 +27,6 @@ import tensorflow as tf
 from ktransfer import atomic, features, preflight
 from ktransfer.classifier import compile_classifier
 from ktransfer.config import RunConfig, SearchConfig, TuneConfig, to_flagfile
-from ktransfer.data import manifest
 from ktransfer.data.examples import Splits
 from ktransfer.freezing import freeze
 from ktransfer.heads import build_head
@@ -164,8 +163,7 @@ def _trials(cfg: RunConfig, modality: Modality, splits: Splits, network: Network
     feed, batch = modality.feed(cfg, network), cfg.data.batch_size
     n = len(splits.class_names)
     steps = math.ceil(len(splits.train) / batch)
-    reason = (features.why_not_cacheable(cfg.augment.enabled) if cfg.train.cache_features
-              else "--cache_features is off")
+    reason = features.why_not_cacheable(cfg)
     if reason is not None:
         log.info("feature cache: off (%s); every trial runs the frozen backbone each epoch",
                  reason)
@@ -174,8 +172,7 @@ def _trials(cfg: RunConfig, modality: Modality, splits: Splits, network: Network
                                    seed=cfg.train.seed, cache_path=cache / "images"),
                       feed.dataset(splits.val, batch_size=batch, cache_path=cache / "images-val"),
                       extractor, False, n, steps)
-    fingerprint = manifest.describe(splits, manifest.sources(cfg.data))["fingerprint"]
-    key = features.feature_key(cfg, str(network.info), fingerprint)
+    key = features.splits_key(cfg, str(network.info), splits)
     train, val = features.cached_datasets(cfg, extractor, feed, splits, project_dir / "cache", key)
     log.info("feature cache: on; every trial trains a head on the cached vectors")
     return Trials(train, val, extractor, True, n, steps)
