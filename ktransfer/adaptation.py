@@ -356,7 +356,7 @@ def prepare(cfg: RunConfig, modality: Modality, splits: Splits, model: keras.Mod
         out.train, out.val = paired(source[0], target_ds), paired(source[1], target_ds)
         if cfg.adapt.collapse_guard and cfg.model.init_from:  # predictions that mean something
             out.guard = CollapseGuard(model, feed.dataset(target, batch_size=batch))
-        if cfg.adapt.da_select != "last":
+        if cfg.adapt.da_select != "last" or out.evaluation is not None:  # or just recorded
             out.selection = EpochSelection(
                 cfg.adapt.da_select, model, feed.dataset(target, batch_size=batch), source[1],
                 cache_dir.parent / RESUME_DIR, evaluation=out.evaluation)

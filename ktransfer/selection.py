@@ -102,8 +102,12 @@ class CollapseGuard(keras.callbacks.Callback):
 class EpochSelection(keras.callbacks.Callback):
     """Scores every epoch with the validator `name` and keeps the best one (module docstring).
 
+    With `name` "last" nothing is chosen (the last epoch stays) but every validator's score and
+    the true target accuracy are still recorded: a run with --target_eval_data shows how each
+    validator would have chosen.
+
     Args:
-        name: a `VALIDATORS` name.
+        name: a `VALIDATORS` name, or "last".
         classifier: the classifier being adapted (its weights are what is kept).
         target: batches of unlabelled target examples (their labels are not used).
         source_val: batches of the source validation split.
@@ -132,7 +136,7 @@ class EpochSelection(keras.callbacks.Callback):
         # Every validator's score is recorded (they are cheap beside an epoch), so one run
         # shows how each would have chosen; the flag's one decides.
         scores = {name: float(VALIDATORS.get(name)(outputs)) for name in VALIDATORS}
-        score = scores[self.name]
+        score = float(epoch + 1) if self.name == "last" else scores[self.name]
         row: dict[str, Any] = {"epoch": epoch + 1, "score": score, "scores": scores}
         if self.evaluation is not None:
             p, _, y = _predict(self.probe, self.evaluation, 10**9)
@@ -140,10 +144,13 @@ class EpochSelection(keras.callbacks.Callback):
         epochs = [r for r in self.state["epochs"] if r["epoch"] < epoch + 1] + [row]
         best = self.state["best"]
         if math.isfinite(score) and (best is None or score > best["score"]):
-            atomic.save_with(self.folder / WEIGHTS, self.classifier.save_weights)
+            if self.name != "last":  # the last epoch's weights are the model's own
+                atomic.save_with(self.folder / WEIGHTS, self.classifier.save_weights)
             best = row
         self.state = {**self.state, "epochs": epochs, "best": best}
         atomic.write_json(self.folder / STATE, self.state)
+        if self.name == "last":
+            return
         log.info("--da_select=%s: epoch %d scores %.4g (best: epoch %s)", self.name, epoch + 1,
                  score, best["epoch"] if best else "-")
 
@@ -151,7 +158,7 @@ class EpochSelection(keras.callbacks.Callback):
         """Puts the selected epoch's weights back into the classifier; returns the selection
         for metrics.json."""
         best = self.state["best"]
-        if best is not None:
+        if best is not None and self.name != "last":
             with warnings.catch_warnings():  # the file holds no optimizer state, by design
                 warnings.filterwarnings("ignore", message="Skipping variable loading for optim")
                 self.classifier.load_weights(self.folder / WEIGHTS)

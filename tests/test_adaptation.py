@@ -209,12 +209,20 @@ def test_adapt_keeps_the_epoch_its_validator_scored_best(tiny_config, tmp_path):
 
 
 def test_cdan_trains_the_classifier_and_its_discriminator(tiny_config):
+    """CDAN trains; with --target_eval_data and the default --da_select=last every epoch's
+    validator scores and target accuracy are recorded, and the last epoch is what is kept."""
     cfg = tiny_config(epochs=1, fine_tune_epochs=1, steps_per_epoch=4, head_hidden=[16],
                       target_data="builtin:digits_m", mmd_alignment="cdan", mmd_weight=1.0,
-                      mmd_rampup=False)
+                      mmd_rampup=False, target_eval_data="builtin:digits_m")
     result = train(cfg)
     assert result.metrics["epochs"] == {"head": 1, "fine_tune": 1}
     assert np.isfinite(result.metrics["val"]["loss"])
+    adaptation = result.metrics["adaptation"]
+    rows = adaptation["selection"]["epochs"]
+    assert [row["epoch"] for row in rows] == [1, 2]
+    assert set(rows[-1]["scores"]) == {"source_val", "im", "snd", "bnm", "dev"}
+    assert adaptation["target_accuracy"] == pytest.approx(rows[-1]["target_accuracy"], abs=1e-6)
+    assert not Path(cfg.train.run_dir, "resume", "selected.weights.h5").exists()
 
 
 def test_da_select_survives_a_kill_and_chooses_among_every_epoch(tiny_config, monkeypatch):
