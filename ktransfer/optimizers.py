@@ -10,7 +10,9 @@ a transfer variant of each with three optional additions:
   (the same as adding the penalty to the loss, without a second pass over the weights);
 - an exponential moving average of the weights (Keras's `use_ema`) that the training callbacks
   swap in and out (`callbacks.EMAWeights`); `finalize_variable_values` leaves the weights alone,
-  because the callback, not the end of `fit`, decides which weights the model keeps.
+  because the callback, not the end of `fit`, decides which weights the model keeps;
+- gradient accumulation (Keras's `gradient_accumulation_steps`) that also works under
+  tf.distribute strategies with several replicas, where Keras' own fails.
 """
 
 from __future__ import annotations
@@ -77,6 +79,58 @@ class _LayerwiseMixin(_OptimizerBase):
 
     def finalize_variable_values(self, var_list):
         """Leaves the weights as they are (see the module docstring)."""
+
+    def _backend_apply_gradients(self, grads, trainable_variables):
+        """Keras' gradient accumulation, made to work under strategies that merge replicas.
+
+        Keras decides between "update" and "accumulate" with a cond in the replica context,
+        and its update branch calls `merge_call`, which tf.distribute refuses there
+        (keras-team/keras#20582). Here the gradients are summed over replicas first (as Keras'
+        own update does), and the cond runs in the cross-replica context, the way Keras'
+        LossScaleOptimizer handles its own cond. One device: Keras' code, unchanged.
+        """
+        if (not self.gradient_accumulation_steps
+                or tf.__internal__.distribute.strategy_supports_no_merge_call()):
+            return super()._backend_apply_gradients(grads, trainable_variables)
+        replica = tf.distribute.get_replica_context()
+        grads = replica.all_reduce(tf.distribute.ReduceOp.SUM, list(grads))
+        replica.merge_call(self._accumulate_across_replicas,
+                           args=(grads, list(trainable_variables)))
+        if self.use_ema:
+            self._update_model_variables_moving_average(self._trainable_variables)
+
+    def _accumulate_across_replicas(self, distribution, grads, variables) -> None:
+        """Cross-replica: adds the summed gradients to the accumulators, or on every N-th
+        batch applies their mean and clears them."""
+        accumulators = [self._accumulated_gradients[self._get_variable_index(v)].value
+                        for v in variables]
+
+        def accumulate():
+            for total, grad in zip(accumulators, grads, strict=True):
+                distribution.extended.update(total, lambda t, g: t.assign_add(g), args=(grad,),
+                                             group=False)
+
+        def update():
+            distribution.extended.call_for_each_replica(
+                self._apply_accumulated, args=(grads, variables, accumulators))
+            for total in accumulators:
+                distribution.extended.update(total, lambda t: t.assign(tf.zeros_like(t)),
+                                             group=False)
+
+        steps = self.gradient_accumulation_steps
+        tf.cond((self._iterations + 1) % steps == 0, update, accumulate)
+
+    def _apply_accumulated(self, grads, variables, accumulators) -> None:
+        """Replica context: the mean of the N batches' gradients, clipped, then weight decay
+        and the update step (the gradients are already summed over replicas)."""
+        steps = self.gradient_accumulation_steps
+        mean = [(g + tf.cast(t, g.dtype)) / steps for g, t in zip(grads, accumulators, strict=True)]
+        mean = self._clip_gradients(mean)
+        self._apply_weight_decay(variables)
+        tf.__internal__.distribute.interim.maybe_merge_call(
+            self._distributed_tf_update_step, self._distribution_strategy,
+            list(zip(mean, [v.value for v in variables], strict=True)),
+            self.learning_rate)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "lr_multipliers": self.lr_multipliers,
@@ -170,6 +224,6 @@ def make_optimizer(cfg: TrainConfig, learning_rate,
     if cfg.momentum_low:  # the config allows it with sgd and one_cycle only
         options["momentum_schedule"] = inverse_momentum(learning_rate, cfg.momentum,
                                                         cfg.momentum_low)
-    if lr_multipliers or cfg.l2sp or cfg.ema or cfg.momentum_low:
+    if lr_multipliers or cfg.l2sp or cfg.ema or cfg.momentum_low or cfg.accumulate > 1:
         return kind.layerwise(learning_rate, lr_multipliers=lr_multipliers, **options)
     return kind.plain(learning_rate, **options)

@@ -93,12 +93,18 @@ def check_model_path(path: str, flag: str = "model") -> None:
         raise ConfigError(flag, f"{path!r} does not exist; give a run directory or a .keras file")
 
 
-# Strategies with several replicas, and why --accumulate cannot run under them.
-MULTI_REPLICA = ("mirrored", "multi_worker", "tpu")
-ACCUMULATE_REFUSED = ("Keras 3.15's gradient accumulation cannot run under a tf.distribute "
-                      "strategy with several replicas (its update sits in a cond that crosses "
-                      "replicas, keras-team/keras#20582); use --accumulate=1 and a larger "
-                      "--batch_size, which the replicas share")
+ACCUMULATE_UNTESTED = ("gradient accumulation with several replicas is built and tested for "
+                       "strategies that merge replicas (mirrored and multi_worker without XLA); "
+                       "not for --strategy=tpu or --jit_compile=on, where tf.distribute skips "
+                       "that merge: use --accumulate=1 and a larger --batch_size there, which the "
+                       "replicas share")
+
+
+def accumulation_untested(cfg: RunConfig, replicas: int) -> bool:
+    """Whether --accumulate meets a multi-replica setting it was not built for."""
+    return cfg.train.accumulate > 1 and (
+        cfg.distribute.strategy == "tpu"
+        or (replicas > 1 and cfg.distribute.jit_compile == "on"))
 
 
 def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
@@ -110,8 +116,9 @@ def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
         if spec:
             check_source(modality, spec, flag)
     modality.check(cfg)
-    if cfg.train.accumulate > 1 and cfg.distribute.strategy in MULTI_REPLICA:
-        raise ConfigError("accumulate", ACCUMULATE_REFUSED)
+    several = 2 if cfg.distribute.strategy in ("mirrored", "multi_worker") else 1
+    if accumulation_untested(cfg, several):
+        raise ConfigError("accumulate", ACCUMULATE_UNTESTED)
     if cfg.train.auto_phases() and cfg.distribute.strategy == "multi_worker":
         flag = "lr" if "head" in cfg.train.auto_phases() else "fine_tune_lr"
         raise ConfigError(flag, "auto is not for multi-worker runs (each worker would test on "

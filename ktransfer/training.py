@@ -189,8 +189,8 @@ def _distributed(cfg: RunConfig) -> Iterator[tuple[RunConfig, Path | None]]:
     other than the chief, the chief's run directory to resume from (None with --overwrite).
     Such a worker gets a scratch run directory (and export folder) deleted afterwards."""
     strategy = distribute.make_strategy(cfg.distribute)
-    if cfg.train.accumulate > 1 and strategy.num_replicas_in_sync > 1:  # e.g. auto on 2 GPUs
-        raise ConfigError("accumulate", preflight.ACCUMULATE_REFUSED)
+    if preflight.accumulation_untested(cfg, strategy.num_replicas_in_sync):  # auto on 2 GPUs
+        raise ConfigError("accumulate", preflight.ACCUMULATE_UNTESTED)
     policy = distribute.precision_policy(cfg.distribute)
     previous_policy = keras.mixed_precision.global_policy()
     scratch = chief_run = None

@@ -46,6 +46,17 @@ def test_mirrored_over_two_logical_cpus_matches_single_device(single_device, tmp
     assert abs(accuracy - single_device) < 0.05, (accuracy, single_device)
 
 
+def test_mirrored_accumulation_of_half_batches_trains_like_whole_ones(single_device, tmp_path):
+    """--accumulate under 2 replicas (Keras' own fails there, keras-team/keras#20582), through
+    both phases: batches of 16 accumulated in pairs learn like the single device's 32."""
+    result = run_cli("train", *ARGS, "--strategy=mirrored", "--cpu_devices=2",
+                     "--batch_size=16", "--accumulate=2", "--fine_tune_epochs=1",
+                     "--fine_tune_lr=0.001", f"--run_dir={tmp_path / 'run'}")
+    assert result.returncode == 0, result.stderr
+    accuracy = json.loads((tmp_path / "run" / "metrics.json").read_text())["val"]["accuracy"]
+    assert abs(accuracy - single_device) < 0.05, (accuracy, single_device)
+
+
 def _free_ports(n: int) -> list[int]:
     sockets = [socket.socket() for _ in range(n)]
     for s in sockets:

@@ -75,10 +75,12 @@ def test_text_names_given_to_the_wrong_kind_get_a_hint(tmp_path):
         assert info.value.flag == flag and message in str(info.value)
 
 
-def test_gradient_accumulation_is_refused_under_several_replicas(tiny_config):
-    """Keras 3.15 cannot accumulate under MirroredStrategy (keras-team/keras#20582): one line
-    up front instead of a merge_call traceback after the data are read."""
-    with pytest.raises(ConfigError, match=r"^--accumulate: Keras 3.15's gradient accumulation "
-                                          r"cannot run under a tf.distribute strategy"):
-        preflight.check_train(tiny_config(accumulate=2, strategy="mirrored"))
-    preflight.check_train(tiny_config(accumulate=2))  # one device: fine
+def test_gradient_accumulation_is_refused_where_it_was_not_built_for(tiny_config):
+    """Accumulation under several replicas goes through merge_call (ktransfer.optimizers);
+    where tf.distribute skips it (TPU, XLA on several GPUs), one line up front."""
+    for values in ({"strategy": "tpu"}, {"strategy": "mirrored", "jit_compile": "on"}):
+        with pytest.raises(ConfigError, match=r"^--accumulate: gradient accumulation with "
+                                              r"several replicas is built and tested for"):
+            preflight.check_train(tiny_config(accumulate=2, **values))
+    preflight.check_train(tiny_config(accumulate=2, strategy="mirrored"))
+    preflight.check_train(tiny_config(accumulate=2, jit_compile="on"))  # one device: fine

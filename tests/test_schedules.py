@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import keras
 import numpy as np
 import pytest
@@ -9,6 +13,8 @@ import pytest
 from ktransfer.config import TrainConfig
 from ktransfer.optimizers import make_optimizer
 from ktransfer.schedules import Warmup, make_schedule
+
+from conftest import REPO
 
 
 def _lr(schedule, step: int) -> float:
@@ -143,6 +149,52 @@ def test_accumulation_under_loss_scaling_updates_every_n_batches():
     assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
     inner = model.optimizer.inner_optimizer
     assert int(inner._iterations.numpy()) == 6 and int(inner.iterations.numpy()) == 2
+
+
+# Two logical CPUs must be set before TensorFlow starts: hence a process of its own.
+MIRRORED_ACCUMULATION = textwrap.dedent("""
+    import numpy as np, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from ktransfer.config import TrainConfig
+    from ktransfer.optimizers import make_optimizer
+
+    def fit(cfg, batch, x, y, strategy, policy="float32"):
+        keras.mixed_precision.set_global_policy(policy)
+        with strategy.scope():
+            keras.utils.set_random_seed(0)
+            model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3),
+                                      keras.layers.Activation("softmax", dtype="float32")])
+            model.compile(make_optimizer(cfg, 0.1), "categorical_crossentropy")
+        model.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+        return model
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 4)).astype("float32")
+    y = np.eye(3)[rng.integers(0, 3, 64)].astype("float32")
+    mirrored = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    sgd = TrainConfig(optimizer="sgd", momentum=0.0)
+    whole = fit(sgd, 32, x, y, tf.distribute.get_strategy())
+    halves = fit(TrainConfig(optimizer="sgd", momentum=0.0, accumulate=2), 16, x, y, mirrored)
+    print("difference", max(float(np.abs(a - b).max())
+                            for a, b in zip(whole.get_weights(), halves.get_weights())))
+    adam = fit(TrainConfig(optimizer="adamw", weight_decay=0.01, accumulate=3), 8, x[:48], y[:48],
+               mirrored, "mixed_float16").optimizer.inner_optimizer
+    print("steps", int(adam._iterations.numpy()), int(adam.iterations.numpy()))
+""")
+
+
+def test_accumulation_under_a_mirrored_strategy_equals_one_whole_batch():
+    """Keras' own accumulation fails under MirroredStrategy (keras-team/keras#20582);
+    ktransfer's optimizers accumulate across 2 replicas: two half batches give the weights of
+    one whole batch, and with loss scaling and AdamW 6 batches make 2 updates."""
+    result = subprocess.run([sys.executable, "-c", MIRRORED_ACCUMULATION], cwd=REPO,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert float(lines["difference"]) < 1e-6
+    assert lines["steps"] == "6 2"
 
 
 def test_one_cycle_cycles_sgd_momentum_inversely_to_the_rate():
