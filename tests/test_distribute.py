@@ -84,9 +84,12 @@ def _start_workers(tmp_path, run_dir, args) -> list[subprocess.Popen]:
 
 @pytest.mark.slow
 def test_two_process_multi_worker_run_writes_one_set_of_outputs(single_device, tmp_path):
+    """Two workers, one set of outputs; their batches of 16 accumulated in pairs (--accumulate
+    across workers) learn like the single device's batches of 32."""
     run_dir = tmp_path / "run"
     workers = _start_workers(tmp_path, run_dir,
-                             [*ARGS, f"--export_dir={tmp_path / 'exports' / 'digits'}"])
+                             [*ARGS, "--batch_size=16", "--accumulate=2",
+                              f"--export_dir={tmp_path / 'exports' / 'digits'}"])
     outputs = [w.communicate(timeout=480) for w in workers]
     for worker, (_, err) in zip(workers, outputs, strict=True):
         assert worker.returncode == 0, err[-3000:]
