@@ -35,32 +35,17 @@ def _pixels(images: ImageSet, wanted: set[int]) -> dict[int, np.ndarray]:
     return found
 
 
-def _panels(images: ImageSet, items: list[tuple[int, int, str]], cam: GradCAM | None,
-            path: str | os.PathLike) -> None:
-    """A grid of (position, class id, title) items: each image, and beside it (with `cam`) the
-    heat map of that class over it."""
-    plt = plotting.pyplot()
+def _tiles(images: ImageSet, items: list[tuple[int, int, str]], cam: GradCAM | None
+           ) -> list[list[tuple[np.ndarray, str]]]:
+    """Per (position, class id, title) item, its tiles: the image, and (with `cam`) the heat
+    map of that class over it. One pass over the images and one Grad-CAM batch for all."""
     pixels = _pixels(images, {i for i, _, _ in items})
-    per_item = 2 if cam is not None else 1
-    cols = min(6, per_item * len(items))
-    rows = (per_item * len(items) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(1.8 * cols, 2.1 * rows), dpi=100,
-                             squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    shown = {i: pixels[i] for i, _, _ in items}
-    heat = None
-    if cam is not None:
-        shown = {i: resize(p, cam.size).numpy() for i, p in shown.items()}
-        heat = cam.heatmaps(np.stack([shown[i] for i, _, _ in items]), [c for _, c, _ in items])
-    for k, (i, _, title) in enumerate(items):
-        ax = axes.flat[per_item * k]
-        ax.imshow(np.asarray(shown[i]).astype(np.uint8))
-        ax.set_title(title, fontsize=8)
-        if heat is not None:
-            axes.flat[per_item * k + 1].imshow(overlay(shown[i], heat[k]))
-    fig.tight_layout()
-    plotting.save(fig, path)
+    if cam is None:
+        return [[(pixels[i], title)] for i, _, title in items]
+    shown = {i: resize(p, cam.size).numpy() for i, p in pixels.items()}
+    heat = cam.heatmaps(np.stack([shown[i] for i, _, _ in items]), [c for _, c, _ in items])
+    return [[(shown[i], title), (overlay(shown[i], heat[k]), "Grad-CAM")]
+            for k, (i, _, title) in enumerate(items)]
 
 
 def _gradcam(model: keras.Model | None) -> tuple[GradCAM | None, str]:
@@ -74,6 +59,22 @@ def _gradcam(model: keras.Model | None) -> tuple[GradCAM | None, str]:
         return None, str(exc).removeprefix("--explain_layer: ")
 
 
+def _sheets(images: ImageSet, mistakes: list[dict[str, Any]], cam: GradCAM | None
+            ) -> dict[str, list[tuple[int, int, str]]]:
+    """{PNG name: (position, class id, title) items}: the mistakes, each with the class it was
+    taken for, and (with `cam`) the first example of each class."""
+    sheets = {}
+    if mistakes:
+        ids = {name: k for k, name in enumerate(images.class_names)}
+        sheets[MISTAKES_PNG] = [(m["index"], ids[m["predicted"]], f"{m['true']} -> "
+                                 f"{m['predicted']}\n{m['confidence']:.0%}") for m in mistakes]
+    if cam is not None:
+        firsts = {int(c): i for i, c in reversed(list(enumerate(images.labels)))}
+        sheets[CLASSES_PNG] = [(firsts[c], c, images.class_names[c])
+                               for c in sorted(firsts)[:MAX_CLASSES]]
+    return sheets
+
+
 def gallery(images: ImageSet, mistakes: list[dict[str, Any]], out_dir: str | os.PathLike,
             model: keras.Model | None = None) -> str:
     """Writes OUT_DIR/mistakes.png (the mistakes, each with the heat map of the class it was
@@ -81,17 +82,15 @@ def gallery(images: ImageSet, mistakes: list[dict[str, Any]], out_dir: str | os.
     its class); returns the HTML sections that show them."""
     cam, why = _gradcam(model)
     out, parts = Path(out_dir), []
+    sheets = _sheets(images, mistakes, cam)
+    tiles = iter(_tiles(images, [item for items in sheets.values() for item in items], cam))
+    for name, items in sheets.items():
+        plotting.contact_sheet([t for _ in items for t in next(tiles)], out / name)
     if mistakes:
-        ids = {name: k for k, name in enumerate(images.class_names)}
-        _panels(images, [(m["index"], ids[m["predicted"]], f"{m['true']} -> {m['predicted']}\n"
-                          f"{m['confidence']:.0%}") for m in mistakes], cam, out / MISTAKES_PNG)
         note = " (beside each: where the model looked for the class it chose)" if cam else ""
         parts += [f"<h2>Most confident mistakes{note}</h2>",
                   plotting.img_tag(out / MISTAKES_PNG, "most confident mistakes")]
     if cam is not None:
-        firsts = {int(c): i for i, c in reversed(list(enumerate(images.labels)))}
-        items = [(firsts[c], c, images.class_names[c]) for c in sorted(firsts)[:MAX_CLASSES]]
-        _panels(images, items, cam, out / CLASSES_PNG)
         parts += [f"<h2>Where the model looks: Grad-CAM, one example per class</h2><p>Heat map "
                   f"of each example's own class over layer <code>{html.escape(cam.layer)}"
                   "</code> (red: most support).</p>",

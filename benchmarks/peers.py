@@ -1,0 +1,192 @@
+"""ktransfer against what users would otherwise run, side by side on the same JPEGs: the keras.io
+transfer-learning guide's script, the PyTorch (torchvision) recipe, and TensorFlow's in-memory
+limit for the same network.
+
+    python benchmarks/peers.py [--images=2000] [--rounds=3] [--epochs=3] [--fine_tune_epochs=2]
+        [--peers=ktransfer,ktransfer-nocache,guide,torch] [--block=20] [--data=DIR]
+
+Every peer runs the same job as a user would, in a fresh process: MobileNetV2 (random weights:
+nothing to download, and speed does not depend on them) at 160 px, batch 32, 80 % of the
+images to train and 20 % to validate after every epoch, `--epochs` with the backbone frozen,
+then `--fine_tune_epochs` with all of it trainable, then save the model. `ktransfer` is
+`python -m ktransfer.train` with its defaults (the feature cache, the report, ...);
+`ktransfer-nocache` the same with `--nocache_features` (its input pipeline's own speed);
+`guide` is benchmarks/peer_scripts/guide.py; `torch` is benchmarks/peer_scripts/torch_recipe.py
+(needs `pip install -e '.[peers]'`; skipped with a message without it). The peers run in
+interleaved rounds (the order rotates), the medians are reported with the spread.
+
+Per peer: wall time (launch to exit), start-up (launch to the end of the first training batch),
+steady frozen and fine-tuning throughput (training images per second over every epoch but the
+first of the phase, validation included), and the time after the last epoch (evaluation,
+saving, report). `limit` is TensorFlow's in-memory limit for the network (one batch in memory,
+repeated; blocks of at least `--block` seconds; benchmarks/train_speed.py's measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SCRIPTS = HERE / "peer_scripts"
+CLASSES = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field")
+
+
+def make_images(folder: Path, n: int, size: int = 256) -> Path:
+    """`n` JPEGs in class folders: random crops (rescaled) of five of scikit-image's photos,
+    a crop's class being its photo."""
+    from skimage import data as photos
+
+    rng = np.random.default_rng(0)
+    for index in range(n):
+        name = CLASSES[index % len(CLASSES)]
+        photo = getattr(photos, name)()
+        side = int(rng.integers(min(photo.shape[:2]) // 3, min(photo.shape[:2])))
+        y, x = (int(rng.integers(0, photo.shape[i] - side + 1)) for i in (0, 1))
+        crop = Image.fromarray(photo[y:y + side, x:x + side]).resize((size, size))
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        crop.save(folder / name / f"{index:05d}.jpg", quality=90)
+    return folder
+
+
+def command(peer: str, data: Path, run_dir: Path, args: argparse.Namespace) -> list[str]:
+    common = [f"--data={data}", "--image_size=160", "--batch_size=32",
+              f"--epochs={args.epochs}", f"--fine_tune_epochs={args.fine_tune_epochs}"]
+    if peer.startswith("ktransfer"):
+        return [sys.executable, str(SCRIPTS / "clock.py"), "-m", "ktransfer.train", *common,
+                "--backbone=MobileNetV2", "--weights=none", "--lr=0.001", "--fine_tune_lr=1e-5",
+                "--unfreeze=all", "--val_split=0.2", "--test_split=0", "--early_stopping=0",
+                "--verbose=2", f"--run_dir={run_dir}",
+                *(["--nocache_features"] if peer == "ktransfer-nocache" else [])]
+    script = "guide.py" if peer == "guide" else "torch_recipe.py"
+    return [sys.executable, *([str(SCRIPTS / "clock.py")] if peer == "guide" else []),
+            str(SCRIPTS / script), *common]
+
+
+def run_peer(peer: str, data: Path, tmp: Path, args: argparse.Namespace) -> dict[str, float]:
+    """One whole run of `peer` in a fresh process; its timings in seconds and images/s."""
+    work = Path(tempfile.mkdtemp(dir=tmp))
+    timing = work / "timing.json"
+    env = {**os.environ, "PEER_TIMING": str(timing), "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONPATH": str(REPO)}
+    launch = time.time()
+    result = subprocess.run(command(peer, data, work / "run", args), cwd=work, env=env,
+                            capture_output=True, text=True)
+    wall = time.time() - launch
+    if result.returncode != 0:
+        raise SystemExit(f"{peer} failed:\n{result.stderr[-3000:]}")
+    clock = json.loads(timing.read_text())
+    train_images = round(0.8 * args.images)
+    out = {"wall": wall, "startup": clock["first_step"] - launch}
+    for name, epochs in zip(("frozen", "fine_tune"), clock["fits"][-2:], strict=True):
+        steady = epochs[1:] or epochs
+        out[name] = train_images * len(steady) / sum(end - start for start, end in steady)
+        out[name + "_block"] = sum(end - start for start, end in steady)
+    out["after"] = clock["end"] - clock["fits"][-1][-1][1]
+    return out
+
+
+def limit(args: argparse.Namespace) -> dict[str, float]:
+    """TensorFlow's in-memory limit for MobileNetV2 at 160 px, batch 32, frozen and fine-tuning
+    (a process of its own)."""
+    code = ("import json, sys; sys.path.insert(0, %r); import train_speed as t\n"
+            "out = {}\n"
+            "for phase, key in (('frozen', 'frozen'), ('fine-tune', 'fine_tune')):\n"
+            "    m = t.build('MobileNetV2', phase, 'float32', False, 160)\n"
+            "    ds = t.datasets(160, 32)['limit'][0]\n"
+            "    m.fit(ds, steps_per_epoch=8, epochs=1, verbose=0)\n"
+            "    out[key] = t.block(m, ds, 8, 32, %r)\n"
+            "print(json.dumps(out))\n") % (str(HERE), args.block)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    if result.returncode != 0:
+        raise SystemExit(f"limit failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def spread(values: list[float], digits: int = 1) -> str:
+    return (f"{np.median(values):.{digits}f} ({min(values):.{digits}f}-"
+            f"{max(values):.{digits}f})")
+
+
+def report(results: dict[str, list[dict]], limits: list[dict], args: argparse.Namespace) -> None:
+    print(f"\npeers: {args.images} JPEGs (80 % train), MobileNetV2 160 px, batch 32, "
+          f"{args.epochs} frozen + {args.fine_tune_epochs} fine-tuning epochs; machine: "
+          f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs); median (min-max) "
+          f"of {args.rounds} interleaved rounds")
+    print(f"{'peer':<18} {'wall s':>18} {'start-up s':>16} {'frozen img/s':>20} "
+          f"{'fine-tune img/s':>20} {'after s':>14}")
+    for peer, runs in results.items():
+        print(f"{peer:<18} " + " ".join(
+            f"{spread([r[k] for r in runs]):>{w}}" for k, w in
+            (("wall", 18), ("startup", 16), ("frozen", 20), ("fine_tune", 20), ("after", 14))))
+    if limits:
+        print(f"{'limit (in memory)':<18} {'':>18} {'':>16} "
+              f"{spread([x['frozen'] for x in limits]):>20} "
+              f"{spread([x['fine_tune'] for x in limits]):>20}")
+    med = {p: {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
+           for p, runs in results.items()}
+    if limits:
+        med["limit"] = {k: float(np.median([x[k] for x in limits])) for k in limits[0]}
+    print("\nratios of medians:")
+    if "ktransfer" in med and "guide" in med:
+        print(f"  wall time, ktransfer / guide: {med['ktransfer']['wall'] / med['guide']['wall']:.2f}x")
+    pipeline = "ktransfer-nocache" if "ktransfer-nocache" in med else "ktransfer"
+    if pipeline in med and "guide" in med:
+        print(f"  start-up, {pipeline} / guide: "
+              f"{med[pipeline]['startup'] / med['guide']['startup']:.2f}x")
+    for other in ("guide", "torch", "limit"):
+        if pipeline in med and other in med:
+            print(f"  throughput, {pipeline} / {other}: frozen "
+                  f"{med[pipeline]['frozen'] / med[other]['frozen']:.2f}x, fine-tuning "
+                  f"{med[pipeline]['fine_tune'] / med[other]['fine_tune']:.2f}x")
+    blocks = [r[k] for runs in results.values() for r in runs
+              for k in ("frozen_block", "fine_tune_block")]
+    print(f"  (steady-state blocks lasted {min(blocks):.1f}-{max(blocks):.1f} s)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--fine_tune_epochs", type=int, default=2)
+    parser.add_argument("--peers", default="ktransfer,ktransfer-nocache,guide,torch")
+    parser.add_argument("--block", type=float, default=20.0)
+    parser.add_argument("--data", default="", help="a folder of class folders of JPEGs to use")
+    args = parser.parse_args()
+    peers = args.peers.split(",")
+    if "torch" in peers and importlib.util.find_spec("torchvision") is None:
+        print("torch: skipped, torch and torchvision are not installed "
+              "(pip install -e '.[peers]')", flush=True)
+        peers.remove("torch")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        data = Path(args.data) if args.data else make_images(tmp / "images", args.images)
+        results: dict[str, list[dict]] = {peer: [] for peer in peers}
+        limits = []
+        for round_index in range(args.rounds):
+            order = peers[round_index % len(peers):] + peers[:round_index % len(peers)]
+            for peer in order:
+                results[peer].append(run_peer(peer, data, tmp, args))
+                print(f"round {round_index + 1} {peer}: " + ", ".join(
+                    f"{k} {v:.1f}" for k, v in results[peer][-1].items()), flush=True)
+            limits.append(limit(args))
+            print(f"round {round_index + 1} limit: {limits[-1]}", flush=True)
+    report(results, limits, args)
+
+
+if __name__ == "__main__":
+    main()
