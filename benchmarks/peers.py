@@ -17,9 +17,11 @@ interleaved rounds (the order rotates), the medians are reported with the spread
 
 Per peer: wall time (launch to exit), start-up (launch to the end of the first training batch),
 steady frozen and fine-tuning throughput (training images per second over every epoch but the
-first of the phase, validation included), and the time after the last epoch (evaluation,
-saving, report). `limit` is TensorFlow's in-memory limit for the network (one batch in memory,
-repeated; blocks of at least `--block` seconds; benchmarks/train_speed.py's measurement).
+first of the phase, validation included), the time after the last epoch (evaluation,
+saving, report), and for the Keras peers the epoch-end work (checkpoints, resume state, logs:
+what runs after validation) as a share of a steady frozen epoch. `limit` is TensorFlow's
+in-memory limit for the network (one batch in memory, repeated; blocks of at least `--block`
+seconds; benchmarks/train_speed.py's measurement).
 """
 
 from __future__ import annotations
@@ -92,8 +94,11 @@ def run_peer(peer: str, data: Path, tmp: Path, args: argparse.Namespace) -> dict
     out = {"wall": wall, "startup": clock["first_step"] - launch}
     for name, epochs in zip(("frozen", "fine_tune"), clock["fits"][-2:], strict=True):
         steady = epochs[1:] or epochs
-        out[name] = train_images * len(steady) / sum(end - start for start, end in steady)
-        out[name + "_block"] = sum(end - start for start, end in steady)
+        out[name + "_block"] = sum(e[1] - e[0] for e in steady)
+        out[name] = train_images * len(steady) / out[name + "_block"]
+        if len(steady[0]) > 2 and steady[0][2]:  # Keras peers: the work after validation
+            out[name + "_epoch_end"] = 100 * sum(e[1] - e[2] for e in steady) / out[
+                name + "_block"]
     out["after"] = clock["end"] - clock["fits"][-1][-1][1]
     return out
 
@@ -101,16 +106,9 @@ def run_peer(peer: str, data: Path, tmp: Path, args: argparse.Namespace) -> dict
 def limit(args: argparse.Namespace) -> dict[str, float]:
     """TensorFlow's in-memory limit for MobileNetV2 at 160 px, batch 32, frozen and fine-tuning
     (a process of its own)."""
-    code = ("import json, sys; sys.path.insert(0, %r); import train_speed as t\n"
-            "out = {}\n"
-            "for phase, key in (('frozen', 'frozen'), ('fine-tune', 'fine_tune')):\n"
-            "    m = t.build('MobileNetV2', phase, 'float32', False, 160)\n"
-            "    ds = t.datasets(160, 32)['limit'][0]\n"
-            "    m.fit(ds, steps_per_epoch=8, epochs=1, verbose=0)\n"
-            "    out[key] = t.block(m, ds, 8, 32, %r)\n"
-            "print(json.dumps(out))\n") % (str(HERE), args.block)
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    result = subprocess.run([sys.executable, str(SCRIPTS / "limit.py"), "--image_size=160",
+                             "--batch_size=32", f"--block={args.block}"], capture_output=True,
+                            text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
     if result.returncode != 0:
         raise SystemExit(f"limit failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.splitlines()[-1])
@@ -126,12 +124,14 @@ def report(results: dict[str, list[dict]], limits: list[dict], args: argparse.Na
           f"{args.epochs} frozen + {args.fine_tune_epochs} fine-tuning epochs; machine: "
           f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs); median (min-max) "
           f"of {args.rounds} interleaved rounds")
-    print(f"{'peer':<18} {'wall s':>18} {'start-up s':>16} {'frozen img/s':>20} "
-          f"{'fine-tune img/s':>20} {'after s':>14}")
+    columns = (("wall", "wall s", 18), ("startup", "start-up s", 16),
+               ("frozen", "frozen img/s", 20), ("fine_tune", "fine-tune img/s", 20),
+               ("after", "after s", 14), ("frozen_epoch_end", "epoch-end %", 14))
+    print(f"{'peer':<18} " + " ".join(f"{title:>{w}}" for _, title, w in columns))
     for peer, runs in results.items():
         print(f"{peer:<18} " + " ".join(
-            f"{spread([r[k] for r in runs]):>{w}}" for k, w in
-            (("wall", 18), ("startup", 16), ("frozen", 20), ("fine_tune", 20), ("after", 14))))
+            f"{spread([r[k] for r in runs]) if k in runs[0] else '-':>{w}}"
+            for k, _, w in columns))
     if limits:
         print(f"{'limit (in memory)':<18} {'':>18} {'':>16} "
               f"{spread([x['frozen'] for x in limits]):>20} "
@@ -142,7 +142,8 @@ def report(results: dict[str, list[dict]], limits: list[dict], args: argparse.Na
         med["limit"] = {k: float(np.median([x[k] for x in limits])) for k in limits[0]}
     print("\nratios of medians:")
     if "ktransfer" in med and "guide" in med:
-        print(f"  wall time, ktransfer / guide: {med['ktransfer']['wall'] / med['guide']['wall']:.2f}x")
+        ratio = med["ktransfer"]["wall"] / med["guide"]["wall"]
+        print(f"  wall time, ktransfer / guide: {ratio:.2f}x")
     pipeline = "ktransfer-nocache" if "ktransfer-nocache" in med else "ktransfer"
     if pipeline in med and "guide" in med:
         print(f"  start-up, {pipeline} / guide: "

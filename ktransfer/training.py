@@ -472,8 +472,9 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
         fitted.load_weights(saved)
         start = int(resume["epoch"])
     callbacks.history.phase = stage.phase
-    for checkpoint in (callbacks.best, callbacks.last):  # a cached head: its weights alone
-        checkpoint.head = fitted if kind == "head" else None
+    head = _checkpointed_head(job, stage, kind, fitted)
+    for checkpoint in (callbacks.best, callbacks.last):
+        checkpoint.head = head
     with warnings.catch_warnings():  # length-bucketed batches: Keras cannot count them
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         fit = fitted.fit(
@@ -491,6 +492,18 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
     state.set_model(fitted)
     state.commit(reached, complete=True)
     return reached
+
+
+def _checkpointed_head(job: Job, stage: Stage, kind: str, fitted: keras.Model
+                       ) -> keras.Model | None:
+    """What the head phase's best/last checkpoints hold the weights of, alone: the head on
+    cached features, or the classifier's head while the frozen backbone runs (it cannot change:
+    frozen, BatchNorm included); None (whole-model checkpoints) otherwise."""
+    if kind == "head":
+        return fitted
+    if kind == "model" and stage.phase == "head":
+        return features.split_classifier(job.model)[1]
+    return None
 
 
 def _fit_target(job: Job, stage: Stage

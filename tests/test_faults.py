@@ -27,7 +27,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_one(tiny
                                                                            monkeypatch):
     import keras
 
-    cfg = tiny_config(epochs=3, cache_features=False)  # whole-model checkpoints every epoch
+    cfg = tiny_config(epochs=0, fine_tune_epochs=3)  # whole-model checkpoints every epoch
     real_save, saves = keras.Model.save, []
 
     def filling_up(self, filepath, *args, **kwargs):
