@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: install quickstart quickstart-text text-assets test test-assets test-fast lint typecheck \
-	browser source-backbone clean
+	browser source-backbone clean peers adapt-env
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,15 @@ $(TEXT_STAMP): $(STAMP) $(VADER)
 	touch $(TEXT_STAMP)
 
 text-assets: $(TEXT_STAMP)
+
+# Benchmarks' peers. PyTorch for benchmarks/peers.py, in this environment; ADAPT for
+# benchmarks/adapt_peer.py in one of its own (Keras 2 code: tf-keras, TF_USE_LEGACY_KERAS=1).
+peers: install
+	$(PY) -m pip install --quiet -e '.[peers]'
+
+adapt-env:
+	test -x .venv-adapt/bin/python || $(PYTHON) -m venv .venv-adapt
+	.venv-adapt/bin/python -m pip install --quiet -e '.[adapt-peer]'
 
 # Offline: transfer a digits 0-4 backbone to digits 5-9 with 2 labels per class, then the same
 # network from scratch on the same labels, for comparison.

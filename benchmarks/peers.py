@@ -12,7 +12,7 @@ then `--fine_tune_epochs` with all of it trainable, then save the model. `ktrans
 `python -m ktransfer.train` with its defaults (the feature cache, the report, ...);
 `ktransfer-nocache` the same with `--nocache_features` (its input pipeline's own speed);
 `guide` is benchmarks/peer_scripts/guide.py; `torch` is benchmarks/peer_scripts/torch_recipe.py
-(needs `pip install -e '.[peers]'`; skipped with a message without it). The peers run in
+(needs `make peers`: torch and torchvision; skipped with a message without them). The peers run in
 interleaved rounds (the order rotates), the medians are reported with the spread.
 
 Per peer: wall time (launch to exit), start-up (launch to the end of the first training batch),
@@ -171,7 +171,7 @@ def main() -> None:
     peers = args.peers.split(",")
     if "torch" in peers and importlib.util.find_spec("torchvision") is None:
         print("torch: skipped, torch and torchvision are not installed "
-              "(pip install -e '.[peers]')", flush=True)
+              "(make peers)", flush=True)
         peers.remove("torch")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
