@@ -16,12 +16,12 @@ then `--fine_tune_epochs` with all of it trainable, then save the model. `ktrans
 interleaved rounds (the order rotates), the medians are reported with the spread.
 
 Per peer: wall time (launch to exit), start-up (launch to the end of the first training batch),
-steady frozen and fine-tuning throughput (training images per second over every epoch but the
-first of the phase, validation included), the time after the last epoch (evaluation,
-saving, report), and for the Keras peers the epoch-end work (checkpoints, resume state, logs:
-what runs after validation) as a share of a steady frozen epoch. `limit` is TensorFlow's
-in-memory limit for the network (one batch in memory, repeated; blocks of at least `--block`
-seconds; benchmarks/train_speed.py's measurement).
+steady frozen and fine-tuning throughput (training images per second of training time, over
+every epoch but the first of the phase; validation not counted), the time after the last epoch
+(evaluation, saving, report), and the epoch-end work (checkpoints, resume state, logs: what runs
+after validation) as a share of a steady frozen epoch. `limit` is TensorFlow's in-memory limit
+for the network (one batch in memory, repeated; blocks of at least `--block` seconds;
+benchmarks/train_speed.py's measurement).
 """
 
 from __future__ import annotations
@@ -93,12 +93,10 @@ def run_peer(peer: str, data: Path, tmp: Path, args: argparse.Namespace) -> dict
     train_images = round(0.8 * args.images)
     out = {"wall": wall, "startup": clock["first_step"] - launch}
     for name, epochs in zip(("frozen", "fine_tune"), clock["fits"][-2:], strict=True):
-        steady = epochs[1:] or epochs
+        steady = epochs[1:] or epochs  # [start, end, validation start, validation end]
         out[name + "_block"] = sum(e[1] - e[0] for e in steady)
-        out[name] = train_images * len(steady) / out[name + "_block"]
-        if len(steady[0]) > 2 and steady[0][2]:  # Keras peers: the work after validation
-            out[name + "_epoch_end"] = 100 * sum(e[1] - e[2] for e in steady) / out[
-                name + "_block"]
+        out[name] = train_images * len(steady) / sum(e[2] - e[0] for e in steady)
+        out[name + "_epoch_end"] = 100 * sum(e[1] - e[3] for e in steady) / out[name + "_block"]
     out["after"] = clock["end"] - clock["fits"][-1][-1][1]
     return out
 

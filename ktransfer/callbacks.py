@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import keras
+from keras.src.saving import saving_lib  # save_weights_only(objects_to_skip=): not on Model
 
 from ktransfer import atomic
 
@@ -244,7 +245,9 @@ class ResumeState(keras.callbacks.Callback):
     commit point, written last). Both are written atomically; older weights are removed.
 
     `phase`, `stage`, `fitted` ("model" or "head") and `extra` describe the current fit and are
-    set by the training loop before each one.
+    set by the training loop before each one. `skip`: a frozen backbone the fitted model holds
+    that need not be saved every epoch (the run rebuilds it as it was); its weights are left out
+    of the file, and the state says so (`backbone_skipped`), for `load_resumed`.
     """
 
     def __init__(self, directory: str | os.PathLike, guard: NaNGuard | None = None,
@@ -255,6 +258,7 @@ class ResumeState(keras.callbacks.Callback):
         self.best = best
         self.phase, self.stage, self.fitted = "", 0, "model"
         self.extra: dict = {}
+        self.skip: keras.Model | None = None
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard is not None and self.guard.tripped:
@@ -264,9 +268,12 @@ class ResumeState(keras.callbacks.Callback):
     def commit(self, epoch: int, complete: bool) -> None:
         """Saves the current weights and state as of `epoch` (1-based, global)."""
         name = f"epoch{epoch:04d}{'-end' if complete else ''}.weights.h5"
-        atomic.save_with(self.directory / name, self.model.save_weights)
+        skip = [self.skip] if self.skip is not None else None
+        atomic.save_with(self.directory / name, lambda path: saving_lib.save_weights_only(
+            self.model, path, objects_to_skip=skip))
         state = {"epoch": epoch, "phase": self.phase, "stage": self.stage,
                  "fitted": self.fitted, "complete": complete, "weights": name,
+                 "backbone_skipped": skip is not None,
                  "best": None if self.best is None or not math.isfinite(self.best.best)
                  else self.best.best, **self.extra}
         atomic.write_json(self.directory / "state.json", state)
@@ -275,6 +282,14 @@ class ResumeState(keras.callbacks.Callback):
         for old in self.directory.glob("epoch*.weights.h5"):
             if old.name != name:
                 old.unlink(missing_ok=True)
+
+
+def load_resumed(model: keras.Model, path: str | os.PathLike, state: dict,
+                 backbone: keras.Model) -> None:
+    """Loads the weights `ResumeState` saved at `path` (with `state`, its state.json) into
+    `model`, leaving out `backbone` when the state says it was left out."""
+    skip = [backbone] if state.get("backbone_skipped") else None
+    model.load_weights(path, objects_to_skip=skip)
 
 
 class TensorBoard(keras.callbacks.TensorBoard):

@@ -47,6 +47,7 @@ from ktransfer.callbacks import (
     NaNGuard,
     ResumeState,
     TensorBoard,
+    load_resumed,
 )
 from ktransfer.classifier import compile_classifier, inference_model
 from ktransfer.config import FindLRConfig, LRFinderConfig, ModelConfig, RunConfig
@@ -459,7 +460,7 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
     state.phase, state.stage, state.fitted = stage.phase, stage.index, kind
     saved = job.run.resume_dir / resume["weights"] if resume else None
     if resume and resume["complete"]:
-        fitted.load_weights(saved)
+        load_resumed(fitted, saved, resume, job.network.backbone)
         return int(resume["epoch"])
     schedule = make_schedule(t, stage.peak_lr, job.steps, stage.epochs, stage.offset)
     compile_classifier(fitted, job.cfg, schedule,
@@ -469,12 +470,10 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
     start = first
     if resume:  # weights and optimizer state (its step count drives the schedule)
         fitted.optimizer.build(fitted.trainable_variables)
-        fitted.load_weights(saved)
+        load_resumed(fitted, saved, resume, job.network.backbone)
         start = int(resume["epoch"])
     callbacks.history.phase = stage.phase
-    head = _checkpointed_head(job, stage, kind, fitted)
-    for checkpoint in (callbacks.best, callbacks.last):
-        checkpoint.head = head
+    _save_heads_only(job, stage, kind, fitted, callbacks)
     with warnings.catch_warnings():  # length-bucketed batches: Keras cannot count them
         warnings.filterwarnings("ignore", message="Your input ran out of data")
         fit = fitted.fit(
@@ -494,16 +493,22 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
     return reached
 
 
-def _checkpointed_head(job: Job, stage: Stage, kind: str, fitted: keras.Model
-                       ) -> keras.Model | None:
-    """What the head phase's best/last checkpoints hold the weights of, alone: the head on
-    cached features, or the classifier's head while the frozen backbone runs (it cannot change:
-    frozen, BatchNorm included); None (whole-model checkpoints) otherwise."""
-    if kind == "head":
-        return fitted
-    if kind == "model" and stage.phase == "head":
-        return features.split_classifier(job.model)[1]
-    return None
+def _save_heads_only(job: Job, stage: Stage, kind: str, fitted: keras.Model,
+                     callbacks: Callbacks) -> None:
+    """In the head phase the frozen backbone (BatchNorm included) cannot change: the best/last
+    checkpoints hold the head's weights alone (the whole model is written once, at the end of
+    the phase), and the resume state leaves the backbone out wherever the run rebuilds it as it
+    was (pretrained weights, --init_from). Other phases save whole models."""
+    head = None
+    if kind == "head":  # the head on cached features
+        head = fitted
+    elif kind == "model" and stage.phase == "head":
+        head = features.split_classifier(job.model)[1]
+    for checkpoint in (callbacks.best, callbacks.last):
+        checkpoint.head = head
+    rebuilt = job.cfg.model.weights != "none" or bool(job.cfg.model.init_from)
+    callbacks.state.skip = (job.network.backbone if kind == "model" and stage.phase == "head"
+                            and rebuilt else None)
 
 
 def _fit_target(job: Job, stage: Stage

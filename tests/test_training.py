@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -122,6 +123,45 @@ def test_l2sp_and_ema_resume_with_the_saved_anchor_and_keep_the_average(tiny_con
     for a, b in zip(saved.get_weights(), result.model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)  # the file holds the weights evaluated: the average
     assert result.metrics["val"]["accuracy"] > 0.4  # 10 classes
+
+
+def test_a_head_phase_resumes_from_a_state_that_leaves_the_frozen_backbone_out(
+        tiny_config, weights_file, monkeypatch):
+    """Without the feature cache the head phase still saves no backbone per epoch: the resume
+    state holds the head and the optimizer; resumed, the rebuilt pretrained backbone plus that
+    state are the killed run's weights, exactly, and training goes on from there."""
+    from ktransfer import callbacks, training
+
+    path, _ = weights_file
+    cfg = tiny_config(weights=str(path), image_size=32, epochs=4, cache_features=False)
+    killed, resumed = [], []
+    commit = callbacks.ResumeState.on_epoch_end
+
+    def kill_after_two(self, epoch, logs=None):
+        commit(self, epoch, logs)
+        if epoch + 1 == 2:
+            killed.append([w.copy() for w in self.model.get_weights()])
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(callbacks.ResumeState, "on_epoch_end", kill_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.undo()
+    resume = cfg.train.run_dir + "/resume/"
+    state = json.loads(open(resume + "state.json").read())
+    assert state["backbone_skipped"] and state["epoch"] == 2
+    whole = small_cnn((32, 32, 3))
+    whole.save_weights(str(cfg.train.run_dir) + "/whole.weights.h5")
+    assert os.path.getsize(resume + state["weights"]) < 0.5 * os.path.getsize(
+        str(cfg.train.run_dir) + "/whole.weights.h5")  # the backbone alone is bigger
+
+    load = training.load_resumed
+    monkeypatch.setattr(training, "load_resumed", lambda model, *a: (
+        load(model, *a), resumed.append(model.get_weights())))
+    result = train(cfg)
+    for a, b in zip(killed[0], resumed[0], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert result.metrics["epochs"] == {"head": 4, "fine_tune": 0}
 
 
 def test_one_cycle_with_sgd_momentum_cycling_trains(tiny_config):

@@ -24,19 +24,24 @@ RECORD: dict = {"first_step": None, "fits": []}
 
 
 class Clock(keras.callbacks.Callback):
-    """Records the first batch's end and each epoch's [start, end, end of validation] of one
-    fit (its callbacks run last, so an epoch's end includes the others' epoch-end work)."""
+    """Records the first batch's end and each epoch's [start, end, start of validation, end of
+    validation] of one fit (its callbacks run last, so an epoch's end includes the others'
+    epoch-end work)."""
 
     def __init__(self, epochs: list):
         super().__init__()
         self.epochs = epochs
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epochs.append([time.time(), None, None])
+        self.epochs.append([time.time(), None, None, None])
+
+    def on_test_begin(self, logs=None):  # training done: validation follows
+        if self.epochs and self.epochs[-1][1] is None:
+            self.epochs[-1][2] = time.time()
 
     def on_test_end(self, logs=None):  # validation done: what follows is epoch-end work
         if self.epochs and self.epochs[-1][1] is None:
-            self.epochs[-1][2] = time.time()
+            self.epochs[-1][3] = time.time()
 
     def on_train_batch_end(self, batch, logs=None):
         if RECORD["first_step"] is None:

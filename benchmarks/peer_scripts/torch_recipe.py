@@ -26,7 +26,7 @@ def run_phase(model, loaders, optimizer, epochs: int) -> None:
     clock: list = []
     RECORD["fits"].append(clock)
     for _ in range(epochs):
-        clock.append([time.time(), None])
+        clock.append([time.time(), None, None, None])
         model.train()
         for inputs, labels in loaders["train"]:
             optimizer.zero_grad()
@@ -35,13 +35,14 @@ def run_phase(model, loaders, optimizer, epochs: int) -> None:
             optimizer.step()
             if RECORD["first_step"] is None:
                 RECORD["first_step"] = time.time()
+        clock[-1][2] = time.time()
         model.eval()
         correct = total = 0
         with torch.no_grad():
             for inputs, labels in loaders["val"]:
                 correct += (model(inputs).argmax(1) == labels).sum().item()
                 total += len(labels)
-        clock[-1][1] = time.time()
+        clock[-1][1] = clock[-1][3] = time.time()
         print(f"val accuracy {correct / total:.4f}", flush=True)
 
 
