@@ -153,7 +153,8 @@ def report(results: dict[str, list[dict]], limits: list[dict], args: argparse.Na
                   f"{med[pipeline]['fine_tune'] / med[other]['fine_tune']:.2f}x")
     blocks = [r[k] for runs in results.values() for r in runs
               for k in ("frozen_block", "fine_tune_block")]
-    print(f"  (steady-state blocks lasted {min(blocks):.1f}-{max(blocks):.1f} s)")
+    if blocks:
+        print(f"  (steady-state blocks lasted {min(blocks):.1f}-{max(blocks):.1f} s)")
 
 
 def main() -> None:
@@ -166,7 +167,7 @@ def main() -> None:
     parser.add_argument("--block", type=float, default=20.0)
     parser.add_argument("--data", default="", help="a folder of class folders of JPEGs to use")
     args = parser.parse_args()
-    peers = args.peers.split(",")
+    peers = [p for p in args.peers.split(",") if p]  # none: the in-memory limit alone
     if "torch" in peers and importlib.util.find_spec("torchvision") is None:
         print("torch: skipped, torch and torchvision are not installed "
               "(make peers)", flush=True)
@@ -177,7 +178,8 @@ def main() -> None:
         results: dict[str, list[dict]] = {peer: [] for peer in peers}
         limits = []
         for round_index in range(args.rounds):
-            order = peers[round_index % len(peers):] + peers[:round_index % len(peers)]
+            shift = round_index % max(1, len(peers))
+            order = peers[shift:] + peers[:shift]
             for peer in order:
                 results[peer].append(run_peer(peer, data, tmp, args))
                 print(f"round {round_index + 1} {peer}: " + ", ".join(

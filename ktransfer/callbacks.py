@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import os
@@ -10,9 +11,11 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras.src.saving import saving_lib  # save_weights_only(objects_to_skip=): not on Model
 
 from ktransfer import atomic
+from ktransfer.errors import TrainingError
 
 LR_SAMPLES = 9  # learning-rate points recorded per epoch (lr.csv), ends included
 
@@ -247,7 +250,7 @@ class ResumeState(keras.callbacks.Callback):
     `phase`, `stage`, `fitted` ("model" or "head") and `extra` describe the current fit and are
     set by the training loop before each one. `skip`: a frozen backbone the fitted model holds
     that need not be saved every epoch (the run rebuilds it as it was); its weights are left out
-    of the file, and the state says so (`backbone_skipped`), for `load_resumed`.
+    of the file, and the state says so with their fingerprint, for `load_resumed`.
     """
 
     def __init__(self, directory: str | os.PathLike, guard: NaNGuard | None = None,
@@ -259,6 +262,7 @@ class ResumeState(keras.callbacks.Callback):
         self.phase, self.stage, self.fitted = "", 0, "model"
         self.extra: dict = {}
         self.skip: keras.Model | None = None
+        self.skip_fingerprint = ""
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard is not None and self.guard.tripped:
@@ -274,6 +278,7 @@ class ResumeState(keras.callbacks.Callback):
         state = {"epoch": epoch, "phase": self.phase, "stage": self.stage,
                  "fitted": self.fitted, "complete": complete, "weights": name,
                  "backbone_skipped": skip is not None,
+                 "backbone_fingerprint": self.skip_fingerprint if skip else "",
                  "best": None if self.best is None or not math.isfinite(self.best.best)
                  else self.best.best, **self.extra}
         atomic.write_json(self.directory / "state.json", state)
@@ -289,7 +294,24 @@ def load_resumed(model: keras.Model, path: str | os.PathLike, state: dict,
     """Loads the weights `ResumeState` saved at `path` (with `state`, its state.json) into
     `model`, leaving out `backbone` when the state says it was left out."""
     skip = [backbone] if state.get("backbone_skipped") else None
+    if skip and weights_fingerprint(backbone) != state.get("backbone_fingerprint"):
+        raise TrainingError(
+            f"the resume state in {os.path.dirname(path)} leaves out the frozen backbone, and "
+            "the backbone built now differs from the one the run started with (other weights "
+            "or another version of them); give the run's --weights again, or start over with "
+            "--overwrite")
     model.load_weights(path, objects_to_skip=skip)
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    """SHA-1 of `model`'s weights (shapes and bytes, in order): whether a rebuilt backbone is
+    the one a run started with (~20 ms for 3.5 M weights)."""
+    digest = hashlib.sha1()
+    for weight in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(str(value.shape).encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
 
 
 class TensorBoard(keras.callbacks.TensorBoard):

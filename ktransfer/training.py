@@ -48,6 +48,7 @@ from ktransfer.callbacks import (
     ResumeState,
     TensorBoard,
     load_resumed,
+    weights_fingerprint,
 )
 from ktransfer.classifier import compile_classifier, inference_model
 from ktransfer.config import FindLRConfig, LRFinderConfig, ModelConfig, RunConfig
@@ -497,8 +498,8 @@ def _save_heads_only(job: Job, stage: Stage, kind: str, fitted: keras.Model,
                      callbacks: Callbacks) -> None:
     """In the head phase the frozen backbone (BatchNorm included) cannot change: the best/last
     checkpoints hold the head's weights alone (the whole model is written once, at the end of
-    the phase), and the resume state leaves the backbone out wherever the run rebuilds it as it
-    was (pretrained weights, --init_from). Other phases save whole models."""
+    the phase), and the resume state leaves the backbone out (the resumed run rebuilds it and
+    checks its fingerprint). Other phases save whole models."""
     head = None
     if kind == "head":  # the head on cached features
         head = fitted
@@ -506,9 +507,9 @@ def _save_heads_only(job: Job, stage: Stage, kind: str, fitted: keras.Model,
         head = features.split_classifier(job.model)[1]
     for checkpoint in (callbacks.best, callbacks.last):
         checkpoint.head = head
-    rebuilt = job.cfg.model.weights != "none" or bool(job.cfg.model.init_from)
-    callbacks.state.skip = (job.network.backbone if kind == "model" and stage.phase == "head"
-                            and rebuilt else None)
+    skip = kind == "model" and stage.phase == "head"
+    callbacks.state.skip = job.network.backbone if skip else None
+    callbacks.state.skip_fingerprint = weights_fingerprint(job.network.backbone) if skip else ""
 
 
 def _fit_target(job: Job, stage: Stage

@@ -137,3 +137,27 @@ def test_a_head_phase_checkpoints_the_head_alone_and_the_whole_model_once(cache,
     last = keras.saving.load_model(checkpoints / "last.keras")
     np.testing.assert_allclose(last.predict(pixels, verbose=0),
                                result.model.predict(pixels, verbose=0), atol=1e-6)
+
+
+def test_a_resume_state_without_the_backbone_refuses_a_different_rebuilt_backbone(tmp_path):
+    """The head phase's state leaves the frozen backbone out and keeps its fingerprint: the
+    same backbone loads, a different one (other weights) is a one-line error, not a silently
+    different model."""
+    from ktransfer.callbacks import load_resumed, weights_fingerprint
+    from ktransfer.errors import TrainingError
+
+    backbone = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="backbone")
+    model = keras.Sequential([backbone, keras.layers.Dense(2)])
+    state = ResumeState(tmp_path)
+    state.set_model(model)
+    state.skip, state.skip_fingerprint = backbone, weights_fingerprint(backbone)
+    state.commit(1, complete=False)
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert saved["backbone_skipped"]
+    head = model.layers[-1].kernel.numpy()
+    model.layers[-1].kernel.assign(np.zeros_like(head))
+    load_resumed(model, tmp_path / saved["weights"], saved, backbone)
+    np.testing.assert_array_equal(model.layers[-1].kernel.numpy(), head)
+    backbone.layers[0].kernel.assign(backbone.layers[0].kernel + 1.0)
+    with pytest.raises(TrainingError, match="differs from the one the run started with"):
+        load_resumed(model, tmp_path / saved["weights"], saved, backbone)
