@@ -459,7 +459,7 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
     fitted, fit_train, fit_val, kind = _fit_target(job, stage)
     state, t = callbacks.state, job.cfg.train
     state.phase, state.stage, state.fitted = stage.phase, stage.index, kind
-    saved = job.run.resume_dir / resume["weights"] if resume else None
+    saved = job.run.resume_dir / resume["weights"] if resume else job.run.resume_dir
     if resume and resume["complete"]:
         load_resumed(fitted, saved, resume, job.network.backbone)
         return int(resume["epoch"])
