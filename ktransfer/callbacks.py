@@ -289,18 +289,18 @@ class ResumeState(keras.callbacks.Callback):
                 old.unlink(missing_ok=True)
 
 
-def load_resumed(model: keras.Model, path: str | os.PathLike, state: dict,
+def load_resumed(model: keras.Model, folder: str | os.PathLike, state: dict,
                  backbone: keras.Model) -> None:
-    """Loads the weights `ResumeState` saved at `path` (with `state`, its state.json) into
+    """Loads the weights `ResumeState` saved in `folder` (`state` is its state.json) into
     `model`, leaving out `backbone` when the state says it was left out."""
     skip = [backbone] if state.get("backbone_skipped") else None
     if skip and weights_fingerprint(backbone) != state.get("backbone_fingerprint"):
         raise TrainingError(
-            f"the resume state in {os.path.dirname(path)} leaves out the frozen backbone, and "
+            f"the resume state in {folder} leaves out the frozen backbone, and "
             "the backbone built now differs from the one the run started with (other weights "
             "or another version of them); give the run's --weights again, or start over with "
             "--overwrite")
-    model.load_weights(path, objects_to_skip=skip)
+    model.load_weights(Path(folder) / state["weights"], objects_to_skip=skip)
 
 
 def weights_fingerprint(model: keras.Model) -> str:

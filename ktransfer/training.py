@@ -459,9 +459,8 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
     fitted, fit_train, fit_val, kind = _fit_target(job, stage)
     state, t = callbacks.state, job.cfg.train
     state.phase, state.stage, state.fitted = stage.phase, stage.index, kind
-    saved = job.run.resume_dir / resume["weights"] if resume else job.run.resume_dir
     if resume and resume["complete"]:
-        load_resumed(fitted, saved, resume, job.network.backbone)
+        load_resumed(fitted, job.run.resume_dir, resume, job.network.backbone)
         return int(resume["epoch"])
     schedule = make_schedule(t, stage.peak_lr, job.steps, stage.epochs, stage.offset)
     compile_classifier(fitted, job.cfg, schedule,
@@ -471,7 +470,7 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
     start = first
     if resume:  # weights and optimizer state (its step count drives the schedule)
         fitted.optimizer.build(fitted.trainable_variables)
-        load_resumed(fitted, saved, resume, job.network.backbone)
+        load_resumed(fitted, job.run.resume_dir, resume, job.network.backbone)
         start = int(resume["epoch"])
     callbacks.history.phase = stage.phase
     _save_heads_only(job, stage, kind, fitted, callbacks)
@@ -500,16 +499,17 @@ def _save_heads_only(job: Job, stage: Stage, kind: str, fitted: keras.Model,
     checkpoints hold the head's weights alone (the whole model is written once, at the end of
     the phase), and the resume state leaves the backbone out (the resumed run rebuilds it and
     checks its fingerprint). Other phases save whole models."""
+    frozen_backbone = kind == "model" and stage.phase == "head"  # in the fitted model
     head = None
     if kind == "head":  # the head on cached features
         head = fitted
-    elif kind == "model" and stage.phase == "head":
+    elif frozen_backbone:
         head = features.split_classifier(job.model)[1]
     for checkpoint in (callbacks.best, callbacks.last):
         checkpoint.head = head
-    skip = kind == "model" and stage.phase == "head"
-    callbacks.state.skip = job.network.backbone if skip else None
-    callbacks.state.skip_fingerprint = weights_fingerprint(job.network.backbone) if skip else ""
+    backbone = job.network.backbone
+    callbacks.state.skip = backbone if frozen_backbone else None
+    callbacks.state.skip_fingerprint = weights_fingerprint(backbone) if frozen_backbone else ""
 
 
 def _fit_target(job: Job, stage: Stage
