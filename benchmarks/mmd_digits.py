@@ -13,7 +13,9 @@ same recipe trained on digits-M's own labels (the ceiling). From the source mode
 (`--init_from`), each arm trains `--epochs` more with the same seed and schedule. An arm is
 `ALIGNMENT[+adabn][+LOSS]`: ALIGNMENT one of `--mmd_alignment`'s (marginal = DAN, class,
 joint = JAN, cdan = CDAN+E) or `adabn` (no alignment loss, BatchNorm per domain), `+adabn`
-adds AdaBN, LOSS a `--target_loss` (entropy, im, mcc). `source-only` always runs first.
+adds AdaBN, LOSS a `--target_loss` (entropy, im, mcc); a part NAME=VALUE sets one of
+mmd_weight, class_threshold or target_loss_weight for that arm (e.g. class+adabn+
+class_threshold=0.8). `source-only` always runs first.
 Target accuracy is on digits-M's labelled 'test' half, which training never sees; the
 unlabelled 'train' half is the target data.
 
@@ -47,6 +49,7 @@ from ktransfer.validators import VALIDATORS  # noqa: E402
 
 TARGET = "builtin:digits_m"
 ARMS = "adabn,marginal+adabn,class+adabn,joint+adabn,cdan+adabn,class+adabn+im"
+ARM_SETTINGS = ("mmd_weight", "class_threshold", "target_loss_weight")
 
 
 def common(seed: int, epochs: int, run_dir: str) -> dict:
@@ -68,8 +71,11 @@ def arm_values(arm: str, weight: float) -> dict:
     else:
         values.update(mmd_weight=weight, mmd_alignment=alignment)
     for extra in extras:
+        name, _, value = extra.partition("=")
         if extra in TARGET_LOSSES:
             values.update(target_loss=extra)
+        elif value and name in ARM_SETTINGS:
+            values[name] = float(value)
         elif extra != "adabn":
             raise SystemExit(f"--arms: unknown part {extra!r} in {arm!r}")
     return values

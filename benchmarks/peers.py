@@ -15,7 +15,10 @@ then `--fine_tune_epochs` with all of it trainable, then save the model. `ktrans
 (needs `make peers`: torch and torchvision; skipped with a message without them). The peers run in
 interleaved rounds (the order rotates), the medians are reported with the spread.
 
-Per peer: wall time (launch to exit), start-up (launch to the end of the first training batch),
+Per peer: wall time (launch to exit), first batch (launch to the end of the first batch through
+the network: a training step, or with ktransfer's feature cache the first batch of the frozen
+backbone's feature extraction, which is the frozen phase's work), first step (launch to the end
+of the first training batch),
 steady frozen and fine-tuning throughput (training images per second of training time, over
 every epoch but the first of the phase; validation not counted), the time after the last epoch
 (evaluation, saving, report), and the epoch-end work (checkpoints, resume state, logs: what runs
@@ -91,7 +94,9 @@ def run_peer(peer: str, data: Path, tmp: Path, args: argparse.Namespace) -> dict
         raise SystemExit(f"{peer} failed:\n{result.stderr[-3000:]}")
     clock = json.loads(timing.read_text())
     train_images = round(0.8 * args.images)
-    out = {"wall": wall, "startup": clock["first_step"] - launch}
+    first_batch = min(t for t in (clock["first_step"], clock.get("first_predict")) if t)
+    out = {"wall": wall, "startup": clock["first_step"] - launch,
+           "first_batch": first_batch - launch}
     for name, epochs in zip(("frozen", "fine_tune"), clock["fits"][-2:], strict=True):
         steady = epochs[1:] or epochs  # [start, end, validation start, validation end]
         out[name + "_block"] = sum(e[1] - e[0] for e in steady)
@@ -122,7 +127,8 @@ def report(results: dict[str, list[dict]], limits: list[dict], args: argparse.Na
           f"{args.epochs} frozen + {args.fine_tune_epochs} fine-tuning epochs; machine: "
           f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs); median (min-max) "
           f"of {args.rounds} interleaved rounds")
-    columns = (("wall", "wall s", 18), ("startup", "start-up s", 16),
+    columns = (("wall", "wall s", 18), ("first_batch", "first batch s", 16),
+               ("startup", "first step s", 16),
                ("frozen", "frozen img/s", 20), ("fine_tune", "fine-tune img/s", 20),
                ("after", "after s", 14), ("frozen_epoch_end", "epoch-end %", 14))
     print(f"{'peer':<18} " + " ".join(f"{title:>{w}}" for _, title, w in columns))
@@ -131,7 +137,7 @@ def report(results: dict[str, list[dict]], limits: list[dict], args: argparse.Na
             f"{spread([r[k] for r in runs]) if k in runs[0] else '-':>{w}}"
             for k, _, w in columns))
     if limits:
-        print(f"{'limit (in memory)':<18} {'':>18} {'':>16} "
+        print(f"{'limit (in memory)':<18} {'':>18} {'':>16} {'':>16} "
               f"{spread([x['frozen'] for x in limits]):>20} "
               f"{spread([x['fine_tune'] for x in limits]):>20}")
     med = {p: {k: float(np.median([r[k] for r in runs])) for k in runs[0]}
@@ -142,10 +148,12 @@ def report(results: dict[str, list[dict]], limits: list[dict], args: argparse.Na
     if "ktransfer" in med and "guide" in med:
         ratio = med["ktransfer"]["wall"] / med["guide"]["wall"]
         print(f"  wall time, ktransfer / guide: {ratio:.2f}x")
+    for peer in ("ktransfer", "ktransfer-nocache"):
+        if peer in med and "guide" in med:
+            print(f"  first batch, {peer} / guide: "
+                  f"{med[peer]['first_batch'] / med['guide']['first_batch']:.2f}x; first "
+                  f"training step: {med[peer]['startup'] / med['guide']['startup']:.2f}x")
     pipeline = "ktransfer-nocache" if "ktransfer-nocache" in med else "ktransfer"
-    if pipeline in med and "guide" in med:
-        print(f"  start-up, {pipeline} / guide: "
-              f"{med[pipeline]['startup'] / med['guide']['startup']:.2f}x")
     for other in ("guide", "torch", "limit"):
         if pipeline in med and other in med:
             print(f"  throughput, {pipeline} / {other}: frozen "

@@ -6,14 +6,18 @@ import time
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from ktransfer import config
 from ktransfer.config import AugmentConfig
 from ktransfer.data.splits import class_weights
 from ktransfer.errors import ConfigError, DataError
-from ktransfer.image import sources
+from ktransfer.image import imageset, sources
+from ktransfer.image.imageset import ImageSet
 from ktransfer.image.modality import IMAGE
 from ktransfer.image.pipeline import make_dataset
+
+from conftest import digit_jpeg, write_images
 
 
 def _materialize(images):
@@ -69,7 +73,6 @@ def test_folder_of_classes_mixed_formats_and_sizes(image_folder):
 
 
 def test_folder_with_given_splits(tmp_path):
-    from conftest import write_images
 
     write_images(tmp_path / "d" / "train", per_class=8)
     write_images(tmp_path / "d" / "validation", per_class=3, seed=1)
@@ -134,6 +137,48 @@ def test_pipeline_shapes_range_and_one_hot():
     assert x.shape[1:] == (20, 20, 3) and x.dtype.name == "float32"
     assert 0.0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 255.0
     assert np.array_equal(np.argmax(y.numpy(), 1), images.labels[:16])
+
+
+def _slowly_counted_decodes(monkeypatch) -> list[int]:
+    """Makes every file decode take 20 ms and counts the decodes."""
+    count, decode = [0], imageset._decode_file
+
+    def bump() -> np.int32:
+        time.sleep(0.02)
+        count[0] += 1
+        return np.int32(count[0])
+
+    def counted(path):
+        with tf.control_dependencies([tf.numpy_function(bump, [], tf.int32, stateful=True)]):
+            return tf.identity(decode(path))
+
+    monkeypatch.setattr(imageset, "_decode_file", counted)
+    return count
+
+
+@pytest.mark.parametrize("cache", ["memory", "none"])
+def test_file_images_stream_shuffled_by_name_and_reshuffle_every_epoch(tmp_path, monkeypatch,
+                                                                         cache):
+    """The first batch comes before most files are decoded (a shuffle buffer after decoding
+    held it back until all 40 were), every epoch is a new order of every image, and the
+    memory cache decodes each file once."""
+    files = [digit_jpeg(tmp_path / f"{i}.jpg", i) for i in range(40)]
+    images = ImageSet(class_names=tuple(str(i) for i in range(40)), labels=np.arange(40,
+                      dtype=np.int32), files=np.array([str(f) for f in files]))
+    count = _slowly_counted_decodes(monkeypatch)
+    ds = make_dataset(images, image_size=16, batch_size=4, training=True, cache=cache, seed=3)
+    orders = []
+    for epoch in range(3):
+        batches = iter(ds)
+        first = next(batches)
+        if epoch == 0:
+            assert count[0] <= 20, f"{count[0]} of 40 files decoded before the first batch"
+        ids = [np.argmax(y, 1) for _, y in [first, *batches]]
+        orders.append(np.concatenate(ids))
+        assert sorted(orders[-1]) == list(range(40)), f"epoch {epoch} is not every image once"
+    assert len({tuple(order) for order in orders}) == 3, "an epoch repeated another's order"
+    assert not np.array_equal(orders[0], np.arange(40)), "the first epoch is in file order"
+    assert count[0] == (40 if cache == "memory" else 120)
 
 
 @pytest.mark.parametrize("augment", [

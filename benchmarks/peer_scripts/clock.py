@@ -1,5 +1,6 @@
-"""Runs a Keras training program with a clock on every `fit`: the time of the first training
-batch and of every epoch's start and end, written as JSON to $PEER_TIMING at exit.
+"""Runs a Keras training program with a clock on every `fit` and `predict`: the time of the first
+training batch, of the first prediction batch and of every epoch's start and end, written as
+JSON to $PEER_TIMING at exit.
 
     PEER_TIMING=out.json python clock.py -m ktransfer.train --flagfile=...
     PEER_TIMING=out.json python clock.py guide.py --data=DIR
@@ -20,7 +21,7 @@ import time
 
 import keras
 
-RECORD: dict = {"first_step": None, "fits": []}
+RECORD: dict = {"first_step": None, "first_predict": None, "fits": []}
 
 
 class Clock(keras.callbacks.Callback):
@@ -51,6 +52,22 @@ class Clock(keras.callbacks.Callback):
         self.epochs[-1][1] = time.time()
 
 
+class PredictClock(keras.callbacks.Callback):
+    """Records the first prediction batch's end (ktransfer's feature cache extracts the
+    backbone's features with `predict` before its first training step)."""
+
+    def on_predict_batch_end(self, batch, logs=None):
+        if RECORD["first_predict"] is None:
+            RECORD["first_predict"] = time.time()
+
+
+def timed_predict(predict):
+    def wrapper(self, *args, **kwargs):
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), PredictClock()]
+        return predict(self, *args, **kwargs)
+    return wrapper
+
+
 def timed_fit(fit):
     def wrapper(self, *args, **kwargs):
         epochs: list = []
@@ -68,6 +85,7 @@ def write() -> None:
 
 def main() -> None:
     keras.Model.fit = timed_fit(keras.Model.fit)
+    keras.Model.predict = timed_predict(keras.Model.predict)
     atexit.register(write)
     if sys.argv[1] == "-m":
         sys.argv = [sys.argv[2], *sys.argv[3:]]

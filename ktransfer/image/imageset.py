@@ -29,15 +29,28 @@ class ImageSet(Examples):
     def names(self) -> list[str] | None:
         return None if self.files is None else [str(f) for f in self.files]
 
-    def dataset(self) -> tf.data.Dataset:
-        """(image uint8 [H, W, 3], label int32) pairs, in order; images not yet resized."""
+    @property
+    def decoded_on_read(self) -> bool:
+        """Whether reading decodes files, so that the order can be shuffled before decoding."""
+        return self.files is not None
+
+    def dataset(self, shuffle_seed: int | None = None) -> tf.data.Dataset:
+        """(image uint8 [H, W, 3], label int32) pairs, in order; images not yet resized.
+
+        With `shuffle_seed` (files only), the file names are shuffled, afresh on every pass,
+        before they are decoded.
+        """
         labels = tf.data.Dataset.from_tensor_slices(self.labels.astype(np.int32))
         if self.images is not None:
             return tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(self.images), labels)
         if self.files is not None:
-            files = tf.data.Dataset.from_tensor_slices(self.files.astype(str))
-            return tf.data.Dataset.zip(files.map(_decode_file, num_parallel_calls=tf.data.AUTOTUNE,
-                                                 deterministic=True), labels)
+            pairs = tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(self.files.astype(str)),
+                                        labels)
+            if shuffle_seed is not None:
+                pairs = pairs.shuffle(len(self.files), seed=shuffle_seed,
+                                      reshuffle_each_iteration=True)
+            return pairs.map(lambda path, label: (_decode_file(path), label),
+                             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return _tfds_images(self)
 
 

@@ -43,22 +43,22 @@ def make_dataset(
     """Batched dataset of `images`; `training` shuffles and augments.
 
     `cache` is 'memory', 'disk' (at `cache_path`) or 'none'; the cache holds resized images, so
-    random augmentation still differs every epoch.
+    random augmentation still differs every epoch. Image files are shuffled by name before
+    they are decoded, so the first training step does not wait for a full shuffle buffer of
+    decoded images; later passes over a cache are shuffled from it.
     """
     num_classes = len(images.class_names)
-    ds = images.dataset().map(
+    by_name = training and images.decoded_on_read
+    ds = images.dataset(shuffle_seed=seed if by_name else None).map(
         lambda image, label: (resize(image, image_size), tf.one_hot(label, num_classes)),
         num_parallel_calls=AUTOTUNE, deterministic=True)
-    if cache == "memory":
-        ds = ds.cache()
-    elif cache == "disk":
-        if cache_path is None:
-            raise ValueError("cache='disk' needs cache_path")
-        os.makedirs(os.path.dirname(os.fspath(cache_path)) or ".", exist_ok=True)
-        ds = ds.cache(os.fspath(cache_path))
+    ds = _cached(ds, cache, cache_path)
     if training:
-        ds = ds.shuffle(min(shuffle_buffer, max(1, len(images))), seed=seed,
-                        reshuffle_each_iteration=True)
+        buffer = min(shuffle_buffer, max(1, len(images)))
+        if not by_name:
+            ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+        elif cache != "none":
+            ds = reshuffle_after_first_pass(ds, buffer, seed, len(images))
         if augment is not None and augment.aug_crop:
             ds = ds.map(lambda x, y: (random_resized_crop(x, image_size, augment.aug_crop, seed),
                                       y), num_parallel_calls=AUTOTUNE)
@@ -69,6 +69,56 @@ def make_dataset(
     if augmenter is not None:
         ds = ds.map(augmenter, num_parallel_calls=AUTOTUNE)
     return ds.prefetch(AUTOTUNE)
+
+
+def _cached(ds: tf.data.Dataset, cache: str, cache_path: str | os.PathLike | None
+            ) -> tf.data.Dataset:
+    if cache == "memory":
+        return ds.cache()
+    if cache == "disk":
+        if cache_path is None:
+            raise ValueError("cache='disk' needs cache_path")
+        os.makedirs(os.path.dirname(os.fspath(cache_path)) or ".", exist_ok=True)
+        return ds.cache(os.fspath(cache_path))
+    return ds
+
+
+class _PassDone:
+    """Whether one pass over a cached dataset has run to its end (so the cache is whole)."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def mark(self) -> bool:
+        self.done = True
+        return False
+
+    def read(self) -> bool:
+        return self.done
+
+
+def reshuffle_after_first_pass(cached: tf.data.Dataset, buffer: int, seed: int,
+                               size: int) -> tf.data.Dataset:
+    """`cached` (already in a random order on its first pass) as it comes until one pass has
+    read it to the end, then shuffled through a `buffer`-element buffer from the full cache.
+
+    A shuffle buffer placed after the cache would hold back the first element until `buffer`
+    images were decoded; this way the first pass streams and the later ones are reshuffled.
+    A pass left unfinished (which discards a half-filled cache) keeps the streaming order.
+    """
+    state = _PassDone()
+    zeros = tuple(tf.zeros(s.shape, s.dtype) for s in cached.element_spec)
+    marker = tf.data.Dataset.from_tensors(zeros).filter(  # yields nothing, marks the end
+        lambda *_: tf.numpy_function(state.mark, [], tf.bool, stateful=True))
+    first = cached.concatenate(marker)
+    later = cached.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+
+    def pick(_: tf.Tensor) -> tf.data.Dataset:
+        done = tf.numpy_function(state.read, [], tf.bool, stateful=True)
+        return tf.cond(done, lambda: later, lambda: first)
+
+    picked = tf.data.Dataset.from_tensors(0).flat_map(pick)
+    return picked.apply(tf.data.experimental.assert_cardinality(size))
 
 
 @dataclass
