@@ -10,8 +10,10 @@ re-estimates BatchNorm statistics on target images (AdaBN, Li et al. 2016).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from ktransfer.errors import DataError
 from ktransfer.features import feature_layer_index, feature_tensor
 from ktransfer.mmd import MMDLoss, mmd
 from ktransfer.modality import Feed, Modality
+from ktransfer.pseudo_labels import TargetCentroids, nearest_centroid
 from ktransfer.registry import Registry
 from ktransfer.rundir import RESUME_DIR
 from ktransfer.selection import CollapseGuard, EpochSelection
@@ -98,6 +101,11 @@ class DomainAdaptationModel(keras.Model):
                      threshold=cfg.class_threshold, name=name) for name in names])
         self.target_loss = (TargetLoss(cfg.target_loss, cfg.target_loss_weight,
                                        name="target_loss") if cfg.target_loss != "none" else None)
+        # --pseudo_labels=clusters: the class centroids of the target features (TargetCentroids)
+        self.centroids = (self.add_weight(
+            shape=(int(classifier.output_shape[-1]), int(self.extractor.output_shape[-1]) + 1),
+            initializer="zeros", trainable=False, name="target_centroids")
+            if cfg.pseudo_labels == "clusters" and self.class_conditional else None)
         # Every variable exists already (the classifier's, and each MMD weight), so it is built:
         # a resumed run loads weights into it before any call.
         self.built = True
@@ -120,14 +128,22 @@ class DomainAdaptationModel(keras.Model):
                 keras.ops.concatenate([source, target], axis=0), training)
             s, t = joint[:n], joint[n:]
             pairs = [(f[:n], f[n:]) for f in features]
-        classes = ([inputs["source_labels"], t] if self.class_conditional
-                   else [s, t] if self.joint or self.adversarial else [])
+        classes = ([inputs["source_labels"], self._target_classes(t, pairs[0][1])]
+                   if self.class_conditional else [s, t] if self.joint or self.adversarial
+                   else [])
         pairs = pairs[:1] if self.adversarial else [pairs[i] for i in self.aligned]
         for layer, (fs, ft) in zip(self.mmd_layers, pairs, strict=True):
             layer([fs, ft, *classes], training=training)
         if self.target_loss is not None:
             self.target_loss(t, training=training)
         return s
+
+    def _target_classes(self, probabilities, features):
+        """Class weights [m, C] of the target rows: the predicted probabilities, or with
+        --pseudo_labels=clusters the one-hot nearest centroid of their pooled features."""
+        if self.centroids is None:
+            return probabilities
+        return nearest_centroid(features, self.centroids)
 
     @property
     def weighted_layers(self) -> list[keras.layers.Layer]:
@@ -184,6 +200,13 @@ class MMDRampUp(keras.callbacks.Callback):
         self.step += 1
 
 
+def _batchnorm_layers(model: keras.Model) -> list[keras.layers.BatchNormalization]:
+    backbone = get_backbone(model)
+    return [layer for layer in backbone.layers
+            if isinstance(layer, keras.layers.BatchNormalization)
+            ] if isinstance(backbone, keras.Model) else []
+
+
 def recalibrate_batchnorm(model: keras.Model, images: tf.data.Dataset,
                           max_images: int = 4096) -> int:
     """Re-estimates the moving mean and variance of every BatchNormalization layer of the
@@ -197,9 +220,7 @@ def recalibrate_batchnorm(model: keras.Model, images: tf.data.Dataset,
     """
     backbone = get_backbone(model)
     feed = backbone_input(model)
-    layers = [layer for layer in backbone.layers
-              if isinstance(layer, keras.layers.BatchNormalization)
-              ] if isinstance(backbone, keras.Model) else []
+    layers = _batchnorm_layers(model)
     if not layers:
         return 0
     probe = keras.Model(backbone.inputs, [layer.input for layer in layers])
@@ -237,6 +258,24 @@ def recalibrate_batchnorm(model: keras.Model, images: tf.data.Dataset,
     return len(layers)
 
 
+@contextlib.contextmanager
+def target_statistics(model: keras.Model, images: tf.data.Dataset, max_images: int = 4096
+                      ) -> Iterator[None]:
+    """Within the block the backbone's BatchNorm layers normalise by `images`' statistics
+    (`recalibrate_batchnorm`); afterwards their moving statistics are what they were. With
+    --adabn, target examples pass BatchNorm by their own statistics in training, so what is
+    computed from them between epochs must see them that way too."""
+    layers = _batchnorm_layers(model)
+    moving = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
+    try:
+        recalibrate_batchnorm(model, images, max_images)
+        yield
+    finally:
+        for layer, (mean, var) in zip(layers, moving, strict=True):
+            layer.moving_mean.assign(mean)
+            layer.moving_variance.assign(var)
+
+
 def domain_mmd(model: keras.Model, source_ds: tf.data.Dataset, target_ds: tf.data.Dataset,
                max_images: int = 512) -> float:
     """Biased MMD^2 between up to `max_images` source and target feature vectors (after the
@@ -269,6 +308,7 @@ class Adaptation:
         metrics: what goes into metrics.json["adaptation"].
         selection: --da_select's choice of epoch, or None (the last epoch).
         guard: --collapse_guard's watch over the target predictions, or None.
+        centroids: --pseudo_labels=clusters' epoch-start clustering of the target, or None.
     """
 
     cfg: AdaptConfig
@@ -281,6 +321,7 @@ class Adaptation:
     metrics: dict[str, Any] = field(default_factory=dict)
     selection: EpochSelection | None = None
     guard: CollapseGuard | None = None
+    centroids: TargetCentroids | None = None
 
     def callbacks(self, epochs: int, steps: int, steps_done: int) -> list[keras.callbacks.Callback]:
         """The MMD weight ramp for a phase of `epochs` epochs, `steps_done` steps into it, and
@@ -289,6 +330,7 @@ class Adaptation:
             return []
         return [MMDRampUp(self.model.weighted_layers, epochs * steps, self.cfg.mmd_rampup,
                           steps_done=steps_done),
+                *([self.centroids] if self.centroids is not None else []),
                 *([self.guard] if self.guard is not None else []),
                 *([self.selection] if self.selection is not None else [])]
 
@@ -354,6 +396,13 @@ def prepare(cfg: RunConfig, modality: Modality, splits: Splits, model: keras.Mod
                                  cache_path=cache_dir / "target", seed=cfg.train.seed + 1)
         out.model = DomainAdaptationModel(model, cfg.adapt)
         out.train, out.val = paired(source[0], target_ds), paired(source[1], target_ds)
+        if out.model.centroids is not None:
+            probe = keras.Model(model.input, [feature_tensor(model), model.output])
+            unlabelled = feed.dataset(target, batch_size=batch)
+            out.centroids = TargetCentroids(
+                probe, unlabelled, out.model.centroids,
+                statistics=((lambda: target_statistics(model, unlabelled)) if cfg.adapt.adabn
+                            else contextlib.nullcontext))
         if cfg.adapt.collapse_guard and cfg.model.init_from:  # predictions that mean something
             out.guard = CollapseGuard(model, feed.dataset(target, batch_size=batch))
         if cfg.adapt.da_select != "last" or out.evaluation is not None:  # or just recorded

@@ -75,7 +75,9 @@ class DataConfig:
                        "directory) or none.", ("memory", "disk", "none"))
     class_weights: str = option("none", "Weight the loss per class: none, or balanced "
                                "(n_samples / (n_classes * count)).", ("none", "balanced"))
-    shuffle_buffer: int = option(2048, "Shuffle buffer size (images).")
+    shuffle_buffer: int = option(2048, "Shuffle buffer size (examples). Image files are "
+                                 "shuffled by name before decoding; the buffer reshuffles "
+                                 "in-memory sets and the cached images after the first pass.")
     on_bad_image: str = option("fail", "An image file that cannot be decoded (corrupt, "
                               "truncated, empty, not an image): stop with an error naming it, "
                               "or skip it with one warning line.", ("fail", "skip"))
@@ -402,6 +404,12 @@ class AdaptConfig:
                                        "weight).")
     class_threshold: float = option(0.0, "mmd_alignment=class: target rows whose largest "
                                     "predicted probability is below this get no weight.")
+    pseudo_labels: str = option("predictions", "mmd_alignment=class: what weighs each target "
+                                "row by class: predictions (the classifier's probabilities, "
+                                "DSAN) or clusters (the nearest class centroid of the target "
+                                "features, re-estimated every epoch as SHOT labels; steadier "
+                                "where the source classifier is often wrong on the target).",
+                                ("predictions", "clusters"))
     collapse_guard: bool = option(True, "With --init_from (a trained model, whose target "
                                   "predictions mean something): stop an adaptation phase and "
                                   "put back its last good epoch when a class vanishes from the "
@@ -417,6 +425,9 @@ class AdaptConfig:
         require(self.mmd_weight >= 0.0, "mmd_weight", "must be >= 0")
         require(self.target_loss_weight >= 0.0, "target_loss_weight", "must be >= 0")
         require(0.0 <= self.class_threshold < 1.0, "class_threshold", "must be in [0, 1)")
+        require(self.pseudo_labels == "predictions" or self.mmd_alignment == "class",
+                "pseudo_labels", "clusters weigh class MMD's target rows; it needs "
+                "--mmd_alignment=class")
         require(self.da_select == "last" or bool(self.target_data), "da_select",
                 "chooses among the epochs of an adaptation run: give --target_data too")
         require(not self.adabn or bool(self.target_data), "adabn",

@@ -1,0 +1,110 @@
+"""Target pseudo-labels from clusters: which class each unlabelled target example belongs to,
+read from the target data's own structure rather than from the source classifier alone.
+
+Class-conditional MMD weighs every target row by a class. The classifier's probabilities are
+the obvious weights (DSAN), but where the source classifier is often wrong on the target,
+alignment pulls target rows toward the wrong class and locks its mistakes in. SHOT (Liang et
+al. 2020, "Do we really need to access the source data?") labels the target by clusters
+instead: class centroids of the target features weighted by the predictions, then by the
+nearest-centroid labels again, and each row takes its nearest centroid's class (cosine).
+Mistakes of the classifier that the feature clusters do not share are corrected.
+
+`TargetCentroids` re-estimates the centroids at the start of every epoch into a variable;
+`nearest_centroid` turns a batch of target features into one-hot class weights in the graph.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.concatenate([x, np.ones((len(x), 1))], axis=1)  # SHOT's bias column
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def cluster_centroids(features: np.ndarray, probabilities: np.ndarray, rounds: int = 1,
+                      min_count: int = 0) -> np.ndarray:
+    """Unit-length class centroids [C, D + 1] of target `features` [N, D] (SHOT's labelling).
+
+    The first centroids are the prediction-weighted means (`probabilities` [N, C]); then
+    `rounds` times each row takes its nearest centroid's class and the centroids become the
+    means of their rows. A class with `min_count` rows or fewer keeps its earlier centroid.
+
+    Example:
+        >>> f = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+        >>> p = np.array([[0.6, 0.4], [0.4, 0.6], [0.3, 0.7], [0.2, 0.8]])
+        >>> nearest = _unit(f) @ cluster_centroids(f, p).T
+        >>> nearest.argmax(1).tolist()
+        [0, 0, 1, 1]
+    """
+    x = _unit(np.asarray(features, np.float64))
+    p = np.asarray(probabilities, np.float64)
+    centroids = p.T @ x / np.maximum(p.sum(0)[:, None], 1e-12)
+    for _ in range(rounds):
+        labels = (x @ _normalised(centroids).T).argmax(1)
+        one_hot = np.eye(p.shape[1])[labels]
+        counts = one_hot.sum(0)
+        means = one_hot.T @ x / np.maximum(counts[:, None], 1.0)
+        centroids = np.where((counts > min_count)[:, None], means, centroids)
+    return _normalised(centroids)
+
+
+def _normalised(c: np.ndarray) -> np.ndarray:
+    return c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-12)
+
+
+def nearest_centroid(features, centroids):
+    """One-hot [B, C] of each row of `features` [B, D]'s nearest centroid ([C, D + 1], from
+    `cluster_centroids`) by cosine similarity, as float32 constants for the MMD weights."""
+    x = ops.cast(features, "float32")
+    x = ops.concatenate([x, ops.ones_like(x[:, :1])], axis=1)
+    similarity = ops.matmul(x, ops.transpose(ops.cast(centroids, "float32")))
+    return ops.stop_gradient(ops.one_hot(ops.argmax(similarity, axis=1), ops.shape(centroids)[0]))
+
+
+class TargetCentroids(keras.callbacks.Callback):
+    """Before every epoch, sets `centroids` (a [C, D + 1] variable) to `cluster_centroids` of
+    the features and predictions of up to `limit` target examples.
+
+    Args:
+        probe: a model from inputs to (features [B, D], probabilities [B, C]).
+        target: batches of (target inputs, anything), not augmented.
+        centroids: the variable the alignment reads.
+        limit: target examples to look at.
+        statistics: a context in which the probe normalises as training does (with AdaBN,
+            BatchNorm by the target's own statistics); none by default.
+    """
+
+    def __init__(self, probe: keras.Model, target: tf.data.Dataset, centroids: keras.Variable,
+                 limit: int = 4096,
+                 statistics: Callable[[], AbstractContextManager] = contextlib.nullcontext):
+        super().__init__()
+        self.probe, self.target, self.centroids, self.limit = probe, target, centroids, limit
+        self.statistics = statistics
+
+    def on_epoch_begin(self, epoch, logs=None):
+        with self.statistics():
+            features, probabilities = self._outputs()
+        min_count = max(1, len(features) // (20 * probabilities.shape[1]))
+        self.centroids.assign(cluster_centroids(features, probabilities, min_count=min_count)
+                              .astype("float32"))
+
+    def _outputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(features [N, D], probabilities [N, C]) of up to `limit` target examples."""
+        feats, probs, n = [], [], 0
+        for x, _ in self.target:
+            f, p = self.probe(x, training=False)
+            feats.append(np.asarray(f, np.float64))
+            probs.append(np.asarray(p, np.float64))
+            n += len(feats[-1])
+            if n >= self.limit:
+                break
+        return np.concatenate(feats), np.concatenate(probs)
