@@ -506,9 +506,23 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class TuneConfig:
-    """The head search of `ktransfer.tune`: which tuner, how many trials, where its state lives,
-    and the search space. Each trial trains for --epochs (the head phase) with --batch_size."""
+    """The search of `ktransfer.tune`: what it searches (the head, or the adaptation), which
+    tuner, how many trials, where its state lives, and the search space. A head trial trains
+    for --epochs (the head phase) with --batch_size; an adaptation trial is a whole run."""
 
+    space: str = option("head", "What to search: head (the head's hyperparameters on the "
+                        "frozen backbone, on cached features, scored by validation accuracy) or "
+                        "adaptation (--mmd_alignment and --mmd_weight; every trial a whole "
+                        "adaptation run of the train flags, scored by --objective without "
+                        "target labels).", registry="ktransfer.tuning:SPACES")
+    objective: str = option("source_val", "space=adaptation: the validator whose score of the "
+                            "kept epoch ranks the trials (see --da_select).",
+                            registry="ktransfer.validators:VALIDATORS")
+    hp_alignments: tuple[str, ...] = option(("marginal", "class"), "space=adaptation: "
+                                            "alignments to try.",
+                                            registry="ktransfer.adaptation:ALIGNMENTS")
+    hp_mmd_weights: tuple[float, ...] = option((0.1, 0.3, 1.0), "space=adaptation: MMD "
+                                               "weights to try.")
     tuner: str = option("random", "Search algorithm.", registry="ktransfer.tuning:TUNERS")
     max_trials: int = option(10, "Trials to run (random, bayesian); hyperband sizes itself "
                             "from --epochs.")
@@ -530,6 +544,11 @@ class TuneConfig:
         require(self.max_trials >= 1, "max_trials", "must be >= 1")
         require(bool(self.directory), "directory", "is required")
         require(self.hp_layers >= 0, "hp_layers", "must be >= 0")
+        require(self.space == "head" or self.tuner != "hyperband", "tuner",
+                "hyperband schedules epochs of one model; --space=adaptation takes random or "
+                "bayesian")
+        require(bool(self.hp_mmd_weights) and min(self.hp_mmd_weights) >= 0.0, "hp_mmd_weights",
+                "give weights >= 0, e.g. 0.1,0.3,1")
         require(bool(self.hp_units) and min(self.hp_units) >= 1, "hp_units",
                 "give sizes >= 1, e.g. 64,128")
         for name, low in (("hp_dropout", 0.0), ("hp_label_smoothing", 0.0), ("hp_lr", 1e-12)):

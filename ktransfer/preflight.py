@@ -138,6 +138,9 @@ def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
 def check_search(cfg: SearchConfig) -> Modality:
     """Everything `tune` needs before it starts; returns the modality."""
     check_names(cfg.tune)
+    if cfg.tune.space == "adaptation" and not cfg.run.adapt.target_data:
+        raise ConfigError("target_data", "--space=adaptation searches adaptation runs; give "
+                          "the unlabelled target data")
     modality = check_train(cfg.run, run_dir=False)
     check_writable(Path(cfg.tune.directory) / cfg.tune.project, "directory")
     return modality

@@ -33,6 +33,7 @@ from ktransfer.heads import build_head
 from ktransfer.modality import Modality, Network
 from ktransfer.registry import Registry
 from ktransfer.schedules import make_schedule
+from ktransfer.training import train
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,19 @@ TUNERS.register("bayesian", lambda build, tc, epochs, **common: _kt().BayesianOp
     build, max_trials=tc.max_trials, **common))
 
 
+# --space: name -> search(search config, modality) -> SearchResult
+SPACES: Registry[Callable[[SearchConfig, Modality], SearchResult]] = Registry("space", "space")
+SPACES.register("head", lambda search_cfg, modality: _search_head(search_cfg, modality))
+SPACES.register("adaptation",
+                lambda search_cfg, modality: _search_adaptation(search_cfg, modality))
+
+# --tuner for --space=adaptation: name -> Keras Tuner oracle class
+ADAPTATION_ORACLES: Registry[Callable[..., Any]] = Registry("tuner", "tuner")
+ADAPTATION_ORACLES.register("random", lambda **kw: _kt().oracles.RandomSearchOracle(**kw))
+ADAPTATION_ORACLES.register("bayesian",
+                            lambda **kw: _kt().oracles.BayesianOptimizationOracle(**kw))
+
+
 def _kt() -> Any:
     import keras_tuner
 
@@ -115,16 +129,18 @@ def _make_tuner(tc: TuneConfig, build: Callable[[Any], keras.Model], cfg: RunCon
     return TUNERS.get(tc.tuner)(build, tc, cfg.train.epochs, **common)
 
 
-def trial_table(tuner) -> list[dict[str, Any]]:
-    """Every trial with its status, score (best validation accuracy) and hyperparameters,
-    best first."""
+def trial_table(tuner, score: str = "val_accuracy", extra: tuple[str, ...] = ()
+                ) -> list[dict[str, Any]]:
+    """Every trial with its status, `score` (the objective's best value), the `extra` metrics
+    it recorded and its hyperparameters, best first."""
     rows = []
     for trial in tuner.oracle.trials.values():
+        recorded = {name: float(trial.metrics.get_last_value(name)) for name in extra
+                    if trial.metrics.exists(name)}
         rows.append({"trial": trial.trial_id, "status": str(trial.status),
-                     "val_accuracy": None if trial.score is None else float(trial.score),
+                     score: None if trial.score is None else float(trial.score), **recorded,
                      **trial.hyperparameters.values})
-    return sorted(rows, key=lambda r: -(r["val_accuracy"] if r["val_accuracy"] is not None
-                                        else -math.inf))
+    return sorted(rows, key=lambda r: -(r[score] if r[score] is not None else -math.inf))
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -193,9 +209,16 @@ def _trial_model(trials: Trials, cfg: RunConfig) -> keras.Model:
 
 
 def search(search_cfg: SearchConfig) -> SearchResult:
-    """Runs (or resumes) the search and writes DIRECTORY/PROJECT/{trials.csv, best.cfg}."""
+    """Runs (or resumes) the search of --space and writes DIRECTORY/PROJECT/{trials.csv,
+    best.cfg}."""
     started = time.time()
     modality = preflight.check_search(search_cfg)
+    result = SPACES.get(search_cfg.tune.space)(search_cfg, modality)
+    return dataclasses.replace(result, seconds=time.time() - started)
+
+
+def _search_head(search_cfg: SearchConfig, modality: Modality) -> SearchResult:
+    """The head's hyperparameters, every trial a head on the frozen backbone's features."""
     cfg, tc = search_cfg.run, search_cfg.tune
     keras.utils.set_random_seed(cfg.train.seed)
     splits = modality.load_splits(cfg)
@@ -211,29 +234,82 @@ def search(search_cfg: SearchConfig) -> SearchResult:
     tuner.search(trials.train, validation_data=trials.val, epochs=cfg.train.epochs,
                  verbose=cfg.train.verbose, shuffle=False)
     rows = trial_table(tuner)
-    best_path = _write_results(cfg, rows, tuner.get_best_hyperparameters(1)[0].values,
-                               project_dir)
-    return SearchResult(rows, best_path, time.time() - started, trials.cached)
-
-
-def _write_results(cfg: RunConfig, rows: list[dict[str, Any]], best_values: dict[str, Any],
-                   project_dir: Path) -> Path:
-    """Writes trials.csv and best.cfg (a flagfile that retrains the winner); returns best.cfg."""
-    best_cfg = apply_hyperparameters(cfg, best_values)
+    best_cfg = apply_hyperparameters(cfg, tuner.get_best_hyperparameters(1)[0].values)
     # A trial scores its best epoch (Keras Tuner takes the best val_accuracy of its epochs);
     # keeping the best epoch's weights (EarlyStopping restores them at the end) makes the
     # retrained model the one that was scored. Patience of all epochs: it never stops early.
     best_cfg = dataclasses.replace(best_cfg, train=dataclasses.replace(
-        best_cfg.train, run_dir="", overwrite=False, monitor="val_accuracy",
+        best_cfg.train, monitor="val_accuracy",
         early_stopping=best_cfg.train.early_stopping or best_cfg.train.epochs))
+    best_path = _write_results(best_cfg, rows, "val_accuracy", project_dir)
+    return SearchResult(rows, best_path, 0.0, trials.cached)
+
+
+def apply_adaptation(cfg: RunConfig, values: dict[str, Any], objective: str) -> RunConfig:
+    """`cfg` with a trial's alignment and MMD weight, keeping the epoch `objective` scores
+    best (so the model a trial is scored by is the one it keeps)."""
+    return dataclasses.replace(cfg, adapt=dataclasses.replace(
+        cfg.adapt, mmd_alignment=str(values["mmd_alignment"]),
+        mmd_weight=float(values["mmd_weight"]), da_select=objective))
+
+
+def _adaptation_trial(cfg: RunConfig, run_dir: Path) -> dict[str, float]:
+    """Trains one adaptation run into `run_dir`; the kept epoch's validator score (and the
+    true target accuracy, with --target_eval_data, for judging the search only)."""
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+        cfg.train, run_dir=str(run_dir), overwrite=True, export_dir=""))
+    metrics = train(cfg).metrics["adaptation"]
+    kept = metrics["selection"]["best"]
+    out = {cfg.adapt.da_select: float(kept["scores"][cfg.adapt.da_select])}
+    if "target_accuracy" in metrics:
+        out["target_accuracy"] = float(metrics["target_accuracy"])
+    return out
+
+
+def _search_adaptation(search_cfg: SearchConfig, modality: Modality) -> SearchResult:
+    """--mmd_alignment and --mmd_weight, every trial a whole adaptation run of the train flags
+    (in DIRECTORY/PROJECT/runs/TRIAL), ranked by --objective's score without target labels."""
+    cfg, tc = search_cfg.run, search_cfg.tune
+    for alignment in tc.hp_alignments:  # a combination the config refuses fails before work
+        apply_adaptation(cfg, {"mmd_alignment": alignment, "mmd_weight": 1.0}, tc.objective)
+    project_dir = Path(tc.directory) / tc.project
+    kt = _kt()
+
+    class AdaptationTuner(kt.Tuner):
+        def run_trial(self, trial, *args, **kwargs):
+            hp = trial.hyperparameters
+            values = {"mmd_alignment": hp.Choice("mmd_alignment", list(tc.hp_alignments)),
+                      "mmd_weight": hp.Choice("mmd_weight", list(tc.hp_mmd_weights))}
+            return _adaptation_trial(apply_adaptation(cfg, values, tc.objective),
+                                     project_dir / "runs" / trial.trial_id)
+
+    _atomic_tuner_state()
+    oracle = ADAPTATION_ORACLES.get(tc.tuner)(
+        objective=kt.Objective(tc.objective, "max"), max_trials=tc.max_trials,
+        seed=cfg.train.seed)
+    tuner = AdaptationTuner(oracle=oracle, directory=tc.directory, project_name=tc.project,
+                            overwrite=False)
+    tuner.search()
+    rows = trial_table(tuner, tc.objective, ("target_accuracy",))
+    best_cfg = apply_adaptation(cfg, tuner.get_best_hyperparameters(1)[0].values, tc.objective)
+    best_path = _write_results(best_cfg, rows, tc.objective, project_dir)
+    return SearchResult(rows, best_path, 0.0, False)
+
+
+def _write_results(best_cfg: RunConfig, rows: list[dict[str, Any]], score: str,
+                   project_dir: Path) -> Path:
+    """Writes trials.csv and best.cfg (a flagfile that retrains the winner, `best_cfg`);
+    returns best.cfg."""
+    best_cfg = dataclasses.replace(best_cfg, train=dataclasses.replace(
+        best_cfg.train, run_dir="", overwrite=False))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
     writer.writeheader()
     writer.writerows(rows)
     atomic.write_text(project_dir / "trials.csv", buffer.getvalue())
     best_path = project_dir / "best.cfg"
-    header = (f"Best of {len(rows)} trials of {project_dir} (val_accuracy "
-              f"{rows[0]['val_accuracy']:.4f}); retrain with:\n"
+    header = (f"Best of {len(rows)} trials of {project_dir} ({score} "
+              f"{rows[0][score]:.4f}); retrain with:\n"
               f"python -m ktransfer.train --flagfile={best_path}")
     atomic.write_text(best_path, to_flagfile(best_cfg, header))
     return best_path

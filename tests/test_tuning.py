@@ -14,11 +14,11 @@ import time
 import pytest
 
 from ktransfer import preflight
-from ktransfer.config import TuneConfig
+from ktransfer.config import TuneConfig, build_search, parse_flagfile
 from ktransfer.errors import ConfigError
-from ktransfer.tuning import apply_hyperparameters
+from ktransfer.tuning import apply_hyperparameters, search
 
-from conftest import REPO, SOURCE_WEIGHTS, error_line, run_cli
+from conftest import REPO, SOURCE_WEIGHTS, error_line, run_cli, tiny_values
 
 
 def test_bad_search_space_is_a_config_error():
@@ -98,3 +98,38 @@ def test_tune_flag_errors_are_one_line(tmp_path):
                      f"--directory={tmp_path}")
     assert result.returncode == 2
     assert error_line(result).startswith("ktransfer.tune: error: --hp_dropout: give min,max")
+
+
+def test_adaptation_search_ranks_runs_by_a_validator_and_resumes(tmp_path):
+    """Two adaptation trials (alignment x weight) each train a whole run; a trial's score is
+    its kept epoch's source_val score (read back from its run), best.cfg retrains the winner
+    keeping the same validator's epoch, and the same search again trains nothing new."""
+    values = dict(tiny_values(tmp_path), epochs=1, fine_tune_epochs=1, steps_per_epoch=3,
+                  target_data="builtin:digits_m", target_eval_data="builtin:digits_m",
+                  space="adaptation", objective="source_val", hp_alignments=("marginal", "class"),
+                  hp_mmd_weights=(0.1, 1.0), tuner="random", max_trials=2,
+                  directory=str(tmp_path / "search"), project="da")
+    result = search(build_search(**values))
+    assert [r["status"] for r in result.trials] == ["COMPLETED", "COMPLETED"]
+    for row in result.trials:
+        kept = json.loads((tmp_path / "search" / "da" / "runs" / row["trial"] / "metrics.json")
+                          .read_text())["adaptation"]
+        assert row["source_val"] == pytest.approx(kept["selection"]["best"]["scores"]
+                                                  ["source_val"])
+        assert row["target_accuracy"] == pytest.approx(kept["target_accuracy"])
+    assert result.trials[0]["source_val"] >= result.trials[1]["source_val"]
+    best = parse_flagfile(result.best_flagfile)
+    assert (best["mmd_alignment"], best["mmd_weight"], best["da_select"]) == (
+        result.trials[0]["mmd_alignment"], result.trials[0]["mmd_weight"], "source_val")
+    with open(tmp_path / "search" / "da" / "trials.csv") as f:
+        assert len(list(csv.DictReader(f))) == 2
+    again = search(build_search(**values))
+    assert [r["trial"] for r in again.trials] == [r["trial"] for r in result.trials]
+
+
+def test_adaptation_search_is_refused_without_target_data_or_with_hyperband(tmp_path):
+    common = dict(tiny_values(tmp_path), space="adaptation", directory=str(tmp_path / "s"))
+    with pytest.raises(ConfigError, match="^--target_data: --space=adaptation"):
+        preflight.check_search(build_search(**common))
+    with pytest.raises(ConfigError, match="^--tuner: hyperband"):
+        build_search(**common, target_data="builtin:digits_m", tuner="hyperband")
