@@ -274,8 +274,9 @@ def _search_adaptation(search_cfg: SearchConfig, modality: Modality) -> SearchRe
         apply_adaptation(cfg, {"mmd_alignment": alignment, "mmd_weight": 1.0}, tc.objective)
     project_dir = Path(tc.directory) / tc.project
     kt = _kt()
+    tuner_base: Any = kt.Tuner
 
-    class AdaptationTuner(kt.Tuner):
+    class AdaptationTuner(tuner_base):
         def run_trial(self, trial, *args, **kwargs):
             hp = trial.hyperparameters
             values = {"mmd_alignment": hp.Choice("mmd_alignment", list(tc.hp_alignments)),
