@@ -407,8 +407,8 @@ class AdaptConfig:
     pseudo_labels: str = option("predictions", "mmd_alignment=class: what weighs each target "
                                 "row by class: predictions (the classifier's probabilities, "
                                 "DSAN) or clusters (the nearest class centroid of the target "
-                                "features, re-estimated every epoch as SHOT labels; steadier "
-                                "where the source classifier is often wrong on the target).",
+                                "features, re-estimated every epoch, as SHOT labels; did not "
+                                "help on the digits benchmark, see README).",
                                 ("predictions", "clusters"))
     collapse_guard: bool = option(True, "With --init_from (a trained model, whose target "
                                   "predictions mean something): stop an adaptation phase and "

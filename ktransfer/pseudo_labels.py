@@ -6,8 +6,9 @@ the obvious weights (DSAN), but where the source classifier is often wrong on th
 alignment pulls target rows toward the wrong class and locks its mistakes in. SHOT (Liang et
 al. 2020, "Do we really need to access the source data?") labels the target by clusters
 instead: class centroids of the target features weighted by the predictions, then by the
-nearest-centroid labels again, and each row takes its nearest centroid's class (cosine).
-Mistakes of the classifier that the feature clusters do not share are corrected.
+nearest-centroid labels again, and each row takes its nearest centroid's class (cosine), so
+mistakes of the classifier that the feature clusters do not share can be corrected. Measured
+on the digits -> digits-M benchmark it did not help (README, "Domain adaptation").
 
 `TargetCentroids` re-estimates the centroids at the start of every epoch into a variable;
 `nearest_centroid` turns a batch of target features into one-hot class weights in the graph.

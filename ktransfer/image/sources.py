@@ -83,13 +83,15 @@ def _undecodable(files: list[str]) -> list[int]:
     """Indices of the files that are empty, too large or that TensorFlow fails to decode.
 
     The headers are read one by one (cheap, and before any pixel is decoded); the decoding runs
-    in parallel in a tf.data pipeline, which is several times faster than one file at a time.
+    in parallel in a tf.data pipeline (2,000 JPEGs on 2 cores: 0.5-0.7 s, against 0.8 s one
+    file at a time).
     """
     suspects = {i for i, f in enumerate(files) if _header_problem(f)}
     fine = [i for i in range(len(files)) if i not in suspects]
-    ds = tf.data.Dataset.from_tensor_slices(np.array(fine, np.int64)).map(
-        lambda i: (i, tf.shape(tf.io.decode_image(tf.io.read_file(tf.gather(files, i)),
-                                                  channels=3, expand_animations=False))),
+    ds = tf.data.Dataset.from_tensor_slices(
+        (np.array(fine, np.int64), np.array([files[i] for i in fine], str))).map(
+        lambda i, path: (i, tf.shape(tf.io.decode_image(tf.io.read_file(path), channels=3,
+                                                        expand_animations=False))),
         num_parallel_calls=tf.data.AUTOTUNE)
     decoded = ds.ignore_errors().map(lambda i, _: i).batch(1024)
     ok = {int(i) for batch in decoded.as_numpy_iterator() for i in batch}
