@@ -9,6 +9,7 @@ functions first (`training.train` and `tuning.search` do it themselves).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -141,6 +142,9 @@ def check_search(cfg: SearchConfig) -> Modality:
     if cfg.tune.space == "adaptation" and not cfg.run.adapt.target_data:
         raise ConfigError("target_data", "--space=adaptation searches adaptation runs; give "
                           "the unlabelled target data")
+    if cfg.tune.space == "adaptation":  # each alignment tried must suit the other flags
+        for alignment in cfg.tune.hp_alignments:
+            dataclasses.replace(cfg.run.adapt, mmd_alignment=alignment)
     modality = check_train(cfg.run, run_dir=False)
     check_writable(Path(cfg.tune.directory) / cfg.tune.project, "directory")
     return modality

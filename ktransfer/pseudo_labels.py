@@ -25,6 +25,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from ktransfer.selection import probe_outputs
+
 
 def _unit(x: np.ndarray) -> np.ndarray:
     x = np.concatenate([x, np.ones((len(x), 1))], axis=1)  # SHOT's bias column
@@ -77,7 +79,7 @@ class TargetCentroids(keras.callbacks.Callback):
 
     Args:
         probe: a model from inputs to (features [B, D], probabilities [B, C]).
-        target: batches of (target inputs, anything), not augmented.
+        target: batches of (target inputs, one-hot labels, unused), not augmented.
         centroids: the variable the alignment reads.
         limit: target examples to look at.
         statistics: a context in which the probe normalises as training does (with AdaBN,
@@ -93,19 +95,7 @@ class TargetCentroids(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         with self.statistics():
-            features, probabilities = self._outputs()
+            probabilities, features, _ = probe_outputs(self.probe, self.target, self.limit)
         min_count = max(1, len(features) // (20 * probabilities.shape[1]))
         self.centroids.assign(cluster_centroids(features, probabilities, min_count=min_count)
                               .astype("float32"))
-
-    def _outputs(self) -> tuple[np.ndarray, np.ndarray]:
-        """(features [N, D], probabilities [N, C]) of up to `limit` target examples."""
-        feats, probs, n = [], [], 0
-        for x, _ in self.target:
-            f, p = self.probe(x, training=False)
-            feats.append(np.asarray(f, np.float64))
-            probs.append(np.asarray(p, np.float64))
-            n += len(feats[-1])
-            if n >= self.limit:
-                break
-        return np.concatenate(feats), np.concatenate(probs)

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 WEIGHTS, STATE = "selected.weights.h5", "selection.json"
 
 
-def _predict(probe: keras.Model, ds: tf.data.Dataset, limit: int
+def probe_outputs(probe: keras.Model, ds: tf.data.Dataset, limit: int
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(probabilities [N, C], features [N, D], labels [N]) of up to `limit` examples of
     (inputs, one-hot labels) batches."""
@@ -72,7 +72,7 @@ class CollapseGuard(keras.callbacks.Callback):
         self.tripped: str = ""
 
     def _shares(self) -> np.ndarray:
-        p, _, _ = _predict(self.probe, self.target, self.limit)
+        p, _, _ = probe_outputs(self.probe, self.target, self.limit)
         return np.bincount(p.argmax(1), minlength=p.shape[1]) / len(p)
 
     def on_train_begin(self, logs=None):
@@ -130,8 +130,8 @@ class EpochSelection(keras.callbacks.Callback):
                                       else {"validator": name, "epochs": [], "best": None})
 
     def on_epoch_end(self, epoch, logs=None):
-        target_p, target_f, _ = _predict(self.probe, self.target, self.limit)
-        source_p, source_f, source_y = _predict(self.probe, self.source_val, self.limit)
+        target_p, target_f, _ = probe_outputs(self.probe, self.target, self.limit)
+        source_p, source_f, source_y = probe_outputs(self.probe, self.source_val, self.limit)
         outputs = EpochOutputs(target_p, target_f, source_p, source_f, source_y)
         # Every validator's score is recorded (they are cheap beside an epoch), so one run
         # shows how each would have chosen; the flag's one decides.
@@ -139,7 +139,7 @@ class EpochSelection(keras.callbacks.Callback):
         score = float(epoch + 1) if self.name == "last" else scores[self.name]
         row: dict[str, Any] = {"epoch": epoch + 1, "score": score, "scores": scores}
         if self.evaluation is not None:
-            p, _, y = _predict(self.probe, self.evaluation, 10**9)
+            p, _, y = probe_outputs(self.probe, self.evaluation, 10**9)
             row["target_accuracy"] = float(np.mean(p.argmax(1) == y))
         epochs = [r for r in self.state["epochs"] if r["epoch"] < epoch + 1] + [row]
         best = self.state["best"]

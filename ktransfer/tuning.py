@@ -103,12 +103,6 @@ TUNERS.register("bayesian", lambda build, tc, epochs, **common: _kt().BayesianOp
     build, max_trials=tc.max_trials, **common))
 
 
-# --space: name -> search(search config, modality) -> SearchResult
-SPACES: Registry[Callable[[SearchConfig, Modality], SearchResult]] = Registry("space", "space")
-SPACES.register("head", lambda search_cfg, modality: _search_head(search_cfg, modality))
-SPACES.register("adaptation",
-                lambda search_cfg, modality: _search_adaptation(search_cfg, modality))
-
 # --tuner for --space=adaptation: name -> Keras Tuner oracle class
 ADAPTATION_ORACLES: Registry[Callable[..., Any]] = Registry("tuner", "tuner")
 ADAPTATION_ORACLES.register("random", lambda **kw: _kt().oracles.RandomSearchOracle(**kw))
@@ -270,8 +264,6 @@ def _search_adaptation(search_cfg: SearchConfig, modality: Modality) -> SearchRe
     """--mmd_alignment and --mmd_weight, every trial a whole adaptation run of the train flags
     (in DIRECTORY/PROJECT/runs/TRIAL), ranked by --objective's score without target labels."""
     cfg, tc = search_cfg.run, search_cfg.tune
-    for alignment in tc.hp_alignments:  # a combination the config refuses fails before work
-        apply_adaptation(cfg, {"mmd_alignment": alignment, "mmd_weight": 1.0}, tc.objective)
     project_dir = Path(tc.directory) / tc.project
     kt = _kt()
     tuner_base: Any = kt.Tuner
@@ -295,6 +287,12 @@ def _search_adaptation(search_cfg: SearchConfig, modality: Modality) -> SearchRe
     best_cfg = apply_adaptation(cfg, tuner.get_best_hyperparameters(1)[0].values, tc.objective)
     best_path = _write_results(best_cfg, rows, tc.objective, project_dir)
     return SearchResult(rows, best_path, 0.0, False)
+
+
+# --space: name -> search(search config, modality) -> SearchResult
+SPACES: Registry[Callable[[SearchConfig, Modality], SearchResult]] = Registry("space", "space")
+SPACES.register("head", _search_head)
+SPACES.register("adaptation", _search_adaptation)
 
 
 def _write_results(best_cfg: RunConfig, rows: list[dict[str, Any]], score: str,

@@ -141,7 +141,7 @@ def test_pipeline_shapes_range_and_one_hot():
 
 def _slowly_counted_decodes(monkeypatch) -> list[int]:
     """Makes every file decode take 20 ms and counts the decodes."""
-    count, decode = [0], imageset._decode_file
+    count, decode = [0], imageset.decode_file
 
     def bump() -> np.int32:
         time.sleep(0.02)
@@ -152,7 +152,7 @@ def _slowly_counted_decodes(monkeypatch) -> list[int]:
         with tf.control_dependencies([tf.numpy_function(bump, [], tf.int32, stateful=True)]):
             return tf.identity(decode(path))
 
-    monkeypatch.setattr(imageset, "_decode_file", counted)
+    monkeypatch.setattr(imageset, "decode_file", counted)
     return count
 
 

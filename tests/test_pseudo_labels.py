@@ -60,7 +60,7 @@ def test_target_centroids_cluster_the_probe_outputs_at_every_epoch_start():
     inputs = keras.Input((8,))
     probe = keras.Model(inputs, [inputs, keras.layers.Softmax()(keras.layers.Dense(3)(inputs))])
     ds = tf.data.Dataset.from_tensor_slices((features.astype("float32"),
-                                             np.zeros(300, "float32"))).batch(64)
+                                             np.zeros((300, 3), "float32"))).batch(64)
     variable = keras.Variable(np.zeros((3, 9), "float32"), trainable=False)
     TargetCentroids(probe, ds, variable).on_epoch_begin(0)
     probs = keras.ops.convert_to_numpy(probe(features.astype("float32"))[1])

@@ -49,12 +49,14 @@ class ImageSet(Examples):
             if shuffle_seed is not None:
                 pairs = pairs.shuffle(len(self.files), seed=shuffle_seed,
                                       reshuffle_each_iteration=True)
-            return pairs.map(lambda path, label: (_decode_file(path), label),
+            return pairs.map(lambda path, label: (decode_file(path), label),
                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return _tfds_images(self)
 
 
-def _decode_file(path: tf.Tensor) -> tf.Tensor:
+def decode_file(path: tf.Tensor | str) -> tf.Tensor:
+    """The pixels of the image file at `path`, uint8 [H, W, 3], decoded as every reader of
+    image files here decodes them (grey and RGBA become RGB; a GIF's first frame)."""
     image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
     return tf.ensure_shape(image, [None, None, 3])
 

@@ -11,10 +11,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from ktransfer.errors import DataError
-from ktransfer.image.imageset import ImageSet
+from ktransfer.image.imageset import ImageSet, decode_file
 from ktransfer.image.pipeline import resize
 from ktransfer.image.sources import IMAGE_EXTENSIONS, image_problem
 
@@ -45,8 +44,7 @@ def load_pixels(path: str, size: int) -> np.ndarray:
     problem = image_problem(path)
     if problem:
         raise DataError(f"{path}: not a readable image ({problem})")
-    image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
-    return resize(image, size).numpy()
+    return resize(decode_file(path), size).numpy()
 
 
 def read_images(paths: list[str], on_bad_image: str = "fail") -> ImageSet:

@@ -20,7 +20,7 @@ from ktransfer.data import tfds
 from ktransfer.data.splits import SPLIT_NAMES
 from ktransfer.errors import DataError, first_line
 from ktransfer.image.builtin import BUILTIN
-from ktransfer.image.imageset import ImageSet
+from ktransfer.image.imageset import ImageSet, decode_file
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def image_problem(path: str) -> str | None:
         too_large = _too_many_pixels(path)
         if too_large:
             return too_large
-        tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        decode_file(path)
     except (tf.errors.OpError, OSError) as exc:
         text = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", str(exc), flags=re.S)
         message = text.strip().splitlines()
@@ -90,8 +90,7 @@ def _undecodable(files: list[str]) -> list[int]:
     fine = [i for i in range(len(files)) if i not in suspects]
     ds = tf.data.Dataset.from_tensor_slices(
         (np.array(fine, np.int64), np.array([files[i] for i in fine], str))).map(
-        lambda i, path: (i, tf.shape(tf.io.decode_image(tf.io.read_file(path), channels=3,
-                                                        expand_animations=False))),
+        lambda i, path: (i, tf.shape(decode_file(path))),
         num_parallel_calls=tf.data.AUTOTUNE)
     decoded = ds.ignore_errors().map(lambda i, _: i).batch(1024)
     ok = {int(i) for batch in decoded.as_numpy_iterator() for i in batch}
