@@ -126,7 +126,7 @@ def _make_tuner(tc: TuneConfig, build: Callable[[Any], keras.Model], cfg: RunCon
 def trial_table(tuner, score: str = "val_accuracy", extra: tuple[str, ...] = ()
                 ) -> list[dict[str, Any]]:
     """Every trial with its status, `score` (the objective's best value), the `extra` metrics
-    it recorded and its hyperparameters, best first."""
+    it recorded and its hyperparameters, best first (ties by trial id)."""
     rows = []
     for trial in tuner.oracle.trials.values():
         recorded = {name: float(trial.metrics.get_last_value(name)) for name in extra
@@ -134,7 +134,9 @@ def trial_table(tuner, score: str = "val_accuracy", extra: tuple[str, ...] = ()
         rows.append({"trial": trial.trial_id, "status": str(trial.status),
                      score: None if trial.score is None else float(trial.score), **recorded,
                      **trial.hyperparameters.values})
-    return sorted(rows, key=lambda r: -(r[score] if r[score] is not None else -math.inf))
+    # Ties (a validator that saturates) keep trial order, whatever order the tuner reloads in.
+    return sorted(rows, key=lambda r: (-(r[score] if r[score] is not None else -math.inf),
+                                       r["trial"]))
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -228,7 +230,7 @@ def _search_head(search_cfg: SearchConfig, modality: Modality) -> SearchResult:
     tuner.search(trials.train, validation_data=trials.val, epochs=cfg.train.epochs,
                  verbose=cfg.train.verbose, shuffle=False)
     rows = trial_table(tuner)
-    best_cfg = apply_hyperparameters(cfg, tuner.get_best_hyperparameters(1)[0].values)
+    best_cfg = apply_hyperparameters(cfg, rows[0])
     # A trial scores its best epoch (Keras Tuner takes the best val_accuracy of its epochs);
     # keeping the best epoch's weights (EarlyStopping restores them at the end) makes the
     # retrained model the one that was scored. Patience of all epochs: it never stops early.
@@ -284,7 +286,7 @@ def _search_adaptation(search_cfg: SearchConfig, modality: Modality) -> SearchRe
                             overwrite=False)
     tuner.search()
     rows = trial_table(tuner, tc.objective, ("target_accuracy",))
-    best_cfg = apply_adaptation(cfg, tuner.get_best_hyperparameters(1)[0].values, tc.objective)
+    best_cfg = apply_adaptation(cfg, rows[0], tc.objective)
     best_path = _write_results(best_cfg, rows, tc.objective, project_dir)
     return SearchResult(rows, best_path, 0.0, False)
 
