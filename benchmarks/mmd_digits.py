@@ -13,8 +13,8 @@ same recipe trained on digits-M's own labels (the ceiling). From the source mode
 (`--init_from`), each arm trains `--epochs` more with the same seed and schedule. An arm is
 `ALIGNMENT[+adabn][+LOSS]`: ALIGNMENT one of `--mmd_alignment`'s (marginal = DAN, class,
 joint = JAN, cdan = CDAN+E) or `adabn` (no alignment loss, BatchNorm per domain), `+adabn`
-adds AdaBN, LOSS a `--target_loss` (entropy, im, mcc), +clusters `--pseudo_labels=clusters`
-(class only); a part NAME=VALUE sets one of
+adds AdaBN, LOSS a `--target_loss` (entropy, im, mcc), +clusters / +balanced
+`--pseudo_labels` (class only); a part NAME=VALUE sets one of
 mmd_weight, class_threshold or target_loss_weight for that arm (e.g. class+adabn+
 class_threshold=0.8). `source-only` always runs first.
 Target accuracy is on digits-M's labelled 'test' half, which training never sees; the
@@ -75,7 +75,7 @@ def arm_values(arm: str, weight: float) -> dict:
         name, _, value = extra.partition("=")
         if extra in TARGET_LOSSES:
             values.update(target_loss=extra)
-        elif extra == "clusters":
+        elif extra in ("clusters", "balanced"):
             values.update(pseudo_labels=extra)
         elif value and name in ARM_SETTINGS:
             values[name] = float(value)

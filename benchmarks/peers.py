@@ -3,14 +3,18 @@ transfer-learning guide's script, the PyTorch (torchvision) recipe, and TensorFl
 limit for the same network.
 
     python benchmarks/peers.py [--images=2000] [--rounds=3] [--epochs=3] [--fine_tune_epochs=2]
-        [--peers=ktransfer,ktransfer-nocache,guide,torch] [--block=20] [--data=DIR]
+        [--peers=ktransfer,ktransfer-nocache,guide,torch[,ktransfer-memo]] [--block=20]
+        [--data=DIR]
 
 Every peer runs the same job as a user would, in a fresh process: MobileNetV2 (random weights:
 nothing to download, and speed does not depend on them) at 160 px, batch 32, 80 % of the
 images to train and 20 % to validate after every epoch, `--epochs` with the backbone frozen,
 then `--fine_tune_epochs` with all of it trainable, then save the model. `ktransfer` is
 `python -m ktransfer.train` with its defaults (the feature cache, the report, ...);
-`ktransfer-nocache` the same with `--nocache_features` (its input pipeline's own speed);
+`ktransfer-nocache` the same with `--nocache_features` (its input pipeline's own speed). Both
+start cold: every run has a memo folder of its own, so none skips the up-front decode check of
+the images (`ktransfer.data.memo`); `ktransfer-memo` is the default run on a folder an earlier
+run has checked (a memo folder shared by its runs, filled once before the rounds);
 `guide` is benchmarks/peer_scripts/guide.py; `torch` is benchmarks/peer_scripts/torch_recipe.py
 (needs `make peers`: torch and torchvision; skipped with a message without them). The peers run in
 interleaved rounds (the order rotates), the medians are reported with the spread.
@@ -85,7 +89,8 @@ def run_peer(peer: str, data: Path, tmp: Path, args: argparse.Namespace) -> dict
     work = Path(tempfile.mkdtemp(dir=tmp))
     timing = work / "timing.json"
     env = {**os.environ, "PEER_TIMING": str(timing), "TF_CPP_MIN_LOG_LEVEL": "2",
-           "PYTHONPATH": str(REPO)}
+           "PYTHONPATH": str(REPO),
+           "KTRANSFER_CACHE": str(tmp / "memo" if peer == "ktransfer-memo" else work / "cache")}
     launch = time.time()
     result = subprocess.run(command(peer, data, work / "run", args), cwd=work, env=env,
                             capture_output=True, text=True)
@@ -104,6 +109,16 @@ def run_peer(peer: str, data: Path, tmp: Path, args: argparse.Namespace) -> dict
         out[name + "_epoch_end"] = 100 * sum(e[1] - e[3] for e in steady) / out[name + "_block"]
     out["after"] = clock["end"] - clock["fits"][-1][-1][1]
     return out
+
+
+def remember_checked(data: Path, memo: Path) -> None:
+    """Runs ktransfer's up-front check of the images in `data` once, leaving its memo in
+    `memo` for the `ktransfer-memo` peer."""
+    code = ("from ktransfer.image.sources import read_class_folders; "
+            f"read_class_folders({str(data)!r})")
+    subprocess.run([sys.executable, "-c", code], check=True, env={
+        **os.environ, "KTRANSFER_CACHE": str(memo), "PYTHONPATH": str(REPO),
+        "TF_CPP_MIN_LOG_LEVEL": "2"})
 
 
 def limit(args: argparse.Namespace) -> dict[str, float]:
@@ -148,7 +163,7 @@ def report(results: dict[str, list[dict]], limits: list[dict], args: argparse.Na
     if "ktransfer" in med and "guide" in med:
         ratio = med["ktransfer"]["wall"] / med["guide"]["wall"]
         print(f"  wall time, ktransfer / guide: {ratio:.2f}x")
-    for peer in ("ktransfer", "ktransfer-nocache"):
+    for peer in ("ktransfer", "ktransfer-nocache", "ktransfer-memo"):
         if peer in med and "guide" in med:
             print(f"  first batch, {peer} / guide: "
                   f"{med[peer]['first_batch'] / med['guide']['first_batch']:.2f}x; first "
@@ -183,6 +198,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = Path(args.data) if args.data else make_images(tmp / "images", args.images)
+        if "ktransfer-memo" in peers:
+            remember_checked(data, tmp / "memo")
         results: dict[str, list[dict]] = {peer: [] for peer in peers}
         limits = []
         for round_index in range(args.rounds):

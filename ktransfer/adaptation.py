@@ -30,7 +30,7 @@ from ktransfer.errors import DataError
 from ktransfer.features import feature_layer_index, feature_tensor
 from ktransfer.mmd import MMDLoss, mmd
 from ktransfer.modality import Feed, Modality
-from ktransfer.pseudo_labels import TargetCentroids, nearest_centroid
+from ktransfer.pseudo_labels import TargetCentroids, TargetPrior, nearest_centroid, rebalanced
 from ktransfer.registry import Registry
 from ktransfer.rundir import RESUME_DIR
 from ktransfer.selection import CollapseGuard, EpochSelection
@@ -106,6 +106,11 @@ class DomainAdaptationModel(keras.Model):
             shape=(int(classifier.output_shape[-1]), int(self.extractor.output_shape[-1]) + 1),
             initializer="zeros", trainable=False, name="target_centroids")
             if cfg.pseudo_labels == "clusters" and self.class_conditional else None)
+        # --pseudo_labels=balanced: per-class factors on the target predictions (TargetPrior)
+        self.class_factors = (self.add_weight(
+            shape=(int(classifier.output_shape[-1]),), initializer="ones", trainable=False,
+            name="class_factors")
+            if cfg.pseudo_labels == "balanced" and self.class_conditional else None)
         # Every variable exists already (the classifier's, and each MMD weight), so it is built:
         # a resumed run loads weights into it before any call.
         self.built = True
@@ -139,11 +144,14 @@ class DomainAdaptationModel(keras.Model):
         return s
 
     def _target_classes(self, probabilities, features):
-        """Class weights [m, C] of the target rows: the predicted probabilities, or with
-        --pseudo_labels=clusters the one-hot nearest centroid of their pooled features."""
-        if self.centroids is None:
-            return probabilities
-        return nearest_centroid(features, self.centroids)
+        """Class weights [m, C] of the target rows: the predicted probabilities; with
+        --pseudo_labels=clusters the one-hot nearest centroid of their pooled features; with
+        balanced the probabilities rescaled per class to the source's class frequencies."""
+        if self.centroids is not None:
+            return nearest_centroid(features, self.centroids)
+        if self.class_factors is not None:
+            return rebalanced(probabilities, self.class_factors)
+        return probabilities
 
     @property
     def weighted_layers(self) -> list[keras.layers.Layer]:
@@ -308,7 +316,8 @@ class Adaptation:
         metrics: what goes into metrics.json["adaptation"].
         selection: --da_select's choice of epoch, or None (the last epoch).
         guard: --collapse_guard's watch over the target predictions, or None.
-        centroids: --pseudo_labels=clusters' epoch-start clustering of the target, or None.
+        labeller: --pseudo_labels' epoch-start look at the target (clusters or balanced), or
+            None.
     """
 
     cfg: AdaptConfig
@@ -321,7 +330,7 @@ class Adaptation:
     metrics: dict[str, Any] = field(default_factory=dict)
     selection: EpochSelection | None = None
     guard: CollapseGuard | None = None
-    centroids: TargetCentroids | None = None
+    labeller: keras.callbacks.Callback | None = None
 
     def callbacks(self, epochs: int, steps: int, steps_done: int) -> list[keras.callbacks.Callback]:
         """The MMD weight ramp for a phase of `epochs` epochs, `steps_done` steps into it, and
@@ -330,7 +339,7 @@ class Adaptation:
             return []
         return [MMDRampUp(self.model.weighted_layers, epochs * steps, self.cfg.mmd_rampup,
                           steps_done=steps_done),
-                *([self.centroids] if self.centroids is not None else []),
+                *([self.labeller] if self.labeller is not None else []),
                 *([self.guard] if self.guard is not None else []),
                 *([self.selection] if self.selection is not None else [])]
 
@@ -377,6 +386,24 @@ def _target_sets(cfg: RunConfig, modality: Modality, class_names: tuple[str, ...
     return target, target_eval
 
 
+def _labeller(cfg: RunConfig, model: DomainAdaptationModel, unlabelled: tf.data.Dataset,
+              source_labels: np.ndarray) -> keras.callbacks.Callback | None:
+    """The callback that re-reads the target before every epoch for --pseudo_labels (None for
+    predictions): the cluster centroids, or the class factors towards the source's class
+    frequencies (`source_labels` int [N])."""
+    classifier = model.classifier
+    probe = keras.Model(classifier.input, [feature_tensor(classifier), classifier.output])
+    statistics = ((lambda: target_statistics(classifier, unlabelled)) if cfg.adapt.adabn
+                  else contextlib.nullcontext)
+    if model.centroids is not None:
+        return TargetCentroids(probe, unlabelled, model.centroids, statistics=statistics)
+    if model.class_factors is not None:
+        prior = np.bincount(source_labels, minlength=int(classifier.output_shape[-1]))
+        return TargetPrior(probe, unlabelled, model.class_factors, prior.astype("float64"),
+                           statistics=statistics)
+    return None
+
+
 def prepare(cfg: RunConfig, modality: Modality, splits: Splits, model: keras.Model, feed: Feed,
             source: tuple[tf.data.Dataset, tf.data.Dataset], cache_dir: Path
             ) -> Adaptation | None:
@@ -396,13 +423,8 @@ def prepare(cfg: RunConfig, modality: Modality, splits: Splits, model: keras.Mod
                                  cache_path=cache_dir / "target", seed=cfg.train.seed + 1)
         out.model = DomainAdaptationModel(model, cfg.adapt)
         out.train, out.val = paired(source[0], target_ds), paired(source[1], target_ds)
-        if out.model.centroids is not None:
-            probe = keras.Model(model.input, [feature_tensor(model), model.output])
-            unlabelled = feed.dataset(target, batch_size=batch)
-            out.centroids = TargetCentroids(
-                probe, unlabelled, out.model.centroids,
-                statistics=((lambda: target_statistics(model, unlabelled)) if cfg.adapt.adabn
-                            else contextlib.nullcontext))
+        out.labeller = _labeller(cfg, out.model, feed.dataset(target, batch_size=batch),
+                                 splits.train.labels)
         if cfg.adapt.collapse_guard and cfg.model.init_from:  # predictions that mean something
             out.guard = CollapseGuard(model, feed.dataset(target, batch_size=batch))
         if cfg.adapt.da_select != "last" or out.evaluation is not None:  # or just recorded

@@ -7,6 +7,7 @@ import hashlib
 import io
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -55,12 +56,18 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     `promote` is called, once the epoch is committed to the resume state; a run killed in
     between comes back to the last committed epoch, and a best checkpoint of the lost epoch is
     discarded.
+
+    `twin`: a checkpoint of the same model earlier in the callback list (the best one, for the
+    last one); in an epoch where it wrote the whole model, this one copies its file instead of
+    saving the model again.
     """
 
     def __init__(self, path: str | os.PathLike, monitor: str | None = None,
                  target: keras.Model | None = None, guard: NaNGuard | None = None,
-                 deferred: bool = False):
+                 deferred: bool = False, twin: AtomicCheckpoint | None = None):
         super().__init__()
+        self.twin = twin
+        self.written_epoch: int | None = None  # this epoch's, when it wrote the whole model
         self.path = os.fspath(path)
         self.head_path = self.path + ".head.weights.h5"
         self.suffix = ".pending" if deferred else ""
@@ -82,6 +89,9 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.best = float(value)
         return True
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.written_epoch = None
+
     def on_epoch_end(self, epoch, logs=None):
         if (self.guard is not None and self.guard.tripped) or not self._improved(logs):
             return
@@ -90,8 +100,13 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                 self.head.save_weights(str(tmp))
             return
         # The temporary name must end in .keras for Keras; the rename gives the final name.
+        twin = self.twin
         with atomic.atomic_path(self.path + self.suffix, suffix=".keras") as tmp:
-            (self.target or self.model).save(str(tmp))
+            if twin is not None and twin.written_epoch == epoch and twin.target is self.target:
+                shutil.copyfile(twin.path + twin.suffix, tmp)
+            else:
+                (self.target or self.model).save(str(tmp))
+        self.written_epoch = epoch
         if os.path.exists(self.head_path):  # superseded by a whole-model checkpoint
             os.unlink(self.head_path)
 

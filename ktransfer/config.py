@@ -408,8 +408,11 @@ class AdaptConfig:
                                 "row by class: predictions (the classifier's probabilities, "
                                 "DSAN) or clusters (the nearest class centroid of the target "
                                 "features, re-estimated every epoch, as SHOT labels; did not "
-                                "help on the digits benchmark, see README).",
-                                ("predictions", "clusters"))
+                                "help on the digits benchmark, see README) or balanced (the "
+                                "probabilities rescaled per class so that the target's "
+                                "predicted classes follow the source's class frequencies, "
+                                "against a sink class that takes many target examples).",
+                                ("predictions", "clusters", "balanced"))
     collapse_guard: bool = option(True, "With --init_from (a trained model, whose target "
                                   "predictions mean something): stop an adaptation phase and "
                                   "put back its last good epoch when a class vanishes from the "
@@ -426,7 +429,7 @@ class AdaptConfig:
         require(self.target_loss_weight >= 0.0, "target_loss_weight", "must be >= 0")
         require(0.0 <= self.class_threshold < 1.0, "class_threshold", "must be in [0, 1)")
         require(self.pseudo_labels == "predictions" or self.mmd_alignment == "class",
-                "pseudo_labels", "clusters weigh class MMD's target rows; it needs "
+                "pseudo_labels", f"{self.pseudo_labels} weighs class MMD's target rows; it needs "
                 "--mmd_alignment=class")
         require(self.da_select == "last" or bool(self.target_data), "da_select",
                 "chooses among the epochs of an adaptation run: give --target_data too")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from ktransfer.config import PredictConfig
 from ktransfer.data.examples import Examples
@@ -42,6 +43,12 @@ def probabilities(model: keras.Model, feed: Feed, examples: Examples,
     total = sum(np.asarray(model.predict(inputs.map(view), verbose=0), dtype=np.float64)
                 for view in views)
     return np.asarray(total) / len(views)
+
+
+def batch_probabilities(model: keras.Model, batches: tf.data.Dataset) -> np.ndarray:
+    """Class probabilities float64 [N, C] of the inputs of `batches` (of (inputs, labels); the
+    labels are not used), in order."""
+    return np.asarray(model.predict(batches, verbose=0), dtype=np.float64)
 
 
 def predict(model: keras.Model, feed: Feed, examples: Examples, class_names: list[str],

@@ -1,5 +1,4 @@
-"""Target pseudo-labels from clusters: which class each unlabelled target example belongs to,
-read from the target data's own structure rather than from the source classifier alone.
+"""Target pseudo-labels: which class each unlabelled target example belongs to, for class MMD.
 
 Class-conditional MMD weighs every target row by a class. The classifier's probabilities are
 the obvious weights (DSAN), but where the source classifier is often wrong on the target,
@@ -12,6 +11,13 @@ on the digits -> digits-M benchmark it did not help (README, "Domain adaptation"
 
 `TargetCentroids` re-estimates the centroids at the start of every epoch into a variable;
 `nearest_centroid` turns a batch of target features into one-hot class weights in the graph.
+
+A source classifier on a shifted target often pours many examples of every class into one
+"sink" class. `balanced` keeps the predictions but rescales each class's probability so that
+the predicted classes of the whole target follow the source's class frequencies (one factor
+per class, found like Sinkhorn's balancing and re-estimated every epoch, `TargetPrior`): rows
+that the sink class wins only narrowly move to their next class. It assumes the target's
+classes are about as frequent as the source's.
 """
 
 from __future__ import annotations
@@ -99,3 +105,60 @@ class TargetCentroids(keras.callbacks.Callback):
         min_count = max(1, len(features) // (20 * probabilities.shape[1]))
         self.centroids.assign(cluster_centroids(features, probabilities, min_count=min_count)
                               .astype("float32"))
+
+
+def prior_factors(probabilities: np.ndarray, prior: np.ndarray, rounds: int = 50) -> np.ndarray:
+    """Per-class factors [C] such that the rows of `probabilities` [N, C] multiplied by them and
+    renormalised average to `prior` [C] (the classes' expected frequencies); each factor is
+    kept within [1e-3, 1e3].
+
+    Example:
+        >>> p = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8], [0.7, 0.3]])
+        >>> w = prior_factors(p, np.array([0.5, 0.5]))
+        >>> q = p * w / (p * w).sum(1, keepdims=True)
+        >>> q.mean(0).round(3).tolist(), q.argmax(1).tolist()
+        ([0.5, 0.5], [0, 1, 1, 0])
+    """
+    p = np.asarray(probabilities, np.float64)
+    target = np.asarray(prior, np.float64) / np.sum(prior)
+    factors = np.ones(p.shape[1])
+    for _ in range(rounds):
+        q = p * factors
+        q /= np.maximum(q.sum(1, keepdims=True), 1e-12)
+        factors = np.clip(factors * target / np.maximum(q.mean(0), 1e-12), 1e-3, 1e3)
+        factors /= factors.max()
+    return factors
+
+
+def rebalanced(probabilities, factors):
+    """`probabilities` [B, C] times the class `factors` [C], rows renormalised; constants for
+    the MMD weights (no gradient)."""
+    q = ops.cast(probabilities, "float32") * ops.cast(factors, "float32")[None, :]
+    return ops.stop_gradient(q / ops.maximum(ops.sum(q, axis=1, keepdims=True), 1e-12))
+
+
+class TargetPrior(keras.callbacks.Callback):
+    """Before every epoch, sets `factors` (a [C] variable) to `prior_factors` of the
+    predictions of up to `limit` target examples, so that the rebalanced predictions follow
+    `prior`.
+
+    Args:
+        probe: a model from inputs to (features [B, D], probabilities [B, C]).
+        target: batches of (target inputs, one-hot labels), not augmented.
+        factors: the variable the alignment reads.
+        prior: the expected class frequencies [C] (the source's).
+        limit: target examples to look at.
+        statistics: a context in which the probe normalises as training does.
+    """
+
+    def __init__(self, probe: keras.Model, target: tf.data.Dataset, factors: keras.Variable,
+                 prior: np.ndarray, limit: int = 4096,
+                 statistics: Callable[[], AbstractContextManager] = contextlib.nullcontext):
+        super().__init__()
+        self.probe, self.target, self.factors, self.limit = probe, target, factors, limit
+        self.prior, self.statistics = prior, statistics
+
+    def on_epoch_begin(self, epoch, logs=None):
+        with self.statistics():
+            probabilities, _, _ = probe_outputs(self.probe, self.target, self.limit)
+        self.factors.assign(prior_factors(probabilities, self.prior).astype("float32"))

@@ -383,7 +383,7 @@ class Callbacks:
                                      target=plain, guard=self.guard, deferred=True)
         self.best.discard()  # of an epoch a killed run did not commit
         self.last = AtomicCheckpoint(path / "checkpoints" / "last.keras", target=plain,
-                                     guard=self.guard)
+                                     guard=self.guard, twin=self.best)
         if resume and resume.get("best") is not None:
             self.best.best = float(resume["best"])
         self.state = ResumeState(path / rundir.RESUME_DIR, self.guard, self.best)
@@ -580,9 +580,11 @@ def finish(job: Job, head_epochs: int, done: int) -> dict[str, Any]:
     if job.adapt is not None:
         metrics["adaptation"] = job.adapt.finish(model, job.feed, job.val_ds,
                                                  cfg.data.batch_size)
-    # The report's split (test, else validation) is predicted once, for both uses.
+    # The report's split (test, else validation) is predicted once, for both uses, from the
+    # pipeline that evaluated it during training (already decoded and cached).
     shown = job.splits.test if job.splits.test is not None else job.splits.val
-    probabilities = prediction.probabilities(model, job.feed, shown, cfg.data.batch_size)
+    probabilities = prediction.batch_probabilities(
+        model, job.test_ds if job.test_ds is not None else job.val_ds)
     scored = scores(probabilities, shown.labels, model, cfg.model.label_smoothing)
     if job.test_ds is not None:
         metrics["val"] = model.evaluate(job.val_ds, return_dict=True, verbose=0)

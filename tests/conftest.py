@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Memos of checked files (ktransfer.data.memo) go to a folder of this test session's own.
+os.environ["KTRANSFER_CACHE"] = tempfile.mkdtemp(prefix="ktransfer-cache-")
 
 import inspect  # noqa: E402
 import json  # noqa: E402

@@ -58,6 +58,29 @@ def test_checkpoint_saves_its_target_and_nothing_after_a_nan(tmp_path):
     assert not (tmp_path / "last.keras").exists()
 
 
+def test_the_last_checkpoint_copies_the_best_one_written_in_the_same_epoch(tmp_path,
+                                                                          monkeypatch):
+    model = _model()
+    best = AtomicCheckpoint(tmp_path / "best.keras", monitor="val_loss", deferred=True)
+    last = AtomicCheckpoint(tmp_path / "last.keras", twin=best)
+    saves = []
+    save = keras.Model.save
+    monkeypatch.setattr(keras.Model, "save", lambda self, path: saves.append(1) or save(self, path))
+    for epoch, loss in enumerate([1.0, 2.0, 0.5]):
+        for checkpoint in (best, last):
+            checkpoint.set_model(model)
+            checkpoint.on_epoch_begin(epoch)
+        model.layers[-1].kernel.assign(model.layers[-1].kernel + 1.0)  # this epoch's weights
+        best.on_epoch_end(epoch, {"val_loss": loss})
+        last.on_epoch_end(epoch, {"val_loss": loss})
+        for a, b in zip(keras.saving.load_model(tmp_path / "last.keras").get_weights(),
+                        model.get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+        best.promote()
+    assert len(saves) == 3  # best at epochs 1 and 3 (copied by last), last alone at epoch 2
+    assert (tmp_path / "best.keras").read_bytes() == (tmp_path / "last.keras").read_bytes()
+
+
 def test_history_keeps_one_row_per_epoch_across_phases_and_resumes(tmp_path):
     model = _model()
     path = tmp_path / "history.csv"

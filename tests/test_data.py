@@ -240,3 +240,27 @@ def test_builtin_digits_rotations():
     # The second quarter is every digit turned by 90 degrees, labelled digit * 4 + 1.
     np.testing.assert_array_equal(rotated.images[n + 7], np.rot90(digits.images[7]))
     assert rotated.labels[n + 7] == digits.labels[7] * 4 + 1
+
+
+def test_a_folder_that_passed_the_decode_check_unchanged_is_not_decoded_again(tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.setenv("KTRANSFER_CACHE", str(tmp_path / "cache"))
+    root = write_images(tmp_path / "d", per_class=4)
+    checks = []
+    check = sources._undecodable
+    monkeypatch.setattr(sources, "_undecodable", lambda files: checks.append(1) or check(files))
+    first = sources.read_class_folders(root)
+    again = sources.read_class_folders(root)
+    assert len(checks) == 1 and np.array_equal(first.files, again.files)
+    victim = sorted(root.rglob("*.png"))[0]
+    victim.write_bytes(b"\x89PNG not an image")  # a new size and modification time
+    with pytest.raises(DataError, match=f"{victim.name} is not a readable image"):
+        sources.read_class_folders(root)
+    assert len(checks) == 2
+    victim.unlink()  # removed: a new set of files, checked once more and remembered
+    sources.read_class_folders(root)
+    sources.read_class_folders(root)
+    assert len(checks) == 3
+    monkeypatch.setenv("KTRANSFER_CACHE", "/proc/no-such-place")  # unwritable: no memo, no error
+    sources.read_class_folders(root)
+    assert len(checks) == 4

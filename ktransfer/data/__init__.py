@@ -1,1 +1,1 @@
-"""Data: labelled image sources (`sources`), augmentation (`augment`), tf.data (`pipeline`)."""
+"""Data every modality shares: examples and splits, manifests, TFDS, memos of checked files."""

@@ -2,7 +2,8 @@
 
 Every source becomes `ImageSet`s (one per split) with integer labels; splitting and sampling are
 shared with every modality (`ktransfer.data.splits`). Every file of a folder is decoded once up
-front, so a corrupt one is named before training starts (`--on_bad_image=fail|skip`).
+front, so a corrupt one is named before training starts (`--on_bad_image=fail|skip`); a folder
+whose files all passed and have not changed since is not decoded again (`ktransfer.data.memo`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from ktransfer.data import tfds
+from ktransfer.data import memo, tfds
 from ktransfer.data.splits import SPLIT_NAMES
 from ktransfer.errors import DataError, first_line
 from ktransfer.image.builtin import BUILTIN
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
 MAX_PIXELS = 100_000_000  # 10k x 10k; a larger image is refused before it is decoded
+DECODE_CHECK = f"images decode, at most {MAX_PIXELS} pixels, v1"  # the memo's name of the check
 
 
 # ---------------------------------------------------------------------------------- folders
@@ -98,15 +100,20 @@ def _undecodable(files: list[str]) -> list[int]:
 
 
 def drop_bad_images(images: ImageSet, on_bad_image: str, flag: str = "data") -> ImageSet:
-    """Decodes every file once; a bad one stops with an error naming it (`fail`) or is left
-    out with one warning line naming the files and their count (`skip`)."""
+    """Decodes every file once (unless these files, unchanged, all passed before); a bad one
+    stops with an error naming it (`fail`) or is left out with one warning line naming the
+    files and their count (`skip`)."""
     if images.files is None:
         return images
     files = images.files.tolist()
+    checked = memo.key(DECODE_CHECK, files)
+    if memo.seen(checked):
+        return images
     suspects = _undecodable(files)
     problems = [(i, files[i], image_problem(files[i])) for i in suspects]
     bad = [(i, f, why) for i, f, why in problems if why]
     if not bad:
+        memo.remember(checked)
         return images
     if on_bad_image == "fail":
         _, f, why = bad[0]
