@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -28,17 +29,22 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_one(tiny
     import keras
 
     cfg = tiny_config(epochs=0, fine_tune_epochs=3)  # whole-model checkpoints every epoch
-    real_save, saves = keras.Model.save, []
+    real_save, real_copy, saves = keras.Model.save, shutil.copyfile, []
 
-    def filling_up(self, filepath, *args, **kwargs):
+    def filling_up(write, source, filepath, *args, **kwargs):
+        """Saved or copied from best.keras, epoch 2's last.keras is half written, then the
+        disk is full."""
         if ".last." in str(filepath):
             saves.append(filepath)
-            if len(saves) == 2:  # epoch 2's checkpoint: half written, then the disk is full
+            if len(saves) == 2:
                 open(filepath, "wb").write(b"PK\x03\x04 partial")
                 raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(self, filepath, *args, **kwargs)
+        return write(source, filepath, *args, **kwargs)
 
-    monkeypatch.setattr(keras.Model, "save", filling_up)
+    monkeypatch.setattr(keras.Model, "save", lambda self, path, *a, **k:
+                        filling_up(real_save, self, path, *a, **k))
+    monkeypatch.setattr(shutil, "copyfile", lambda source, path, *a, **k:
+                        filling_up(real_copy, source, path, *a, **k))
     with pytest.raises(DiskFullError, match="is full .*last.keras.* the previous version"):
         train(cfg)
     monkeypatch.undo()
