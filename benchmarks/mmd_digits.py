@@ -15,8 +15,12 @@ same recipe trained on digits-M's own labels (the ceiling). From the source mode
 joint = JAN, cdan = CDAN+E) or `adabn` (no alignment loss, BatchNorm per domain), `+adabn`
 adds AdaBN, LOSS a `--target_loss` (entropy, im, mcc), +clusters / +balanced
 `--pseudo_labels` (class only); a part NAME=VALUE sets one of
-mmd_weight, class_threshold or target_loss_weight for that arm (e.g. class+adabn+
-class_threshold=0.8). `source-only` always runs first.
+mmd_weight, class_threshold, target_loss_weight or seed for that arm (e.g. class+adabn+
+class_threshold=0.8; seed=N restarts the adaptation with another seed from the same source
+model). `source-only` always runs first. `--sources=K` trains K source models per seed (the
+same split, initialisation seeds seed + 100 k) and adapts each arm from every one; its
+"best-of-K" row keeps, per seed, the run whose last epoch `--pick` (default im) scores highest,
+without target labels: what `ktransfer.tune --space=adaptation --hp_init_from=...` does.
 Target accuracy is on digits-M's labelled 'test' half, which training never sees; the
 unlabelled 'train' half is the target data.
 
@@ -50,7 +54,8 @@ from ktransfer.validators import VALIDATORS  # noqa: E402
 
 TARGET = "builtin:digits_m"
 ARMS = "adabn,marginal+adabn,class+adabn,joint+adabn,cdan+adabn,class+adabn+im"
-ARM_SETTINGS = ("mmd_weight", "class_threshold", "target_loss_weight")
+ARM_SETTINGS = {"mmd_weight": float, "class_threshold": float, "target_loss_weight": float,
+                "seed": int}
 
 
 def common(seed: int, epochs: int, run_dir: str) -> dict:
@@ -78,18 +83,51 @@ def arm_values(arm: str, weight: float) -> dict:
         elif extra in ("clusters", "balanced"):
             values.update(pseudo_labels=extra)
         elif value and name in ARM_SETTINGS:
-            values[name] = float(value)
+            values[name] = ARM_SETTINGS[name](value)
         elif extra != "adabn":
             raise SystemExit(f"--arms: unknown part {extra!r} in {arm!r}")
     return values
 
 
+def source_run(seed: int, init: int, args: argparse.Namespace, tmp: str) -> str:
+    """Trains the source model of `seed`'s split with initialisation seed `init`; its run."""
+    values = common(seed, args.source_epochs, f"{tmp}/src{seed}-{init}")
+    source = train(config.build(**{**values, "seed": init}, fine_tune_lr=3e-3, warmup_epochs=1))
+    print(f"seed {seed} (init {init}) after {args.source_epochs} source epochs: target "
+          f"accuracy {source.metrics['adaptation']['target_accuracy']:.4f}", flush=True)
+    return str(source.run_dir)
+
+
+def adapt_arm(seed: int, init: int, arm: str, source: str, args: argparse.Namespace,
+              tmp: str) -> dict:
+    """One arm's adaptation metrics, from the source run `source`."""
+    values = common(seed, args.epochs, f"{tmp}/{arm}{seed}-{init}")
+    values.update(init_from=source, fine_tune_lr=1e-3, warmup_epochs=0,
+                  **arm_values(arm, args.mmd_weight))
+    out = train(config.build(**values)).metrics["adaptation"]
+    print(f"seed {seed} (init {init}) {arm}: target accuracy {out['target_accuracy']:.4f}",
+          flush=True)
+    return out
+
+
+def best_of_sources(seed: int, arms: list[str], first: dict, args: argparse.Namespace,
+                    tmp: str) -> dict:
+    """--sources=K: every arm from K - 1 more source models of the same split (initialisation
+    seeds seed + 100 k), and under 'ARM best-of-K' the run whose last epoch --pick scores
+    highest (no target labels used), among those and the first source's."""
+    candidates = {arm: [first[arm]] for arm in arms}
+    for k in range(1, args.sources):
+        source = source_run(seed, seed + 100 * k, args, tmp)
+        for arm in arms:
+            candidates[arm].append(adapt_arm(seed, seed + 100 * k, arm, source, args, tmp))
+    return {f"{arm} best-of-{args.sources}": max(
+        runs, key=lambda r: r["selection"]["epochs"][-1]["scores"][args.pick])
+        for arm, runs in candidates.items()}
+
+
 def run_seed(seed: int, arms: list[str], args: argparse.Namespace, tmp: str) -> dict:
     """{arm: adaptation metrics} of one seed, and the oracle's accuracy under 'oracle'."""
-    source = train(config.build(**common(seed, args.source_epochs, f"{tmp}/src{seed}"),
-                                fine_tune_lr=3e-3, warmup_epochs=1))
-    print(f"seed {seed} after {args.source_epochs} source epochs: target accuracy "
-          f"{source.metrics['adaptation']['target_accuracy']:.4f}", flush=True)
+    source = source_run(seed, seed, args, tmp)
     out: dict = {}
     if args.oracle:
         oracle = train(config.build(**{**common(seed, args.source_epochs, f"{tmp}/oracle{seed}"),
@@ -98,11 +136,9 @@ def run_seed(seed: int, arms: list[str], args: argparse.Namespace, tmp: str) -> 
         out["oracle"] = oracle.metrics["test"]["accuracy"]
         print(f"seed {seed} oracle (digits-M labels): {out['oracle']:.4f}", flush=True)
     for arm in arms:
-        values = common(seed, args.epochs, f"{tmp}/{arm}{seed}")
-        values.update(init_from=str(source.run_dir), fine_tune_lr=1e-3, warmup_epochs=0,
-                      **arm_values(arm, args.mmd_weight))
-        out[arm] = a = train(config.build(**values)).metrics["adaptation"]
-        print(f"seed {seed} {arm}: target accuracy {a['target_accuracy']:.4f}", flush=True)
+        out[arm] = adapt_arm(seed, seed, arm, source, args, tmp)
+    if args.sources > 1:
+        out.update(best_of_sources(seed, arms[1:], out, args, tmp))
     return out
 
 
@@ -151,6 +187,11 @@ def main() -> None:
     parser.add_argument("--arms", default=ARMS)
     parser.add_argument("--mmd_weight", type=float, default=0.3)
     parser.add_argument("--oracle", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--sources", type=int, default=1,
+                        help="source models per seed (initialisation seeds seed + 100 k); "
+                        "with more than one, each arm's 'best-of-K' row keeps the run --pick "
+                        "scores highest")
+    parser.add_argument("--pick", default="im", choices=list(VALIDATORS))
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     arms = ["source-only", *args.arms.split(",")]
@@ -165,7 +206,11 @@ def main() -> None:
           f"{os.cpu_count()} CPUs); one run per cell; {(time.time() - start) / 60:.0f} min")
     print("target accuracy (%), last epoch; gain over source-only (points), share of the "
           "source-only -> oracle gap closed, worst seed minus mean (points):")
-    accuracy_table(arms, seeds, runs)
+    picked = [f"{arm} best-of-{args.sources}" for arm in arms[1:]] if args.sources > 1 else []
+    if picked:
+        print(f"('best-of-{args.sources}': of {args.sources} source models per seed, the "
+              f"adapted run whose last epoch {args.pick} scores highest)")
+    accuracy_table(arms + picked, seeds, runs)
     print("\nwhich epoch (mean target accuracy %, per-epoch, before the final AdaBN):")
     selection_table(arms[1:], runs)
 

@@ -526,6 +526,10 @@ class TuneConfig:
                                             registry="ktransfer.adaptation:ALIGNMENTS")
     hp_mmd_weights: tuple[float, ...] = option((0.1, 0.3, 1.0), "space=adaptation: MMD "
                                                "weights to try.")
+    hp_init_from: tuple[str, ...] = option((), "space=adaptation: source runs (--init_from: run "
+                                           "directories or model.keras files) to adapt from, "
+                                           "e.g. the same source training with other --seed "
+                                           "values; empty: the train flags' --init_from.")
     tuner: str = option("random", "Search algorithm.", registry="ktransfer.tuning:TUNERS")
     max_trials: int = option(10, "Trials to run (random, bayesian); hyperband sizes itself "
                             "from --epochs.")
@@ -552,6 +556,8 @@ class TuneConfig:
                 "bayesian")
         require(bool(self.hp_mmd_weights) and min(self.hp_mmd_weights) >= 0.0, "hp_mmd_weights",
                 "give weights >= 0, e.g. 0.1,0.3,1")
+        require(not self.hp_init_from or self.space == "adaptation", "hp_init_from",
+                "source runs to adapt from are searched with --space=adaptation")
         require(bool(self.hp_units) and min(self.hp_units) >= 1, "hp_units",
                 "give sizes >= 1, e.g. 64,128")
         for name, low in (("hp_dropout", 0.0), ("hp_label_smoothing", 0.0), ("hp_lr", 1e-12)):

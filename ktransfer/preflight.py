@@ -124,9 +124,7 @@ def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
         flag = "lr" if "head" in cfg.train.auto_phases() else "fine_tune_lr"
         raise ConfigError(flag, "auto is not for multi-worker runs (each worker would test on "
                           "its own); run python -m ktransfer.find_lr once and give its rate")
-    if cfg.model.init_from and not os.path.exists(cfg.model.init_from):
-        raise ConfigError("init_from", f"{cfg.model.init_from!r} does not exist; give a run "
-                          "directory or a model.keras")
+    _check_init_from(cfg.model.init_from, "init_from")
     if run_dir:
         rundir.check(cfg)
         check_writable(rundir.run_path(cfg), "run_dir")
@@ -145,6 +143,8 @@ def check_search(cfg: SearchConfig) -> Modality:
     if cfg.tune.space == "adaptation":  # each alignment tried must suit the other flags
         for alignment in cfg.tune.hp_alignments:
             dataclasses.replace(cfg.run.adapt, mmd_alignment=alignment)
+        for source in cfg.tune.hp_init_from:
+            _check_init_from(source, "hp_init_from")
     modality = check_train(cfg.run, run_dir=False)
     check_writable(Path(cfg.tune.directory) / cfg.tune.project, "directory")
     return modality
@@ -155,6 +155,13 @@ def check_find_lr(cfg: LRFinderConfig) -> Modality:
     modality = check_train(cfg.run, run_dir=False)
     check_writable(cfg.find.output_dir, "output_dir")
     return modality
+
+
+def _check_init_from(path: str, flag: str) -> None:
+    """A run (or model file) to start from exists."""
+    if path and not os.path.exists(path):
+        raise ConfigError(flag, f"{path!r} does not exist; give a run directory or a "
+                          "model.keras")
 
 
 def _check_data_path(spec: str, flag: str) -> None:

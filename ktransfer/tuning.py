@@ -242,9 +242,11 @@ def _search_head(search_cfg: SearchConfig, modality: Modality) -> SearchResult:
 
 
 def apply_adaptation(cfg: RunConfig, values: dict[str, Any], objective: str) -> RunConfig:
-    """`cfg` with a trial's alignment and MMD weight, keeping the epoch `objective` scores
-    best (so the model a trial is scored by is the one it keeps)."""
-    return dataclasses.replace(cfg, adapt=dataclasses.replace(
+    """`cfg` with a trial's alignment, MMD weight and (when searched) source run, keeping the
+    epoch `objective` scores best (so the model a trial is scored by is the one it keeps)."""
+    model = (dataclasses.replace(cfg.model, init_from=str(values["init_from"]))
+             if values.get("init_from") else cfg.model)
+    return dataclasses.replace(cfg, model=model, adapt=dataclasses.replace(
         cfg.adapt, mmd_alignment=str(values["mmd_alignment"]),
         mmd_weight=float(values["mmd_weight"]), da_select=objective))
 
@@ -263,8 +265,9 @@ def _adaptation_trial(cfg: RunConfig, run_dir: Path) -> dict[str, float]:
 
 
 def _search_adaptation(search_cfg: SearchConfig, modality: Modality) -> SearchResult:
-    """--mmd_alignment and --mmd_weight, every trial a whole adaptation run of the train flags
-    (in DIRECTORY/PROJECT/runs/TRIAL), ranked by --objective's score without target labels."""
+    """--mmd_alignment, --mmd_weight and (--hp_init_from) the source run, every trial a whole
+    adaptation run of the train flags (in DIRECTORY/PROJECT/runs/TRIAL), ranked by
+    --objective's score without target labels."""
     cfg, tc = search_cfg.run, search_cfg.tune
     project_dir = Path(tc.directory) / tc.project
     kt = _kt()
@@ -275,6 +278,8 @@ def _search_adaptation(search_cfg: SearchConfig, modality: Modality) -> SearchRe
             hp = trial.hyperparameters
             values = {"mmd_alignment": hp.Choice("mmd_alignment", list(tc.hp_alignments)),
                       "mmd_weight": hp.Choice("mmd_weight", list(tc.hp_mmd_weights))}
+            if tc.hp_init_from:
+                values["init_from"] = hp.Choice("init_from", list(tc.hp_init_from))
             return _adaptation_trial(apply_adaptation(cfg, values, tc.objective),
                                      project_dir / "runs" / trial.trial_id)
 

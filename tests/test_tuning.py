@@ -1,4 +1,5 @@
-"""Keras Tuner head search: search space, flags, kill-and-resume, and the winner's flagfile."""
+"""Keras Tuner searches (the head; adaptation runs): search space, flags, kill-and-resume, and
+the winner's flagfile."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import time
 import pytest
 
 from ktransfer import preflight
-from ktransfer.config import TuneConfig, build_search, parse_flagfile
+from ktransfer.config import TuneConfig, build, build_search, parse_flagfile
 from ktransfer.errors import ConfigError
+from ktransfer.training import train
 from ktransfer.tuning import apply_hyperparameters, search
 
 from conftest import REPO, SOURCE_WEIGHTS, error_line, run_cli, tiny_values
@@ -133,3 +135,30 @@ def test_adaptation_search_is_refused_without_target_data_or_with_hyperband(tmp_
         preflight.check_search(build_search(**common))
     with pytest.raises(ConfigError, match="^--tuner: hyperband"):
         build_search(**common, target_data="builtin:digits_m", tuner="hyperband")
+    missing = str(tmp_path / "no-such-run")
+    with pytest.raises(ConfigError, match=f"^--hp_init_from: '{missing}' does not exist"):
+        preflight.check_search(build_search(**common, target_data="builtin:digits_m",
+                                            hp_init_from=(missing,)))
+    with pytest.raises(ConfigError, match="^--hp_init_from: source runs to adapt from"):
+        build_search(**dict(common, space="head"), hp_init_from=(missing,))
+
+
+def test_adaptation_search_over_source_runs_adapts_from_each_and_keeps_the_winners(tmp_path):
+    """--hp_init_from: each trial adapts from one of the source runs (the same source training
+    with two seeds), and best.cfg retrains from the winner's."""
+    sources = []
+    for seed in (1, 2):
+        values = dict(tiny_values(tmp_path), epochs=0, fine_tune_epochs=1, steps_per_epoch=2,
+                      seed=seed, run_dir=str(tmp_path / f"source{seed}"))
+        train(build(**values))
+        sources.append(values["run_dir"])
+    values = dict(tiny_values(tmp_path), epochs=0, fine_tune_epochs=1, steps_per_epoch=2,
+                  target_data="builtin:digits_m", space="adaptation", objective="im",
+                  hp_alignments=("marginal",), hp_mmd_weights=(0.3,), hp_init_from=tuple(sources),
+                  tuner="random", max_trials=2, directory=str(tmp_path / "search"), project="s")
+    result = search(build_search(**values))
+    assert sorted(r["init_from"] for r in result.trials) == sources
+    for row in result.trials:
+        flags = parse_flagfile(tmp_path / "search" / "s" / "runs" / row["trial"] / "flags.cfg")
+        assert flags["init_from"] == row["init_from"]
+    assert parse_flagfile(result.best_flagfile)["init_from"] == result.trials[0]["init_from"]
