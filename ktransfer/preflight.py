@@ -145,7 +145,11 @@ def check_search(cfg: SearchConfig) -> Modality:
             dataclasses.replace(cfg.run.adapt, mmd_alignment=alignment)
         for source in cfg.tune.hp_init_from:
             _check_init_from(source, "hp_init_from")
-    modality = check_train(cfg.run, run_dir=False)
+    run = cfg.run
+    if cfg.tune.hp_init_from:  # the trials' source runs stand in for the train flags' own
+        run = dataclasses.replace(run, model=dataclasses.replace(
+            run.model, init_from=cfg.tune.hp_init_from[0]))
+    modality = check_train(run, run_dir=False)
     check_writable(Path(cfg.tune.directory) / cfg.tune.project, "directory")
     return modality
 

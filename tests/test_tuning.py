@@ -153,9 +153,11 @@ def test_adaptation_search_over_source_runs_adapts_from_each_and_keeps_the_winne
         train(build(**values))
         sources.append(values["run_dir"])
     values = dict(tiny_values(tmp_path), epochs=0, fine_tune_epochs=1, steps_per_epoch=2,
+                  init_from=str(tmp_path / "not-made"),  # stood in for by --hp_init_from's
                   target_data="builtin:digits_m", space="adaptation", objective="im",
                   hp_alignments=("marginal",), hp_mmd_weights=(0.3,), hp_init_from=tuple(sources),
                   tuner="random", max_trials=2, directory=str(tmp_path / "search"), project="s")
+    preflight.check_search(build_search(**values))
     result = search(build_search(**values))
     assert sorted(r["init_from"] for r in result.trials) == sources
     for row in result.trials:
