@@ -391,17 +391,17 @@ def _labeller(cfg: RunConfig, model: DomainAdaptationModel, unlabelled: tf.data.
     """The callback that re-reads the target before every epoch for --pseudo_labels (None for
     predictions): the cluster centroids, or the class factors towards the source's class
     frequencies (`source_labels` int [N])."""
+    if model.centroids is None and model.class_factors is None:
+        return None
     classifier = model.classifier
     probe = keras.Model(classifier.input, [feature_tensor(classifier), classifier.output])
     statistics = ((lambda: target_statistics(classifier, unlabelled)) if cfg.adapt.adabn
                   else contextlib.nullcontext)
     if model.centroids is not None:
         return TargetCentroids(probe, unlabelled, model.centroids, statistics=statistics)
-    if model.class_factors is not None:
-        prior = np.bincount(source_labels, minlength=int(classifier.output_shape[-1]))
-        return TargetPrior(probe, unlabelled, model.class_factors, prior.astype("float64"),
-                           statistics=statistics)
-    return None
+    prior = np.bincount(source_labels, minlength=int(classifier.output_shape[-1]))
+    return TargetPrior(probe, unlabelled, model.class_factors, prior.astype("float64"),
+                       statistics=statistics)
 
 
 def prepare(cfg: RunConfig, modality: Modality, splits: Splits, model: keras.Model, feed: Feed,
