@@ -30,7 +30,13 @@ from ktransfer.errors import DataError
 from ktransfer.features import feature_layer_index, feature_tensor
 from ktransfer.mmd import MMDLoss, mmd
 from ktransfer.modality import Feed, Modality
-from ktransfer.pseudo_labels import TargetCentroids, TargetPrior, nearest_centroid, rebalanced
+from ktransfer.pseudo_labels import (
+    TargetLabeller,
+    centroid_estimate,
+    nearest_centroid,
+    prior_estimate,
+    rebalanced,
+)
 from ktransfer.registry import Registry
 from ktransfer.rundir import RESUME_DIR
 from ktransfer.selection import CollapseGuard, EpochSelection
@@ -101,12 +107,12 @@ class DomainAdaptationModel(keras.Model):
                      threshold=cfg.class_threshold, name=name) for name in names])
         self.target_loss = (TargetLoss(cfg.target_loss, cfg.target_loss_weight,
                                        name="target_loss") if cfg.target_loss != "none" else None)
-        # --pseudo_labels=clusters: the class centroids of the target features (TargetCentroids)
+        # --pseudo_labels=clusters: the class centroids of the target features (TargetLabeller)
         self.centroids = (self.add_weight(
             shape=(int(classifier.output_shape[-1]), int(self.extractor.output_shape[-1]) + 1),
             initializer="zeros", trainable=False, name="target_centroids")
             if cfg.pseudo_labels == "clusters" and self.class_conditional else None)
-        # --pseudo_labels=balanced: per-class factors on the target predictions (TargetPrior)
+        # --pseudo_labels=balanced: per-class factors on the target predictions (TargetLabeller)
         self.class_factors = (self.add_weight(
             shape=(int(classifier.output_shape[-1]),), initializer="ones", trainable=False,
             name="class_factors")
@@ -398,10 +404,11 @@ def _labeller(cfg: RunConfig, model: DomainAdaptationModel, unlabelled: tf.data.
     statistics = ((lambda: target_statistics(classifier, unlabelled)) if cfg.adapt.adabn
                   else contextlib.nullcontext)
     if model.centroids is not None:
-        return TargetCentroids(probe, unlabelled, model.centroids, statistics=statistics)
+        return TargetLabeller(probe, unlabelled, model.centroids, centroid_estimate,
+                              statistics=statistics)
     prior = np.bincount(source_labels, minlength=int(classifier.output_shape[-1]))
-    return TargetPrior(probe, unlabelled, model.class_factors, prior.astype("float64"),
-                       statistics=statistics)
+    return TargetLabeller(probe, unlabelled, model.class_factors,
+                          prior_estimate(prior.astype("float64")), statistics=statistics)
 
 
 def prepare(cfg: RunConfig, modality: Modality, splits: Splits, model: keras.Model, feed: Feed,

@@ -9,13 +9,13 @@ nearest-centroid labels again, and each row takes its nearest centroid's class (
 mistakes of the classifier that the feature clusters do not share can be corrected. Measured
 on the digits -> digits-M benchmark it did not help (README, "Domain adaptation").
 
-`TargetCentroids` re-estimates the centroids at the start of every epoch into a variable;
+`TargetLabeller` re-estimates the centroids at the start of every epoch into a variable;
 `nearest_centroid` turns a batch of target features into one-hot class weights in the graph.
 
 A source classifier on a shifted target often pours many examples of every class into one
 "sink" class. `balanced` keeps the predictions but rescales each class's probability so that
 the predicted classes of the whole target follow the source's class frequencies (one factor
-per class, found like Sinkhorn's balancing and re-estimated every epoch, `TargetPrior`): rows
+per class, found like Sinkhorn's balancing and re-estimated every epoch by `TargetLabeller`): rows
 that the sink class wins only narrowly move to their next class. It assumes the target's
 classes are about as frequent as the source's.
 """
@@ -79,34 +79,6 @@ def nearest_centroid(features, centroids):
     return ops.stop_gradient(ops.one_hot(ops.argmax(similarity, axis=1), ops.shape(centroids)[0]))
 
 
-class TargetCentroids(keras.callbacks.Callback):
-    """Before every epoch, sets `centroids` (a [C, D + 1] variable) to `cluster_centroids` of
-    the features and predictions of up to `limit` target examples.
-
-    Args:
-        probe: a model from inputs to (features [B, D], probabilities [B, C]).
-        target: batches of (target inputs, one-hot labels, unused), not augmented.
-        centroids: the variable the alignment reads.
-        limit: target examples to look at.
-        statistics: a context in which the probe normalises as training does (with AdaBN,
-            BatchNorm by the target's own statistics); none by default.
-    """
-
-    def __init__(self, probe: keras.Model, target: tf.data.Dataset, centroids: keras.Variable,
-                 limit: int = 4096,
-                 statistics: Callable[[], AbstractContextManager] = contextlib.nullcontext):
-        super().__init__()
-        self.probe, self.target, self.centroids, self.limit = probe, target, centroids, limit
-        self.statistics = statistics
-
-    def on_epoch_begin(self, epoch, logs=None):
-        with self.statistics():
-            probabilities, features, _ = probe_outputs(self.probe, self.target, self.limit)
-        min_count = max(1, len(features) // (20 * probabilities.shape[1]))
-        self.centroids.assign(cluster_centroids(features, probabilities, min_count=min_count)
-                              .astype("float32"))
-
-
 def prior_factors(probabilities: np.ndarray, prior: np.ndarray, rounds: int = 50) -> np.ndarray:
     """Per-class factors [C] such that the rows of `probabilities` [N, C] multiplied by them and
     renormalised average to `prior` [C] (the classes' expected frequencies); each factor is
@@ -137,28 +109,42 @@ def rebalanced(probabilities, factors):
     return ops.stop_gradient(q / ops.maximum(ops.sum(q, axis=1, keepdims=True), 1e-12))
 
 
-class TargetPrior(keras.callbacks.Callback):
-    """Before every epoch, sets `factors` (a [C] variable) to `prior_factors` of the
-    predictions of up to `limit` target examples, so that the rebalanced predictions follow
-    `prior`.
+def centroid_estimate(probabilities: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """`cluster_centroids` [C, D + 1] of a target sample, a class with under 5 % of its fair
+    share of rows keeping its earlier centroid (--pseudo_labels=clusters)."""
+    min_count = max(1, len(features) // (20 * probabilities.shape[1]))
+    return cluster_centroids(features, probabilities, min_count=min_count)
+
+
+def prior_estimate(prior: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """`prior_factors` [C] towards the class frequencies `prior` [C] (--pseudo_labels=balanced);
+    the features are not used."""
+    return lambda probabilities, features: prior_factors(probabilities, prior)
+
+
+class TargetLabeller(keras.callbacks.Callback):
+    """Before every epoch, sets `variable` to `estimate(probabilities [N, C], features [N, D])`
+    of up to `limit` target examples: the class centroids (`centroid_estimate`) or the class
+    factors (`prior_estimate`) the alignment reads.
 
     Args:
         probe: a model from inputs to (features [B, D], probabilities [B, C]).
         target: batches of (target inputs, one-hot labels), not augmented.
-        factors: the variable the alignment reads.
-        prior: the expected class frequencies [C] (the source's).
+        variable: what the alignment reads.
+        estimate: (probabilities, features) -> the variable's new value.
         limit: target examples to look at.
-        statistics: a context in which the probe normalises as training does.
+        statistics: a context in which the probe normalises as training does (with AdaBN,
+            BatchNorm by the target's own statistics); none by default.
     """
 
-    def __init__(self, probe: keras.Model, target: tf.data.Dataset, factors: keras.Variable,
-                 prior: np.ndarray, limit: int = 4096,
+    def __init__(self, probe: keras.Model, target: tf.data.Dataset, variable: keras.Variable,
+                 estimate: Callable[[np.ndarray, np.ndarray], np.ndarray], limit: int = 4096,
                  statistics: Callable[[], AbstractContextManager] = contextlib.nullcontext):
         super().__init__()
-        self.probe, self.target, self.factors, self.limit = probe, target, factors, limit
-        self.prior, self.statistics = prior, statistics
+        self.probe, self.target, self.variable, self.limit = probe, target, variable, limit
+        self.estimate, self.statistics = estimate, statistics
 
     def on_epoch_begin(self, epoch, logs=None):
         with self.statistics():
-            probabilities, _, _ = probe_outputs(self.probe, self.target, self.limit)
-        self.factors.assign(prior_factors(probabilities, self.prior).astype("float32"))
+            probabilities, features, _ = probe_outputs(self.probe, self.target, self.limit)
+        self.variable.assign(self.estimate(probabilities, features).astype("float32"))

@@ -10,11 +10,12 @@ import tensorflow as tf
 from ktransfer import config
 from ktransfer.errors import ConfigError
 from ktransfer.pseudo_labels import (
-    TargetCentroids,
-    TargetPrior,
+    TargetLabeller,
     _unit,
+    centroid_estimate,
     cluster_centroids,
     nearest_centroid,
+    prior_estimate,
     prior_factors,
     rebalanced,
 )
@@ -71,7 +72,7 @@ def test_target_centroids_cluster_the_probe_outputs_at_every_epoch_start():
     ds = tf.data.Dataset.from_tensor_slices((features.astype("float32"),
                                              np.zeros((300, 3), "float32"))).batch(64)
     variable = keras.Variable(np.zeros((3, 9), "float32"), trainable=False)
-    TargetCentroids(probe, ds, variable).on_epoch_begin(0)
+    TargetLabeller(probe, ds, variable, centroid_estimate).on_epoch_begin(0)
     probs = keras.ops.convert_to_numpy(probe(features.astype("float32"))[1])
     expected = cluster_centroids(features, probs, min_count=max(1, 300 // 60))
     assert np.allclose(keras.ops.convert_to_numpy(variable), expected, atol=1e-5)
@@ -131,7 +132,7 @@ def test_target_prior_sets_the_factors_at_every_epoch_start():
                                              np.zeros((400, 4), "float32"))).batch(64)
     variable = keras.Variable(np.ones(4, "float32"), trainable=False)
     prior = np.array([1.0, 1.0, 1.0, 2.0])
-    TargetPrior(probe, ds, variable, prior).on_epoch_begin(0)
+    TargetLabeller(probe, ds, variable, prior_estimate(prior)).on_epoch_begin(0)
     factors = keras.ops.convert_to_numpy(variable)
     assert np.allclose(factors, prior_factors(probabilities, prior), atol=1e-5)
     q = probabilities * factors
