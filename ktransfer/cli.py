@@ -10,6 +10,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
+import gc  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
@@ -47,6 +48,8 @@ def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = F
         except KtransferError as exc:
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        finally:
+            _exit_quickly()
 
     def parse(argv: list[str]) -> list[str]:
         try:
@@ -56,3 +59,12 @@ def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = F
             sys.exit(EXIT_USAGE)
 
     app.run(guarded, flags_parser=parse)
+
+
+def _exit_quickly() -> None:
+    """Moves every live object out of reach of the garbage collector just before the process
+    exits: the interpreter's final collections over TensorFlow's and Keras's object graphs
+    took ~2 s after a MobileNetV2 run on 2 CPU cores (0.2 s frozen). Exit handlers, file
+    flushing and finalizers run as before; the memory goes back to the system with the
+    process."""
+    gc.freeze()

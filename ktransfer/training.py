@@ -67,6 +67,7 @@ from ktransfer.freezing import (
 )
 from ktransfer.lr_finder import FLAG_OF_PHASE, find_lr
 from ktransfer.modality import Feed, Modality, Network
+from ktransfer.recording import ValidationRecorder
 from ktransfer.report import write_report
 from ktransfer.saving import load_classifier
 from ktransfer.schedules import make_schedule
@@ -106,6 +107,21 @@ class Stage:
     stage_epochs: int
     offset: int
     peak_lr: float
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What the training phases leave for `finish`.
+
+    Args:
+        head_epochs: epochs of the head phase.
+        epochs: epochs in all.
+        recorder: the predictions of the last validation pass (`ktransfer.recording`).
+    """
+
+    head_epochs: int
+    epochs: int
+    recorder: ValidationRecorder
 
 
 @dataclass
@@ -150,8 +166,7 @@ def train(cfg: RunConfig) -> TrainResult:
     with _distributed(cfg) as (cfg, chief_run):
         job = prepare(cfg, modality, chief_run)
         with job.run:
-            head_epochs, done = fit_stages(job)
-            metrics = finish(job, head_epochs, done)
+            metrics = finish(job, fit_stages(job))
     return TrainResult(run_dir=job.run_dir, model=job.model, metrics=metrics)
 
 
@@ -389,21 +404,25 @@ class Callbacks:
         self.state = ResumeState(path / rundir.RESUME_DIR, self.guard, self.best)
         self.board = ([TensorBoard(log_dir=str(path / "tensorboard"))]
                       if t.tensorboard else [])
+        self.recorder = ValidationRecorder(len(job.splits.val), len(job.splits.class_names))
 
-    def for_fit(self, job: Job, stage: Stage, adapting: bool, first: int, start: int
-                ) -> list[keras.callbacks.Callback]:
-        """This fit's list: a stage that began at global epoch `first`, fitted from `start`
-        (later after a resume, whose saved weights hold the --ema average)."""
+    def for_fit(self, job: Job, stage: Stage, stage_model: keras.Model, adapting: bool,
+                first: int, start: int) -> list[keras.callbacks.Callback]:
+        """This fit's list: a stage that began at global epoch `first`, fitting `stage_model`
+        from `start` (later after a resume, whose saved weights hold the --ema average)."""
         t = job.cfg.train
         steps_done = (start - first + stage.offset) * job.steps  # of this phase
         for board in self.board:  # this fit's optimizer counts from the stage's start
             board.step_offset = first * job.steps
         ema = [EMAWeights(average_in_model=start > first)] if t.ema else []
+        # First: its fingerprint at the end of validation is of the weights validation saw.
+        recorder = [self.recorder] if stage_model is job.model and self.recorder.install(
+            job.model) else []
         adapt = (job.adapt.callbacks(stage.epochs, job.steps, steps_done)
                  if adapting and job.adapt is not None else [])
         # The resume state commits an epoch last, after everything that records it.
-        out = [self.guard, *ema, self.history, self.best, self.last, *adapt, self.state,
-               *self.board]
+        out = [*recorder, self.guard, *ema, self.history, self.best, self.last, *adapt,
+               self.state, *self.board]
         if t.early_stopping:
             out.append(keras.callbacks.EarlyStopping(
                 monitor=t.monitor, patience=t.early_stopping, restore_best_weights=True,
@@ -419,9 +438,9 @@ def _resume_position(stages: list[Stage], resume: dict[str, Any] | None) -> int:
     return keys.index((resume["phase"], resume["stage"]))
 
 
-def fit_stages(job: Job) -> tuple[int, int]:
+def fit_stages(job: Job) -> Fitted:
     """Fits the run's stages in order, skipping those a resumed run finished and stopping
-    after an early stop; returns (epochs of the head phase, epochs in all)."""
+    after an early stop."""
     callbacks, stages = Callbacks(job), job.stages
     resume = job.run.resume
     position = _resume_position(stages, resume)
@@ -449,7 +468,7 @@ def fit_stages(job: Job) -> tuple[int, int]:
             callbacks.state.extra = {"head_epochs": head_epochs}
         if stopped:
             break
-    return head_epochs, done
+    return Fitted(head_epochs, done, callbacks.recorder)
 
 
 def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
@@ -481,7 +500,7 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
             epochs=first + stage.stage_epochs,
             steps_per_epoch=job.steps if t.steps_per_epoch else None,
             class_weight=job.class_weights, verbose=t.verbose, shuffle=False,  # tf.data shuffles
-            callbacks=callbacks.for_fit(job, stage, kind == "adaptation", first, start))
+            callbacks=callbacks.for_fit(job, stage, fitted, kind == "adaptation", first, start))
     if callbacks.guard.tripped:
         rundir.mark_nan_stop(job.run_dir)
         raise TrainingError(_nan_message(callbacks.guard, job.run_dir, stage.phase))
@@ -561,7 +580,7 @@ def _nan_message(guard: NaNGuard, run_dir: Path, phase: str) -> str:
 # ------------------------------------------------------------------------------------ finish
 
 
-def finish(job: Job, head_epochs: int, done: int) -> dict[str, Any]:
+def finish(job: Job, trained: Fitted) -> dict[str, Any]:
     """After training: AdaBN, metrics, model files, metrics.json, report, export. Each step
     can run again (a run killed here is finished by the same command)."""
     cfg, model, path = job.cfg, job.model, job.run_dir
@@ -570,7 +589,8 @@ def finish(job: Job, head_epochs: int, done: int) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "modality": job.modality.name,
         "network": job.network.info,
-        "epochs": {"head": head_epochs, "fine_tune": done - head_epochs},
+        "epochs": {"head": trained.head_epochs,
+                   "fine_tune": trained.epochs - trained.head_epochs},
         "num_examples": job.splits.counts(),
         "class_names": list(job.splits.class_names),
     }
@@ -580,11 +600,8 @@ def finish(job: Job, head_epochs: int, done: int) -> dict[str, Any]:
     if job.adapt is not None:
         metrics["adaptation"] = job.adapt.finish(model, job.feed, job.val_ds,
                                                  cfg.data.batch_size)
-    # The report's split (test, else validation) is predicted once, for both uses, from the
-    # pipeline that evaluated it during training (already decoded and cached).
     shown = job.splits.test if job.splits.test is not None else job.splits.val
-    probabilities = prediction.batch_probabilities(
-        model, job.test_ds if job.test_ds is not None else job.val_ds)
+    probabilities = _shown_probabilities(job, trained.recorder)
     scored = scores(probabilities, shown.labels, model, cfg.model.label_smoothing)
     if job.test_ds is not None:
         metrics["val"] = model.evaluate(job.val_ds, return_dict=True, verbose=0)
@@ -603,6 +620,20 @@ def finish(job: Job, head_epochs: int, done: int) -> dict[str, Any]:
         log.info("exported a SavedModel to %s", metrics["export"])
     rundir.finish(path)
     return metrics
+
+
+def _shown_probabilities(job: Job, recorder: ValidationRecorder) -> np.ndarray:
+    """Probabilities [N, C] of the report's split (test, else validation), predicted once for
+    metrics.json and the report: the last validation pass's own when the model still holds
+    the weights it saw, else from the pipeline that evaluated the split during training
+    (already decoded and cached)."""
+    if job.test_ds is not None:
+        return prediction.batch_probabilities(job.model, job.test_ds)
+    recorded = recorder.probabilities(job.model)
+    if recorded is not None:
+        log.debug("validation probabilities from the last epoch's validation pass")
+        return recorded
+    return prediction.batch_probabilities(job.model, job.val_ds)
 
 
 def _report(job: Job, probabilities: np.ndarray) -> None:

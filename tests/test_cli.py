@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from conftest import error_line, run_cli
+from conftest import REPO, error_line, run_cli
 
 
 @pytest.mark.parametrize("args, expected", [
@@ -65,3 +67,22 @@ def test_offline_tfds_fails_fast_with_how_to(tmp_path):
                      timeout=60)
     assert result.returncode == 2
     assert "not found in" in error_line(result) and "--data_dir=DIR" in error_line(result)
+
+
+@pytest.mark.parametrize("outcome, code", [("return 0", 0), ("raise DataError('--data: no')", 2)])
+def test_an_entry_point_leaves_its_objects_out_of_the_final_garbage_collections(
+        outcome, code, tmp_path):
+    # The interpreter's last collections over TensorFlow's objects took ~2 s after a run.
+    script = tmp_path / "entry.py"
+    script.write_text(
+        "import atexit, gc\n"
+        "from ktransfer import cli\n"
+        "from ktransfer.errors import DataError\n"
+        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0, flush=True))\n"
+        "def main(argv):\n"
+        f"    {outcome}\n"
+        "cli.run(main, 'entry')\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            cwd=REPO, timeout=120)
+    assert result.returncode == code, result.stderr
+    assert result.stdout.strip() == "frozen True"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from ktransfer import config
 from ktransfer.classifier import get_backbone
@@ -48,6 +49,31 @@ def test_the_heat_of_the_corner_class_peaks_in_that_corner(corner_model):
         peak = np.unravel_index(np.argmax(heat), heat.shape)
         assert peak[0] < 16 and peak[1] < 16, peak  # the top-left quadrant
         assert heat[:16, :16].mean() > 2 * heat[16:, 16:].mean()
+
+
+@pytest.mark.parametrize("layer", ["", "block2_conv1"])
+def test_recording_from_the_map_on_gives_the_maps_of_the_whole_backbone(corner_model, layer):
+    x, y = corner_images(6, seed=3)
+    cam = GradCAM(corner_model, layer)
+    assert cam._cut is not None
+    cut = cam.heatmaps(x, list(y))
+    cam._cut = None  # the tape over the whole backbone, as for a skip connection across the map
+    np.testing.assert_allclose(cut, cam.heatmaps(x, list(y)), atol=1e-5)
+
+
+def test_a_map_with_a_skip_connection_across_it_is_weighed_through_the_whole_backbone():
+    inputs = keras.Input((16, 16, 3))
+    first = keras.layers.Conv2D(4, 3, padding="same", name="first")(inputs)
+    second = keras.layers.Conv2D(4, 3, padding="same", name="second")(first)
+    across = keras.layers.Add()([first, keras.layers.Conv2D(4, 1, name="third")(second)])
+    backbone = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(across),
+                           name="backbone")
+    model = keras.Sequential([keras.Input((16, 16, 3)), backbone,
+                              keras.layers.Dense(2, activation="softmax")])
+    cam = GradCAM(model, "second")
+    assert cam._cut is None
+    maps = cam.heatmaps(np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)), [0, 1])
+    assert maps.shape == (2, 16, 16) and np.isfinite(maps).all()
 
 
 def test_a_named_layer_is_used_and_a_wrong_one_is_named(corner_model):
@@ -98,3 +124,21 @@ def test_backbones_without_a_spatial_map_are_refused(hub_module):
     model = IMAGE.build(cfg, 3).model
     with pytest.raises(ConfigError, match="no layer with a spatial feature map"):
         IMAGE.explainer(model, None, "")
+
+
+def test_the_gallery_reads_the_images_at_the_positions_it_shows(tmp_path):
+    from ktransfer.image.gallery import _tiles
+    from ktransfer.image.imageset import ImageSet
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (9, 8, 8, 3), dtype=np.uint8)
+    files = []
+    for i, image in enumerate(pixels):  # files: only the shown ones are decoded
+        files.append(tmp_path / f"{i}.png")
+        Image.fromarray(image).save(files[-1])
+    for images in (ImageSet(("a", "b"), np.arange(9) % 2, images=pixels),
+                   ImageSet(("a", "b"), np.arange(9) % 2, files=np.array(files))):
+        tiles = _tiles(images, [(7, 1, "seven"), (2, 0, "two"), (5, 1, "five")], None)
+        assert [t[0][1] for t in tiles] == ["seven", "two", "five"]
+        for (tile, _), i in zip((t[0] for t in tiles), (7, 2, 5), strict=True):
+            np.testing.assert_array_equal(tile, pixels[i])

@@ -72,8 +72,9 @@ class GradCAM:
     def __init__(self, model: keras.Model, layer: str = ""):
         backbone = get_backbone(model)
         self.layer = spatial_layer(backbone, layer)
-        self._maps = keras.Model(backbone.inputs,
-                                 [backbone.get_layer(self.layer).output, backbone.output])
+        feature = backbone.get_layer(self.layer).output
+        self._maps = keras.Model(backbone.input, [feature, backbone.output])
+        self._cut = _cut_at(backbone, feature)
         self._preprocess = backbone_input(model)
         names = [lay.name for lay in model.layers]
         self._head = model.layers[names.index(BACKBONE_NAME) + 1:]
@@ -83,19 +84,46 @@ class GradCAM:
         """Heat maps [N, S, S] float32 in [0, 1] of `class_ids` [N] for `pixels` [N, S, S, 3]
         (model inputs, floats in [0, 255])."""
         x = tf.convert_to_tensor(pixels, tf.float32)
-        with tf.GradientTape() as tape:
-            inputs = self._preprocess(x, training=False) if self._preprocess is not None else x
-            feature_map, y = self._maps(inputs, training=False)
-            for layer in self._head:
-                y = layer(y, training=False)
-            chosen = tf.gather(tf.cast(y, tf.float32), tf.constant(list(class_ids)), batch_dims=1)
-            score = tf.math.log(chosen + 1e-12)
+        inputs = self._preprocess(x, training=False) if self._preprocess is not None else x
+        if self._cut is not None:  # the tape records from the map on, and no variable
+            feature_map = self._cut[0](inputs, training=False)
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(feature_map)
+                score = self._score(self._cut[1](feature_map, training=False), class_ids)
+        else:
+            with tf.GradientTape() as tape:
+                feature_map, y = self._maps(inputs, training=False)
+                score = self._score(y, class_ids)
         grads = tf.cast(tape.gradient(score, feature_map), tf.float32)
         weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # [N, 1, 1, C]
         cam = tf.nn.relu(tf.reduce_sum(weights * tf.cast(feature_map, tf.float32), axis=-1))
         cam = cam / (tf.reduce_max(cam, axis=(1, 2), keepdims=True) + 1e-12)
         cam = tf.image.resize(cam[..., None], [self.size, self.size], method="bilinear")
         return cam[..., 0].numpy()
+
+    def _score(self, features: tf.Tensor, class_ids: Sequence[int]) -> tf.Tensor:
+        """log p(class) [N] of each row's class, from the backbone's output through the head."""
+        y = features
+        for layer in self._head:
+            y = layer(y, training=False)
+        chosen = tf.gather(tf.cast(y, tf.float32), tf.constant(list(class_ids)), batch_dims=1)
+        return tf.math.log(chosen + 1e-12)
+
+
+def _cut_at(backbone: keras.Model, feature: keras.KerasTensor
+            ) -> tuple[keras.Model, keras.layers.Layer] | None:
+    """(inputs -> the feature map, the feature map -> the backbone's output): the eager
+    gradient tape then records only what follows the map (recording the whole backbone, whose
+    variables it watches, and backpropagating through it doubled the time: 0.8 s for 17
+    MobileNetV2 images at 160 px). None when the layers after the map also read earlier
+    tensors (a skip connection across it)."""
+    try:
+        to_map = keras.Model(backbone.input, feature)
+        if feature is backbone.output:  # the backbone ends with the map
+            return to_map, keras.layers.Identity()
+        return to_map, keras.Model(feature, backbone.output)
+    except ValueError:
+        return None
 
 
 def explain_images(cam: GradCAM, images: ImageSet, class_ids: Sequence[int],
