@@ -600,14 +600,7 @@ def finish(job: Job, trained: Fitted) -> dict[str, Any]:
     if job.adapt is not None:
         metrics["adaptation"] = job.adapt.finish(model, job.feed, job.val_ds,
                                                  cfg.data.batch_size)
-    shown = job.splits.test if job.splits.test is not None else job.splits.val
-    probabilities = _shown_probabilities(job, trained.recorder)
-    scored = scores(probabilities, shown.labels, model, cfg.model.label_smoothing)
-    if job.test_ds is not None:
-        metrics["val"] = model.evaluate(job.val_ds, return_dict=True, verbose=0)
-        metrics["test"] = scored
-    else:
-        metrics["val"] = scored
+    probabilities = _split_scores(job, trained.recorder, metrics)
     atomic.save_with(path / "model.keras", inference_model(model).save)
     atomic.save_with(path / "backbone.weights.h5", job.network.backbone.save_weights)
     metrics["seconds"] = round(time.time() - job.started, 1)
@@ -622,18 +615,25 @@ def finish(job: Job, trained: Fitted) -> dict[str, Any]:
     return metrics
 
 
-def _shown_probabilities(job: Job, recorder: ValidationRecorder) -> np.ndarray:
-    """Probabilities [N, C] of the report's split (test, else validation), predicted once for
-    metrics.json and the report: the last validation pass's own when the model still holds
-    the weights it saw, else from the pipeline that evaluated the split during training
-    (already decoded and cached)."""
-    if job.test_ds is not None:
-        return prediction.batch_probabilities(job.model, job.test_ds)
-    recorded = recorder.probabilities(job.model)
-    if recorded is not None:
+def _split_scores(job: Job, recorder: ValidationRecorder, metrics: dict[str, Any]
+                  ) -> np.ndarray:
+    """Fills metrics['val'] (and 'test') with what `model.evaluate` reports; returns the
+    probabilities [N, C] of the report's split (test, else validation). The validation
+    split's come from the last epoch's own validation pass while the model holds the weights
+    it saw, else from the pipeline that evaluated it during training (already decoded and
+    cached); each split is predicted at most once."""
+    model, smoothing = job.model, job.cfg.model.label_smoothing
+    val = recorder.probabilities(model)
+    if val is None:
+        val = prediction.batch_probabilities(model, job.val_ds)
+    else:
         log.debug("validation probabilities from the last epoch's validation pass")
-        return recorded
-    return prediction.batch_probabilities(job.model, job.val_ds)
+    metrics["val"] = scores(val, job.splits.val.labels, model, smoothing)
+    if job.test_ds is None or job.splits.test is None:
+        return val
+    test = prediction.batch_probabilities(model, job.test_ds)
+    metrics["test"] = scores(test, job.splits.test.labels, model, smoothing)
+    return test
 
 
 def _report(job: Job, probabilities: np.ndarray) -> None:

@@ -62,8 +62,9 @@ def test_a_pass_of_another_length_than_the_split_is_not_kept(rows):
     assert recorder.probabilities(model) is None
 
 
-def test_a_run_without_a_test_split_predicts_nothing_after_its_last_epoch(tiny_config,
-                                                                          monkeypatch):
+@pytest.mark.parametrize("test_split, predicted", [(0.0, 0), (0.2, 1)])
+def test_after_the_last_epoch_only_the_test_split_is_predicted(tiny_config, monkeypatch,
+                                                               test_split, predicted):
     from ktransfer import training
 
     calls, seen = [], {}
@@ -79,9 +80,9 @@ def test_a_run_without_a_test_split_predicts_nothing_after_its_last_epoch(tiny_c
         return metrics
 
     monkeypatch.setattr(training, "finish", finish)
-    result = training.train(tiny_config(test_split=0.0, epochs=1, fine_tune_epochs=1,
+    result = training.train(tiny_config(test_split=test_split, epochs=1, fine_tune_epochs=1,
                                         report=True))
-    assert seen["calls"] == 0
+    assert seen["calls"] == predicted
     # metrics.json's validation figures are those of the final model's own predictions.
     predicted = seen["predicted"].argmax(1)
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
