@@ -11,7 +11,7 @@ import pytest
 from ktransfer.config import parse_flagfile
 from ktransfer.errors import ConfigError
 from ktransfer.image.builtin import BUILTIN
-from ktransfer.training import adapt, train
+from ktransfer.training import adapt, adapt_best, train
 
 from conftest import run_cli, train_killed_after
 
@@ -206,6 +206,27 @@ def test_adapt_keeps_the_epoch_its_validator_scored_best(tiny_config, tmp_path):
                                                        abs=1e-6)
     with pytest.raises(ConfigError, match="^--da_select: chooses among the epochs"):
         tiny_config(da_select="im")
+
+
+def test_adapt_best_adapts_from_every_source_run_and_keeps_the_one_its_validator_prefers(
+        tiny_config, tmp_path):
+    sources = [train(tiny_config(epochs=0, fine_tune_epochs=1, fine_tune_lr=0.003,
+                                 bn_trainable=True, steps_per_epoch=6, seed=seed,
+                                 run_dir=str(tmp_path / f"source{seed}"))).run_dir
+               for seed in (1, 2)]
+    best = adapt_best(sources, "builtin:digits_m", pick="bnm", epochs=1, steps_per_epoch=6,
+                      collapse_guard=False, verbose=0)
+    scores = {}
+    for source in sources:  # both adapted, each beside its source
+        metrics = json.loads((Path(f"{source}-adapted") / "metrics.json").read_text())
+        scores[Path(f"{source}-adapted")] = metrics["adaptation"]["selection"]["best"][
+            "scores"]["bnm"]
+    assert len(set(scores.values())) == 2
+    assert best.run_dir == max(scores, key=scores.get)
+    with pytest.raises(ConfigError, match="^--pick: unknown validator 'accuracy'"):
+        adapt_best(sources, "builtin:digits_m", pick="accuracy")
+    with pytest.raises(ConfigError, match="^--runs: give one or more source runs"):
+        adapt_best([], "builtin:digits_m")
 
 
 def test_cdan_trains_the_classifier_and_its_discriminator(tiny_config):
