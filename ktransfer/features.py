@@ -24,6 +24,7 @@ from ktransfer.classifier import BACKBONE_NAME
 from ktransfer.config import RunConfig, to_flagfile
 from ktransfer.data import manifest
 from ktransfer.data.examples import Examples, Splits
+from ktransfer.data.options import without_autotune
 from ktransfer.heads import POOL_LAYER
 from ktransfer.modality import Feed
 
@@ -128,7 +129,7 @@ def feature_dataset(x: np.ndarray, labels: np.ndarray, num_classes: int, batch_s
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return without_autotune(ds.batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
 def cached_datasets(cfg: RunConfig, extractor: keras.Model, feed: Feed, splits: Splits,

@@ -12,6 +12,7 @@ from ktransfer import config
 from ktransfer.config import AugmentConfig
 from ktransfer.data.splits import class_weights
 from ktransfer.errors import ConfigError, DataError
+from ktransfer.features import feature_dataset
 from ktransfer.image import imageset, sources
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.modality import IMAGE
@@ -264,3 +265,17 @@ def test_a_folder_that_passed_the_decode_check_unchanged_is_not_decoded_again(tm
     monkeypatch.setenv("KTRANSFER_CACHE", "/proc/no-such-place")  # unwritable: no memo, no error
     sources.read_class_folders(root)
     assert len(checks) == 4
+
+
+def test_every_input_pipeline_runs_without_tf_data_autotuning():
+    """Destroying an autotuned iterator waited idle for tf.data's tuning thread (up to 0.9 s
+    after a validation pass, ktransfer.data.options): the image pipelines, the cached
+    feature batches and what is built on them (zipped, as adaptation pairs them) have it off."""
+    images = ImageSet(("a", "b"), np.array([0, 1, 0, 1]),
+                      images=np.zeros((4, 8, 8, 3), np.uint8))
+    built = [make_dataset(images, image_size=8, batch_size=2, training=training)
+             for training in (True, False)]
+    built.append(feature_dataset(np.zeros((4, 3), np.float32), images.labels, 2, 2))
+    built.append(tf.data.Dataset.zip((built[0], built[1])))
+    assert [ds.options().autotune.enabled for ds in built] == [False] * 4
+    assert sum(1 for _ in built[1]) == 2

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from ktransfer.config import AugmentConfig
 from ktransfer.data.examples import Examples
+from ktransfer.data.options import without_autotune
 from ktransfer.image.augment import batch_augmenter, random_resized_crop
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.tta import TTA_VIEWS
@@ -68,7 +69,7 @@ def make_dataset(
     augmenter = batch_augmenter(augment, seed) if (training and augment is not None) else None
     if augmenter is not None:
         ds = ds.map(augmenter, num_parallel_calls=AUTOTUNE)
-    return ds.prefetch(AUTOTUNE)
+    return without_autotune(ds.prefetch(AUTOTUNE))
 
 
 def _cached(ds: tf.data.Dataset, cache: str, cache_path: str | os.PathLike | None

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from ktransfer.data.examples import Examples
+from ktransfer.data.options import without_autotune
 from ktransfer.modality import Feed
 from ktransfer.text.encoders import PREPROCESSOR_DIR, save_preprocessor
 from ktransfer.text.hub import HubTextPreprocessor
@@ -85,7 +86,7 @@ class TextFeed(Feed):
                     math.ceil(len(examples) / batch_size)))
         ds = ds.map(lambda x, y: (trim(x, self.mask_key), tf.one_hot(y, num_classes)),
                     num_parallel_calls=AUTOTUNE)
-        return ds.prefetch(AUTOTUNE)
+        return without_autotune(ds.prefetch(AUTOTUNE))
 
     def save(self, run_dir: str | os.PathLike) -> None:
         if isinstance(self.preprocessor, HubTextPreprocessor):
