@@ -225,11 +225,10 @@ def adapt_best(runs: Sequence[str | Path], target: str, *, pick: str = "im",
         raise ConfigError("runs", "give one or more source runs (each adapted run goes "
                           "beside its source, so run_dir is not taken)")
     adapted = [adapt(run, target, **kwargs) for run in runs]
-    for result in adapted:
-        score = result.metrics["adaptation"]["selection"]["best"]["scores"][pick]
-        log.info("adapted from %s: %s %.4g", result.run_dir, pick, score)
-    return max(adapted, key=lambda r: r.metrics["adaptation"]["selection"]["best"]["scores"]
-               [pick])
+    scores = [r.metrics["adaptation"]["selection"]["best"]["scores"][pick] for r in adapted]
+    for result, score in zip(adapted, scores, strict=True):
+        log.info("adapted into %s: %s %.4g", result.run_dir, pick, score)
+    return adapted[int(np.argmax(scores))]
 
 
 @contextlib.contextmanager

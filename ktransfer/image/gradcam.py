@@ -73,8 +73,9 @@ class GradCAM:
         backbone = get_backbone(model)
         self.layer = spatial_layer(backbone, layer)
         feature = backbone.get_layer(self.layer).output
-        self._maps = keras.Model(backbone.input, [feature, backbone.output])
         self._cut = _cut_at(backbone, feature)
+        self._maps = (keras.Model(backbone.input, [feature, backbone.output])
+                      if self._cut is None else None)
         self._preprocess = backbone_input(model)
         names = [lay.name for lay in model.layers]
         self._head = model.layers[names.index(BACKBONE_NAME) + 1:]
@@ -91,6 +92,7 @@ class GradCAM:
                 tape.watch(feature_map)
                 score = self._score(self._cut[1](feature_map, training=False), class_ids)
         else:
+            assert self._maps is not None
             with tf.GradientTape() as tape:
                 feature_map, y = self._maps(inputs, training=False)
                 score = self._score(y, class_ids)
