@@ -37,23 +37,41 @@ def test_quickstart_transfer_beats_scratch_by_10_points(tmp_path, scratch):
     assert transferred >= max(scratch.values()) + 0.10, (transferred, scratch)
 
 
+def _pooled_features(weights) -> np.ndarray:
+    """small_cnn's global-average-pooled features [1797, 128] of the 1,797 digits at 32 px."""
+    import tensorflow as tf
+
+    from ktransfer.image.backbones import small_cnn
+    from ktransfer.image.builtin import BUILTIN
+
+    images = BUILTIN.get("digits")()["all"].images
+    pixels = tf.image.resize(images.astype("float32"), (32, 32)).numpy() / 255.0  # scale01
+    backbone = small_cnn((32, 32, 3))
+    backbone.load_weights(weights)
+    return backbone.predict(pixels, batch_size=256, verbose=0).mean(axis=(1, 2))
+
+
+def _linear_cka(a: np.ndarray, b: np.ndarray) -> float:
+    """Linear centred kernel alignment (Kornblith et al. 2019) of two [N, D] feature sets: 1 when
+    they differ by a rotation and scaling, near 0 for unrelated features."""
+    a, b = a - a.mean(axis=0), b - b.mean(axis=0)
+    return float(np.linalg.norm(a.T @ b) ** 2
+                 / (np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b)))
+
+
 # 3 minutes on 2 cores (plus the scratch runs): `make test-assets`, which CI runs after `make test`.
 @pytest.mark.assets
 def test_source_backbone_is_recreated_by_its_flagfile(tmp_path, scratch):
-    from ktransfer.image.backbones import small_cnn
-
     accuracy = _run(tmp_path / "source", "configs/digits_source.cfg")
     assert accuracy >= 0.9  # 20 classes: digits 0-4 in 4 orientations
-    recreated, shipped = small_cnn((32, 32, 3)), small_cnn((32, 32, 3))
-    recreated.load_weights(tmp_path / "source" / "backbone.weights.h5")
-    shipped.load_weights(SOURCE_WEIGHTS)
-    assert [w.shape for w in recreated.weights] == [w.shape for w in shipped.weights]
-    # Same flags, same seeds: close to the shipped weights (not bit-equal across CPUs, whose
-    # float reductions may differ).
-    diffs = [np.abs(a.numpy() - b.numpy()).max() / (np.abs(b.numpy()).max() + 1e-6)
-             for a, b in zip(recreated.weights, shipped.weights, strict=True)]
-    assert np.median(diffs) < 0.5, diffs
+    recreated = tmp_path / "source" / "backbone.weights.h5"
+    # Training from the same seeds is not bit-equal across CPUs (float reductions differ), and
+    # the weights themselves drift apart within a few epochs, so the check is on what the
+    # backbone computes. Measured on this project's VM against the shipped weights: the
+    # flagfile 0.984, the flagfile with --seed=1 0.947, trained on the digits without the
+    # rotations 0.843, for 2 epochs instead of 15 0.722, random weights 0.09-0.12.
+    cka = _linear_cka(_pooled_features(recreated), _pooled_features(SOURCE_WEIGHTS))
+    assert cka >= 0.9, cka
     # And it transfers like the shipped one.
-    transferred = _run(tmp_path / "target", "configs/quickstart.cfg",
-                       f"--weights={tmp_path / 'source' / 'backbone.weights.h5'}")
+    transferred = _run(tmp_path / "target", "configs/quickstart.cfg", f"--weights={recreated}")
     assert transferred >= max(scratch.values()) + 0.05, (transferred, scratch)
