@@ -39,7 +39,7 @@ from ktransfer.pseudo_labels import (
 )
 from ktransfer.registry import Registry
 from ktransfer.rundir import RESUME_DIR
-from ktransfer.selection import CollapseGuard, EpochSelection
+from ktransfer.selection import CollapseGuard, EpochSelection, feature_probe, probe_outputs
 from ktransfer.target_losses import TargetLoss
 
 log = logging.getLogger(__name__)
@@ -241,20 +241,22 @@ def recalibrate_batchnorm(model: keras.Model, images: tf.data.Dataset,
     trainable = [layer.trainable for layer in layers]
     moving = [(layer.moving_mean.numpy(), layer.moving_variance.numpy()) for layer in layers]
     # Per layer, per channel: sum of x and of x^2 over every position, and how many positions.
-    totals, squares, counts = [0.0] * len(layers), [0.0] * len(layers), [0] * len(layers)
+    totals, squares, counts = [0.0] * len(layers), [0.0] * len(layers), [0.0] * len(layers)
     images_seen = 0
     try:
         for layer in layers:  # a frozen BatchNorm ignores training=True
             layer.trainable = True
+        # Traced here, while the layers train. Eager calls spent much of the pass in Python,
+        # layer by layer: MobileNetV2 at 96 px on 512 images 7.7-8.1 s, traced 4.1-5.3 s.
+        step = tf.function(lambda x: _moments(probe(x if feed is None else feed(x),
+                                                    training=True), layers),
+                           reduce_retracing=True)
         for batch in images:
             x = batch[0] if isinstance(batch, tuple) else batch
-            outputs = probe(x if feed is None else feed(x), training=True)
-            for i, (layer, out) in enumerate(zip(layers, outputs, strict=True)):
-                axes = [a for a in range(len(out.shape)) if a != layer.axis % len(out.shape)]
-                out = tf.cast(out, tf.float64)
-                totals[i] = totals[i] + tf.reduce_sum(out, axes).numpy()
-                squares[i] = squares[i] + tf.reduce_sum(tf.square(out), axes).numpy()
-                counts[i] += int(np.prod([out.shape[a] for a in axes]))
+            for i, (total, square, count) in enumerate(zip(*step(x), strict=True)):
+                totals[i] += total.numpy()
+                squares[i] += square.numpy()
+                counts[i] += float(count)
             images_seen += int(keras.tree.flatten(x)[0].shape[0])
             if images_seen >= max_images:
                 break
@@ -270,6 +272,21 @@ def recalibrate_batchnorm(model: keras.Model, images: tf.data.Dataset,
         layer.moving_mean.assign(mean.astype("float32"))
         layer.moving_variance.assign(np.maximum(square / n - mean ** 2, 0.0).astype("float32"))
     return len(layers)
+
+
+def _moments(outputs: list[tf.Tensor], layers: list[keras.layers.Layer]
+             ) -> tuple[list[tf.Tensor], list[tf.Tensor], list[tf.Tensor]]:
+    """Per layer, over every position but the channel axis: the sums of x and of x^2 (float64
+    [channels]) and how many positions were summed (float64 [])."""
+    sums, squares, counts = [], [], []
+    for layer, out in zip(layers, outputs, strict=True):
+        axis = layer.axis % len(out.shape)
+        axes = [a for a in range(len(out.shape)) if a != axis]
+        out = tf.cast(out, tf.float64)
+        sums.append(tf.reduce_sum(out, axes))
+        squares.append(tf.reduce_sum(tf.square(out), axes))
+        counts.append(tf.cast(tf.size(out) // tf.shape(out)[axis], tf.float64))
+    return sums, squares, counts
 
 
 @contextlib.contextmanager
@@ -294,18 +311,9 @@ def domain_mmd(model: keras.Model, source_ds: tf.data.Dataset, target_ds: tf.dat
                max_images: int = 512) -> float:
     """Biased MMD^2 between up to `max_images` source and target feature vectors (after the
     backbone, pooled): how far apart the model sees the two domains."""
-    extractor = keras.Model(model.input, feature_tensor(model))
-
-    def features(ds):
-        out, n = [], 0
-        for x, _ in ds:
-            out.append(np.asarray(extractor(x, training=False)))
-            n += len(out[-1])
-            if n >= max_images:
-                break
-        return np.concatenate(out)[:max_images]
-
-    return float(mmd(features(source_ds), features(target_ds), "biased"))
+    probe = feature_probe(model)
+    source, target = (probe_outputs(probe, ds, max_images)[1] for ds in (source_ds, target_ds))
+    return float(mmd(source, target, "biased"))
 
 
 @dataclass
@@ -400,7 +408,7 @@ def _labeller(cfg: RunConfig, model: DomainAdaptationModel, unlabelled: tf.data.
     if model.centroids is None and model.class_factors is None:
         return None
     classifier = model.classifier
-    probe = keras.Model(classifier.input, [feature_tensor(classifier), classifier.output])
+    probe = feature_probe(classifier)
     statistics = ((lambda: target_statistics(classifier, unlabelled)) if cfg.adapt.adabn
                   else contextlib.nullcontext)
     if model.centroids is not None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from typing import Any
 
 import keras
 import numpy as np
@@ -128,7 +129,7 @@ class TargetLabeller(keras.callbacks.Callback):
     factors (`prior_estimate`) the alignment reads.
 
     Args:
-        probe: a model from inputs to (features [B, D], probabilities [B, C]).
+        probe: a `feature_probe`: inputs -> (features [B, D], probabilities [B, C]).
         target: batches of (target inputs, one-hot labels), not augmented.
         variable: what the alignment reads.
         estimate: (probabilities, features) -> the variable's new value.
@@ -137,7 +138,8 @@ class TargetLabeller(keras.callbacks.Callback):
             BatchNorm by the target's own statistics); none by default.
     """
 
-    def __init__(self, probe: keras.Model, target: tf.data.Dataset, variable: keras.Variable,
+    def __init__(self, probe: Callable[[Any], Any], target: tf.data.Dataset,
+                 variable: keras.Variable,
                  estimate: Callable[[np.ndarray, np.ndarray], np.ndarray], limit: int = 4096,
                  statistics: Callable[[], AbstractContextManager] = contextlib.nullcontext):
         super().__init__()

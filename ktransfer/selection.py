@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,22 @@ log = logging.getLogger(__name__)
 WEIGHTS, STATE = "selected.weights.h5", "selection.json"
 
 
-def probe_outputs(probe: keras.Model, ds: tf.data.Dataset, limit: int
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def feature_probe(classifier: keras.Model) -> Callable[[Any], Any]:
+    """A batch of the classifier's inputs -> (features [B, D], probabilities [B, C]), in
+    inference mode, as one traced graph (retraced at most twice, for a new batch shape): a pass
+    of eager calls spends most of its time in Python, layer by layer (small_cnn on 899 images
+    of 16 px: 0.55-0.64 s eagerly, 0.11-0.13 s traced, 0.29 s with its tracing)."""
+    probe = keras.Model(classifier.input, [feature_tensor(classifier), classifier.output])
+    return tf.function(lambda x: probe(x, training=False), reduce_retracing=True)
+
+
+def probe_outputs(probe: Callable[[Any], Any], ds: tf.data.Dataset, limit: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(probabilities [N, C], features [N, D], labels [N]) of up to `limit` examples of
-    (inputs, one-hot labels) batches."""
+    (inputs, one-hot labels) batches, by a `feature_probe`."""
     probs, feats, labels, n = [], [], [], 0
     for x, y in ds:
-        features, probabilities = probe(x, training=False)
+        features, probabilities = probe(x)
         probs.append(np.asarray(probabilities, np.float64))
         feats.append(np.asarray(features, np.float64))
         labels.append(np.asarray(y).argmax(1))
@@ -65,7 +75,7 @@ class CollapseGuard(keras.callbacks.Callback):
                  limit: int = 1000):
         super().__init__()
         self.classifier, self.target, self.drop, self.limit = classifier, target, drop, limit
-        self.probe = keras.Model(classifier.input, [feature_tensor(classifier), classifier.output])
+        self.probe = feature_probe(classifier)
         self.used: np.ndarray | None = None  # classes the target predictions used
         self.good: list[np.ndarray] | None = None
         self.best_val = -math.inf
@@ -124,7 +134,7 @@ class EpochSelection(keras.callbacks.Callback):
         self.name, self.classifier, self.folder = name, classifier, Path(folder)
         self.target, self.source_val, self.evaluation, self.limit = (target, source_val,
                                                                      evaluation, limit)
-        self.probe = keras.Model(classifier.input, [feature_tensor(classifier), classifier.output])
+        self.probe = feature_probe(classifier)
         saved = self.folder / STATE
         self.state: dict[str, Any] = (json.loads(saved.read_text()) if saved.is_file()
                                       else {"validator": name, "epochs": [], "best": None})

@@ -41,8 +41,10 @@ def test_quickstart_notebook_executes():
 def test_sentiment_notebook_runs_and_real_transfer_beats_tfidf_by_8_points():
     """The text notebook end to end, on 300 labelled movie snippets: the fine-tuned MiniLM
     (real weights, real human-rated sentences, offline) must beat TF-IDF + logistic regression
-    trained on the same labels by at least 8 points on the 2,008 test sentences."""
-    _, text = _run("sentiment.ipynb", "labels_per_class = 150\nfine_tune_epochs = 2")
+    trained on the same labels by at least 8 points on the 2,008 test sentences. One
+    fine-tuning epoch (the config's 3 take longer than a test should): +11.9, +12.4 and +13.0
+    points with seeds 0, 1 and 2 (74.3-76.1 % against 62.4-63.1 %); 2 epochs +15.1 on seed 0."""
+    _, text = _run("sentiment.ipynb", "labels_per_class = 150\nfine_tune_epochs = 1")
     transferred = float(re.search(r"test accuracy: ([0-9.]+)", text).group(1))
     baseline = float(re.search(r"TF-IDF \+ logistic regression: ([0-9.]+)", text).group(1))
     assert "with the same 300 labels" in text

@@ -5,21 +5,26 @@ Seeds are fixed in the flagfiles. Figures over several seeds are in README.md.
 
 from __future__ import annotations
 
-import json
+import contextlib
 
 import numpy as np
 import pytest
 
-from conftest import SOURCE_WEIGHTS, run_cli
+from ktransfer import config
+from ktransfer.training import train
+
+from conftest import REPO, SOURCE_WEIGHTS
 
 pytestmark = pytest.mark.slow  # scheduled first (see conftest.py)
 
 
-def _run(run_dir, flagfile: str, *extra: str) -> float:
-    result = run_cli("train", f"--flagfile={flagfile}", f"--run_dir={run_dir}", "--verbose=0",
-                     "--notensorboard", "--noreport", *extra)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"]
+def _run(run_dir, flagfile: str, **overrides) -> float:
+    """Test accuracy of a run of `flagfile` (in this process: what is tested is the training,
+    not the command line)."""
+    with contextlib.chdir(REPO):  # the flagfiles name files relative to the repository
+        cfg = config.from_flagfile(flagfile, run_dir=str(run_dir), verbose=0,
+                                   tensorboard=False, report=False, **overrides)
+        return train(cfg).metrics["test"]["accuracy"]
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +34,7 @@ def scratch(tmp_path_factory) -> dict[str, float]:
     tiny batches. The transferred model must beat the better of the two."""
     tmp = tmp_path_factory.mktemp("scratch")
     return {"bn_trains": _run(tmp / "bn", "configs/quickstart_scratch.cfg"),
-            "bn_frozen": _run(tmp / "nobn", "configs/quickstart_scratch.cfg", "--nobn_trainable")}
+            "bn_frozen": _run(tmp / "nobn", "configs/quickstart_scratch.cfg", bn_trainable=False)}
 
 
 def test_quickstart_transfer_beats_scratch_by_10_points(tmp_path, scratch):
@@ -73,5 +78,5 @@ def test_source_backbone_is_recreated_by_its_flagfile(tmp_path, scratch):
     cka = _linear_cka(_pooled_features(recreated), _pooled_features(SOURCE_WEIGHTS))
     assert cka >= 0.9, cka
     # And it transfers like the shipped one.
-    transferred = _run(tmp_path / "target", "configs/quickstart.cfg", f"--weights={recreated}")
+    transferred = _run(tmp_path / "target", "configs/quickstart.cfg", weights=str(recreated))
     assert transferred >= max(scratch.values()) + 0.05, (transferred, scratch)
