@@ -803,11 +803,22 @@ def _convert(cls: type, name: str, value: Any) -> Any:
         item = typing.get_args(kind)[0]
         items = [str(v).strip() for v in (value or []) if str(v).strip()]
         try:
-            return tuple(item(v) for v in items)
+            value = tuple(item(v) for v in items)
         except ValueError:
             raise ConfigError(name, f"expected comma-separated {item.__name__} values, "
                               f"got {','.join(items)!r}") from None
+    _check_choices(next(f for f in dataclasses.fields(cls) if f.name == name), value)
     return value
+
+
+def _check_choices(f: dataclasses.Field, value: Any) -> None:
+    """A field's fixed choices hold for every way of building a config, as the command line's
+    enum flags hold them (registry-backed names are checked in pre-flight)."""
+    choices = f.metadata.get("choices")
+    if not choices or f.metadata.get("registry"):
+        return
+    for item in value if isinstance(value, tuple) else (value,):
+        require(item in choices, f.name, f"expected one of {', '.join(choices)}, got {item!r}")
 
 
 def _build_parts(groups: dict[str, type], values: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -58,6 +59,32 @@ def test_bad_values_name_their_flag(values, flag):
     assert info.value.flag == flag
     assert str(info.value).startswith(f"--{flag}: ")
     assert "\n" not in str(info.value)
+
+
+FIXED_CHOICES = [(f.name, f.metadata["choices"])
+                 for cls in {**config.GROUPS, **config.SEARCH_GROUPS}.values()
+                 for f in dataclasses.fields(cls)
+                 if f.metadata.get("choices") and not f.metadata.get("registry")]
+
+
+@pytest.mark.parametrize("name, choices", FIXED_CHOICES, ids=[n for n, _ in FIXED_CHOICES])
+def test_a_value_outside_a_fields_choices_is_refused_in_python_as_on_the_command_line(
+        name, choices):
+    """The command line's enum flags refuse other values; a notebook's `config.build` (or
+    `train(...)`, `adapt(**flags)`) must too, before any work, instead of passing them on."""
+    build = config.build if name in _RUN_FIELDS else config.build_search
+    with pytest.raises(ConfigError) as info:
+        build(data="builtin:digits", **{name: "no-such-choice"})
+    assert str(info.value) == (f"--{name}: expected one of {', '.join(choices)}, "
+                               "got 'no-such-choice'")
+    for choice in choices:  # each is still accepted (other rules may ask for more flags)
+        try:
+            build(data="builtin:digits", **{name: choice})
+        except ConfigError as exc:
+            assert "expected one of" not in str(exc)
+
+
+_RUN_FIELDS = {f.name for cls in config.GROUPS.values() for f in dataclasses.fields(cls)}
 
 
 def test_flagfile_round_trip(tmp_path):
