@@ -94,8 +94,8 @@ class TokenAttributions:
             raise ConfigError("explain", "token attributions need a keras-hub tokenizer")
         self.model, self.preprocessor, self.mask_key = model, preprocessor, mask_key
         self.tokenizer, self.steps = tokenizer, steps
-        # One graph for every text length and class: the report explains 10 or more texts, and
-        # the encoder's forward and backward passes run eagerly 2-3x slower on CPU.
+        # One graph for every text length and class: the report explains 10 or more texts
+        # (12 with the real MiniLM: 6.4-6.9 s eagerly, 1.7 s traced, 4.7 s with the tracing).
         self._integrated = tf.function(self._path_integral, reduce_retracing=True)
 
     def _path_integral(self, inputs: dict[str, tf.Tensor], class_id: tf.Tensor) -> tf.Tensor:
