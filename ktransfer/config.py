@@ -797,7 +797,8 @@ def fields_with_registry(cfg: Any) -> list[tuple[str, Any, str]]:
     return out
 
 
-def _convert(cls: type, name: str, value: Any) -> Any:
+def _convert(cls: type, f: dataclasses.Field, value: Any) -> Any:
+    name = f.name
     kind = typing.get_type_hints(cls)[name]
     if typing.get_origin(kind) is tuple:
         item = typing.get_args(kind)[0]
@@ -807,7 +808,7 @@ def _convert(cls: type, name: str, value: Any) -> Any:
         except ValueError:
             raise ConfigError(name, f"expected comma-separated {item.__name__} values, "
                               f"got {','.join(items)!r}") from None
-    _check_choices(next(f for f in dataclasses.fields(cls) if f.name == name), value)
+    _check_choices(f, value)
     return value
 
 
@@ -827,7 +828,7 @@ def _build_parts(groups: dict[str, type], values: dict[str, Any]) -> dict[str, A
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(unknown[0], "is not a known option")
-    return {group: cls(**{f.name: _convert(cls, f.name, values[f.name])
+    return {group: cls(**{f.name: _convert(cls, f, values[f.name])
                           for f in dataclasses.fields(cls) if f.name in values})
             for group, cls in groups.items()}
 
