@@ -65,6 +65,7 @@ FIXED_CHOICES = [(f.name, f.metadata["choices"])
                  for cls in {**config.GROUPS, **config.SEARCH_GROUPS}.values()
                  for f in dataclasses.fields(cls)
                  if f.metadata.get("choices") and not f.metadata.get("registry")]
+_RUN_FIELDS = {f.name for cls in config.GROUPS.values() for f in dataclasses.fields(cls)}
 
 
 @pytest.mark.parametrize("name, choices", FIXED_CHOICES, ids=[n for n, _ in FIXED_CHOICES])
@@ -83,8 +84,6 @@ def test_a_value_outside_a_fields_choices_is_refused_in_python_as_on_the_command
         except ConfigError as exc:
             assert "expected one of" not in str(exc)
 
-
-_RUN_FIELDS = {f.name for cls in config.GROUPS.values() for f in dataclasses.fields(cls)}
 
 
 def test_flagfile_round_trip(tmp_path):
