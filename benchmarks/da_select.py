@@ -4,8 +4,8 @@
 
 Per seed: a source model (configs/digits_m_source.cfg's recipe), then one class-MMD + AdaBN
 adaptation run per MMD weight (`--init_from` the source model), each scoring every epoch with
-every validator of `ktransfer.validators` and recording the epoch's true target accuracy beside
-the scores (--target_eval_data, which only this benchmark looks at). Prints, per validator:
+every validator of `ktransfer.domain.validators` and recording the epoch's true target accuracy
+beside the scores (--target_eval_data, which only this benchmark looks at). Prints, per validator:
 the Spearman rank correlation between its score and target accuracy (over the epochs of each
 run, then averaged), and the target accuracy of the epoch it would select vs the last epoch vs
 the best epoch there was (an oracle no user has). Target accuracies are before AdaBN's final
@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from ktransfer import config  # noqa: E402
+from ktransfer.domain.validators import VALIDATORS  # noqa: E402
 from ktransfer.training import train  # noqa: E402
-from ktransfer.validators import VALIDATORS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

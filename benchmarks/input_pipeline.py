@@ -28,12 +28,12 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ktransfer import config  # noqa: E402
-from ktransfer.freezing import freeze  # noqa: E402
 from ktransfer.image.backbones import build_backbone, get_spec  # noqa: E402
 from ktransfer.image.classifier import build_classifier  # noqa: E402
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.pipeline import make_dataset  # noqa: E402
 from ktransfer.image.sources import read_class_folders  # noqa: E402
+from ktransfer.network.freezing import freeze  # noqa: E402
 
 
 def photo_crops(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

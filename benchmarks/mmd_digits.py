@@ -48,9 +48,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from ktransfer import config  # noqa: E402
-from ktransfer.target_losses import TARGET_LOSSES  # noqa: E402
+from ktransfer.domain.target_losses import TARGET_LOSSES  # noqa: E402
+from ktransfer.domain.validators import VALIDATORS  # noqa: E402
 from ktransfer.training import train  # noqa: E402
-from ktransfer.validators import VALIDATORS  # noqa: E402
 
 TARGET = "builtin:digits_m"
 ARMS = "adabn,marginal+adabn,class+adabn,joint+adabn,cdan+adabn,class+adabn+im"

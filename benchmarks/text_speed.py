@@ -35,9 +35,10 @@ import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from ktransfer import config, features  # noqa: E402
-from ktransfer.classifier import compile_classifier  # noqa: E402
-from ktransfer.freezing import freeze  # noqa: E402
+from ktransfer import config  # noqa: E402
+from ktransfer.network import features
+from ktransfer.network.classifier import compile_classifier  # noqa: E402
+from ktransfer.network.freezing import freeze  # noqa: E402
 from ktransfer.text.encoders import resolve_handle  # noqa: E402
 from ktransfer.text.modality import TEXT  # noqa: E402
 from ktransfer.text.pipeline import TextFeed  # noqa: E402

@@ -31,11 +31,11 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from ktransfer import config  # noqa: E402
-from ktransfer.freezing import freeze, select, set_trainable  # noqa: E402
 from ktransfer.image.backbones import build_backbone, get_spec  # noqa: E402
 from ktransfer.image.classifier import build_classifier  # noqa: E402
 from ktransfer.image.imageset import ImageSet  # noqa: E402
 from ktransfer.image.pipeline import make_dataset  # noqa: E402
+from ktransfer.network.freezing import freeze, select, set_trainable  # noqa: E402
 
 IMAGES = 512  # in the pipeline's ImageSet (decoded, 256 x 256, resized by the pipeline)
 

@@ -1,15 +1,15 @@
 """`python -m ktransfer.evaluate --model=RUN_DIR [--data=...]`: metrics, confusion matrix, plots.
 
-Thin entry point: flags -> `EvaluateConfig` -> `ktransfer.evaluation.evaluate_saved`. Without
---data it evaluates the run's own test split (as `train` made it).
+Thin entry point: flags -> `EvaluateConfig` -> `ktransfer.reporting.evaluation.evaluate_saved`.
+Without --data it evaluates the run's own test split (as `train` made it).
 """
 
 from __future__ import annotations
 
 from absl import flags
 
-from ktransfer import cli, config, preflight  # cli first: it quiets TensorFlow's logs
-from ktransfer.evaluation import evaluate_saved
+from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
+from ktransfer.reporting.evaluation import evaluate_saved
 
 cli.define_flags({"evaluate": config.EvaluateConfig})
 FLAGS = flags.FLAGS
@@ -17,7 +17,6 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> int:
     cfg = config.command_from_flags(config.EvaluateConfig, FLAGS)
-    preflight.check_evaluate(cfg)
     summary, out = evaluate_saved(cfg)
     k = min(cfg.top_k, len(summary["class_names"]))
     print(f"examples: {summary['num_examples']}  accuracy: {summary['accuracy']:.4f}  "

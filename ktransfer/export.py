@@ -1,14 +1,14 @@
 """`python -m ktransfer.export --run_dir=RUN --export_dir=DIR/NAME`: a SavedModel for TF Serving.
 
-Thin entry point: flags -> `ExportConfig` -> `ktransfer.serving.export_saved`.
+Thin entry point: flags -> `ExportConfig` -> `ktransfer.deploy.serving.export_saved`.
 """
 
 from __future__ import annotations
 
 from absl import flags
 
-from ktransfer import cli, config, preflight  # cli first: it quiets TensorFlow's logs
-from ktransfer.serving import export_saved
+from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
+from ktransfer.deploy.serving import export_saved
 
 cli.define_flags({"export": config.ExportConfig})
 FLAGS = flags.FLAGS
@@ -16,7 +16,6 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> int:
     cfg = config.command_from_flags(config.ExportConfig, FLAGS)
-    preflight.check_export(cfg)
     path = export_saved(cfg)
     print(f"exported: {path}")
     print(f"TF Serving: tensorflow_model_server --rest_api_port=8501 "

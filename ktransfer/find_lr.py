@@ -2,7 +2,7 @@
 learning-rate range test for one phase of a run.
 
 Thin entry point: the train flags plus the test's flags become one frozen `LRFinderConfig`;
-`ktransfer.lr_finder.find_lr` runs it and writes OUTPUT_DIR/lr_find.{csv,png,json}.
+`ktransfer.training.lr_finder.find_lr` runs it and writes OUTPUT_DIR/lr_find.{csv,png,json}.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from absl import flags
 
 from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
-from ktransfer.lr_finder import find_lr
+from ktransfer.training.lr_finder import find_lr
 
 cli.define_flags(config.FIND_LR_GROUPS)
 FLAGS = flags.FLAGS

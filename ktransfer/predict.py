@@ -1,7 +1,7 @@
 """`python -m ktransfer.predict --model=RUN_DIR FILES_OR_FOLDERS...`: the classes of examples.
 
-Thin entry point: flags -> `PredictConfig` -> `ktransfer.prediction.predict_saved`; one line per
-example (`text`), or `--format=csv|json`, to stdout or --output.
+Thin entry point: flags -> `PredictConfig` -> `ktransfer.deploy.prediction.predict_saved`; one line
+per example (`text`), or `--format=csv|json`, to stdout or --output.
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ import sys
 
 from absl import flags
 
-from ktransfer import atomic, cli, config, preflight  # cli first: it quiets TensorFlow's logs
-from ktransfer.prediction import predict_saved
+from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
+from ktransfer.deploy.prediction import predict_saved
+from ktransfer.runs import atomic
 
 cli.define_flags({"predict": config.PredictConfig})
 FLAGS = flags.FLAGS
@@ -19,7 +20,6 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> int:
     cfg = config.command_from_flags(config.PredictConfig, FLAGS)
-    preflight.check_predict(cfg)
     text = predict_saved(cfg, argv[1:])
     if cfg.output:
         atomic.write_text(cfg.output, text)

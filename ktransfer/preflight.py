@@ -3,8 +3,9 @@
 Config objects check values and their rules; what needs the registries or the file system
 (data sources, backbone names, weights files, the run directory, output folders) is checked here,
 so a typo or an unwritable folder stops a command in seconds with one line naming the flag,
-before a model is built or anything is written. Every entry point calls one of the `check_*`
-functions first (`training.train` and `tuning.search` do it themselves).
+before a model is built or anything is written. Every public library entry (train, tune,
+find_lr, evaluate_saved, predict_saved, export_saved) calls its `check_*` function first, so a
+notebook call is checked as the command line is.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ktransfer import rundir
 from ktransfer.config import (
     EvaluateConfig,
     ExportConfig,
@@ -28,7 +28,8 @@ from ktransfer.config import (
 from ktransfer.errors import ConfigError
 from ktransfer.modality import MODALITIES, Modality
 from ktransfer.registry import registry_at
-from ktransfer.serving import check_export_dir
+from ktransfer.runs import rundir
+from ktransfer.runs.exportdir import check_export_dir
 
 SOURCE_FLAGS = (("data", "data"), ("data", "val_data"), ("data", "test_data"),
                 ("adapt", "target_data"), ("adapt", "target_eval_data"))
@@ -182,6 +183,7 @@ def _model_folder(path: str) -> str:
 
 def check_evaluate(cfg: EvaluateConfig) -> None:
     """Everything `evaluate` needs before it loads the model."""
+    check_names(cfg)
     check_model_path(cfg.model)
     _check_data_path(cfg.data, "data")
     out = cfg.output_dir or os.path.join(_model_folder(cfg.model), f"evaluation-{cfg.split}")
@@ -190,6 +192,7 @@ def check_evaluate(cfg: EvaluateConfig) -> None:
 
 def check_predict(cfg: PredictConfig) -> None:
     """Everything `predict` needs before it loads the model."""
+    check_names(cfg)
     check_model_path(cfg.model)
     if cfg.output:
         check_writable(cfg.output, "output", folder=False)
@@ -199,6 +202,7 @@ def check_predict(cfg: PredictConfig) -> None:
 
 def check_export(cfg: ExportConfig) -> None:
     """Everything `export` needs before it loads the model."""
+    check_names(cfg)
     check_model_path(cfg.source, "run_dir" if cfg.run_dir else "model")
     check_export_dir(cfg.export_dir, cfg.version)
     check_writable(cfg.export_dir, "export_dir")

@@ -97,7 +97,8 @@ class Registry(Generic[T]):
 
 
 def registry_at(path: str) -> Registry[Any]:
-    """The registry a config field names in its metadata (`"ktransfer.schedules:SCHEDULES"`)."""
+    """The registry a config field names in its metadata
+    (`"ktransfer.optim.schedules:SCHEDULES"`)."""
     found = import_object(path)
     if not isinstance(found, Registry):
         raise TypeError(f"{path} is not a Registry")

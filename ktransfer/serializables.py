@@ -4,5 +4,7 @@ earlier versions, MMDLoss) and the schedules and optimizers of compiled models. 
 ktransfer` imports this module as soon as Keras is imported, so that
 `keras.saving.load_model` reads every file ktransfer writes."""
 
-from ktransfer import heads, hub, mmd, optimizers, schedules  # noqa: F401
+from ktransfer.domain import mmd  # noqa: F401
 from ktransfer.image import preprocess  # noqa: F401
+from ktransfer.network import heads, hub  # noqa: F401
+from ktransfer.optim import optimizers, schedules  # noqa: F401

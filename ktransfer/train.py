@@ -8,9 +8,9 @@ from __future__ import annotations
 from absl import flags
 
 from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
-from ktransfer.distribute import is_chief
 from ktransfer.modality import MODALITIES
 from ktransfer.training import TrainResult, train
+from ktransfer.training.distribute import is_chief
 
 cli.define_flags(config.GROUPS)
 flags.DEFINE_bool("list_backbones", False, "Print the known backbones of --modality and exit.")

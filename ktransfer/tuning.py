@@ -24,15 +24,17 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ktransfer import atomic, features, preflight
-from ktransfer.classifier import compile_classifier
+from ktransfer import preflight
 from ktransfer.config import RunConfig, SearchConfig, TuneConfig, to_flagfile
 from ktransfer.data.examples import Splits
-from ktransfer.freezing import freeze
-from ktransfer.heads import build_head
 from ktransfer.modality import Modality, Network
+from ktransfer.network import features
+from ktransfer.network.classifier import compile_classifier
+from ktransfer.network.freezing import freeze
+from ktransfer.network.heads import build_head
+from ktransfer.optim.schedules import make_schedule
 from ktransfer.registry import Registry
-from ktransfer.schedules import make_schedule
+from ktransfer.runs import atomic
 from ktransfer.training import train
 
 log = logging.getLogger(__name__)

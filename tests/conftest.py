@@ -72,8 +72,7 @@ def train_killed_after(epochs: int, cfg, monkeypatch) -> None:
     """Runs `train(cfg)` and "kills" it (KeyboardInterrupt) as soon as epoch `epochs` (1-based,
     counted over both phases) is committed to the resume state, where a SIGKILL would leave it;
     undoes the test's monkeypatches afterwards."""
-    from ktransfer import callbacks
-    from ktransfer.training import train
+    from ktransfer.training import callbacks, train
 
     commit = callbacks.ResumeState.on_epoch_end
 

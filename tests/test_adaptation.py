@@ -32,7 +32,7 @@ def test_digits_m_is_the_digits_on_photo_patches_split_in_halves():
 def test_adaptation_model_shares_weights_and_adds_one_loss_per_aligned_layer(tiny_config):
     import keras
 
-    from ktransfer.adaptation import DomainAdaptationModel
+    from ktransfer.domain.adaptation import DomainAdaptationModel
     from ktransfer.image.backbones import get_spec, small_cnn
     from ktransfer.image.classifier import build_classifier
 
@@ -124,10 +124,10 @@ def test_recalibrate_batchnorm_sets_the_target_statistics_and_keeps_layers_froze
     import keras
     import tensorflow as tf
 
-    from ktransfer.adaptation import recalibrate_batchnorm
-    from ktransfer.classifier import get_backbone
+    from ktransfer.domain.adaptation import recalibrate_batchnorm
     from ktransfer.image.backbones import get_spec, small_cnn
     from ktransfer.image.classifier import build_classifier
+    from ktransfer.network.classifier import get_backbone
 
     cfg = tiny_config(head_hidden=[8])
     model = build_classifier(get_spec("small_cnn"), small_cnn((16, 16, 3)), 10, 16, cfg.model)
@@ -157,7 +157,7 @@ def test_adabn_needs_target_data(tiny_config):
 
 def test_adaptation_model_loads_saved_weights_before_any_call(tiny_config, tmp_path):
     """A resumed adaptation run loads its weights (and optimizer state) into a fresh model."""
-    from ktransfer.adaptation import DomainAdaptationModel
+    from ktransfer.domain.adaptation import DomainAdaptationModel
     from ktransfer.image.backbones import get_spec, small_cnn
     from ktransfer.image.classifier import build_classifier
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ktransfer import adversarial
-from ktransfer.adversarial import ConditionalDomainLoss, reverse_gradient
+from ktransfer.domain import adversarial
+from ktransfer.domain.adversarial import ConditionalDomainLoss, reverse_gradient
 
 
 def test_gradient_reversal_is_identity_forward_and_flips_the_gradient():

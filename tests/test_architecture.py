@@ -26,7 +26,9 @@ def _imports(tree: ast.Module, known: set[str]) -> list[tuple[str, bool]]:
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
-            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            # `from P import m` of a submodule m needs m, not P's own names.
+            subs = [f"{node.module}.{a.name}" for a in node.names]
+            names = [*subs, *([node.module] if not all(s in known for s in subs) else [])]
         else:
             continue
         found += [(n, id(node) in top) for n in names if n in known]
@@ -58,8 +60,55 @@ def test_no_import_cycle_and_no_function_local_imports_of_the_package():
 
 
 def test_config_depends_on_errors_only():
-    imports = _imports(ast.parse((PACKAGE / "config.py").read_text()), set(_modules()))
-    assert {m for m, _ in imports} == {"ktransfer.errors"}
+    modules = _modules()
+    imported = set()
+    for name, path in modules.items():
+        if name == "ktransfer.config" or name.startswith("ktransfer.config."):
+            imported |= {m for m, _ in _imports(ast.parse(path.read_text()), set(modules))}
+    assert {m for m in imported if not m.startswith("ktransfer.config")} == {"ktransfer.errors"}
+
+
+# The concept packages from the bottom up: a module imports only from its own layer or below
+# (modalities use the shared code; shared code reaches a modality only through a registry).
+LAYERS = [
+    {"errors", "registry"},
+    {"config"},
+    {"data", "runs", "optim"},
+    {"modality"},
+    {"preflight"},
+    {"network"},
+    {"deploy"},
+    {"reporting"},
+    {"domain"},
+    {"training"},
+    {"tuning"},
+    {"image", "text"},
+    {"serializables", "cli", "train", "evaluate", "predict", "export", "tune", "find_lr", ""},
+]
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[1] if "." in module else ""
+    found = [i for i, names in enumerate(LAYERS) if top in names]
+    assert found, f"{module}: place its package in LAYERS"
+    return found[0]
+
+
+def test_no_import_runs_back_up():
+    modules = _modules()
+    upward = []
+    for name, path in modules.items():
+        for imported, _ in _imports(ast.parse(path.read_text()), set(modules)):
+            if _layer(imported) > _layer(name):
+                upward.append(f"{name} -> {imported}")
+    assert upward == []
+
+
+def test_no_module_is_longer_than_500_lines_and_at_most_20_sit_at_the_top():
+    long = [f"{p.relative_to(REPO)} ({n})" for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 500]
+    assert long == []
+    assert len(list(PACKAGE.glob("*.py"))) <= 20
 
 
 def test_no_library_function_is_longer_than_60_lines():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ktransfer import atomic
+from ktransfer.runs import atomic
 
 
 def test_an_error_inside_the_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):

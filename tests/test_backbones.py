@@ -188,9 +188,9 @@ def kerashub_resnet(tmp_path_factory):
 @pytest.mark.parametrize("phase", ["frozen", "fine_tuned"])
 def test_kerashub_image_backbone_trains_caches_and_exports(kerashub_resnet, tiny_config, phase,
                                                          image_folder, tmp_path):
-    from ktransfer.classifier import get_backbone
-    from ktransfer.saving import open_classifier
-    from ktransfer.serving import export
+    from ktransfer.deploy.saving import open_classifier
+    from ktransfer.deploy.serving import export
+    from ktransfer.network.classifier import get_backbone
     from ktransfer.training import train
 
     # The random ResNet's pooled features separate the colours (logistic regression: 100 %) but

@@ -10,10 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from ktransfer.callbacks import AtomicCheckpoint, HistoryWriter, NaNGuard, ResumeState
 from ktransfer.config import TrainConfig
-from ktransfer.optimizers import make_optimizer
-from ktransfer.schedules import make_schedule
+from ktransfer.optim.optimizers import make_optimizer
+from ktransfer.optim.schedules import make_schedule
+from ktransfer.training.callbacks import AtomicCheckpoint, HistoryWriter, NaNGuard, ResumeState
 
 
 def _model() -> keras.Model:
@@ -166,8 +166,8 @@ def test_a_resume_state_without_the_backbone_refuses_a_different_rebuilt_backbon
     """The head phase's state leaves the frozen backbone out and keeps its fingerprint: the
     same backbone loads, a different one (other weights) is a one-line error, not a silently
     different model."""
-    from ktransfer.callbacks import load_resumed, weights_fingerprint
     from ktransfer.errors import TrainingError
+    from ktransfer.training.callbacks import load_resumed, weights_fingerprint
 
     backbone = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)], name="backbone")
     model = keras.Sequential([backbone, keras.layers.Dense(2)])

@@ -12,11 +12,11 @@ from ktransfer import config
 from ktransfer.config import AugmentConfig
 from ktransfer.data.splits import class_weights
 from ktransfer.errors import ConfigError, DataError
-from ktransfer.features import feature_dataset
 from ktransfer.image import imageset, sources
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.modality import IMAGE
 from ktransfer.image.pipeline import make_dataset
+from ktransfer.network.features import feature_dataset
 
 from conftest import digit_jpeg, write_images
 

@@ -13,9 +13,9 @@ import keras
 import numpy as np
 import pytest
 
-from ktransfer import distribute
 from ktransfer.config import DistributeConfig
 from ktransfer.errors import ConfigError
+from ktransfer.training import distribute
 
 from conftest import REPO, SOURCE_WEIGHTS, run_cli
 

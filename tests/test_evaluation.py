@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ktransfer.errors import DataError
-from ktransfer.evaluation import summarize
 from ktransfer.image.imageset import ImageSet
+from ktransfer.reporting.evaluation import summarize
 
 from conftest import digit_jpeg, error_line, run_cli
 
@@ -62,8 +62,8 @@ def test_predict_cli_lines_csv_json_and_bad_files(quickstart_run, tmp_path):
     assert len(lines) == 3 and lines[0].startswith(str(folder / "digit5.jpg"))
     fields = lines[0].split("\t")
     assert len(fields) == 5 and fields[1] in "56789" and 0 <= float(fields[2]) <= 1
+    from ktransfer.deploy.prediction import Prediction, format_predictions
     from ktransfer.image.prediction import collect_files
-    from ktransfer.prediction import Prediction, format_predictions
 
     one = [Prediction("x.jpg", [("5", 0.75), ("6", 0.25)], np.array([0.75, 0.25]))]
     assert json.loads(format_predictions(one, "json")) == [
@@ -142,9 +142,9 @@ def test_model_with_code_is_refused_without_unsafe_load(tmp_path):
 def test_scores_from_probabilities_match_keras_evaluate(tiny_config):
     """metrics.json's test figures come from the one prediction pass the report also uses;
     they equal what model.evaluate reports (L2 terms and label smoothing included)."""
-    from ktransfer.evaluation import scores
+    from ktransfer.deploy.prediction import probabilities
     from ktransfer.image.modality import IMAGE
-    from ktransfer.prediction import probabilities
+    from ktransfer.reporting.evaluation import scores
     from ktransfer.training import train
 
     cfg = tiny_config(epochs=2, l2=0.01, label_smoothing=0.1, head_hidden=[8])

@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ktransfer import callbacks, config, rundir
+from ktransfer import config
 from ktransfer.errors import ConfigError, DataError, DiskFullError
-from ktransfer.evaluation import evaluate_saved, summarize, top_k_hits
 from ktransfer.image.sources import image_problem
-from ktransfer.training import train
+from ktransfer.reporting.evaluation import evaluate_saved, summarize, top_k_hits
+from ktransfer.runs import rundir
+from ktransfer.training import callbacks, train
 
 from conftest import REPO, train_killed_after, write_images
 
@@ -55,7 +56,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_one(tiny
 
 
 def test_the_disk_full_message_covers_libraries_that_wrap_the_os_error(tmp_path):
-    from ktransfer import atomic
+    from ktransfer.runs import atomic
 
     def h5py_like(tmp):
         raise RuntimeError("Can't write data (file write failed: errno = 28, error message = "
@@ -124,7 +125,7 @@ def test_evaluation_of_1000_classes_needs_little_memory_beyond_tensorflow(tmp_pa
     """Summary, confusion matrix and per-class plots of 1,000 classes: the peak memory above
     what importing TensorFlow takes (about 0.7 GB here) stays under 0.4 GB (it grew with the
     square of the class count: 6.7 GB for 300 classes)."""
-    code = ("import resource, numpy as np; from ktransfer.evaluation import summarize, "
+    code = ("import resource, numpy as np; from ktransfer.reporting.evaluation import summarize, "
             "plot_confusion, plot_per_class; rng = np.random.default_rng(0); "
             "p = rng.dirichlet(np.ones(1000), 3000).astype('float32'); "
             "y = rng.integers(0, 1000, 3000); "

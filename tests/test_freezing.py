@@ -6,10 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from ktransfer import config, freezing
+from ktransfer import config
 from ktransfer.errors import ConfigError
 from ktransfer.image.backbones import small_cnn
-from ktransfer.optimizers import make_optimizer
+from ktransfer.network import freezing
+from ktransfer.optim.optimizers import make_optimizer
 
 
 @pytest.mark.parametrize("name, block", [

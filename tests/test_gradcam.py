@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from ktransfer import config
-from ktransfer.classifier import get_backbone
 from ktransfer.errors import ConfigError
 from ktransfer.image.gradcam import GradCAM, overlay, spatial_layer, write_overlays
 from ktransfer.image.modality import IMAGE
+from ktransfer.network.classifier import get_backbone
 
 
 def corner_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -103,7 +103,7 @@ def test_overlays_are_written_one_per_image(corner_model, tmp_path):
 def test_predict_explain_writes_a_heat_map_per_image_of_its_top_class(tmp_path):
     from PIL import Image
 
-    from ktransfer.prediction import predict_saved
+    from ktransfer.deploy.prediction import predict_saved
     from ktransfer.training import train
 
     from conftest import tiny_values, write_images

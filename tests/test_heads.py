@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ktransfer.config import ModelConfig
-from ktransfer.heads import build_head, pool
+from ktransfer.network.heads import build_head, pool
 
 from conftest import layer_test
 
@@ -53,7 +53,7 @@ def test_outputs_are_float32_probabilities_under_mixed_precision():
 
 
 def test_first_token_passes_the_keras_layer_harness():
-    from ktransfer.heads import FirstToken
+    from ktransfer.network.heads import FirstToken
 
     layer_test(FirstToken, init_kwargs={}, input_shape=(2, 5, 4), expected_output_shape=(2, 4),
                expected_num_trainable_weights=0, run_training_check=False)

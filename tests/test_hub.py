@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ktransfer.errors import WeightsError
-from ktransfer.hub import HubBackbone
+from ktransfer.network.hub import HubBackbone
 
 
 def _model(layer: HubBackbone) -> keras.Model:
@@ -109,7 +109,7 @@ def test_a_model_with_a_hub_backbone_loads_after_the_module_moved(tmp_path, tiny
     model was trained from does not break it, and the fine-tuned weights are the ones loaded."""
     import shutil
 
-    from ktransfer.saving import load_model
+    from ktransfer.deploy.saving import load_model
     from ktransfer.training import train
 
     from conftest import save_hub_module

@@ -14,9 +14,9 @@ import pytest
 import tensorflow as tf
 
 from ktransfer.config import ExportConfig
+from ktransfer.deploy.saving import open_classifier
+from ktransfer.deploy.serving import export_saved
 from ktransfer.errors import KtransferError
-from ktransfer.saving import open_classifier
-from ktransfer.serving import export_saved
 
 
 def _pixels(model, n=4):
@@ -56,7 +56,7 @@ def test_onnx_runs_in_onnxruntime_like_keras(quickstart_run, tmp_path):
 
 def test_a_conversion_that_loses_accuracy_is_refused_and_nothing_is_published(
         quickstart_run, tmp_path, monkeypatch):
-    from ktransfer import conversion
+    from ktransfer.deploy import conversion
 
     monkeypatch.setattr(conversion, "_tflite_predict",
                         lambda content, signature: lambda x: np.eye(5)[np.zeros(len(x), int)])

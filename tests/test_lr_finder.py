@@ -10,8 +10,8 @@ import pytest
 
 from ktransfer import config
 from ktransfer.errors import ConfigError
-from ktransfer.lr_finder import ExponentialRange, find_lr, smooth, suggest
 from ktransfer.training import train
+from ktransfer.training.lr_finder import ExponentialRange, find_lr, smooth, suggest
 
 from conftest import run_cli, tiny_values, train_killed_after
 

@@ -7,9 +7,9 @@ import keras
 import numpy as np
 import pytest
 
-from ktransfer.callbacks import EMAWeights
 from ktransfer.config import TrainConfig
-from ktransfer.optimizers import LayerwiseAdam, LayerwiseSGD, make_optimizer
+from ktransfer.optim.optimizers import LayerwiseAdam, LayerwiseSGD, make_optimizer
+from ktransfer.training.callbacks import EMAWeights
 
 
 def _two_layer_model(seed: int = 0) -> keras.Model:

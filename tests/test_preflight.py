@@ -39,7 +39,7 @@ def test_registry_choices_are_the_flag_choices():
     from absl import flags
 
     from ktransfer import cli
-    from ktransfer.schedules import SCHEDULES
+    from ktransfer.optim.schedules import SCHEDULES
 
     fv = flags.FlagValues()
     config.define_flags(fv, config.GROUPS, lambda p: cli.registry_at(p).names())
@@ -76,7 +76,7 @@ def test_text_names_given_to_the_wrong_kind_get_a_hint(tmp_path):
 
 
 def test_gradient_accumulation_is_refused_where_it_was_not_built_for(tiny_config):
-    """Accumulation under several replicas goes through merge_call (ktransfer.optimizers);
+    """Accumulation under several replicas goes through merge_call (ktransfer.optim.optimizers);
     where tf.distribute skips it (TPU, XLA on several GPUs), one line up front."""
     for values in ({"strategy": "tpu"}, {"strategy": "mirrored", "jit_compile": "on"}):
         with pytest.raises(ConfigError, match=r"^--accumulate: gradient accumulation with "
@@ -84,3 +84,26 @@ def test_gradient_accumulation_is_refused_where_it_was_not_built_for(tiny_config
             preflight.check_train(tiny_config(accumulate=2, **values))
     preflight.check_train(tiny_config(accumulate=2, strategy="mirrored"))
     preflight.check_train(tiny_config(accumulate=2, jit_compile="on"))  # one device: fine
+
+
+@pytest.mark.parametrize("entry, cfg, flag", [
+    ("ktransfer.reporting.evaluation:evaluate_saved",
+     lambda tmp: config.EvaluateConfig(model=str(tmp / "no-run")), "model"),
+    ("ktransfer.reporting.evaluation:evaluate_saved",
+     lambda tmp: config.EvaluateConfig(model=str(tmp), tta="sideways"), "tta"),
+    ("ktransfer.deploy.prediction:predict_saved",
+     lambda tmp: config.PredictConfig(model=str(tmp / "m.keras")), "model"),
+    ("ktransfer.deploy.serving:export_saved",
+     lambda tmp: config.ExportConfig(model=str(tmp / "m.keras"), export_dir=str(tmp / "e/x")),
+     "model"),
+])
+def test_library_entries_run_pre_flight_themselves(entry, cfg, flag, tmp_path):
+    """evaluate / predict / export called from Python are checked as the command line is,
+    before a model is opened (before, only the entry points checked)."""
+    from ktransfer.registry import import_object
+
+    function = import_object(entry)
+    args = (cfg(tmp_path), []) if "predict" in entry else (cfg(tmp_path),)
+    with pytest.raises(ConfigError) as info:
+        function(*args)
+    assert info.value.flag == flag

@@ -8,8 +8,7 @@ import pytest
 import tensorflow as tf
 
 from ktransfer import config
-from ktransfer.errors import ConfigError
-from ktransfer.pseudo_labels import (
+from ktransfer.domain.pseudo_labels import (
     TargetLabeller,
     _unit,
     centroid_estimate,
@@ -19,6 +18,7 @@ from ktransfer.pseudo_labels import (
     prior_factors,
     rebalanced,
 )
+from ktransfer.errors import ConfigError
 from ktransfer.training import train
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ktransfer import prediction
-from ktransfer.recording import ValidationRecorder
+from ktransfer.deploy import prediction
+from ktransfer.training.recording import ValidationRecorder
 
 
 def _classifier(classes: int = 3) -> keras.Model:
@@ -66,9 +66,10 @@ def test_a_pass_of_another_length_than_the_split_is_not_kept(rows):
 def test_after_the_last_epoch_only_the_test_split_is_predicted(tiny_config, monkeypatch,
                                                                test_split, predicted):
     from ktransfer import training
+    from ktransfer.training import run
 
     calls, seen = [], {}
-    real_predict, real_finish = prediction.batch_probabilities, training.finish
+    real_predict, real_finish = prediction.batch_probabilities, run.finish
     monkeypatch.setattr(prediction, "batch_probabilities",
                         lambda model, batches: calls.append(1) or real_predict(model, batches))
 
@@ -79,7 +80,7 @@ def test_after_the_last_epoch_only_the_test_split_is_predicted(tiny_config, monk
         seen["labels"] = job.splits.val.labels
         return metrics
 
-    monkeypatch.setattr(training, "finish", finish)
+    monkeypatch.setattr(run, "finish", finish)
     result = training.train(tiny_config(test_split=test_split, epochs=1, fine_tune_epochs=1,
                                         report=True))
     assert seen["calls"] == predicted

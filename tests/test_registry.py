@@ -38,8 +38,8 @@ def test_lazy_entries_are_not_imported_until_used(monkeypatch):
 
 
 def test_registry_at_finds_a_registry_by_its_path():
-    from ktransfer.schedules import SCHEDULES
+    from ktransfer.optim.schedules import SCHEDULES
 
-    assert registry_at("ktransfer.schedules:SCHEDULES") is SCHEDULES
+    assert registry_at("ktransfer.optim.schedules:SCHEDULES") is SCHEDULES
     with pytest.raises(TypeError):
-        registry_at("ktransfer.schedules:make_schedule")
+        registry_at("ktransfer.optim.schedules:make_schedule")

@@ -80,7 +80,7 @@ def _assert_schedule_continues(lr_csv, killed_at: int) -> None:
 
 def test_resuming_with_other_flags_is_refused(tmp_path, tiny_config):
     from ktransfer.errors import ConfigError
-    from ktransfer.rundir import MARKER, resume_state, write_flagfile
+    from ktransfer.runs.rundir import MARKER, resume_state, write_flagfile
 
     run_dir = tmp_path / "run"
     (run_dir / "resume").mkdir(parents=True)
@@ -111,13 +111,14 @@ def test_nan_loss_keeps_the_last_good_checkpoint_and_history(tiny_config, monkey
     import keras
 
     from ktransfer import training
+    from ktransfer.deploy.saving import load_model
     from ktransfer.errors import TrainingError
-    from ktransfer.saving import load_model
+    from ktransfer.training import phases
 
     def exploding(cfg, peak, steps_per_epoch, epochs, offset_epochs=0):
         return keras.optimizers.schedules.PiecewiseConstantDecay([steps_per_epoch], [1e-3, 1e30])
 
-    monkeypatch.setattr(training, "make_schedule", exploding)
+    monkeypatch.setattr(phases, "make_schedule", exploding)
     cfg = tiny_config(epochs=0, fine_tune_epochs=3, optimizer="sgd", bn_trainable=True)
     with pytest.raises(TrainingError, match="NaN or infinite in epoch 2, batch") as info:
         training.train(cfg)

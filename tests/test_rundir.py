@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from ktransfer import rundir, training
 from ktransfer.errors import ConfigError
-from ktransfer.training import train
+from ktransfer.runs import rundir
+from ktransfer.training import finishing, train
 
 from conftest import REPO, error_line, run_cli
 
@@ -105,7 +105,7 @@ def test_a_run_killed_while_writing_its_report_is_finished_by_the_same_command(
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # as if the process died here
 
-    monkeypatch.setattr(training, "write_report", killed)
+    monkeypatch.setattr(finishing, "write_report", killed)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     run_dir = rundir.run_path(cfg)
@@ -121,13 +121,13 @@ def test_a_run_killed_while_writing_its_report_is_finished_by_the_same_command(
 def test_a_run_killed_during_its_export_exports_once(tiny_config, tmp_path, monkeypatch):
     export_dir = tmp_path / "exports" / "digits"
     cfg = tiny_config(epochs=1, export_dir=str(export_dir))
-    real = training.export
+    real = finishing.export
 
     def export_then_die(*args, **kwargs):
         real(*args, **kwargs)
         raise KeyboardInterrupt  # killed after the version folder appeared
 
-    monkeypatch.setattr(training, "export", export_then_die)
+    monkeypatch.setattr(finishing, "export", export_then_die)
     with pytest.raises(KeyboardInterrupt):
         train(cfg)
     monkeypatch.undo()

@@ -11,9 +11,9 @@ import keras
 import numpy as np
 import pytest
 
+from ktransfer.deploy.saving import load_model
 from ktransfer.errors import KtransferError
-from ktransfer.heads import FirstToken
-from ktransfer.saving import load_model
+from ktransfer.network.heads import FirstToken
 from ktransfer.training import train
 
 from conftest import REPO

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from ktransfer.config import TrainConfig
-from ktransfer.optimizers import make_optimizer
-from ktransfer.schedules import Warmup, make_schedule
+from ktransfer.optim.optimizers import make_optimizer
+from ktransfer.optim.schedules import Warmup, make_schedule
 
 from conftest import REPO
 
@@ -158,7 +158,7 @@ MIRRORED_ACCUMULATION = textwrap.dedent("""
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from ktransfer.config import TrainConfig
-    from ktransfer.optimizers import make_optimizer
+    from ktransfer.optim.optimizers import make_optimizer
 
     def fit(cfg, batch, x, y, strategy, policy="float32"):
         keras.mixed_precision.set_global_policy(policy)
@@ -201,7 +201,7 @@ def test_one_cycle_cycles_sgd_momentum_inversely_to_the_rate():
     cfg = TrainConfig(optimizer="sgd", lr_schedule="one_cycle", momentum=0.95,
                       momentum_low=0.85, warmup_epochs=2)
     schedule = make_schedule(cfg, 0.1, 5, 6)  # rise over 10 steps, fall over 20
-    from ktransfer.schedules import inverse_momentum
+    from ktransfer.optim.schedules import inverse_momentum
 
     momentum = inverse_momentum(schedule, 0.95, 0.85)
     assert _lr(momentum, 0) == pytest.approx(0.95)

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ktransfer import serving
+from ktransfer.deploy import serving
+from ktransfer.deploy.saving import load_classifier, open_classifier
 from ktransfer.errors import KtransferError
 from ktransfer.image.prediction import load_pixels
-from ktransfer.saving import load_classifier, open_classifier
+from ktransfer.runs import exportdir
 
 from conftest import digit_jpeg, error_line, run_cli, stored_values, variable_values
 
@@ -106,7 +107,7 @@ def test_second_export_is_version_2_and_versions_are_never_overwritten(quickstar
     with pytest.raises(KtransferError, match="^--version: .* already exists"):
         _export(clf, tmp_path / "m", version=2)
     assert _export(clf, tmp_path / "m", version=7).name == "7"
-    assert serving.versions(tmp_path / "m") == [1, 2, 7]
+    assert exportdir.versions(tmp_path / "m") == [1, 2, 7]
 
 
 def test_interrupted_export_leaves_no_version_folder(quickstart_run, tmp_path, monkeypatch):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ktransfer.selection import CollapseGuard
-from ktransfer.target_losses import TARGET_LOSSES, TargetLoss
+from ktransfer.domain.selection import CollapseGuard
+from ktransfer.domain.target_losses import TARGET_LOSSES, TargetLoss
 
 
 def _onehot(ids, c=3, confidence=0.96):

@@ -69,8 +69,8 @@ def test_a_tf_hub_encoder_with_its_preprocessing_model_trains_and_exports(tmp_pa
     import subprocess
     import sys
 
-    from ktransfer.saving import open_classifier
-    from ktransfer.serving import export
+    from ktransfer.deploy.saving import open_classifier
+    from ktransfer.deploy.serving import export
     from ktransfer.training import train
 
     from conftest import save_hub_text_modules, text_values

@@ -12,11 +12,11 @@ import pytest
 
 from ktransfer import config, preflight
 from ktransfer.config import EvaluateConfig, SearchConfig, TuneConfig
+from ktransfer.deploy.prediction import predict_saved
+from ktransfer.deploy.saving import open_classifier
+from ktransfer.deploy.serving import export
 from ktransfer.errors import ConfigError
-from ktransfer.evaluation import evaluate_saved
-from ktransfer.prediction import predict_saved
-from ktransfer.saving import open_classifier
-from ktransfer.serving import export
+from ktransfer.reporting.evaluation import evaluate_saved
 from ktransfer.training import train
 from ktransfer.tuning import search
 

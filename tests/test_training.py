@@ -11,10 +11,10 @@ import pytest
 from absl import flags
 
 from ktransfer import config
-from ktransfer.classifier import get_backbone
+from ktransfer.deploy.saving import load_model
 from ktransfer.errors import ConfigError
 from ktransfer.image.backbones import small_cnn
-from ktransfer.saving import load_model
+from ktransfer.network.classifier import get_backbone
 from ktransfer.training import train
 
 from conftest import SOURCE_WEIGHTS, train_killed_after
@@ -130,7 +130,7 @@ def test_a_head_phase_resumes_from_a_state_that_leaves_the_frozen_backbone_out(
     """Without the feature cache the head phase still saves no backbone per epoch: the resume
     state holds the head and the optimizer; resumed, the rebuilt pretrained backbone plus that
     state are the killed run's weights, exactly, and training goes on from there."""
-    from ktransfer import callbacks, training
+    from ktransfer.training import callbacks, phases
 
     path, _ = weights_file
     cfg = tiny_config(weights=str(path), image_size=32, epochs=4, cache_features=False)
@@ -155,8 +155,8 @@ def test_a_head_phase_resumes_from_a_state_that_leaves_the_frozen_backbone_out(
     assert os.path.getsize(resume + state["weights"]) < 0.5 * os.path.getsize(
         str(cfg.train.run_dir) + "/whole.weights.h5")  # the backbone alone is bigger
 
-    load = training.load_resumed
-    monkeypatch.setattr(training, "load_resumed", lambda model, *a: (
+    load = phases.load_resumed
+    monkeypatch.setattr(phases, "load_resumed", lambda model, *a: (
         load(model, *a), resumed.append(model.get_weights())))
     result = train(cfg)
     for a, b in zip(killed[0], resumed[0], strict=True):
@@ -269,8 +269,8 @@ def test_init_from_starts_from_every_weight_of_a_finished_run(tiny_config, tmp_p
 
 
 def _saved_backbone_weights(run_dir) -> dict[str, object]:
-    from ktransfer.classifier import get_backbone
-    from ktransfer.saving import load_model
+    from ktransfer.deploy.saving import load_model
+    from ktransfer.network.classifier import get_backbone
 
     backbone = get_backbone(load_model(run_dir / "model.keras"))
     return {f"{layer.name}/{w.name}": w.numpy() for layer in backbone.layers
@@ -278,7 +278,7 @@ def _saved_backbone_weights(run_dir) -> dict[str, object]:
 
 
 def _hub_original(hub_module) -> dict[str, object]:
-    from ktransfer.hub import HubBackbone
+    from ktransfer.network.hub import HubBackbone
 
     return {f"hub_module/{w.name}": w.numpy() for w in HubBackbone(str(hub_module)).weights}
 

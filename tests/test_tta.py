@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ktransfer import prediction
 from ktransfer.config import EvaluateConfig, PredictConfig
+from ktransfer.deploy import prediction
+from ktransfer.deploy.saving import open_classifier
 from ktransfer.errors import ConfigError
-from ktransfer.evaluation import evaluate_saved, saved_split
 from ktransfer.image.tta import TTA_VIEWS
-from ktransfer.saving import open_classifier
+from ktransfer.reporting.evaluation import evaluate_saved, saved_split
 from ktransfer.text.pipeline import TextFeed
 
 from conftest import digit_jpeg, run_cli

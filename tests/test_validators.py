@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ktransfer.validators import VALIDATORS, EpochOutputs
+from ktransfer.domain.validators import VALIDATORS, EpochOutputs
 
 
 def _outputs(target: np.ndarray, seed: int = 0, shift: float = 0.0) -> EpochOutputs:

@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ktransfer import atomic
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.errors import DataError
+from ktransfer.runs import atomic
 
 MANIFEST = "manifest.json"
 

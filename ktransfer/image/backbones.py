@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import keras
 
 from ktransfer.config import ModelConfig
+from ktransfer.deploy.saving import load_model
 from ktransfer.errors import ConfigError, WeightsError, first_line
-from ktransfer.hub import HubBackbone
+from ktransfer.network.hub import HubBackbone
 from ktransfer.registry import Registry
-from ktransfer.saving import load_model
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import keras
 
-from ktransfer.classifier import BACKBONE_NAME, PREPROCESS_NAME
 from ktransfer.config import ModelConfig
-from ktransfer.heads import build_head
 from ktransfer.image.backbones import BackboneSpec
 from ktransfer.image.preprocess import preprocessing_layer
+from ktransfer.network.classifier import BACKBONE_NAME, PREPROCESS_NAME
+from ktransfer.network.heads import build_head
 
 
 def build_classifier(spec: BackboneSpec, backbone: keras.Model, num_classes: int,

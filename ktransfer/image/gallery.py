@@ -12,11 +12,11 @@ from typing import Any
 import keras
 import numpy as np
 
-from ktransfer import plotting
 from ktransfer.errors import ConfigError
 from ktransfer.image.gradcam import GradCAM, overlay
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.pipeline import resize
+from ktransfer.reporting import plotting
 
 log = logging.getLogger(__name__)
 MISTAKES_PNG = "mistakes.png"

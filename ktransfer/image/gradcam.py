@@ -18,11 +18,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktransfer import atomic
-from ktransfer.classifier import BACKBONE_NAME, backbone_input, get_backbone
 from ktransfer.errors import ConfigError
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.pipeline import resize
+from ktransfer.network.classifier import BACKBONE_NAME, backbone_input, get_backbone
+from ktransfer.runs import atomic
 
 
 def spatial_layer(backbone: keras.Model, name: str = "") -> str:

@@ -12,7 +12,6 @@ import keras
 from ktransfer.config import PredictConfig, RunConfig
 from ktransfer.data.examples import Examples
 from ktransfer.errors import ConfigError
-from ktransfer.heads import POOLINGS
 from ktransfer.image import gallery, serving
 from ktransfer.image.backbones import (
     build_backbone,
@@ -28,6 +27,7 @@ from ktransfer.image.pipeline import ImageFeed
 from ktransfer.image.prediction import read_images
 from ktransfer.image.sources import open_source
 from ktransfer.modality import Explainer, Feed, Modality, Network
+from ktransfer.network.heads import POOLINGS
 
 
 class ImageModality(Modality):

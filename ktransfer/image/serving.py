@@ -2,7 +2,7 @@
 
 `serving_default` takes encoded images (JPEG/PNG/BMP/GIF bytes; TF Serving's REST API turns
 `{"image_bytes": {"b64": "..."}}` into such bytes) and `predict_pixels` takes float RGB pixels
-[B, S, S, 3] in [0, 255]; both return `ktransfer.serving.outputs`. Decoding and resizing run
+[B, S, S, 3] in [0, 255]; both return `ktransfer.deploy.serving.outputs`. Decoding and resizing run
 inside the graph exactly as in training (`image.pipeline.resize`).
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from ktransfer.deploy.serving import outputs
 from ktransfer.image.pipeline import resize
-from ktransfer.serving import outputs
 
 PIXELS_SIGNATURE = "predict_pixels"
 

@@ -23,9 +23,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktransfer import atomic
-from ktransfer.classifier import get_backbone
 from ktransfer.errors import ConfigError
+from ktransfer.network.classifier import get_backbone
+from ktransfer.runs import atomic
 
 EMBEDDING = "token_embedding"
 SPECIAL = {"[CLS]", "[SEP]", "[PAD]", "<s>", "</s>", "<pad>"}

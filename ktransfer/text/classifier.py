@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 
 from ktransfer.config import ModelConfig
-from ktransfer.heads import build_head
+from ktransfer.network.heads import build_head
 from ktransfer.text.encoders import Encoder
 
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from ktransfer.config import ModelConfig, TextConfig
 from ktransfer.errors import WeightsError
-from ktransfer.hub import HubBackbone, load_module
+from ktransfer.network.hub import HubBackbone, load_module
 from ktransfer.text.encoders import Encoder
 
 INPUTS = ("input_word_ids", "input_mask", "input_type_ids")

@@ -12,8 +12,8 @@ import keras
 from ktransfer.config import PredictConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.errors import ConfigError
-from ktransfer.heads import POOLINGS
 from ktransfer.modality import Explainer, Feed, Modality, Network
+from ktransfer.network.heads import POOLINGS
 from ktransfer.text import gallery, serving
 from ktransfer.text.attributions import TokenAttributions, write_attributions
 from ktransfer.text.builtin import BUILTIN

@@ -1,6 +1,6 @@
 """The text signature of an exported SavedModel: `serving_default` takes raw strings (a 1-D
 DT_STRING `text` tensor; TF Serving's REST API: {"instances": [{"text": "..."}]}) and tokenises
-them inside the graph exactly as in training; it returns `ktransfer.serving.outputs`.
+them inside the graph exactly as in training; it returns `ktransfer.deploy.serving.outputs`.
 
 Loading the SavedModel needs TensorFlow Text's ops (the tokenizer's `NormalizeUTF8` and
 friends): `import tensorflow_text` before `tf.saved_model.load`.
@@ -13,7 +13,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ktransfer.serving import outputs
+from ktransfer.deploy.serving import outputs
 
 
 def endpoints(model: keras.Model, preprocessor: Any, class_names: list[str],

@@ -15,8 +15,8 @@ import keras
 import numpy as np
 from keras.src.saving import saving_lib  # save_weights_only(objects_to_skip=): not on Model
 
-from ktransfer import atomic
 from ktransfer.errors import TrainingError
+from ktransfer.runs import atomic
 
 LR_SAMPLES = 9  # learning-rate points recorded per epoch (lr.csv), ends included
 
@@ -237,7 +237,7 @@ class EMAWeights(keras.callbacks.SwapEMAWeights):
 
     Keras's `SwapEMAWeights(swap_on_epoch=True)` with two changes: the end of the fit keeps the
     average even when early stopping ends it before the last epoch (the transfer optimizers'
-    `finalize_variable_values` does nothing, see `ktransfer.optimizers`), and a resumed fit
+    `finalize_variable_values` does nothing, see `ktransfer.optim.optimizers`), and a resumed fit
     starts from saved weights that are the average (`average_in_model=True`).
 
     Args:

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from ktransfer.selection import probe_outputs
+from ktransfer.domain.selection import probe_outputs
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

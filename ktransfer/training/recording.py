@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktransfer.callbacks import weights_fingerprint
+from ktransfer.training.callbacks import weights_fingerprint
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ktransfer import atomic
+from ktransfer.runs import atomic
 from ktransfer.config import AUTO_LR, RunConfig, to_flagfile
 from ktransfer.errors import ConfigError
 

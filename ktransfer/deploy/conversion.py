@@ -24,10 +24,10 @@ import tensorflow as tf
 
 from ktransfer.config import ExportConfig, read_run_flags
 from ktransfer.data.examples import Examples
+from ktransfer.deploy.saving import Classifier
 from ktransfer.errors import KtransferError, first_line
 from ktransfer.modality import Feed
 from ktransfer.registry import Registry
-from ktransfer.saving import Classifier
 
 log = logging.getLogger(__name__)
 ONNX_OPSET = 17

@@ -22,11 +22,14 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ktransfer import atomic, conversion
+from ktransfer import preflight
 from ktransfer.config import ExportConfig
+from ktransfer.deploy import conversion
+from ktransfer.deploy.saving import open_classifier
 from ktransfer.errors import DiskFullError, KtransferError
 from ktransfer.modality import Feed, Modality
-from ktransfer.saving import open_classifier
+from ktransfer.runs import atomic
+from ktransfer.runs.exportdir import check_export_dir, versions
 
 TMP_PREFIX = ".tmp-"
 
@@ -85,13 +88,6 @@ def _share_tracked_variables(archive: keras.export.ExportArchive) -> None:
                                       for v in held])
 
 
-def versions(base: Path) -> list[int]:
-    """The numbered version folders under `base`, ascending."""
-    if not base.is_dir():
-        return []
-    return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
-
-
 def models_config(entries: dict[str, str]) -> str:
     """TF Serving's model config file (text protobuf) for {model name: absolute base path}."""
     body = "".join(f'  config {{\n    name: "{name}"\n    base_path: "{path}"\n'
@@ -105,22 +101,6 @@ def _read_models_config(path: Path) -> dict[str, str]:
     text = path.read_text()
     pairs = re.findall(r'name:\s*"([^"]+)"\s*base_path:\s*"([^"]+)"', text)
     return dict(pairs)
-
-
-def check_export_dir(export_dir: str | os.PathLike, version: int = 0,
-                     flag: str = "export_dir") -> Path:
-    """The absolute base path of `export_dir`, after checking its name and that `version` is
-    free; KtransferError naming the flag otherwise."""
-    base = Path(export_dir).resolve()
-    if not base.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", base.name):
-        raise KtransferError(f"--{flag}: {export_dir!r} must end in a model name made of "
-                             "letters, digits, '_', '.' or '-' (e.g. exports/digits)")
-    if base.exists() and not base.is_dir():
-        raise KtransferError(f"--{flag}: {base} exists and is not a folder")
-    if version and version in versions(base):
-        raise KtransferError(f"--version: {base / str(version)} already exists; versions are "
-                             "never overwritten (omit --version for the next free one)")
-    return base
 
 
 def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list[str],
@@ -206,7 +186,9 @@ def _register(base: Path) -> None:
 
 def export_saved(cfg: ExportConfig) -> Path:
     """`ktransfer.export`: exports a saved classifier (a run directory or a .keras file), with
-    TFLite and ONNX copies checked on the run's test split when asked."""
+    TFLite and ONNX copies checked on the run's test split when asked. Checks the flags first
+    (pre-flight)."""
+    preflight.check_export(cfg)
     clf = open_classifier(cfg.source, unsafe=cfg.unsafe_load,
                           flag="run_dir" if cfg.run_dir else "model")
     extras = None

@@ -19,14 +19,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktransfer import atomic
-from ktransfer.classifier import BACKBONE_NAME
 from ktransfer.config import RunConfig, to_flagfile
 from ktransfer.data import manifest
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.data.options import without_autotune
-from ktransfer.heads import POOL_LAYER
 from ktransfer.modality import Feed
+from ktransfer.network.classifier import BACKBONE_NAME
+from ktransfer.network.heads import POOL_LAYER
+from ktransfer.runs import atomic
 
 log = logging.getLogger(__name__)
 

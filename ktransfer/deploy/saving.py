@@ -10,17 +10,14 @@ from dataclasses import dataclass
 
 import keras
 
-# Imported for their registered serializable classes (Preprocess, HubBackbone, Warmup, ...).
-from ktransfer import (  # noqa: F401
-    heads,
-    hub,  # noqa: F401
-    optimizers,
-    schedules,
-)
 from ktransfer.config import read_run_flags
 from ktransfer.errors import ConfigError, KtransferError, first_line
-from ktransfer.image import preprocess  # noqa: F401
 from ktransfer.modality import Feed, Modality, for_model
+
+# Imported for their registered serializable classes (HubBackbone, Warmup, ...); the
+# modalities' own (Preprocess) register when `import ktransfer` sees Keras imported.
+from ktransfer.network import heads, hub  # noqa: F401
+from ktransfer.optim import optimizers, schedules  # noqa: F401
 
 
 def load_model(path: str | os.PathLike, *, unsafe: bool = False, flag: str = "model",

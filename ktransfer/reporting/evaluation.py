@@ -14,15 +14,18 @@ import keras
 import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from ktransfer import atomic, plotting, prediction
+from ktransfer import preflight
 from ktransfer.config import EvaluateConfig, RunConfig, build, read_run_flags
 from ktransfer.data import manifest
 from ktransfer.data.examples import Examples
 from ktransfer.data.splits import pick
+from ktransfer.deploy import prediction
+from ktransfer.deploy.saving import Classifier, open_classifier
+from ktransfer.deploy.serving import check_classifier
 from ktransfer.errors import DataError
 from ktransfer.modality import Feed, Modality
-from ktransfer.saving import Classifier, open_classifier
-from ktransfer.serving import check_classifier
+from ktransfer.reporting import plotting
+from ktransfer.runs import atomic
 
 MISTAKES_HTML = "mistakes.html"
 
@@ -204,7 +207,9 @@ def _run_config(cfg: EvaluateConfig, clf: Classifier) -> RunConfig:
 
 
 def evaluate_saved(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:
-    """`ktransfer.evaluate`: evaluates a saved classifier; returns (summary, output folder)."""
+    """`ktransfer.evaluate`: evaluates a saved classifier; returns (summary, output folder).
+    Checks the flags first (pre-flight), as every public entry does."""
+    preflight.check_evaluate(cfg)
     clf = open_classifier(cfg.model, unsafe=cfg.unsafe_load)
     check_classifier(clf.model, clf.class_names)
     views = len(clf.feed.views(cfg.tta))

@@ -29,14 +29,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktransfer import atomic, features, plotting, preflight
-from ktransfer.classifier import compile_classifier
+from ktransfer import preflight
 from ktransfer.config import LRFinderConfig, RunConfig
 from ktransfer.data.examples import Splits
 from ktransfer.errors import ConfigError
-from ktransfer.freezing import freeze, layer_lr_multipliers, select, set_trainable
 from ktransfer.modality import Feed, Network
-from ktransfer.schedules import make_schedule
+from ktransfer.network import features
+from ktransfer.network.classifier import compile_classifier
+from ktransfer.network.freezing import freeze, layer_lr_multipliers, select, set_trainable
+from ktransfer.optim.schedules import make_schedule
+from ktransfer.reporting import plotting
+from ktransfer.runs import atomic
 
 log = logging.getLogger(__name__)
 SMOOTHING = 0.98  # of the loss curve: exponential moving average with bias correction

@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ktransfer import atomic, plotting
-from ktransfer.evaluation import MISTAKES_HTML
+from ktransfer.reporting import plotting
+from ktransfer.reporting.evaluation import MISTAKES_HTML
+from ktransfer.runs import atomic
 
 
 def plot_curves(history_csv: str | os.PathLike, path: str | os.PathLike) -> bool:

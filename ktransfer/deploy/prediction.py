@@ -16,11 +16,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from ktransfer import preflight
 from ktransfer.config import PredictConfig
 from ktransfer.data.examples import Examples
+from ktransfer.deploy.saving import open_classifier
+from ktransfer.deploy.serving import check_classifier
 from ktransfer.modality import Feed
-from ktransfer.saving import open_classifier
-from ktransfer.serving import check_classifier
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,9 @@ def format_predictions(predictions: list[Prediction], fmt: str, key: str = "file
 
 def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
     """`ktransfer.predict`: the formatted predictions of a saved classifier for `inputs` (the
-    command's positional arguments, read by the classifier's modality)."""
+    command's positional arguments, read by the classifier's modality). Checks the flags
+    first (pre-flight)."""
+    preflight.check_predict(cfg)
     clf = open_classifier(cfg.model, unsafe=cfg.unsafe_load)
     check_classifier(clf.model, clf.class_names)
     clf.feed.views(cfg.tta)  # refuses --tta where the modality has none, before reading

@@ -22,25 +22,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktransfer.adversarial import ConditionalDomainLoss
-from ktransfer.classifier import backbone_input, get_backbone
 from ktransfer.config import AdaptConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
-from ktransfer.errors import DataError
-from ktransfer.features import feature_layer_index, feature_tensor
-from ktransfer.mmd import MMDLoss, mmd
-from ktransfer.modality import Feed, Modality
-from ktransfer.pseudo_labels import (
+from ktransfer.domain.adversarial import ConditionalDomainLoss
+from ktransfer.domain.mmd import MMDLoss, mmd
+from ktransfer.domain.pseudo_labels import (
     TargetLabeller,
     centroid_estimate,
     nearest_centroid,
     prior_estimate,
     rebalanced,
 )
+from ktransfer.domain.selection import CollapseGuard, EpochSelection, feature_probe, probe_outputs
+from ktransfer.domain.target_losses import TargetLoss
+from ktransfer.errors import DataError
+from ktransfer.modality import Feed, Modality
+from ktransfer.network.classifier import backbone_input, get_backbone
+from ktransfer.network.features import feature_layer_index, feature_tensor
 from ktransfer.registry import Registry
-from ktransfer.rundir import RESUME_DIR
-from ktransfer.selection import CollapseGuard, EpochSelection, feature_probe, probe_outputs
-from ktransfer.target_losses import TargetLoss
+from ktransfer.runs.rundir import RESUME_DIR
 
 log = logging.getLogger(__name__)
 

@@ -26,8 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from ktransfer.config import TrainConfig
+from ktransfer.optim.schedules import inverse_momentum
 from ktransfer.registry import Registry
-from ktransfer.schedules import inverse_momentum
 
 # For the type checker the mixin is an optimizer (it is only ever mixed into one).
 _OptimizerBase: Any = keras.optimizers.Optimizer if TYPE_CHECKING else object

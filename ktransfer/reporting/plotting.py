@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ktransfer import atomic
+from ktransfer.runs import atomic
 
 TILE = 150  # pixels, a contact sheet's picture side
 CAPTION = 30  # pixels under each picture for up to two caption lines

@@ -1,5 +1,5 @@
 """`--da_select`: keep the epoch a validator without target labels likes best (see
-`ktransfer.validators`), instead of the last one.
+`ktransfer.domain.validators`), instead of the last one.
 
 After every epoch of an adaptation run the classifier predicts up to 1,000 unlabelled target
 examples and the source validation split; every validator scores that (all are recorded), the
@@ -23,9 +23,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktransfer import atomic
-from ktransfer.features import feature_tensor
-from ktransfer.validators import VALIDATORS, EpochOutputs
+from ktransfer.domain.validators import VALIDATORS, EpochOutputs
+from ktransfer.network.features import feature_tensor
+from ktransfer.runs import atomic
 
 log = logging.getLogger(__name__)
 WEIGHTS, STATE = "selected.weights.h5", "selection.json"

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from ktransfer.config import RunConfig
-from ktransfer.optimizers import make_optimizer
+from ktransfer.optim.optimizers import make_optimizer
 
 BACKBONE_NAME = "backbone"
 PREPROCESS_NAME = "preprocess"

@@ -1,0 +1,61 @@
+"""Frozen run configuration, one module per group; each field is also an absl flag of the same name.
+
+The dataclasses here are the single source of truth: `define_flags` turns their fields into flags,
+`from_flags` builds a validated config from parsed flags, and `to_flagfile` writes a config back
+out as a flagfile that re-runs the same job. Library code takes these objects, never `FLAGS`.
+
+This package holds values and their rules (ranges, cross-field rules) and imports nothing of the
+package but `errors`, and nothing heavy: building a config never imports TensorFlow or touches
+the file system. A field whose choices are the names of a registry says so as a string
+(`registry="ktransfer.optim.schedules:SCHEDULES"`); `ktransfer.cli` turns those into flag
+choices and `ktransfer.preflight` checks names and files once, before any work.
+"""
+
+from ktransfer.config.adapt import AdaptConfig
+from ktransfer.config.augment import AugmentConfig
+from ktransfer.config.commands import (
+    EvaluateConfig,
+    ExportConfig,
+    FindLRConfig,
+    LoadConfig,
+    LRFinderConfig,
+    PredictConfig,
+    SearchConfig,
+    TuneConfig,
+)
+from ktransfer.config.data import DataConfig
+from ktransfer.config.distribute import DistributeConfig
+from ktransfer.config.fields import AUTO_LR, option, require
+from ktransfer.config.flags import (
+    FIND_LR_GROUPS,
+    GROUPS,
+    SEARCH_GROUPS,
+    build,
+    build_find_lr,
+    build_search,
+    command_from_flags,
+    define_flags,
+    fields_with_registry,
+    find_lr_from_flags,
+    flag_values,
+    from_flagfile,
+    from_flags,
+    parse_flagfile,
+    read_run_flags,
+    search_from_flags,
+    to_flagfile,
+)
+from ktransfer.config.model import ModelConfig
+from ktransfer.config.run import RunConfig
+from ktransfer.config.text import TextConfig
+from ktransfer.config.train import TrainConfig
+
+__all__ = [
+    "AUTO_LR", "FIND_LR_GROUPS", "GROUPS", "SEARCH_GROUPS", "AdaptConfig", "AugmentConfig",
+    "DataConfig", "DistributeConfig", "EvaluateConfig", "ExportConfig", "FindLRConfig",
+    "LRFinderConfig", "LoadConfig", "ModelConfig", "PredictConfig", "RunConfig", "SearchConfig",
+    "TextConfig", "TrainConfig", "TuneConfig", "build", "build_find_lr", "build_search",
+    "command_from_flags", "define_flags", "fields_with_registry", "find_lr_from_flags",
+    "flag_values", "from_flagfile", "from_flags", "option", "parse_flagfile", "read_run_flags",
+    "require", "search_from_flags", "to_flagfile",
+]

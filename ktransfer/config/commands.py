@@ -1,0 +1,216 @@
+"""The configs of the commands besides train: `tune`, `find_lr`, `evaluate`, `predict`, `export`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ktransfer.config.fields import option, require
+from ktransfer.config.run import RunConfig
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """The search of `ktransfer.tune`: what it searches (the head, or the adaptation), which
+    tuner, how many trials, where its state lives, and the search space. A head trial trains
+    for --epochs (the head phase) with --batch_size; an adaptation trial is a whole run."""
+
+    space: str = option("head", "What to search: head (the head's hyperparameters on the "
+                        "frozen backbone, on cached features, scored by validation accuracy) or "
+                        "adaptation (--mmd_alignment and --mmd_weight; every trial a whole "
+                        "adaptation run of the train flags, scored by --objective without "
+                        "target labels).", registry="ktransfer.tuning:SPACES")
+    objective: str = option("source_val", "space=adaptation: the validator whose score of the "
+                            "kept epoch ranks the trials (see --da_select).",
+                            registry="ktransfer.domain.validators:VALIDATORS")
+    hp_alignments: tuple[str, ...] = option(("marginal", "class"), "space=adaptation: "
+                                            "alignments to try.",
+                                            registry="ktransfer.domain.adaptation:ALIGNMENTS")
+    hp_mmd_weights: tuple[float, ...] = option((0.1, 0.3, 1.0), "space=adaptation: MMD "
+                                               "weights to try.")
+    hp_init_from: tuple[str, ...] = option((), "space=adaptation: source runs (--init_from: run "
+                                           "directories or model.keras files) to adapt from, "
+                                           "e.g. the same source training with other --seed "
+                                           "values; empty: the train flags' --init_from.")
+    tuner: str = option("random", "Search algorithm.", registry="ktransfer.tuning:TUNERS")
+    max_trials: int = option(10, "Trials to run (random, bayesian); hyperband sizes itself "
+                            "from --epochs.")
+    directory: str = option("tuning", "Folder of the search state, trials.csv and best.cfg.")
+    project: str = option("head", "Name of the search inside --directory; the same command "
+                         "resumes it.")
+    hp_layers: int = option(2, "Search 0 to this many hidden layers.")
+    hp_units: tuple[int, ...] = option((64, 128, 256), "Hidden layer sizes to try.")
+    hp_dropout: tuple[float, ...] = option((0.0, 0.5), "Dropout range (min,max), step 0.05.")
+    hp_l2: tuple[float, ...] = option((0.0, 1e-5, 1e-4, 1e-3), "L2 penalties to try.")
+    hp_lr: tuple[float, ...] = option((1e-4, 1e-1), "Learning-rate range (min,max), log scale.")
+    hp_schedules: tuple[str, ...] = option(("constant", "cosine", "exponential"),
+                                          "Learning-rate schedules to try.",
+                                          registry="ktransfer.optim.schedules:SCHEDULES")
+    hp_label_smoothing: tuple[float, ...] = option((0.0, 0.2), "Label smoothing range "
+                                                  "(min,max), step 0.05.")
+
+    def __post_init__(self) -> None:
+        require(self.max_trials >= 1, "max_trials", "must be >= 1")
+        require(bool(self.directory), "directory", "is required")
+        require(self.hp_layers >= 0, "hp_layers", "must be >= 0")
+        require(self.space == "head" or self.tuner != "hyperband", "tuner",
+                "hyperband schedules epochs of one model; --space=adaptation takes random or "
+                "bayesian")
+        require(bool(self.hp_mmd_weights) and min(self.hp_mmd_weights) >= 0.0, "hp_mmd_weights",
+                "give weights >= 0, e.g. 0.1,0.3,1")
+        require(not self.hp_init_from or self.space == "adaptation", "hp_init_from",
+                "source runs to adapt from are searched with --space=adaptation")
+        require(bool(self.hp_units) and min(self.hp_units) >= 1, "hp_units",
+                "give sizes >= 1, e.g. 64,128")
+        for name, low in (("hp_dropout", 0.0), ("hp_label_smoothing", 0.0), ("hp_lr", 1e-12)):
+            pair = getattr(self, name)
+            require(len(pair) == 2 and low <= pair[0] <= pair[1], name,
+                    f"give min,max with {low} <= min <= max, got {','.join(map(str, pair))}")
+        require(self.hp_dropout[1] < 1.0 and self.hp_label_smoothing[1] < 1.0, "hp_dropout",
+                "dropout and label smoothing must stay below 1")
+        require(bool(self.hp_l2) and min(self.hp_l2) >= 0.0, "hp_l2", "give penalties >= 0")
+        require(bool(self.hp_schedules), "hp_schedules", "give at least one schedule")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything one `ktransfer.tune` search needs: the runs its trials make, and the search."""
+
+    run: RunConfig
+    tune: TuneConfig
+
+
+@dataclass(frozen=True)
+class FindLRConfig:
+    """`ktransfer.find_lr`: an exponential learning-rate range test (Smith 2017; fastai's
+    lr_find) for one phase of the run the train flags describe."""
+
+    phase: str = option("head", "Which phase to test: head (the new head on the frozen "
+                        "backbone; on cached features with --cache_features) or fine_tune "
+                        "(--unfreeze's layers train too).", ("head", "fine_tune"))
+    start_lr: float = option(1e-7, "The first learning rate of the test.")
+    end_lr: float = option(10.0, "The last learning rate of the test.")
+    num_steps: int = option(100, "Optimizer steps, each at a rate start_lr x "
+                            "(end_lr/start_lr)^(i/(num_steps-1)).")
+    diverge: float = option(4.0, "Stop early once the smoothed loss exceeds this many times its "
+                            "lowest value.")
+    output_dir: str = option("lr_find", "Folder for lr_find.csv, lr_find.png and "
+                             "lr_find.json.")
+
+    def __post_init__(self) -> None:
+        require(0.0 < self.start_lr < self.end_lr, "start_lr",
+                f"must be > 0 and below --end_lr, got {self.start_lr} and {self.end_lr}")
+        require(10 <= self.num_steps <= 100_000, "num_steps", "must be in 10..100000")
+        require(self.diverge > 1.0, "diverge", "must be > 1")
+        require(bool(self.output_dir), "output_dir", "is required")
+
+
+@dataclass(frozen=True)
+class LRFinderConfig:
+    """Everything one `ktransfer.find_lr` run needs: the run it tests, and the test."""
+
+    run: RunConfig
+    find: FindLRConfig
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    """A trained classifier to load: the flags `evaluate`, `predict` and `export` share."""
+
+    model: str = option("", "A run directory of ktransfer.train or a .keras classifier "
+                        "(labels.txt beside it).")
+    unsafe_load: bool = option(False, "Allow a model file that contains code (Lambda layers). "
+                               "Only for files you trust.")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(LoadConfig):
+    """`ktransfer.evaluate`: metrics, confusion matrix and plots of a classifier."""
+
+    data: str = option("", "Labelled examples (the forms of train's --data); default: the "
+                       "run's own split (see --split).")
+    data_dir: str = option("", "tfds data folder.")
+    split: str = option("test", "Which split: of the run (without --data), or of --data when "
+                        "it has splits (all: every example).", ("test", "val", "train", "all"))
+    output_dir: str = option("", "Where evaluation.json and the plots go; default "
+                             "MODEL_DIR/evaluation-SPLIT.")
+    batch_size: int = option(64, "Examples per batch.")
+    top_k: int = option(5, "k of the top-k accuracy.")
+    on_bad_image: str = option("fail", "An unreadable image file: stop with an error naming "
+                               "it, or skip it with a warning.", ("fail", "skip"))
+    on_bad_text: str = option("fail", "An empty or undecodable text: stop with an error naming "
+                              "it, or skip it with a warning.", ("fail", "skip"))
+    text_column: str = option("", "Text tables: the text column (default: the run's).")
+    label_column: str = option("", "Text tables: the label column (default: the run's).")
+    tta: str = option("none", "Test-time augmentation (images): average the probabilities of "
+                      "the image and its mirror (flip), of five crops (crops) or of both "
+                      "(flip_crops).", registry="ktransfer.image.tta:TTA_VIEWS")
+
+    def __post_init__(self) -> None:
+        require(bool(self.model), "model", "is required (a run directory or a .keras file)")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        require(self.top_k >= 1, "top_k", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class PredictConfig(LoadConfig):
+    """`ktransfer.predict`: the top classes of each example."""
+
+    top_k: int = option(1, "How many classes per example.")
+    format: str = option("text", "Output format.", ("text", "csv", "json"))
+    output: str = option("", "Write to this file (atomically) instead of stdout.")
+    on_bad_image: str = option("fail", "A file that is not a readable image: stop with an "
+                               "error naming it, or skip it with a warning.", ("fail", "skip"))
+    on_bad_text: str = option("fail", "An empty or undecodable text: stop with an error naming "
+                              "it, or skip it with a warning.", ("fail", "skip"))
+    text: str = option("", "Text models: one text to classify (also: .txt files with one text "
+                       "per line, folders of .txt files, or - for standard input).")
+    batch_size: int = option(64, "Examples per batch.")
+    tta: str = option("none", "Test-time augmentation (images): average the probabilities of "
+                      "the image and its mirror (flip), of five crops (crops) or of both "
+                      "(flip_crops).", registry="ktransfer.image.tta:TTA_VIEWS")
+    explain: str = option("", "Images: also write a Grad-CAM heat map of each image's top class "
+                          "over it into this folder (NNNN-NAME.png, in input order).")
+    explain_layer: str = option("", "The backbone layer Grad-CAM weighs (a spatial feature "
+                                "map); default: the last one.")
+
+    def __post_init__(self) -> None:
+        require(bool(self.model), "model", "is required (a run directory or a .keras file)")
+        require(self.top_k >= 1, "top_k", "must be >= 1")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class ExportConfig(LoadConfig):
+    """`ktransfer.export`: a SavedModel for TF Serving."""
+
+    run_dir: str = option("", "Run directory of ktransfer.train (or use --model).")
+    export_dir: str = option("", "Where the model's numbered versions go: DIR/NAME (TF "
+                             "Serving's base path).")
+    version: int = option(0, "Version number; 0 takes the next free one.")
+    top_k: int = option(5, "How many top classes the signatures return.")
+    tflite: str = option("none", "Also write VERSION/model.tflite of the pixels signature "
+                         "(image models): float32, float16, dynamic (int8 weights) or int8 (full "
+                         "integer, calibrated on up to 200 training images); scored on the "
+                         "run's test split next to the Keras model.", ("none",),
+                         registry="ktransfer.deploy.conversion:TFLITE")
+    onnx: bool = option(False, "Also write VERSION/model.onnx (tf2onnx, opset 17) of the pixels "
+                        "model, scored with onnxruntime on the run's test split.")
+    max_accuracy_drop: float = option(0.02, "Largest test-accuracy drop a TFLite or ONNX copy "
+                                      "may have against the Keras model (0.02 = 2 points).")
+    on_accuracy_drop: str = option("fail", "A larger drop: fail (nothing is exported) or warn "
+                                   "(exported, and recorded in conversions.json).",
+                                   ("fail", "warn"))
+
+    def __post_init__(self) -> None:
+        require(bool(self.run_dir) != bool(self.model), "run_dir",
+                "give exactly one of --run_dir and --model")
+        require(bool(self.export_dir), "export_dir", "is required, e.g. "
+                "--export_dir=exports/digits")
+        require(self.version >= 0, "version", "must be >= 0")
+        require(self.top_k >= 1, "top_k", "must be >= 1")
+        require(0.0 <= self.max_accuracy_drop <= 1.0, "max_accuracy_drop", "must be in [0, 1]")
+
+    @property
+    def source(self) -> str:
+        """The run directory or model file to export."""
+        return self.run_dir or self.model

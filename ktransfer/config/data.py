@@ -1,0 +1,61 @@
+"""`DataConfig`: where examples come from, how they are split and batched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ktransfer.config.fields import option, require
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where examples come from and how they are split and batched."""
+
+    modality: str = option("image", "What the examples are: image, or text.",
+                           registry="ktransfer.modality:MODALITIES")
+    data: str = option(
+        "", "Training data: builtin:NAME, tfds:NAME, or a folder of class sub-folders "
+        "(folder:PATH or just PATH); text also reads .csv, .tsv and .jsonl files.")
+    data_dir: str = option("", "tfds data folder (where `tfds build` put the dataset).")
+    val_data: str = option("", "Validation data (same forms as --data); default: split --data.")
+    test_data: str = option("", "Test data (same forms as --data); default: split --data.")
+    classes: tuple[str, ...] = option(
+        (), "Only these classes, in this order (comma-separated names); default: all.")
+    val_split: float = option(0.2, "Fraction of --data held out for validation when no "
+                             "validation split is given.")
+    test_split: float = option(0.2, "Fraction of --data held out for test when no test split "
+                              "is given.")
+    split_seed: int = option(0, "Seed of the stratified train/validation/test split.")
+    train_per_class: int = option(0, "Keep at most this many training images per class "
+                                 "(few-label experiments); 0 keeps all.")
+    image_size: int = option(0, "Square input size in pixels; 0 uses the backbone's default.")
+    batch_size: int = option(32, "Global batch size.")
+    cache: str = option("memory", "Cache decoded, resized images: memory, disk (in the run "
+                       "directory) or none.", ("memory", "disk", "none"))
+    class_weights: str = option("none", "Weight the loss per class: none, or balanced "
+                               "(n_samples / (n_classes * count)).", ("none", "balanced"))
+    shuffle_buffer: int = option(2048, "Shuffle buffer size (examples). Image files are "
+                                 "shuffled by name before decoding; the buffer reshuffles "
+                                 "in-memory sets and the cached images after the first pass.")
+    on_bad_image: str = option("fail", "An image file that cannot be decoded (corrupt, "
+                              "truncated, empty, not an image): stop with an error naming it, "
+                              "or skip it with one warning line.", ("fail", "skip"))
+
+    def __post_init__(self) -> None:
+        require(bool(self.data), "data", "is required, e.g. --data=builtin:digits or "
+               "--data=/path/to/class_folders")
+        for name in ("val_split", "test_split"):
+            value = getattr(self, name)
+            require(0.0 <= value < 1.0, name, f"must be in [0, 1), got {value}")
+        require(self.val_split + self.test_split < 1.0, "val_split",
+               "--val_split + --test_split must be below 1 to leave training data")
+        require(self.train_per_class >= 0, "train_per_class", "must be >= 0")
+        require(self.image_size == 0 or 8 <= self.image_size <= 4096, "image_size",
+               f"must be 0 (backbone default) or in [8, 4096], got {self.image_size}")
+        require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        require(self.shuffle_buffer >= 1, "shuffle_buffer", "must be >= 1")
+        require(len(set(self.classes)) == len(self.classes), "classes", "lists a class twice")
+        for name in ("data", "val_data", "test_data"):
+            value = getattr(self, name)
+            for prefix in ("builtin:", "tfds:", "folder:"):
+                require(value != prefix, name, f"give a name or path after {prefix}")

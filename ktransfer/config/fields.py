@@ -1,0 +1,32 @@
+"""Config fields that are also absl flags: `option` declares one, `require` states a rule."""
+
+from __future__ import annotations
+
+from dataclasses import field
+from typing import Any
+
+from ktransfer.errors import ConfigError
+
+AUTO_LR = -1.0  # --lr=auto / --fine_tune_lr=auto: the learning-rate range test picks the rate
+
+
+def option(default: Any, help: str, choices: tuple[str, ...] | None = None,
+           registry: str | None = None, auto: bool = False) -> Any:
+    """A config field that is also an absl flag.
+
+    Args:
+        default: the flag's default.
+        help: the flag's help text.
+        choices: fixed allowed values (an enum flag).
+        registry: `"module:ATTR"` of the `ktransfer.registry.Registry` whose names are the
+            allowed values (added to `choices`, if any); checked in pre-flight.
+        auto: a learning rate that may also be `auto` (held as AUTO_LR).
+    """
+    return field(default=default, metadata={"help": help, "choices": choices,
+                                            "registry": registry, "auto": auto})
+
+
+def require(cond: bool, flag: str, message: str) -> None:
+    """Raises ConfigError(flag, message) unless `cond`."""
+    if not cond:
+        raise ConfigError(flag, message)

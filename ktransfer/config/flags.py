@@ -1,0 +1,267 @@
+"""Configs <-> absl flags and flagfiles: `define_flags` turns the dataclasses' fields into flags,
+`build` / `from_flags` make validated configs, `to_flagfile` writes one back out."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from ktransfer.config.adapt import AdaptConfig
+from ktransfer.config.augment import AugmentConfig
+from ktransfer.config.commands import FindLRConfig, LRFinderConfig, SearchConfig, TuneConfig
+from ktransfer.config.data import DataConfig
+from ktransfer.config.distribute import DistributeConfig
+from ktransfer.config.fields import AUTO_LR, require
+from ktransfer.config.model import ModelConfig
+from ktransfer.config.run import RunConfig
+from ktransfer.config.text import TextConfig
+from ktransfer.config.train import TrainConfig
+from ktransfer.errors import ConfigError
+
+GROUPS: dict[str, type] = {
+    "data": DataConfig,
+    "augment": AugmentConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "distribute": DistributeConfig,
+    "adapt": AdaptConfig,
+    "text": TextConfig,
+}
+SEARCH_GROUPS: dict[str, type] = {**GROUPS, "tune": TuneConfig}
+FIND_LR_GROUPS: dict[str, type] = {**GROUPS, "find": FindLRConfig}
+
+Choices = Callable[[str], tuple[str, ...]]
+
+
+def define_flags(flag_values: Any = None, groups: dict[str, type] = GROUPS,
+                 registry_names: Choices | None = None) -> None:
+    """Defines one absl flag per config field (idempotent per FlagValues).
+
+    `registry_names(path)` gives the names of the registry a field names; without it such
+    fields are free strings (checked in pre-flight), so parsing a flagfile imports nothing.
+    """
+    from absl import flags
+
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    for cls in groups.values():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name not in fv:
+                _define(flags, fv, f, hints[f.name], registry_names)
+
+
+def _define(flags: Any, fv: Any, f: dataclasses.Field, kind: Any,
+            registry_names: Choices | None) -> None:
+    helptext = f.metadata["help"]
+    choices = tuple(f.metadata.get("choices") or ())
+    if f.metadata.get("registry") and registry_names is not None:
+        choices += registry_names(f.metadata["registry"])
+    elif f.metadata.get("registry"):
+        choices = ()
+    if f.metadata.get("auto"):
+        flags.DEFINE(_RateParser(flags), f.name, f.default, helptext, flag_values=fv)
+    elif typing.get_origin(kind) is tuple:  # comma-separated list
+        flags.DEFINE_list(f.name, [str(v) for v in typing.cast(tuple, f.default)], helptext,
+                          flag_values=fv)
+    elif choices:
+        flags.DEFINE_enum(f.name, f.default, list(choices), helptext, flag_values=fv)
+    elif kind is bool:
+        flags.DEFINE_bool(f.name, f.default, helptext, flag_values=fv)
+    elif kind is int:
+        flags.DEFINE_integer(f.name, f.default, helptext, flag_values=fv)
+    elif kind is float:
+        flags.DEFINE_float(f.name, f.default, helptext, flag_values=fv)
+    else:
+        flags.DEFINE_string(f.name, f.default, helptext, flag_values=fv)
+
+
+def _RateParser(flags: Any) -> Any:  # noqa: N802 (a class made on demand: absl is imported late)
+    """An absl parser of a float that may also be `auto` (parsed as AUTO_LR)."""
+
+    class RateParser(flags.FloatParser):
+        def parse(self, argument: Any) -> float:
+            if isinstance(argument, str) and argument.strip().lower() == "auto":
+                return AUTO_LR
+            return super().parse(argument)
+
+    return RateParser()
+
+
+def fields_with_registry(cfg: Any) -> list[tuple[str, Any, str]]:
+    """(flag, value, registry path) of every registry-backed field of `cfg`, for pre-flight."""
+    out = []
+    for part in _parts(cfg):
+        for f in dataclasses.fields(part):
+            if f.metadata.get("registry"):
+                value = getattr(part, f.name)
+                fixed = tuple(f.metadata.get("choices") or ())
+                values = value if isinstance(value, tuple) else (value,)
+                out += [(f.name, v, f.metadata["registry"]) for v in values if v not in fixed]
+    return out
+
+
+def _convert(cls: type, f: dataclasses.Field, value: Any) -> Any:
+    name = f.name
+    kind = typing.get_type_hints(cls)[name]
+    if typing.get_origin(kind) is tuple:
+        item = typing.get_args(kind)[0]
+        items = [str(v).strip() for v in (value or []) if str(v).strip()]
+        try:
+            value = tuple(item(v) for v in items)
+        except ValueError:
+            raise ConfigError(name, f"expected comma-separated {item.__name__} values, "
+                              f"got {','.join(items)!r}") from None
+    _check_choices(f, value)
+    return value
+
+
+def _check_choices(f: dataclasses.Field, value: Any) -> None:
+    """A field's fixed choices hold for every way of building a config, as the command line's
+    enum flags hold them (registry-backed names are checked in pre-flight)."""
+    choices = f.metadata.get("choices")
+    if not choices or f.metadata.get("registry"):
+        return
+    for item in value if isinstance(value, tuple) else (value,):
+        require(item in choices, f.name, f"expected one of {', '.join(choices)}, got {item!r}")
+
+
+def _build_parts(groups: dict[str, type], values: dict[str, Any]) -> dict[str, Any]:
+    """{group: its dataclass built from `values`}; unknown names are an error."""
+    known = {f.name for cls in groups.values() for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(unknown[0], "is not a known option")
+    return {group: cls(**{f.name: _convert(cls, f, values[f.name])
+                          for f in dataclasses.fields(cls) if f.name in values})
+            for group, cls in groups.items()}
+
+
+def build(**values: Any) -> RunConfig:
+    """Builds a validated `RunConfig` from keyword values (unknown names are an error).
+
+    The notebook-friendly way to make a config:
+    `config.build(data="builtin:digits", backbone="small_cnn", weights="none")`.
+    """
+    return RunConfig(**_build_parts(GROUPS, values))
+
+
+def build_search(**values: Any) -> SearchConfig:
+    """Builds a validated `SearchConfig` (run flags plus search flags) from keyword values."""
+    parts = _build_parts(SEARCH_GROUPS, values)
+    tune = parts.pop("tune")
+    return SearchConfig(run=RunConfig(**parts), tune=tune)
+
+
+def build_find_lr(**values: Any) -> LRFinderConfig:
+    """Builds a validated `LRFinderConfig` (run flags plus range-test flags) from keyword
+    values."""
+    parts = _build_parts(FIND_LR_GROUPS, values)
+    find = parts.pop("find")
+    return LRFinderConfig(run=RunConfig(**parts), find=find)
+
+
+def flag_values(fv: Any, groups: dict[str, type]) -> dict[str, Any]:
+    """{field name: parsed flag value} for every field of `groups`."""
+    return {f.name: fv[f.name].value for cls in groups.values() for f in dataclasses.fields(cls)}
+
+
+def command_from_flags(cls: type, flag_values_: Any = None) -> Any:
+    """A command's config (`EvaluateConfig`, ...) from parsed absl flags."""
+    from absl import flags
+
+    fv = flag_values_ if flag_values_ is not None else flags.FLAGS
+    return _build_parts({"command": cls}, flag_values(fv, {"command": cls}))["command"]
+
+
+def from_flags(flag_values_: Any = None) -> RunConfig:
+    """Builds a validated `RunConfig` from parsed absl flags."""
+    from absl import flags
+
+    fv = flag_values_ if flag_values_ is not None else flags.FLAGS
+    return build(**flag_values(fv, GROUPS))
+
+
+def find_lr_from_flags(flag_values_: Any = None) -> LRFinderConfig:
+    """Builds a validated `LRFinderConfig` from parsed absl flags."""
+    from absl import flags
+
+    fv = flag_values_ if flag_values_ is not None else flags.FLAGS
+    return build_find_lr(**flag_values(fv, FIND_LR_GROUPS))
+
+
+def search_from_flags(flag_values_: Any = None) -> SearchConfig:
+    """Builds a validated `SearchConfig` from parsed absl flags."""
+    from absl import flags
+
+    fv = flag_values_ if flag_values_ is not None else flags.FLAGS
+    return build_search(**flag_values(fv, SEARCH_GROUPS))
+
+
+def parse_flagfile(path: str | os.PathLike, groups: dict[str, type] = GROUPS,
+                   skip_unknown: bool = False) -> dict[str, Any]:
+    """{field: value} of a flagfile, parsed as `--flagfile=PATH` would be; with `skip_unknown`
+    lines of flags outside `groups` are left out (a run's flags.cfg read by another command)."""
+    from absl import flags
+
+    fv = flags.FlagValues()
+    define_flags(fv, groups)
+    argv = [f"--flagfile={os.fspath(path)}"]
+    if skip_unknown:
+        try:
+            lines = [line.strip() for line in open(path, encoding="utf-8")]
+        except OSError as exc:
+            raise ConfigError("model", f"cannot read the run's flags: {exc}") from None
+        argv = [line for line in lines if line.startswith("--") and _known(line, fv)]
+    try:
+        fv(["ktransfer", *argv])
+    except flags.Error as exc:
+        raise ConfigError("flagfile", f"{os.fspath(path)}: {exc}") from None
+    return flag_values(fv, groups)
+
+
+def _known(line: str, fv: Any) -> bool:
+    """Whether a `--name=value` / `--noname` line sets a flag defined in `fv`."""
+    name = line[2:].split("=", 1)[0]
+    return name in fv or (name.startswith("no") and "=" not in line and name[2:] in fv)
+
+
+def from_flagfile(path: str | os.PathLike, **overrides: Any) -> RunConfig:
+    """Builds a config from a flagfile, as `--flagfile=PATH` would, then applies `overrides`.
+
+    For notebooks: `config.from_flagfile("configs/quickstart.cfg", verbose=0)`.
+    """
+    return build(**{**parse_flagfile(path), **overrides})
+
+
+def read_run_flags(path: str | os.PathLike) -> RunConfig:
+    """The `RunConfig` of a run's resolved flags.cfg (flags of other commands in it skipped)."""
+    return build(**parse_flagfile(path, GROUPS, skip_unknown=True))
+
+
+def to_flagfile(cfg: Any, header: str = "") -> str:
+    """Returns a flagfile that reproduces `cfg` exactly (every field written)."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for part in _parts(cfg):
+        for f in dataclasses.fields(part):
+            value = getattr(part, f.name)
+            if isinstance(value, bool):
+                lines.append(f"--{f.name}" if value else f"--no{f.name}")
+            elif f.metadata.get("auto") and value == AUTO_LR:
+                lines.append(f"--{f.name}=auto")
+            elif isinstance(value, tuple):
+                lines.append(f"--{f.name}={','.join(str(v) for v in value)}")
+            else:
+                lines.append(f"--{f.name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def _parts(cfg: Any) -> list[Any]:
+    """The flag-holding dataclasses of a RunConfig, SearchConfig or single group."""
+    if isinstance(cfg, SearchConfig):
+        return [*_parts(cfg.run), cfg.tune]
+    if isinstance(cfg, RunConfig):
+        return [getattr(cfg, name) for name in GROUPS]
+    return [cfg]

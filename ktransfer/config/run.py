@@ -1,0 +1,35 @@
+"""`RunConfig`: every group one `ktransfer.train` run needs, and the rules across groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ktransfer.config.adapt import AdaptConfig
+from ktransfer.config.augment import AugmentConfig
+from ktransfer.config.data import DataConfig
+from ktransfer.config.distribute import DistributeConfig
+from ktransfer.config.fields import require
+from ktransfer.config.model import ModelConfig
+from ktransfer.config.text import TextConfig
+from ktransfer.config.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one `ktransfer.train` run needs."""
+
+    data: DataConfig
+    augment: AugmentConfig
+    model: ModelConfig
+    train: TrainConfig
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+
+    def __post_init__(self) -> None:
+        require(self.adapt.mmd_layers != "head" or bool(self.model.head_hidden), "mmd_layers",
+                "head aligns the hidden head layers and this head has none: give "
+                "--head_hidden or --mmd_layers=all")
+        require(self.train.epochs + self.train.fine_tune_epochs > 0 or bool(self.model.init_from),
+                "epochs", "--epochs and --fine_tune_epochs are both 0: nothing to train (with "
+                "--init_from, 0 and 0 re-use that model as it is)")

@@ -1,0 +1,2 @@
+"""Evaluation (`evaluation`: metrics, confusion matrix, mistakes), plots (`plotting`) and
+report.html (`report`)."""

@@ -1,0 +1,106 @@
+"""After training: AdaBN, metrics, model files, metrics.json, report, export (each step
+idempotent, so a run killed here is finished by the same command)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ktransfer.deploy import prediction
+from ktransfer.deploy.serving import export
+from ktransfer.network.classifier import compile_classifier, inference_model
+from ktransfer.reporting.evaluation import evaluate, scores
+from ktransfer.reporting.report import write_report
+from ktransfer.runs import atomic, rundir
+from ktransfer.runs.exportdir import versions
+from ktransfer.training.job import Fitted, Job
+from ktransfer.training.recording import ValidationRecorder
+
+log = logging.getLogger("ktransfer.training")
+
+
+def finish(job: Job, trained: Fitted) -> dict[str, Any]:
+    """After training: AdaBN, metrics, model files, metrics.json, report, export. Each step
+    can run again (a run killed here is finished by the same command)."""
+    cfg, model, path = job.cfg, job.model, job.run_dir
+    if not model.compiled:  # fitted: a head on cached features, or the adaptation model
+        compile_classifier(model, cfg, cfg.train.lr)
+    metrics: dict[str, Any] = {
+        "modality": job.modality.name,
+        "network": job.network.info,
+        "epochs": {"head": trained.head_epochs,
+                   "fine_tune": trained.epochs - trained.head_epochs},
+        "num_examples": job.splits.counts(),
+        "class_names": list(job.splits.class_names),
+    }
+    notes = job.modality.data_notes(job.splits, job.feed)
+    if notes:
+        metrics["data"] = notes
+    if job.adapt is not None:
+        metrics["adaptation"] = job.adapt.finish(model, job.feed, job.val_ds,
+                                                 cfg.data.batch_size)
+    probabilities = _split_scores(job, trained.recorder, metrics)
+    atomic.save_with(path / "model.keras", inference_model(model).save)
+    atomic.save_with(path / "backbone.weights.h5", job.network.backbone.save_weights)
+    metrics["seconds"] = round(time.time() - job.started, 1)
+    atomic.write_json(path / "metrics.json", metrics)
+    if cfg.train.report:
+        _report(job, probabilities)
+    if cfg.train.export_dir:
+        metrics["export"] = str(_export(job))
+        atomic.write_json(path / "metrics.json", metrics)
+        log.info("exported a SavedModel to %s", metrics["export"])
+    rundir.finish(path)
+    return metrics
+
+
+def _split_scores(job: Job, recorder: ValidationRecorder, metrics: dict[str, Any]
+                  ) -> np.ndarray:
+    """Fills metrics['val'] (and 'test') with what `model.evaluate` reports; returns the
+    probabilities [N, C] of the report's split (test, else validation). The validation
+    split's come from the last epoch's own validation pass while the model holds the weights
+    it saw, else from the pipeline that evaluated it during training (already decoded and
+    cached); each split is predicted at most once."""
+    model, smoothing = job.model, job.cfg.model.label_smoothing
+    val = recorder.probabilities(model)
+    if val is None:
+        val = prediction.batch_probabilities(model, job.val_ds)
+    else:
+        log.debug("validation probabilities from the last epoch's validation pass")
+    metrics["val"] = scores(val, job.splits.val.labels, model, smoothing)
+    if job.test_ds is None or job.splits.test is None:
+        return val
+    test = prediction.batch_probabilities(model, job.test_ds)
+    metrics["test"] = scores(test, job.splits.test.labels, model, smoothing)
+    return test
+
+
+def _report(job: Job, probabilities: np.ndarray) -> None:
+    """report.html, from the probabilities of its split (test, else validation)."""
+    splits = job.splits
+    on = "test" if splits.test is not None else "validation"
+    evaluate(job.model, job.modality, job.feed, list(splits.class_names),
+             splits.test if splits.test is not None else splits.val, job.run_dir / "report",
+             batch_size=job.cfg.data.batch_size, probabilities=probabilities)
+    write_report(job.run_dir, on)
+
+
+def _export(job: Job) -> Path:
+    """Exports once: the version is recorded in the resume state before it is written, so a
+    run killed during the export finishes it instead of adding a second version."""
+    base = Path(job.cfg.train.export_dir).resolve()
+    state = rundir.read_state(job.run_dir)
+    version = (state or {}).get("export_version")
+    if version and (base / str(version)).is_dir():
+        return base / str(version)
+    version = version or max(versions(base), default=0) + 1
+    if state is not None:
+        atomic.write_json(job.run_dir / rundir.RESUME_DIR / rundir.STATE,
+                          {**state, "export_version": version})
+    return export(job.model, job.modality, job.feed, list(job.splits.class_names),
+                  job.cfg.train.export_dir, version=version)
+
