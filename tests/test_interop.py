@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 
 from ktransfer.config import ExportConfig
+from ktransfer.deploy.conversion import FORMATS
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.serving import export_saved
 from ktransfer.errors import KtransferError
@@ -56,9 +57,9 @@ def test_onnx_runs_in_onnxruntime_like_keras(quickstart_run, tmp_path):
 
 def test_a_conversion_that_loses_accuracy_is_refused_and_nothing_is_published(
         quickstart_run, tmp_path, monkeypatch):
-    from ktransfer.deploy import conversion
+    from ktransfer.deploy.conversion import FORMATS
 
-    monkeypatch.setattr(conversion, "_tflite_predict",
+    monkeypatch.setattr(FORMATS.get("tflite"), "predictor",
                         lambda content, signature: lambda x: np.eye(5)[np.zeros(len(x), int)])
     with pytest.raises(KtransferError, match="^--max_accuracy_drop: the tflite model scores"):
         export_saved(ExportConfig(run_dir=str(quickstart_run), tflite="dynamic",
@@ -81,3 +82,51 @@ def test_tensorboard_steps_keep_rising_across_the_two_phases(tiny_config):
     steps = [e.step for e in events.Tensors(tag)] if tag in events.Tags()["tensors"] else \
         [e.step for e in events.Scalars(tag)]
     assert len(steps) == 4 and steps == sorted(set(steps)), steps
+
+
+@pytest.mark.parametrize("name", FORMATS.names())
+def test_every_export_format_writes_a_copy_that_predicts_what_keras_predicts(
+        quickstart_run, tmp_path, name):
+    """The contract of `conversion.FORMATS`: each registered format, asked for by --formats,
+    writes its file, scores it on the run's test split and predicts the Keras model's
+    probabilities."""
+    fmt = FORMATS.get(name)
+    version = export_saved(ExportConfig(run_dir=str(quickstart_run), formats=(name,),
+                                        export_dir=str(tmp_path / "m")))
+    model = open_classifier(quickstart_run).model
+    content = (version / fmt.filename).read_bytes()
+    got = fmt.predictor(content, "predict_pixels")(_pixels(model))
+    np.testing.assert_allclose(got, model.predict(_pixels(model), verbose=0), atol=1e-4)
+    entry = json.loads((version / "conversions.json").read_text())[name]
+    assert entry["file"] == fmt.filename and entry["within_limit"]
+
+
+def test_a_new_export_format_is_one_registration(quickstart_run, tmp_path, monkeypatch):
+    """A toy format (the .keras file again, read back with Keras) added by registration alone
+    is converted, checked and reported; one that predicts wrongly is refused."""
+    import keras
+
+    from ktransfer.deploy.conversion import ExportFormat
+
+    def convert(folder, model, signature, cfg, data):
+        path = tmp_path / "copy.keras"
+        model.save(path)
+        return path.read_bytes(), {"kind": "toy"}
+
+    def predictor(content, signature):
+        path = tmp_path / "read.keras"
+        path.write_bytes(content)
+        return keras.saving.load_model(path).predict
+
+    toy = ExportFormat("model.toy", lambda cfg: "toy" in cfg.formats, convert, predictor)
+    monkeypatch.setitem(FORMATS._entries, "toy", toy)
+    version = export_saved(ExportConfig(run_dir=str(quickstart_run), formats=("toy",),
+                                        export_dir=str(tmp_path / "m")))
+    report = json.loads((version / "conversions.json").read_text())
+    assert report["toy"]["kind"] == "toy" and report["toy"]["drop"] == pytest.approx(0, abs=1e-6)
+    assert (version / "model.toy").is_file()
+    monkeypatch.setattr(toy, "predictor",
+                        lambda content, signature: lambda x: np.eye(5)[np.zeros(len(x), int)])
+    with pytest.raises(KtransferError, match="^--max_accuracy_drop: the toy model scores"):
+        export_saved(ExportConfig(run_dir=str(quickstart_run), formats=("toy",),
+                                  export_dir=str(tmp_path / "m")))

@@ -192,9 +192,13 @@ class ExportConfig(LoadConfig):
                          "(image models): float32, float16, dynamic (int8 weights) or int8 (full "
                          "integer, calibrated on up to 200 training images); scored on the "
                          "run's test split next to the Keras model.", ("none",),
-                         registry="ktransfer.deploy.conversion:TFLITE")
+                         registry="ktransfer.deploy.formats.tflite:TFLITE")
     onnx: bool = option(False, "Also write VERSION/model.onnx (tf2onnx, opset 17) of the pixels "
                         "model, scored with onnxruntime on the run's test split.")
+    formats: tuple[str, ...] = option((), "Also write these copies (comma-separated export "
+                                      "formats; --tflite and --onnx are the same for theirs), "
+                                      "each scored on the run's test split.",
+                                      registry="ktransfer.deploy.conversion:FORMATS")
     max_accuracy_drop: float = option(0.02, "Largest test-accuracy drop a TFLite or ONNX copy "
                                       "may have against the Keras model (0.02 = 2 points).")
     on_accuracy_drop: str = option("fail", "A larger drop: fail (nothing is exported) or warn "

@@ -192,11 +192,13 @@ def export_saved(cfg: ExportConfig) -> Path:
     clf = open_classifier(cfg.source, unsafe=cfg.unsafe_load,
                           flag="run_dir" if cfg.run_dir else "model")
     extras = None
-    if cfg.tflite != "none" or cfg.onnx:
+    formats = conversion.wanted(cfg)
+    if formats:
         signature = clf.modality.tflite_signature
         if signature is None:
-            raise KtransferError(f"--{'tflite' if cfg.tflite != 'none' else 'onnx'}: not "
-                                 f"available for {clf.modality.name} models")
+            flag = formats[0] if formats[0] in ("tflite", "onnx") else "formats"
+            raise KtransferError(f"--{flag}: {', '.join(formats)} copies are not available for "
+                                 f"{clf.modality.name} models")
         data = conversion.check_data(clf)
         extras = functools.partial(conversion.convert, model=clf.model, signature=signature,
                                    cfg=cfg, data=data)

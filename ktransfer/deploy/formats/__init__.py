@@ -1,0 +1,1 @@
+"""The export formats of `ktransfer.deploy.conversion.FORMATS`, one module each."""
