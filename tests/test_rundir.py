@@ -61,7 +61,7 @@ def test_a_second_run_on_the_same_run_dir_stops_at_once(tmp_path, tiny_config):
 
 def test_a_killed_process_leaves_no_stale_lock(tmp_path, tiny_config):
     cfg = tiny_config()
-    code = ("import time, sys; from ktransfer import config, rundir; "
+    code = ("import time, sys; from ktransfer import config; from ktransfer.runs import rundir; "
             f"run = rundir.open_run(config.build(**{_values(cfg)!r})); "
             "print('locked', flush=True); time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE,

@@ -33,7 +33,7 @@ class AdaptConfig:
                                 "(DSAN's local MMD); joint: one MMD of (features, predictions) "
                                 "pairs (JAN); cdan: a conditional domain discriminator behind "
                                 "gradient reversal (CDAN+E, weighted by --mmd_weight).",
-                                registry="ktransfer.domain.adaptation:ALIGNMENTS")
+                                registry="ktransfer.domain.alignments:ALIGNMENTS")
     adabn: bool = option(False, "Normalise for the target domain: during training source and "
                          "target batches pass BatchNorm separately (each by its own "
                          "statistics), and afterwards every backbone BatchNorm layer's moving "

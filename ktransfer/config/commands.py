@@ -24,7 +24,7 @@ class TuneConfig:
                             registry="ktransfer.domain.validators:VALIDATORS")
     hp_alignments: tuple[str, ...] = option(("marginal", "class"), "space=adaptation: "
                                             "alignments to try.",
-                                            registry="ktransfer.domain.adaptation:ALIGNMENTS")
+                                            registry="ktransfer.domain.alignments:ALIGNMENTS")
     hp_mmd_weights: tuple[float, ...] = option((0.1, 0.3, 1.0), "space=adaptation: MMD "
                                                "weights to try.")
     hp_init_from: tuple[str, ...] = option((), "space=adaptation: source runs (--init_from: run "

@@ -24,8 +24,8 @@ import tensorflow as tf
 
 from ktransfer.config import AdaptConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
-from ktransfer.domain.adversarial import ConditionalDomainLoss
-from ktransfer.domain.mmd import MMDLoss, mmd
+from ktransfer.domain.alignments import ALIGNMENTS
+from ktransfer.domain.mmd import mmd
 from ktransfer.domain.pseudo_labels import (
     TargetLabeller,
     centroid_estimate,
@@ -39,33 +39,9 @@ from ktransfer.errors import DataError
 from ktransfer.modality import Feed, Modality
 from ktransfer.network.classifier import backbone_input, get_backbone
 from ktransfer.network.features import feature_layer_index, feature_tensor
-from ktransfer.registry import Registry
 from ktransfer.runs.rundir import RESUME_DIR
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Alignment:
-    """How source and target features are pulled together. `conditional`: one MMD per class,
-    source rows weighted by their labels and target rows by the predicted probabilities;
-    `joint`: one MMD of (features, predicted probabilities) pairs of both domains (JAN)."""
-
-    conditional: bool
-    about: str
-    joint: bool = False
-    adversarial: bool = False
-
-
-ALIGNMENTS: Registry[Alignment] = Registry("alignment", "mmd_alignment")
-ALIGNMENTS.register("marginal", Alignment(False, "one MMD between all source and all target "
-                                                 "features (DAN)"))
-ALIGNMENTS.register("class", Alignment(True, "one MMD per class (DSAN's local MMD)"))
-ALIGNMENTS.register("joint", Alignment(False, "one MMD of (features, predictions) pairs, with "
-                                              "a product kernel (JAN's joint MMD)", joint=True))
-ALIGNMENTS.register("cdan", Alignment(False, "a conditional domain discriminator on features x "
-                                             "predictions behind gradient reversal (CDAN+E)",
-                                      adversarial=True))
 
 
 class DomainAdaptationModel(keras.Model):
@@ -91,20 +67,17 @@ class DomainAdaptationModel(keras.Model):
                                      name="features")
         self.head_layers = classifier.layers[cut + 1:]  # pooled features -> probabilities
         alignment = ALIGNMENTS.get(cfg.mmd_alignment)
-        self.class_conditional, self.joint = alignment.conditional, alignment.joint
-        self.adversarial, self.separate = alignment.adversarial, cfg.adabn
+        self.takes, self.separate = alignment.takes, cfg.adabn
+        self.class_conditional = alignment.conditional
         names = ["mmd_features"] + [f"mmd_{layer.name}" for layer in self.head_layers
                                     if _aligned(layer)]
         # --mmd_layers: positions of `names` (and of the feature pairs) that are aligned
-        self.aligned = [i for i in range(len(names))
-                        if cfg.mmd_layers == "all" or (i == 0) == (cfg.mmd_layers == "features")]
-        names = [names[i] for i in self.aligned]
-        self.mmd_layers: list[keras.layers.Layer] = (
-            [ConditionalDomainLoss(cfg.mmd_weight, int(self.extractor.output_shape[-1]),
-                                   int(classifier.output_shape[-1]), name="cdan")]
-            if self.adversarial else
-            [MMDLoss(cfg.mmd_weight, cfg.mmd_estimator, joint=self.joint,
-                     threshold=cfg.class_threshold, name=name) for name in names])
+        self.aligned = [0] if alignment.pooled_only else [
+            i for i in range(len(names))
+            if cfg.mmd_layers == "all" or (i == 0) == (cfg.mmd_layers == "features")]
+        self.mmd_layers: list[keras.layers.Layer] = alignment.build(
+            cfg, [names[i] for i in self.aligned], int(self.extractor.output_shape[-1]),
+            int(classifier.output_shape[-1]))
         self.target_loss = (TargetLoss(cfg.target_loss, cfg.target_loss_weight,
                                        name="target_loss") if cfg.target_loss != "none" else None)
         # --pseudo_labels=clusters: the class centroids of the target features (TargetLabeller)
@@ -140,9 +113,9 @@ class DomainAdaptationModel(keras.Model):
             s, t = joint[:n], joint[n:]
             pairs = [(f[:n], f[n:]) for f in features]
         classes = ([inputs["source_labels"], self._target_classes(t, pairs[0][1])]
-                   if self.class_conditional else [s, t] if self.joint or self.adversarial
+                   if self.takes == "classes" else [s, t] if self.takes == "predictions"
                    else [])
-        pairs = pairs[:1] if self.adversarial else [pairs[i] for i in self.aligned]
+        pairs = [pairs[i] for i in self.aligned]
         for layer, (fs, ft) in zip(self.mmd_layers, pairs, strict=True):
             layer([fs, ft, *classes], training=training)
         if self.target_loss is not None:

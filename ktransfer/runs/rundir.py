@@ -24,9 +24,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ktransfer.runs import atomic
 from ktransfer.config import AUTO_LR, RunConfig, to_flagfile
 from ktransfer.errors import ConfigError
+from ktransfer.runs import atomic
 
 FLAGFILE = "flags.cfg"
 MARKER = ".ktransfer-run"

@@ -1,0 +1,81 @@
+"""The contract of `ktransfer.domain.alignments.ALIGNMENTS`: every registered alignment builds
+its loss layers on the adaptation model, adds one finite loss per layer that reaches the
+weights, and a toy alignment registered alone trains a whole adaptation run."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ktransfer.domain.adaptation import DomainAdaptationModel
+from ktransfer.domain.alignments import ALIGNMENTS, Alignment
+from ktransfer.image.backbones import get_spec, small_cnn
+from ktransfer.image.classifier import build_classifier
+from ktransfer.training import train
+
+
+def _adaptation_model(tiny_config, alignment: str) -> DomainAdaptationModel:
+    cfg = tiny_config(head_hidden=[16], target_data="builtin:digits_m", mmd_weight=0.5,
+                      mmd_alignment=alignment)
+    model = build_classifier(get_spec("small_cnn"), small_cnn((16, 16, 3)), 10, 16, cfg.model)
+    return DomainAdaptationModel(model, cfg.adapt)
+
+
+def _batch():
+    rng = np.random.default_rng(0)
+    source = rng.uniform(0, 255, (6, 16, 16, 3)).astype("float32")
+    target = rng.uniform(0, 255, (6, 16, 16, 3)).astype("float32") * 0.5
+    return {"source": source, "target": target,
+            "source_labels": np.eye(10, dtype="float32")[[0, 1, 2, 3, 4, 5]]}
+
+
+@pytest.mark.parametrize("name", ALIGNMENTS.names())
+def test_every_alignment_adds_one_finite_loss_per_layer_that_reaches_the_backbone(
+        tiny_config, name):
+    dan = _adaptation_model(tiny_config, name)
+    assert dan.mmd_layers and all(isinstance(x, keras.layers.Layer) for x in dan.mmd_layers)
+    with tf.GradientTape() as tape:
+        dan(_batch(), training=True)
+        losses = list(dan.losses)
+        total = tf.add_n(losses)
+    assert len(losses) == len(dan.mmd_layers) and np.isfinite(float(total))
+    backbone = dan.classifier.get_layer("backbone").trainable_weights
+    grads = tape.gradient(total, backbone)
+    assert any(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
+    assert dan(_batch(), training=False).shape == (6, 10)
+    assert ALIGNMENTS.get(name).about
+    for layer in dan.mmd_layers:  # what the ramp-up callback sets
+        assert isinstance(layer.initial_weight, float) and layer.weight.shape == ()
+
+
+class MeanGap(keras.layers.Layer):
+    """A toy alignment's loss: the squared gap between the domains' mean features."""
+
+    def __init__(self, weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_weight = float(weight)
+        self.weight = self.add_weight(shape=(), initializer=keras.initializers.Constant(weight),
+                                      trainable=False, name="mmd_weight")
+
+    def call(self, inputs, training=False):
+        source, target = inputs[:2]
+        if training:
+            gap = keras.ops.mean(source, axis=0) - keras.ops.mean(target, axis=0)
+            self.add_loss(self.weight * keras.ops.sum(gap * gap))
+        return source
+
+
+def test_a_new_alignment_is_one_registration(tiny_config, monkeypatch):
+    toy = Alignment("the gap between mean features",
+                    lambda cfg, names, d, c: [MeanGap(cfg.mmd_weight, name=f"gap_{n}")
+                                              for n in names])
+    monkeypatch.setitem(ALIGNMENTS._entries, "mean_gap", toy)
+    cfg = tiny_config(epochs=0, fine_tune_epochs=1, steps_per_epoch=4, head_hidden=[16],
+                      target_data="builtin:digits_m", mmd_alignment="mean_gap",
+                      target_eval_data="builtin:digits_m")
+    result = train(cfg)
+    assert result.metrics["epochs"] == {"head": 0, "fine_tune": 1}
+    assert np.isfinite(result.metrics["val"]["loss"])
+    assert "target_accuracy" in result.metrics["adaptation"]
