@@ -1,9 +1,11 @@
-"""The seam between what depends on the kind of input and what does not.
+"""The seam between what depends on the kind of input and what does not, in two parts.
 
-A `Modality` (images, text) reads its examples, builds its networks, turns examples into model
-inputs, writes the serving signatures and shows examples in the report. Training, evaluation,
-export and tuning are shared code that only calls these methods; a new input kind is a package
-that subclasses `Modality` and one registration in `MODALITIES`.
+A `Modality` (images, text) is what training, evaluation and export need: it checks its flags,
+reads its examples, builds its networks, turns examples into model inputs (`Feed`) and writes
+the serving signatures. Its `Presentation` is what the report and the command line need: how
+examples are shown (gallery, explanations), read for `predict`, and named in messages. Shared
+code only calls these methods; a new input kind is a package that implements both and one
+registration in `MODALITIES` (see docs/extending.md and tests/test_modality.py).
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ class Feed(abc.ABC):
         """Batches (model inputs, one-hot labels float32 [B, C]); `training` shuffles and
         augments, `repeat` repeats forever (for --steps_per_epoch)."""
 
+    @property
+    def augments(self) -> bool:
+        """Whether training batches are augmented (then the frozen phase cannot be cached)."""
+        return False
+
     def inputs(self, examples: Examples, batch_size: int) -> tf.data.Dataset:
         """Batches of model inputs alone, in order (for prediction)."""
         return self.dataset(examples, batch_size=batch_size).map(lambda x, y: x)
@@ -77,12 +84,41 @@ class Feed(abc.ABC):
         return []
 
 
+class Presentation(abc.ABC):
+    """What the report and the command line show of one kind of input."""
+
+    noun: str = "example"  # for messages: "3 images", "3 texts"
+    input_key: str = "example"  # predict's first column ("file", "text")
+
+    @abc.abstractmethod
+    def list_backbones(self) -> str:
+        """A table of the backbones (encoders) `--backbone` can name."""
+
+    @abc.abstractmethod
+    def gallery(self, model: keras.Model, feed: Feed, examples: Examples,
+                mistakes: list[dict[str, Any]], out_dir: str | os.PathLike) -> str:
+        """HTML sections (with their <h2> headings) showing `mistakes` (rows of
+        `evaluation.summarize`) with their examples, and what else the modality shows of how
+        `model` decides; may write files into `out_dir`. Empty when there is nothing."""
+
+    def explainer(self, model: keras.Model, feed: Feed, layer: str
+                  ) -> Explainer:
+        """`predict --explain`: a function that writes files showing what in each example
+        supports a class (see `Explainer`). Raises ConfigError where the modality or the model
+        has none (checked before predicting)."""
+        raise ConfigError("explain", f"{self.noun} models have no explanations")
+
+    @abc.abstractmethod
+    def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
+        """Unlabelled examples for `predict` from its positional arguments and flags (labels
+        all 0, one class ''); `names()` identifies each in the output."""
+
+
 class Modality(abc.ABC):
     """Everything about one kind of input (see the module docstring)."""
 
     name: str = ""
-    noun: str = "example"  # for messages: "3 images", "3 texts"
-    input_key: str = "example"  # predict's first column ("file", "text")
+    presentation: Presentation  # what the report and the command line show of it
     builtin: Registry[Any]  # built-in data sets: name -> () -> {split: examples}
     tflite_signature: str | None = None  # the signature `export --tflite` converts, if any
 
@@ -115,10 +151,6 @@ class Modality(abc.ABC):
         return {}
 
     @abc.abstractmethod
-    def list_backbones(self) -> str:
-        """A table of the backbones (encoders) `--backbone` can name."""
-
-    @abc.abstractmethod
     def build(self, cfg: RunConfig, num_classes: int) -> Network:
         """The classifier for `cfg` (backbone with its weights, new head)."""
 
@@ -139,25 +171,6 @@ class Modality(abc.ABC):
     def endpoints(self, model: keras.Model, feed: Feed, class_names: list[str],
                   top_k: int) -> dict[str, Any]:
         """The SavedModel signatures, `serving_default` first: name -> tf.function."""
-
-    @abc.abstractmethod
-    def gallery(self, model: keras.Model, feed: Feed, examples: Examples,
-                mistakes: list[dict[str, Any]], out_dir: str | os.PathLike) -> str:
-        """HTML sections (with their <h2> headings) showing `mistakes` (rows of
-        `evaluation.summarize`) with their examples, and what else the modality shows of how
-        `model` decides; may write files into `out_dir`. Empty when there is nothing."""
-
-    def explainer(self, model: keras.Model, feed: Feed, layer: str
-                  ) -> Explainer:
-        """`predict --explain`: a function that writes files showing what in each example
-        supports a class (see `Explainer`). Raises ConfigError where the modality or the model
-        has none (checked before predicting)."""
-        raise ConfigError("explain", f"{self.name} models have no explanations")
-
-    @abc.abstractmethod
-    def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
-        """Unlabelled examples for `predict` from its positional arguments and flags (labels
-        all 0, one class ''); `names()` identifies each in the output."""
 
 
 MODALITIES: Registry[Modality] = Registry("input kind", "modality", {

@@ -43,7 +43,7 @@ def summary(result: TrainResult, report: bool) -> str:
 
 def main(argv: list[str]) -> int:
     if FLAGS.list_backbones:
-        print(MODALITIES.get(FLAGS.modality).list_backbones())
+        print(MODALITIES.get(FLAGS.modality).presentation.list_backbones())
         return 0
     cfg = config.from_flags(FLAGS)
     result = train(cfg)

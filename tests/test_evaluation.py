@@ -156,3 +156,24 @@ def test_scores_from_probabilities_match_keras_evaluate(tiny_config):
     ours = scores(probabilities(result.model, feed, test), test.labels, result.model, 0.1)
     assert ours == pytest.approx(keras_says, rel=1e-5)
     assert result.metrics["test"] == pytest.approx(keras_says, rel=1e-5)
+
+
+def test_a_run_trained_with_skip_is_evaluated_and_predicted_as_it_was_trained(
+        tiny_config, image_folder, tmp_path):
+    """evaluate and predict take the run's reading options (here --on_bad_image=skip) unless
+    told otherwise; before, their own default (fail) stopped on the file training skipped."""
+    from ktransfer import config
+    from ktransfer.deploy.prediction import predict_saved
+    from ktransfer.errors import KtransferError
+    from ktransfer.reporting.evaluation import evaluate_saved
+    from ktransfer.training import train
+
+    (image_folder / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    run = train(tiny_config(data=str(image_folder), on_bad_image="skip")).run_dir
+    summary, _ = evaluate_saved(config.EvaluateConfig(model=str(run), split="test"))
+    assert summary["num_examples"] > 0
+    text = predict_saved(config.PredictConfig(model=str(run)), [str(image_folder / "cat")])
+    assert len(text.strip().splitlines()) == 12  # the 12 good images, the broken one skipped
+    with pytest.raises(KtransferError, match="broken.png"):
+        predict_saved(config.PredictConfig(model=str(run), on_bad_image="fail"),
+                      [str(image_folder / "cat")])

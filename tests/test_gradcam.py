@@ -127,7 +127,7 @@ def test_backbones_without_a_spatial_map_are_refused(hub_module):
     cfg = config.build(data="builtin:digits", backbone=f"hub:{hub_module}", image_size=32)
     model = IMAGE.build(cfg, 3).model
     with pytest.raises(ConfigError, match="no layer with a spatial feature map"):
-        IMAGE.explainer(model, None, "")
+        IMAGE.presentation.explainer(model, None, "")
 
 
 def test_the_gallery_reads_the_images_at_the_positions_it_shows(tmp_path):

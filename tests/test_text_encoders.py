@@ -90,6 +90,6 @@ def test_a_tf_hub_encoder_with_its_preprocessing_model_trains_and_exports(tmp_pa
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr[-2000:]
     served = np.array(json.loads(ran.stdout.strip().splitlines()[-1]))
-    expected = clf.model.predict(clf.feed.inputs(clf.modality.read_inputs(
+    expected = clf.model.predict(clf.feed.inputs(clf.modality.presentation.read_inputs(
         [], config.PredictConfig(model="x", text="great film")), 4), verbose=0)
     np.testing.assert_allclose(served[:1], expected, atol=1e-5)

@@ -114,9 +114,9 @@ def test_export_takes_raw_strings_and_matches_the_keras_model(text_run, tmp_path
     clf = open_classifier(text_run.run_dir)
     version = export(clf.model, clf.modality, clf.feed, clf.class_names, tmp_path / "reviews")
     texts = ["a great and lovely film", "the plot was dull, the worst", "it is a film"]
+    read = clf.modality.presentation.read_inputs
     expected = clf.model.predict(clf.feed.inputs(
-        clf.modality.read_inputs([], config.PredictConfig(model="x", text=texts[0])), 8),
-        verbose=0)
+        read([], config.PredictConfig(model="x", text=texts[0])), 8), verbose=0)
     code = ("import json, sys, numpy as np, tensorflow as tf, tensorflow_text; "
             f"m = tf.saved_model.load({str(version)!r}); "
             f"out = m.signatures['serving_default'](text=tf.constant({texts!r})); "

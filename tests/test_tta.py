@@ -54,7 +54,7 @@ def test_evaluate_with_flip_averages_both_views_and_reports_the_plain_accuracy(
 def test_predict_with_crops_is_the_mean_of_five_crops(quickstart_run, tmp_path):
     clf = open_classifier(str(quickstart_run))
     path = digit_jpeg(tmp_path / "a.jpg", 3)
-    examples = clf.modality.read_inputs([str(path)], PredictConfig(model="x"))
+    examples = clf.modality.presentation.read_inputs([str(path)], PredictConfig(model="x"))
     averaged = prediction.probabilities(clf.model, clf.feed, examples, tta="crops")
     inputs = clf.feed.inputs(examples, 8)
     each = [clf.model.predict(inputs.map(v), verbose=0) for v in TTA_VIEWS.get("crops")]

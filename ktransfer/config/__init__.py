@@ -25,7 +25,7 @@ from ktransfer.config.commands import (
 )
 from ktransfer.config.data import DataConfig
 from ktransfer.config.distribute import DistributeConfig
-from ktransfer.config.fields import AUTO_LR, option, require
+from ktransfer.config.fields import AUTO_LR, FROM_RUN, option, require
 from ktransfer.config.flags import (
     FIND_LR_GROUPS,
     GROUPS,
@@ -40,8 +40,11 @@ from ktransfer.config.flags import (
     flag_values,
     from_flagfile,
     from_flags,
+    given_run_fields,
     parse_flagfile,
     read_run_flags,
+    replace_run_fields,
+    resolve_from_run,
     search_from_flags,
     to_flagfile,
 )
@@ -51,11 +54,12 @@ from ktransfer.config.text import TextConfig
 from ktransfer.config.train import TrainConfig
 
 __all__ = [
-    "AUTO_LR", "FIND_LR_GROUPS", "GROUPS", "SEARCH_GROUPS", "AdaptConfig", "AugmentConfig",
-    "DataConfig", "DistributeConfig", "EvaluateConfig", "ExportConfig", "FindLRConfig",
-    "LRFinderConfig", "LoadConfig", "ModelConfig", "PredictConfig", "RunConfig", "SearchConfig",
+    "AUTO_LR", "AdaptConfig", "AugmentConfig", "DataConfig", "DistributeConfig", "EvaluateConfig",
+    "ExportConfig", "FIND_LR_GROUPS", "FROM_RUN", "FindLRConfig", "GROUPS", "LRFinderConfig",
+    "LoadConfig", "ModelConfig", "PredictConfig", "RunConfig", "SEARCH_GROUPS", "SearchConfig",
     "TextConfig", "TrainConfig", "TuneConfig", "build", "build_find_lr", "build_search",
     "command_from_flags", "define_flags", "fields_with_registry", "find_lr_from_flags",
-    "flag_values", "from_flagfile", "from_flags", "option", "parse_flagfile", "read_run_flags",
-    "require", "search_from_flags", "to_flagfile",
+    "flag_values", "from_flagfile", "from_flags", "given_run_fields", "option", "parse_flagfile",
+    "read_run_flags", "replace_run_fields", "require", "resolve_from_run", "search_from_flags",
+    "to_flagfile",
 ]

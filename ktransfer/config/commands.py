@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ktransfer.config.fields import option, require
+from ktransfer.config.fields import FROM_RUN, option, require
 from ktransfer.config.run import RunConfig
 
 
@@ -128,19 +128,25 @@ class EvaluateConfig(LoadConfig):
 
     data: str = option("", "Labelled examples (the forms of train's --data); default: the "
                        "run's own split (see --split).")
-    data_dir: str = option("", "tfds data folder.")
+    data_dir: str = option("", "tfds data folder (default: the run's).", from_run=True)
     split: str = option("test", "Which split: of the run (without --data), or of --data when "
                         "it has splits (all: every example).", ("test", "val", "train", "all"))
     output_dir: str = option("", "Where evaluation.json and the plots go; default "
                              "MODEL_DIR/evaluation-SPLIT.")
     batch_size: int = option(64, "Examples per batch.")
     top_k: int = option(5, "k of the top-k accuracy.")
-    on_bad_image: str = option("fail", "An unreadable image file: stop with an error naming "
-                               "it, or skip it with a warning.", ("fail", "skip"))
-    on_bad_text: str = option("fail", "An empty or undecodable text: stop with an error naming "
-                              "it, or skip it with a warning.", ("fail", "skip"))
-    text_column: str = option("", "Text tables: the text column (default: the run's).")
-    label_column: str = option("", "Text tables: the label column (default: the run's).")
+    on_bad_image: str = option(FROM_RUN, "An unreadable image file: stop with an error naming "
+                               "it, or skip it with a warning; run: as the model's run was "
+                               "trained (fail for a bare .keras file).",
+                               (FROM_RUN, "fail", "skip"), from_run=True)
+    on_bad_text: str = option(FROM_RUN, "An empty or undecodable text: stop with an error naming "
+                              "it, or skip it with a warning; run: as the model's run was "
+                              "trained (fail for a bare .keras file).",
+                              (FROM_RUN, "fail", "skip"), from_run=True)
+    text_column: str = option("", "Text tables: the text column (default: the run's).",
+                              from_run=True)
+    label_column: str = option("", "Text tables: the label column (default: the run's).",
+                               from_run=True)
     tta: str = option("none", "Test-time augmentation (images): average the probabilities of "
                       "the image and its mirror (flip), of five crops (crops) or of both "
                       "(flip_crops).", registry="ktransfer.image.tta:TTA_VIEWS")
@@ -158,10 +164,14 @@ class PredictConfig(LoadConfig):
     top_k: int = option(1, "How many classes per example.")
     format: str = option("text", "Output format.", ("text", "csv", "json"))
     output: str = option("", "Write to this file (atomically) instead of stdout.")
-    on_bad_image: str = option("fail", "A file that is not a readable image: stop with an "
-                               "error naming it, or skip it with a warning.", ("fail", "skip"))
-    on_bad_text: str = option("fail", "An empty or undecodable text: stop with an error naming "
-                              "it, or skip it with a warning.", ("fail", "skip"))
+    on_bad_image: str = option(FROM_RUN, "A file that is not a readable image: stop with an "
+                               "error naming it, or skip it with a warning; run: as the model's "
+                               "run was trained (fail for a bare .keras file).",
+                               (FROM_RUN, "fail", "skip"), from_run=True)
+    on_bad_text: str = option(FROM_RUN, "An empty or undecodable text: stop with an error naming "
+                              "it, or skip it with a warning; run: as the model's run was "
+                              "trained (fail for a bare .keras file).",
+                              (FROM_RUN, "fail", "skip"), from_run=True)
     text: str = option("", "Text models: one text to classify (also: .txt files with one text "
                        "per line, folders of .txt files, or - for standard input).")
     batch_size: int = option(64, "Examples per batch.")

@@ -8,10 +8,11 @@ from typing import Any
 from ktransfer.errors import ConfigError
 
 AUTO_LR = -1.0  # --lr=auto / --fine_tune_lr=auto: the learning-rate range test picks the rate
+FROM_RUN = "run"  # a command's reading option left to what the model's run was trained with
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None,
-           registry: str | None = None, auto: bool = False) -> Any:
+           registry: str | None = None, auto: bool = False, from_run: bool = False) -> Any:
     """A config field that is also an absl flag.
 
     Args:
@@ -21,9 +22,12 @@ def option(default: Any, help: str, choices: tuple[str, ...] | None = None,
         registry: `"module:ATTR"` of the `ktransfer.registry.Registry` whose names are the
             allowed values (added to `choices`, if any); checked in pre-flight.
         auto: a learning rate that may also be `auto` (held as AUTO_LR).
+        from_run: a command's (evaluate, predict) copy of a run field of the same name: unset
+            ("" or FROM_RUN) it takes the value the model's run was trained with.
     """
     return field(default=default, metadata={"help": help, "choices": choices,
-                                            "registry": registry, "auto": auto})
+                                            "registry": registry, "auto": auto,
+                                            "from_run": from_run})
 
 
 def require(cond: bool, flag: str, message: str) -> None:

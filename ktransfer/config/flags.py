@@ -14,7 +14,7 @@ from ktransfer.config.augment import AugmentConfig
 from ktransfer.config.commands import FindLRConfig, LRFinderConfig, SearchConfig, TuneConfig
 from ktransfer.config.data import DataConfig
 from ktransfer.config.distribute import DistributeConfig
-from ktransfer.config.fields import AUTO_LR, require
+from ktransfer.config.fields import AUTO_LR, FROM_RUN, require
 from ktransfer.config.model import ModelConfig
 from ktransfer.config.run import RunConfig
 from ktransfer.config.text import TextConfig
@@ -265,3 +265,36 @@ def _parts(cfg: Any) -> list[Any]:
     if isinstance(cfg, RunConfig):
         return [getattr(cfg, name) for name in GROUPS]
     return [cfg]
+
+
+def _run_fields() -> dict[str, tuple[str, dataclasses.Field]]:
+    """{field name: (group, field)} of every run group."""
+    return {f.name: (group, f) for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
+
+
+def given_run_fields(cmd: Any) -> dict[str, Any]:
+    """The `from_run` fields of a command's config that were given (not "" / FROM_RUN)."""
+    return {f.name: getattr(cmd, f.name) for f in dataclasses.fields(cmd)
+            if f.metadata.get("from_run") and getattr(cmd, f.name) not in ("", FROM_RUN)}
+
+
+def replace_run_fields(run: RunConfig, values: dict[str, Any]) -> RunConfig:
+    """`run` with the fields named in `values` replaced, in whichever group holds each."""
+    where = _run_fields()
+    by_group: dict[str, dict[str, Any]] = {}
+    for name, value in values.items():
+        by_group.setdefault(where[name][0], {})[name] = value
+    return dataclasses.replace(run, **{group: dataclasses.replace(getattr(run, group), **changes)
+                                       for group, changes in by_group.items()})
+
+
+def resolve_from_run(cmd: Any, run: RunConfig | None) -> Any:
+    """A command's config with each unset `from_run` field taken from `run` (the run the
+    model was trained by), or from the run fields' defaults for a model without a run."""
+    where, filled = _run_fields(), {}
+    for f in dataclasses.fields(cmd):
+        if f.metadata.get("from_run") and getattr(cmd, f.name) in ("", FROM_RUN):
+            group, run_field = where[f.name]
+            filled[f.name] = (getattr(getattr(run, group), f.name) if run is not None
+                              else run_field.default)
+    return dataclasses.replace(cmd, **filled)

@@ -11,13 +11,14 @@ import io
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from ktransfer import preflight
-from ktransfer.config import PredictConfig
+from ktransfer.config import PredictConfig, read_run_flags, resolve_from_run
 from ktransfer.data.examples import Examples
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.serving import check_classifier
@@ -98,11 +99,14 @@ def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
     first (pre-flight)."""
     preflight.check_predict(cfg)
     clf = open_classifier(cfg.model, unsafe=cfg.unsafe_load)
+    cfg = resolve_from_run(cfg, read_run_flags(Path(clf.run_dir) / "flags.cfg")
+                           if clf.run_dir else None)  # its reading options, unless given
     check_classifier(clf.model, clf.class_names)
     clf.feed.views(cfg.tta)  # refuses --tta where the modality has none, before reading
-    explain = (clf.modality.explainer(clf.model, clf.feed, cfg.explain_layer) if cfg.explain
+    shown = clf.modality.presentation
+    explain = (shown.explainer(clf.model, clf.feed, cfg.explain_layer) if cfg.explain
                else None)
-    examples = clf.modality.read_inputs(inputs, cfg)
+    examples = shown.read_inputs(inputs, cfg)
     predictions = predict(clf.model, clf.feed, examples, clf.class_names, cfg.top_k,
                           cfg.batch_size, cfg.tta)
     if explain is not None:
@@ -110,4 +114,4 @@ def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
         written = explain(examples, [ids[p.top_k[0][0]] for p in predictions],
                           list(clf.class_names), cfg.explain)
         log.info("--explain: %d heat maps in %s", len(written), cfg.explain)
-    return format_predictions(predictions, cfg.format, clf.modality.input_key)
+    return format_predictions(predictions, cfg.format, clf.modality.presentation.input_key)

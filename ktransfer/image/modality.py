@@ -26,8 +26,40 @@ from ktransfer.image.imageset import ImageSet
 from ktransfer.image.pipeline import ImageFeed
 from ktransfer.image.prediction import read_images
 from ktransfer.image.sources import open_source
-from ktransfer.modality import Explainer, Feed, Modality, Network
+from ktransfer.modality import Explainer, Feed, Modality, Network, Presentation
 from ktransfer.network.heads import POOLINGS
+
+
+class ImagePresentation(Presentation):
+    """Images in the report (a gallery of mistakes with Grad-CAM), `predict` on image files and
+    folders, `predict --explain` as Grad-CAM heat maps."""
+
+    noun = "image"
+    input_key = "file"
+
+    def list_backbones(self) -> str:
+        return list_backbones()
+
+    def gallery(self, model: keras.Model, feed: Feed, examples: Examples,
+                mistakes: list[dict[str, Any]], out_dir: str | os.PathLike) -> str:
+        assert isinstance(examples, ImageSet)
+        return gallery.gallery(examples, mistakes, out_dir, model)
+
+    def explainer(self, model: keras.Model, feed: Feed, layer: str
+                  ) -> Explainer:
+        cam = GradCAM(model, layer)  # refuses a backbone without a spatial map, up front
+
+        def explain(examples: Examples, class_ids: list[int], class_names: list[str],
+                    out_dir: str | os.PathLike) -> list[Path]:
+            assert isinstance(examples, ImageSet)
+            return explain_images(cam, examples, class_ids, out_dir)
+
+        return explain
+
+    def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
+        if cfg.text:
+            raise ConfigError("text", "is for text models; give image files or folders")
+        return read_images(args, cfg.on_bad_image)
 
 
 class ImageModality(Modality):
@@ -35,8 +67,7 @@ class ImageModality(Modality):
     small_cnn, TF Hub and .keras backbones; bytes and pixels signatures."""
 
     name = "image"
-    noun = "image"
-    input_key = "file"
+    presentation = ImagePresentation()
     builtin = BUILTIN
     tflite_signature = serving.PIXELS_SIGNATURE
 
@@ -57,9 +88,6 @@ class ImageModality(Modality):
 
     def open_source(self, spec: str, cfg: RunConfig, flag: str) -> dict[str, Examples]:
         return dict(open_source(spec, cfg.data.data_dir, flag, cfg.data.on_bad_image))
-
-    def list_backbones(self) -> str:
-        return list_backbones()
 
     def build(self, cfg: RunConfig, num_classes: int) -> Network:
         spec = resolve_spec(cfg.model)
@@ -84,26 +112,6 @@ class ImageModality(Modality):
                   top_k: int) -> dict[str, Any]:
         return serving.endpoints(model, class_names, top_k)
 
-    def gallery(self, model: keras.Model, feed: Feed, examples: Examples,
-                mistakes: list[dict[str, Any]], out_dir: str | os.PathLike) -> str:
-        assert isinstance(examples, ImageSet)
-        return gallery.gallery(examples, mistakes, out_dir, model)
-
-    def explainer(self, model: keras.Model, feed: Feed, layer: str
-                  ) -> Explainer:
-        cam = GradCAM(model, layer)  # refuses a backbone without a spatial map, up front
-
-        def explain(examples: Examples, class_ids: list[int], class_names: list[str],
-                    out_dir: str | os.PathLike) -> list[Path]:
-            assert isinstance(examples, ImageSet)
-            return explain_images(cam, examples, class_ids, out_dir)
-
-        return explain
-
-    def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
-        if cfg.text:
-            raise ConfigError("text", "is for text models; give image files or folders")
-        return read_images(args, cfg.on_bad_image)
 
 
 IMAGE = ImageModality()

@@ -148,5 +148,9 @@ class ImageFeed(Feed):
                             cache=cache, cache_path=cache_path,
                             shuffle_buffer=self.shuffle_buffer, seed=seed, repeat=repeat)
 
+    @property
+    def augments(self) -> bool:
+        return self.augment is not None and self.augment.enabled
+
     def views(self, tta: str) -> list[Callable[[tf.Tensor], tf.Tensor]]:
         return list(TTA_VIEWS.get(tta))

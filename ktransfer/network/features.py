@@ -31,14 +31,14 @@ from ktransfer.runs import atomic
 log = logging.getLogger(__name__)
 
 
-def why_not_cacheable(cfg: RunConfig) -> str | None:
+def why_not_cacheable(cfg: RunConfig, feed: Feed) -> str | None:
     """None when the head phase can train on cached features; otherwise the reason, for the
     log."""
     if not cfg.train.cache_features:
         return "--cache_features is off"
-    if cfg.augment.enabled:
-        return ("augmentation is on: cached features would freeze one view of each image, so "
-                "the backbone runs every epoch (turn augmentation off to cache)")
+    if feed.augments:
+        return ("augmentation is on: cached features would freeze one view of each example, "
+                "so the backbone runs every epoch (turn augmentation off to cache)")
     return None
 
 

@@ -5,7 +5,6 @@ and the modality's view of the mistakes (an image grid, a table of sentences).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,14 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from ktransfer import preflight
-from ktransfer.config import EvaluateConfig, RunConfig, build, read_run_flags
+from ktransfer.config import (
+    EvaluateConfig,
+    RunConfig,
+    build,
+    given_run_fields,
+    read_run_flags,
+    replace_run_fields,
+)
 from ktransfer.data import manifest
 from ktransfer.data.examples import Examples
 from ktransfer.data.splits import pick
@@ -166,8 +172,8 @@ def evaluate(model: keras.Model, modality: Modality, feed: Feed, class_names: li
     out = Path(out_dir)
     plot_confusion(summary, out / "confusion.png")
     plot_per_class(summary, out / "per_class.png")
-    atomic.write_text(out / MISTAKES_HTML,
-                      modality.gallery(model, feed, examples, summary["mistakes"], out))
+    gallery = modality.presentation.gallery(model, feed, examples, summary["mistakes"], out)
+    atomic.write_text(out / MISTAKES_HTML, gallery)
     atomic.write_json(out / "evaluation.json", summary)
     return summary
 
@@ -194,16 +200,11 @@ def saved_split(cfg: EvaluateConfig, clf: Classifier) -> Examples:
 
 def _run_config(cfg: EvaluateConfig, clf: Classifier) -> RunConfig:
     """The reading options of the classifier's run (or the defaults for a bare .keras file),
-    with this command's --data, --data_dir and bad-example policy."""
+    with this command's --data and the reading options it gives (`from_run` fields)."""
     run = (read_run_flags(os.path.join(clf.run_dir, "flags.cfg")) if clf.run_dir else
            build(data=cfg.data, modality=clf.modality.name))
-    data = dataclasses.replace(run.data, data=cfg.data or run.data.data,
-                               data_dir=cfg.data_dir or run.data.data_dir,
-                               on_bad_image=cfg.on_bad_image)
-    text = dataclasses.replace(run.text, on_bad_text=cfg.on_bad_text,
-                               text_column=cfg.text_column or run.text.text_column,
-                               label_column=cfg.label_column or run.text.label_column)
-    return dataclasses.replace(run, data=data, text=text)
+    return replace_run_fields(run, {"data": cfg.data or run.data.data,
+                                    **given_run_fields(cfg)})
 
 
 def evaluate_saved(cfg: EvaluateConfig) -> tuple[dict[str, Any], Path]:

@@ -14,6 +14,7 @@ model.keras, backbone.weights.h5, checkpoints/{best,last}.keras, tensorboard/, r
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import json
@@ -49,6 +50,15 @@ def default_run_dir(backbone: str) -> Path:
 
 def run_path(cfg: RunConfig) -> Path:
     return Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg.model.backbone)
+
+
+def with_run_dir(cfg: RunConfig) -> RunConfig:
+    """`cfg` with its run directory fixed: the default (from the clock) is derived once, at
+    the start of a run, so that every later step names the same folder."""
+    if cfg.train.run_dir:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train,
+                                                              run_dir=str(run_path(cfg))))
 
 
 def _comparable(flagfile_text: str, also: tuple[str, ...] = ()) -> list[str]:

@@ -12,7 +12,7 @@ import keras
 from ktransfer.config import PredictConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.errors import ConfigError
-from ktransfer.modality import Explainer, Feed, Modality, Network
+from ktransfer.modality import Explainer, Feed, Modality, Network, Presentation
 from ktransfer.network.heads import POOLINGS
 from ktransfer.text import gallery, serving
 from ktransfer.text.attributions import TokenAttributions, write_attributions
@@ -36,13 +36,47 @@ from ktransfer.text.textset import TextSet
 MASK_KEYS = ("padding_mask", "input_mask")
 
 
+class TextPresentation(Presentation):
+    """Texts in the report (mistakes with token attributions), `predict` on strings, .txt files
+    and stdin, `predict --explain` as integrated-gradient attributions."""
+
+    noun = "text"
+    input_key = "text"
+
+    def list_backbones(self) -> str:
+        return list_encoders()
+
+    def gallery(self, model: keras.Model, feed: Feed, examples: Examples,
+                mistakes: list[dict[str, Any]], out_dir: str | os.PathLike) -> str:
+        assert isinstance(examples, TextSet) and isinstance(feed, TextFeed)
+        return gallery.gallery(examples, mistakes, _attributions(model, feed))
+
+    def explainer(self, model: keras.Model, feed: Feed, layer: str
+                  ) -> Explainer:
+        assert isinstance(feed, TextFeed)
+        if layer:
+            raise ConfigError("explain_layer", "is for image models (Grad-CAM)")
+        attribute = TokenAttributions(model, feed.preprocessor, feed.mask_key)
+
+        def explain(examples: Examples, class_ids: list[int], class_names: list[str],
+                    out_dir: str | os.PathLike) -> list[Path]:
+            assert isinstance(examples, TextSet) and examples.texts is not None
+            texts = [str(t) for t in examples.texts]
+            return write_attributions(attribute(texts, class_ids, class_names),
+                                      examples.names() or texts, out_dir)
+
+        return explain
+
+    def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
+        return read_texts(args, cfg.text, cfg.on_bad_text)
+
+
 class TextModality(Modality):
     """Class folders of .txt files, CSV / TSV / JSON-lines tables, TFDS text sets and the
     built-in sentiment sentences; keras-hub encoders; a raw-string signature."""
 
     name = "text"
-    noun = "text"
-    input_key = "text"
+    presentation = TextPresentation()
     builtin = BUILTIN
 
     def check(self, cfg: RunConfig) -> None:
@@ -70,9 +104,6 @@ class TextModality(Modality):
     def open_source(self, spec: str, cfg: RunConfig, flag: str) -> dict[str, Examples]:
         return dict(open_source(spec, cfg, flag))
 
-    def list_backbones(self) -> str:
-        return list_encoders()
-
     def build(self, cfg: RunConfig, num_classes: int) -> Network:
         load = load_hub if cfg.model.backbone.startswith("hub:") else load_kerashub
         encoder = load(cfg.model, cfg.text)
@@ -98,30 +129,6 @@ class TextModality(Modality):
                   top_k: int) -> dict[str, Any]:
         assert isinstance(feed, TextFeed)
         return serving.endpoints(model, feed.preprocessor, class_names, top_k)
-
-    def gallery(self, model: keras.Model, feed: Feed, examples: Examples,
-                mistakes: list[dict[str, Any]], out_dir: str | os.PathLike) -> str:
-        assert isinstance(examples, TextSet) and isinstance(feed, TextFeed)
-        return gallery.gallery(examples, mistakes, _attributions(model, feed))
-
-    def explainer(self, model: keras.Model, feed: Feed, layer: str
-                  ) -> Explainer:
-        assert isinstance(feed, TextFeed)
-        if layer:
-            raise ConfigError("explain_layer", "is for image models (Grad-CAM)")
-        attribute = TokenAttributions(model, feed.preprocessor, feed.mask_key)
-
-        def explain(examples: Examples, class_ids: list[int], class_names: list[str],
-                    out_dir: str | os.PathLike) -> list[Path]:
-            assert isinstance(examples, TextSet) and examples.texts is not None
-            texts = [str(t) for t in examples.texts]
-            return write_attributions(attribute(texts, class_ids, class_names),
-                                      examples.names() or texts, out_dir)
-
-        return explain
-
-    def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
-        return read_texts(args, cfg.text, cfg.on_bad_text)
 
     def data_notes(self, splits: Splits, feed: Feed) -> dict[str, Any]:
         """Bad texts skipped while reading, and texts cut to --max_length, per split."""

@@ -33,7 +33,7 @@ from ktransfer.network.freezing import (
     select,
 )
 from ktransfer.runs import atomic, rundir
-from ktransfer.training.lr_finder import FLAG_OF_PHASE, find_lr
+from ktransfer.training.lr_finder import FLAG_OF_PHASE, range_test
 from ktransfer.training.recording import ValidationRecorder
 
 log = logging.getLogger("ktransfer.training")
@@ -129,7 +129,7 @@ def prepare(cfg: RunConfig, modality: Modality, chief_run: Path | None = None) -
     network = modality.build(cfg, len(splits.class_names))
     if cfg.model.init_from:
         _init_from(network.model, cfg.model, list(splits.class_names))
-    cfg, range_tests = _auto_rates(cfg)
+    cfg, range_tests = _auto_rates(cfg, modality, splits)
     stages = plan(cfg, network)
     run = rundir.open_run(cfg, chief_run)
     try:
@@ -159,7 +159,7 @@ def _open_job(cfg: RunConfig, modality: Modality, splits: Splits, network: Netwo
     atomic.write_text(run.path / "labels.txt", "\n".join(class_names) + "\n")
     counts = splits.counts()
     log.info("data: %d train, %d val, %d test %ss, %d classes", counts["train"], counts["val"],
-             counts["test"], modality.noun, len(class_names))
+             counts["test"], modality.presentation.noun, len(class_names))
     feed = modality.feed(cfg, network)
     feed.save(run.path)
     batch, cache = cfg.data.batch_size, run.path / "cache"
@@ -193,11 +193,12 @@ def _l2sp_anchors(cfg: RunConfig, backbone: keras.Model, run: rundir.Run
     return {v.path: keras.ops.convert_to_numpy(v) for v in backbone.weights}
 
 
-def _auto_rates(cfg: RunConfig) -> tuple[RunConfig, Path | None]:
+def _auto_rates(cfg: RunConfig, modality: Modality, splits: Splits
+                ) -> tuple[RunConfig, Path | None]:
     """--lr=auto / --fine_tune_lr=auto as numbers: a resumed run's own (from its flags.cfg);
     else the valley rule of a learning-rate range test per phase, head first (the fine-tune
-    test trains the head at that rate). Returns the config and the folder of the tests' files
-    (None when none ran)."""
+    test trains the head at that rate), on the run's examples as read (flags already checked).
+    Returns the config and the folder of the tests' files (None when none ran)."""
     phases = cfg.train.auto_phases()
     if not phases:
         return cfg, None
@@ -207,8 +208,8 @@ def _auto_rates(cfg: RunConfig) -> tuple[RunConfig, Path | None]:
         return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **rates)), None
     folder = Path(tempfile.mkdtemp(prefix="ktransfer-lr-find-"))
     for phase in phases:
-        result = find_lr(LRFinderConfig(cfg, FindLRConfig(phase=phase,
-                                                           output_dir=str(folder / phase))))
+        test = LRFinderConfig(cfg, FindLRConfig(phase=phase, output_dir=str(folder / phase)))
+        result = range_test(test, modality, splits)
         rate = result.suggestions["valley"]
         log.info("--%s=auto: %.3g (valley rule of a range test; steepest descent at %.3g; "
                  "plot in RUN/lr_find/%s/lr_find.png)", result.flag, rate,

@@ -33,7 +33,7 @@ from ktransfer import preflight
 from ktransfer.config import LRFinderConfig, RunConfig
 from ktransfer.data.examples import Splits
 from ktransfer.errors import ConfigError
-from ktransfer.modality import Feed, Network
+from ktransfer.modality import Feed, Modality, Network
 from ktransfer.network import features
 from ktransfer.network.classifier import compile_classifier
 from ktransfer.network.freezing import freeze, layer_lr_multipliers, select, set_trainable
@@ -157,9 +157,14 @@ def find_lr(cfg: LRFinderConfig) -> LRFindResult:
         print(result.flag, result.suggestions["valley"])
     """
     modality = preflight.check_find_lr(cfg)
+    return range_test(cfg, modality, modality.load_splits(cfg.run))
+
+
+def range_test(cfg: LRFinderConfig, modality: Modality, splits: Splits) -> LRFindResult:
+    """`find_lr` on examples already read (and flags already checked): `train --lr=auto`
+    reads its data once. The network is built afresh, since the test trains it."""
     run, find = _for_range_test(cfg.run), cfg.find
     keras.utils.set_random_seed(run.train.seed)
-    splits = modality.load_splits(run)
     network = modality.build(run, len(splits.class_names))
     feed = modality.feed(run, network)
     cache = Path(find.output_dir) / "cache"
@@ -190,7 +195,7 @@ def _head_target(run: RunConfig, feed: Feed, splits: Splits, network: Network, c
     """(model, endless training batches) of the head phase: the head on cached features
     (--cache_features, no augmentation) or the classifier with its backbone frozen."""
     freeze(network.backbone)
-    if features.why_not_cacheable(run) is None:
+    if features.why_not_cacheable(run, feed) is None:
         extractor, head = features.split_classifier(network.model)
         key = features.splits_key(run, str(network.info), splits)
         train, _ = features.cached_datasets(run, extractor, feed, splits, cache, key, repeat=True)

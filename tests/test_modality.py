@@ -1,0 +1,105 @@
+"""The modality seam's contract, run over every registered modality (and a toy one that is
+registered by the test alone): each builds a tiny network, feeds batches of the promised
+shapes, reopens its feed from a saved run with the same inputs, recognises its own models and
+exports the signatures it promises."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from toy_vectors import VECTORS, VectorSet
+
+from ktransfer import config, preflight
+from ktransfer.deploy.saving import load_model
+from ktransfer.deploy.serving import export
+from ktransfer.modality import MODALITIES, for_model
+
+from conftest import text_values, tiny_values
+
+# A tiny run of each modality; a new modality adds its own here (the test below insists).
+TINY = {
+    "image": lambda tmp, request: tiny_values(tmp),
+    "text": lambda tmp, request: text_values(tmp, request.getfixturevalue("tiny_bert")),
+    "vectors": lambda tmp, request: dict(
+        modality="vectors", data="builtin:blobs", backbone="mlp", weights="none",
+        epochs=20, lr=0.01, fine_tune_epochs=1, verbose=0, tensorboard=False, report=True,
+        run_dir=str(tmp / "run")),
+}
+
+
+@pytest.fixture
+def with_toy(monkeypatch):
+    """The toy modality, registered as a new modality would be: one entry in MODALITIES."""
+    monkeypatch.setitem(MODALITIES._entries, "vectors", VECTORS)
+
+
+def _first(batches):
+    return next(iter(batches))
+
+
+def _close(a, b):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", [*MODALITIES.names(), "vectors"])
+def test_every_modality_meets_the_seam(name, tmp_path, request, with_toy):
+    assert name in TINY, f"give the {name} modality a tiny run in TINY"
+    cfg = config.build(**TINY[name](tmp_path, request))
+    modality = preflight.check_train(cfg)
+    assert modality is MODALITIES.get(name)
+    splits = modality.load_splits(cfg)
+    classes = len(splits.class_names)
+    network = modality.build(cfg, classes)
+    model = network.model
+    assert model.get_layer("backbone") is network.backbone and model.output_shape == (None,
+                                                                                     classes)
+    feed = modality.feed(cfg, network)
+    x, y = _first(feed.dataset(splits.val, batch_size=4))
+    assert tuple(y.shape) == (4, classes)
+    probabilities = model(x, training=False)
+    _close(tf.reduce_sum(probabilities, axis=1), np.ones(4))
+    assert modality.accepts(model) and for_model(model) is modality
+    # A saved classifier and its reopened feed give the same predictions.
+    model.save(tmp_path / "model.keras")
+    feed.save(tmp_path)
+    reloaded = load_model(tmp_path / "model.keras")
+    again = modality.feed_for(reloaded, str(tmp_path))
+    _close(reloaded(_first(again.inputs(splits.val, 4)), training=False), probabilities)
+    # The export holds the promised signatures, serving_default first.
+    endpoints = modality.endpoints(model, feed, list(splits.class_names), 2)
+    assert next(iter(endpoints)) == "serving_default"
+    version = export(model, modality, feed, list(splits.class_names), tmp_path / "e" / "m")
+    if name == "text":
+        import tensorflow_text  # noqa: F401 (the tokenizer's ops)
+    assert set(tf.saved_model.load(str(version)).signatures) == set(endpoints)
+    shown = modality.presentation
+    assert shown.noun and shown.input_key and shown.list_backbones()
+
+
+def test_a_new_modality_is_one_registration(tmp_path, request, with_toy):
+    """The toy modality trains (head, then fine-tuning), resumes nothing amiss, writes its
+    report, exports, evaluates and predicts through the shared code, untouched."""
+    from ktransfer.deploy.prediction import predict_saved
+    from ktransfer.reporting.evaluation import evaluate_saved
+    from ktransfer.training import train
+
+    values = {**TINY["vectors"](tmp_path, request), "export_dir": str(tmp_path / "e" / "m")}
+    result = train(config.build(**values))
+    assert result.metrics["test"]["accuracy"] > 0.9  # 3 classes: chance is 1/3
+    assert (result.run_dir / "report.html").is_file()
+    test = result.metrics["num_examples"]["test"]
+    summary, _ = evaluate_saved(config.EvaluateConfig(model=str(result.run_dir)))
+    assert summary["num_examples"] == test
+    assert summary["accuracy"] == pytest.approx(result.metrics["test"]["accuracy"])
+    rows = ["0,0,0,0,0,0,0,0", "1,2,3,4,5,6,7,8"]
+    lines = predict_saved(config.PredictConfig(model=str(result.run_dir)), rows).splitlines()
+    assert len(lines) == 2
+    served = tf.saved_model.load(result.metrics["export"]).signatures["serving_default"]
+    points = VectorSet(("",), np.zeros(2, np.int32),
+                       np.array([[float(v) for v in r.split(",")] for r in rows], "float32"))
+    _close(served(values=tf.constant(points.values))["probabilities"],
+           result.model.predict(points.values, verbose=0))
+    assert Path(result.metrics["export"]).parent == tmp_path / "e" / "m"
