@@ -25,8 +25,9 @@ EXIT_USAGE = 2
 
 def define_flags(groups: dict[str, type]) -> None:
     """One absl flag per field of `groups`; enum choices of registry-backed fields are the
-    registry's names."""
-    config.define_flags(flags.FLAGS, groups, lambda path: registry_at(path).names())
+    registry's names, and their help ends with what each entry is (`Registry.describe`)."""
+    config.define_flags(flags.FLAGS, groups, lambda path: registry_at(path).names(),
+                        lambda path: registry_at(path).describe())
 
 
 def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = False) -> None:

@@ -42,13 +42,18 @@ class Registry(Generic[T]):
         flag: the flag whose value names an entry, for messages (without dashes).
     """
 
-    def __init__(self, concept: str, flag: str, entries: dict[str, T | str] | None = None):
+    def __init__(self, concept: str, flag: str, entries: dict[str, T | str] | None = None,
+                 about: dict[str, str] | None = None):
         self.concept = concept
         self.flag = flag
         self._entries: dict[str, T | str] = dict(entries or {})
+        self._about: dict[str, str] = dict(about or {})
 
-    def register(self, name: str, value: T | str | None = None) -> Any:
-        """Adds `name`; with no `value`, returns a decorator that registers what it decorates."""
+    def register(self, name: str, value: T | str | None = None, about: str = "") -> Any:
+        """Adds `name` (with a few words `about` it for the flag's help); with no `value`,
+        returns a decorator that registers what it decorates."""
+        if about:
+            self._about[name] = about
         if value is not None:
             self._entries[name] = value
             return value
@@ -58,6 +63,12 @@ class Registry(Generic[T]):
             return obj
 
         return decorate
+
+    def describe(self) -> str:
+        """'name: about; name: about; ...' of every entry, for a flag's help; names alone
+        where nothing was said about them. Loads no entry."""
+        return "; ".join(f"{name}: {self._about[name]}" if name in self._about else name
+                         for name in self._entries)
 
     def names(self) -> tuple[str, ...]:
         """Every registered name, in registration order."""

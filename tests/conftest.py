@@ -416,3 +416,34 @@ def save_hub_text_modules(folder: Path, dim: int = 16, seed: int = 0) -> tuple[P
     enc.regularization_losses = []
     tf.saved_model.save(enc, str(folder / "encoder"))
     return folder / "encoder", folder / "preprocess"
+
+
+def save_kerashub_resnet(folder: Path) -> Path:
+    """A small seeded keras-hub ResNet and its image converter (24 px) as a preset folder."""
+    import keras
+    import keras_hub
+
+    keras.utils.set_random_seed(0)  # the same random backbone in every run
+    keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16],
+        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
+        image_shape=(None, None, 3)).save_to_preset(str(folder))
+    keras_hub.layers.ResNetImageConverter(image_size=(24, 24), scale=1 / 255.0
+                                          ).save_to_preset(str(folder))
+    return folder
+
+
+def save_user_model(path: Path, lambda_layer: bool = False) -> Path:
+    """A user's own small classifier file: conv features -> flatten -> softmax over 4 (with
+    `lambda_layer`, code inside it)."""
+    import keras
+
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Rescaling(1 / 255.0, name="scale")(inputs)
+    if lambda_layer:
+        x = keras.layers.Lambda(lambda t: t * 1.0, name="code")(x)
+    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="features_conv")(x)
+    x = keras.layers.Flatten(name="features")(x)
+    outputs = keras.layers.Dense(4, activation="softmax", name="old_head")(x)
+    keras.Model(inputs, outputs, name="mine").save(path)
+    return path

@@ -8,9 +8,12 @@ import keras
 import numpy as np
 import pytest
 
+from ktransfer.config import ModelConfig
 from ktransfer.errors import ConfigError, WeightsError
 from ktransfer.image import backbones
 from ktransfer.image.preprocess import Preprocess
+
+from conftest import save_kerashub_resnet, save_user_model
 
 FAMILIES = {"VGG", "ResNet", "ResNetV2", "DenseNet", "Inception", "Xception", "MobileNet",
             "MobileNetV2", "MobileNetV3", "EfficientNet", "EfficientNetV2", "ConvNeXt", "NASNet"}
@@ -98,19 +101,6 @@ def test_tiny_instance_of_every_family_runs_a_training_step(name):
     assert not np.array_equal(before, kernel.numpy())
 
 
-def _user_model(path, lambda_layer: bool = False):
-    """A user's own classifier file: conv features -> pooled vector -> softmax over 4 classes."""
-    inputs = keras.Input((16, 16, 3))
-    x = keras.layers.Rescaling(1 / 255.0, name="scale")(inputs)
-    if lambda_layer:
-        x = keras.layers.Lambda(lambda t: t * 1.0, name="code")(x)
-    x = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="features_conv")(x)
-    x = keras.layers.Flatten(name="features")(x)
-    outputs = keras.layers.Dense(4, activation="softmax", name="old_head")(x)
-    keras.Model(inputs, outputs, name="mine").save(path)
-    return path
-
-
 def _model_cfg(**values):
     from ktransfer import config
 
@@ -118,7 +108,7 @@ def _model_cfg(**values):
 
 
 def test_file_backbone_is_cut_at_a_layer_and_keeps_its_input_size(tmp_path):
-    path = _user_model(tmp_path / "mine.keras")
+    path = save_user_model(tmp_path / "mine.keras")
     spec = backbones.resolve_spec(_model_cfg(backbone=f"file:{path}"))
     assert (spec.default_size, spec.preprocess) == (16, "none")
     model = backbones.build_backbone(spec, "imagenet", 16, layer="features")
@@ -128,15 +118,15 @@ def test_file_backbone_is_cut_at_a_layer_and_keeps_its_input_size(tmp_path):
     with pytest.raises(ConfigError, match="^--image_size: file:.* takes 16 px inputs"):
         backbones.build_backbone(spec, "imagenet", 32)
     with pytest.raises(ConfigError, match="^--backbone: file:.*mine.h5: give a .keras model file"):
-        backbones.check_backbone_name(f"file:{tmp_path / 'mine.h5'}")
-    with pytest.raises(ConfigError, match="^--weights: hub: and file: backbones bring"):
-        _model_cfg(backbone=f"file:{path}", weights="none")
+        backbones.check_backbone(ModelConfig(backbone=f"file:{tmp_path / 'mine.h5'}"))
+    with pytest.raises(ConfigError, match="^--weights: file: backbones bring their own"):
+        backbones.check_backbone(_model_cfg(backbone=f"file:{path}", weights="none"))
 
 
 def test_file_with_code_needs_unsafe_load(tmp_path):
     from ktransfer.errors import KtransferError
 
-    path = _user_model(tmp_path / "code.keras", lambda_layer=True)
+    path = save_user_model(tmp_path / "code.keras", lambda_layer=True)
     with pytest.raises(KtransferError, match="^--backbone: .* contains code .* --unsafe_load"):
         backbones.resolve_spec(_model_cfg(backbone=f"file:{path}"))
     spec = backbones.resolve_spec(_model_cfg(backbone=f"file:{path}", unsafe_load=True))
@@ -172,17 +162,7 @@ def test_hub_backbone_spec_uses_scale01_and_builds_a_model(hub_module):
 @pytest.fixture(scope="module")
 def kerashub_resnet(tmp_path_factory):
     """A small keras-hub ResNet and its image converter saved as a local preset folder."""
-    import keras_hub
-
-    folder = tmp_path_factory.mktemp("kerashub") / "tiny_resnet"
-    keras.utils.set_random_seed(0)  # the same random backbone in every run
-    keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=[64, 16],
-        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
-        image_shape=(None, None, 3)).save_to_preset(str(folder))
-    keras_hub.layers.ResNetImageConverter(image_size=(24, 24), scale=1 / 255.0
-                                          ).save_to_preset(str(folder))
-    return folder
+    return save_kerashub_resnet(tmp_path_factory.mktemp("kerashub") / "tiny_resnet")
 
 
 @pytest.mark.parametrize("phase", ["frozen", "fine_tuned"])

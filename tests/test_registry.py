@@ -43,3 +43,27 @@ def test_registry_at_finds_a_registry_by_its_path():
     assert registry_at("ktransfer.optim.schedules:SCHEDULES") is SCHEDULES
     with pytest.raises(TypeError):
         registry_at("ktransfer.optim.schedules:make_schedule")
+
+
+def test_describe_lists_every_entry_with_what_was_said_of_it_and_loads_none():
+    things = Registry("thing", "thing_flag", {"lazy": "ktransfer.no_such_module:X"},
+                      about={"lazy": "never imported"})
+    things.register("plain", object())
+    things.register("told", object(), about="a told thing")
+    assert things.describe() == "lazy: never imported; plain; told: a told thing"
+
+
+def test_the_help_of_a_registry_flag_is_generated_from_its_registry():
+    """Adding an alignment (or any entry) updates --help: the choices are not written by
+    hand in the config."""
+    from absl import flags
+
+    from ktransfer import config
+    from ktransfer.domain.alignments import ALIGNMENTS
+
+    fv = flags.FlagValues()
+    config.define_flags(fv, config.GROUPS, lambda p: registry_at(p).names(),
+                        lambda p: registry_at(p).describe())
+    helptext = fv["mmd_alignment"].help
+    for name in ALIGNMENTS.names():
+        assert f"{name}: {ALIGNMENTS.get(name).about}" in helptext

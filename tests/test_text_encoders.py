@@ -48,7 +48,8 @@ def test_random_weights_with_weights_none(tiny_bert):
 
 def test_bad_names_and_folders_are_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="'MobileNetV3Small' is not a text encoder"):
-        encoders.check_encoder_name("MobileNetV3Small")
+        encoders.check_encoder(config.build(modality="text", data="builtin:x",
+                                            backbone="MobileNetV3Small"))
     with pytest.raises(WeightsError, match="is not a checkpoint folder"):
         encoders.resolve_handle(f"kerashub:{tmp_path}")
     real = importlib.util.find_spec

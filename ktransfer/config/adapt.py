@@ -27,12 +27,8 @@ class AdaptConfig:
                              "phase's progress p.")
     mmd_estimator: str = option("unbiased", "MMD estimator (marginal alignment).",
                                 registry="ktransfer.domain.mmd:ESTIMATORS")
-    mmd_alignment: str = option("marginal", "marginal: one MMD between all source and all "
-                                "target features (DAN); class: one MMD per class, source rows "
-                                "weighted by label, target rows by predicted probability "
-                                "(DSAN's local MMD); joint: one MMD of (features, predictions) "
-                                "pairs (JAN); cdan: a conditional domain discriminator behind "
-                                "gradient reversal (CDAN+E, weighted by --mmd_weight).",
+    mmd_alignment: str = option("marginal", "How source and target features are pulled "
+                                "together.",
                                 registry="ktransfer.domain.alignments:ALIGNMENTS")
     adabn: bool = option(False, "Normalise for the target domain: during training source and "
                          "target batches pass BatchNorm separately (each by its own "
@@ -40,8 +36,7 @@ class AdaptConfig:
                          "statistics are re-estimated on the target images (AdaBN), so the "
                          "saved model is a target-domain model.")
     target_loss: str = option("none", "A loss on the unlabelled target predictions beside the "
-                              "MMD: none; entropy (confident); im (confident and using every "
-                              "class, against collapse); mcc (minimum class confusion).",
+                              "MMD (none: no loss).",
                               ("none",), registry="ktransfer.domain.target_losses:TARGET_LOSSES")
     target_loss_weight: float = option(0.1, "Weight of --target_loss (ramped up with the MMD "
                                        "weight).")
@@ -62,9 +57,8 @@ class AdaptConfig:
                                   "target predictions or the source validation accuracy falls "
                                   "by 10 points.")
     da_select: str = option("last", "Which epoch of an adaptation run to keep, chosen without "
-                            "target labels: last; source_val (source validation accuracy); "
-                            "im, snd, bnm (scores of the target predictions); dev (deep "
-                            "embedded validation). See ktransfer/domain/validators.py.", ("last",),
+                            "target labels: last, or the one a validator scores highest (see "
+                            "ktransfer/domain/validators.py).", ("last",),
                             registry="ktransfer.domain.validators:VALIDATORS")
 
     def __post_init__(self) -> None:

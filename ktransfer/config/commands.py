@@ -148,8 +148,7 @@ class EvaluateConfig(LoadConfig):
     label_column: str = option("", "Text tables: the label column (default: the run's).",
                                from_run=True)
     tta: str = option("none", "Test-time augmentation (images): average the probabilities of "
-                      "the image and its mirror (flip), of five crops (crops) or of both "
-                      "(flip_crops).", registry="ktransfer.image.tta:TTA_VIEWS")
+                      "several views of each image.", registry="ktransfer.image.tta:TTA_VIEWS")
 
     def __post_init__(self) -> None:
         require(bool(self.model), "model", "is required (a run directory or a .keras file)")
@@ -176,8 +175,7 @@ class PredictConfig(LoadConfig):
                        "per line, folders of .txt files, or - for standard input).")
     batch_size: int = option(64, "Examples per batch.")
     tta: str = option("none", "Test-time augmentation (images): average the probabilities of "
-                      "the image and its mirror (flip), of five crops (crops) or of both "
-                      "(flip_crops).", registry="ktransfer.image.tta:TTA_VIEWS")
+                      "several views of each image.", registry="ktransfer.image.tta:TTA_VIEWS")
     explain: str = option("", "Images: also write a Grad-CAM heat map of each image's top class "
                           "over it into this folder (NNNN-NAME.png, in input order).")
     explain_layer: str = option("", "The backbone layer Grad-CAM weighs (a spatial feature "

@@ -37,11 +37,13 @@ Choices = Callable[[str], tuple[str, ...]]
 
 
 def define_flags(flag_values: Any = None, groups: dict[str, type] = GROUPS,
-                 registry_names: Choices | None = None) -> None:
+                 registry_names: Choices | None = None,
+                 registry_help: Callable[[str], str] | None = None) -> None:
     """Defines one absl flag per config field (idempotent per FlagValues).
 
     `registry_names(path)` gives the names of the registry a field names; without it such
     fields are free strings (checked in pre-flight), so parsing a flagfile imports nothing.
+    `registry_help(path)` describes the entries, appended to the field's help as its choices.
     """
     from absl import flags
 
@@ -50,12 +52,14 @@ def define_flags(flag_values: Any = None, groups: dict[str, type] = GROUPS,
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             if f.name not in fv:
-                _define(flags, fv, f, hints[f.name], registry_names)
+                _define(flags, fv, f, hints[f.name], registry_names, registry_help)
 
 
 def _define(flags: Any, fv: Any, f: dataclasses.Field, kind: Any,
-            registry_names: Choices | None) -> None:
+            registry_names: Choices | None, registry_help: Callable[[str], str] | None) -> None:
     helptext = f.metadata["help"]
+    if f.metadata.get("registry") and registry_help is not None:
+        helptext = f"{helptext} Choices: {registry_help(f.metadata['registry'])}."
     choices = tuple(f.metadata.get("choices") or ())
     if f.metadata.get("registry") and registry_names is not None:
         choices += registry_names(f.metadata["registry"])

@@ -52,12 +52,9 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         require(bool(self.backbone), "backbone", "is required (see --list_backbones)")
-        for prefix in ("hub:", "file:"):
-            require(self.backbone != prefix, "backbone", f"give a handle or path after {prefix}")
+        kind, colon, handle = self.backbone.partition(":")
+        require(not colon or bool(handle), "backbone", f"give a name or path after {kind}:")
         require(bool(self.weights), "weights", "give imagenet, none or a weights file path")
-        if self.backbone.startswith(("hub:", "file:")):
-            require(self.weights != "none", "weights", "hub: and file: backbones bring their "
-                   "own weights; leave --weights=imagenet (as shipped) or give a weights file")
         require(all(n >= 1 for n in self.head_hidden), "head_hidden", "sizes must be >= 1")
         require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         require(self.l2 >= 0.0, "l2", "must be >= 0")

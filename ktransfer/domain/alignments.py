@@ -70,13 +70,16 @@ def cdan_loss(cfg: AdaptConfig, names: list[str], feature_dim: int, num_classes:
 
 
 ALIGNMENTS: Registry[Alignment] = Registry("alignment", "mmd_alignment")
-ALIGNMENTS.register("marginal", Alignment(
-    "one MMD between all source and all target features (DAN)", mmd_losses()))
-ALIGNMENTS.register("class", Alignment(
-    "one MMD per class (DSAN's local MMD)", mmd_losses(), takes="classes"))
-ALIGNMENTS.register("joint", Alignment(
-    "one MMD of (features, predictions) pairs, with a product kernel (JAN's joint MMD)",
-    mmd_losses(joint=True), takes="predictions"))
-ALIGNMENTS.register("cdan", Alignment(
-    "a conditional domain discriminator on features x predictions behind gradient reversal "
-    "(CDAN+E)", cdan_loss, takes="predictions", pooled_only=True))
+for _name, _alignment in {
+    "marginal": Alignment("one MMD between all source and all target features (DAN)",
+                          mmd_losses()),
+    "class": Alignment("one MMD per class, source rows weighted by label, target rows by "
+                       "predicted probability (DSAN's local MMD)", mmd_losses(),
+                       takes="classes"),
+    "joint": Alignment("one MMD of (features, predictions) pairs, with a product kernel "
+                       "(JAN's joint MMD)", mmd_losses(joint=True), takes="predictions"),
+    "cdan": Alignment("a conditional domain discriminator on features x predictions behind "
+                      "gradient reversal, weighted by --mmd_weight (CDAN+E)", cdan_loss,
+                      takes="predictions", pooled_only=True),
+}.items():
+    ALIGNMENTS.register(_name, _alignment, about=_alignment.about)

@@ -53,9 +53,10 @@ def minimum_class_confusion(p, temperature: float = MCC_TEMPERATURE):
 
 # --target_loss: name -> loss(target probabilities [m, C]) to minimise
 TARGET_LOSSES: Registry[Callable[[Any], Any]] = Registry("target loss", "target_loss")
-TARGET_LOSSES.register("entropy", entropy)
-TARGET_LOSSES.register("im", information_maximisation)
-TARGET_LOSSES.register("mcc", minimum_class_confusion)
+TARGET_LOSSES.register("entropy", entropy, about="confident")
+TARGET_LOSSES.register("im", information_maximisation,
+                       about="confident and using every class, against collapse")
+TARGET_LOSSES.register("mcc", minimum_class_confusion, about="minimum class confusion")
 
 
 @keras.saving.register_keras_serializable(package="ktransfer")

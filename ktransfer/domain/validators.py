@@ -103,8 +103,11 @@ def deep_embedded_validation(out: EpochOutputs) -> float:
 
 # --da_select: name -> score(epoch outputs), higher is better ("last" keeps the last epoch).
 VALIDATORS: Registry[Callable[[EpochOutputs], float]] = Registry("validator", "da_select")
-VALIDATORS.register("source_val", source_val)
-VALIDATORS.register("im", information_maximisation)
-VALIDATORS.register("snd", soft_neighbourhood_density)
-VALIDATORS.register("bnm", batch_nuclear_norm)
-VALIDATORS.register("dev", deep_embedded_validation)
+VALIDATORS.register("source_val", source_val, about="source validation accuracy")
+VALIDATORS.register("im", information_maximisation,
+                    about="confident target predictions that use every class")
+VALIDATORS.register("snd", soft_neighbourhood_density,
+                    about="soft neighbourhood density of the target predictions")
+VALIDATORS.register("bnm", batch_nuclear_norm,
+                    about="batch nuclear norm of the target predictions")
+VALIDATORS.register("dev", deep_embedded_validation, about="deep embedded validation")

@@ -129,37 +129,60 @@ BACKBONES.register("small_cnn", BackboneSpec("small_cnn", "ktransfer", "scale01"
                                              _small_cnn_builder, has_imagenet=False))
 
 
-def check_backbone_name(name: str) -> None:
-    """Raises ConfigError for a name the registry does not know or a missing hub:/file: path."""
-    for prefix in ("hub:", "kerashub:"):
-        if name.startswith(prefix):
-            if not name[len(prefix):]:
-                raise ConfigError("backbone", f"give a name or folder after {prefix}")
-            return
-    if name.startswith("file:"):
-        path = name[5:]
-        if not path.endswith(".keras"):
-            raise ConfigError("backbone", f"file:{path}: give a .keras model file (save it with "
-                              "model.save('NAME.keras'))")
-        if not os.path.isfile(path):
-            raise ConfigError("backbone", f"file {path!r} does not exist")
+@dataclass(frozen=True)
+class BackboneSource:
+    """Backbones named SOURCE:HANDLE (`--backbone=hub:URL`, `file:PATH.keras`, ...).
+
+    Args:
+        spec: (handle, model flags) -> the backbone's spec (how to build it).
+        check: pre-flight on (handle, model flags), before any work; raises ConfigError
+            naming the flag.
+        own_weights: the backbone brings its own weights (--weights=none means nothing).
+    """
+
+    spec: Callable[[str, ModelConfig], BackboneSpec]
+    check: Callable[[str, ModelConfig], None] = lambda handle, cfg: None
+    own_weights: bool = False
+
+
+def source_of(name: str) -> tuple[str, str] | None:
+    """(source, handle) of a SOURCE:HANDLE backbone name; None for a registry name."""
+    kind, colon, handle = name.partition(":")
+    return (kind, handle) if colon and kind in SOURCES else None
+
+
+def check_backbone(cfg: ModelConfig) -> None:
+    """Pre-flight: `--backbone` is a registered name or a SOURCE:HANDLE its source accepts."""
+    named = source_of(cfg.backbone)
+    if named is None:
+        if cfg.backbone.lower() not in BACKBONES:
+            raise ConfigError("backbone", f"unknown backbone {cfg.backbone!r}; run "
+                              "`python -m ktransfer.train --list_backbones` for the names")
         return
-    if name.lower() not in BACKBONES:
-        raise ConfigError("backbone", f"unknown backbone {name!r}; run "
-                          "`python -m ktransfer.train --list_backbones` for the names")
+    kind, handle = named
+    if not handle:
+        raise ConfigError("backbone", f"give a name or path after {kind}:")
+    source = SOURCES.get(kind)
+    if source.own_weights and cfg.weights == "none":
+        raise ConfigError("weights", f"{kind}: backbones bring their own weights; leave "
+                          "--weights=imagenet (as shipped) or give a weights file")
+    source.check(handle, cfg)
 
 
 def get_spec(name: str) -> BackboneSpec:
     """The registry entry of a keras.applications / ktransfer backbone name."""
-    check_backbone_name(name)
+    if name.lower() not in BACKBONES:
+        raise ConfigError("backbone", f"unknown backbone {name!r}; run "
+                          "`python -m ktransfer.train --list_backbones` for the names")
     return BACKBONES.get(name.lower())
 
 
 def resolve_spec(cfg: ModelConfig) -> BackboneSpec:
     """The spec of `cfg.backbone`: a registry name, hub:HANDLE or file:PATH.keras, with
     `cfg.preprocess` applied (auto keeps the backbone's own)."""
-    kind, _, handle = cfg.backbone.partition(":")
-    spec = KINDS.get(kind)(handle, cfg) if handle and kind in KINDS else get_spec(cfg.backbone)
+    named = source_of(cfg.backbone)
+    spec = (SOURCES.get(named[0]).spec(named[1], cfg) if named is not None
+            else get_spec(cfg.backbone))
     if cfg.preprocess != "auto":
         spec = dataclasses.replace(spec, preprocess=cfg.preprocess, make_preprocess=None)
     return spec
@@ -214,11 +237,22 @@ def _file_spec(path: str, cfg: ModelConfig) -> BackboneSpec:
                         make_preprocess=copy_preprocess if preprocess is not None else None)
 
 
-# Backbones named KIND:HANDLE: kind -> (handle, model flags) -> spec.
-KINDS: Registry[Callable[[str, ModelConfig], BackboneSpec]] = Registry("backbone kind", "backbone")
-KINDS.register("hub", _hub_spec)
-KINDS.register("file", _file_spec)
-KINDS.register("kerashub", "ktransfer.image.kerashub:kerashub_spec")
+def _check_file(path: str, cfg: ModelConfig) -> None:
+    if not path.endswith(".keras"):
+        raise ConfigError("backbone", f"file:{path}: give a .keras model file (save it with "
+                          "model.save('NAME.keras'))")
+    if not os.path.isfile(path):
+        raise ConfigError("backbone", f"file {path!r} does not exist")
+
+
+# Backbones named SOURCE:HANDLE; a new source is an entry here (or a module of its own).
+SOURCES: Registry[BackboneSource] = Registry("backbone source", "backbone")
+SOURCES.register("hub", BackboneSource(_hub_spec, own_weights=True),
+                 about="a TF Hub image module (URL or local SavedModel folder)")
+SOURCES.register("file", BackboneSource(_file_spec, _check_file, own_weights=True),
+                 about="your own .keras model (a ktransfer classifier gives its backbone)")
+SOURCES.register("kerashub", "ktransfer.image.kerashub:SOURCE",
+                 about="a keras-hub image backbone (preset name or checkpoint folder)")
 
 
 def cut_at(model: keras.Model, layer_name: str) -> keras.Model:

@@ -17,7 +17,7 @@ import keras_hub
 
 from ktransfer.config import ModelConfig
 from ktransfer.errors import WeightsError, first_line
-from ktransfer.image.backbones import BackboneSpec
+from ktransfer.image.backbones import BackboneSource, BackboneSpec
 
 
 def _load(handle: str, what: str, load: object) -> object:
@@ -53,3 +53,6 @@ def kerashub_spec(handle: str, cfg: ModelConfig) -> BackboneSpec:
 
     return BackboneSpec(f"kerashub:{handle}", "keras-hub", "none", default, 8, build,
                         has_imagenet=False, own_weights=True, make_preprocess=preprocess)
+
+
+SOURCE = BackboneSource(kerashub_spec)

@@ -15,7 +15,7 @@ from ktransfer.errors import ConfigError
 from ktransfer.image import gallery, serving
 from ktransfer.image.backbones import (
     build_backbone,
-    check_backbone_name,
+    check_backbone,
     list_backbones,
     resolve_spec,
 )
@@ -72,7 +72,7 @@ class ImageModality(Modality):
     tflite_signature = serving.PIXELS_SIGNATURE
 
     def check(self, cfg: RunConfig) -> None:
-        check_backbone_name(cfg.model.backbone)
+        check_backbone(cfg.model)
         weights = cfg.model.weights
         if weights not in ("imagenet", "none") and not os.path.isfile(weights):
             raise ConfigError("weights", f"file {weights!r} does not exist; use imagenet, none "

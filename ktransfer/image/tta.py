@@ -44,7 +44,8 @@ _CROPS = [_crop(w) for w in ("center", "top_left", "top_right", "bottom_left", "
 # name -> the views whose probabilities are averaged (the first is always the plain image or
 # the centre crop).
 TTA_VIEWS: Registry[list[View]] = Registry("test-time augmentation", "tta")
-TTA_VIEWS.register("none", [_identity])
-TTA_VIEWS.register("flip", [_identity, tf.image.flip_left_right])
-TTA_VIEWS.register("crops", _CROPS)
-TTA_VIEWS.register("flip_crops", _CROPS + [_flipped(v) for v in _CROPS])
+TTA_VIEWS.register("none", [_identity], about="the image as it is")
+TTA_VIEWS.register("flip", [_identity, tf.image.flip_left_right], about="it and its mirror")
+TTA_VIEWS.register("crops", _CROPS, about="five crops")
+TTA_VIEWS.register("flip_crops", _CROPS + [_flipped(v) for v in _CROPS],
+                   about="five crops and their mirrors")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ import keras
 import keras_hub
 import tensorflow as tf
 
-from ktransfer.config import ModelConfig, TextConfig
+from ktransfer.config import ModelConfig, RunConfig, TextConfig
 from ktransfer.errors import ConfigError, WeightsError, first_line
 from ktransfer.registry import Registry
 
@@ -54,17 +55,45 @@ ENCODERS: Registry[Any] = Registry("text encoder", "backbone")
 ENCODERS.register("minilm", _minilm_folder)
 
 
-def check_encoder_name(name: str) -> None:
+@dataclass(frozen=True)
+class EncoderSource:
+    """Encoders named SOURCE:HANDLE (`--backbone=kerashub:FOLDER`, `hub:URL`).
+
+    Args:
+        load: (model flags, text flags) -> the `Encoder`.
+        check: pre-flight on (handle, run flags); raises ConfigError naming the flag.
+    """
+
+    load: Callable[[ModelConfig, TextConfig], Encoder]
+    check: Callable[[str, RunConfig], None] = lambda handle, cfg: None
+
+
+def source_of(name: str) -> tuple[str, str] | None:
+    """(source, handle) of a SOURCE:HANDLE encoder name; None for a named encoder."""
+    kind, colon, handle = name.partition(":")
+    return (kind, handle) if colon and kind in SOURCES else None
+
+
+def check_encoder(cfg: RunConfig) -> None:
     """Pre-flight: `--backbone` names a text encoder (files are checked when they load)."""
-    for prefix in ("kerashub:", "hub:"):
-        if name.startswith(prefix):
-            if not name[len(prefix):]:
-                raise ConfigError("backbone", f"give a name or folder after {prefix}")
-            return
-    if name not in ENCODERS:
-        raise ConfigError("backbone", f"{name!r} is not a text encoder; give "
-                          f"{', '.join(ENCODERS)}, kerashub:NAME_OR_FOLDER or hub:HANDLE "
-                          "(`python -m ktransfer.train --modality=text --list_backbones`)")
+    named = source_of(cfg.model.backbone)
+    if named is None:
+        if cfg.model.backbone not in ENCODERS:
+            raise ConfigError("backbone", f"{cfg.model.backbone!r} is not a text encoder; give "
+                              f"{', '.join(ENCODERS)} or SOURCE:HANDLE with a source of "
+                              f"{', '.join(SOURCES)} (`python -m ktransfer.train "
+                              "--modality=text --list_backbones`)")
+        return
+    kind, handle = named
+    if not handle:
+        raise ConfigError("backbone", f"give a name or folder after {kind}:")
+    SOURCES.get(kind).check(handle, cfg)
+
+
+def load_encoder(model: ModelConfig, text: TextConfig) -> Encoder:
+    """The encoder `--backbone` names: from its source, or a named keras-hub encoder."""
+    named = source_of(model.backbone)
+    return (SOURCES.get(named[0]).load if named else load_kerashub)(model, text)
 
 
 def resolve_handle(name: str) -> str:
@@ -148,6 +177,14 @@ def load_kerashub(model: ModelConfig, text: TextConfig) -> Encoder:
     sequence = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
     backbone = keras.Model(full.input, sequence, name="backbone")
     return Encoder(backbone, preprocessor, "padding_mask", model.backbone)
+
+
+# Encoders named SOURCE:HANDLE; a new source is an entry here (or a module of its own).
+SOURCES: Registry[EncoderSource] = Registry("text encoder source", "backbone")
+SOURCES.register("kerashub", EncoderSource(load_kerashub),
+                 about="a Hugging Face or keras-hub checkpoint folder, or a preset name")
+SOURCES.register("hub", "ktransfer.text.hub:SOURCE",
+                 about="a TF Hub text encoder, with --hub_preprocessor")
 
 
 def save_preprocessor(preprocessor: Any, run_dir: str | os.PathLike) -> None:

@@ -17,10 +17,10 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from ktransfer.config import ModelConfig, TextConfig
-from ktransfer.errors import WeightsError
+from ktransfer.config import ModelConfig, RunConfig, TextConfig
+from ktransfer.errors import ConfigError, WeightsError
 from ktransfer.network.hub import HubBackbone, load_module
-from ktransfer.text.encoders import Encoder
+from ktransfer.text.encoders import Encoder, EncoderSource
 
 INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 CONFIG = "hub_preprocessor.json"
@@ -83,3 +83,14 @@ def load_hub(model: ModelConfig, text: TextConfig) -> Encoder:
     return Encoder(backbone, preprocessor, "input_mask", model.backbone)
 
 
+def _check(handle: str, cfg: RunConfig) -> None:
+    if not cfg.text.hub_preprocessor:
+        raise ConfigError("hub_preprocessor", "a hub: text encoder needs its preprocessing "
+                          "model, e.g. --hub_preprocessor=https://tfhub.dev/tensorflow/"
+                          "bert_en_uncased_preprocess/3 (or a local folder)")
+    if cfg.model.weights == "none":
+        raise ConfigError("weights", "hub: encoders bring their own weights; leave "
+                          "--weights=imagenet (as shipped)")
+
+
+SOURCE = EncoderSource(load_hub, _check)

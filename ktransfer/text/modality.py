@@ -20,14 +20,14 @@ from ktransfer.text.builtin import BUILTIN
 from ktransfer.text.classifier import build_classifier
 from ktransfer.text.encoders import (
     PREPROCESSOR_DIR,
-    check_encoder_name,
+    check_encoder,
     list_encoders,
-    load_kerashub,
+    load_encoder,
     load_preprocessor,
     token_lengths,
 )
 from ktransfer.text.hub import CONFIG as HUB_CONFIG
-from ktransfer.text.hub import HubTextPreprocessor, load_hub
+from ktransfer.text.hub import HubTextPreprocessor
 from ktransfer.text.pipeline import TextFeed
 from ktransfer.text.prediction import read_texts
 from ktransfer.text.sources import TABLE_EXTENSIONS, open_source
@@ -80,7 +80,7 @@ class TextModality(Modality):
     builtin = BUILTIN
 
     def check(self, cfg: RunConfig) -> None:
-        check_encoder_name(cfg.model.backbone)
+        check_encoder(cfg)
         if cfg.augment.enabled:
             raise ConfigError(cfg.augment.first_enabled() or "", "augments images; text runs "
                               "take no --aug_ flags (remove it)")
@@ -90,10 +90,6 @@ class TextModality(Modality):
         if POOLINGS.get(cfg.model.pooling).sequence is None:
             raise ConfigError("pooling", f"{cfg.model.pooling} is for images; text uses avg "
                               "(mean over the tokens) or cls")
-        if cfg.model.backbone.startswith("hub:") and not cfg.text.hub_preprocessor:
-            raise ConfigError("hub_preprocessor", "a hub: text encoder needs its preprocessing "
-                              "model, e.g. --hub_preprocessor=https://tfhub.dev/tensorflow/"
-                              "bert_en_uncased_preprocess/3 (or a local folder)")
 
     def check_path(self, path: str, flag: str) -> None:
         if not (os.path.isdir(path) or (os.path.isfile(path)
@@ -105,8 +101,7 @@ class TextModality(Modality):
         return dict(open_source(spec, cfg, flag))
 
     def build(self, cfg: RunConfig, num_classes: int) -> Network:
-        load = load_hub if cfg.model.backbone.startswith("hub:") else load_kerashub
-        encoder = load(cfg.model, cfg.text)
+        encoder = load_encoder(cfg.model, cfg.text)
         model = build_classifier(encoder, num_classes, cfg.model)
         return Network(model, encoder.backbone, {"encoder": encoder.name,
                                                   "max_length": cfg.text.max_length},
