@@ -4,8 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install quickstart quickstart-text text-assets test test-assets test-fast lint typecheck \
-	browser source-backbone clean peers adapt-env
+.PHONY: install quickstart quickstart-text text-assets test test-slow test-assets test-fast lint \
+	typecheck browser source-backbone clean peers adapt-env
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -68,11 +68,17 @@ browser:
 	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q chromium >/dev/null; }; }
 
 # Three pytest-xdist workers on 2 cores (much of the suite waits on subprocess start-up);
-# each test file stays on one worker, and files start in collection order (slow ones first,
-# see tests/conftest.py) rather than xdist's default of the files with most tests first.
+# each test file stays on one worker, and files start in collection order (the transfer demo
+# first, see tests/conftest.py) rather than xdist's default of the files with most tests first.
+# The long end-to-end tests (marked slow) run in make test-slow; .ci/run runs both.
 test: install text-assets lint typecheck browser
 	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder \
-		-m "not assets"
+		-m "not assets and not slow"
+
+# The long end-to-end tests: multi-worker kill and resume, the two-process run, the class-MMD
+# acceptance run, kill-and-resume of runs and searches, adaptation under mirrored.
+test-slow: install text-assets
+	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m pytest -q -n 2 -m "slow and not assets"
 
 # Tests on real assets (about 2 minutes; CI runs them after make test): re-creates the shipped
 # source backbone from configs/digits_source.cfg and checks that its features match the shipped

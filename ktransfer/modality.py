@@ -173,10 +173,23 @@ class Modality(abc.ABC):
         """The SavedModel signatures, `serving_default` first: name -> tf.function."""
 
 
-MODALITIES: Registry[Modality] = Registry("input kind", "modality", {
-    "image": "ktransfer.image.modality:IMAGE",
-    "text": "ktransfer.text.modality:TEXT",
-})
+MODALITIES: Registry[Modality] = Registry("input kind", "modality")
+# The modules of each modality's own Keras classes (layers a saved model may hold), imported by
+# `ktransfer.serializables` so that `keras.saving.load_model` reads every file ktransfer wrote.
+KERAS_CLASSES: dict[str, tuple[str, ...]] = {}
+
+
+def register_modality(name: str, entry: Modality | str, keras_classes: tuple[str, ...] = ()
+                      ) -> None:
+    """The one registration of a modality: its entry (`"package.module:ATTR"`, imported on
+    first use) and the modules holding its Keras classes."""
+    MODALITIES.register(name, entry)
+    KERAS_CLASSES[name] = tuple(keras_classes)
+
+
+register_modality("image", "ktransfer.image.modality:IMAGE",
+                  keras_classes=("ktransfer.image.preprocess",))
+register_modality("text", "ktransfer.text.modality:TEXT")
 
 
 def for_model(model: keras.Model, run_modality: str | None = None) -> Modality:

@@ -48,9 +48,9 @@ def _trains(item) -> bool:
 
 def pytest_collection_modifyitems(config, items):
     """Marks tests that run a subprocess `cli` and tests that train a run in-process `trains`
-    (`make test-fast` leaves both out), and puts long tests (marked slow) first, so that they do
-    not end the run alone; `make test` keeps this order across xdist workers with
-    --no-loadscope-reorder."""
+    (`make test-fast` leaves both out), and puts long tests (marked slow; `make test-slow`) and
+    the transfer demo first, so that they do not end the run alone; `make test` keeps this
+    order across xdist workers with --no-loadscope-reorder."""
     for item in items:
         if _runs_a_process(item):
             item.add_marker(pytest.mark.cli)

@@ -101,6 +101,7 @@ def test_class_mmd_with_adabn_beats_its_source_model_on_digits_m_by_5_points(tmp
     assert after["target_accuracy"] > before["target_accuracy"] + 0.05, (before, after)
 
 
+@pytest.mark.slow
 def test_adaptation_runs_frozen_then_fine_tuned_under_mirrored(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("train", "--data=builtin:digits", "--backbone=small_cnn", "--weights=none",
@@ -201,6 +202,7 @@ def test_adapt_keeps_the_epoch_its_validator_scored_best(tiny_config, tmp_path):
         tiny_config(da_select="im")
 
 
+@pytest.mark.slow
 def test_adapt_best_adapts_from_every_source_run_and_keeps_the_one_its_validator_prefers(
         tiny_config, tmp_path):
     sources = [train(tiny_config(epochs=0, fine_tune_epochs=1, fine_tune_lr=0.003,

@@ -46,6 +46,7 @@ def test_mirrored_over_two_logical_cpus_matches_single_device(single_device, tmp
     assert abs(accuracy - single_device) < 0.05, (accuracy, single_device)
 
 
+@pytest.mark.slow
 def test_mirrored_accumulation_of_half_batches_trains_like_whole_ones(single_device, tmp_path):
     """--accumulate under 2 replicas (Keras' own fails there, keras-team/keras#20582), through
     both phases: batches of 16 accumulated in pairs learn like the single device's 32."""

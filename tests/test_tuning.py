@@ -102,6 +102,7 @@ def test_tune_flag_errors_are_one_line(tmp_path):
     assert error_line(result).startswith("ktransfer.tune: error: --hp_dropout: give min,max")
 
 
+@pytest.mark.slow
 def test_adaptation_search_ranks_runs_by_a_validator_and_resumes(tmp_path):
     """Two adaptation trials (alignment x weight) each train a whole run; a trial's score is
     its kept epoch's source_val score (read back from its run), best.cfg retrains the winner
@@ -143,6 +144,7 @@ def test_adaptation_search_is_refused_without_target_data_or_with_hyperband(tmp_
         build_search(**dict(common, space="head"), hp_init_from=(missing,))
 
 
+@pytest.mark.slow
 def test_adaptation_search_over_source_runs_adapts_from_each_and_keeps_the_winners(tmp_path):
     """--hp_init_from: each trial adapts from one of the source runs (the same source training
     with two seeds), and best.cfg retrains from the winner's."""
