@@ -21,6 +21,7 @@ from ktransfer.errors import KtransferError  # noqa: E402
 from ktransfer.registry import registry_at  # noqa: E402
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
 
 def define_flags(groups: dict[str, type]) -> None:
@@ -50,6 +51,10 @@ def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = F
         except KtransferError as exc:
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted; what was written is kept (a training run resumes "
+                  "from its last finished epoch with the same command)", file=sys.stderr)
+            return EXIT_INTERRUPTED
         finally:
             _freeze_heap()  # everything: the process exits next
 

@@ -91,3 +91,22 @@ def test_an_entry_point_leaves_its_objects_out_of_the_final_garbage_collections(
                             cwd=REPO, timeout=120)
     assert result.returncode == code, result.stderr
     assert result.stdout.split() == ["imports", "True", "later", "True"]
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    """Ctrl-C (KeyboardInterrupt) in a command: one line saying what was kept, exit 130;
+    before, a traceback."""
+    import sys
+
+    from ktransfer import cli
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "argv", ["ktransfer.train"])
+    with pytest.raises(SystemExit) as info:
+        cli.run(interrupted, "ktransfer.train")
+    assert info.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("ktransfer.train: interrupted; what was written is kept")
+    assert not any("Traceback" in line for line in err)

@@ -145,3 +145,85 @@ def test_a_run_killed_in_its_first_epoch_starts_again_with_the_same_command(tiny
         rundir.write_flagfile(run.path, tiny_config(epochs=1, overwrite=True))
     with pytest.raises(ConfigError, match="unfinished run with other flags"):
         train(tiny_config(epochs=2))
+
+
+def test_a_version_taken_meanwhile_by_another_export_is_not_reported_as_this_runs(
+        tiny_config, tmp_path, monkeypatch):
+    """Killed during its export (version 1 claimed), while another run exports to the same
+    folder and takes version 1: the same command exports its own model as version 2 (before,
+    it reported the other run's version 1 as its own and never exported)."""
+    export_dir = tmp_path / "exports" / "digits"
+    cfg = tiny_config(epochs=1, export_dir=str(export_dir))
+
+    def die(*args, **kwargs):
+        raise KeyboardInterrupt  # killed as the export began, its version already claimed
+
+    monkeypatch.setattr(finishing, "export", die)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    monkeypatch.undo()
+    other = train(tiny_config(epochs=1, export_dir=str(export_dir),
+                              run_dir=str(tmp_path / "other")))
+    assert other.metrics["export"] == str(export_dir.resolve() / "1")
+    result = train(cfg)
+    assert result.metrics["export"] == str(export_dir.resolve() / "2")
+    origin = json.loads((export_dir / "2" / "origin.json").read_text())
+    assert origin["run_dir"] == str(result.run_dir.resolve())
+
+
+@pytest.mark.parametrize("damage", ["", '{"epoch": 1, "pha'])
+def test_a_damaged_resume_state_is_refused_and_deletes_nothing(tiny_config, monkeypatch,
+                                                               damage):
+    from conftest import train_killed_after
+
+    cfg = tiny_config(epochs=3)
+    train_killed_after(2, cfg, monkeypatch)
+    run_dir = rundir.run_path(cfg)
+    (run_dir / "resume" / "state.json").write_text(damage)
+    before = sorted(p.relative_to(run_dir) for p in run_dir.rglob("*"))
+    with pytest.raises(ConfigError, match=r"^--run_dir: .*state.json' is unreadable .*nothing "
+                                          r"was deleted"):
+        train(cfg)
+    assert sorted(p.relative_to(run_dir) for p in run_dir.rglob("*")) == before
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 3  # two epochs kept
+
+
+def test_missing_or_truncated_epoch_weights_are_one_line_and_delete_nothing(tiny_config,
+                                                                             monkeypatch):
+    from ktransfer.errors import TrainingError
+
+    from conftest import train_killed_after
+
+    cfg = tiny_config(epochs=3)
+    train_killed_after(2, cfg, monkeypatch)
+    resume = rundir.run_path(cfg) / "resume"
+    weights = resume / json.loads((resume / "state.json").read_text())["weights"]
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(TrainingError, match=r"^cannot read .*weights.h5 .*nothing was deleted"):
+        train(cfg)
+    weights.unlink()
+    with pytest.raises(TrainingError, match=r"^cannot read .*weights.h5"):
+        train(cfg)
+    assert (resume / "state.json").is_file()
+
+
+def test_a_run_folder_that_cannot_be_written_is_one_line(tiny_config, monkeypatch):
+    """Resuming in a read-only folder: the lock file cannot be opened for writing (root
+    ignores permission bits, so the refusal of the file system is simulated)."""
+    import builtins
+
+    from conftest import train_killed_after
+
+    cfg = tiny_config(epochs=3)
+    train_killed_after(2, cfg, monkeypatch)
+    real_open = builtins.open
+
+    def read_only(file, mode="r", *args, **kwargs):
+        if str(file).endswith(rundir.LOCK) and mode != "r":
+            raise OSError(30, "Read-only file system")
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", read_only)
+    monkeypatch.setattr(rundir, "check", lambda cfg: None)  # its write probe would see it too
+    with pytest.raises(ConfigError, match="^--run_dir: cannot write to .*Read-only file system"):
+        rundir.open_run(cfg)

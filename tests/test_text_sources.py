@@ -51,7 +51,7 @@ def test_tables_read_their_columns(tmp_path, suffix):
 def test_a_missing_column_names_the_file_and_line(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("sentence,label\nnice,pos\n")
-    with pytest.raises(DataError, match=r"^--data: .*r.csv:2: no 'text' column \(it has "
+    with pytest.raises(DataError, match=r"^--data: .*r.csv:1: no 'text' column \(it has "
                                         r"sentence, label\); name yours with --text_column"):
         open_source(str(path), _cfg(str(path)))
 
@@ -90,3 +90,25 @@ def test_the_built_in_movie_snippets_are_balanced_and_split_the_same_way_every_t
     assert len(first.test) == 2008 and len(first.train) + len(first.val) == 8035
     assert first.test.names() == again.test.names()
     assert abs(np.mean(first.train.labels) - 0.5) < 0.02
+
+
+@pytest.mark.parametrize("row, why", [
+    ("a,b,c,d", "4 fields where the header has 2"),  # before: a new class 'b', silently
+    ("lonely", "1 field\\(s\\) where the header has 2"),
+    ("a fine film,", "empty label"),
+])
+def test_a_bad_table_row_names_its_line_and_is_skipped_under_skip(tmp_path, row, why):
+    path = tmp_path / "r.csv"
+    path.write_text(f"text,label\nnice,pos\n{row}\nawful,neg\n")
+    with pytest.raises(DataError, match=rf"^--data: .*r.csv:3: {why}.*; .*--on_bad_text=skip"):
+        open_source(str(path), _cfg(str(path)))
+    texts = open_source(str(path), _cfg(str(path), on_bad_text="skip"))["all"]
+    assert texts.class_names == ("neg", "pos") and len(texts) == 2 and texts.skipped == 1
+
+
+def test_a_text_longer_than_the_csv_modules_limit_is_read(tmp_path):
+    path = tmp_path / "long.csv"
+    long = "word " * 40_000  # 200,000 characters: the csv module's default limit is 131,072
+    path.write_text(f'text,label\n"{long}",pos\nshort,neg\n')
+    texts = open_source(str(path), _cfg(str(path)))["all"]
+    assert len(str(texts.texts[0])) == len(long.strip())

@@ -7,7 +7,9 @@ from typing import Any
 
 from ktransfer.errors import ConfigError
 
-AUTO_LR = -1.0  # --lr=auto / --fine_tune_lr=auto: the learning-rate range test picks the rate
+# --lr=auto / --fine_tune_lr=auto: the learning-rate range test picks the rate. A value no
+# number given on the command line can take: --lr=-1 is refused, not read as auto.
+AUTO_LR = float("-inf")
 FROM_RUN = "run"  # a command's reading option left to what the model's run was trained with
 
 

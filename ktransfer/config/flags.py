@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Callable
@@ -89,7 +90,10 @@ def _RateParser(flags: Any) -> Any:  # noqa: N802 (a class made on demand: absl 
         def parse(self, argument: Any) -> float:
             if isinstance(argument, str) and argument.strip().lower() == "auto":
                 return AUTO_LR
-            return super().parse(argument)
+            value = super().parse(argument)
+            if not math.isfinite(value):
+                raise ValueError(f"give a positive number or auto, got {argument!r}")
+            return value
 
     return RateParser()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import functools
+import json
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ from ktransfer.deploy.saving import open_classifier
 from ktransfer.errors import DiskFullError, KtransferError
 from ktransfer.modality import Feed, Modality
 from ktransfer.runs import atomic
-from ktransfer.runs.exportdir import check_export_dir, versions
+from ktransfer.runs.exportdir import ORIGIN, check_export_dir, versions
 
 TMP_PREFIX = ".tmp-"
 
@@ -105,7 +106,8 @@ def _read_models_config(path: Path) -> dict[str, str]:
 
 def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list[str],
            export_dir: str | os.PathLike, version: int = 0, top_k: int = 5,
-           extras: Callable[[Path], Any] | None = None) -> Path:
+           extras: Callable[[Path], Any] | None = None,
+           origin: dict[str, Any] | None = None) -> Path:
     """Writes `export_dir/VERSION` (next free number when `version` is 0) and returns it.
 
     The SavedModel is written to a hidden temporary folder next to it and renamed at the end,
@@ -114,7 +116,7 @@ def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list
     time each take their own version (the rename fails on a taken one and the next is tried).
     Also writes `VERSION/labels.txt`, calls `extras(folder)` to add files (TFLite, ONNX) before
     the version is published, and adds the model to `export_dir/../models.config`, under a
-    lock.
+    lock. `origin` (the exporting run) goes to `VERSION/origin.json`.
     """
     base = check_export_dir(export_dir, version)
     archive = build_archive(model, modality, feed, class_names, top_k)
@@ -124,6 +126,8 @@ def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list
     try:
         archive.write_out(str(tmp), verbose=False)
         (tmp / "labels.txt").write_text("\n".join(class_names) + "\n")
+        if origin is not None:
+            (tmp / ORIGIN).write_text(json.dumps(origin) + "\n")
         if extras is not None:
             extras(tmp)
         final = _claim_version(tmp, base, version)

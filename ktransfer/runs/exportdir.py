@@ -3,11 +3,23 @@ overwritten, and the checks on its name made before any work."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
 from ktransfer.errors import KtransferError
+
+ORIGIN = "origin.json"  # in a version folder: the run that exported it
+
+
+def origin(version_dir: Path) -> dict | None:
+    """What `ORIGIN` says of the run that wrote a version folder (None when unknown)."""
+    try:
+        found = json.loads((version_dir / ORIGIN).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def versions(base: Path) -> list[int]:

@@ -88,7 +88,7 @@ def lock_holder(path: Path) -> int | None:
     lock = path / LOCK
     if not lock.is_file():
         return None
-    with open(lock, "a+") as f:
+    with open(lock) as f:  # read-only: a folder that cannot be written can still be asked
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -146,7 +146,26 @@ def check(cfg: RunConfig) -> None:
     if is_finished(path):
         raise ConfigError("run_dir", f"{str(path)!r} already holds a run; pass --overwrite to "
                           "replace it or choose another --run_dir")
+    _check_state_readable(path)
     _check_same_flags(path, cfg)
+
+
+def run_id(path: Path) -> str:
+    """The id the run's marker holds (new for every fresh start of the folder)."""
+    try:
+        return str(json.loads((path / MARKER).read_text()).get("id", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
+
+
+def _check_state_readable(path: Path) -> None:
+    """An unfinished run whose resume state is damaged (empty, truncated) is refused, not
+    restarted: restarting would delete its finished epochs, checkpoints and history."""
+    state = path / RESUME_DIR / STATE
+    if state.is_file() and read_state(path) is None:
+        raise ConfigError("run_dir", f"{str(state)!r} is unreadable (empty or truncated: a "
+                          "full disk?); nothing was deleted. Pass --overwrite to start this run "
+                          "again from scratch, or choose another --run_dir")
 
 
 def read_state(path: Path) -> dict[str, Any] | None:
@@ -204,7 +223,11 @@ class Run:
 
 
 def _lock(path: Path) -> Any:
-    f = open(path / LOCK, "a+")
+    try:
+        f = open(path / LOCK, "a+")
+    except OSError as exc:
+        raise ConfigError("run_dir", f"cannot write to {str(path)!r} ({exc.strerror or exc}); "
+                          "choose a folder you can write to") from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:

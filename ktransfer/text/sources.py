@@ -39,20 +39,20 @@ class BadTexts:
 
     def check(self, text: str | None, where: str, why: str = "") -> str | None:
         """`text` stripped, or None when it is bad (and skipped)."""
-        problem = why or ("empty" if text is None or not text.strip() else "")
+        problem = why or ("empty text" if text is None or not text.strip() else "")
         if not problem and any("\udc80" <= c <= "\udcff" for c in text or ""):
-            problem = "not valid UTF-8"  # bytes `_decode` kept as surrogates
+            problem = "not valid UTF-8 text"  # bytes `_decode` kept as surrogates
         if not problem:
             return (text or "").strip()
         if self.policy == "fail":
-            raise DataError(f"--{self.flag}: {where}: {problem} text; fix or remove it, or pass "
+            raise DataError(f"--{self.flag}: {where}: {problem}; fix or remove it, or pass "
                             "--on_bad_text=skip")
         self.bad.append(where)
         return None
 
     def done(self) -> int:
         if self.bad:
-            log.warning("--%s: skipped %d bad text(s) (empty or not UTF-8): %s", self.flag,
+            log.warning("--%s: skipped %d bad row(s) or text(s): %s", self.flag,
                         len(self.bad), ", ".join(self.bad[:10]) + (" ..." if len(self.bad) > 10
                                                                    else ""))
         return len(self.bad)
@@ -92,8 +92,14 @@ def read_class_folders(root: Path, flag: str, policy: str) -> TextSet:
     return text_set(tuple(names), labels, texts, ids, skipped=bad.done())
 
 
+# A text may be long (a whole document); the csv module's own limit is 131,072 characters.
+csv.field_size_limit(2**31 - 1)
+
+
 def _table_rows(path: Path, flag: str) -> list[tuple[int, dict[str, object]]]:
-    """(line number, row) of a CSV / TSV (header line first) or JSON-lines file."""
+    """(line number, row) of a CSV / TSV (header line first) or JSON-lines file; a CSV row
+    with more fields than the header has them under the key None, with fewer the missing ones
+    are None."""
     content = _decode(path.read_bytes())
     if path.suffix.lower() == ".jsonl":
         rows = []
@@ -113,6 +119,29 @@ def _table_rows(path: Path, flag: str) -> list[tuple[int, dict[str, object]]]:
     return [(reader.line_num, row) for row in reader]
 
 
+def _check_columns(path: Path, number: int, row: dict[str, object], text_column: str,
+                   label_column: str, flag: str) -> None:
+    for column, option in ((text_column, "text_column"), (label_column, "label_column")):
+        if column not in row:
+            have = ", ".join(str(k) for k in row if k is not None)
+            raise DataError(f"--{flag}: {path}:{number}: no {column!r} column (it has {have}); "
+                            f"name yours with --{option}")
+
+
+def _row_problem(row: dict[str, object], label: str) -> str:
+    """What is wrong with a table row ("" when nothing): a field count other than the
+    header's (an unquoted delimiter inside a text), or an empty label."""
+    extra = row.get(None)  # type: ignore[call-overload]
+    header = sum(1 for k in row if k is not None)
+    if isinstance(extra, list) and extra:
+        return (f"{header + len(extra)} fields where the header has {header} (quote a text "
+                "that holds the delimiter)")
+    if any(v is None for k, v in row.items() if k is not None):
+        given = sum(1 for k, v in row.items() if k is not None and v is not None)
+        return f"{given} field(s) where the header has {header}"
+    return "" if label else "empty label"
+
+
 def read_table(path: Path, text_column: str, label_column: str, flag: str,
                policy: str) -> TextSet:
     """A CSV / TSV / JSON-lines file with a text and a label column; class names are the
@@ -120,18 +149,21 @@ def read_table(path: Path, text_column: str, label_column: str, flag: str,
     rows = _table_rows(path, flag)
     if not rows:
         raise DataError(f"--{flag}: {path} has no rows")
+    table = path.suffix.lower() != ".jsonl"
+    if table:  # the header names the columns of every row
+        _check_columns(path, 1, rows[0][1], text_column, label_column, flag)
     bad = BadTexts(policy, flag)
     texts, label_values, ids = [], [], []
     for number, row in rows:
-        for column, option in ((text_column, "text_column"), (label_column, "label_column")):
-            if row.get(column) is None:
-                have = ", ".join(str(k) for k in row if k is not None)
-                raise DataError(f"--{flag}: {path}:{number}: no {column!r} column (it has "
-                                f"{have}); name yours with --{option}")
-        text = bad.check(str(row[text_column]), f"{path}:{number}")
+        if not table:
+            _check_columns(path, number, row, text_column, label_column, flag)
+        label = "" if row.get(label_column) is None else str(row[label_column]).strip()
+        why = _row_problem(row, label) if table or not label else ""
+        text = bad.check(None if row.get(text_column) is None else str(row[text_column]),
+                         f"{path}:{number}", why)
         if text is not None:
             texts.append(text)
-            label_values.append(str(row[label_column]).strip())
+            label_values.append(label)
             ids.append(f"{path.name}:{number}")
     names = tuple(sorted(set(label_values)))
     index = {name: i for i, name in enumerate(names)}

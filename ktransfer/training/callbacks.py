@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras.src.saving import saving_lib  # save_weights_only(objects_to_skip=): not on Model
 
-from ktransfer.errors import TrainingError
+from ktransfer.errors import TrainingError, first_line
 from ktransfer.runs import atomic
 
 LR_SAMPLES = 9  # learning-rate points recorded per epoch (lr.csv), ends included
@@ -315,7 +315,14 @@ def load_resumed(model: keras.Model, folder: str | os.PathLike, state: dict,
             "the backbone built now differs from the one the run started with (other weights "
             "or another version of them); give the run's --weights again, or start over with "
             "--overwrite")
-    model.load_weights(Path(folder) / state["weights"], objects_to_skip=skip)
+    path = Path(folder) / state["weights"]
+    try:
+        model.load_weights(path, objects_to_skip=skip)
+    except (OSError, ValueError, KeyError) as exc:  # missing, truncated or not HDF5
+        raise TrainingError(f"cannot read {path} (the weights of the last saved epoch: "
+                            f"{first_line(exc)[:160]}); nothing was deleted. Pass --overwrite "
+                            "to start this run again from scratch, or choose another "
+                            "--run_dir") from None
 
 
 def weights_fingerprint(model: keras.Model) -> str:

@@ -16,7 +16,7 @@ from ktransfer.network.classifier import compile_classifier, inference_model
 from ktransfer.reporting.evaluation import evaluate, scores
 from ktransfer.reporting.report import write_report
 from ktransfer.runs import atomic, rundir
-from ktransfer.runs.exportdir import versions
+from ktransfer.runs.exportdir import origin, versions
 from ktransfer.training.job import Fitted, Job
 from ktransfer.training.recording import ValidationRecorder
 
@@ -91,16 +91,23 @@ def _report(job: Job, probabilities: np.ndarray) -> None:
 
 def _export(job: Job) -> Path:
     """Exports once: the version is recorded in the resume state before it is written, so a
-    run killed during the export finishes it instead of adding a second version."""
+    run killed during the export finishes it instead of adding a second version. A claimed
+    version that another export took meanwhile (its origin.json names another run) is left
+    alone: this run's model goes to the next free version."""
     base = Path(job.cfg.train.export_dir).resolve()
     state = rundir.read_state(job.run_dir)
+    ours = {"run_id": rundir.run_id(job.run_dir), "run_dir": str(job.run_dir.resolve())}
     version = (state or {}).get("export_version")
     if version and (base / str(version)).is_dir():
-        return base / str(version)
+        if origin(base / str(version)) == ours:
+            return base / str(version)
+        log.warning("version %d of %s was taken by another export meanwhile; exporting this "
+                    "run's model as the next free version", version, base)
+        version = None
     version = version or max(versions(base), default=0) + 1
     if state is not None:
         atomic.write_json(job.run_dir / rundir.RESUME_DIR / rundir.STATE,
                           {**state, "export_version": version})
     return export(job.model, job.modality, job.feed, list(job.splits.class_names),
-                  job.cfg.train.export_dir, version=version)
+                  job.cfg.train.export_dir, version=version, origin=ours)
 
