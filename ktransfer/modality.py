@@ -15,16 +15,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import keras
-import tensorflow as tf
+from typing import TYPE_CHECKING, Any
 
 from ktransfer.config import PredictConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.data.splits import SourceOpener, load_splits
 from ktransfer.errors import ConfigError, KtransferError
 from ktransfer.registry import Registry
+
+if TYPE_CHECKING:  # in annotations only: knowing the modalities imports no TensorFlow
+    import keras
+    import tensorflow as tf
 
 # predict --explain: (examples, class id of each, the model's class names, folder) -> files
 Explainer = Callable[[Examples, list[int], list[str], str | os.PathLike], list[Path]]

@@ -117,3 +117,15 @@ def test_augment_enabled():
     assert not config.AugmentConfig().enabled
     assert config.AugmentConfig(aug_flip="horizontal").enabled
     assert config.AugmentConfig(aug_noise=2.0).enabled
+
+
+def test_the_modality_registry_imports_no_tensorflow_and_keras_then_loads_cleanly(tmp_path):
+    """Knowing the modalities imports no TensorFlow, and importing Keras after them (which
+    registers every Keras class of ktransfer, each modality's too) does not cycle back."""
+    code = ("import sys; from ktransfer.modality import MODALITIES; "
+            "print('tensorflow' in sys.modules, sorted(MODALITIES)); import keras; "
+            "print(keras.saving.get_registered_object('ktransfer>Preprocess') is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["False", "['image',", "'text']", "True"]

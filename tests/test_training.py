@@ -292,9 +292,9 @@ def _file_original(path) -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def user_model_file(tmp_path_factory):
-    from test_backbones import _user_model
+    from conftest import save_user_model
 
-    return _user_model(tmp_path_factory.mktemp("user") / "mine.keras")
+    return save_user_model(tmp_path_factory.mktemp("user") / "mine.keras")
 
 
 @pytest.mark.parametrize("kind", ["hub", "file"])
