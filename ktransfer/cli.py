@@ -10,9 +10,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
+import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import sys  # noqa: E402
+import textwrap  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -21,6 +24,9 @@ from ktransfer.errors import KtransferError  # noqa: E402
 from ktransfer.registry import registry_at  # noqa: E402
 
 EXIT_USAGE = 2
+HELP_FLAGS = ("--help", "-h", "-?", "--helpshort")
+_GROUPS: dict[str, type] = {}  # the running command's config groups, for --help
+_EXTRA: list[str] = []  # flags of the command outside the config (e.g. --list_backbones)
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
 
@@ -29,6 +35,57 @@ def define_flags(groups: dict[str, type]) -> None:
     registry's names, and their help ends with what each entry is (`Registry.describe`)."""
     config.define_flags(flags.FLAGS, groups, lambda path: registry_at(path).names(),
                         lambda path: registry_at(path).describe())
+    _GROUPS.update(groups)
+
+
+def define_extra(name: str, default: bool, helptext: str) -> None:
+    """A command's own boolean flag outside the config (listed by --help as well)."""
+    flags.DEFINE_bool(name, default, helptext)
+    _EXTRA.append(name)
+
+
+def _describe(flag: Any) -> list[str]:
+    """--help lines of one flag: its form, default and choices, then its help wrapped."""
+    name = flag.name
+    choices = getattr(flag.parser, "enum_values", None)
+    helptext = flag.help
+    if choices and helptext.startswith("<"):  # absl put the choices in front
+        helptext = helptext.split(": ", 1)[-1]
+    default = flag.default
+    shown = (",".join(map(str, default)) if isinstance(default, list | tuple)
+             else str(default).lower() if isinstance(default, bool) else str(default))
+    if isinstance(default, bool):
+        head = f"  --[no]{name}  (default: {shown})"
+    else:
+        value = f"<{'|'.join(choices)}>" if choices else flag.flag_type()
+        head = f"  --{name}={value}  (default: {shown!r})"
+    return [head, *textwrap.wrap(helptext, width=96, initial_indent="      ",
+                                 subsequent_indent="      ")]
+
+
+def usage(prog: str, groups: dict[str, type] | None = None, extra: list[str] | None = None,
+          flag_values: Any = None) -> str:
+    """The command's --help: its own flags grouped as the config groups them, with defaults
+    and choices (absl's and TensorFlow's own flags are in --helpfull). Defaults: the running
+    command's groups and flags."""
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    groups = _GROUPS if groups is None else groups
+    extra = _EXTRA if extra is None else extra
+    lines = [f"usage: python -m {prog} [--flagfile=FILE] [--name=value ...]", "",
+             *textwrap.wrap("Flags are read in order: one given after --flagfile overrides the "
+                            "file's value, one given before it is overridden by the file. "
+                            "absl's own flags: --helpfull.", width=100), ""]
+    for group, cls in groups.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        lines.append(f"{group}: {doc}")
+        for f in dataclasses.fields(cls):
+            lines += _describe(fv[f.name])
+        lines.append("")
+    if extra:
+        lines.append("other:")
+        for name in extra:
+            lines += _describe(fv[name])
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = False) -> None:
@@ -59,6 +116,9 @@ def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = F
             _freeze_heap()  # everything: the process exits next
 
     def parse(argv: list[str]) -> list[str]:
+        if any(arg in HELP_FLAGS for arg in argv[1:]):
+            sys.stdout.write(usage(prog))
+            sys.exit(0)
         try:
             return flags.FLAGS(argv)
         except flags.Error as exc:

@@ -13,7 +13,7 @@ from ktransfer.training import TrainResult, train
 from ktransfer.training.distribute import is_chief
 
 cli.define_flags(config.GROUPS)
-flags.DEFINE_bool("list_backbones", False, "Print the known backbones of --modality and exit.")
+cli.define_extra("list_backbones", False, "Print the known backbones of --modality and exit.")
 FLAGS = flags.FLAGS
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 
 import pytest
+
+from ktransfer import config
 
 from conftest import REPO, error_line, run_cli
 
@@ -110,3 +113,32 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("ktransfer.train: interrupted; what was written is kept")
     assert not any("Traceback" in line for line in err)
+
+
+@pytest.mark.parametrize("groups", [
+    config.GROUPS, config.SEARCH_GROUPS, config.FIND_LR_GROUPS,
+    {"evaluate": config.EvaluateConfig}, {"predict": config.PredictConfig},
+    {"export": config.ExportConfig},
+], ids=["train", "tune", "find_lr", "evaluate", "predict", "export"])
+def test_help_lists_the_commands_own_flags_by_group_and_no_absl_flag(groups):
+    from absl import flags
+
+    from ktransfer import cli
+    from ktransfer.registry import registry_at
+
+    fv = flags.FlagValues()
+    config.define_flags(fv, groups, lambda p: registry_at(p).names(),
+                        lambda p: registry_at(p).describe())
+    text = cli.usage("ktransfer.x", groups, [], fv)
+    for group, cls in groups.items():
+        assert f"\n{group}: " in text
+        for f in dataclasses.fields(cls):
+            assert f"--{f.name}=" in text or f"--[no]{f.name}" in text, f.name
+    for absl_flag in ("logtostderr", "verbosity", "only_check_args", "pdb"):
+        assert f"--{absl_flag}" not in text and f"--[no]{absl_flag}" not in text
+
+
+def test_help_of_a_command_prints_its_flags_and_exits_0():
+    result = run_cli("evaluate", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--model=string" in result.stdout and "--logtostderr" not in result.stdout
