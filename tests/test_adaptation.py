@@ -224,6 +224,7 @@ def test_adapt_best_adapts_from_every_source_run_and_keeps_the_one_its_validator
         adapt_best([], "builtin:digits_m")
 
 
+@pytest.mark.slow
 def test_cdan_trains_the_classifier_and_its_discriminator(tiny_config):
     """CDAN trains; with --target_eval_data and the default --da_select=last every epoch's
     validator scores and target accuracy are recorded, and the last epoch is what is kept."""

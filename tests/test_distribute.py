@@ -33,10 +33,12 @@ def single_device(tmp_path_factory) -> float:
     return json.loads((run_dir / "metrics.json").read_text())["val"]["accuracy"]
 
 
+@pytest.mark.slow
 def test_single_device_learns(single_device):
     assert single_device > 1 / 3 + 0.3
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_logical_cpus_matches_single_device(single_device, tmp_path):
     result = run_cli("train", *ARGS, "--strategy=mirrored", "--cpu_devices=2",
                      f"--run_dir={tmp_path / 'run'}")

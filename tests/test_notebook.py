@@ -28,6 +28,7 @@ def _run(name: str, parameters: str = "") -> tuple[nbformat.NotebookNode, str]:
     return nb, text
 
 
+@pytest.mark.slow
 def test_quickstart_notebook_executes():
     nb, text = _run("quickstart.ipynb")
     accuracy = float(re.search(r"test accuracy: ([0-9.]+)", text).group(1))

@@ -139,6 +139,7 @@ def test_tune_searches_the_head_on_cached_embeddings(tiny_bert, tmp_path):
     assert "--modality=text" in result.best_flagfile.read_text()
 
 
+@pytest.mark.slow
 def test_domain_adaptation_runs_on_text(text_run, tmp_path, tiny_bert):
     """MMD adaptation with unlabelled target texts: source and target go through the encoder
     in separate passes (token inputs of their own lengths); target accuracy is reported. With

@@ -37,6 +37,7 @@ def scratch(tmp_path_factory) -> dict[str, float]:
             "bn_frozen": _run(tmp / "nobn", "configs/quickstart_scratch.cfg", bn_trainable=False)}
 
 
+@pytest.mark.slow
 def test_quickstart_transfer_beats_scratch_by_10_points(tmp_path, scratch):
     transferred = _run(tmp_path / "transfer", "configs/quickstart.cfg")
     assert transferred >= max(scratch.values()) + 0.10, (transferred, scratch)
