@@ -21,7 +21,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from ktransfer import config  # noqa: E402
 from ktransfer.errors import KtransferError  # noqa: E402
-from ktransfer.registry import registry_at  # noqa: E402
+from ktransfer.registry import import_object, registry_at  # noqa: E402
 
 EXIT_USAGE = 2
 HELP_FLAGS = ("--help", "-h", "-?", "--helpshort")
@@ -31,11 +31,18 @@ EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
 
 
 def define_flags(groups: dict[str, type]) -> None:
-    """One absl flag per field of `groups`; enum choices of registry-backed fields are the
-    registry's names, and their help ends with what each entry is (`Registry.describe`)."""
-    config.define_flags(flags.FLAGS, groups, lambda path: registry_at(path).names(),
-                        lambda path: registry_at(path).describe())
+    """One absl flag per field of `groups`. Registry-backed fields are plain strings here, so
+    that parsing the flags and checking the config's rules load no registry (and no
+    TensorFlow): a bad value is refused in a fraction of a second, and a name no registry
+    holds is refused by pre-flight, naming the flag and the choices. `--help` lists them."""
+    config.define_flags(flags.FLAGS, groups)
     _GROUPS.update(groups)
+
+
+def load(path: str) -> Any:
+    """The library function a command runs (`"package.module:function"`), imported once the
+    flags have been parsed and the config built: TensorFlow loads only for a valid command."""
+    return import_object(path)
 
 
 def define_extra(name: str, default: bool, helptext: str) -> None:
@@ -44,13 +51,18 @@ def define_extra(name: str, default: bool, helptext: str) -> None:
     _EXTRA.append(name)
 
 
-def _describe(flag: Any) -> list[str]:
-    """--help lines of one flag: its form, default and choices, then its help wrapped."""
+def _describe(flag: Any, field: Any = None) -> list[str]:
+    """--help lines of one flag: its form, default and choices, then its help wrapped; the
+    choices of a registry-backed config `field` come from its registry (loaded for --help)."""
     name = flag.name
     choices = getattr(flag.parser, "enum_values", None)
     helptext = flag.help
     if choices and helptext.startswith("<"):  # absl put the choices in front
         helptext = helptext.split(": ", 1)[-1]
+    if field is not None and field.metadata.get("registry"):
+        found = registry_at(field.metadata["registry"])
+        choices = [*(field.metadata.get("choices") or ()), *found.names()]
+        helptext = f"{helptext} Choices: {found.describe()}."
     default = flag.default
     shown = (",".join(map(str, default)) if isinstance(default, list | tuple)
              else str(default).lower() if isinstance(default, bool) else str(default))
@@ -79,7 +91,7 @@ def usage(prog: str, groups: dict[str, type] | None = None, extra: list[str] | N
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         lines.append(f"{group}: {doc}")
         for f in dataclasses.fields(cls):
-            lines += _describe(fv[f.name])
+            lines += _describe(fv[f.name], f)
         lines.append("")
     if extra:
         lines.append("other:")

@@ -2,6 +2,8 @@
 
 Thin entry point: flags -> `EvaluateConfig` -> `ktransfer.reporting.evaluation.evaluate_saved`.
 Without --data it evaluates the run's own test split (as `train` made it).
+The library (and TensorFlow) loads once the flags are parsed and the config's rules hold,
+so a bad value is refused at once.
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 from absl import flags
 
 from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
-from ktransfer.reporting.evaluation import evaluate_saved
+
+EVALUATE = "ktransfer.reporting.evaluation:evaluate_saved"
 
 cli.define_flags({"evaluate": config.EvaluateConfig})
 FLAGS = flags.FLAGS
@@ -17,7 +20,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> int:
     cfg = config.command_from_flags(config.EvaluateConfig, FLAGS)
-    summary, out = evaluate_saved(cfg)
+    summary, out = cli.load(EVALUATE)(cfg)
     k = min(cfg.top_k, len(summary["class_names"]))
     print(f"examples: {summary['num_examples']}  accuracy: {summary['accuracy']:.4f}  "
           f"top-{k}: {summary[f'top{k}_accuracy']:.4f}  macro F1: {summary['macro_f1']:.4f}")

@@ -1,6 +1,8 @@
 """`python -m ktransfer.export --run_dir=RUN --export_dir=DIR/NAME`: a SavedModel for TF Serving.
 
 Thin entry point: flags -> `ExportConfig` -> `ktransfer.deploy.serving.export_saved`.
+The library (and TensorFlow) loads once the flags are parsed and the config's rules hold,
+so a bad value is refused at once.
 """
 
 from __future__ import annotations
@@ -8,7 +10,8 @@ from __future__ import annotations
 from absl import flags
 
 from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
-from ktransfer.deploy.serving import export_saved
+
+EXPORT = "ktransfer.deploy.serving:export_saved"
 
 cli.define_flags({"export": config.ExportConfig})
 FLAGS = flags.FLAGS
@@ -16,7 +19,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> int:
     cfg = config.command_from_flags(config.ExportConfig, FLAGS)
-    path = export_saved(cfg)
+    path = cli.load(EXPORT)(cfg)
     print(f"exported: {path}")
     print(f"TF Serving: tensorflow_model_server --rest_api_port=8501 "
           f"--model_config_file={path.parent.parent / 'models.config'}")

@@ -3,6 +3,8 @@ learning-rate range test for one phase of a run.
 
 Thin entry point: the train flags plus the test's flags become one frozen `LRFinderConfig`;
 `ktransfer.training.lr_finder.find_lr` runs it and writes OUTPUT_DIR/lr_find.{csv,png,json}.
+The library (and TensorFlow) loads once the flags are parsed and the config's rules hold,
+so a bad value is refused at once.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ from __future__ import annotations
 from absl import flags
 
 from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
-from ktransfer.training.lr_finder import find_lr
+
+FIND_LR = "ktransfer.training.lr_finder:find_lr"
 
 cli.define_flags(config.FIND_LR_GROUPS)
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
-    result = find_lr(config.find_lr_from_flags(FLAGS))
+    result = cli.load(FIND_LR)(config.find_lr_from_flags(FLAGS))
     rules = ", ".join(f"{name} {lr:.3g}" for name, lr in result.suggestions.items())
     print(f"find_lr: {len(result.lrs)} steps from {result.lrs[0]:.3g} to {result.lrs[-1]:.3g}; "
           f"suggestions ({result.phase} phase): {rules}")

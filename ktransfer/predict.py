@@ -2,6 +2,8 @@
 
 Thin entry point: flags -> `PredictConfig` -> `ktransfer.deploy.prediction.predict_saved`; one line
 per example (`text`), or `--format=csv|json`, to stdout or --output.
+The library (and TensorFlow) loads once the flags are parsed and the config's rules hold,
+so a bad value is refused at once.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ import sys
 from absl import flags
 
 from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
-from ktransfer.deploy.prediction import predict_saved
 from ktransfer.runs import atomic
+
+PREDICT = "ktransfer.deploy.prediction:predict_saved"
 
 cli.define_flags({"predict": config.PredictConfig})
 FLAGS = flags.FLAGS
@@ -20,7 +23,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> int:
     cfg = config.command_from_flags(config.PredictConfig, FLAGS)
-    text = predict_saved(cfg, argv[1:])
+    text = cli.load(PREDICT)(cfg, argv[1:])
     if cfg.output:
         atomic.write_text(cfg.output, text)
     else:

@@ -1,16 +1,24 @@
 """`python -m ktransfer.train --flagfile=configs/NAME.cfg`: train a transfer-learning classifier.
 
 Thin entry point: parses flags into a frozen `RunConfig` and calls `ktransfer.training.train`.
+The library (and TensorFlow) loads once the flags are parsed and the config's rules hold,
+so a bad value is refused at once.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from absl import flags
 
 from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
 from ktransfer.modality import MODALITIES
-from ktransfer.training import TrainResult, train
-from ktransfer.training.distribute import is_chief
+
+if TYPE_CHECKING:
+    from ktransfer.training import TrainResult
+
+TRAIN = "ktransfer.training:train"
+IS_CHIEF = "ktransfer.training.distribute:is_chief"
 
 cli.define_flags(config.GROUPS)
 cli.define_extra("list_backbones", False, "Print the known backbones of --modality and exit.")
@@ -46,8 +54,8 @@ def main(argv: list[str]) -> int:
         print(MODALITIES.get(FLAGS.modality).presentation.list_backbones())
         return 0
     cfg = config.from_flags(FLAGS)
-    result = train(cfg)
-    if not is_chief():
+    result = cli.load(TRAIN)(cfg)
+    if not cli.load(IS_CHIEF)():
         print("multi-worker: done; the chief (worker 0) writes the outputs")
         return 0
     print(summary(result, cfg.train.report))

@@ -2,6 +2,8 @@
 
 Thin entry point: the train flags plus the search flags become one frozen `SearchConfig`;
 `ktransfer.tuning.search` runs or resumes the search.
+The library (and TensorFlow) loads once the flags are parsed and the config's rules hold,
+so a bad value is refused at once.
 """
 
 from __future__ import annotations
@@ -9,15 +11,17 @@ from __future__ import annotations
 from absl import flags
 
 from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
-from ktransfer.tuning import format_table, search
+
+SEARCH = "ktransfer.tuning:search"
+TABLE = "ktransfer.tuning:format_table"
 
 cli.define_flags(config.SEARCH_GROUPS)
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
-    result = search(config.search_from_flags(FLAGS))
-    print(format_table(result.trials))
+    result = cli.load(SEARCH)(config.search_from_flags(FLAGS))
+    print(cli.load(TABLE)(result.trials))
     print(f"search: {len(result.trials)} trials, {result.seconds:.1f} s, feature cache "
           f"{'on' if result.cached else 'off'}")
     print(f"best flags: {result.best_flagfile}")
