@@ -111,3 +111,22 @@ def test_library_entries_run_pre_flight_themselves(entry, cfg, flag, tmp_path):
     with pytest.raises(ConfigError) as info:
         function(*args)
     assert info.value.flag == flag
+
+
+def test_a_file_given_as_an_image_folder_is_called_a_file(tmp_path):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(b"not a folder")
+    with pytest.raises(ConfigError, match=r"^--data: .*photo.jpg' is a file; give a folder"):
+        preflight.check_train(config.build(data=str(path), run_dir=str(tmp_path / "r")))
+
+
+def test_hidden_class_folders_are_left_out_with_a_warning(tmp_path, caplog):
+    from conftest import write_images
+    from ktransfer.image.sources import read_class_folders
+
+    root = write_images(tmp_path / "images", per_class=2)
+    (root / ".ipynb_checkpoints").mkdir()
+    with caplog.at_level("WARNING"):
+        images = read_class_folders(root)
+    assert images.class_names == ("bird", "cat", "dog")
+    assert "left out 1 hidden folder(s)" in caplog.text and ".ipynb_checkpoints" in caplog.text

@@ -82,6 +82,9 @@ class ImageModality(Modality):
                               "max or flatten")
 
     def check_path(self, path: str, flag: str) -> None:
+        if os.path.isfile(path):
+            raise ConfigError(flag, f"{path!r} is a file; give a folder of class sub-folders "
+                              "of images (text tables take --modality=text)")
         if not os.path.isdir(path):
             raise ConfigError(flag, f"folder {path!r} does not exist; give a folder of class "
                               "sub-folders, builtin:digits or tfds:NAME")

@@ -18,6 +18,7 @@ import tensorflow as tf
 from PIL import Image
 
 from ktransfer.data import memo, tfds
+from ktransfer.data.folders import class_folders
 from ktransfer.data.splits import SPLIT_NAMES
 from ktransfer.errors import DataError, first_line
 from ktransfer.image.builtin import BUILTIN
@@ -37,10 +38,6 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(
         p for p in folder.rglob("*")
         if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
-
-
-def _class_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _too_many_pixels(path: str) -> str | None:
@@ -132,9 +129,12 @@ def read_class_folders(root: str | os.PathLike, flag: str = "data",
 
     Every file is decoded once up front, so a corrupt file is found here, not mid-training."""
     root = Path(root)
+    if root.is_file():
+        raise DataError(f"--{flag}: {str(root)!r} is a file; give a folder of class "
+                        "sub-folders of images")
     if not root.is_dir():
         raise DataError(f"--{flag}: folder {str(root)!r} does not exist")
-    classes = _class_folders(root)
+    classes = class_folders(root, flag)
     if not classes:
         raise DataError(f"--{flag}: {str(root)!r} has no class sub-folders; expected "
                         f"{root}/<class name>/<image files>")
@@ -169,7 +169,7 @@ def _folder(root: Path, flag: str, on_bad_image: str = "fail") -> dict[str, Imag
     found = {}
     for split, names in SPLIT_NAMES.items():
         for name in names:
-            if (root / name).is_dir() and _class_folders(root / name):
+            if (root / name).is_dir() and class_folders(root / name, flag, warn=False):
                 found[split] = root / name
                 break
     if "train" in found:

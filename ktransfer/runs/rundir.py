@@ -134,10 +134,14 @@ def check(cfg: RunConfig) -> None:
         raise ConfigError("run_dir", f"{str(path)!r} is a file; give a folder path")
     if not path.is_dir() or not any(path.iterdir()):
         return
+    if path.is_symlink():
+        raise ConfigError("run_dir", f"{str(path)!r} is a symbolic link; ktransfer neither "
+                          "writes through nor deletes links: give the folder it points to, or "
+                          "another --run_dir")
     if not is_run_dir(path):
-        what = "a symbolic link" if path.is_symlink() else "not a ktransfer run directory"
-        raise ConfigError("run_dir", f"{str(path)!r} is not empty and is {what} (no {MARKER} "
-                          "file); refusing to use or delete it: choose another --run_dir")
+        raise ConfigError("run_dir", f"{str(path)!r} is not empty and is not a ktransfer run "
+                          f"directory (no {MARKER} file); refusing to use or delete it: choose "
+                          "another --run_dir")
     holder = lock_holder(path)
     if holder is not None:
         raise ConfigError("run_dir", _locked_message(path, holder))

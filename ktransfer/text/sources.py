@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ktransfer.config import RunConfig
 from ktransfer.data import tfds
+from ktransfer.data.folders import class_folders
 from ktransfer.data.splits import SPLIT_NAMES
 from ktransfer.errors import DataError
 from ktransfer.text.builtin import BUILTIN
@@ -65,7 +66,7 @@ def _decode(raw: bytes) -> str:
 
 def read_class_folders(root: Path, flag: str, policy: str) -> TextSet:
     """ROOT/<class>/**/*.txt, one text per file; class names are the sorted folder names."""
-    classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    classes = class_folders(root, flag)
     if not classes:
         raise DataError(f"--{flag}: {str(root)!r} has no class sub-folders; expected "
                         f"{root}/<class name>/<files>.txt")
