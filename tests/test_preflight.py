@@ -121,8 +121,9 @@ def test_a_file_given_as_an_image_folder_is_called_a_file(tmp_path):
 
 
 def test_hidden_class_folders_are_left_out_with_a_warning(tmp_path, caplog):
-    from conftest import write_images
     from ktransfer.image.sources import read_class_folders
+
+    from conftest import write_images
 
     root = write_images(tmp_path / "images", per_class=2)
     (root / ".ipynb_checkpoints").mkdir()

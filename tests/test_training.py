@@ -333,3 +333,17 @@ def test_train_on_a_tfds_dataset(tfds_dir, tmp_path):
                                 verbose=0, run_dir=str(tmp_path / "run")))
     assert result.metrics["class_names"] == ["red", "green", "blue"]
     assert result.metrics["num_examples"]["test"] == 12
+
+
+def test_fine_tuning_is_the_same_run_with_and_without_the_feature_cache(tiny_config, tmp_path):
+    """The fine-tuning phase has its own seeded pipeline: whether the head phase trained on
+    cached features (never drawing from the image pipeline) or on the images (one pass per
+    epoch), fine-tuning sees the same batches and ends with the same weights. Before, the
+    shuffle order depended on it (max weight difference 1e-3, val accuracy 0.19 vs 0.14)."""
+    weights = []
+    for cache in (True, False):
+        result = train(tiny_config(epochs=2, fine_tune_epochs=2, train_per_class=20,
+                                   cache_features=cache, run_dir=str(tmp_path / str(cache))))
+        weights.append(result.model.get_weights())
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)

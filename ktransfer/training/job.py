@@ -108,6 +108,7 @@ class Job:
     class_weights: dict[int, float] | None = None
     fingerprint: str = ""  # of the data (the split manifest)
     anchors: dict[str, np.ndarray] | None = None  # --l2sp's w0, by variable path
+    fine_tune_ds: tf.data.Dataset | None = None  # made by the fine-tuning phase
     started: float = field(default_factory=time.time)
 
     @property

@@ -34,6 +34,7 @@ from ktransfer.training.job import Fitted, Job, Stage, multipliers
 from ktransfer.training.recording import ValidationRecorder
 
 log = logging.getLogger("ktransfer.training")
+FINE_TUNE_SEED = 1  # the fine-tuning pipeline's seed: --seed + this
 
 
 class Callbacks:
@@ -196,7 +197,23 @@ def _fit_target(job: Job, stage: Stage
         if reason is None:
             return (*_cached_head(job), "head")
         log.info("--cache_features: off; %s", reason)
+    if stage.phase == "fine_tune":
+        return job.model, _fine_tune_batches(job), job.val_ds, "model"
     return job.model, job.train_ds, job.val_ds, "model"
+
+
+def _fine_tune_batches(job: Job) -> tf.data.Dataset:
+    """The fine-tuning phase's training batches: a pipeline of its own, seeded for the phase,
+    so that its shuffle (and augmentation) order does not depend on how the head phase was
+    fed (on cached features it never drew from `job.train_ds`; without them it drew one pass
+    per epoch). Made once per phase (its gradual-unfreezing stages share it)."""
+    if job.fine_tune_ds is None:
+        cfg = job.cfg
+        job.fine_tune_ds = job.feed.dataset(
+            job.splits.train, batch_size=cfg.data.batch_size, training=True,
+            seed=cfg.train.seed + FINE_TUNE_SEED, repeat=bool(cfg.train.steps_per_epoch),
+            cache_path=job.run_dir / "cache" / "train-fine_tune")
+    return job.fine_tune_ds
 
 
 def _cached_head(job: Job) -> tuple[keras.Model, tf.data.Dataset, tf.data.Dataset]:
