@@ -135,3 +135,35 @@ def test_model_without_a_head_and_bad_names_are_clear_errors(tmp_path, quickstar
     clf = open_classifier(quickstart_run)
     with pytest.raises(KtransferError, match="^--export_dir: .* must end in a model name"):
         _export(clf, tmp_path / "bad name!")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP"])
+def test_the_header_gives_the_image_size_before_decoding(fmt, tmp_path):
+    import io
+
+    from PIL import Image
+
+    from ktransfer.image.header import header_pixels
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (37, 23), (10, 200, 30)).save(buffer, format=fmt)
+    assert int(header_pixels(tf.constant(buffer.getvalue()))) == 37 * 23
+    assert int(header_pixels(tf.constant(b"not an image"))) == 0
+
+
+def test_the_saved_model_refuses_a_decompression_bomb_instead_of_decoding_it(exported,
+                                                                            tmp_path):
+    """A 101-megapixel PNG of a few hundred kB: before, `serving_default` decoded it (6.4 GB
+    for a 400-megapixel one, enough to take a server down); now the request fails at once."""
+    import io
+
+    from PIL import Image
+
+    from ktransfer.image.header import MAX_PIXELS
+
+    buffer = io.BytesIO()
+    Image.new("1", (10_100, 10_000)).save(buffer, format="PNG")
+    assert 10_100 * 10_000 > MAX_PIXELS and len(buffer.getvalue()) < 2_000_000
+    serve = tf.saved_model.load(str(exported / "digits" / "1")).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="larger than 100 million pixels"):
+        serve(image_bytes=tf.constant([buffer.getvalue()]))

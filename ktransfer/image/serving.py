@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from ktransfer.deploy.serving import outputs
+from ktransfer.image.header import check_size
 from ktransfer.image.pipeline import resize
 
 PIXELS_SIGNATURE = "predict_pixels"
@@ -24,7 +25,8 @@ def endpoints(model: keras.Model, class_names: list[str], top_k: int) -> dict[st
     size = int(model.input_shape[1])
 
     def decode(data: tf.Tensor) -> tf.Tensor:
-        image = tf.io.decode_image(data, channels=3, expand_animations=False)
+        with tf.control_dependencies([check_size(data)]):  # a bomb is refused, not decoded
+            image = tf.io.decode_image(data, channels=3, expand_animations=False)
         return resize(tf.ensure_shape(image, [None, None, 3]), size)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])

@@ -22,12 +22,12 @@ from ktransfer.data.folders import class_folders
 from ktransfer.data.splits import SPLIT_NAMES
 from ktransfer.errors import DataError, first_line
 from ktransfer.image.builtin import BUILTIN
+from ktransfer.image.header import MAX_PIXELS
 from ktransfer.image.imageset import ImageSet, decode_file
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-MAX_PIXELS = 100_000_000  # 10k x 10k; a larger image is refused before it is decoded
 DECODE_CHECK = f"images decode, at most {MAX_PIXELS} pixels, v1"  # the memo's name of the check
 
 
