@@ -21,9 +21,11 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> int:
     cfg = config.command_from_flags(config.EvaluateConfig, FLAGS)
     summary, out = cli.load(EVALUATE)(cfg)
-    k = min(cfg.top_k, len(summary["class_names"]))
+    k = cfg.top_k
+    top = (f"top-{k}: {summary[f'top{k}_accuracy']:.4f}  " if k < len(summary["class_names"])
+           and f"top{k}_accuracy" in summary else "")  # top-k of k classes is always 1
     print(f"examples: {summary['num_examples']}  accuracy: {summary['accuracy']:.4f}  "
-          f"top-{k}: {summary[f'top{k}_accuracy']:.4f}  macro F1: {summary['macro_f1']:.4f}")
+          f"{top}macro F1: {summary['macro_f1']:.4f}")
     if "tta" in summary:
         print(f"test-time augmentation {summary['tta']['views']} ({summary['tta']['passes']} "
               f"views): accuracy {summary['tta']['accuracy']:.4f}, without it "

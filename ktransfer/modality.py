@@ -109,6 +109,11 @@ class Presentation(abc.ABC):
         has none (checked before predicting)."""
         raise ConfigError("explain", f"{self.noun} models have no explanations")
 
+    def shown(self, examples: Examples) -> list[str] | None:
+        """What `predict` shows of each example (the text itself), or None: its name (a file
+        path) says it."""
+        return None
+
     @abc.abstractmethod
     def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
         """Unlabelled examples for `predict` from its positional arguments and flags (labels

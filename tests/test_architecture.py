@@ -21,8 +21,13 @@ def _modules() -> dict[str, Path]:
 def _imports(tree: ast.Module, known: set[str]) -> list[tuple[str, bool]]:
     """(imported ktransfer module, at module level?) for every import in `tree`."""
     top = set(map(id, tree.body))
+    # Imports under a top-level `if TYPE_CHECKING:` are for annotations: never run.
+    typing_only = {id(n) for block in tree.body if isinstance(block, ast.If)
+                   and getattr(block.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(block)}
     found = []
     for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:
@@ -120,3 +125,16 @@ def test_no_library_function_is_longer_than_60_lines():
                 if length > 60:
                     long.append(f"{path.relative_to(REPO)}:{node.lineno} {node.name} ({length})")
     assert long == []
+
+
+def test_every_make_target_a_message_or_doc_names_exists():
+    """Messages and docs name only make targets that exist (one once recommended
+    `make text-data`, which never did)."""
+    import re
+
+    targets = set(re.findall(r"^([a-z][a-z-]*):", (REPO / "Makefile").read_text(), re.M))
+    texts = [*PACKAGE.rglob("*.py"), REPO / "README.md", *(REPO / "docs").rglob("*.md"),
+             *(REPO / "configs").glob("*.cfg")]
+    named = {(path.name, target) for path in texts
+             for target in re.findall(r"`make ([a-z][a-z-]*)", path.read_text())}
+    assert {(name, t) for name, t in named if t not in targets} == set()

@@ -99,13 +99,18 @@ def test_predict_reads_flags_files_and_stdin_and_escapes_tabs(text_run, tmp_path
                      str(lines), "-", "--format=text")
     assert result.returncode == 0, result.stderr
     out = result.stdout.splitlines()
-    assert out[0].startswith("--text\t") and len(out) == 3  # stdin was empty
-    assert out[1].split("\t")[:2] == [f"{lines}:1", "positive"]
-    assert out[2].split("\t")[:2] == [f"{lines}:2", "negative"]
+    assert out[0].startswith("a\\tbest film\t") and len(out) == 3  # the text itself; no stdin
+    assert out[1].split("\t")[:2] == ["great superb film", "positive"]
+    assert out[2].split("\t")[:2] == ["awful boring plot", "negative"]
+    # Standard input: blank lines are skipped (before: the whole batch stopped); each row
+    # carries the text and where it came from.
     piped = subprocess.run([sys.executable, "-m", "ktransfer.predict",
                             f"--model={text_run.run_dir}", "--format=json", "-"],
-                           input="the worst\tfilm\n", capture_output=True, text=True, cwd=REPO)
-    assert json.loads(piped.stdout)[0]["text"] == "stdin:1"
+                           input="the worst\tfilm\n\n  \ngreat fun\n", capture_output=True,
+                           text=True, cwd=REPO)
+    rows = json.loads(piped.stdout)
+    assert [(r["text"], r["source"]) for r in rows] == [("the worst\tfilm", "stdin:1"),
+                                                       ("great fun", "stdin:4")]
     empty = run_cli("predict", f"--model={text_run.run_dir}", "--text=   ")
     assert empty.returncode == 2 and "--text: empty text" in error_line(empty)
 

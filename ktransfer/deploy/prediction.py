@@ -7,6 +7,7 @@ as in training; this module ranks the classes and formats the result.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import logging
@@ -29,12 +30,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Prediction:
-    """Top-k classes of one example, best first; `probabilities` over all classes."""
+    """Top-k classes of one example, best first; `probabilities` over all classes. `name` is
+    the example as shown (a file path, the text itself); `source` where it came from when that
+    is not the name (`stdin:3`, `reviews.txt:12`)."""
 
     name: str
     top_k: list[tuple[str, float]]
     probabilities: np.ndarray
+    source: str = ""
 
+
+SHOWN_CHARACTERS = 80  # of a long input in the one-line text format
 
 def probabilities(model: keras.Model, feed: Feed, examples: Examples,
                   batch_size: int = 64, tta: str = "none") -> np.ndarray:
@@ -76,21 +82,32 @@ def _escape(value: str) -> str:
 def format_predictions(predictions: list[Prediction], fmt: str, key: str = "file") -> str:
     """text: `name<TAB>class<TAB>probability[...]` per line (tabs and newlines escaped); csv
     with a header; json list. `key` names the first column ("file", "text")."""
+    sources = any(p.source for p in predictions)
     if fmt == "json":
-        return json.dumps([{key: p.name, "top_k": [{"class": c, "probability": round(s, 6)}
-                                                   for c, s in p.top_k]}
+        return json.dumps([{key: p.name, **({"source": p.source} if sources else {}),
+                            "top_k": [{"class": c, "probability": round(s, 6)}
+                                      for c, s in p.top_k]}
                            for p in predictions], indent=1, ensure_ascii=False) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         k = len(predictions[0].top_k)
-        writer.writerow([key] + [f"{w}{i}" for i in range(1, k + 1)
-                                 for w in ("class", "probability")])
+        writer.writerow([key, *(["source"] if sources else [])]
+                        + [f"{w}{i}" for i in range(1, k + 1) for w in ("class", "probability")])
         for p in predictions:
-            writer.writerow([p.name] + [v for c, s in p.top_k for v in (c, f"{s:.6f}")])
+            writer.writerow([p.name, *([p.source] if sources else [])]
+                            + [v for c, s in p.top_k for v in (c, f"{s:.6f}")])
         return buffer.getvalue()
-    return "".join(_escape(p.name) + "".join(f"\t{_escape(c)}\t{s:.4f}" for c, s in p.top_k)
-                   + "\n" for p in predictions)
+    return "".join(_escape(_short(p.name) if p.source else p.name)
+                   + "".join(f"\t{_escape(c)}\t{s:.4f}" for c, s in p.top_k) + "\n"
+                   for p in predictions)
+
+
+def _short(shown: str) -> str:
+    """A long input (a text) cut for the one-line format, marked with an ellipsis."""
+    if len(shown) <= SHOWN_CHARACTERS:
+        return shown
+    return shown[:SHOWN_CHARACTERS - 1].rstrip() + "\u2026"
 
 
 def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
@@ -109,6 +126,10 @@ def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
     examples = shown.read_inputs(inputs, cfg)
     predictions = predict(clf.model, clf.feed, examples, clf.class_names, cfg.top_k,
                           cfg.batch_size, cfg.tta)
+    inputs_shown = shown.shown(examples)
+    if inputs_shown is not None:  # the input itself (a text), with where it came from
+        predictions = [dataclasses.replace(p, name=text, source=p.name)
+                       for p, text in zip(predictions, inputs_shown, strict=True)]
     if explain is not None:
         ids = {name: k for k, name in enumerate(clf.class_names)}
         written = explain(examples, [ids[p.top_k[0][0]] for p in predictions],

@@ -11,7 +11,7 @@ above +0.5 is `positive`, below -0.5 `negative`, in between left out. Each set i
 stratified and seeded, into `train` (80 %) and `test` (20 %), the same for every run.
 
 Offline the sentences are read from `vaderSentiment-3.3.2.tar.gz` in `$KTRANSFER_DATA`
-(default `~/.cache/ktransfer`); `make text-data` downloads it there with pip.
+(default `~/.cache/ktransfer`); `make text-assets` downloads it there with pip.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _ratings_archive(folder: Path) -> dict[str, bytes]:
         raise DataError(
             f"builtin sentiment sets need the human-rated sentences of vaderSentiment 3.3.2, "
             f"which are not in {folder}: run `{DOWNLOAD.format(folder=folder)}` (or "
-            f"`make text-data`), or set $KTRANSFER_DATA to the folder holding {SDIST}")
+            f"`make text-assets`), or set $KTRANSFER_DATA to the folder holding {SDIST}")
     with tarfile.open(sdist) as outer:
         member = outer.extractfile(INNER)
         if member is None:

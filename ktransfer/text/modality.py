@@ -70,6 +70,10 @@ class TextPresentation(Presentation):
     def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
         return read_texts(args, cfg.text, cfg.on_bad_text)
 
+    def shown(self, examples: Examples) -> list[str] | None:
+        assert isinstance(examples, TextSet) and examples.texts is not None
+        return [str(t) for t in examples.texts]
+
 
 class TextModality(Modality):
     """Class folders of .txt files, CSV / TSV / JSON-lines tables, TFDS text sets and the

@@ -14,7 +14,7 @@ from ktransfer.text.textset import TextSet, text_set
 def _lines(content: str, where: str, bad: BadTexts) -> list[tuple[str, str]]:
     out = []
     for number, line in enumerate(content.splitlines(), start=1):
-        if line.strip() or bad.policy == "fail":
+        if line.strip():  # a blank line separates texts, it is none
             text = bad.check(line, f"{where}:{number}")
             if text is not None:
                 out.append((f"{where}:{number}", text))
@@ -28,7 +28,7 @@ def read_texts(args: list[str], text: str = "", on_bad_text: str = "fail") -> Te
     found: list[tuple[str, str]] = []
     if text:
         checked = bad.check(text, "--text")
-        found += [("--text", checked)] if checked is not None else []
+        found += [("text", checked)] if checked is not None else []
     for arg in args:
         path = Path(arg)
         if arg == "-":
