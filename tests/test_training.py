@@ -347,3 +347,27 @@ def test_fine_tuning_is_the_same_run_with_and_without_the_feature_cache(tiny_con
         weights.append(result.model.get_weights())
     for a, b in zip(*weights, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_a_run_no_better_than_the_majority_class_ends_with_a_warning(quickstart_run):
+    from ktransfer.training.finishing import no_better_than_majority
+
+    labels = np.array([0, 0, 0, 1])  # the majority class is 75 %
+    assert "no better than always predicting the most common class (75.0%)" in \
+        no_better_than_majority(0.75, labels)
+    assert "configs/my_texts.cfg" in no_better_than_majority(0.5, labels)
+    assert no_better_than_majority(0.8, labels) == ""
+    metrics = json.loads((quickstart_run / "metrics.json").read_text())
+    assert "warnings" not in metrics  # a run that learned (85 % on 5 classes) has none
+
+
+@pytest.mark.parametrize("template", ["my_images.cfg", "my_texts.cfg"])
+def test_the_own_data_templates_pass_pre_flight_once_data_is_given(template, tmp_path):
+    from conftest import REPO, write_images, write_text_folder
+    from ktransfer import preflight
+
+    data = (write_text_folder(tmp_path / "texts") if "texts" in template
+            else write_images(tmp_path / "photos"))
+    cfg = config.from_flagfile(REPO / "configs" / template, data=str(data),
+                               run_dir=str(tmp_path / "run"), weights="none")
+    preflight.check_train(cfg)

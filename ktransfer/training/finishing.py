@@ -44,6 +44,10 @@ def finish(job: Job, trained: Fitted) -> dict[str, Any]:
         metrics["adaptation"] = job.adapt.finish(model, job.feed, job.val_ds,
                                                  cfg.data.batch_size)
     probabilities = _split_scores(job, trained.recorder, metrics)
+    warning = no_better_than_majority(metrics["val"]["accuracy"], job.splits.val.labels)
+    if warning:
+        metrics["warnings"] = [warning]
+        log.warning("WARNING: %s", warning)
     atomic.save_with(path / "model.keras", inference_model(model).save)
     atomic.save_with(path / "backbone.weights.h5", job.network.backbone.save_weights)
     metrics["seconds"] = round(time.time() - job.started, 1)
@@ -56,6 +60,24 @@ def finish(job: Job, trained: Fitted) -> dict[str, Any]:
         log.info("exported a SavedModel to %s", metrics["export"])
     rundir.finish(path)
     return metrics
+
+
+MAJORITY_MARGIN = 0.02  # validation accuracy this close to the majority class: no better
+
+
+def no_better_than_majority(accuracy: float, labels: np.ndarray) -> str:
+    """A warning when the validation accuracy is no better than always answering the most
+    common validation class ("" otherwise): the run has not learned, and says what to try."""
+    if len(labels) == 0:
+        return ""
+    majority = float(np.bincount(labels).max() / len(labels))
+    if accuracy > majority + MAJORITY_MARGIN:
+        return ""
+    return (f"validation accuracy {accuracy:.1%} is no better than always predicting the most "
+            f"common class ({majority:.1%}): the model has not learned. Try more head epochs "
+            "(--epochs) or a higher --lr, fine-tuning (--fine_tune_epochs with a low "
+            "--fine_tune_lr), or start from a template (configs/my_images.cfg, "
+            "configs/my_texts.cfg)")
 
 
 def _split_scores(job: Job, recorder: ValidationRecorder, metrics: dict[str, Any]
