@@ -183,19 +183,22 @@ MODALITIES: Registry[Modality] = Registry("input kind", "modality")
 # The modules of each modality's own Keras classes (layers a saved model may hold), imported by
 # `ktransfer.serializables` so that `keras.saving.load_model` reads every file ktransfer wrote.
 KERAS_CLASSES: dict[str, tuple[str, ...]] = {}
+DEFAULT_BACKBONES: dict[str, str] = {}  # what --backbone=auto means for each modality
 
 
-def register_modality(name: str, entry: Modality | str, keras_classes: tuple[str, ...] = ()
-                      ) -> None:
+def register_modality(name: str, entry: Modality | str, default_backbone: str,
+                      keras_classes: tuple[str, ...] = ()) -> None:
     """The one registration of a modality: its entry (`"package.module:ATTR"`, imported on
-    first use) and the modules holding its Keras classes."""
+    first use), the backbone `--backbone=auto` gives it and the modules holding its Keras
+    classes."""
     MODALITIES.register(name, entry)
+    DEFAULT_BACKBONES[name] = default_backbone
     KERAS_CLASSES[name] = tuple(keras_classes)
 
 
-register_modality("image", "ktransfer.image.modality:IMAGE",
+register_modality("image", "ktransfer.image.modality:IMAGE", "MobileNetV3Small",
                   keras_classes=("ktransfer.image.preprocess",))
-register_modality("text", "ktransfer.text.modality:TEXT")
+register_modality("text", "ktransfer.text.modality:TEXT", "minilm")
 
 
 def for_model(model: keras.Model, run_modality: str | None = None) -> Modality:

@@ -26,7 +26,7 @@ from ktransfer.config import (
     fields_with_registry,
 )
 from ktransfer.errors import ConfigError
-from ktransfer.modality import MODALITIES, Modality
+from ktransfer.modality import DEFAULT_BACKBONES, MODALITIES, Modality
 from ktransfer.registry import registry_at
 from ktransfer.runs import rundir
 from ktransfer.runs.exportdir import check_export_dir
@@ -109,9 +109,21 @@ def accumulation_untested(cfg: RunConfig, replicas: int) -> bool:
         or (replicas > 1 and cfg.distribute.jit_compile == "on"))
 
 
+def with_defaults(cfg: RunConfig, run_dir: bool = True) -> RunConfig:
+    """`cfg` with its derived values fixed once, before anything else reads them: `--backbone=
+    auto` as the modality's default backbone and (`run_dir`) the default run folder, named
+    from the clock."""
+    if cfg.model.backbone == "auto":
+        MODALITIES.check(cfg.data.modality)
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(
+            cfg.model, backbone=DEFAULT_BACKBONES[cfg.data.modality]))
+    return rundir.with_run_dir(cfg) if run_dir else cfg
+
+
 def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
     """Everything `train` needs before it starts; returns the run's modality."""
     check_names(cfg)
+    cfg = with_defaults(cfg, run_dir=False)
     modality = MODALITIES.get(cfg.data.modality)
     for group, flag in SOURCE_FLAGS:
         spec = getattr(getattr(cfg, group), flag)

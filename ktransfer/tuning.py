@@ -210,6 +210,8 @@ def search(search_cfg: SearchConfig) -> SearchResult:
     """Runs (or resumes) the search of --space and writes DIRECTORY/PROJECT/{trials.csv,
     best.cfg}."""
     started = time.time()
+    search_cfg = dataclasses.replace(search_cfg,
+                                     run=preflight.with_defaults(search_cfg.run, run_dir=False))
     modality = preflight.check_search(search_cfg)
     result = SPACES.get(search_cfg.tune.space)(search_cfg, modality)
     return dataclasses.replace(result, seconds=time.time() - started)

@@ -30,7 +30,7 @@ def test_config_imports_nothing_heavy_and_touches_no_files(tmp_path):
 
 def test_defaults_with_data_are_valid():
     cfg = config.build(data="builtin:digits")
-    assert cfg.model.backbone == "MobileNetV3Small"
+    assert cfg.model.backbone == "auto"  # the modality's default, fixed by pre-flight
     assert cfg.train.epochs == 5
 
 

@@ -65,7 +65,8 @@ def test_unwritable_places_are_found_before_work(tmp_path):
 def test_text_names_given_to_the_wrong_kind_get_a_hint(tmp_path):
     cases = [({"data": "builtin:sentiment_movies"}, "data", "it is a text set: add "
               "--modality=text"),
-             ({"modality": "text", "data": "builtin:sentiment_movies"}, "backbone",
+             ({"modality": "text", "data": "builtin:sentiment_movies",
+               "backbone": "MobileNetV3Small"}, "backbone",
               "'MobileNetV3Small' is not a text encoder"),
              ({"modality": "text", "data": "builtin:sentiment_movies", "backbone": "minilm",
                "pooling": "flatten"}, "pooling", "flatten is for images"),
@@ -131,3 +132,14 @@ def test_hidden_class_folders_are_left_out_with_a_warning(tmp_path, caplog):
         images = read_class_folders(root)
     assert images.class_names == ("bird", "cat", "dog")
     assert "left out 1 hidden folder(s)" in caplog.text and ".ipynb_checkpoints" in caplog.text
+
+
+@pytest.mark.parametrize("modality, data, backbone", [
+    ("image", "builtin:digits", "MobileNetV3Small"),
+    ("text", "builtin:sentiment_movies", "minilm"),
+])
+def test_the_default_backbone_is_the_modalitys_own(modality, data, backbone):
+    """`--modality=text` alone no longer stops on an image backbone: auto is each modality's
+    default (before: MobileNetV3Small for text too)."""
+    cfg = preflight.with_defaults(config.build(modality=modality, data=data, run_dir="r"))
+    assert cfg.model.backbone == backbone

@@ -363,8 +363,9 @@ def test_a_run_no_better_than_the_majority_class_ends_with_a_warning(quickstart_
 
 @pytest.mark.parametrize("template", ["my_images.cfg", "my_texts.cfg"])
 def test_the_own_data_templates_pass_pre_flight_once_data_is_given(template, tmp_path):
-    from conftest import REPO, write_images, write_text_folder
     from ktransfer import preflight
+
+    from conftest import REPO, write_images, write_text_folder
 
     data = (write_text_folder(tmp_path / "texts") if "texts" in template
             else write_images(tmp_path / "photos"))

@@ -12,9 +12,10 @@ class ModelConfig:
     """Backbone and the new classification head."""
 
     backbone: str = option(
-        "MobileNetV3Small", "Backbone: a keras.applications name (see --list_backbones), "
-        "small_cnn, hub:HANDLE (a TF Hub URL or a local SavedModel folder) or file:PATH.keras "
-        "(your own model).")
+        "auto", "Backbone: auto (the modality's default: MobileNetV3Small for images, minilm "
+        "for text), a keras.applications name (see --list_backbones), small_cnn, hub:HANDLE (a "
+        "TF Hub URL or a local SavedModel folder), file:PATH.keras (your own model) or, for "
+        "text, minilm or kerashub:FOLDER.")
     weights: str = option("imagenet", "Backbone weights: imagenet, none (random init) or the "
                          "path of a weights file (.weights.h5 / .h5). hub: and file: backbones "
                          "bring their own weights (imagenet means: as shipped).")

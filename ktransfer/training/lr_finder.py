@@ -156,6 +156,7 @@ def find_lr(cfg: LRFinderConfig) -> LRFindResult:
         result = find_lr(config.build_find_lr(data="builtin:digits", backbone="small_cnn"))
         print(result.flag, result.suggestions["valley"])
     """
+    cfg = dataclasses.replace(cfg, run=preflight.with_defaults(cfg.run, run_dir=False))
     modality = preflight.check_find_lr(cfg)
     return range_test(cfg, modality, modality.load_splits(cfg.run))
 

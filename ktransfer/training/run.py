@@ -35,7 +35,7 @@ def train(cfg: RunConfig) -> TrainResult:
     afterwards). A non-chief multi-worker process runs the same steps but writes into a
     temporary folder it deletes at the end.
     """
-    cfg = rundir.with_run_dir(cfg)
+    cfg = preflight.with_defaults(cfg)
     modality = preflight.check_train(cfg, run_dir=distribute.is_chief())
     with _distributed(cfg) as (cfg, chief_run):
         job = prepare(cfg, modality, chief_run)
