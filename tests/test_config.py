@@ -19,13 +19,19 @@ from conftest import REPO
 def test_config_imports_nothing_heavy_and_touches_no_files(tmp_path):
     """Building a config neither imports TensorFlow nor looks at the file system: names and
     paths are checked once, in pre-flight."""
-    code = ("import sys; from ktransfer import config; "
-            "config.build(data='/no/such/folder', backbone='nope', weights='/no/w.h5'); "
-            "print(sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules))")
+    out = _fresh_python("import sys; from ktransfer import config; "
+                        "config.build(data='/no/such/folder', backbone='nope', "
+                        "weights='/no/w.h5'); print(sorted(m for m in ('tensorflow', 'keras', "
+                        "'numpy') if m in sys.modules))", tmp_path)
+    assert out.strip() == "[]"
+
+
+def _fresh_python(code: str, cwd) -> str:
+    """The output of `code` run in a new Python process (the package on its path)."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
+                         cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    return out.stdout
 
 
 def test_defaults_with_data_are_valid():
@@ -122,10 +128,8 @@ def test_augment_enabled():
 def test_the_modality_registry_imports_no_tensorflow_and_keras_then_loads_cleanly(tmp_path):
     """Knowing the modalities imports no TensorFlow, and importing Keras after them (which
     registers every Keras class of ktransfer, each modality's too) does not cycle back."""
-    code = ("import sys; from ktransfer.modality import MODALITIES; "
-            "print('tensorflow' in sys.modules, sorted(MODALITIES)); import keras; "
-            "print(keras.saving.get_registered_object('ktransfer>Preprocess') is not None)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.split() == ["False", "['image',", "'text']", "True"]
+    out = _fresh_python("import sys; from ktransfer.modality import MODALITIES; "
+                        "print('tensorflow' in sys.modules, sorted(MODALITIES)); import keras; "
+                        "print(keras.saving.get_registered_object('ktransfer>Preprocess') is "
+                        "not None)", tmp_path)
+    assert out.split() == ["False", "['image',", "'text']", "True"]
