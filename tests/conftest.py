@@ -232,16 +232,26 @@ def hub_module(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def quickstart_run(tmp_path_factory) -> Path:
-    """A run of configs/quickstart.cfg, its head phase only (20 epochs), with its report."""
+def quickstart_run(tmp_path_factory, worker_id) -> Path:
+    """A run of configs/quickstart.cfg, its head phase only (20 epochs), with its report.
+    Trained once for the whole test session: under pytest-xdist the first worker to ask
+    trains it in the folder all workers share, the others wait for it (the tests only read
+    it; what they write goes to their own tmp_path)."""
+    from filelock import FileLock
+
     from ktransfer import config
     from ktransfer.training import train
 
-    run_dir = tmp_path_factory.mktemp("quickstart") / "run"
-    cfg = config.from_flagfile(REPO / "configs" / "quickstart.cfg", fine_tune_epochs=0,
-                               verbose=0, tensorboard=False, report=True, run_dir=str(run_dir),
-                               weights=str(SOURCE_WEIGHTS))
-    train(cfg)
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if worker_id != "master" else shared
+    run_dir = shared / "quickstart-shared" / "run"
+    with FileLock(str(shared / "quickstart-shared.lock")):
+        if not (run_dir / "model.keras").is_file() or (run_dir / "resume").exists():
+            cfg = config.from_flagfile(REPO / "configs" / "quickstart.cfg", fine_tune_epochs=0,
+                                       verbose=0, tensorboard=False, report=True,
+                                       run_dir=str(run_dir), weights=str(SOURCE_WEIGHTS),
+                                       overwrite=True)
+            train(cfg)
     return run_dir
 
 

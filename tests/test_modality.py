@@ -89,6 +89,7 @@ def test_a_new_modality_is_one_registration(tmp_path, request, with_toy):
     values = {**TINY["vectors"](tmp_path, request), "export_dir": str(tmp_path / "e" / "m")}
     result = train(config.build(**values))
     assert result.metrics["test"]["accuracy"] > 0.9  # 3 classes: chance is 1/3
+    assert "warnings" not in result.metrics  # it learned: no majority-class warning
     assert (result.run_dir / "report.html").is_file()
     test = result.metrics["num_examples"]["test"]
     summary, _ = evaluate_saved(config.EvaluateConfig(model=str(result.run_dir)))

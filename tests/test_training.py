@@ -349,7 +349,7 @@ def test_fine_tuning_is_the_same_run_with_and_without_the_feature_cache(tiny_con
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_a_run_no_better_than_the_majority_class_ends_with_a_warning(quickstart_run):
+def test_a_run_no_better_than_the_majority_class_ends_with_a_warning():
     from ktransfer.training.finishing import no_better_than_majority
 
     labels = np.array([0, 0, 0, 1])  # the majority class is 75 %
@@ -357,8 +357,6 @@ def test_a_run_no_better_than_the_majority_class_ends_with_a_warning(quickstart_
         no_better_than_majority(0.75, labels)
     assert "configs/my_texts.cfg" in no_better_than_majority(0.5, labels)
     assert no_better_than_majority(0.8, labels) == ""
-    metrics = json.loads((quickstart_run / "metrics.json").read_text())
-    assert "warnings" not in metrics  # a run that learned (85 % on 5 classes) has none
 
 
 @pytest.mark.parametrize("template", ["my_images.cfg", "my_texts.cfg"])
