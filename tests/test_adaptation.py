@@ -177,6 +177,7 @@ def test_adaptation_model_loads_saved_weights_before_any_call(tiny_config, tmp_p
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_adapt_keeps_the_epoch_its_validator_scored_best(tiny_config, tmp_path):
     """`adapt()` continues a finished run on unlabelled target data (here with JAN's joint
     alignment and the IM target loss). --da_select=source_val scores every epoch by every
@@ -242,6 +243,7 @@ def test_cdan_trains_the_classifier_and_its_discriminator(tiny_config):
     assert not Path(cfg.train.run_dir, "resume", "selected.weights.h5").exists()
 
 
+@pytest.mark.slow
 def test_da_select_survives_a_kill_and_chooses_among_every_epoch(tiny_config, monkeypatch):
     cfg = tiny_config(epochs=0, fine_tune_epochs=3, fine_tune_lr=0.003, bn_trainable=True,
                       steps_per_epoch=4, target_data="builtin:digits_m", mmd_weight=0.3,

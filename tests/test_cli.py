@@ -44,6 +44,7 @@ def test_list_backbones():
     assert {"VGG16", "ResNet50", "EfficientNetB0", "ConvNeXtTiny", "small_cnn"} <= set(names)
 
 
+@pytest.mark.slow
 def test_train_on_an_image_folder_prints_accuracies(image_folder, tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("train", f"--data={image_folder}", "--backbone=small_cnn",

@@ -87,6 +87,7 @@ def test_bad_range_flags_are_named():
         config.build_find_lr(data="builtin:digits", num_steps=3)
 
 
+@pytest.mark.slow
 def test_train_with_auto_rates_runs_the_range_tests_and_resumes_with_their_rates(
         tmp_path, monkeypatch):
     values = tiny_values(tmp_path, epochs=2, fine_tune_epochs=2, lr="auto",

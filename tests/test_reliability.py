@@ -147,6 +147,7 @@ def test_nan_loss_keeps_the_last_good_checkpoint_and_history(tiny_config, monkey
     assert "--fine_tune_lr=0.001" in open(f"{run_dir}/flags.cfg").read()
 
 
+@pytest.mark.slow
 def test_awkward_but_valid_images_train_and_bad_files_are_named(tmp_path):
     rng = np.random.default_rng(0)
     root = tmp_path / "data"
