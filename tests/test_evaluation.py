@@ -51,6 +51,7 @@ def test_evaluate_cli_reproduces_the_runs_test_accuracy(quickstart_run, tmp_path
     assert f"accuracy: {summary['accuracy']:.4f}" in result.stdout
 
 
+@pytest.mark.slow
 def test_predict_cli_lines_csv_json_and_bad_files(quickstart_run, tmp_path):
     folder = tmp_path / "imgs"
     folder.mkdir()

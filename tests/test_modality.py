@@ -15,7 +15,13 @@ from toy_vectors import VECTORS, VectorSet
 from ktransfer import config, preflight
 from ktransfer.deploy.saving import load_model
 from ktransfer.deploy.serving import export
-from ktransfer.modality import MODALITIES, for_model
+from ktransfer.modality import (
+    DEFAULT_BACKBONES,
+    KERAS_CLASSES,
+    MODALITIES,
+    for_model,
+    register_modality,
+)
 
 from conftest import text_values, tiny_values
 
@@ -24,16 +30,20 @@ TINY = {
     "image": lambda tmp, request: tiny_values(tmp),
     "text": lambda tmp, request: text_values(tmp, request.getfixturevalue("tiny_bert")),
     "vectors": lambda tmp, request: dict(
-        modality="vectors", data="builtin:blobs", backbone="mlp", weights="none",
+        modality="vectors", data="builtin:blobs", weights="none",
         epochs=20, lr=0.01, fine_tune_epochs=1, verbose=0, tensorboard=False, report=True,
         run_dir=str(tmp / "run")),
 }
 
 
 @pytest.fixture
-def with_toy(monkeypatch):
-    """The toy modality, registered as a new modality would be: one entry in MODALITIES."""
-    monkeypatch.setitem(MODALITIES._entries, "vectors", VECTORS)
+def with_toy():
+    """The toy modality, registered as a new modality is: one `register_modality` call (taken
+    back afterwards, so that other tests see the shipped modalities only)."""
+    register_modality("vectors", VECTORS, default_backbone="mlp")
+    yield
+    for table in (MODALITIES._entries, DEFAULT_BACKBONES, KERAS_CLASSES):
+        table.pop("vectors", None)
 
 
 def _first(batches):

@@ -92,6 +92,7 @@ def test_evaluate_reproduces_the_runs_test_accuracy(text_run, tmp_path):
     assert summary["accuracy"] == pytest.approx(text_run.metrics["test"]["accuracy"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_predict_reads_flags_files_and_stdin_and_escapes_tabs(text_run, tmp_path):
     lines = tmp_path / "reviews.txt"
     lines.write_text("great superb film\nawful boring plot\n")
