@@ -119,6 +119,7 @@ def test_report_html_renders_with_its_plots_in_headless_chromium(quickstart_run,
     assert (saturation > 60).mean() > 0.01
 
 
+@pytest.mark.slow
 def test_model_with_code_is_refused_without_unsafe_load(tmp_path):
     import keras
 

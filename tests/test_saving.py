@@ -28,7 +28,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
                           cwd=REPO.parent, timeout=300)
 
 
-@pytest.mark.parametrize("preprocess", ["caffe", "torch"])
+@pytest.mark.parametrize("preprocess", ["caffe", pytest.param("torch", marks=pytest.mark.slow)])
 def test_a_trained_model_loads_with_plain_keras_without_ktransfer(tiny_config, preprocess):
     result = train(tiny_config(preprocess=preprocess, fine_tune_epochs=1))
     path = str(result.run_dir / "model.keras")

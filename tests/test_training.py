@@ -96,6 +96,7 @@ def test_early_stopping_stops_when_monitor_does_not_improve(tiny_config):
     assert both.metrics["epochs"] == {"head": 2, "fine_tune": 2}
 
 
+@pytest.mark.slow
 def test_mixup_cutmix_and_randaugment_train_a_classifier(tiny_config):
     # Soft labels reach the loss; validation keeps hard labels and counts real accuracy.
     result = train(tiny_config(weights="none", epochs=0, fine_tune_epochs=6, bn_trainable=True,
