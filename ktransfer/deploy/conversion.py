@@ -22,9 +22,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from ktransfer.config import ExportConfig, read_run_flags
+from ktransfer.config import ExportConfig
 from ktransfer.data.examples import Examples
-from ktransfer.deploy.saving import Classifier
+from ktransfer.deploy.saving import Classifier, run_config
 from ktransfer.errors import KtransferError
 from ktransfer.modality import Feed
 from ktransfer.registry import Registry
@@ -131,7 +131,7 @@ def check_data(clf: Classifier) -> CheckData | None:
     examples for calibration; None for a bare .keras file."""
     if clf.run_dir is None:
         return None
-    splits = clf.modality.load_splits(read_run_flags(Path(clf.run_dir) / "flags.cfg"))
+    splits = clf.modality.load_splits(run_config(clf.run_dir))
     test = (splits.test if splits.test is not None else splits.val).align(clf.class_names)
     rng = np.random.default_rng(0)
     pick = rng.permutation(len(splits.train))[:CALIBRATION_EXAMPLES]

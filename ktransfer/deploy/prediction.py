@@ -12,14 +12,13 @@ import io
 import json
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from ktransfer import preflight
-from ktransfer.config import PredictConfig, read_run_flags, resolve_from_run
+from ktransfer.config import PredictConfig, resolve_from_run
 from ktransfer.data.examples import Examples
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.serving import check_classifier
@@ -116,8 +115,7 @@ def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
     first (pre-flight)."""
     preflight.check_predict(cfg)
     clf = open_classifier(cfg.model, unsafe=cfg.unsafe_load)
-    cfg = resolve_from_run(cfg, read_run_flags(Path(clf.run_dir) / "flags.cfg")
-                           if clf.run_dir else None)  # its reading options, unless given
+    cfg = resolve_from_run(cfg, clf.run_config())  # its reading options, unless given
     check_classifier(clf.model, clf.class_names)
     clf.feed.views(cfg.tta)  # refuses --tta where the modality has none, before reading
     shown = clf.modality.presentation
@@ -135,4 +133,4 @@ def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
         written = explain(examples, [ids[p.top_k[0][0]] for p in predictions],
                           list(clf.class_names), cfg.explain)
         log.info("--explain: %d heat maps in %s", len(written), cfg.explain)
-    return format_predictions(predictions, cfg.format, clf.modality.presentation.input_key)
+    return format_predictions(predictions, cfg.format, shown.input_key)

@@ -7,10 +7,11 @@ from __future__ import annotations
 import os
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 
-from ktransfer.config import read_run_flags
+from ktransfer.config import RunConfig, read_run_flags
 from ktransfer.errors import ConfigError, KtransferError, first_line
 from ktransfer.modality import Feed, Modality, for_model
 
@@ -18,6 +19,7 @@ from ktransfer.modality import Feed, Modality, for_model
 # modalities' own (Preprocess) register when `import ktransfer` sees Keras imported.
 from ktransfer.network import heads, hub  # noqa: F401
 from ktransfer.optim import optimizers, schedules  # noqa: F401
+from ktransfer.runs.rundir import FLAGFILE
 
 
 def load_model(path: str | os.PathLike, *, unsafe: bool = False, flag: str = "model",
@@ -83,6 +85,15 @@ class Classifier:
     modality: Modality
     feed: Feed
 
+    def run_config(self) -> RunConfig | None:
+        """The flags its run was trained with (RUN/flags.cfg); None for a bare .keras file."""
+        return None if self.run_dir is None else run_config(self.run_dir)
+
+
+def run_config(run_dir: str | os.PathLike) -> RunConfig:
+    """The `RunConfig` of a run directory's flags.cfg (ConfigError when it is unreadable)."""
+    return read_run_flags(Path(run_dir) / FLAGFILE)
+
 
 def open_classifier(path: str | os.PathLike, *, unsafe: bool = False, flag: str = "model"
                     ) -> Classifier:
@@ -92,7 +103,7 @@ def open_classifier(path: str | os.PathLike, *, unsafe: bool = False, flag: str 
     run_modality = None
     if run_dir is not None:
         try:
-            run_modality = read_run_flags(os.path.join(run_dir, "flags.cfg")).data.modality
+            run_modality = run_config(run_dir).data.modality
         except ConfigError:
             run_modality = None
     modality = for_model(model, run_modality)

@@ -19,7 +19,6 @@ from ktransfer.config import (
     RunConfig,
     build,
     given_run_fields,
-    read_run_flags,
     replace_run_fields,
 )
 from ktransfer.data import manifest
@@ -201,8 +200,7 @@ def saved_split(cfg: EvaluateConfig, clf: Classifier) -> Examples:
 def _run_config(cfg: EvaluateConfig, clf: Classifier) -> RunConfig:
     """The reading options of the classifier's run (or the defaults for a bare .keras file),
     with this command's --data and the reading options it gives (`from_run` fields)."""
-    run = (read_run_flags(os.path.join(clf.run_dir, "flags.cfg")) if clf.run_dir else
-           build(data=cfg.data, modality=clf.modality.name))
+    run = clf.run_config() or build(data=cfg.data, modality=clf.modality.name)
     return replace_run_fields(run, {"data": cfg.data or run.data.data,
                                     **given_run_fields(cfg)})
 
