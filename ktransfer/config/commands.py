@@ -123,7 +123,28 @@ class LoadConfig:
 
 
 @dataclass(frozen=True)
-class EvaluateConfig(LoadConfig):
+class ReadConfig(LoadConfig):
+    """What `evaluate` and `predict` share: how examples are read and fed to the classifier."""
+
+    on_bad_image: str = option(FROM_RUN, "An unreadable image file: stop with an error naming "
+                               "it, or skip it with a warning; run: as the model's run was "
+                               "trained (fail for a bare .keras file).",
+                               (FROM_RUN, "fail", "skip"), from_run=True)
+    on_bad_text: str = option(FROM_RUN, "An empty or undecodable text: stop with an error naming "
+                              "it, or skip it with a warning; run: as the model's run was "
+                              "trained (fail for a bare .keras file).",
+                              (FROM_RUN, "fail", "skip"), from_run=True)
+    batch_size: int = option(64, "Examples per batch.")
+    tta: str = option("none", "Test-time augmentation (images): average the probabilities of "
+                      "several views of each image.", registry="ktransfer.image.tta:TTA_VIEWS")
+
+    def __post_init__(self) -> None:
+        require(bool(self.model), "model", "is required (a run directory or a .keras file)")
+        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(ReadConfig):
     """`ktransfer.evaluate`: metrics, confusion matrix and plots of a classifier."""
 
     data: str = option("", "Labelled examples (the forms of train's --data); default: the "
@@ -133,58 +154,34 @@ class EvaluateConfig(LoadConfig):
                         "it has splits (all: every example).", ("test", "val", "train", "all"))
     output_dir: str = option("", "Where evaluation.json and the plots go; default "
                              "MODEL_DIR/evaluation-SPLIT.")
-    batch_size: int = option(64, "Examples per batch.")
     top_k: int = option(5, "k of the top-k accuracy.")
-    on_bad_image: str = option(FROM_RUN, "An unreadable image file: stop with an error naming "
-                               "it, or skip it with a warning; run: as the model's run was "
-                               "trained (fail for a bare .keras file).",
-                               (FROM_RUN, "fail", "skip"), from_run=True)
-    on_bad_text: str = option(FROM_RUN, "An empty or undecodable text: stop with an error naming "
-                              "it, or skip it with a warning; run: as the model's run was "
-                              "trained (fail for a bare .keras file).",
-                              (FROM_RUN, "fail", "skip"), from_run=True)
     text_column: str = option("", "Text tables: the text column (default: the run's).",
                               from_run=True)
     label_column: str = option("", "Text tables: the label column (default: the run's).",
                                from_run=True)
-    tta: str = option("none", "Test-time augmentation (images): average the probabilities of "
-                      "several views of each image.", registry="ktransfer.image.tta:TTA_VIEWS")
 
     def __post_init__(self) -> None:
-        require(bool(self.model), "model", "is required (a run directory or a .keras file)")
-        require(self.batch_size >= 1, "batch_size", "must be >= 1")
+        super().__post_init__()
         require(self.top_k >= 1, "top_k", "must be >= 1")
 
 
 @dataclass(frozen=True)
-class PredictConfig(LoadConfig):
+class PredictConfig(ReadConfig):
     """`ktransfer.predict`: the top classes of each example."""
 
     top_k: int = option(1, "How many classes per example.")
     format: str = option("text", "Output format.", ("text", "csv", "json"))
     output: str = option("", "Write to this file (atomically) instead of stdout.")
-    on_bad_image: str = option(FROM_RUN, "A file that is not a readable image: stop with an "
-                               "error naming it, or skip it with a warning; run: as the model's "
-                               "run was trained (fail for a bare .keras file).",
-                               (FROM_RUN, "fail", "skip"), from_run=True)
-    on_bad_text: str = option(FROM_RUN, "An empty or undecodable text: stop with an error naming "
-                              "it, or skip it with a warning; run: as the model's run was "
-                              "trained (fail for a bare .keras file).",
-                              (FROM_RUN, "fail", "skip"), from_run=True)
     text: str = option("", "Text models: one text to classify (also: .txt files with one text "
                        "per line, folders of .txt files, or - for standard input).")
-    batch_size: int = option(64, "Examples per batch.")
-    tta: str = option("none", "Test-time augmentation (images): average the probabilities of "
-                      "several views of each image.", registry="ktransfer.image.tta:TTA_VIEWS")
     explain: str = option("", "Images: also write a Grad-CAM heat map of each image's top class "
                           "over it into this folder (NNNN-NAME.png, in input order).")
     explain_layer: str = option("", "The backbone layer Grad-CAM weighs (a spatial feature "
                                 "map); default: the last one.")
 
     def __post_init__(self) -> None:
-        require(bool(self.model), "model", "is required (a run directory or a .keras file)")
+        super().__post_init__()
         require(self.top_k >= 1, "top_k", "must be >= 1")
-        require(self.batch_size >= 1, "batch_size", "must be >= 1")
 
 
 @dataclass(frozen=True)
