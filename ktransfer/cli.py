@@ -10,7 +10,6 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
-import dataclasses  # noqa: E402
 import gc  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
@@ -90,7 +89,7 @@ def usage(prog: str, groups: dict[str, type] | None = None, extra: list[str] | N
     for group, cls in groups.items():
         doc = (cls.__doc__ or "").strip().splitlines()[0]
         lines.append(f"{group}: {doc}")
-        for f in dataclasses.fields(cls):
+        for f in config.options(cls):
             lines += _describe(fv[f.name], f)
         lines.append("")
     if extra:

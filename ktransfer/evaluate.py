@@ -14,7 +14,7 @@ from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
 
 EVALUATE = "ktransfer.reporting.evaluation:evaluate_saved"
 
-cli.define_flags({"evaluate": config.EvaluateConfig})
+cli.define_flags(config.command_groups(config.EvaluateConfig, "evaluate"))
 FLAGS = flags.FLAGS
 
 

@@ -15,7 +15,7 @@ from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
 
 FIND_LR = "ktransfer.training.lr_finder:find_lr"
 
-cli.define_flags(config.FIND_LR_GROUPS)
+cli.define_flags(config.find_lr_groups())
 FLAGS = flags.FLAGS
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ktransfer.config import PredictConfig, RunConfig
+from ktransfer.config import PredictConfig, RunConfig, register_group
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.data.splits import SourceOpener, load_splits
 from ktransfer.errors import ConfigError, KtransferError
@@ -187,18 +187,23 @@ DEFAULT_BACKBONES: dict[str, str] = {}  # what --backbone=auto means for each mo
 
 
 def register_modality(name: str, entry: Modality | str, default_backbone: str,
-                      keras_classes: tuple[str, ...] = ()) -> None:
+                      keras_classes: tuple[str, ...] = (), options: str = "") -> None:
     """The one registration of a modality: its entry (`"package.module:ATTR"`, imported on
-    first use), the backbone `--backbone=auto` gives it and the modules holding its Keras
-    classes."""
+    first use), the backbone `--backbone=auto` gives it, the modules holding its Keras
+    classes and its own config group (`"package.module:Class"`, a frozen dataclass of
+    `config.option` fields; flags of every run, read as `cfg.group(name)`)."""
     MODALITIES.register(name, entry)
     DEFAULT_BACKBONES[name] = default_backbone
     KERAS_CLASSES[name] = tuple(keras_classes)
+    if options:
+        register_group(name, options)
 
 
 register_modality("image", "ktransfer.image.modality:IMAGE", "MobileNetV3Small",
-                  keras_classes=("ktransfer.image.preprocess",))
-register_modality("text", "ktransfer.text.modality:TEXT", "minilm")
+                  keras_classes=("ktransfer.image.preprocess",),
+                  options="ktransfer.image.options:ImageOptions")
+register_modality("text", "ktransfer.text.modality:TEXT", "minilm",
+                  options="ktransfer.text.options:TextOptions")
 
 
 def for_model(model: keras.Model, run_modality: str | None = None) -> Modality:

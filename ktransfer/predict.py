@@ -17,7 +17,7 @@ from ktransfer.runs import atomic
 
 PREDICT = "ktransfer.deploy.prediction:predict_saved"
 
-cli.define_flags({"predict": config.PredictConfig})
+cli.define_flags(config.command_groups(config.PredictConfig, "predict"))
 FLAGS = flags.FLAGS
 
 

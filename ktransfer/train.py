@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 TRAIN = "ktransfer.training:train"
 IS_CHIEF = "ktransfer.training.distribute:is_chief"
 
-cli.define_flags(config.GROUPS)
+cli.define_flags(config.run_groups())
 cli.define_extra("list_backbones", False, "Print the known backbones of --modality and exit.")
 FLAGS = flags.FLAGS
 

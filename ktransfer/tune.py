@@ -15,7 +15,7 @@ from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
 SEARCH = "ktransfer.tuning:search"
 TABLE = "ktransfer.tuning:format_table"
 
-cli.define_flags(config.SEARCH_GROUPS)
+cli.define_flags(config.search_groups())
 FLAGS = flags.FLAGS
 
 

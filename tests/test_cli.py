@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
@@ -118,9 +117,10 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("groups", [
-    config.GROUPS, config.SEARCH_GROUPS, config.FIND_LR_GROUPS,
-    {"evaluate": config.EvaluateConfig}, {"predict": config.PredictConfig},
-    {"export": config.ExportConfig},
+    config.run_groups(), config.search_groups(), config.find_lr_groups(),
+    config.command_groups(config.EvaluateConfig, "evaluate"),
+    config.command_groups(config.PredictConfig, "predict"),
+    config.command_groups(config.ExportConfig, "export"),
 ], ids=["train", "tune", "find_lr", "evaluate", "predict", "export"])
 def test_help_lists_the_commands_own_flags_by_group_and_no_absl_flag(groups):
     from absl import flags
@@ -134,7 +134,7 @@ def test_help_lists_the_commands_own_flags_by_group_and_no_absl_flag(groups):
     text = cli.usage("ktransfer.x", groups, [], fv)
     for group, cls in groups.items():
         assert f"\n{group}: " in text
-        for f in dataclasses.fields(cls):
+        for f in config.options(cls):
             assert f"--{f.name}=" in text or f"--[no]{f.name}" in text, f.name
     for absl_flag in ("logtostderr", "verbosity", "only_check_args", "pdb"):
         assert f"--{absl_flag}" not in text and f"--[no]{absl_flag}" not in text

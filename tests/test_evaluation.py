@@ -177,5 +177,6 @@ def test_a_run_trained_with_skip_is_evaluated_and_predicted_as_it_was_trained(
     text = predict_saved(config.PredictConfig(model=str(run)), [str(image_folder / "cat")])
     assert len(text.strip().splitlines()) == 12  # the 12 good images, the broken one skipped
     with pytest.raises(KtransferError, match="broken.png"):
-        predict_saved(config.PredictConfig(model=str(run), on_bad_image="fail"),
+        predict_saved(config.build_command(config.PredictConfig, model=str(run),
+                                           on_bad_image="fail"),
                       [str(image_folder / "cat")])

@@ -13,8 +13,10 @@ import tensorflow as tf
 from toy_vectors import VECTORS, VectorSet
 
 from ktransfer import config, preflight
+from ktransfer.config import groups
 from ktransfer.deploy.saving import load_model
 from ktransfer.deploy.serving import export
+from ktransfer.errors import DataError
 from ktransfer.modality import (
     DEFAULT_BACKBONES,
     KERAS_CLASSES,
@@ -38,11 +40,13 @@ TINY = {
 
 @pytest.fixture
 def with_toy():
-    """The toy modality, registered as a new modality is: one `register_modality` call (taken
-    back afterwards, so that other tests see the shipped modalities only)."""
-    register_modality("vectors", VECTORS, default_backbone="mlp")
+    """The toy modality, registered as a new modality is: one `register_modality` call with
+    its own config group (taken back afterwards, so that other tests see the shipped
+    modalities only)."""
+    register_modality("vectors", VECTORS, default_backbone="mlp",
+                      options="toy_vectors:VectorOptions")
     yield
-    for table in (MODALITIES._entries, DEFAULT_BACKBONES, KERAS_CLASSES):
+    for table in (MODALITIES._entries, DEFAULT_BACKBONES, KERAS_CLASSES, groups._DECLARED):
         table.pop("vectors", None)
 
 
@@ -96,7 +100,8 @@ def test_a_new_modality_is_one_registration(tmp_path, request, with_toy):
     from ktransfer.reporting.evaluation import evaluate_saved
     from ktransfer.training import train
 
-    values = {**TINY["vectors"](tmp_path, request), "export_dir": str(tmp_path / "e" / "m")}
+    values = {**TINY["vectors"](tmp_path, request), "export_dir": str(tmp_path / "e" / "m"),
+              "mlp_units": 24}
     result = train(config.build(**values))
     assert result.metrics["test"]["accuracy"] > 0.9  # 3 classes: chance is 1/3
     assert "warnings" not in result.metrics  # it learned: no majority-class warning
@@ -108,6 +113,14 @@ def test_a_new_modality_is_one_registration(tmp_path, request, with_toy):
     rows = ["0,0,0,0,0,0,0,0", "1,2,3,4,5,6,7,8"]
     lines = predict_saved(config.PredictConfig(model=str(result.run_dir)), rows).splitlines()
     assert len(lines) == 2
+    # Its own group: a run flag (the backbone's width) and a reading option that predict
+    # takes from the run (fail) unless given.
+    assert result.model.get_layer("backbone").output_shape == (None, 24)
+    with pytest.raises(DataError, match="--on_bad_row=skip"):
+        predict_saved(config.PredictConfig(model=str(result.run_dir)), [*rows, "1,2"])
+    skipping = config.build_command(config.PredictConfig, model=str(result.run_dir),
+                                    on_bad_row="skip")
+    assert len(predict_saved(skipping, [*rows, "1,2"]).splitlines()) == 2
     served = tf.saved_model.load(result.metrics["export"]).signatures["serving_default"]
     points = VectorSet(("",), np.zeros(2, np.int32),
                        np.array([[float(v) for v in r.split(",")] for r in rows], "float32"))

@@ -43,8 +43,8 @@ def test_registry_choices_are_the_flag_choices():
     from ktransfer.optim.schedules import SCHEDULES
 
     fv = flags.FlagValues()
-    config.define_flags(fv, config.GROUPS)
-    text = cli.usage("ktransfer.train", config.GROUPS, [], fv)
+    config.define_flags(fv, config.run_groups())
+    text = cli.usage("ktransfer.train", config.run_groups(), [], fv)
     assert f"--lr_schedule=<{'|'.join(SCHEDULES.names())}>" in text
     assert "--preprocess=<auto|" in text and "|caffe|" in text
     with pytest.raises(ConfigError, match=f"^--lr_schedule: .*{', '.join(SCHEDULES.names())}"):

@@ -62,7 +62,7 @@ def test_the_help_of_a_registry_flag_is_generated_from_its_registry():
     from ktransfer.domain.alignments import ALIGNMENTS
 
     fv = flags.FlagValues()
-    config.define_flags(fv, config.GROUPS, lambda p: registry_at(p).names(),
+    config.define_flags(fv, config.run_groups(), lambda p: registry_at(p).names(),
                         lambda p: registry_at(p).describe())
     helptext = fv["mmd_alignment"].help
     for name in ALIGNMENTS.names():

@@ -12,11 +12,12 @@ from ktransfer import config
 from ktransfer.errors import ConfigError, WeightsError
 from ktransfer.text import encoders
 from ktransfer.text.classifier import build_classifier
+from ktransfer.text.options import TextOptions
 
 
 def test_a_hugging_face_folder_becomes_a_backbone_of_its_transformer_blocks(tiny_bert):
     model_cfg = config.ModelConfig(backbone=f"kerashub:{tiny_bert}")
-    encoder = encoders.load_kerashub(model_cfg, config.TextConfig(max_length=16))
+    encoder = encoders.load_kerashub(model_cfg, TextOptions(max_length=16))
     names = [layer.name for layer in encoder.backbone.layers]
     assert {"token_embedding", "transformer_layer_0", "transformer_layer_1"} <= set(names)
     assert "pooled_dense" not in names  # the pooler is not used: the head pools the tokens
@@ -29,7 +30,7 @@ def test_a_hugging_face_folder_becomes_a_backbone_of_its_transformer_blocks(tiny
 
 def test_uncased_hugging_face_tokenizers_strip_accents(tiny_bert):
     encoder = encoders.load_kerashub(config.ModelConfig(backbone=f"kerashub:{tiny_bert}"),
-                                     config.TextConfig(max_length=8))
+                                     TextOptions(max_length=8))
     ids = encoder.preprocessor(["Café"])["token_ids"].numpy()[0]
     vocab = (tiny_bert / "vocab.txt").read_text().split()
     assert vocab[ids[1]] == "cafe"  # not [UNK]
@@ -37,10 +38,10 @@ def test_uncased_hugging_face_tokenizers_strip_accents(tiny_bert):
 
 def test_random_weights_with_weights_none(tiny_bert):
     pretrained = encoders.load_kerashub(config.ModelConfig(backbone=f"kerashub:{tiny_bert}"),
-                                        config.TextConfig(max_length=8))
+                                        TextOptions(max_length=8))
     scratch = encoders.load_kerashub(config.ModelConfig(backbone=f"kerashub:{tiny_bert}",
                                                         weights="none"),
-                                     config.TextConfig(max_length=8))
+                                     TextOptions(max_length=8))
     a = pretrained.backbone.get_layer("token_embedding").embeddings.numpy()
     b = scratch.backbone.get_layer("token_embedding").embeddings.numpy()
     assert a.shape == b.shape and abs(a - b).max() > 0.01
@@ -62,7 +63,7 @@ def test_bad_names_and_folders_are_clear_errors(tmp_path, monkeypatch):
 def test_max_length_longer_than_the_encoder_reads_is_refused(tiny_bert):
     with pytest.raises(ConfigError, match="^--max_length: .* reads at most 64 tokens"):
         encoders.load_kerashub(config.ModelConfig(backbone=f"kerashub:{tiny_bert}"),
-                               config.TextConfig(max_length=100))
+                               TextOptions(max_length=100))
 
 
 def test_a_tf_hub_encoder_with_its_preprocessing_model_trains_and_exports(tmp_path):

@@ -1,6 +1,6 @@
 """A toy modality, written the way a new input kind is added: this file (its examples, feed,
-network, signatures and presentation) plus one registration in `MODALITIES` (done by the
-test). Examples are rows of 8 numbers; the backbone a small MLP. tests/test_modality.py shows
+network, signatures, presentation and its own config group) plus one registration in
+`MODALITIES` (done by the test). Examples are rows of 8 numbers; the backbone a small MLP. tests/test_modality.py shows
 that training, resume state, evaluation, prediction and export take it unchanged."""
 
 from __future__ import annotations
@@ -14,15 +14,27 @@ import numpy as np
 import tensorflow as tf
 from sklearn.datasets import make_blobs
 
-from ktransfer.config import PredictConfig, RunConfig
+from ktransfer.config import PredictConfig, RunConfig, option, require
 from ktransfer.data.examples import Examples
 from ktransfer.deploy.serving import outputs
-from ktransfer.errors import ConfigError
+from ktransfer.errors import ConfigError, DataError
 from ktransfer.modality import Feed, Modality, Network, Presentation
 from ktransfer.network.heads import build_head
 from ktransfer.registry import Registry
 
 WIDTH = 8
+
+
+@dataclass(frozen=True)
+class VectorOptions:
+    """Vector inputs (--modality=vectors): the MLP's width and the bad-row policy."""
+
+    mlp_units: int = option(16, "Units of the MLP backbone.")
+    on_bad_row: str = option("fail", "A row that is not 8 numbers: stop, or skip it.",
+                             ("fail", "skip"), reading=True)
+
+    def __post_init__(self) -> None:
+        require(self.mlp_units >= 1, "mlp_units", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -60,7 +72,17 @@ class VectorPresentation(Presentation):
         return ""
 
     def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
-        rows = np.array([[float(v) for v in a.split(",")] for a in args], dtype=np.float32)
+        parsed = []
+        for arg in args:
+            try:
+                row = [float(v) for v in arg.split(",")]
+            except ValueError:
+                row = []
+            if len(row) == WIDTH:
+                parsed.append(row)
+            elif cfg.group("vectors").on_bad_row == "fail":
+                raise DataError(f"{arg!r} is not {WIDTH} numbers (--on_bad_row=skip skips it)")
+        rows = np.array(parsed, dtype=np.float32).reshape(-1, WIDTH)
         return VectorSet(("",), np.zeros(len(rows), np.int32), rows)
 
 
@@ -80,7 +102,8 @@ class VectorModality(Modality):
         return dict(self.builtin.get(spec.split(":", 1)[1], flag)())
 
     def build(self, cfg: RunConfig, num_classes: int) -> Network:
-        backbone = keras.Sequential([keras.Input((WIDTH,)), keras.layers.Dense(16, "relu")],
+        units = cfg.group("vectors").mlp_units
+        backbone = keras.Sequential([keras.Input((WIDTH,)), keras.layers.Dense(units, "relu")],
                                     name="backbone")
         inputs = keras.Input((WIDTH,), name="values")
         model = keras.Model(inputs, build_head(backbone(inputs), num_classes, cfg.model))

@@ -27,39 +27,44 @@ from ktransfer.config.data import DataConfig
 from ktransfer.config.distribute import DistributeConfig
 from ktransfer.config.fields import AUTO_LR, FROM_RUN, option, require
 from ktransfer.config.flags import (
-    FIND_LR_GROUPS,
     GROUPS,
-    SEARCH_GROUPS,
     build,
+    build_command,
     build_find_lr,
     build_search,
     command_from_flags,
+    command_groups,
     define_flags,
     fields_with_registry,
     find_lr_from_flags,
+    find_lr_groups,
     flag_values,
     from_flagfile,
     from_flags,
     given_run_fields,
+    options,
     parse_flagfile,
     read_run_flags,
     replace_run_fields,
     resolve_from_run,
+    run_groups,
     search_from_flags,
+    search_groups,
     to_flagfile,
 )
+from ktransfer.config.groups import declared_groups, register_group
 from ktransfer.config.model import ModelConfig
 from ktransfer.config.run import RunConfig
-from ktransfer.config.text import TextConfig
 from ktransfer.config.train import TrainConfig
 
 __all__ = [
     "AUTO_LR", "AdaptConfig", "AugmentConfig", "DataConfig", "DistributeConfig", "EvaluateConfig",
-    "ExportConfig", "FIND_LR_GROUPS", "FROM_RUN", "FindLRConfig", "GROUPS", "LRFinderConfig",
-    "LoadConfig", "ModelConfig", "PredictConfig", "RunConfig", "SEARCH_GROUPS", "SearchConfig",
-    "TextConfig", "TrainConfig", "TuneConfig", "build", "build_find_lr", "build_search",
-    "command_from_flags", "define_flags", "fields_with_registry", "find_lr_from_flags",
-    "flag_values", "from_flagfile", "from_flags", "given_run_fields", "option", "parse_flagfile",
-    "read_run_flags", "replace_run_fields", "require", "resolve_from_run", "search_from_flags",
-    "to_flagfile",
+    "ExportConfig", "FROM_RUN", "FindLRConfig", "GROUPS", "LRFinderConfig", "LoadConfig",
+    "ModelConfig", "PredictConfig", "RunConfig", "SearchConfig", "TrainConfig", "TuneConfig",
+    "build", "build_command", "build_find_lr", "build_search", "command_from_flags",
+    "command_groups", "declared_groups", "define_flags", "fields_with_registry",
+    "find_lr_from_flags", "find_lr_groups", "flag_values", "from_flagfile", "from_flags",
+    "given_run_fields", "option", "options", "parse_flagfile", "read_run_flags", "register_group",
+    "replace_run_fields", "require", "resolve_from_run", "run_groups", "search_from_flags",
+    "search_groups", "to_flagfile",
 ]

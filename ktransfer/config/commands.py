@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from ktransfer.config.fields import FROM_RUN, option, require
+from ktransfer.config.fields import option, require
+from ktransfer.config.groups import pick, reading_groups
 from ktransfer.config.run import RunConfig
 
 
@@ -124,23 +126,25 @@ class LoadConfig:
 
 @dataclass(frozen=True)
 class ReadConfig(LoadConfig):
-    """What `evaluate` and `predict` share: how examples are read and fed to the classifier."""
+    """What `evaluate` and `predict` share: how examples are read and fed to the classifier.
 
-    on_bad_image: str = option(FROM_RUN, "An unreadable image file: stop with an error naming "
-                               "it, or skip it with a warning; run: as the model's run was "
-                               "trained (fail for a bare .keras file).",
-                               (FROM_RUN, "fail", "skip"), from_run=True)
-    on_bad_text: str = option(FROM_RUN, "An empty or undecodable text: stop with an error naming "
-                              "it, or skip it with a warning; run: as the model's run was "
-                              "trained (fail for a bare .keras file).",
-                              (FROM_RUN, "fail", "skip"), from_run=True)
+    `reading` holds the declared groups' reading options (`config.groups`: --on_bad_image,
+    --on_bad_text, table columns, ...) as (name, options) pairs, each field unset ("run" or
+    "") until `config.resolve_from_run` gives it the value of the model's run.
+    """
+
     batch_size: int = option(64, "Examples per batch.")
     tta: str = option("none", "Test-time augmentation (images): average the probabilities of "
                       "several views of each image.", registry="ktransfer.image.tta:TTA_VIEWS")
+    reading: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
         require(bool(self.model), "model", "is required (a run directory or a .keras file)")
         require(self.batch_size >= 1, "batch_size", "must be >= 1")
+
+    def group(self, name: str) -> Any:
+        """The reading options of the declared group `name` (e.g. "text")."""
+        return pick(self.reading, name, reading_groups())
 
 
 @dataclass(frozen=True)
@@ -155,10 +159,6 @@ class EvaluateConfig(ReadConfig):
     output_dir: str = option("", "Where evaluation.json and the plots go; default "
                              "MODEL_DIR/evaluation-SPLIT.")
     top_k: int = option(5, "k of the top-k accuracy.")
-    text_column: str = option("", "Text tables: the text column (default: the run's).",
-                              from_run=True)
-    label_column: str = option("", "Text tables: the label column (default: the run's).",
-                               from_run=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()

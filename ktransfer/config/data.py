@@ -37,10 +37,6 @@ class DataConfig:
     shuffle_buffer: int = option(2048, "Shuffle buffer size (examples). Image files are "
                                  "shuffled by name before decoding; the buffer reshuffles "
                                  "in-memory sets and the cached images after the first pass.")
-    on_bad_image: str = option("fail", "An image file that cannot be decoded (corrupt, "
-                              "truncated, empty, not an image): stop with an error naming it, "
-                              "or skip it with one warning line.", ("fail", "skip"))
-
     def __post_init__(self) -> None:
         require(bool(self.data), "data", "is required, e.g. --data=builtin:digits or "
                "--data=/path/to/class_folders")

@@ -14,7 +14,8 @@ FROM_RUN = "run"  # a command's reading option left to what the model's run was 
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None,
-           registry: str | None = None, auto: bool = False, from_run: bool = False) -> Any:
+           registry: str | None = None, auto: bool = False, from_run: bool = False,
+           reading: bool = False) -> Any:
     """A config field that is also an absl flag.
 
     Args:
@@ -26,10 +27,13 @@ def option(default: Any, help: str, choices: tuple[str, ...] | None = None,
         auto: a learning rate that may also be `auto` (held as AUTO_LR).
         from_run: a command's (evaluate, predict) copy of a run field of the same name: unset
             ("" or FROM_RUN) it takes the value the model's run was trained with.
+        reading: a field of a declared group (`config.groups`) that says how examples are read
+            (a bad-input policy, table columns): `evaluate` and `predict` take it too, with
+            `from_run` defaults.
     """
     return field(default=default, metadata={"help": help, "choices": choices,
                                             "registry": registry, "auto": auto,
-                                            "from_run": from_run})
+                                            "from_run": from_run, "reading": reading})
 
 
 def require(cond: bool, flag: str, message: str) -> None:

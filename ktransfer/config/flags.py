@@ -12,16 +12,24 @@ from typing import Any
 
 from ktransfer.config.adapt import AdaptConfig
 from ktransfer.config.augment import AugmentConfig
-from ktransfer.config.commands import FindLRConfig, LRFinderConfig, SearchConfig, TuneConfig
+from ktransfer.config.commands import (
+    FindLRConfig,
+    LRFinderConfig,
+    ReadConfig,
+    SearchConfig,
+    TuneConfig,
+)
 from ktransfer.config.data import DataConfig
 from ktransfer.config.distribute import DistributeConfig
 from ktransfer.config.fields import AUTO_LR, FROM_RUN, require
+from ktransfer.config.groups import declared_groups, reading_groups
 from ktransfer.config.model import ModelConfig
 from ktransfer.config.run import RunConfig
-from ktransfer.config.text import TextConfig
 from ktransfer.config.train import TrainConfig
 from ktransfer.errors import ConfigError
 
+# The groups every run has; the declared groups (a modality's own, `config.groups`) follow
+# them in `run_groups()`.
 GROUPS: dict[str, type] = {
     "data": DataConfig,
     "augment": AugmentConfig,
@@ -29,18 +37,42 @@ GROUPS: dict[str, type] = {
     "train": TrainConfig,
     "distribute": DistributeConfig,
     "adapt": AdaptConfig,
-    "text": TextConfig,
 }
-SEARCH_GROUPS: dict[str, type] = {**GROUPS, "tune": TuneConfig}
-FIND_LR_GROUPS: dict[str, type] = {**GROUPS, "find": FindLRConfig}
 
 Choices = Callable[[str], tuple[str, ...]]
 
 
-def define_flags(flag_values: Any = None, groups: dict[str, type] = GROUPS,
+def run_groups() -> dict[str, type]:
+    """{name: dataclass} of every group of a run: the shared ones, then the declared ones."""
+    return {**GROUPS, **declared_groups()}
+
+
+def search_groups() -> dict[str, type]:
+    """The groups of `ktransfer.tune`: a run's and the search's."""
+    return {**run_groups(), "tune": TuneConfig}
+
+
+def find_lr_groups() -> dict[str, type]:
+    """The groups of `ktransfer.find_lr`: a run's and the range test's."""
+    return {**run_groups(), "find": FindLRConfig}
+
+
+def command_groups(cls: type, name: str = "command") -> dict[str, type]:
+    """The groups of a command's flags: its config `cls` under `name` and, for `evaluate` and
+    `predict`, the declared groups' reading options."""
+    return {name: cls, **(reading_groups() if issubclass(cls, ReadConfig) else {})}
+
+
+def options(cls: type) -> list[dataclasses.Field]:
+    """The fields of a config dataclass that are flags (declared with `option`)."""
+    return [f for f in dataclasses.fields(cls) if "help" in f.metadata]
+
+
+def define_flags(flag_values: Any = None, groups: dict[str, type] | None = None,
                  registry_names: Choices | None = None,
                  registry_help: Callable[[str], str] | None = None) -> None:
-    """Defines one absl flag per config field (idempotent per FlagValues).
+    """Defines one absl flag per config field of `groups` (default: a run's), idempotent per
+    FlagValues.
 
     `registry_names(path)` gives the names of the registry a field names; without it such
     fields are free strings (checked in pre-flight), so parsing a flagfile imports nothing.
@@ -49,9 +81,9 @@ def define_flags(flag_values: Any = None, groups: dict[str, type] = GROUPS,
     from absl import flags
 
     fv = flag_values if flag_values is not None else flags.FLAGS
-    for cls in groups.values():
+    for cls in (run_groups() if groups is None else groups).values():
         hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
+        for f in options(cls):
             if f.name not in fv:
                 _define(flags, fv, f, hints[f.name], registry_names, registry_help)
 
@@ -138,13 +170,19 @@ def _check_choices(f: dataclasses.Field, value: Any) -> None:
 
 def _build_parts(groups: dict[str, type], values: dict[str, Any]) -> dict[str, Any]:
     """{group: its dataclass built from `values`}; unknown names are an error."""
-    known = {f.name for cls in groups.values() for f in dataclasses.fields(cls)}
+    known = {f.name for cls in groups.values() for f in options(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(unknown[0], "is not a known option")
     return {group: cls(**{f.name: _convert(cls, f, values[f.name])
-                          for f in dataclasses.fields(cls) if f.name in values})
+                          for f in options(cls) if f.name in values})
             for group, cls in groups.items()}
+
+
+def _run(parts: dict[str, Any]) -> RunConfig:
+    """A `RunConfig` of built groups: the shared ones by name, the declared ones in `groups`."""
+    shared = {name: parts.pop(name) for name in GROUPS}
+    return RunConfig(**shared, groups=tuple(parts.items()))
 
 
 def build(**values: Any) -> RunConfig:
@@ -153,27 +191,36 @@ def build(**values: Any) -> RunConfig:
     The notebook-friendly way to make a config:
     `config.build(data="builtin:digits", backbone="small_cnn", weights="none")`.
     """
-    return RunConfig(**_build_parts(GROUPS, values))
+    return _run(_build_parts(run_groups(), values))
 
 
 def build_search(**values: Any) -> SearchConfig:
     """Builds a validated `SearchConfig` (run flags plus search flags) from keyword values."""
-    parts = _build_parts(SEARCH_GROUPS, values)
+    parts = _build_parts(search_groups(), values)
     tune = parts.pop("tune")
-    return SearchConfig(run=RunConfig(**parts), tune=tune)
+    return SearchConfig(run=_run(parts), tune=tune)
 
 
 def build_find_lr(**values: Any) -> LRFinderConfig:
     """Builds a validated `LRFinderConfig` (run flags plus range-test flags) from keyword
     values."""
-    parts = _build_parts(FIND_LR_GROUPS, values)
+    parts = _build_parts(find_lr_groups(), values)
     find = parts.pop("find")
-    return LRFinderConfig(run=RunConfig(**parts), find=find)
+    return LRFinderConfig(run=_run(parts), find=find)
+
+
+def build_command(cls: type, **values: Any) -> Any:
+    """Builds a validated command config (`EvaluateConfig`, `PredictConfig`, ...) from keyword
+    values, the declared groups' reading options included:
+    `config.build_command(PredictConfig, model="runs/x", on_bad_image="skip")`."""
+    parts = _build_parts(command_groups(cls), values)
+    command = parts.pop("command")
+    return dataclasses.replace(command, reading=tuple(parts.items())) if parts else command
 
 
 def flag_values(fv: Any, groups: dict[str, type]) -> dict[str, Any]:
     """{field name: parsed flag value} for every field of `groups`."""
-    return {f.name: fv[f.name].value for cls in groups.values() for f in dataclasses.fields(cls)}
+    return {f.name: fv[f.name].value for cls in groups.values() for f in options(cls)}
 
 
 def command_from_flags(cls: type, flag_values_: Any = None) -> Any:
@@ -181,7 +228,7 @@ def command_from_flags(cls: type, flag_values_: Any = None) -> Any:
     from absl import flags
 
     fv = flag_values_ if flag_values_ is not None else flags.FLAGS
-    return _build_parts({"command": cls}, flag_values(fv, {"command": cls}))["command"]
+    return build_command(cls, **flag_values(fv, command_groups(cls)))
 
 
 def from_flags(flag_values_: Any = None) -> RunConfig:
@@ -189,7 +236,7 @@ def from_flags(flag_values_: Any = None) -> RunConfig:
     from absl import flags
 
     fv = flag_values_ if flag_values_ is not None else flags.FLAGS
-    return build(**flag_values(fv, GROUPS))
+    return build(**flag_values(fv, run_groups()))
 
 
 def find_lr_from_flags(flag_values_: Any = None) -> LRFinderConfig:
@@ -197,7 +244,7 @@ def find_lr_from_flags(flag_values_: Any = None) -> LRFinderConfig:
     from absl import flags
 
     fv = flag_values_ if flag_values_ is not None else flags.FLAGS
-    return build_find_lr(**flag_values(fv, FIND_LR_GROUPS))
+    return build_find_lr(**flag_values(fv, find_lr_groups()))
 
 
 def search_from_flags(flag_values_: Any = None) -> SearchConfig:
@@ -205,16 +252,18 @@ def search_from_flags(flag_values_: Any = None) -> SearchConfig:
     from absl import flags
 
     fv = flag_values_ if flag_values_ is not None else flags.FLAGS
-    return build_search(**flag_values(fv, SEARCH_GROUPS))
+    return build_search(**flag_values(fv, search_groups()))
 
 
-def parse_flagfile(path: str | os.PathLike, groups: dict[str, type] = GROUPS,
+def parse_flagfile(path: str | os.PathLike, groups: dict[str, type] | None = None,
                    skip_unknown: bool = False) -> dict[str, Any]:
-    """{field: value} of a flagfile, parsed as `--flagfile=PATH` would be; with `skip_unknown`
-    lines of flags outside `groups` are left out (a run's flags.cfg read by another command)."""
+    """{field: value} of a flagfile, parsed as `--flagfile=PATH` would be (default: a run's
+    groups); with `skip_unknown` lines of flags outside `groups` are left out (a run's
+    flags.cfg read by another command)."""
     from absl import flags
 
     fv = flags.FlagValues()
+    groups = run_groups() if groups is None else groups
     define_flags(fv, groups)
     argv = [f"--flagfile={os.fspath(path)}"]
     if skip_unknown:
@@ -246,14 +295,14 @@ def from_flagfile(path: str | os.PathLike, **overrides: Any) -> RunConfig:
 
 def read_run_flags(path: str | os.PathLike) -> RunConfig:
     """The `RunConfig` of a run's resolved flags.cfg (flags of other commands in it skipped)."""
-    return build(**parse_flagfile(path, GROUPS, skip_unknown=True))
+    return build(**parse_flagfile(path, run_groups(), skip_unknown=True))
 
 
 def to_flagfile(cfg: Any, header: str = "") -> str:
     """Returns a flagfile that reproduces `cfg` exactly (every field written)."""
     lines = [f"# {line}" for line in header.splitlines()]
     for part in _parts(cfg):
-        for f in dataclasses.fields(part):
+        for f in options(type(part)):
             value = getattr(part, f.name)
             if isinstance(value, bool):
                 lines.append(f"--{f.name}" if value else f"--no{f.name}")
@@ -271,19 +320,30 @@ def _parts(cfg: Any) -> list[Any]:
     if isinstance(cfg, SearchConfig):
         return [*_parts(cfg.run), cfg.tune]
     if isinstance(cfg, RunConfig):
-        return [getattr(cfg, name) for name in GROUPS]
+        return [getattr(cfg, name) for name in GROUPS] + [cfg.group(name)
+                                                          for name in declared_groups()]
     return [cfg]
 
 
 def _run_fields() -> dict[str, tuple[str, dataclasses.Field]]:
     """{field name: (group, field)} of every run group."""
-    return {f.name: (group, f) for group, cls in GROUPS.items() for f in dataclasses.fields(cls)}
+    return {f.name: (group, f) for group, cls in run_groups().items() for f in options(cls)}
+
+
+def _command_parts(cmd: Any) -> list[Any]:
+    """A command's config and its reading groups (evaluate, predict)."""
+    return [cmd, *(part for _, part in getattr(cmd, "reading", ()))]
+
+
+def _unset(part: Any, f: dataclasses.Field) -> bool:
+    return bool(f.metadata.get("from_run")) and getattr(part, f.name) in ("", FROM_RUN)
 
 
 def given_run_fields(cmd: Any) -> dict[str, Any]:
-    """The `from_run` fields of a command's config that were given (not "" / FROM_RUN)."""
-    return {f.name: getattr(cmd, f.name) for f in dataclasses.fields(cmd)
-            if f.metadata.get("from_run") and getattr(cmd, f.name) not in ("", FROM_RUN)}
+    """The `from_run` fields of a command's config (and of its reading groups) that were given
+    (not "" / FROM_RUN)."""
+    return {f.name: getattr(part, f.name) for part in _command_parts(cmd)
+            for f in options(type(part)) if f.metadata.get("from_run") and not _unset(part, f)}
 
 
 def replace_run_fields(run: RunConfig, values: dict[str, Any]) -> RunConfig:
@@ -292,17 +352,38 @@ def replace_run_fields(run: RunConfig, values: dict[str, Any]) -> RunConfig:
     by_group: dict[str, dict[str, Any]] = {}
     for name, value in values.items():
         by_group.setdefault(where[name][0], {})[name] = value
-    return dataclasses.replace(run, **{group: dataclasses.replace(getattr(run, group), **changes)
-                                       for group, changes in by_group.items()})
+    declared = dict(run.groups)
+    shared = {}
+    for group, changes in by_group.items():
+        if group in GROUPS:
+            shared[group] = dataclasses.replace(getattr(run, group), **changes)
+        else:
+            declared[group] = dataclasses.replace(run.group(group), **changes)
+    return dataclasses.replace(run, **shared, groups=tuple(declared.items()))
+
+
+def _resolved(part: Any, run: RunConfig | None) -> Any:
+    """`part` (a command config or a reading group) with its unset `from_run` fields taken
+    from `run`, or from the run fields' defaults without one."""
+    where, filled = _run_fields(), {}
+    for f in options(type(part)):
+        if _unset(part, f):
+            group, run_field = where[f.name]
+            held = (None if run is None else getattr(run, group) if group in GROUPS
+                    else run.group(group))
+            filled[f.name] = run_field.default if held is None else getattr(held, f.name)
+    return dataclasses.replace(part, **filled)
 
 
 def resolve_from_run(cmd: Any, run: RunConfig | None) -> Any:
-    """A command's config with each unset `from_run` field taken from `run` (the run the
-    model was trained by), or from the run fields' defaults for a model without a run."""
-    where, filled = _run_fields(), {}
-    for f in dataclasses.fields(cmd):
-        if f.metadata.get("from_run") and getattr(cmd, f.name) in ("", FROM_RUN):
-            group, run_field = where[f.name]
-            filled[f.name] = (getattr(getattr(run, group), f.name) if run is not None
-                              else run_field.default)
-    return dataclasses.replace(cmd, **filled)
+    """A command's config with each unset `from_run` field (its own and its reading groups')
+    taken from `run` (the run the model was trained by), or from the run fields' defaults for
+    a model without a run."""
+    cmd = _resolved(cmd, run)
+    reading = getattr(cmd, "reading", None)
+    if reading is None:
+        return cmd
+    groups = reading_groups()
+    complete = [(name, _resolved(dict(reading).get(name) or cls(), run))
+                for name, cls in groups.items()]
+    return dataclasses.replace(cmd, reading=tuple(complete))

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from ktransfer.config.adapt import AdaptConfig
 from ktransfer.config.augment import AugmentConfig
 from ktransfer.config.data import DataConfig
 from ktransfer.config.distribute import DistributeConfig
 from ktransfer.config.fields import require
+from ktransfer.config.groups import declared_groups, pick
 from ktransfer.config.model import ModelConfig
-from ktransfer.config.text import TextConfig
 from ktransfer.config.train import TrainConfig
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one `ktransfer.train` run needs."""
+    """Everything one `ktransfer.train` run needs.
+
+    `groups` holds the declared groups (a modality's own options, see `config.groups`) as
+    (name, options) pairs; `group(name)` reads one (its defaults when absent).
+    """
 
     data: DataConfig
     augment: AugmentConfig
@@ -24,7 +29,11 @@ class RunConfig:
     train: TrainConfig
     distribute: DistributeConfig = field(default_factory=DistributeConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
-    text: TextConfig = field(default_factory=TextConfig)
+    groups: tuple[tuple[str, Any], ...] = ()
+
+    def group(self, name: str) -> Any:
+        """The declared group `name` (e.g. "text"): as given, or its defaults."""
+        return pick(self.groups, name, declared_groups())
 
     def __post_init__(self) -> None:
         require(self.adapt.mmd_layers != "head" or bool(self.model.head_hidden), "mmd_layers",

@@ -59,7 +59,7 @@ class ImagePresentation(Presentation):
     def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
         if cfg.text:
             raise ConfigError("text", "is for text models; give image files or folders")
-        return read_images(args, cfg.on_bad_image)
+        return read_images(args, cfg.group("image").on_bad_image)
 
 
 class ImageModality(Modality):
@@ -90,7 +90,7 @@ class ImageModality(Modality):
                               "sub-folders, builtin:digits or tfds:NAME")
 
     def open_source(self, spec: str, cfg: RunConfig, flag: str) -> dict[str, Examples]:
-        return dict(open_source(spec, cfg.data.data_dir, flag, cfg.data.on_bad_image))
+        return dict(open_source(spec, cfg.data.data_dir, flag, cfg.group("image").on_bad_image))
 
     def build(self, cfg: RunConfig, num_classes: int) -> Network:
         spec = resolve_spec(cfg.model)

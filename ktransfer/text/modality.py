@@ -68,7 +68,7 @@ class TextPresentation(Presentation):
         return explain
 
     def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
-        return read_texts(args, cfg.text, cfg.on_bad_text)
+        return read_texts(args, cfg.text, cfg.group("text").on_bad_text)
 
     def shown(self, examples: Examples) -> list[str] | None:
         assert isinstance(examples, TextSet) and examples.texts is not None
@@ -105,15 +105,17 @@ class TextModality(Modality):
         return dict(open_source(spec, cfg, flag))
 
     def build(self, cfg: RunConfig, num_classes: int) -> Network:
-        encoder = load_encoder(cfg.model, cfg.text)
+        text = cfg.group("text")
+        encoder = load_encoder(cfg.model, text)
         model = build_classifier(encoder, num_classes, cfg.model)
         return Network(model, encoder.backbone, {"encoder": encoder.name,
-                                                  "max_length": cfg.text.max_length},
+                                                  "max_length": text.max_length},
                        preprocessor=encoder.preprocessor)
 
     def feed(self, cfg: RunConfig, network: Network) -> Feed:
-        return TextFeed(network.preprocessor, _mask_key(network.model), cfg.text.max_length,
-                        cfg.text.length_buckets, cfg.data.shuffle_buffer)
+        text = cfg.group("text")
+        return TextFeed(network.preprocessor, _mask_key(network.model), text.max_length,
+                        text.length_buckets, cfg.data.shuffle_buffer)
 
     def feed_for(self, model: keras.Model, location: str | None) -> Feed:
         folder = Path(location or ".") / PREPROCESSOR_DIR

@@ -208,7 +208,8 @@ def _tfds(name: str, data_dir: str, flag: str, policy: str) -> dict[str, TextSet
 
 def open_source(spec: str, cfg: RunConfig, flag: str = "data") -> dict[str, TextSet]:
     """Opens a text source string; returns its splits ('all', or some of 'train'/'val'/'test')."""
-    policy = cfg.text.on_bad_text
+    text = cfg.group("text")
+    policy = text.on_bad_text
     if spec.startswith("builtin:"):
         return BUILTIN.get(spec.split(":", 1)[1], flag)()
     if spec.startswith("tfds:"):
@@ -217,7 +218,6 @@ def open_source(spec: str, cfg: RunConfig, flag: str = "data") -> dict[str, Text
     if path.is_dir():
         return _folder(path, flag, policy)
     if path.suffix.lower() in TABLE_EXTENSIONS and path.is_file():
-        return {"all": read_table(path, cfg.text.text_column, cfg.text.label_column, flag,
-                                  policy)}
+        return {"all": read_table(path, text.text_column, text.label_column, flag, policy)}
     raise DataError(f"--{flag}: {os.fspath(path)!r} is neither a folder of class folders nor "
                     f"a {'/'.join(TABLE_EXTENSIONS)} file")

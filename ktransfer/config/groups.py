@@ -1,0 +1,83 @@
+"""Config groups that extensions declare: a modality's own options (and a task's), each a
+frozen dataclass in the extension's own package, registered by name with its one registration.
+
+`config` reads them by string, as it reads registries: `register_group("text",
+"ktransfer.text.options:TextOptions")` (called by `ktransfer.modality.register_modality`) makes
+the group's fields flags of every run, held in `RunConfig.groups` and read with
+`cfg.group("text")`. A field declared with `option(..., reading=True)` (how examples are read:
+a bad-input policy, table columns) is also a flag of `evaluate` and `predict`, where it defaults
+to the value the model's run was trained with. Shared code never names these fields.
+
+Group modules import nothing heavy (as all of `config`): building a config imports no
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib
+from typing import Any
+
+from ktransfer.config.fields import FROM_RUN, option
+
+# The modules whose registrations declare groups, imported before the groups are read (so
+# `config.build(max_length=64)` knows the text group without importing the modalities first).
+DECLARED_BY = ("ktransfer.modality",)
+_DECLARED: dict[str, str] = {}  # group name -> "package.module:Class"
+
+
+def register_group(name: str, path: str) -> None:
+    """Declares the run config group `name`: the frozen dataclass at `path` ("module:Class")."""
+    _DECLARED[name] = path
+
+
+def declared_groups() -> dict[str, type]:
+    """{name: dataclass} of every declared group, in registration order."""
+    for module in DECLARED_BY:
+        importlib.import_module(module)
+    out = {}
+    for name, path in _DECLARED.items():
+        module, _, attribute = path.partition(":")
+        out[name] = getattr(importlib.import_module(module), attribute)
+    return out
+
+
+def reading_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields of a declared group that `evaluate` and `predict` also take."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("reading")]
+
+
+@functools.cache
+def reading_group(cls: type) -> type:
+    """The command-side copy of a group's reading fields: same names and help, each unset by
+    default ("run": as the model's run was trained)."""
+    specs = []
+    for f in reading_fields(cls):
+        choices = f.metadata.get("choices")
+        default = FROM_RUN if choices else ""
+        helptext = f"{f.metadata['help']} Default ({default or 'empty'}): as the model's run."
+        specs.append((f.name, str, option(default, helptext,
+                                          (FROM_RUN, *choices) if choices else None,
+                                          from_run=True)))
+    doc = f"{(cls.__doc__ or '').strip().splitlines()[0].rstrip('.')}; unset: as the model's run."
+    made = dataclasses.make_dataclass(f"{cls.__name__}Reading", specs, frozen=True,
+                                      namespace={"__doc__": doc})
+    made.__module__ = cls.__module__
+    return made
+
+
+def reading_groups() -> dict[str, type]:
+    """{name: command-side reading group} of the declared groups that have reading fields."""
+    return {name: reading_group(cls) for name, cls in declared_groups().items()
+            if reading_fields(cls)}
+
+
+def pick(groups: tuple[tuple[str, Any], ...], name: str, classes: dict[str, type]) -> Any:
+    """The group `name` of `groups` ((name, instance) pairs), or its defaults."""
+    for key, value in groups:
+        if key == name:
+            return value
+    if name not in classes:
+        raise KeyError(f"no config group {name!r}; declared: {', '.join(classes)}")
+    return classes[name]()
