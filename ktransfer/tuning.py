@@ -122,7 +122,27 @@ def _make_tuner(tc: TuneConfig, build: Callable[[Any], keras.Model], cfg: RunCon
     _atomic_tuner_state()
     common = {"objective": _kt().Objective("val_accuracy", "max"), "seed": cfg.train.seed,
               "directory": tc.directory, "project_name": tc.project, "overwrite": False}
-    return TUNERS.get(tc.tuner)(build, tc, cfg.train.epochs, **common)
+    tuner = TUNERS.get(tc.tuner)(build, tc, cfg.train.epochs, **common)
+    retry_orphaned_trials(tuner.oracle)
+    return tuner
+
+
+def retry_orphaned_trials(oracle: Any) -> list[str]:
+    """Sends a reloaded search's orphaned trials back to be run: Keras Tuner writes a new
+    trial's trial.json (status RUNNING) before the oracle.json that lists it as ongoing, so a
+    search killed between the two writes reloaded the trial as RUNNING but never retried it,
+    and drew its values again as a new trial (a trials table with a RUNNING row and two rows of
+    the same values). Returns the ids sent back."""
+    queued = set(oracle._retry_queue)
+    orphans = [trial_id for trial_id, trial in oracle.trials.items()
+               if trial.status == "RUNNING" and trial_id not in queued]
+    for trial_id in orphans:
+        trial = oracle.trials[trial_id]
+        oracle._retry_queue.append(trial_id)
+        oracle._tried_so_far.add(oracle._compute_values_hash(trial.hyperparameters.values))
+        if trial_id not in oracle.start_order:
+            oracle.start_order.append(trial_id)
+    return orphans
 
 
 def trial_table(tuner, score: str = "val_accuracy", extra: tuple[str, ...] = ()
@@ -293,6 +313,7 @@ def _search_adaptation(search_cfg: SearchConfig, modality: Modality) -> SearchRe
         seed=cfg.train.seed)
     tuner = AdaptationTuner(oracle=oracle, directory=tc.directory, project_name=tc.project,
                             overwrite=False)
+    retry_orphaned_trials(tuner.oracle)
     tuner.search()
     rows = trial_table(tuner, tc.objective, ("target_accuracy",))
     best_cfg = apply_adaptation(cfg, rows[0], tc.objective)

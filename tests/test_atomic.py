@@ -47,3 +47,40 @@ def test_json_handles_numpy_values(tmp_path):
 
     atomic.write_json(tmp_path / "x.json", {"a": np.float32(0.25), "b": np.arange(3)})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": 0.25, "b": [0, 1, 2]}
+
+
+SAVE_ON_A_FULL_DISK = """
+import sys, keras
+from ktransfer.runs import atomic
+from ktransfer.errors import DiskFullError
+model = keras.Sequential([keras.Input((100,)), keras.layers.Dense(300)])  # 120 kB of weights
+try:
+    atomic.save_with(sys.argv[1] + "/model.weights.h5", model.save_weights)
+except DiskFullError as exc:
+    print("one line:", exc)
+"""
+
+
+def test_a_weights_file_that_fills_the_disk_ends_in_one_line_not_a_crash(tmp_path):
+    """h5py kept the half-written file open; HDF5 retried closing it at exit and the process
+    died of a segmentation fault (exit -11) after the right one-line error (issue 29). On a
+    64 kB file system, the save fails with one line, the process exits 0, nothing is left."""
+    import subprocess
+    import sys
+
+    disk = tmp_path / "small"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("needs root to mount a 64 kB tmpfs: "
+                    f"{mounted.stderr.decode().strip()[:80]}")
+    try:
+        done = subprocess.run([sys.executable, "-c", SAVE_ON_A_FULL_DISK, str(disk)],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "one line: the disk holding" in done.stdout
+        assert "Exception ignored" not in done.stderr
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

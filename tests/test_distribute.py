@@ -136,6 +136,51 @@ def test_a_killed_multi_worker_run_resumes_on_every_worker(tmp_path):
         "head": 2, "fine_tune": 4}
 
 
+@pytest.mark.slow
+def test_a_worker_that_dies_ends_the_chief_in_one_line_and_the_run_resumes(tmp_path):
+    """The non-chief worker is killed mid-run: the chief stops with one line saying how to
+    resume (it printed TensorFlow's UnavailableError traceback), and the two commands again
+    finish the run from its last epoch."""
+    import time
+
+    run_dir = tmp_path / "run"
+    args = [*(a for a in ARGS if not a.startswith("--epochs")), "--epochs=2",
+            "--fine_tune_epochs=4", "--fine_tune_lr=0.001"]
+    other, chief = _start_workers(tmp_path, run_dir, args)  # worker 1, then the chief
+    state = run_dir / "resume" / "state.json"
+    deadline = time.time() + 300
+    while not (state.is_file() and json.loads(state.read_text())["epoch"] >= 3):
+        assert time.time() < deadline and chief.poll() is None and other.poll() is None
+        time.sleep(0.05)
+    other.kill()
+    other.wait()
+    _, err = chief.communicate(timeout=300)
+    lines = err.strip().splitlines()
+    assert chief.returncode == 2, err[-3000:]
+    assert lines[-1].startswith("ktransfer.train: error: another worker of this multi-worker "
+                                "run stopped") and "resumes" in lines[-1]
+    assert "Traceback" not in err
+    workers = _start_workers(tmp_path, run_dir, args)
+    for worker in workers:
+        assert worker.wait(timeout=480) == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == {
+        "head": 2, "fine_tune": 4}
+
+
+def test_a_lost_worker_is_a_training_error_only_under_multi_worker():
+    import tensorflow as tf
+
+    from ktransfer.errors import TrainingError
+
+    lost = tf.errors.UnavailableError(None, None, "Socket closed\nmore")
+    with pytest.raises(TrainingError, match=r"^another worker .* \(Socket closed\)"):
+        with distribute.lost_workers_as_errors("multi_worker"):
+            raise lost
+    with pytest.raises(tf.errors.UnavailableError):
+        with distribute.lost_workers_as_errors("mirrored"):
+            raise lost
+
+
 def test_mixed_bfloat16_trains_on_cpu_with_float32_outputs(tiny_config):
     from ktransfer.training import train
 

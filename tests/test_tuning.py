@@ -12,6 +12,8 @@ import subprocess
 import sys
 import time
 
+import keras
+import numpy as np
 import pytest
 
 from ktransfer import preflight
@@ -166,3 +168,44 @@ def test_adaptation_search_over_source_runs_adapts_from_each_and_keeps_the_winne
         flags = parse_flagfile(tmp_path / "search" / "s" / "runs" / row["trial"] / "flags.cfg")
         assert flags["init_from"] == row["init_from"]
     assert parse_flagfile(result.best_flagfile)["init_from"] == result.trials[0]["init_from"]
+
+
+def test_a_trial_orphaned_by_a_kill_between_two_state_files_is_retried_not_drawn_again(
+        tmp_path):
+    """Keras Tuner writes a new trial's trial.json before the oracle.json that lists it: a
+    search killed in between reloaded the trial as RUNNING forever and drew its values again
+    as a new trial (issue 29: a RUNNING row and two rows of the same values). Here the kill is
+    made exact: oracle.json is put back as it was before the trial began."""
+    import shutil
+
+    import keras_tuner as kt
+
+    from ktransfer.tuning import retry_orphaned_trials
+
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("float32")
+
+    def build(hp):
+        model = keras.Sequential([keras.Input((4,)),
+                                  keras.layers.Dense(hp.Choice("units", [2, 4, 8, 16]),
+                                                     activation="relu"),
+                                  keras.layers.Dense(1, activation="sigmoid")])
+        model.compile("adam", "binary_crossentropy", metrics=["accuracy"])
+        return model
+
+    def tuner():
+        return kt.RandomSearch(build, objective="val_accuracy", max_trials=2, seed=0,
+                               directory=str(tmp_path), project_name="p", overwrite=False)
+
+    first = tuner()
+    oracle_file = tmp_path / "p" / "oracle.json"
+    first.save()  # its state as a search that ran saves it
+    shutil.copy(oracle_file, tmp_path / "before.json")
+    orphan = first.oracle.create_trial("tuner0")  # trial.json, then oracle.json
+    shutil.copy(tmp_path / "before.json", oracle_file)  # killed between the two writes
+    resumed = tuner()
+    assert retry_orphaned_trials(resumed.oracle) == [orphan.trial_id]
+    resumed.search(x, y, epochs=1, validation_split=0.25, verbose=0)
+    trials = resumed.oracle.trials.values()
+    assert sorted(t.status for t in trials) == ["COMPLETED", "COMPLETED"]
+    assert len({t.hyperparameters.values["units"] for t in trials}) == 2

@@ -1,7 +1,8 @@
 """A toy modality, written the way a new input kind is added: this file (its examples, feed,
 network, signatures, presentation and its own config group) plus one registration in
-`MODALITIES` (done by the test). Examples are rows of 8 numbers; the backbone a small MLP. tests/test_modality.py shows
-that training, resume state, evaluation, prediction and export take it unchanged."""
+`MODALITIES` (done by the test). Examples are rows of 8 numbers; the backbone a small MLP.
+tests/test_modality.py shows that training, resume state, evaluation, prediction and export
+take it unchanged."""
 
 from __future__ import annotations
 

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         os.replace(tmp_path, path)
     except Exception as exc:
         if is_disk_full(exc):
+            _close_hdf5_files(tmp_path)
+            exc.__traceback__ = None  # its frames hold the library's file objects
             raise DiskFullError(f"the disk holding {path} is full (writing {path.name}); free "
                                 "some space and run the same command again: the previous "
                                 "version of the file is kept") from None
@@ -45,6 +48,28 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             shutil.rmtree(tmp_path, ignore_errors=True)
         elif tmp_path.exists():
             tmp_path.unlink()
+
+
+def _close_hdf5_files(path: Path) -> None:
+    """Closes every HDF5 file h5py still holds open at `path`. A `.weights.h5` save that failed
+    on a full disk leaves its file open (closing it flushes, which fails again); HDF5 then
+    retried at interpreter exit and the process died of a segmentation fault (exit -11) after
+    the one-line error. Emptying the file first frees its blocks, so the close can flush.
+    h5py is looked up, not imported: without h5py loaded there is no HDF5 file."""
+    h5py = sys.modules.get("h5py")
+    if h5py is None:
+        return
+    target = os.path.abspath(path)
+    for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        try:
+            if os.path.abspath(os.fsdecode(fid.name)) != target:
+                continue
+            with contextlib.suppress(OSError):
+                os.truncate(target, 0)
+            while fid.valid:
+                fid.close()
+        except (OSError, RuntimeError, ValueError):
+            pass  # left to h5py's finalizer
 
 
 def is_disk_full(exc: BaseException) -> bool:

@@ -8,18 +8,36 @@ a temporary folder that is deleted at the end.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import tensorflow as tf
 
 from ktransfer.config import DistributeConfig
-from ktransfer.errors import ConfigError
+from ktransfer.errors import ConfigError, TrainingError, first_line
 from ktransfer.registry import Registry
 
 log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def lost_workers_as_errors(strategy: str) -> Iterator[None]:
+    """A multi-worker run whose other worker stopped (killed, its machine gone) ends in one
+    line saying how to resume, not TensorFlow's `UnavailableError` traceback: the chief's
+    collective ops fail once a peer's socket closes. Nothing is lost (every epoch is
+    committed before the next starts)."""
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError) as exc:
+        if strategy != "multi_worker":
+            raise
+        raise TrainingError(f"another worker of this multi-worker run stopped "
+                            f"({first_line(exc)[:160]}); what was written is kept: start "
+                            "every worker again with the same command and the run resumes "
+                            "from its last finished epoch") from None
 
 
 def configure_devices(cfg: DistributeConfig) -> None:

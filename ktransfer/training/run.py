@@ -37,7 +37,8 @@ def train(cfg: RunConfig) -> TrainResult:
     """
     cfg = preflight.with_defaults(cfg)
     modality = preflight.check_train(cfg, run_dir=distribute.is_chief())
-    with _distributed(cfg) as (cfg, chief_run):
+    with _distributed(cfg) as (cfg, chief_run), \
+            distribute.lost_workers_as_errors(cfg.distribute.strategy):
         job = prepare(cfg, modality, chief_run)
         with job.run:
             metrics = finish(job, fit_stages(job))
