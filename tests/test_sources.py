@@ -68,7 +68,7 @@ def test_every_text_encoder_source_checks_and_loads(name, tmp_path, request):
     cfg = config.build(**text_values(tmp_path, tiny_bert, backbone=f"{name}:{handle}",
                                      **flags))
     encoders.check_encoder(cfg)
-    encoder = encoders.load_encoder(cfg.model, cfg.text)
+    encoder = encoders.load_encoder(cfg.model, cfg.group("text"))
     tokens = encoder.preprocessor(tf.constant(["a good film", "dull"]))
     vectors = encoder.backbone(tokens)
     assert len(vectors.shape) == 3 and vectors.shape[0] == 2
