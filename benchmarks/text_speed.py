@@ -73,7 +73,8 @@ def arms(args: argparse.Namespace) -> tuple[dict[str, Callable[[], None]], int, 
     started = time.perf_counter()
     vectors = features.compute(extractor, feed, texts, 32)
     embed_seconds = time.perf_counter() - started
-    cached = features.feature_dataset(vectors, texts.labels, 2, 32, training=True)
+    cached = features.feature_dataset(vectors, texts.labels, lambda y: tf.one_hot(y, 2), 32,
+                                      training=True)
     frozen = keras.Model(network.model.input, network.model.output)
     compile_classifier(head, cfg, 1e-3)
     compile_classifier(frozen, cfg, 1e-3)

@@ -13,6 +13,7 @@ from absl import flags
 from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
 
 EVALUATE = "ktransfer.reporting.evaluation:evaluate_saved"
+DESCRIBE = "ktransfer.reporting.evaluation:describe"
 
 cli.define_flags(config.command_groups(config.EvaluateConfig, "evaluate"))
 FLAGS = flags.FLAGS
@@ -21,18 +22,8 @@ FLAGS = flags.FLAGS
 def main(argv: list[str]) -> int:
     cfg = config.command_from_flags(config.EvaluateConfig, FLAGS)
     summary, out = cli.load(EVALUATE)(cfg)
-    k = cfg.top_k
-    top = (f"top-{k}: {summary[f'top{k}_accuracy']:.4f}  " if k < len(summary["class_names"])
-           and f"top{k}_accuracy" in summary else "")  # top-k of k classes is always 1
-    print(f"examples: {summary['num_examples']}  accuracy: {summary['accuracy']:.4f}  "
-          f"{top}macro F1: {summary['macro_f1']:.4f}")
-    if "tta" in summary:
-        print(f"test-time augmentation {summary['tta']['views']} ({summary['tta']['passes']} "
-              f"views): accuracy {summary['tta']['accuracy']:.4f}, without it "
-              f"{summary['tta']['accuracy_without']:.4f}")
-    for row in summary["per_class"]:
-        print(f"  {row['class']:<20} precision {row['precision']:.3f}  recall "
-              f"{row['recall']:.3f}  F1 {row['f1']:.3f}  ({row['support']} examples)")
+    for line in cli.load(DESCRIBE)(summary, cfg.top_k):
+        print(line)
     print(f"written: {out / 'evaluation.json'} and plots")
     return 0
 

@@ -22,13 +22,18 @@ from ktransfer.data.examples import Examples, Splits
 from ktransfer.data.splits import SourceOpener, load_splits
 from ktransfer.errors import ConfigError, KtransferError
 from ktransfer.registry import Registry
+from ktransfer.tasks import default_task, task_of
 
 if TYPE_CHECKING:  # in annotations only: knowing the modalities imports no TensorFlow
     import keras
     import tensorflow as tf
 
+    from ktransfer.tasks.task import Task
+
 # predict --explain: (examples, class id of each, the model's class names, folder) -> files
 Explainer = Callable[[Examples, list[int], list[str], str | os.PathLike], list[Path]]
+# an exported signature's outputs from the model's output: the task's (`Task.serving`)
+Answer = Callable[[Any], dict[str, Any]]
 
 
 @dataclass
@@ -51,14 +56,25 @@ class Network:
 
 class Feed(abc.ABC):
     """Turns examples into model inputs: the modality's input pipeline (resize and augment
-    images; tokenise text)."""
+    images; tokenise text). Its targets are encoded by `task` (the run's; None: the default
+    task), which the modality gives the feed it makes."""
+
+    task: Task | None = None
 
     @abc.abstractmethod
     def dataset(self, examples: Examples, *, batch_size: int, training: bool = False,
                 seed: int = 0, repeat: bool = False,
                 cache_path: str | os.PathLike | None = None) -> tf.data.Dataset:
-        """Batches (model inputs, one-hot labels float32 [B, C]); `training` shuffles and
-        augments, `repeat` repeats forever (for --steps_per_epoch)."""
+        """Batches (model inputs, targets float32 [B, outputs] as `encoder` makes them);
+        `training` shuffles and augments, `repeat` repeats forever (for
+        --steps_per_epoch)."""
+
+    def encoder(self, examples: Examples) -> Callable[[Any], Any]:
+        """A function from a batch of `examples`' targets to what the loss takes (the task's
+        `encode`: one-hot class ids, label sets, values)."""
+        task = self.task or default_task()
+        outputs = task.outputs(examples.class_names)
+        return lambda labels: task.encode(labels, outputs)
 
     @property
     def augments(self) -> bool:
@@ -149,7 +165,7 @@ class Modality(abc.ABC):
 
     def load_splits(self, cfg: RunConfig) -> Splits:
         """The run's train / validation / test examples."""
-        return load_splits(cfg.data, self.opener(cfg))
+        return load_splits(cfg.data, self.opener(cfg), task_of(cfg))
 
     def data_notes(self, splits: Splits, feed: Feed) -> dict[str, Any]:
         """Facts about the data for metrics.json and the report (e.g. texts skipped or
@@ -174,9 +190,9 @@ class Modality(abc.ABC):
         """Whether `model` takes this kind's inputs (to tell the kind of a bare .keras file)."""
 
     @abc.abstractmethod
-    def endpoints(self, model: keras.Model, feed: Feed, class_names: list[str],
-                  top_k: int) -> dict[str, Any]:
-        """The SavedModel signatures, `serving_default` first: name -> tf.function."""
+    def endpoints(self, model: keras.Model, feed: Feed, answer: Answer) -> dict[str, Any]:
+        """The SavedModel signatures, `serving_default` first: name -> tf.function of this
+        kind's inputs, returning `answer(model output)` (the task's outputs)."""
 
 
 MODALITIES: Registry[Modality] = Registry("input kind", "modality")

@@ -30,6 +30,7 @@ from ktransfer.modality import DEFAULT_BACKBONES, MODALITIES, Modality
 from ktransfer.registry import registry_at
 from ktransfer.runs import rundir
 from ktransfer.runs.exportdir import check_export_dir
+from ktransfer.tasks import task_of
 
 SOURCE_FLAGS = (("data", "data"), ("data", "val_data"), ("data", "test_data"),
                 ("adapt", "target_data"), ("adapt", "target_eval_data"))
@@ -130,6 +131,7 @@ def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
         if spec:
             check_source(modality, spec, flag)
     modality.check(cfg)
+    task_of(cfg).check(cfg)
     several = 2 if cfg.distribute.strategy in ("mirrored", "multi_worker") else 1
     if accumulation_untested(cfg, several):
         raise ConfigError("accumulate", ACCUMULATE_UNTESTED)

@@ -26,14 +26,17 @@ FLAGS = flags.FLAGS
 
 
 def summary(result: TrainResult, report: bool) -> str:
-    """What a finished run prints: where it is and its accuracies."""
+    """What a finished run prints: where it is and its headline metric (the task's: accuracy,
+    macro-F1, mean absolute error) per split."""
     m = result.metrics
     n = m["num_examples"]
+    key = m.get("headline", "accuracy")
+    name = key.replace("_", " ")
     lines = [f"run directory: {result.run_dir}",
-             f"validation accuracy: {m['val']['accuracy']:.4f}  (loss {m['val']['loss']:.4f}, "
+             f"validation {name}: {m['val'][key]:.4f}  (loss {m['val']['loss']:.4f}, "
              f"{n['val']} examples)"]
     if "test" in m:
-        lines.append(f"test accuracy: {m['test']['accuracy']:.4f}  (loss "
+        lines.append(f"test {name}: {m['test'][key]:.4f}  (loss "
                      f"{m['test']['loss']:.4f}, {n['test']} examples)")
     a = m.get("adaptation", {})
     if "target_accuracy" in a:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ktransfer import preflight
@@ -35,6 +36,7 @@ from ktransfer.network.heads import build_head
 from ktransfer.optim.schedules import make_schedule
 from ktransfer.registry import Registry
 from ktransfer.runs import atomic
+from ktransfer.tasks import task_of
 from ktransfer.training import train
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,8 @@ def apply_hyperparameters(cfg: RunConfig, values: dict[str, Any]) -> RunConfig:
     return dataclasses.replace(cfg, model=model, train=train)
 
 
-def _space(hp, tc: TuneConfig) -> dict[str, Any]:
+def _space(hp, tc: TuneConfig, smooths: bool = True) -> dict[str, Any]:
+    """The search space of --hp_* (label smoothing fixed at 0 for a task without it)."""
     values = {
         "layers": hp.Int("layers", 0, tc.hp_layers) if tc.hp_layers else 0,
         "units": hp.Choice("units", list(tc.hp_units)),
@@ -74,8 +77,8 @@ def _space(hp, tc: TuneConfig) -> dict[str, Any]:
         "lr_schedule": hp.Choice("lr_schedule", list(tc.hp_schedules)),
         "label_smoothing": hp.Float("label_smoothing", tc.hp_label_smoothing[0],
                                     tc.hp_label_smoothing[1], step=0.05)
-        if tc.hp_label_smoothing[1] > tc.hp_label_smoothing[0]
-        else hp.Fixed("label_smoothing", tc.hp_label_smoothing[0]),
+        if smooths and tc.hp_label_smoothing[1] > tc.hp_label_smoothing[0]
+        else hp.Fixed("label_smoothing", tc.hp_label_smoothing[0] if smooths else 0.0),
     }
     return values
 
@@ -119,8 +122,13 @@ def _kt() -> Any:
 
 
 def _make_tuner(tc: TuneConfig, build: Callable[[Any], keras.Model], cfg: RunConfig) -> Any:
+    """The tuner of --tuner, scoring a trial by the task's objective (single-label: the best
+    val_accuracy of its epochs)."""
     _atomic_tuner_state()
-    common = {"objective": _kt().Objective("val_accuracy", "max"), "seed": cfg.train.seed,
+    task = task_of(cfg)
+    score = f"val_{task.objective}"
+    direction = "max" if task.higher_is_better(score) else "min"
+    common = {"objective": _kt().Objective(score, direction), "seed": cfg.train.seed,
               "directory": tc.directory, "project_name": tc.project, "overwrite": False}
     tuner = TUNERS.get(tc.tuner)(build, tc, cfg.train.epochs, **common)
     retry_orphaned_trials(tuner.oracle)
@@ -145,10 +153,11 @@ def retry_orphaned_trials(oracle: Any) -> list[str]:
     return orphans
 
 
-def trial_table(tuner, score: str = "val_accuracy", extra: tuple[str, ...] = ()
-                ) -> list[dict[str, Any]]:
+def trial_table(tuner, score: str = "val_accuracy", extra: tuple[str, ...] = (),
+                lower_is_better: bool = False) -> list[dict[str, Any]]:
     """Every trial with its status, `score` (the objective's best value), the `extra` metrics
     it recorded and its hyperparameters, best first (ties by trial id)."""
+    sign = -1.0 if lower_is_better else 1.0
     rows = []
     for trial in tuner.oracle.trials.values():
         recorded = {name: float(trial.metrics.get_last_value(name)) for name in extra
@@ -157,8 +166,8 @@ def trial_table(tuner, score: str = "val_accuracy", extra: tuple[str, ...] = ()
                      score: None if trial.score is None else float(trial.score), **recorded,
                      **trial.hyperparameters.values})
     # Ties (a validator that saturates) keep trial order, whatever order the tuner reloads in.
-    return sorted(rows, key=lambda r: (-(r[score] if r[score] is not None else -math.inf),
-                                       r["trial"]))
+    return sorted(rows, key=lambda r: (-(sign * r[score] if r[score] is not None
+                                         else -math.inf), r["trial"]))
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -187,15 +196,16 @@ class Trials:
     val: tf.data.Dataset
     extractor: keras.Model
     cached: bool
-    num_classes: int
+    num_classes: int  # the model's outputs
     steps: int
+    targets: np.ndarray  # of the training split (what the task's output layers take)
 
 
 def _trials(cfg: RunConfig, modality: Modality, splits: Splits, network: Network,
             project_dir: Path) -> Trials:
     extractor, _ = features.split_classifier(network.model)
     feed, batch = modality.feed(cfg, network), cfg.data.batch_size
-    n = len(splits.class_names)
+    n = task_of(cfg).outputs(splits.class_names)
     steps = math.ceil(len(splits.train) / batch)
     reason = features.why_not_cacheable(cfg, feed)
     if reason is not None:
@@ -205,11 +215,11 @@ def _trials(cfg: RunConfig, modality: Modality, splits: Splits, network: Network
         return Trials(feed.dataset(splits.train, batch_size=batch, training=True,
                                    seed=cfg.train.seed, cache_path=cache / "images"),
                       feed.dataset(splits.val, batch_size=batch, cache_path=cache / "images-val"),
-                      extractor, False, n, steps)
+                      extractor, False, n, steps, splits.train.labels)
     key = features.splits_key(cfg, str(network.info), splits)
     train, val = features.cached_datasets(cfg, extractor, feed, splits, project_dir / "cache", key)
     log.info("feature cache: on; every trial trains a head on the cached vectors")
-    return Trials(train, val, extractor, True, n, steps)
+    return Trials(train, val, extractor, True, n, steps, splits.train.labels)
 
 
 def _trial_model(trials: Trials, cfg: RunConfig) -> keras.Model:
@@ -220,7 +230,9 @@ def _trial_model(trials: Trials, cfg: RunConfig) -> keras.Model:
     else:
         inputs = trials.extractor.inputs
         x = trials.extractor(inputs)
-    model = keras.Model(inputs, build_head(x, trials.num_classes, cfg.model))
+    task = task_of(cfg)
+    model = keras.Model(inputs, build_head(x, trials.num_classes, cfg.model, task=task))
+    task.prepare(model, trials.targets)
     compile_classifier(model, cfg, make_schedule(cfg.train, cfg.train.lr, trials.steps,
                                                  cfg.train.epochs))
     return model
@@ -242,26 +254,29 @@ def _search_head(search_cfg: SearchConfig, modality: Modality) -> SearchResult:
     cfg, tc = search_cfg.run, search_cfg.tune
     keras.utils.set_random_seed(cfg.train.seed)
     splits = modality.load_splits(cfg)
-    network = modality.build(cfg, len(splits.class_names))
+    task = task_of(cfg)
+    network = modality.build(cfg, task.outputs(splits.class_names))
     freeze(network.backbone)
     project_dir = Path(tc.directory) / tc.project
     trials = _trials(cfg, modality, splits, network, project_dir)
     tuner = _make_tuner(
-        tc, lambda hp: _trial_model(trials, apply_hyperparameters(cfg, _space(hp, tc))), cfg)
+        tc, lambda hp: _trial_model(trials, apply_hyperparameters(
+            cfg, _space(hp, tc, task.smooths))), cfg)
     done = sum(1 for t in tuner.oracle.trials.values() if str(t.status) == "COMPLETED")
     if done:
         log.info("resuming %s: %d trial(s) already finished", project_dir, done)
     tuner.search(trials.train, validation_data=trials.val, epochs=cfg.train.epochs,
                  verbose=cfg.train.verbose, shuffle=False)
-    rows = trial_table(tuner)
+    score = f"val_{task.objective}"
+    rows = trial_table(tuner, score, lower_is_better=not task.higher_is_better(score))
     best_cfg = apply_hyperparameters(cfg, rows[0])
-    # A trial scores its best epoch (Keras Tuner takes the best val_accuracy of its epochs);
+    # A trial scores its best epoch (Keras Tuner takes the best objective of its epochs);
     # keeping the best epoch's weights (EarlyStopping restores them at the end) makes the
     # retrained model the one that was scored. Patience of all epochs: it never stops early.
     best_cfg = dataclasses.replace(best_cfg, train=dataclasses.replace(
-        best_cfg.train, monitor="val_accuracy",
+        best_cfg.train, monitor=score,
         early_stopping=best_cfg.train.early_stopping or best_cfg.train.epochs))
-    best_path = _write_results(best_cfg, rows, "val_accuracy", project_dir)
+    best_path = _write_results(best_cfg, rows, score, project_dir)
     return SearchResult(rows, best_path, 0.0, trials.cached)
 
 

@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Memos of checked files (ktransfer.data.memo) go to a folder of this test session's own.
 os.environ["KTRANSFER_CACHE"] = tempfile.mkdtemp(prefix="ktransfer-cache-")
 
+import csv  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
 import subprocess  # noqa: E402
@@ -299,6 +300,36 @@ def sentiment_sentences(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
         texts.append(" ".join(words).capitalize() + ".")
         labels.append(label)
     return texts, labels
+
+
+def tagged_sentences(n: int, seed: int = 0) -> tuple[list[str], list[list[str]], list[float]]:
+    """`n` synthetic reviews with (tags, score): neutral filler plus 1-3 words of one polarity
+    and, in about 40%, the word music; tags are `praise` or `complaint` (the polarity) and
+    `music` when it is there; the score is the polar words' count, negative for complaints."""
+    rng = np.random.default_rng(seed)
+    texts, tags, scores = [], [], []
+    fillers = [w for w in NEUTRAL if w != "music"]
+    for i in range(n):
+        sign, count, music = (-1, 1)[i % 2], int(rng.integers(1, 4)), bool(rng.random() < 0.4)
+        words = list(rng.choice(fillers, int(rng.integers(3, 8))))
+        words += list(rng.choice(POSITIVE if sign > 0 else NEGATIVE, count))
+        words += ["music"] * music
+        rng.shuffle(words)
+        texts.append(" ".join(words).capitalize() + ".")
+        tags.append(["praise" if sign > 0 else "complaint"] + ["music"] * music)
+        scores.append(float(sign * count))
+    return texts, tags, scores
+
+
+def write_task_table(path: Path, n: int = 160, seed: int = 0) -> Path:
+    """A CSV of `tagged_sentences`: text, tags (joined by |) and score columns."""
+    texts, tags, scores = tagged_sentences(n, seed)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["text", "tags", "score"])
+        writer.writerows([t, "|".join(g), s] for t, g, s in zip(texts, tags, scores,
+                                                                  strict=True))
+    return path
 
 
 def save_tiny_bert(folder: Path, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:

@@ -79,7 +79,7 @@ LAYERS = [
     {"errors", "registry"},
     {"config"},
     {"data", "runs", "optim"},
-    {"modality"},
+    {"modality", "tasks"},
     {"preflight"},
     {"network"},
     {"deploy"},

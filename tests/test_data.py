@@ -10,7 +10,6 @@ import tensorflow as tf
 
 from ktransfer import config
 from ktransfer.config import AugmentConfig
-from ktransfer.data.splits import class_weights
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.image import imageset, sources
 from ktransfer.image.imageset import ImageSet
@@ -117,16 +116,6 @@ def test_tfds_offline_missing_dataset_fails_fast(tmp_path):
     message = str(info.value)
     assert message.startswith("--data=tfds:cifar10: not found in")
     assert "download_and_prepare" in message and "--data_dir=DIR" in message
-
-
-def test_class_weights_balanced():
-    labels = np.array([0] * 30 + [1] * 10 + [2] * 20)
-    weights = class_weights(labels, 4)
-    assert weights[0] == pytest.approx(60 / (3 * 30))
-    assert weights[1] == pytest.approx(60 / (3 * 10))
-    assert weights[3] == 0.0
-    total = sum(weights[c] * n for c, n in enumerate(np.bincount(labels, minlength=4)))
-    assert total == pytest.approx(len(labels))
 
 
 def test_pipeline_shapes_range_and_one_hot():
@@ -275,7 +264,8 @@ def test_every_input_pipeline_runs_without_tf_data_autotuning():
                       images=np.zeros((4, 8, 8, 3), np.uint8))
     built = [make_dataset(images, image_size=8, batch_size=2, training=training)
              for training in (True, False)]
-    built.append(feature_dataset(np.zeros((4, 3), np.float32), images.labels, 2, 2))
+    built.append(feature_dataset(np.zeros((4, 3), np.float32), images.labels,
+                                 lambda y: tf.one_hot(y, 2), 2))
     built.append(tf.data.Dataset.zip((built[0], built[1])))
     assert [ds.options().autotune.enabled for ds in built] == [False] * 4
     assert sum(1 for _ in built[1]) == 2

@@ -11,7 +11,7 @@ import pytest
 
 from ktransfer.errors import DataError
 from ktransfer.image.imageset import ImageSet
-from ktransfer.reporting.evaluation import summarize
+from ktransfer.tasks.single_label import SINGLE_LABEL, summarize
 
 from conftest import digit_jpeg, error_line, run_cli
 
@@ -33,9 +33,9 @@ def test_summarize_counts_per_class_metrics_and_confident_mistakes():
 def test_align_maps_class_names_and_rejects_unknown_classes():
     images = ImageSet(class_names=("b", "a"), labels=np.array([0, 1, 1], np.int32),
                       images=np.zeros((3, 4, 4, 3), np.uint8))
-    assert images.align(["a", "b", "c"]).labels.tolist() == [1, 0, 0]
+    assert images.align(["a", "b", "c"], SINGLE_LABEL).labels.tolist() == [1, 0, 0]
     with pytest.raises(DataError, match="^--data: class 'b' is not a class of the model"):
-        images.align(["a", "c"])
+        images.align(["a", "c"], SINGLE_LABEL)
 
 
 def test_evaluate_cli_reproduces_the_runs_test_accuracy(quickstart_run, tmp_path):
@@ -146,7 +146,7 @@ def test_scores_from_probabilities_match_keras_evaluate(tiny_config):
     they equal what model.evaluate reports (L2 terms and label smoothing included)."""
     from ktransfer.deploy.prediction import probabilities
     from ktransfer.image.modality import IMAGE
-    from ktransfer.reporting.evaluation import scores
+    from ktransfer.tasks.single_label import SINGLE_LABEL
     from ktransfer.training import train
 
     cfg = tiny_config(epochs=2, l2=0.01, label_smoothing=0.1, head_hidden=[8])
@@ -155,7 +155,8 @@ def test_scores_from_probabilities_match_keras_evaluate(tiny_config):
     feed = IMAGE.feed(cfg, type("Net", (), {"model": result.model})())
     keras_says = result.model.evaluate(feed.dataset(test, batch_size=32), return_dict=True,
                                        verbose=0)
-    ours = scores(probabilities(result.model, feed, test), test.labels, result.model, 0.1)
+    ours = SINGLE_LABEL.scores(probabilities(result.model, feed, test), test.labels,
+                               result.model, cfg, {})
     assert ours == pytest.approx(keras_says, rel=1e-5)
     assert result.metrics["test"] == pytest.approx(keras_says, rel=1e-5)
 

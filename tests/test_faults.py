@@ -18,8 +18,9 @@ from PIL import Image
 from ktransfer import config
 from ktransfer.errors import ConfigError, DataError, DiskFullError
 from ktransfer.image.sources import image_problem
-from ktransfer.reporting.evaluation import evaluate_saved, summarize, top_k_hits
+from ktransfer.reporting.evaluation import evaluate_saved
 from ktransfer.runs import rundir
+from ktransfer.tasks.single_label import summarize, top_k_hits
 from ktransfer.training import callbacks, train
 
 from conftest import REPO, train_killed_after, write_images
@@ -125,14 +126,15 @@ def test_evaluation_of_1000_classes_needs_little_memory_beyond_tensorflow(tmp_pa
     """Summary, confusion matrix and per-class plots of 1,000 classes: the peak memory above
     what importing TensorFlow takes (about 0.7 GB here) stays under 0.4 GB (it grew with the
     square of the class count: 6.7 GB for 300 classes)."""
-    code = ("import resource, numpy as np; from ktransfer.reporting.evaluation import summarize, "
-            "plot_confusion, plot_per_class; rng = np.random.default_rng(0); "
+    code = ("import resource, numpy as np; from ktransfer.tasks.single_label import summarize, "
+            "plot_confusion; from ktransfer.tasks.plots import plot_per_class; "
+            "rng = np.random.default_rng(0); "
             "p = rng.dirichlet(np.ones(1000), 3000).astype('float32'); "
             "y = rng.integers(0, 1000, 3000); "
             "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
             "s = summarize(p, y, [f'c{i}' for i in range(1000)]); "
             f"plot_confusion(s, {str(tmp_path / 'c.png')!r}); "
-            f"plot_per_class(s, {str(tmp_path / 'p.png')!r}); "
+            f"plot_per_class(s['per_class'], {str(tmp_path / 'p.png')!r}); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)")
     ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=REPO, timeout=300)

@@ -15,7 +15,7 @@ from toy_vectors import VECTORS, VectorSet
 from ktransfer import config, preflight
 from ktransfer.config import groups
 from ktransfer.deploy.saving import load_model
-from ktransfer.deploy.serving import export
+from ktransfer.deploy.serving import answer, export
 from ktransfer.errors import DataError
 from ktransfer.modality import (
     DEFAULT_BACKBONES,
@@ -83,7 +83,7 @@ def test_every_modality_meets_the_seam(name, tmp_path, request, with_toy):
     again = modality.feed_for(reloaded, str(tmp_path))
     _close(reloaded(_first(again.inputs(splits.val, 4)), training=False), probabilities)
     # The export holds the promised signatures, serving_default first.
-    endpoints = modality.endpoints(model, feed, list(splits.class_names), 2)
+    endpoints = modality.endpoints(model, feed, answer(feed, list(splits.class_names), 2))
     assert next(iter(endpoints)) == "serving_default"
     version = export(model, modality, feed, list(splits.class_names), tmp_path / "e" / "m")
     if name == "text":

@@ -351,13 +351,18 @@ def test_fine_tuning_is_the_same_run_with_and_without_the_feature_cache(tiny_con
 
 
 def test_a_run_no_better_than_the_majority_class_ends_with_a_warning():
-    from ktransfer.training.finishing import no_better_than_majority
+    from ktransfer.tasks.single_label import SINGLE_LABEL
+    from ktransfer.training.finishing import no_better_than_baseline
 
     labels = np.array([0, 0, 0, 1])  # the majority class is 75 %
-    assert "no better than always predicting the most common class (75.0%)" in \
-        no_better_than_majority(0.75, labels)
-    assert "configs/my_texts.cfg" in no_better_than_majority(0.5, labels)
-    assert no_better_than_majority(0.8, labels) == ""
+
+    def warning(accuracy: float) -> str:
+        return no_better_than_baseline(SINGLE_LABEL, accuracy, labels, labels)
+
+    assert "accuracy 0.75 is no better than always predicting the most common class (0.75)" \
+        in warning(0.75)
+    assert "configs/my_texts.cfg" in warning(0.5)
+    assert warning(0.8) == ""
 
 
 @pytest.mark.parametrize("template", ["my_images.cfg", "my_texts.cfg"])

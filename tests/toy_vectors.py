@@ -17,11 +17,11 @@ from sklearn.datasets import make_blobs
 
 from ktransfer.config import PredictConfig, RunConfig, option, require
 from ktransfer.data.examples import Examples
-from ktransfer.deploy.serving import outputs
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.modality import Feed, Modality, Network, Presentation
 from ktransfer.network.heads import build_head
 from ktransfer.registry import Registry
+from ktransfer.tasks import task_of
 
 WIDTH = 8
 
@@ -51,11 +51,14 @@ def blobs() -> dict[str, VectorSet]:
 
 @dataclass
 class VectorFeed(Feed):
+    task: Any = None
+
     def dataset(self, examples, *, batch_size, training=False, seed=0, repeat=False,
                 cache_path=None):
         assert isinstance(examples, VectorSet) and examples.values is not None
-        labels = np.eye(len(examples.class_names), dtype=np.float32)[examples.labels]
-        ds = tf.data.Dataset.from_tensor_slices((examples.values, labels))
+        encode = self.encoder(examples)
+        ds = tf.data.Dataset.from_tensor_slices((examples.values, examples.labels)).map(
+            lambda x, y: (x, encode(y)))
         if training:
             ds = ds.shuffle(len(examples), seed=seed, reshuffle_each_iteration=True)
         ds = ds.repeat() if repeat else ds
@@ -107,11 +110,12 @@ class VectorModality(Modality):
         backbone = keras.Sequential([keras.Input((WIDTH,)), keras.layers.Dense(units, "relu")],
                                     name="backbone")
         inputs = keras.Input((WIDTH,), name="values")
-        model = keras.Model(inputs, build_head(backbone(inputs), num_classes, cfg.model))
+        model = keras.Model(inputs, build_head(backbone(inputs), num_classes, cfg.model,
+                                               task=task_of(cfg)))
         return Network(model, backbone, {"backbone": "mlp"})
 
     def feed(self, cfg: RunConfig, network: Network) -> Feed:
-        return VectorFeed()
+        return VectorFeed(task=task_of(cfg))
 
     def feed_for(self, model: keras.Model, location: str | None) -> Feed:
         return VectorFeed()
@@ -119,10 +123,10 @@ class VectorModality(Modality):
     def accepts(self, model: keras.Model) -> bool:
         return tuple(model.input_shape) == (None, WIDTH)
 
-    def endpoints(self, model, feed, class_names, top_k) -> dict[str, Any]:
+    def endpoints(self, model, feed, answer) -> dict[str, Any]:
         @tf.function(input_signature=[tf.TensorSpec([None, WIDTH], tf.float32, name="values")])
         def serve(values):
-            return outputs(model(values, training=False), class_names, top_k)
+            return answer(model(values, training=False))
 
         return {"serving_default": serve}
 

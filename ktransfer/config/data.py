@@ -13,6 +13,8 @@ class DataConfig:
 
     modality: str = option("image", "What the examples are: image, or text.",
                            registry="ktransfer.modality:MODALITIES")
+    task: str = option("single_label", "What each example's target is.",
+                       registry="ktransfer.tasks:TASKS")
     data: str = option(
         "", "Training data: builtin:NAME, tfds:NAME, or a folder of class sub-folders "
         "(folder:PATH or just PATH); text also reads .csv, .tsv and .jsonl files.")

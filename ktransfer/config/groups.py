@@ -23,7 +23,7 @@ from ktransfer.config.fields import FROM_RUN, option
 
 # The modules whose registrations declare groups, imported before the groups are read (so
 # `config.build(max_length=64)` knows the text group without importing the modalities first).
-DECLARED_BY = ("ktransfer.modality",)
+DECLARED_BY = ("ktransfer.modality", "ktransfer.tasks")
 _DECLARED: dict[str, str] = {}  # group name -> "package.module:Class"
 
 

@@ -70,8 +70,10 @@ class TrainConfig:
     lr_floor: float = option(0.1, "cyclic: the lowest rate as a fraction of the peak.")
     early_stopping: int = option(0, "Stop after this many epochs without improvement of "
                                 "--monitor and restore the best weights; 0 turns it off.")
-    monitor: str = option("val_loss", "Metric for early stopping and the best checkpoint.",
-                         ("val_loss", "val_accuracy"))
+    monitor: str = option("val_loss", "Validation metric for early stopping and the best "
+                          "checkpoint: val_loss or one the task reports (single_label: "
+                          "val_accuracy, val_top5_accuracy; multi_label: val_macro_f1, val_map; "
+                          "regression: val_mae, val_rmse).")
     steps_per_epoch: int = option(0, "Limit training steps per epoch; 0 runs the whole set.")
     seed: int = option(0, "Seed for weights, shuffling and augmentation.")
     verbose: int = option(1, "0 silent, 1 progress bars, 2 one line per epoch.")
@@ -142,6 +144,9 @@ class TrainConfig:
         require(0.0 <= self.lr_floor <= 1.0, "lr_floor", "must be in [0, 1]")
         require(self.early_stopping >= 0, "early_stopping", "must be >= 0")
         require(self.verbose in (0, 1, 2), "verbose", "must be 0, 1 or 2")
+        require(self.monitor.startswith("val_") and len(self.monitor) > 4, "monitor",
+                f"must name a validation metric (val_loss, val_accuracy, ...), got "
+                f"{self.monitor!r}")
         if self.export_dir:
             name = os.path.basename(os.path.normpath(self.export_dir))
             require(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", name)), "export_dir",

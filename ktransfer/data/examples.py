@@ -1,20 +1,23 @@
 """Labelled examples of any kind, and the train / validation / test splits of a run.
 
-`Examples` holds what every kind shares: class names and one integer label per example. Each
-modality subclasses it with its own per-example arrays (image files or pixels, texts); every
-numpy array field with one row per example is sliced together by `subset`, so splitting, class
-subsets and few-label sampling work the same way for all of them.
+`Examples` holds what every kind shares: class names and the targets (in the form of the run's
+task: `ktransfer.tasks`). Each modality subclasses it with its own per-example arrays (image
+files or pixels, texts); every numpy array field with one row per example is sliced together by
+`subset`, so splitting, class subsets and few-label sampling work the same way for all of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
 from ktransfer.errors import DataError
+
+if TYPE_CHECKING:  # annotations only: the data layer lies below the tasks
+    from ktransfer.tasks.task import Task
 
 E = TypeVar("E", bound="Examples")
 
@@ -24,12 +27,16 @@ class Examples:
     """Labelled examples of one split.
 
     Args:
-        class_names: the class of label i is `class_names[i]`.
-        labels: int32 [N], one label per example.
+        class_names: the class (label, target) names the targets refer to.
+        labels: the targets, in the form of the task named by `task` (`ktransfer.tasks`):
+            int32 class ids [N] for single_label (what class folders and built-in sets give),
+            float32 label sets [N, C] for multi_label, float32 values [N] for regression.
+        task: the task whose form `labels` are in.
     """
 
     class_names: tuple[str, ...]
     labels: np.ndarray
+    task: str = dataclasses.field(default="single_label", kw_only=True)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -42,30 +49,34 @@ class Examples:
                    if isinstance(value := getattr(self, f.name), np.ndarray) and len(value) == n}
         return dataclasses.replace(self, **changes)
 
-    def relabel(self: E, class_names: tuple[str, ...]) -> E:
-        """Keeps only examples of `class_names` and renumbers labels in that order."""
-        missing = [c for c in class_names if c not in self.class_names]
-        if missing:
-            raise DataError(f"class {missing[0]!r} is not in the data; it has: "
-                            f"{', '.join(self.class_names)}")
-        new_index = {name: i for i, name in enumerate(class_names)}
-        mapping = np.array([new_index.get(c, -1) for c in self.class_names], dtype=np.int32)
-        mapped = mapping[self.labels]
-        keep = np.flatnonzero(mapped >= 0)
-        out = self.subset(keep)
-        return dataclasses.replace(out, class_names=tuple(class_names), labels=mapped[keep])
+    def as_task(self: E, task: Task, flag: str = "data") -> E:
+        """These examples with targets in `task`'s form: class ids become the task's targets
+        (a task that is not one class per example refuses them, naming `flag`)."""
+        if self.task == task.name:
+            return self
+        if self.task != "single_label":
+            raise DataError(f"--{flag}: holds {self.task} targets, the run is --task="
+                            f"{task.name}")
+        labels = task.from_class_ids(self.class_names, self.labels, flag)
+        return dataclasses.replace(self, labels=labels, task=task.name)
 
-    def align(self: E, class_names: list[str], flag: str = "data") -> E:
+    def relabel(self: E, class_names: tuple[str, ...], task: Task) -> E:
+        """Keeps only examples of `class_names` (--classes) and renumbers their targets in
+        that order."""
+        labels, keep = task.relabel(self.labels, self.class_names, tuple(class_names), False)
+        return dataclasses.replace(self.subset(keep), class_names=tuple(class_names),
+                                   labels=labels)
+
+    def align(self: E, class_names: list[str], task: Task, flag: str = "data") -> E:
         """Relabelled to a model's class order; a class the model does not know is an error
         (the model cannot be right about it), classes absent from the data are fine."""
-        unknown = [c for c in self.class_names if c not in class_names]
-        if unknown:
-            raise DataError(f"--{flag}: class {unknown[0]!r} is not a class of the model "
-                            f"(labels.txt: {', '.join(class_names[:20])})")
-        index = {name: i for i, name in enumerate(class_names)}
-        mapping = np.array([index[c] for c in self.class_names], dtype=np.int32)
-        return dataclasses.replace(self, class_names=tuple(class_names),
-                                   labels=mapping[self.labels])
+        try:
+            labels, keep = task.relabel(self.labels, self.class_names, tuple(class_names),
+                                        True)
+        except DataError as exc:
+            raise DataError(f"--{flag}: {exc}") from None
+        return dataclasses.replace(self.subset(keep), class_names=tuple(class_names),
+                                   labels=labels)
 
     def names(self) -> list[str] | None:
         """A name per example for reports (file paths, ids), or None when there are none."""

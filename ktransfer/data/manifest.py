@@ -14,21 +14,24 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.errors import DataError
 from ktransfer.runs import atomic
 
+if TYPE_CHECKING:  # annotations only: the data layer lies below the tasks
+    from ktransfer.tasks.task import Task
+
 MANIFEST = "manifest.json"
 
 
-def _rows(examples: Examples | None) -> list[list[str]]:
+def _rows(examples: Examples | None, task: Task) -> list[list[str]]:
     if examples is None:
         return []
     names = examples.names() or [str(i) for i in range(len(examples))]
-    return [[name, examples.class_names[label]] for name, label in
-            zip(names, examples.labels.tolist(), strict=True)]
+    return [[name, task.target_text(target, examples.class_names)]
+            for name, target in zip(names, examples.labels, strict=True)]
 
 
 def _stat(path: str) -> list[int] | None:
@@ -39,9 +42,11 @@ def _stat(path: str) -> list[int] | None:
     return [info.st_size, info.st_mtime_ns]
 
 
-def describe(splits: Splits, sources: list[str]) -> dict[str, Any]:
-    """The manifest of `splits`, read from the `sources` (--data, --val_data, ...)."""
-    rows = {"train": _rows(splits.train), "val": _rows(splits.val), "test": _rows(splits.test)}
+def describe(splits: Splits, sources: list[str], task: Task) -> dict[str, Any]:
+    """The manifest of `splits` (targets in `task`'s form), read from the `sources` (--data,
+    --val_data, ...)."""
+    rows = {split: _rows(examples, task) for split, examples in
+            (("train", splits.train), ("val", splits.val), ("test", splits.test))}
     names = {name for split in rows.values() for name, _ in split}
     files = {p: _stat(p) for p in sorted(names | set(sources)) if os.path.isfile(p)}
     body = json.dumps([rows, files], sort_keys=True).encode()

@@ -1,5 +1,5 @@
-"""Splitting labelled examples of any kind: stratified train / validation / test splits, class
-subsets, few-label sampling and class weights.
+"""Splitting labelled examples of any kind into train / validation / test, as the run's task
+stratifies them; class subsets and few-label sampling.
 
 A source opener (one per modality) turns a `--data` string into its splits (`all`, or some of
 `train` / `val` / `test`); `load_splits` makes the three sets a run trains, validates and tests on.
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ktransfer.config import DataConfig
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.errors import DataError
+
+if TYPE_CHECKING:  # annotations only: the data layer lies below the tasks
+    from ktransfer.tasks.task import Task
 
 # Folder names (and TFDS split names) recognised as given splits, in order of preference.
 SPLIT_NAMES = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
@@ -24,7 +27,8 @@ SPLIT_NAMES = {"train": ("train",), "val": ("val", "validation", "valid"), "test
 SourceOpener = Callable[[str, str], dict[str, Examples]]
 
 
-def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+def stratified_split(labels: np.ndarray, fraction: float, seed: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Splits positions into (kept, held_out) with about `fraction` of each class held out.
 
     Every class with at least 2 examples keeps at least one and holds out at least one.
@@ -48,7 +52,7 @@ def per_class_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
 
 
 def _given(cfg: DataConfig, open_source: SourceOpener, main: dict[str, Examples], flag: str,
-           key: str, class_names: tuple[str, ...]) -> Examples | None:
+           key: str, class_names: tuple[str, ...], task: Task) -> Examples | None:
     """The `key` split from `--flag` when given, else from the main source (or None)."""
     spec = getattr(cfg, flag)
     if spec:
@@ -58,39 +62,43 @@ def _given(cfg: DataConfig, open_source: SourceOpener, main: dict[str, Examples]
         chosen = main.get(key)
     if chosen is None:
         return None
+    chosen = chosen.as_task(task, flag)
     try:
-        return chosen.relabel(class_names)
+        return chosen.relabel(class_names, task)
     except DataError as exc:
         raise DataError(f"--{flag}: {exc}") from None
 
 
-def load_splits(cfg: DataConfig, open_source: SourceOpener) -> Splits:
-    """Builds the train / validation / test sets a `DataConfig` describes."""
+def load_splits(cfg: DataConfig, open_source: SourceOpener, task: Task) -> Splits:
+    """Builds the train / validation / test sets a `DataConfig` describes, with targets in
+    `task`'s form, split as it stratifies."""
     main = open_source(cfg.data, "data")
     train = main.get("train", main.get("all"))
     if train is None:
         raise DataError(f"--data: {cfg.data} has no train split (it has {', '.join(main)})")
+    train = train.as_task(task)
     class_names = tuple(cfg.classes) if cfg.classes else train.class_names
     check_class_names(class_names)
     try:
-        train = train.relabel(class_names)
+        train = train.relabel(class_names, task)
     except DataError as exc:
         raise DataError(f"--classes: {exc}") from None
-    test = _given(cfg, open_source, main, "test_data", "test", class_names)
+    test = _given(cfg, open_source, main, "test_data", "test", class_names, task)
     carved = 0.0  # fraction of the data already held out for test
     if test is None and cfg.test_split > 0:
-        rest, held = stratified_split(train.labels, cfg.test_split, cfg.split_seed)
+        rest, held = task.split(train.labels, cfg.test_split, cfg.split_seed)
         train, test = train.subset(rest), train.subset(held)
         carved = cfg.test_split
-    val = _given(cfg, open_source, main, "val_data", "val", class_names)
+    val = _given(cfg, open_source, main, "val_data", "val", class_names, task)
     if val is None:
         # val_split is a fraction of all the data; what is left after the test split is smaller.
         fraction = cfg.val_split / (1.0 - carved)
-        rest, held = stratified_split(train.labels, max(fraction, 1e-9), cfg.split_seed + 1)
+        rest, held = task.split(train.labels, max(fraction, 1e-9), cfg.split_seed + 1)
         train, val = train.subset(rest), train.subset(held)
     if cfg.train_per_class:
-        train = train.subset(per_class_sample(train.labels, cfg.train_per_class, cfg.split_seed))
-    _check_not_empty(train, val, class_names)
+        train = train.subset(task.sample(train.labels, cfg.train_per_class, cfg.split_seed))
+    _check_not_empty(train, val)
+    task.check_splits(train.labels, val.labels, class_names)
     return Splits(train=train, val=val, test=test if test is not None and len(test) else None)
 
 
@@ -104,28 +112,11 @@ def check_class_names(class_names: tuple[str, ...], flag: str = "data") -> None:
                             "rename that class folder (or label)")
 
 
-def _check_not_empty(train: Examples, val: Examples, class_names: tuple[str, ...]) -> None:
+def _check_not_empty(train: Examples, val: Examples) -> None:
     for name, examples in (("training", train), ("validation", val)):
         if len(examples) == 0:
             raise DataError(f"--data: the {name} set is empty; add examples or change "
                             "--val_split/--test_split")
-    if len(class_names) < 2:
-        raise DataError(f"--data: found one class only ({class_names[0]!r}); a classifier needs "
-                        "at least 2 classes")
-    missing = [c for i, c in enumerate(class_names) if not np.any(train.labels == i)]
-    if missing:
-        raise DataError(f"--data: class {missing[0]!r} has no training examples (after bad ones "
-                        "were skipped and the splits were made); add examples of it or leave it "
-                        "out with --classes")
-
-
-def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
-    """'balanced' weights n / (k * count_c); classes absent from `labels` get weight 0."""
-    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
-    present = counts > 0
-    weights = np.zeros(num_classes)
-    weights[present] = len(labels) / (present.sum() * counts[present])
-    return {i: float(w) for i, w in enumerate(weights)}
 
 
 def pick(sets: dict[str, Examples], split: str, spec: str) -> Examples:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from ktransfer.deploy.saving import Classifier, run_config
 from ktransfer.errors import KtransferError
 from ktransfer.modality import Feed
 from ktransfer.registry import Registry
+from ktransfer.tasks import default_task
 
 log = logging.getLogger(__name__)
 CALIBRATION_EXAMPLES = 200
@@ -72,6 +73,7 @@ class CheckData:
     feed: Feed
     test: Examples | None
     calibration: Examples | None
+    state: dict[str, Any] = field(default_factory=dict)  # the task's (e.g. thresholds)
 
     def batches(self, examples: Examples, batch_size: int = 32) -> Iterator[np.ndarray]:
         for x in self.feed.inputs(examples, batch_size).as_numpy_iterator():
@@ -79,9 +81,10 @@ class CheckData:
 
 
 def _accuracy(predict: Predictor, data: CheckData) -> float:
+    """The task's headline metric (single-label: accuracy) of `predict` on the test split."""
     assert data.test is not None
-    probabilities = np.concatenate([predict(x) for x in data.batches(data.test)])
-    return float(np.mean(probabilities.argmax(axis=1) == data.test.labels))
+    outputs = np.concatenate([predict(x) for x in data.batches(data.test)])
+    return (data.feed.task or default_task()).quality(outputs, data.test.labels, data.state)
 
 
 def _check(name: str, accuracy: float, reference: float, cfg: ExportConfig) -> dict[str, Any]:
@@ -132,7 +135,8 @@ def check_data(clf: Classifier) -> CheckData | None:
     if clf.run_dir is None:
         return None
     splits = clf.modality.load_splits(run_config(clf.run_dir))
-    test = (splits.test if splits.test is not None else splits.val).align(clf.class_names)
+    test = (splits.test if splits.test is not None else splits.val).align(clf.class_names,
+                                                                          clf.task)
     rng = np.random.default_rng(0)
     pick = rng.permutation(len(splits.train))[:CALIBRATION_EXAMPLES]
-    return CheckData(clf.feed, test, splits.train.subset(np.sort(pick)))
+    return CheckData(clf.feed, test, splits.train.subset(np.sort(pick)), clf.state)

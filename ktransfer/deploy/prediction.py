@@ -12,6 +12,7 @@ import io
 import json
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -23,15 +24,17 @@ from ktransfer.data.examples import Examples
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.serving import check_classifier
 from ktransfer.modality import Feed
+from ktransfer.tasks import default_task
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """Top-k classes of one example, best first; `probabilities` over all classes. `name` is
-    the example as shown (a file path, the text itself); `source` where it came from when that
-    is not the name (`stdin:3`, `reviews.txt:12`)."""
+    """The task's answers for one example, best first (single-label: the top-k classes and
+    their probabilities); `probabilities`: the model's whole output. `name` is the example as
+    shown (a file path, the text itself); `source` where it came from when that is not the
+    name (`stdin:3`, `reviews.txt:12`)."""
 
     name: str
     top_k: list[tuple[str, float]]
@@ -59,16 +62,16 @@ def batch_probabilities(model: keras.Model, batches: tf.data.Dataset) -> np.ndar
 
 
 def predict(model: keras.Model, feed: Feed, examples: Examples, class_names: list[str],
-            top_k: int = 3, batch_size: int = 64, tta: str = "none") -> list[Prediction]:
-    """The `top_k` classes of every example, in order; names from `examples.names()`."""
+            top_k: int = 3, batch_size: int = 64, tta: str = "none",
+            state: dict[str, Any] | None = None) -> list[Prediction]:
+    """The answers of the feed's task for every example, in order (single-label: the `top_k`
+    classes); names from `examples.names()`."""
     probs = probabilities(model, feed, examples, batch_size, tta)
     names = examples.names() or [str(i) for i in range(len(examples))]
-    k = max(1, min(top_k, len(class_names)))
-    out = []
-    for name, row in zip(names, probs, strict=True):
-        order = np.argsort(-row, kind="stable")[:k]
-        out.append(Prediction(name, [(class_names[i], float(row[i])) for i in order], row))
-    return out
+    task = feed.task or default_task()
+    answers = task.answers(probs, list(class_names), top_k, state or {})
+    return [Prediction(name, rows, row)
+            for name, rows, row in zip(names, answers, probs, strict=True)]
 
 
 def _escape(value: str) -> str:
@@ -78,24 +81,27 @@ def _escape(value: str) -> str:
             .replace("\r", "\\r"))
 
 
-def format_predictions(predictions: list[Prediction], fmt: str, key: str = "file") -> str:
+def format_predictions(predictions: list[Prediction], fmt: str, key: str = "file",
+                       fields: tuple[str, str, str] = ("top_k", "class", "probability")) -> str:
     """text: `name<TAB>class<TAB>probability[...]` per line (tabs and newlines escaped); csv
-    with a header; json list. `key` names the first column ("file", "text")."""
+    with a header; json list. `key` names the first column ("file", "text"); `fields` the
+    answers (the task's `answer_fields`: list key, item name, item score)."""
     sources = any(p.source for p in predictions)
+    many, item, score = fields
     if fmt == "json":
         return json.dumps([{key: p.name, **({"source": p.source} if sources else {}),
-                            "top_k": [{"class": c, "probability": round(s, 6)}
-                                      for c, s in p.top_k]}
+                            many: [{item: c, score: round(s, 6)} for c, s in p.top_k]}
                            for p in predictions], indent=1, ensure_ascii=False) + "\n"
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        k = len(predictions[0].top_k)
+        k = max((len(p.top_k) for p in predictions), default=0)
         writer.writerow([key, *(["source"] if sources else [])]
-                        + [f"{w}{i}" for i in range(1, k + 1) for w in ("class", "probability")])
+                        + [f"{w}{i}" for i in range(1, k + 1) for w in (item, score)])
         for p in predictions:
             writer.writerow([p.name, *([p.source] if sources else [])]
-                            + [v for c, s in p.top_k for v in (c, f"{s:.6f}")])
+                            + [v for c, s in p.top_k for v in (c, f"{s:.6f}")]
+                            + [""] * (2 * (k - len(p.top_k))))
         return buffer.getvalue()
     return "".join(_escape(_short(p.name) if p.source else p.name)
                    + "".join(f"\t{_escape(c)}\t{s:.4f}" for c, s in p.top_k) + "\n"
@@ -116,21 +122,20 @@ def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
     preflight.check_predict(cfg)
     clf = open_classifier(cfg.model, unsafe=cfg.unsafe_load)
     cfg = resolve_from_run(cfg, clf.run_config())  # its reading options, unless given
-    check_classifier(clf.model, clf.class_names)
+    check_classifier(clf.model, clf.class_names, task=clf.task)
     clf.feed.views(cfg.tta)  # refuses --tta where the modality has none, before reading
     shown = clf.modality.presentation
     explain = (shown.explainer(clf.model, clf.feed, cfg.explain_layer) if cfg.explain
                else None)
     examples = shown.read_inputs(inputs, cfg)
     predictions = predict(clf.model, clf.feed, examples, clf.class_names, cfg.top_k,
-                          cfg.batch_size, cfg.tta)
+                          cfg.batch_size, cfg.tta, clf.state)
     inputs_shown = shown.shown(examples)
     if inputs_shown is not None:  # the input itself (a text), with where it came from
         predictions = [dataclasses.replace(p, name=text, source=p.name)
                        for p, text in zip(predictions, inputs_shown, strict=True)]
     if explain is not None:
-        ids = {name: k for k, name in enumerate(clf.class_names)}
-        written = explain(examples, [ids[p.top_k[0][0]] for p in predictions],
+        written = explain(examples, [int(np.argmax(p.probabilities)) for p in predictions],
                           list(clf.class_names), cfg.explain)
         log.info("--explain: %d heat maps in %s", len(written), cfg.explain)
-    return format_predictions(predictions, cfg.format, shown.input_key)
+    return format_predictions(predictions, cfg.format, shown.input_key, clf.task.answer_fields)

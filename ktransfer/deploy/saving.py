@@ -1,13 +1,14 @@
 """Loading models written by ktransfer: registers its custom objects, Keras safe mode by default;
 and opening a trained classifier with everything needed to use it (class names, its run, its
-modality and input pipeline)."""
+modality and input pipeline, its task and the task's state)."""
 
 from __future__ import annotations
 
 import os
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import keras
 
@@ -20,6 +21,8 @@ from ktransfer.modality import Feed, Modality, for_model
 from ktransfer.network import heads, hub  # noqa: F401
 from ktransfer.optim import optimizers, schedules  # noqa: F401
 from ktransfer.runs.rundir import FLAGFILE
+from ktransfer.tasks import TASKS, default_task
+from ktransfer.tasks.task import Task, read_state
 
 
 def load_model(path: str | os.PathLike, *, unsafe: bool = False, flag: str = "model",
@@ -76,14 +79,17 @@ def load_classifier(path: str | os.PathLike, *, unsafe: bool = False, flag: str 
 
 @dataclass
 class Classifier:
-    """A trained classifier ready to use: the model, its class names, its run directory (or
-    None for a bare .keras file), its modality and the input pipeline that feeds it."""
+    """A trained model ready to use: the model, its class names, its run directory (or
+    None for a bare .keras file), its modality, the input pipeline that feeds it, its task
+    and what the task learned after training (`state`, from task.json beside the model)."""
 
     model: keras.Model
     class_names: list[str]
     run_dir: str | None
     modality: Modality
     feed: Feed
+    task: Task = field(default_factory=default_task)
+    state: dict[str, Any] = field(default_factory=dict)
 
     def run_config(self) -> RunConfig | None:
         """The flags its run was trained with (RUN/flags.cfg); None for a bare .keras file."""
@@ -108,4 +114,8 @@ def open_classifier(path: str | os.PathLike, *, unsafe: bool = False, flag: str 
             run_modality = None
     modality = for_model(model, run_modality)
     folder = run_dir or os.path.dirname(os.path.abspath(os.fspath(path)))
-    return Classifier(model, names, run_dir, modality, modality.feed_for(model, folder))
+    state = read_state(folder)
+    task = TASKS.get(state.pop("task"))
+    feed = modality.feed_for(model, folder)
+    feed.task = task
+    return Classifier(model, names, run_dir, modality, feed, task, state)

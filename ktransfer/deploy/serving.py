@@ -1,9 +1,10 @@
 """SavedModel export for TF Serving: numbered versions written atomically, the modality's
-signatures, labels, a `models.config`, optional TFLite.
+signatures, labels, the task's state (`task.json`), a `models.config`, optional TFLite.
 
-Every signature returns `probabilities` [B, classes], `top_k_ids` [B, k], `top_k_scores` [B, k]
-and `top_k_names` [B, k] (strings); the inputs are the modality's (encoded image bytes or
-pixels; raw text). Preprocessing runs inside the graph exactly as in training.
+Every signature returns the task's outputs (single-label: `probabilities` [B, classes],
+`top_k_ids` [B, k], `top_k_scores` [B, k] and `top_k_names` [B, k] (strings); see
+`ktransfer.tasks`); the inputs are the modality's (encoded image bytes or pixels; raw text).
+Preprocessing runs inside the graph exactly as in training.
 """
 
 from __future__ import annotations
@@ -21,53 +22,58 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 from ktransfer import preflight
 from ktransfer.config import ExportConfig
 from ktransfer.deploy import conversion
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.errors import DiskFullError, KtransferError
-from ktransfer.modality import Feed, Modality
+from ktransfer.modality import Answer, Feed, Modality
 from ktransfer.runs import atomic
 from ktransfer.runs.exportdir import ORIGIN, check_export_dir, versions
+from ktransfer.tasks import default_task
+from ktransfer.tasks.task import Task, save_state
 
 TMP_PREFIX = ".tmp-"
 
 
-def check_classifier(model: keras.Model, class_names: list[str], flag: str = "model") -> int:
-    """The number of classes of a classifier ([..] -> [B, C]); KtransferError for a model
-    without a classification head (e.g. a bare backbone) or labels that do not match it."""
+def check_classifier(model: keras.Model, class_names: list[str], flag: str = "model",
+                     task: Task | None = None) -> int:
+    """The width of a trained model's output ([..] -> [B, C]); KtransferError for a model
+    without a head (e.g. a bare backbone) or labels that do not match it (`task`: the model's,
+    default --task's default)."""
+    task = task or default_task()
     out_shape = tuple(model.output_shape)
-    if len(out_shape) != 2 or not out_shape[1] or out_shape[1] < 2:
-        raise KtransferError(f"--{flag}: {model.name} has no classification head (its output "
-                             f"is {out_shape}, not [batch, classes]); give a model trained by "
-                             "ktransfer.train")
-    if len(class_names) != out_shape[1]:
+    if len(out_shape) != 2 or not out_shape[1]:
+        raise KtransferError(f"--{flag}: {model.name} has no head (its output is {out_shape}, "
+                             "not [batch, outputs]); give a model trained by ktransfer.train")
+    if task.outputs(tuple(class_names)) != out_shape[1]:
         raise KtransferError(f"--{flag}: the model has {out_shape[1]} outputs but "
-                             f"{len(class_names)} class names (labels.txt)")
+                             f"{len(class_names)} class names (labels.txt) for --task="
+                             f"{task.name}")
     return int(out_shape[1])
 
 
-def outputs(probabilities: tf.Tensor, class_names: list[str], top_k: int
-            ) -> dict[str, tf.Tensor]:
-    """The outputs every signature returns, from probabilities [B, C]."""
-    k = max(1, min(top_k, len(class_names)))
-    scores, ids = tf.math.top_k(tf.cast(probabilities, tf.float32), k=k)
-    return {"probabilities": tf.cast(probabilities, tf.float32), "top_k_ids": ids,
-            "top_k_scores": scores, "top_k_names": tf.gather(tf.constant(class_names), ids)}
+def answer(feed: Feed, class_names: list[str], top_k: int = 5,
+           state: dict[str, Any] | None = None) -> Answer:
+    """What every signature returns, from the model's output: the feed's task's outputs
+    (single-label: probabilities and the top-k classes)."""
+    task = feed.task or default_task()
+    return lambda outputs: task.serving(outputs, list(class_names), top_k, state or {})
 
 
 def build_archive(model: keras.Model, modality: Modality, feed: Feed, class_names: list[str],
-                  top_k: int = 5) -> keras.export.ExportArchive:
+                  top_k: int = 5, state: dict[str, Any] | None = None
+                  ) -> keras.export.ExportArchive:
     """An ExportArchive of `model` (and what its input pipeline tracks) with the modality's
-    signatures."""
-    check_classifier(model, class_names)
+    signatures, returning the task's outputs."""
+    check_classifier(model, class_names, task=feed.task)
     archive = keras.export.ExportArchive()
     archive.track(model)
     for trackable in feed.trackables():
         archive.track(trackable)
-    for name, fn in modality.endpoints(model, feed, class_names, top_k).items():
+    respond = answer(feed, class_names, top_k, state)
+    for name, fn in modality.endpoints(model, feed, respond).items():
         archive.add_endpoint(name, fn)
     _share_tracked_variables(archive)
     return archive
@@ -107,25 +113,28 @@ def _read_models_config(path: Path) -> dict[str, str]:
 def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list[str],
            export_dir: str | os.PathLike, version: int = 0, top_k: int = 5,
            extras: Callable[[Path], Any] | None = None,
-           origin: dict[str, Any] | None = None) -> Path:
+           origin: dict[str, Any] | None = None, state: dict[str, Any] | None = None) -> Path:
     """Writes `export_dir/VERSION` (next free number when `version` is 0) and returns it.
 
     The SavedModel is written to a hidden temporary folder next to it and renamed at the end,
     so a server watching `export_dir` (TF Serving polls for numeric folders) never sees a
     partial model; an interrupted export leaves no version folder. Exports running at the same
     time each take their own version (the rename fails on a taken one and the next is tried).
-    Also writes `VERSION/labels.txt`, calls `extras(folder)` to add files (TFLite, ONNX) before
+    Also writes `VERSION/labels.txt` and `VERSION/task.json` (the task and what it learned,
+    e.g. multi-label thresholds, also built into the signatures), calls `extras(folder)` to
+    add files (TFLite, ONNX) before
     the version is published, and adds the model to `export_dir/../models.config`, under a
     lock. `origin` (the exporting run) goes to `VERSION/origin.json`.
     """
     base = check_export_dir(export_dir, version)
-    archive = build_archive(model, modality, feed, class_names, top_k)
+    archive = build_archive(model, modality, feed, class_names, top_k, state)
     base.mkdir(parents=True, exist_ok=True)
     _remove_stale(base)
     tmp = base / f"{TMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         archive.write_out(str(tmp), verbose=False)
         (tmp / "labels.txt").write_text("\n".join(class_names) + "\n")
+        save_state(tmp, feed.task or default_task(), state or {})
         if origin is not None:
             (tmp / ORIGIN).write_text(json.dumps(origin) + "\n")
         if extras is not None:
@@ -207,4 +216,4 @@ def export_saved(cfg: ExportConfig) -> Path:
         extras = functools.partial(conversion.convert, model=clf.model, signature=signature,
                                    cfg=cfg, data=data)
     return export(clf.model, clf.modality, clf.feed, clf.class_names, cfg.export_dir,
-                  cfg.version, cfg.top_k, extras)
+                  cfg.version, cfg.top_k, extras, state=clf.state)

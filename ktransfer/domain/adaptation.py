@@ -40,6 +40,7 @@ from ktransfer.modality import Feed, Modality
 from ktransfer.network.classifier import backbone_input, get_backbone
 from ktransfer.network.features import feature_layer_index, feature_tensor
 from ktransfer.runs.rundir import RESUME_DIR
+from ktransfer.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +370,9 @@ def _target_sets(cfg: RunConfig, modality: Modality, class_names: tuple[str, ...
             raise DataError(f"--target_eval_data: {a.target_eval_data} has no test, train or "
                             "'all' examples")
         known = tuple(c for c in class_names if c in chosen.class_names)
-        target_eval = chosen.relabel(known).align(list(class_names), "target_eval_data")
+        task = task_of(cfg)
+        target_eval = chosen.relabel(known, task).align(list(class_names), task,
+                                                        "target_eval_data")
     return target, target_eval
 
 

@@ -10,11 +10,14 @@ from ktransfer.image.backbones import BackboneSpec
 from ktransfer.image.preprocess import preprocessing_layer
 from ktransfer.network.classifier import BACKBONE_NAME, PREPROCESS_NAME
 from ktransfer.network.heads import build_head
+from ktransfer.tasks.task import Task
 
 
 def build_classifier(spec: BackboneSpec, backbone: keras.Model, num_classes: int,
-                     image_size: int, cfg: ModelConfig) -> keras.Model:
-    """Input: float RGB pixels [B, S, S, 3] in [0, 255]; output: probabilities [B, classes].
+                     image_size: int, cfg: ModelConfig, task: Task | None = None
+                     ) -> keras.Model:
+    """Input: float RGB pixels [B, S, S, 3] in [0, 255]; output: the task's [B, outputs]
+    (class probabilities for the default task).
 
     Example:
 
@@ -28,5 +31,5 @@ def build_classifier(spec: BackboneSpec, backbone: keras.Model, num_classes: int
                   else preprocessing_layer(spec.preprocess, PREPROCESS_NAME))
     x = preprocess(inputs)
     x = backbone(x)
-    outputs = build_head(x, num_classes, cfg)
+    outputs = build_head(x, num_classes, cfg, task=task)
     return keras.Model(inputs, outputs, name=f"ktransfer_{spec.name.split(':')[0]}")

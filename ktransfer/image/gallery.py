@@ -16,7 +16,7 @@ from ktransfer.errors import ConfigError
 from ktransfer.image.gradcam import GradCAM, overlay
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.pipeline import resize
-from ktransfer.reporting import plotting
+from ktransfer.runs import plotting
 
 log = logging.getLogger(__name__)
 MISTAKES_PNG = "mistakes.png"
@@ -55,30 +55,29 @@ def _gradcam(model: keras.Model | None) -> tuple[GradCAM | None, str]:
         return None, str(exc).removeprefix("--explain_layer: ")
 
 
-def _sheets(images: ImageSet, mistakes: list[dict[str, Any]], cam: GradCAM | None
-            ) -> dict[str, list[tuple[int, int, str]]]:
-    """{PNG name: (position, class id, title) items}: the mistakes, each with the class it was
-    taken for, and (with `cam`) the first example of each class."""
+def _sheets(images: ImageSet, mistakes: list[dict[str, Any]], cam: GradCAM | None,
+            exemplars: list[tuple[int, int]]) -> dict[str, list[tuple[int, int, str]]]:
+    """{PNG name: (position, output, title) items}: the mistakes, each with the output (class)
+    it is explained by, and (with `cam`) the `exemplars` (an example of each class)."""
     sheets = {}
     if mistakes:
-        ids = {name: k for k, name in enumerate(images.class_names)}
-        sheets[MISTAKES_PNG] = [(m["index"], ids[m["predicted"]], f"{m['true']} -> "
-                                 f"{m['predicted']}\n{m['confidence']:.0%}") for m in mistakes]
-    if cam is not None:
-        firsts = {int(c): i for i, c in reversed(list(enumerate(images.labels)))}
-        sheets[CLASSES_PNG] = [(firsts[c], c, images.class_names[c])
-                               for c in sorted(firsts)[:MAX_CLASSES]]
+        sheets[MISTAKES_PNG] = [(m["index"], m["output"], f"{m['true']} -> {m['predicted']}"
+                                 f"\n{m['how']}") for m in mistakes]
+    if cam is not None and exemplars:
+        sheets[CLASSES_PNG] = [(i, c, images.class_names[c]) for i, c in exemplars[:MAX_CLASSES]]
     return sheets
 
 
 def gallery(images: ImageSet, mistakes: list[dict[str, Any]], out_dir: str | os.PathLike,
-            model: keras.Model | None = None) -> str:
-    """Writes OUT_DIR/mistakes.png (the mistakes, each with the heat map of the class it was
-    taken for) and OUT_DIR/gradcam.png (the first example of each class, with the heat map of
-    its class); returns the HTML sections that show them."""
+            model: keras.Model | None = None,
+            exemplars: list[tuple[int, int]] | None = None) -> str:
+    """Writes OUT_DIR/mistakes.png (the mistakes, each with the heat map of the output it is
+    explained by: the class it was taken for) and OUT_DIR/gradcam.png (the `exemplars`, an
+    example of each class as (position, class), with the heat map of its class); returns the
+    HTML sections that show them."""
     cam, why = _gradcam(model)
     out, parts = Path(out_dir), []
-    sheets = _sheets(images, mistakes, cam)
+    sheets = _sheets(images, mistakes, cam, exemplars or [])
     tiles = iter(_tiles(images, [item for items in sheets.values() for item in items], cam))
     for name, items in sheets.items():
         plotting.contact_sheet([t for _ in items for t in next(tiles)], out / name)

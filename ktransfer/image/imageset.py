@@ -40,7 +40,7 @@ class ImageSet(Examples):
         With `shuffle_seed` (files only), the file names are shuffled, afresh on every pass,
         before they are decoded.
         """
-        labels = tf.data.Dataset.from_tensor_slices(self.labels.astype(np.int32))
+        labels = tf.data.Dataset.from_tensor_slices(self.labels)
         if self.images is not None:
             return tf.data.Dataset.zip(tf.data.Dataset.from_tensor_slices(self.images), labels)
         if self.files is not None:

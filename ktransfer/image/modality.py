@@ -26,8 +26,9 @@ from ktransfer.image.imageset import ImageSet
 from ktransfer.image.pipeline import ImageFeed
 from ktransfer.image.prediction import read_images
 from ktransfer.image.sources import open_source
-from ktransfer.modality import Explainer, Feed, Modality, Network, Presentation
+from ktransfer.modality import Answer, Explainer, Feed, Modality, Network, Presentation
 from ktransfer.network.heads import POOLINGS
+from ktransfer.tasks import default_task, task_of
 
 
 class ImagePresentation(Presentation):
@@ -43,7 +44,8 @@ class ImagePresentation(Presentation):
     def gallery(self, model: keras.Model, feed: Feed, examples: Examples,
                 mistakes: list[dict[str, Any]], out_dir: str | os.PathLike) -> str:
         assert isinstance(examples, ImageSet)
-        return gallery.gallery(examples, mistakes, out_dir, model)
+        exemplars = (feed.task or default_task()).exemplars(examples.labels)
+        return gallery.gallery(examples, mistakes, out_dir, model, exemplars)
 
     def explainer(self, model: keras.Model, feed: Feed, layer: str
                   ) -> Explainer:
@@ -96,12 +98,13 @@ class ImageModality(Modality):
         spec = resolve_spec(cfg.model)
         image_size = cfg.data.image_size or spec.default_size
         backbone = build_backbone(spec, cfg.model.weights, image_size, cfg.model.backbone_layer)
-        model = build_classifier(spec, backbone, num_classes, image_size, cfg.model)
+        model = build_classifier(spec, backbone, num_classes, image_size, cfg.model,
+                                 task_of(cfg))
         return Network(model, backbone, {"backbone": spec.name, "image_size": image_size})
 
     def feed(self, cfg: RunConfig, network: Network) -> Feed:
         return ImageFeed(int(network.model.input_shape[1]), cfg.augment, cfg.data.cache,
-                         cfg.data.shuffle_buffer)
+                         cfg.data.shuffle_buffer, task=task_of(cfg))
 
     def feed_for(self, model: keras.Model, location: str | None) -> Feed:
         return ImageFeed(int(model.input_shape[1]))
@@ -111,9 +114,8 @@ class ImageModality(Modality):
         return (isinstance(shape, tuple) and len(shape) == 4 and shape[3] == 3
                 and shape[1] is not None and shape[1] == shape[2])
 
-    def endpoints(self, model: keras.Model, feed: Feed, class_names: list[str],
-                  top_k: int) -> dict[str, Any]:
-        return serving.endpoints(model, class_names, top_k)
+    def endpoints(self, model: keras.Model, feed: Feed, answer: Answer) -> dict[str, Any]:
+        return serving.endpoints(model, answer)
 
 
 

@@ -18,6 +18,7 @@ from ktransfer.image.augment import batch_augmenter, random_resized_crop
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.tta import TTA_VIEWS
 from ktransfer.modality import Feed
+from ktransfer.tasks.task import Task
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -40,8 +41,10 @@ def make_dataset(
     shuffle_buffer: int = 2048,
     seed: int = 0,
     repeat: bool = False,
+    encode: Callable[[tf.Tensor], tf.Tensor] | None = None,
 ) -> tf.data.Dataset:
-    """Batched dataset of `images`; `training` shuffles and augments.
+    """Batched dataset of `images`; `training` shuffles and augments; `encode` turns targets
+    into what the loss takes (default: one-hot class ids).
 
     `cache` is 'memory', 'disk' (at `cache_path`) or 'none'; the cache holds resized images, so
     random augmentation still differs every epoch. Image files are shuffled by name before
@@ -49,9 +52,12 @@ def make_dataset(
     decoded images; later passes over a cache are shuffled from it.
     """
     num_classes = len(images.class_names)
+    if encode is None:  # class ids, one-hot
+        def encode(label: tf.Tensor) -> tf.Tensor:
+            return tf.one_hot(label, num_classes)
     by_name = training and images.decoded_on_read
     ds = images.dataset(shuffle_seed=seed if by_name else None).map(
-        lambda image, label: (resize(image, image_size), tf.one_hot(label, num_classes)),
+        lambda image, label: (resize(image, image_size), encode(label)),
         num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = _cached(ds, cache, cache_path)
     if training:
@@ -124,7 +130,7 @@ def reshuffle_after_first_pass(cached: tf.data.Dataset, buffer: int, seed: int,
 
 @dataclass
 class ImageFeed(Feed):
-    """Images -> (pixels float32 [B, S, S, 3] in [0, 255], one-hot labels).
+    """Images -> (pixels float32 [B, S, S, 3] in [0, 255], targets as the task encodes them).
 
     Args:
         image_size: S, the model's input size.
@@ -137,6 +143,7 @@ class ImageFeed(Feed):
     augment: AugmentConfig | None = None
     cache: str = "none"
     shuffle_buffer: int = 2048
+    task: Task | None = None
 
     def dataset(self, examples: Examples, *, batch_size: int, training: bool = False,
                 seed: int = 0, repeat: bool = False,
@@ -146,7 +153,8 @@ class ImageFeed(Feed):
         return make_dataset(examples, image_size=self.image_size, batch_size=batch_size,
                             training=training, augment=self.augment if training else None,
                             cache=cache, cache_path=cache_path,
-                            shuffle_buffer=self.shuffle_buffer, seed=seed, repeat=repeat)
+                            shuffle_buffer=self.shuffle_buffer, seed=seed, repeat=repeat,
+                            encode=self.encoder(examples))
 
     @property
     def augments(self) -> bool:

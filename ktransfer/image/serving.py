@@ -2,25 +2,27 @@
 
 `serving_default` takes encoded images (JPEG/PNG/BMP/GIF bytes; TF Serving's REST API turns
 `{"image_bytes": {"b64": "..."}}` into such bytes) and `predict_pixels` takes float RGB pixels
-[B, S, S, 3] in [0, 255]; both return `ktransfer.deploy.serving.outputs`. Decoding and resizing run
+[B, S, S, 3] in [0, 255]; both return what `answer` makes of the model's output (the task's
+outputs: `ktransfer.deploy.serving.answer`). Decoding and resizing run
 inside the graph exactly as in training (`image.pipeline.resize`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from ktransfer.deploy.serving import outputs
 from ktransfer.image.header import check_size
 from ktransfer.image.pipeline import resize
 
 PIXELS_SIGNATURE = "predict_pixels"
 
 
-def endpoints(model: keras.Model, class_names: list[str], top_k: int) -> dict[str, Any]:
+def endpoints(model: keras.Model, answer: Callable[[tf.Tensor], dict[str, tf.Tensor]]
+              ) -> dict[str, Any]:
     """{"serving_default": bytes in, "predict_pixels": pixels in} for a square-input model."""
     size = int(model.input_shape[1])
 
@@ -33,11 +35,11 @@ def endpoints(model: keras.Model, class_names: list[str], top_k: int) -> dict[st
     def serve_bytes(image_bytes):
         pixels = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec(
             [size, size, 3], tf.float32))
-        return outputs(model(pixels, training=False), class_names, top_k)
+        return answer(model(pixels, training=False))
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32,
                                                  name="pixels")])
     def serve_pixels(pixels):
-        return outputs(model(pixels, training=False), class_names, top_k)
+        return answer(model(pixels, training=False))
 
     return {"serving_default": serve_bytes, PIXELS_SIGNATURE: serve_pixels}

@@ -12,6 +12,7 @@ import numpy as np
 
 from ktransfer.config import RunConfig
 from ktransfer.optim.optimizers import make_optimizer
+from ktransfer.tasks import task_of
 
 BACKBONE_NAME = "backbone"
 PREPROCESS_NAME = "preprocess"
@@ -41,23 +42,19 @@ def inference_model(model: keras.Model) -> keras.Model:
 def compile_classifier(model: keras.Model, cfg: RunConfig, learning_rate: Any,
                        lr_multipliers: dict[str, float] | None = None,
                        anchors: dict[str, np.ndarray] | None = None) -> None:
-    """Compiles with categorical cross-entropy (label smoothing), accuracy and, with more
-    than 5 classes, top-5 accuracy.
+    """Compiles with the run's task's loss and metrics (single-label: cross-entropy with
+    label smoothing, accuracy and, with more than 5 classes, top-5 accuracy).
 
     Args:
-        model: outputs probabilities [B, C].
+        model: outputs [B, C] as the task makes them.
         cfg: the run (optimizer, label smoothing, XLA).
         learning_rate: a float or a schedule.
         lr_multipliers: {variable path: factor}, for layer-wise learning rates.
         anchors: {variable path: pretrained value}, for --l2sp.
     """
-    num_classes = model.output_shape[-1]
-    metrics: list[Any] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-    if num_classes > 5:
-        metrics.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+    task = task_of(cfg)
     model.compile(
         jit_compile={"on": True, "off": False}.get(cfg.distribute.jit_compile, "auto"),
         optimizer=make_optimizer(cfg.train, learning_rate, lr_multipliers, anchors),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.model.label_smoothing),
-        metrics=metrics,
+        loss=task.loss(cfg), metrics=task.metrics(model.output_shape[-1]),
     )

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from ktransfer.modality import Feed
 from ktransfer.network.classifier import BACKBONE_NAME
 from ktransfer.network.heads import POOL_LAYER
 from ktransfer.runs import atomic
+from ktransfer.tasks import task_of
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +88,7 @@ def feature_key(cfg: RunConfig, input_info: str, data_fingerprint: str) -> list[
 def splits_key(cfg: RunConfig, input_info: str, splits: Splits) -> list[str]:
     """`feature_key` of `splits`, fingerprinting them here (for jobs without a split manifest
     at hand: tune, find_lr)."""
-    data = manifest.describe(splits, manifest.sources(cfg.data))
+    data = manifest.describe(splits, manifest.sources(cfg.data), task_of(cfg))
     return feature_key(cfg, input_info, data["fingerprint"])
 
 
@@ -120,11 +122,12 @@ def cached(extractor: keras.Model, feed: Feed, examples: Examples,
     return features
 
 
-def feature_dataset(x: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
-                    training: bool = False, seed: int = 0, repeat: bool = False
-                    ) -> tf.data.Dataset:
-    """Batches (feature vectors [B, D], one-hot labels [B, C]); `training` shuffles."""
-    ds = tf.data.Dataset.from_tensor_slices((x, tf.one_hot(labels, num_classes)))
+def feature_dataset(x: np.ndarray, labels: np.ndarray, encode: Callable[[Any], Any],
+                    batch_size: int, training: bool = False, seed: int = 0,
+                    repeat: bool = False) -> tf.data.Dataset:
+    """Batches (feature vectors [B, D], targets as `encode` makes them from `labels`, e.g.
+    one-hot [B, C]); `training` shuffles."""
+    ds = tf.data.Dataset.from_tensor_slices((x, encode(tf.constant(labels))))
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
         if repeat:
@@ -135,7 +138,7 @@ def feature_dataset(x: np.ndarray, labels: np.ndarray, num_classes: int, batch_s
 def cached_datasets(cfg: RunConfig, extractor: keras.Model, feed: Feed, splits: Splits,
                     cache_dir: str | os.PathLike, key: list[str], repeat: bool = False
                     ) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """(training, validation) batches of (feature vectors [B, D], one-hot labels [B, C]) from
+    """(training, validation) batches of (feature vectors [B, D], targets [B, outputs]) from
     the backbone features of the training and validation splits, computed once and kept in
     `cache_dir` under `key` (see `feature_key`); training batches are shuffled and, with
     `repeat`, endless."""
@@ -145,7 +148,7 @@ def cached_datasets(cfg: RunConfig, extractor: keras.Model, feed: Feed, splits: 
     log.info("--cache_features: backbone features of %d + %d examples computed once in %.1f s; "
              "the head trains on %d-d vectors", len(train_x), len(val_x), time.time() - started,
              train_x.shape[1])
-    n = len(splits.class_names)
-    train_ds = feature_dataset(train_x, splits.train.labels, n, batch, training=True,
+    encode = feed.encoder(splits.train)
+    train_ds = feature_dataset(train_x, splits.train.labels, encode, batch, training=True,
                                seed=cfg.train.seed, repeat=repeat)
-    return train_ds, feature_dataset(val_x, splits.val.labels, n, batch)
+    return train_ds, feature_dataset(val_x, splits.val.labels, encode, batch)

@@ -1,9 +1,9 @@
-"""The new classification head put on a backbone: pooling, hidden Dense layers, dropout, L2.
+"""The new head put on a backbone: pooling, hidden Dense layers, dropout, L2, and the output
+layers of the run's task (`ktransfer.tasks`: softmax over classes, a sigmoid per label, a value).
 
 `POOLINGS` names how a backbone's output becomes one vector per example: feature maps
-[B, h, w, C] (images) or token sequences [B, L, D] with a padding mask (text). The last Dense
-layer and the softmax are float32 even under mixed precision, so logits and probabilities keep
-full precision.
+[B, h, w, C] (images) or token sequences [B, L, D] with a padding mask (text). The output
+layers are float32 even under mixed precision, so outputs keep full precision.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import keras
 
 from ktransfer.config import ModelConfig
 from ktransfer.registry import Registry
+from ktransfer.tasks import default_task
+from ktransfer.tasks.task import Task
 
 POOL_LAYER = "head_pool"
 
@@ -72,9 +74,10 @@ def pool(features, name: str, mask=None):
     return make()(features, mask=mask) if rank == 3 else make()(features)
 
 
-def build_head(features, num_classes: int, cfg: ModelConfig, mask=None):
-    """Maps backbone features ([B, h, w, C], [B, L, D] with `mask`, or [B, C]) to class
-    probabilities [B, num_classes]."""
+def build_head(features, outputs: int, cfg: ModelConfig, mask=None, task: Task | None = None):
+    """Maps backbone features ([B, h, w, C], [B, L, D] with `mask`, or [B, C]) to the
+    outputs [B, outputs] of `task` (default: --task's default): class probabilities, label
+    probabilities, values."""
     x = pool(features, cfg.pooling, mask)
     regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
     for i, units in enumerate(cfg.head_hidden, start=1):
@@ -85,7 +88,4 @@ def build_head(features, num_classes: int, cfg: ModelConfig, mask=None):
                                kernel_regularizer=regularizer, name=f"head_dense{i}")(x)
     if cfg.dropout:
         x = keras.layers.Dropout(cfg.dropout, name="head_dropout")(x)
-    logits = keras.layers.Dense(num_classes, kernel_initializer=cfg.initializer,
-                                kernel_regularizer=regularizer, dtype="float32",
-                                name="logits")(x)
-    return keras.layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
+    return (task or default_task()).output(x, outputs, cfg)

@@ -12,13 +12,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ktransfer.reporting import plotting
-from ktransfer.reporting.evaluation import MISTAKES_HTML
-from ktransfer.runs import atomic
+from ktransfer.reporting.evaluation import MISTAKES_HTML, SECTIONS_HTML
+from ktransfer.runs import atomic, plotting
+from ktransfer.tasks import DEFAULT, TASKS
 
 
-def plot_curves(history_csv: str | os.PathLike, path: str | os.PathLike) -> bool:
-    """Loss and accuracy per epoch, training and validation, and the learning rate within each
+def plot_curves(history_csv: str | os.PathLike, path: str | os.PathLike,
+                headline: str = "accuracy") -> bool:
+    """Loss and the task's `headline` metric per epoch, training and validation (what the
+    history has of it), and the learning rate within each
     epoch (lr.csv beside the history, when there), with the phase boundary marked. Returns
     False when there is no history."""
     rows = list(csv.DictReader(open(history_csv, encoding="utf-8")))
@@ -32,7 +34,7 @@ def plot_curves(history_csv: str | os.PathLike, path: str | os.PathLike) -> bool
               if prev["phase"] != cur["phase"]]
     fig, axes = plt.subplots(1, 3 if lr_rows else 2, figsize=(13 if lr_rows else 9, 3.2),
                              dpi=100)
-    for ax, metric in zip(axes, ("loss", "accuracy"), strict=False):
+    for ax, metric in zip(axes, ("loss", headline), strict=False):
         for prefix, style in (("", "-"), ("val_", "--")):
             values = [float(r[prefix + metric]) if r.get(prefix + metric) else None
                       for r in rows]
@@ -78,15 +80,6 @@ def _summary_line(metrics: dict[str, Any]) -> str:
     return line
 
 
-def _table(summary: dict[str, Any]) -> str:
-    head = "<tr><th>class</th><th>precision</th><th>recall</th><th>F1</th><th>images</th></tr>"
-    body = "".join(
-        f"<tr><td>{html.escape(r['class'])}</td><td>{r['precision']:.3f}</td>"
-        f"<td>{r['recall']:.3f}</td><td>{r['f1']:.3f}</td><td>{r['support']}</td></tr>"
-        for r in summary["per_class"])
-    return f"<table>{head}{body}</table>"
-
-
 _STYLE = """body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}img{max-width:100%}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
@@ -100,29 +93,28 @@ def write_report(run_dir: str | os.PathLike, evaluated_on: str = "test") -> Path
     (evaluation.json and its plots, written by `evaluation.evaluate`)."""
     run = Path(run_dir)
     parts = run / "report"
-    plot_curves(run / "history.csv", parts / "curves.png")
     metrics = json.loads((run / "metrics.json").read_text()) \
         if (run / "metrics.json").is_file() else {}
+    headline = TASKS.get(metrics.get("task", DEFAULT)).headline
+    plot_curves(run / "history.csv", parts / "curves.png", headline)
     summary = json.loads((parts / "evaluation.json").read_text()) \
         if (parts / "evaluation.json").is_file() else None
     flags_text = (run / "flags.cfg").read_text() if (run / "flags.cfg").is_file() else ""
     numbers = []
     for split in ("val", "test"):
         if split in metrics:
-            numbers.append(f"{'validation' if split == 'val' else 'test'} accuracy "
-                           f"<b>{metrics[split]['accuracy']:.1%}</b>")
+            numbers.append(f"{'validation' if split == 'val' else 'test'} "
+                           f"{headline.replace('_', ' ')} <b>{metrics[split][headline]:.4g}</b>")
     title = f"ktransfer run: {html.escape(run.name)}"
     body = [f"<h1>{title}</h1>",
             f"<p class='num'>{' &middot; '.join(numbers)}</p>" if numbers else "",
             f"<p>{html.escape(_summary_line(metrics))}</p>",
             "<h2>Learning curves</h2>", plotting.img_tag(parts / "curves.png", "learning curves")]
-    if summary:
-        body += [f"<h2>Confusion matrix ({html.escape(evaluated_on)} set, "
+    sections = parts / SECTIONS_HTML  # the task's: confusion matrix, per-class table, ...
+    if summary and sections.is_file():
+        body += [f"<h2>Evaluation ({html.escape(evaluated_on)} set, "
                  f"{summary['num_examples']} examples)</h2>",
-                 plotting.img_tag(parts / "confusion.png", "confusion matrix"),
-                 "<h2>Per class</h2>", plotting.img_tag(parts / "per_class.png",
-                                                        "per-class metrics"),
-                 _table(summary)]
+                 sections.read_text(encoding="utf-8")]
         gallery = parts / MISTAKES_HTML  # the modality's sections: mistakes, Grad-CAM, ...
         if gallery.is_file():
             body.append(gallery.read_text(encoding="utf-8"))

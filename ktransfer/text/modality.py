@@ -12,8 +12,9 @@ import keras
 from ktransfer.config import PredictConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.errors import ConfigError
-from ktransfer.modality import Explainer, Feed, Modality, Network, Presentation
+from ktransfer.modality import Answer, Explainer, Feed, Modality, Network, Presentation
 from ktransfer.network.heads import POOLINGS
+from ktransfer.tasks import task_of
 from ktransfer.text import gallery, serving
 from ktransfer.text.attributions import TokenAttributions, write_attributions
 from ktransfer.text.builtin import BUILTIN
@@ -107,7 +108,7 @@ class TextModality(Modality):
     def build(self, cfg: RunConfig, num_classes: int) -> Network:
         text = cfg.group("text")
         encoder = load_encoder(cfg.model, text)
-        model = build_classifier(encoder, num_classes, cfg.model)
+        model = build_classifier(encoder, num_classes, cfg.model, task_of(cfg))
         return Network(model, encoder.backbone, {"encoder": encoder.name,
                                                   "max_length": text.max_length},
                        preprocessor=encoder.preprocessor)
@@ -115,7 +116,7 @@ class TextModality(Modality):
     def feed(self, cfg: RunConfig, network: Network) -> Feed:
         text = cfg.group("text")
         return TextFeed(network.preprocessor, _mask_key(network.model), text.max_length,
-                        text.length_buckets, cfg.data.shuffle_buffer)
+                        text.length_buckets, cfg.data.shuffle_buffer, task=task_of(cfg))
 
     def feed_for(self, model: keras.Model, location: str | None) -> Feed:
         folder = Path(location or ".") / PREPROCESSOR_DIR
@@ -126,10 +127,9 @@ class TextModality(Modality):
     def accepts(self, model: keras.Model) -> bool:
         return isinstance(model.input, dict) and any(k in model.input for k in MASK_KEYS)
 
-    def endpoints(self, model: keras.Model, feed: Feed, class_names: list[str],
-                  top_k: int) -> dict[str, Any]:
+    def endpoints(self, model: keras.Model, feed: Feed, answer: Answer) -> dict[str, Any]:
         assert isinstance(feed, TextFeed)
-        return serving.endpoints(model, feed.preprocessor, class_names, top_k)
+        return serving.endpoints(model, feed.preprocessor, answer)
 
     def data_notes(self, splits: Splits, feed: Feed) -> dict[str, Any]:
         """Bad texts skipped while reading, and texts cut to --max_length, per split."""

@@ -13,12 +13,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import tensorflow as tf
 
 from ktransfer.data.examples import Examples
 from ktransfer.data.options import without_autotune
 from ktransfer.modality import Feed
+from ktransfer.tasks.task import Task
 from ktransfer.text.encoders import PREPROCESSOR_DIR, save_preprocessor
 from ktransfer.text.hub import HubTextPreprocessor
 from ktransfer.text.textset import TextSet
@@ -53,12 +53,13 @@ class TextFeed(Feed):
     buckets: bool = True
     shuffle_buffer: int = 2048
     extra: list[Any] = field(default_factory=list)
+    task: Task | None = None
 
     def tokenized(self, examples: TextSet) -> tf.data.Dataset:
         """(inputs {name: [max_length]}, label) per text, in order."""
         strings = [str(t) for t in examples.texts] if examples.texts is not None else []
         texts = tf.constant(strings, dtype=tf.string) if strings else tf.zeros([0], tf.string)
-        ds = tf.data.Dataset.from_tensor_slices((texts, examples.labels.astype(np.int32)))
+        ds = tf.data.Dataset.from_tensor_slices((texts, examples.labels))
         ds = ds.batch(TOKENIZE_BATCH).map(lambda t, y: (self.preprocessor(t), y),
                                           num_parallel_calls=AUTOTUNE, deterministic=True)
         return ds.unbatch()
@@ -67,7 +68,7 @@ class TextFeed(Feed):
                 seed: int = 0, repeat: bool = False,
                 cache_path: str | os.PathLike | None = None) -> tf.data.Dataset:
         assert isinstance(examples, TextSet)
-        num_classes = len(examples.class_names)
+        encode = self.encoder(examples)
         ds = self.tokenized(examples).cache()
         if training:
             ds = ds.shuffle(min(self.shuffle_buffer, max(1, len(examples))), seed=seed,
@@ -84,7 +85,7 @@ class TextFeed(Feed):
             if not repeat:  # unbatch() lost it; Keras warns about a dataset of unknown size
                 ds = ds.apply(tf.data.experimental.assert_cardinality(
                     math.ceil(len(examples) / batch_size)))
-        ds = ds.map(lambda x, y: (trim(x, self.mask_key), tf.one_hot(y, num_classes)),
+        ds = ds.map(lambda x, y: (trim(x, self.mask_key), encode(y)),
                     num_parallel_calls=AUTOTUNE)
         return without_autotune(ds.prefetch(AUTOTUNE))
 

@@ -1,6 +1,7 @@
 """The text signature of an exported SavedModel: `serving_default` takes raw strings (a 1-D
 DT_STRING `text` tensor; TF Serving's REST API: {"instances": [{"text": "..."}]}) and tokenises
-them inside the graph exactly as in training; it returns `ktransfer.deploy.serving.outputs`.
+them inside the graph exactly as in training; it returns what `answer` makes of the model's
+output (the task's outputs: `ktransfer.deploy.serving.answer`).
 
 Loading the SavedModel needs TensorFlow Text's ops (the tokenizer's `NormalizeUTF8` and
 friends): `import tensorflow_text` before `tf.saved_model.load`.
@@ -8,20 +9,19 @@ friends): `import tensorflow_text` before `tf.saved_model.load`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from ktransfer.deploy.serving import outputs
 
-
-def endpoints(model: keras.Model, preprocessor: Any, class_names: list[str],
-              top_k: int) -> dict[str, Any]:
+def endpoints(model: keras.Model, preprocessor: Any,
+              answer: Callable[[tf.Tensor], dict[str, tf.Tensor]]) -> dict[str, Any]:
     """{"serving_default": text in}."""
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve_text(text):
-        return outputs(model(preprocessor(text), training=False), class_names, top_k)
+        return answer(model(preprocessor(text), training=False))
 
     return {"serving_default": serve_text}

@@ -15,12 +15,15 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from ktransfer.config import RunConfig
 from ktransfer.data import tfds
 from ktransfer.data.folders import class_folders
 from ktransfer.data.splits import SPLIT_NAMES
 from ktransfer.errors import DataError
+from ktransfer.tasks import task_of
+from ktransfer.tasks.task import Task
 from ktransfer.text.builtin import BUILTIN
 from ktransfer.text.textset import TextSet, text_set
 
@@ -129,7 +132,7 @@ def _check_columns(path: Path, number: int, row: dict[str, object], text_column:
                             f"name yours with --{option}")
 
 
-def _row_problem(row: dict[str, object], label: str) -> str:
+def _row_problem(row: dict[str, object], label: object) -> str:
     """What is wrong with a table row ("" when nothing): a field count other than the
     header's (an unquoted delimiter inside a text), or an empty label."""
     extra = row.get(None)  # type: ignore[call-overload]
@@ -144,9 +147,9 @@ def _row_problem(row: dict[str, object], label: str) -> str:
 
 
 def read_table(path: Path, text_column: str, label_column: str, flag: str,
-               policy: str) -> TextSet:
-    """A CSV / TSV / JSON-lines file with a text and a label column; class names are the
-    sorted label values."""
+               policy: str, task: Task, options: Any) -> TextSet:
+    """A CSV / TSV / JSON-lines file with a text and a label column, its label values read
+    by `task` (`options`: the task group): single-label class names are the sorted values."""
     rows = _table_rows(path, flag)
     if not rows:
         raise DataError(f"--{flag}: {path} has no rows")
@@ -154,11 +157,12 @@ def read_table(path: Path, text_column: str, label_column: str, flag: str,
     if table:  # the header names the columns of every row
         _check_columns(path, 1, rows[0][1], text_column, label_column, flag)
     bad = BadTexts(policy, flag)
-    texts, label_values, ids = [], [], []
+    texts, label_values, ids, where = [], [], [], []
     for number, row in rows:
         if not table:
             _check_columns(path, number, row, text_column, label_column, flag)
-        label = "" if row.get(label_column) is None else str(row[label_column]).strip()
+        raw = row.get(label_column)
+        label = raw if isinstance(raw, list) else "" if raw is None else str(raw).strip()
         why = _row_problem(row, label) if table or not label else ""
         text = bad.check(None if row.get(text_column) is None else str(row[text_column]),
                          f"{path}:{number}", why)
@@ -166,9 +170,9 @@ def read_table(path: Path, text_column: str, label_column: str, flag: str,
             texts.append(text)
             label_values.append(label)
             ids.append(f"{path.name}:{number}")
-    names = tuple(sorted(set(label_values)))
-    index = {name: i for i, name in enumerate(names)}
-    return text_set(names, [index[v] for v in label_values], texts, ids, skipped=bad.done())
+            where.append(f"{path}:{number}")
+    names, targets = task.parse(label_values, where, options, flag, label_column)
+    return text_set(names, targets, texts, ids, skipped=bad.done(), task=task.name)
 
 
 def _folder(root: Path, flag: str, policy: str) -> dict[str, TextSet]:
@@ -218,6 +222,7 @@ def open_source(spec: str, cfg: RunConfig, flag: str = "data") -> dict[str, Text
     if path.is_dir():
         return _folder(path, flag, policy)
     if path.suffix.lower() in TABLE_EXTENSIONS and path.is_file():
-        return {"all": read_table(path, text.text_column, text.label_column, flag, policy)}
+        return {"all": read_table(path, text.text_column, text.label_column, flag, policy,
+                                  task_of(cfg), cfg.group("task"))}
     raise DataError(f"--{flag}: {os.fspath(path)!r} is neither a folder of class folders nor "
                     f"a {'/'.join(TABLE_EXTENSIONS)} file")

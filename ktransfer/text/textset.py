@@ -31,8 +31,10 @@ class TextSet(Examples):
 
 
 def text_set(class_names: tuple[str, ...], labels: list[int] | np.ndarray, texts: list[str],
-             ids: list[str] | None = None, skipped: int = 0) -> TextSet:
-    """A TextSet from Python lists."""
-    return TextSet(class_names=tuple(class_names), labels=np.asarray(labels, np.int32),
+             ids: list[str] | None = None, skipped: int = 0, task: str = "single_label"
+             ) -> TextSet:
+    """A TextSet from Python lists (`labels`: class ids, or targets in `task`'s form)."""
+    targets = labels if isinstance(labels, np.ndarray) else np.asarray(labels, np.int32)
+    return TextSet(class_names=tuple(class_names), labels=targets, task=task,
                    texts=np.array(texts, dtype=object),
                    ids=None if ids is None else np.array(ids, dtype=object), skipped=skipped)

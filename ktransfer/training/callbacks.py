@@ -64,7 +64,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
 
     def __init__(self, path: str | os.PathLike, monitor: str | None = None,
                  target: keras.Model | None = None, guard: NaNGuard | None = None,
-                 deferred: bool = False, twin: AtomicCheckpoint | None = None):
+                 deferred: bool = False, twin: AtomicCheckpoint | None = None,
+                 mode_max: bool | None = None):
         super().__init__()
         self.twin = twin
         self.written_epoch: int | None = None  # this epoch's, when it wrote the whole model
@@ -75,7 +76,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self.head: keras.Model | None = None
         self.guard = guard
         self.monitor = monitor
-        self.mode_max = bool(monitor and "acc" in monitor)
+        self.mode_max = bool(monitor and "acc" in monitor) if mode_max is None else mode_max
         self.best = -math.inf if self.mode_max else math.inf
 
     def _improved(self, logs: dict | None) -> bool:

@@ -13,10 +13,12 @@ import numpy as np
 from ktransfer.deploy import prediction
 from ktransfer.deploy.serving import export
 from ktransfer.network.classifier import compile_classifier, inference_model
-from ktransfer.reporting.evaluation import evaluate, scores
+from ktransfer.reporting.evaluation import evaluate
 from ktransfer.reporting.report import write_report
 from ktransfer.runs import atomic, rundir
 from ktransfer.runs.exportdir import origin, versions
+from ktransfer.tasks import task_of
+from ktransfer.tasks.task import Task, save_state
 from ktransfer.training.job import Fitted, Job
 from ktransfer.training.recording import ValidationRecorder
 
@@ -31,6 +33,8 @@ def finish(job: Job, trained: Fitted) -> dict[str, Any]:
         compile_classifier(model, cfg, cfg.train.lr)
     metrics: dict[str, Any] = {
         "modality": job.modality.name,
+        "task": cfg.data.task,
+        "headline": task_of(cfg).headline,
         "network": job.network.info,
         "epochs": {"head": trained.head_epochs,
                    "fine_tune": trained.epochs - trained.head_epochs},
@@ -43,75 +47,83 @@ def finish(job: Job, trained: Fitted) -> dict[str, Any]:
     if job.adapt is not None:
         metrics["adaptation"] = job.adapt.finish(model, job.feed, job.val_ds,
                                                  cfg.data.batch_size)
-    probabilities = _split_scores(job, trained.recorder, metrics)
-    warning = no_better_than_majority(metrics["val"]["accuracy"], job.splits.val.labels)
+    probabilities, state, val = _split_scores(job, trained.recorder, metrics)
+    task = task_of(cfg)
+    warning = no_better_than_baseline(task, task.quality(val, job.splits.val.labels, state),
+                                      job.splits.train.labels, job.splits.val.labels)
     if warning:
         metrics["warnings"] = [warning]
         log.warning("WARNING: %s", warning)
+    save_state(path, task, state)
     atomic.save_with(path / "model.keras", inference_model(model).save)
     atomic.save_with(path / "backbone.weights.h5", job.network.backbone.save_weights)
     metrics["seconds"] = round(time.time() - job.started, 1)
     atomic.write_json(path / "metrics.json", metrics)
     if cfg.train.report:
-        _report(job, probabilities)
+        _report(job, probabilities, state)
     if cfg.train.export_dir:
-        metrics["export"] = str(_export(job))
+        metrics["export"] = str(_export(job, state))
         atomic.write_json(path / "metrics.json", metrics)
         log.info("exported a SavedModel to %s", metrics["export"])
     rundir.finish(path)
     return metrics
 
 
-MAJORITY_MARGIN = 0.02  # validation accuracy this close to the majority class: no better
+BASELINE_MARGIN = 0.02  # a headline this close to the trivial predictor's: no better
 
 
-def no_better_than_majority(accuracy: float, labels: np.ndarray) -> str:
-    """A warning when the validation accuracy is no better than always answering the most
-    common validation class ("" otherwise): the run has not learned, and says what to try."""
-    if len(labels) == 0:
+def no_better_than_baseline(task: Task, value: float, train: np.ndarray, val: np.ndarray
+                            ) -> str:
+    """A warning when the validation `value` of the task's quality (accuracy, macro-F1, R²)
+    is no better than the task's trivial predictor's, e.g. always answering the most common
+    class ("" when it is better): the run has not learned, and says what to try."""
+    if len(val) == 0:
         return ""
-    majority = float(np.bincount(labels).max() / len(labels))
-    if accuracy > majority + MAJORITY_MARGIN:
+    baseline, what = task.baseline(train, val)
+    if value > baseline + BASELINE_MARGIN:
         return ""
-    return (f"validation accuracy {accuracy:.1%} is no better than always predicting the most "
-            f"common class ({majority:.1%}): the model has not learned. Try more head epochs "
+    return (f"validation {task.quality_name} {value:.3g} is no better than "
+            f"{what} ({baseline:.3g}): the model has not learned. Try more head epochs "
             "(--epochs) or a higher --lr, fine-tuning (--fine_tune_epochs with a low "
             "--fine_tune_lr), or start from a template (configs/my_images.cfg, "
             "configs/my_texts.cfg)")
 
 
 def _split_scores(job: Job, recorder: ValidationRecorder, metrics: dict[str, Any]
-                  ) -> np.ndarray:
-    """Fills metrics['val'] (and 'test') with what `model.evaluate` reports; returns the
-    probabilities [N, C] of the report's split (test, else validation). The validation
-    split's come from the last epoch's own validation pass while the model holds the weights
-    it saw, else from the pipeline that evaluated it during training (already decoded and
-    cached); each split is predicted at most once."""
-    model, smoothing = job.model, job.cfg.model.label_smoothing
+                  ) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
+    """Fills metrics['val'] (and 'test') with what `model.evaluate` reports, after the task
+    has learned what it learns from the validation outputs (its state: multi-label
+    thresholds); returns the outputs [N, C] of the report's split (test, else validation),
+    the state and the validation outputs. The validation split's come from the last epoch's
+    own validation pass while the model holds the weights it saw, else from the pipeline that
+    evaluated it during training (already decoded and cached); each split is predicted at most
+    once."""
+    model, cfg, task = job.model, job.cfg, task_of(job.cfg)
     val = recorder.probabilities(model)
     if val is None:
         val = prediction.batch_probabilities(model, job.val_ds)
     else:
-        log.debug("validation probabilities from the last epoch's validation pass")
-    metrics["val"] = scores(val, job.splits.val.labels, model, smoothing)
+        log.debug("validation outputs from the last epoch's validation pass")
+    state = task.fit(val, job.splits.val.labels)
+    metrics["val"] = task.scores(val, job.splits.val.labels, model, cfg, state)
     if job.test_ds is None or job.splits.test is None:
-        return val
+        return val, state, val
     test = prediction.batch_probabilities(model, job.test_ds)
-    metrics["test"] = scores(test, job.splits.test.labels, model, smoothing)
-    return test
+    metrics["test"] = task.scores(test, job.splits.test.labels, model, cfg, state)
+    return test, state, val
 
 
-def _report(job: Job, probabilities: np.ndarray) -> None:
-    """report.html, from the probabilities of its split (test, else validation)."""
+def _report(job: Job, probabilities: np.ndarray, state: dict[str, Any]) -> None:
+    """report.html, from the outputs of its split (test, else validation)."""
     splits = job.splits
     on = "test" if splits.test is not None else "validation"
     evaluate(job.model, job.modality, job.feed, list(splits.class_names),
              splits.test if splits.test is not None else splits.val, job.run_dir / "report",
-             batch_size=job.cfg.data.batch_size, probabilities=probabilities)
+             batch_size=job.cfg.data.batch_size, probabilities=probabilities, state=state)
     write_report(job.run_dir, on)
 
 
-def _export(job: Job) -> Path:
+def _export(job: Job, task_state: dict[str, Any]) -> Path:
     """Exports once: the version is recorded in the resume state before it is written, so a
     run killed during the export finishes it instead of adding a second version. A claimed
     version that another export took meanwhile (its origin.json names another run) is left
@@ -131,5 +143,5 @@ def _export(job: Job) -> Path:
         atomic.write_json(job.run_dir / rundir.RESUME_DIR / rundir.STATE,
                           {**state, "export_version": version})
     return export(job.model, job.modality, job.feed, list(job.splits.class_names),
-                  job.cfg.train.export_dir, version=version, origin=ours)
+                  job.cfg.train.export_dir, version=version, origin=ours, state=task_state)
 

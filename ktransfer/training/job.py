@@ -21,7 +21,6 @@ from ktransfer import config
 from ktransfer.config import FindLRConfig, LRFinderConfig, ModelConfig, RunConfig
 from ktransfer.data import manifest
 from ktransfer.data.examples import Splits
-from ktransfer.data.splits import class_weights
 from ktransfer.deploy.saving import load_classifier
 from ktransfer.domain import adaptation
 from ktransfer.errors import ConfigError
@@ -33,6 +32,7 @@ from ktransfer.network.freezing import (
     select,
 )
 from ktransfer.runs import atomic, rundir
+from ktransfer.tasks import task_of
 from ktransfer.training.lr_finder import FLAG_OF_PHASE, range_test
 from ktransfer.training.recording import ValidationRecorder
 
@@ -127,7 +127,9 @@ def prepare(cfg: RunConfig, modality: Modality, chief_run: Path | None = None) -
     multi-worker worker) and makes the input pipelines."""
     keras.utils.set_random_seed(cfg.train.seed)
     splits = modality.load_splits(cfg)
-    network = modality.build(cfg, len(splits.class_names))
+    task = task_of(cfg)
+    network = modality.build(cfg, task.outputs(splits.class_names))
+    task.prepare(network.model, splits.train.labels)
     if cfg.model.init_from:
         _init_from(network.model, cfg.model, list(splits.class_names))
     cfg, range_tests = _auto_rates(cfg, modality, splits)
@@ -145,7 +147,7 @@ def prepare(cfg: RunConfig, modality: Modality, chief_run: Path | None = None) -
 
 def _open_job(cfg: RunConfig, modality: Modality, splits: Splits, network: Network,
               stages: list[Stage], run: rundir.Run) -> Job:
-    data = manifest.describe(splits, manifest.sources(cfg.data))
+    data = manifest.describe(splits, manifest.sources(cfg.data), task_of(cfg))
     if run.resume:
         manifest.check_unchanged(run.path, data)
         log.info("resuming %s after epoch %d (%s phase)", run.path, run.resume["epoch"],
@@ -158,6 +160,7 @@ def _open_job(cfg: RunConfig, modality: Modality, splits: Splits, network: Netwo
     manifest.write(run.path, data)
     class_names = list(splits.class_names)
     atomic.write_text(run.path / "labels.txt", "\n".join(class_names) + "\n")
+    task = task_of(cfg)
     counts = splits.counts()
     log.info("data: %d train, %d val, %d test %ss, %d classes", counts["train"], counts["val"],
              counts["test"], modality.presentation.noun, len(class_names))
@@ -174,7 +177,8 @@ def _open_job(cfg: RunConfig, modality: Modality, splits: Splits, network: Netwo
     anchors = _l2sp_anchors(cfg, network.backbone, run)
     return Job(cfg, modality, splits, network, stages, feed, run, train_ds, val_ds, test_ds,
                steps=cfg.train.steps_per_epoch or math.ceil(len(splits.train) / batch),
-               adapt=adapt, class_weights=class_weights(splits.train.labels, len(class_names))
+               adapt=adapt, class_weights=task.class_weights(splits.train.labels,
+                                                             splits.class_names)
                if cfg.data.class_weights == "balanced" else None,
                fingerprint=data["fingerprint"], anchors=anchors)
 

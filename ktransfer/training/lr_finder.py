@@ -38,8 +38,7 @@ from ktransfer.network import features
 from ktransfer.network.classifier import compile_classifier
 from ktransfer.network.freezing import freeze, layer_lr_multipliers, select, set_trainable
 from ktransfer.optim.schedules import make_schedule
-from ktransfer.reporting import plotting
-from ktransfer.runs import atomic
+from ktransfer.runs import atomic, plotting
 
 log = logging.getLogger(__name__)
 SMOOTHING = 0.98  # of the loss curve: exponential moving average with bias correction

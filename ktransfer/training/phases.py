@@ -20,6 +20,7 @@ from ktransfer.network.freezing import (
 )
 from ktransfer.optim.schedules import make_schedule
 from ktransfer.runs import rundir
+from ktransfer.tasks import task_of
 from ktransfer.training.callbacks import (
     AtomicCheckpoint,
     EMAWeights,
@@ -48,7 +49,8 @@ class Callbacks:
         self.history = HistoryWriter(path / "history.csv", self.guard,
                                      keep_until=resume["epoch"] if resume else 0)
         self.best = AtomicCheckpoint(path / "checkpoints" / "best.keras", monitor=t.monitor,
-                                     target=plain, guard=self.guard, deferred=True)
+                                     target=plain, guard=self.guard, deferred=True,
+                                     mode_max=task_of(job.cfg).higher_is_better(t.monitor))
         self.best.discard()  # of an epoch a killed run did not commit
         self.last = AtomicCheckpoint(path / "checkpoints" / "last.keras", target=plain,
                                      guard=self.guard, twin=self.best)
@@ -57,7 +59,7 @@ class Callbacks:
         self.state = ResumeState(path / rundir.RESUME_DIR, self.guard, self.best)
         self.board = ([TensorBoard(log_dir=str(path / "tensorboard"))]
                       if t.tensorboard else [])
-        self.recorder = ValidationRecorder(len(job.splits.val), len(job.splits.class_names))
+        self.recorder = ValidationRecorder(len(job.splits.val), int(job.model.output_shape[-1]))
 
     def for_fit(self, job: Job, stage: Stage, stage_model: keras.Model, adapting: bool,
                 first: int, start: int) -> list[keras.callbacks.Callback]:
@@ -79,6 +81,7 @@ class Callbacks:
         if t.early_stopping:
             out.append(keras.callbacks.EarlyStopping(
                 monitor=t.monitor, patience=t.early_stopping, restore_best_weights=True,
+                mode="max" if task_of(job.cfg).higher_is_better(t.monitor) else "min",
                 verbose=int(t.verbose > 0)))
         return out
 

@@ -1,0 +1,54 @@
+"""Tasks: what depends on the kind of target, behind one seam (`ktransfer.tasks.task.Task`).
+
+A task says how labels are read and encoded, the output layer, the loss and metrics (and which
+of them `--monitor` may name), how splits are stratified, what evaluation computes and the
+report shows, what `predict` and the SavedModel return and how the tuner scores a trial.
+Shared code asks the run's task (`--task`, `task_of(cfg)`) and never names one.
+
+- `single_label`: one class per example (softmax, cross-entropy, accuracy);
+- `multi_label`: a set of labels per example (sigmoid per label, binary cross-entropy, one
+  threshold per label chosen on the validation split, F1 and mean average precision);
+- `regression`: one number per example (linear output in the target's units, MSE, MAE).
+
+This module is light (config reads the registrations): the tasks load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ktransfer.config import register_group
+from ktransfer.registry import Registry
+
+if TYPE_CHECKING:  # annotations only: knowing the tasks imports no TensorFlow
+    from ktransfer.tasks.task import Task
+
+TASKS: Registry[Task] = Registry("task", "task")
+
+
+def register_task(name: str, entry: Any, about: str) -> None:
+    """The one registration of a task: its entry (a `Task`, or `"package.module:ATTR"`)."""
+    TASKS.register(name, entry, about=about)
+
+
+register_group("task", "ktransfer.tasks.options:TaskOptions")
+register_task("single_label", "ktransfer.tasks.single_label:SINGLE_LABEL",
+              "one class per example (softmax, cross-entropy)")
+register_task("multi_label", "ktransfer.tasks.multi_label:MULTI_LABEL",
+              "any set of labels per example (sigmoid per label, binary cross-entropy, "
+              "thresholds chosen on the validation split)")
+register_task("regression", "ktransfer.tasks.regression:REGRESSION",
+              "one number per example (linear output in the target's units, MSE)")
+
+
+DEFAULT = "single_label"  # --task's default: what a model saved without a task.json is
+
+
+def task_of(cfg: Any) -> Task:
+    """The task of a run config (its `--task`)."""
+    return TASKS.get(cfg.data.task)
+
+
+def default_task() -> Task:
+    """The default task (`--task`'s default), for code given no run."""
+    return TASKS.get(DEFAULT)

@@ -1,0 +1,387 @@
+"""`multi_label`: any set of labels per example (tags of a photo, topics of a text).
+
+A sigmoid per label with (focal) binary cross-entropy; splits by iterative stratification
+(Sechidis et al. 2011), so every label with two or more examples lands in both parts; after
+training one threshold per label is chosen on the validation split (the one of best F1) and kept
+with the model (`task.json`, and built into the export). Metrics: macro and micro F1 at those
+thresholds, mean average precision (threshold-free), subset accuracy, and per label precision,
+recall, F1 and average precision. Labels come from a table column as `a|b|c` (CSV / TSV,
+`--label_separator`) or a JSON list (JSON lines).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import average_precision_score, f1_score, precision_recall_fscore_support
+
+from ktransfer.config import ModelConfig, RunConfig
+from ktransfer.errors import ConfigError, DataError
+from ktransfer.runs import plotting
+from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
+from ktransfer.tasks.task import Rows, Task, table
+
+log = logging.getLogger(__name__)
+DEFAULT_THRESHOLD = 0.5  # of a label the validation split has no example of
+
+
+def label_lists(values: list[Any], where: list[str], separator: str, flag: str
+                ) -> list[list[str]]:
+    """The labels of each value: a JSON list, or a string split at `separator`; an empty
+    set, a repeated label or a label holding the separator is a one-line DataError."""
+    out = []
+    for value, place in zip(values, where, strict=True):
+        parts = ([str(v).strip() for v in value] if isinstance(value, list)
+                 else [p.strip() for p in str(value).split(separator)])
+        if not parts or any(not p for p in parts):
+            raise DataError(f"--{flag}: {place}: empty label in {value!r}; give one or more "
+                            f"labels separated by {separator!r} (--label_separator)")
+        if len(set(parts)) != len(parts):
+            raise DataError(f"--{flag}: {place}: label {_repeated(parts)!r} given twice in "
+                            f"{value!r}")
+        if isinstance(value, list) and any(separator in p for p in parts):
+            raise DataError(f"--{flag}: {place}: a label holds the separator {separator!r} "
+                            "(--label_separator); rename it or choose another separator")
+        out.append(parts)
+    return out
+
+
+def _repeated(parts: list[str]) -> str:
+    return next(p for p in parts if parts.count(p) > 1)
+
+
+def iterative_split(targets: np.ndarray, fraction: float, seed: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) positions of label sets [N, C], about `fraction` held out, by
+    iterative stratification: the rarest label's examples are placed first, each where its
+    labels are most wanted; every label with two or more examples gets one on each side."""
+    rng = np.random.default_rng(seed)
+    n = len(targets)
+    y = targets > 0.5
+    counts = y.sum(axis=0)
+    want = np.stack([counts * (1 - fraction), counts * fraction]).astype(np.float64)
+    want[1] = np.where(counts >= 2, np.clip(np.round(want[1]), 1, counts - 1), want[1])
+    want[0] = counts - want[1]
+    room = np.array([n * (1 - fraction), n * fraction])
+    side = np.full(n, -1)
+    order = rng.permutation(n)
+    while (side[order] < 0).any():
+        left = y[side < 0].sum(axis=0)
+        label = int(np.argmin(np.where(left > 0, left, np.inf))) if left.any() else -1
+        chosen = [i for i in order if side[i] < 0 and (label < 0 or y[i, label])]
+        for i in chosen:
+            k = int(np.argmax(want[:, label] + 1e-6 * room)) if label >= 0 else \
+                int(np.argmax(room))
+            side[i] = k
+            want[k] -= y[i]
+            room[k] -= 1
+        if label < 0:
+            break
+    return np.flatnonzero(side == 0), np.flatnonzero(side == 1)
+
+
+def best_thresholds(outputs: np.ndarray, targets: np.ndarray) -> list[float]:
+    """Per label, the score threshold of best F1 on these examples (DEFAULT_THRESHOLD for a
+    label without a positive example)."""
+    found = []
+    for c in range(targets.shape[1]):
+        y, p = targets[:, c] > 0.5, outputs[:, c]
+        if not y.any():
+            found.append(DEFAULT_THRESHOLD)
+            continue
+        order = np.argsort(-p, kind="stable")
+        hits = np.cumsum(y[order])
+        f1 = 2 * hits / (np.arange(1, len(p) + 1) + y.sum())
+        best = int(np.argmax(f1))
+        below = p[order[best + 1]] if best + 1 < len(p) else 0.0
+        found.append(float((p[order[best]] + below) / 2))  # midway to the next score
+    return found
+
+
+def _decisions(outputs: np.ndarray, state: dict[str, Any]) -> np.ndarray:
+    thresholds = np.asarray(state.get("thresholds") or [DEFAULT_THRESHOLD] * outputs.shape[1])
+    return outputs >= thresholds[None, :]
+
+
+def _mean_ap(outputs: np.ndarray, targets: np.ndarray) -> float:
+    present = targets.sum(axis=0) > 0
+    if not present.any():
+        return 0.0
+    return float(average_precision_score(targets[:, present], outputs[:, present],
+                                         average="macro"))
+
+
+class MultiLabel(Task):
+    """Any set of labels per example (see the module docstring)."""
+
+    name = "multi_label"
+    headline = "macro_f1"
+    objective = "map"
+    quality_name = "macro F1"
+    monitors = ("macro_f1", "micro_f1", "map")
+    losses = ("auto", "focal")
+    answer_fields = ("labels", "label", "probability")
+
+    def parse(self, values: list[Any], where: list[str], options: Any, flag: str,
+              column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:
+        lists = label_lists(values, where, options.label_separator, flag)
+        names = tuple(sorted({label for labels in lists for label in labels}))
+        index = {name: i for i, name in enumerate(names)}
+        targets = np.zeros((len(lists), len(names)), np.float32)
+        for row, labels in enumerate(lists):
+            targets[row, [index[label] for label in labels]] = 1.0
+        return names, targets
+
+    def relabel(self, targets: np.ndarray, names: tuple[str, ...], wanted: tuple[str, ...],
+                strict: bool) -> tuple[np.ndarray, np.ndarray]:
+        index = {name: i for i, name in enumerate(names)}
+        if strict:
+            unknown = [c for c, i in index.items() if c not in wanted and targets[:, i].any()]
+            if unknown:
+                raise DataError(f"label {unknown[0]!r} is not a label of the model "
+                                f"(labels.txt: {', '.join(wanted[:20])})")
+        else:
+            missing = [c for c in wanted if c not in index]
+            if missing:
+                raise DataError(f"label {missing[0]!r} is not in the data; it has: "
+                                f"{', '.join(names)}")
+        out = np.zeros((len(targets), len(wanted)), np.float32)
+        for j, name in enumerate(wanted):
+            if name in index:
+                out[:, j] = targets[:, index[name]]
+        return out, np.arange(len(targets))
+
+    def target_text(self, target: np.ndarray, names: tuple[str, ...]) -> str:
+        return "|".join(n for n, t in zip(names, target, strict=True) if t > 0.5)
+
+    def split(self, targets: np.ndarray, fraction: float, seed: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+        return iterative_split(targets, fraction, seed)
+
+    def sample(self, targets: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+        """Examples until every label has `per_class` of them (rarest labels first)."""
+        rng = np.random.default_rng(seed)
+        chosen: set[int] = set()
+        for label in np.argsort(targets.sum(axis=0), kind="stable"):
+            have = sum(targets[i, label] > 0.5 for i in chosen)
+            for i in rng.permutation(np.flatnonzero(targets[:, label] > 0.5)):
+                if have >= per_class:
+                    break
+                if int(i) not in chosen:
+                    chosen.add(int(i))
+                    have += 1
+        return np.array(sorted(chosen), dtype=np.int64)
+
+    def check_splits(self, train: np.ndarray, val: np.ndarray, names: tuple[str, ...]) -> None:
+        if not names:
+            raise DataError("--data: no labels; a multi-label table needs labels per row")
+        missing = [c for i, c in enumerate(names) if not train[:, i].any()]
+        if missing:
+            raise DataError(f"--data: label {missing[0]!r} has no training examples (after the "
+                            "splits were made); add examples of it or leave it out with "
+                            "--classes")
+        unseen = [c for i, c in enumerate(names) if not val[:, i].any()]
+        if unseen:
+            log.warning("labels without a validation example keep the threshold %.1f: %s",
+                        DEFAULT_THRESHOLD, ", ".join(unseen[:10]))
+
+    def check(self, cfg: RunConfig) -> None:
+        super().check(cfg)
+        if cfg.adapt.target_data:
+            raise ConfigError("target_data", "domain adaptation aligns classes; it is for "
+                              "--task=single_label")
+
+    def output(self, features: Any, outputs: int, cfg: ModelConfig) -> Any:
+        regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
+        logits = keras.layers.Dense(outputs, kernel_initializer=cfg.initializer,
+                                    kernel_regularizer=regularizer, dtype="float32",
+                                    name="logits")(features)
+        return keras.layers.Activation("sigmoid", dtype="float32", name="probabilities")(logits)
+
+    def encode(self, targets: tf.Tensor, outputs: int) -> tf.Tensor:
+        return tf.cast(targets, tf.float32)
+
+    def loss(self, cfg: RunConfig) -> Any:
+        smoothing, options = cfg.model.label_smoothing, cfg.group("task")
+        if options.loss == "focal":
+            return keras.losses.BinaryFocalCrossentropy(gamma=options.focal_gamma,
+                                                        label_smoothing=smoothing)
+        return keras.losses.BinaryCrossentropy(label_smoothing=smoothing)
+
+    def metrics(self, outputs: int) -> list[Any]:
+        return [keras.metrics.F1Score(average="macro", threshold=DEFAULT_THRESHOLD,
+                                      name="macro_f1"),
+                keras.metrics.F1Score(average="micro", threshold=DEFAULT_THRESHOLD,
+                                      name="micro_f1"),
+                keras.metrics.AUC(curve="PR", multi_label=True, num_labels=outputs,
+                                  name="map")]
+
+    def scores(self, outputs: np.ndarray, targets: np.ndarray, model: keras.Model,
+               cfg: RunConfig, state: dict[str, Any]) -> dict[str, float]:
+        """The loss (with the model's regularisation), F1 at the chosen thresholds, mean
+        average precision and subset accuracy."""
+        loss = float(keras.ops.convert_to_numpy(self.loss(cfg)(targets, outputs))) \
+            if len(targets) else 0.0
+        regularization = float(sum(float(keras.ops.convert_to_numpy(x)) for x in model.losses))
+        return {"loss": loss + regularization, **self._metrics(outputs, targets, state)}
+
+    def _metrics(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]
+                 ) -> dict[str, float]:
+        decided, truth = _decisions(outputs, state), targets > 0.5
+        return {"macro_f1": self.quality(outputs, targets, state),
+                "micro_f1": float(f1_score(truth, decided, average="micro", zero_division=0)),
+                "map": _mean_ap(outputs, targets),
+                "subset_accuracy": float(np.mean((decided == truth).all(axis=1)))}
+
+    def quality(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]) -> float:
+        """Macro F1 over the labels present, at the chosen thresholds."""
+        truth = targets > 0.5
+        present = truth.any(axis=0)
+        if not present.any():
+            return 0.0
+        decided = _decisions(outputs, state)
+        return float(f1_score(truth[:, present], decided[:, present], average="macro",
+                              zero_division=0))
+
+    def baseline(self, train: np.ndarray, val: np.ndarray) -> tuple[float, str]:
+        rate = (val > 0.5).mean(axis=0)
+        present = rate > 0
+        f1 = 2 * rate[present] / (1 + rate[present])
+        return float(f1.mean()) if present.any() else 0.0, "giving every example every label"
+
+    def fit(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        return {"thresholds": best_thresholds(outputs, targets)}
+
+    def summarize(self, outputs: np.ndarray, targets: np.ndarray, names: tuple[str, ...],
+                  ids: list[str] | None, top_k: int, state: dict[str, Any]) -> dict[str, Any]:
+        truth, decided = targets > 0.5, _decisions(outputs, state)
+        precision, recall, f1, support = precision_recall_fscore_support(
+            truth, decided, average=None, zero_division=0)
+        thresholds = state.get("thresholds") or [DEFAULT_THRESHOLD] * len(names)
+        rows = [{"label": name, "precision": float(p), "recall": float(r), "f1": float(f),
+                 "ap": float(average_precision_score(truth[:, j], outputs[:, j]))
+                 if truth[:, j].any() else 0.0, "support": int(n),
+                 "threshold": float(thresholds[j])}
+                for j, (name, p, r, f, n) in enumerate(zip(names, precision, recall, f1,
+                                                           support, strict=True))]
+        return {"num_examples": int(len(targets)), **self._metrics(outputs, targets, state),
+                "per_label": rows,
+                "class_names": list(names),
+                "curves": _pr_curves(outputs, truth, names),
+                "mistakes": _mistakes(outputs, truth, decided, names, ids)}
+
+    def lines(self, summary: dict[str, Any], top_k: int) -> list[str]:
+        return [f"examples: {summary['num_examples']}  macro F1: {summary['macro_f1']:.4f}  "
+                f"micro F1: {summary['micro_f1']:.4f}  mAP: {summary['map']:.4f}  "
+                f"subset accuracy: {summary['subset_accuracy']:.4f}",
+                *(f"  {r['label']:<20} precision {r['precision']:.3f}  recall "
+                  f"{r['recall']:.3f}  F1 {r['f1']:.3f}  AP {r['ap']:.3f}  threshold "
+                  f"{r['threshold']:.2f}  ({r['support']} examples)"
+                  for r in summary["per_label"])]
+
+    def sections(self, summary: dict[str, Any], out_dir: Path) -> str:
+        plot_per_class(summary["per_label"], out_dir / "per_label.png", key="label")
+        _plot_curves(summary["curves"], out_dir / "pr_curves.png")
+        rows = [[r["label"], r["precision"], r["recall"], r["f1"], r["ap"], r["threshold"],
+                 r["support"]] for r in summary["per_label"]]
+        return (f"<p>macro F1 {summary['macro_f1']:.3f}, micro F1 {summary['micro_f1']:.3f}, "
+                f"mAP {summary['map']:.3f}, subset accuracy "
+                f"{summary['subset_accuracy']:.3f} (F1 at each label's threshold, chosen on "
+                "the validation split)</p><h3>Per label</h3>"
+                + plotting.img_tag(out_dir / "per_label.png", "per-label metrics")
+                + "<h3>Precision-recall curves</h3>"
+                + plotting.img_tag(out_dir / "pr_curves.png", "precision-recall curves")
+                + table(["label", "precision", "recall", "F1", "AP", "threshold", "examples"],
+                        rows))
+
+    def exemplars(self, targets: np.ndarray) -> list[tuple[int, int]]:
+        return [(int(np.flatnonzero(targets[:, c] > 0.5)[0]), c)
+                for c in range(targets.shape[1]) if targets[:, c].any()]
+
+    def answers(self, outputs: np.ndarray, names: list[str], k: int, state: dict[str, Any]
+                ) -> Rows:
+        """The labels at or above their thresholds, most probable first."""
+        decided = _decisions(outputs, state)
+        return [[(names[j], float(p[j])) for j in np.argsort(-p, kind="stable") if d[j]]
+                for p, d in zip(outputs, decided, strict=True)]
+
+    def serving(self, outputs: tf.Tensor, names: list[str], k: int, state: dict[str, Any]
+                ) -> dict[str, tf.Tensor]:
+        """`probabilities` [B, C]; `predicted` [B, C] (at or above the label's threshold);
+        `predicted_names` [B, C] (the label's name where predicted, else ""); and the `k`
+        most probable labels: `top_k_ids`, `top_k_scores`, `top_k_names` [B, k]."""
+        probabilities = tf.cast(outputs, tf.float32)
+        thresholds = tf.constant(state.get("thresholds") or [DEFAULT_THRESHOLD] * len(names),
+                                 tf.float32)
+        predicted = probabilities >= thresholds[None, :]
+        label_names = tf.broadcast_to(tf.constant(names), tf.shape(probabilities))
+        scores, top = tf.math.top_k(probabilities, k=max(1, min(k, len(names))))
+        return {"probabilities": probabilities, "predicted": predicted,
+                "predicted_names": tf.where(predicted, label_names, ""),
+                "top_k_ids": top, "top_k_scores": scores,
+                "top_k_names": tf.gather(tf.constant(names), top)}
+
+
+def _pr_curves(outputs: np.ndarray, truth: np.ndarray, names: tuple[str, ...],
+               points: int = 50) -> list[dict[str, Any]]:
+    """Precision-recall points of the labels of lowest AP (at most 12), for the plot."""
+    found = []
+    for j in range(truth.shape[1]):
+        if not truth[:, j].any():
+            continue
+        order = np.argsort(-outputs[:, j], kind="stable")
+        hits = np.cumsum(truth[order, j])
+        precision = hits / np.arange(1, len(order) + 1)
+        recall = hits / truth[:, j].sum()
+        keep = np.unique(np.linspace(0, len(order) - 1, points).astype(int))
+        found.append({"label": names[j], "precision": precision[keep].round(4).tolist(),
+                      "recall": recall[keep].round(4).tolist(),
+                      "ap": float(average_precision_score(truth[:, j], outputs[:, j]))})
+    return sorted(found, key=lambda c: c["ap"])[:12]
+
+
+def _plot_curves(curves: list[dict[str, Any]], path: Path) -> None:
+    plt = plotting.pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    for curve in curves:
+        ax.plot(curve["recall"], curve["precision"],
+                label=f"{curve['label']} (AP {curve['ap']:.2f})")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_ylim(0, 1.05)
+    if len(curves) <= LABELLED_CLASSES:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    ax.set_title("precision-recall, labels of lowest AP")
+    fig.tight_layout()
+    plotting.save(fig, path)
+
+
+def _mistakes(outputs: np.ndarray, truth: np.ndarray, decided: np.ndarray,
+              names: tuple[str, ...], ids: list[str] | None, count: int = 12
+              ) -> list[dict[str, Any]]:
+    """The examples with the most confident wrong decisions (a label given that is not
+    there, or missed), each explained by its most confidently wrong label."""
+    wrongness = np.where(decided != truth, np.abs(outputs - truth), 0.0)
+    worst = np.argsort(-wrongness.max(axis=1), kind="stable")
+    out = []
+    for i in worst[:count]:
+        if wrongness[i].max() <= 0:
+            break
+        label = int(np.argmax(wrongness[i]))
+        out.append({"index": int(i), "file": None if ids is None else str(ids[i]),
+                    "true": "|".join(n for n, t in zip(names, truth[i], strict=True) if t),
+                    "predicted": "|".join(n for n, d in zip(names, decided[i], strict=True)
+                                          if d),
+                    "confidence": float(wrongness[i, label]),
+                    "how": f"{names[label]} {'missed' if truth[i, label] else 'wrong'} "
+                           f"{outputs[i, label]:.0%}",
+                    "output": label})
+    return out
+
+
+MULTI_LABEL = MultiLabel()

@@ -1,0 +1,240 @@
+"""`regression`: one number per example (a score, a grade, a rating, a price).
+
+The head's last layer predicts the standardised target; a fixed layer (`target_scale`, set from
+the training targets before training and saved with the weights) turns it into the target's
+units, so the model, its export and `predict` all answer in those units. MSE (or Huber) loss,
+MAE and RMSE while training; R² (the quality: 1 is perfect, 0 is predicting the training mean),
+Pearson and Spearman correlations at the end. Splits are stratified by target quantile so that
+every part covers the range.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from scipy import stats
+
+from ktransfer.config import ModelConfig, RunConfig
+from ktransfer.data.splits import stratified_split
+from ktransfer.errors import ConfigError, DataError
+from ktransfer.runs import plotting
+from ktransfer.tasks.task import Rows, Task, table
+
+SCALE_LAYER = "target_scale"
+BINS = 10  # quantile bins the splits are stratified by
+SHOWN = 500  # (true, predicted) pairs kept in evaluation.json for the scatter plot
+
+
+def numbers(values: list[Any], where: list[str], flag: str, column: str) -> np.ndarray:
+    """float32 [N] of label values; a value that is not a finite number is a DataError naming
+    its place."""
+    out = np.empty(len(values), np.float32)
+    for i, (value, place) in enumerate(zip(values, where, strict=True)):
+        try:
+            number = float(str(value).strip()) if not isinstance(value, bool) else math.nan
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise DataError(f"--{flag}: {place}: {column} {value!r} is not a finite number; "
+                            "--task=regression needs a number in every row")
+        out[i] = number
+    return out
+
+
+def quantile_bins(targets: np.ndarray, bins: int = BINS) -> np.ndarray:
+    """int [N]: the quantile bin of each target (equal-count bins by rank)."""
+    count = max(1, min(bins, len(targets) // 2))
+    ranks = np.argsort(np.argsort(targets, kind="stable"), kind="stable")
+    return (ranks * count // max(1, len(targets))).astype(np.int64)
+
+
+def r_squared(predicted: np.ndarray, targets: np.ndarray, mean: float | None = None) -> float:
+    """1 - SSE / SS around `mean` (the targets' own mean by default); 0 for no spread."""
+    centre = float(np.mean(targets)) if mean is None else mean
+    total = float(np.sum((targets - centre) ** 2))
+    return 1.0 - float(np.sum((targets - predicted) ** 2)) / total if total > 0 else 0.0
+
+
+class Regression(Task):
+    """One number per example (see the module docstring)."""
+
+    name = "regression"
+    headline = "mae"
+    objective = "mae"
+    quality_name = "R²"
+    monitors = ("mae", "rmse")
+    minimize = ("loss", "mae", "rmse")
+    losses = ("auto", "huber")
+    smooths = False
+    answer_fields = ("values", "target", "value")
+
+    def parse(self, values: list[Any], where: list[str], options: Any, flag: str,
+              column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:
+        return (column,), numbers(values, where, flag, column)
+
+    def relabel(self, targets: np.ndarray, names: tuple[str, ...], wanted: tuple[str, ...],
+                strict: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Targets as they are: a number needs no class order (a model's target column may
+        be named differently in new data)."""
+        return targets, np.arange(len(targets))
+
+    def target_text(self, target: np.ndarray, names: tuple[str, ...]) -> str:
+        return repr(float(target))
+
+    def split(self, targets: np.ndarray, fraction: float, seed: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+        return stratified_split(quantile_bins(targets), fraction, seed)
+
+    def check_splits(self, train: np.ndarray, val: np.ndarray, names: tuple[str, ...]) -> None:
+        if len(train) < 2 or float(np.std(train)) == 0.0:
+            raise DataError(f"--data: the training targets ({names[0]}) are all "
+                            f"{train[0] if len(train) else 'missing'}; regression needs "
+                            "targets that differ")
+
+    def check(self, cfg: RunConfig) -> None:
+        """Refuses what needs classes: --classes, --class_weights, --train_per_class,
+        --label_smoothing and domain adaptation (which aligns classes)."""
+        super().check(cfg)
+        refused = {"classes": bool(cfg.data.classes),
+                   "class_weights": cfg.data.class_weights != "none",
+                   "train_per_class": bool(cfg.data.train_per_class),
+                   "label_smoothing": bool(cfg.model.label_smoothing),
+                   "target_data": bool(cfg.adapt.target_data)}
+        for flag, given in refused.items():
+            if given:
+                raise ConfigError(flag, "is for classes; --task=regression predicts a number "
+                                  "(leave the flag out)")
+
+    def outputs(self, names: tuple[str, ...]) -> int:
+        return 1
+
+    def output(self, features: Any, outputs: int, cfg: ModelConfig) -> Any:
+        """Dense(1) predicting the standardised target, then the fixed `target_scale`
+        (value * std + mean), float32 [B, 1] in the target's units."""
+        regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
+        standardized = keras.layers.Dense(1, kernel_initializer=cfg.initializer,
+                                          kernel_regularizer=regularizer, dtype="float32",
+                                          name="standardized")(features)
+        scale = keras.layers.Dense(1, kernel_initializer="ones", bias_initializer="zeros",
+                                   dtype="float32", name=SCALE_LAYER)
+        scale.trainable = False
+        return scale(standardized)
+
+    def prepare(self, model: keras.Model, train: np.ndarray) -> None:
+        """Sets `target_scale` to the training targets' spread and mean."""
+        layer = model.get_layer(SCALE_LAYER)
+        spread = float(np.std(train)) or 1.0
+        layer.set_weights([np.full((1, 1), spread, np.float32),
+                           np.full((1,), float(np.mean(train)), np.float32)])
+
+    def encode(self, targets: tf.Tensor, outputs: int) -> tf.Tensor:
+        return tf.reshape(tf.cast(targets, tf.float32), [-1, 1])
+
+    def loss(self, cfg: RunConfig) -> Any:
+        options = cfg.group("task")
+        if options.loss == "huber":
+            return keras.losses.Huber(delta=options.huber_delta)
+        return keras.losses.MeanSquaredError()
+
+    def metrics(self, outputs: int) -> list[Any]:
+        return [keras.metrics.MeanAbsoluteError(name="mae"),
+                keras.metrics.RootMeanSquaredError(name="rmse")]
+
+    def scores(self, outputs: np.ndarray, targets: np.ndarray, model: keras.Model,
+               cfg: RunConfig, state: dict[str, Any]) -> dict[str, float]:
+        """The loss (with the model's regularisation), MAE, RMSE and R²."""
+        predicted = outputs[:, 0]
+        loss = float(keras.ops.convert_to_numpy(
+            self.loss(cfg)(targets[:, None], outputs))) if len(targets) else 0.0
+        regularization = float(sum(float(keras.ops.convert_to_numpy(x)) for x in model.losses))
+        return {"loss": loss + regularization, **_errors(predicted, targets)}
+
+    def quality(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]) -> float:
+        """R² of the predictions."""
+        return r_squared(outputs[:, 0], targets) if len(targets) else 0.0
+
+    def baseline(self, train: np.ndarray, val: np.ndarray) -> tuple[float, str]:
+        mean = float(np.mean(train))
+        return (r_squared(np.full(len(val), mean), val) if len(val) else 0.0,
+                f"always predicting the training mean {mean:.4g}")
+
+    def summarize(self, outputs: np.ndarray, targets: np.ndarray, names: tuple[str, ...],
+                  ids: list[str] | None, top_k: int, state: dict[str, Any]) -> dict[str, Any]:
+        """MAE, RMSE, R², the target's range, a sample of (true, predicted) pairs for the
+        scatter plot and the examples of largest error."""
+        predicted = outputs[:, 0].astype(np.float64)
+        error = np.abs(predicted - targets)
+        shown = np.random.default_rng(0).permutation(len(targets))[:SHOWN]
+        worst = np.argsort(-error, kind="stable")[:12]
+        return {"num_examples": int(len(targets)), **_errors(predicted, targets),
+                "class_names": list(names), "target": names[0],
+                "range": [float(targets.min()), float(targets.max())] if len(targets) else [],
+                "pairs": [[float(targets[i]), float(predicted[i])] for i in sorted(shown)],
+                "mistakes": [{"index": int(i), "file": None if ids is None else str(ids[i]),
+                              "true": f"{targets[i]:.4g}", "predicted": f"{predicted[i]:.4g}",
+                              "confidence": float(error[i]), "how": f"off by {error[i]:.3g}",
+                              "output": 0} for i in worst]}
+
+    def lines(self, summary: dict[str, Any], top_k: int) -> list[str]:
+        return [f"examples: {summary['num_examples']}  MAE: {summary['mae']:.4g}  RMSE: "
+                f"{summary['rmse']:.4g}  R²: {summary['r2']:.4f}  Pearson r: "
+                f"{summary['pearson']:.4f}  Spearman ρ: {summary['spearman']:.4f}",
+                "  largest errors:",
+                *(f"  {m['file'] or m['index']}: true {m['true']}, predicted "
+                  f"{m['predicted']}" for m in summary["mistakes"][:5])]
+
+    def sections(self, summary: dict[str, Any], out_dir: Path) -> str:
+        _plot_pairs(summary, out_dir / "predicted_vs_true.png")
+        rows = [[m["file"] or m["index"], m["true"], m["predicted"], m["how"]]
+                for m in summary["mistakes"]]
+        return (f"<p>MAE {summary['mae']:.4g}, RMSE {summary['rmse']:.4g}, R² "
+                f"{summary['r2']:.3f} (0 is predicting the mean, 1 is perfect), Pearson r "
+                f"{summary['pearson']:.3f}, Spearman ρ {summary['spearman']:.3f}</p>"
+                "<h3>Predicted against true</h3>"
+                + plotting.img_tag(out_dir / "predicted_vs_true.png", "predicted against true")
+                + "<h3>Largest errors</h3>"
+                + table(["example", "true", "predicted", "error"], rows))
+
+    def answers(self, outputs: np.ndarray, names: list[str], k: int, state: dict[str, Any]
+                ) -> Rows:
+        return [[(names[0], float(value))] for value in outputs[:, 0]]
+
+    def serving(self, outputs: tf.Tensor, names: list[str], k: int, state: dict[str, Any]
+                ) -> dict[str, tf.Tensor]:
+        """`value` [B]: the prediction in the target's units."""
+        return {"value": tf.cast(outputs[:, 0], tf.float32)}
+
+
+def _errors(predicted: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+    """MAE, RMSE, R² and the Pearson and Spearman correlations (0 where undefined: fewer
+    than 2 examples or no spread)."""
+    if not len(targets):
+        return {"mae": 0.0, "rmse": 0.0, "r2": 0.0, "pearson": 0.0, "spearman": 0.0}
+    error = predicted - targets
+    spread = len(targets) > 1 and np.std(predicted) > 0 and np.std(targets) > 0
+    return {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error ** 2))),
+            "r2": r_squared(predicted, targets),
+            "pearson": float(stats.pearsonr(predicted, targets)[0]) if spread else 0.0,
+            "spearman": float(stats.spearmanr(predicted, targets)[0]) if spread else 0.0}
+
+
+def _plot_pairs(summary: dict[str, Any], path: Path) -> None:
+    plt = plotting.pyplot()
+    pairs = np.array(summary["pairs"]).reshape(-1, 2)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
+    ax.scatter(pairs[:, 0], pairs[:, 1], s=8, alpha=0.6)
+    if len(summary["range"]) == 2:
+        ax.plot(summary["range"], summary["range"], color="grey", linewidth=1)
+    ax.set_xlabel(f"true {summary['target']}")
+    ax.set_ylabel("predicted")
+    ax.set_title(f"R² {summary['r2']:.3f}, MAE {summary['mae']:.3g}")
+    fig.tight_layout()
+    plotting.save(fig, path)
+
+
+REGRESSION = Regression()

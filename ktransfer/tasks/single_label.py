@@ -1,0 +1,288 @@
+"""`single_label`: one class per example. Softmax over the classes, (focal) cross-entropy,
+accuracy and top-5, stratified splits, a confusion matrix, the top-k classes as answers."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from ktransfer.config import ModelConfig, RunConfig
+from ktransfer.data.splits import per_class_sample, stratified_split
+from ktransfer.errors import DataError
+from ktransfer.runs import plotting
+from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
+from ktransfer.tasks.task import Rows, Task, table
+
+log = logging.getLogger(__name__)
+
+
+def _numbers_not_classes(names: tuple[str, ...]) -> bool:
+    """Whether class names look like a numeric target: all numbers, and some not whole or
+    more than 20 of them."""
+    try:
+        numbers = [float(n) for n in names]
+    except ValueError:
+        return False
+    return len(names) > 20 or any(not float(v).is_integer() for v in numbers)
+
+
+def top_k_hits(probabilities: np.ndarray, labels: np.ndarray, k: int,
+               chunk: int = 4096) -> np.ndarray:
+    """bool [N]: the true class is among the `k` most probable, a tie at the boundary not
+    counted as a hit (fewer than `k` other classes have at least its probability). Memory is
+    linear in examples and classes (worked through `chunk` rows at a time)."""
+    hits = np.empty(len(labels), dtype=bool)
+    for start in range(0, len(labels), chunk):
+        p, y = probabilities[start:start + chunk], labels[start:start + chunk]
+        true = p[np.arange(len(p)), y][:, None]
+        hits[start:start + chunk] = (p >= true).sum(axis=1) - 1 < k
+    return hits
+
+
+def _per_class(class_names: list[str], labels: np.ndarray, predicted: np.ndarray
+               ) -> tuple[list[dict[str, Any]], float, list[list[int]]]:
+    """(rows of precision / recall / F1 / support, macro F1 over present classes, confusion)."""
+    ids = list(range(len(class_names)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=ids, zero_division=0)
+    rows = [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
+             "support": int(n)}
+            for name, p, r, f, n in zip(class_names, precision, recall, f1, support, strict=True)]
+    macro = float(np.mean(f1[support > 0])) if (support > 0).any() else 0.0
+    return rows, macro, confusion_matrix(labels, predicted, labels=ids).tolist()
+
+
+def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[str],
+              names: list[str] | None = None, top_k: int = 5, mistakes: int = 12
+              ) -> dict[str, Any]:
+    """Metrics of predictions `probabilities` [N, C] against `labels` [N] (ints)."""
+    predicted = probabilities.argmax(axis=1)
+    k = min(top_k, len(class_names))
+    per_class, macro_f1, confusion = _per_class(class_names, labels, predicted)
+    wrong = np.flatnonzero(predicted != labels)
+    confidence = probabilities[np.arange(len(labels)), predicted]
+    worst = wrong[np.argsort(-confidence[wrong], kind="stable")][:mistakes]
+    return {
+        "num_examples": int(len(labels)),
+        "accuracy": float((predicted == labels).mean()),
+        f"top{k}_accuracy": float(top_k_hits(probabilities, labels, k).mean()),
+        "macro_f1": macro_f1,
+        "per_class": per_class,
+        "confusion_matrix": confusion,
+        "class_names": list(class_names),
+        "mistakes": [
+            {"index": int(i), "file": None if names is None else str(names[i]),
+             "true": class_names[labels[i]], "predicted": class_names[predicted[i]],
+             "confidence": float(confidence[i]), "how": f"{confidence[i]:.0%}",
+             "output": int(predicted[i])}
+            for i in worst
+        ],
+    }
+
+
+def plot_confusion(summary: dict[str, Any], path: str | os.PathLike) -> None:
+    """The confusion matrix (rows: true class, columns: predicted), counts in the cells up to
+    30 classes, class names up to 40; at most 16 inches a side whatever the class count."""
+    plt = plotting.pyplot()
+    cm = np.array(summary["confusion_matrix"])
+    names = summary["class_names"]
+    n = len(names)
+    side = min(2 + 0.45 * n, 16.0)
+    fig, ax = plt.subplots(figsize=(side, side - 0.4), dpi=100)
+    ax.imshow(cm, cmap="Blues")
+    if n <= LABELLED_CLASSES:
+        ax.set_xticks(range(n), names, rotation=90 if n > 8 else 0)
+        ax.set_yticks(range(n), names)
+    ax.set_xlabel("predicted" if n <= LABELLED_CLASSES else "predicted (classes in label order)")
+    ax.set_ylabel("true")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set_title(f"confusion matrix (accuracy {summary['accuracy']:.1%})")
+    fig.tight_layout()
+    plotting.save(fig, path)
+
+
+def relabelled(labels: np.ndarray, names: tuple[str, ...], wanted: tuple[str, ...],
+               strict: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Class ids in the order of `wanted` and the positions kept (see `Task.relabel`)."""
+    index = {name: i for i, name in enumerate(wanted)}
+    if strict:
+        unknown = [c for c in names if c not in index]
+        if unknown:
+            raise DataError(f"class {unknown[0]!r} is not a class of the model "
+                            f"(labels.txt: {', '.join(wanted[:20])})")
+    else:
+        missing = [c for c in wanted if c not in names]
+        if missing:
+            raise DataError(f"class {missing[0]!r} is not in the data; it has: "
+                            f"{', '.join(names)}")
+    mapping = np.array([index.get(c, -1) for c in names], dtype=np.int32)
+    mapped = mapping[labels] if len(labels) else labels.astype(np.int32)
+    keep = np.flatnonzero(mapped >= 0)
+    return mapped[keep], keep
+
+
+class SingleLabel(Task):
+    """One class per example (see the module docstring)."""
+
+    name = "single_label"
+    headline = "accuracy"
+    objective = "accuracy"
+    quality_name = "accuracy"
+    monitors = ("accuracy", "top5_accuracy")
+    losses = ("auto", "focal")
+
+    def parse(self, values: list[Any], where: list[str], options: Any, flag: str,
+              column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:
+        listed = next((i for i, v in enumerate(values) if isinstance(v, list)), None)
+        if listed is not None:
+            raise DataError(f"--{flag}: {where[listed]}: {column} holds a list "
+                            f"{values[listed]!r}; for several labels per example use "
+                            "--task=multi_label")
+        strings = [str(v).strip() for v in values]
+        names = tuple(sorted(set(strings)))
+        if _numbers_not_classes(names):
+            log.warning("--%s: the %s column holds %d different numbers, each read as a "
+                        "class; for a number per example pass --task=regression", flag,
+                        column, len(names))
+        index = {name: i for i, name in enumerate(names)}
+        return names, np.array([index[s] for s in strings], dtype=np.int32)
+
+    def from_class_ids(self, class_names: tuple[str, ...], ids: np.ndarray, flag: str
+                       ) -> np.ndarray:
+        return np.asarray(ids, dtype=np.int32)
+
+    def relabel(self, targets: np.ndarray, names: tuple[str, ...], wanted: tuple[str, ...],
+                strict: bool) -> tuple[np.ndarray, np.ndarray]:
+        return relabelled(targets, names, wanted, strict)
+
+    def target_text(self, target: np.ndarray, names: tuple[str, ...]) -> str:
+        return names[int(target)]
+
+    def split(self, targets: np.ndarray, fraction: float, seed: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+        return stratified_split(targets, fraction, seed)
+
+    def sample(self, targets: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+        return per_class_sample(targets, per_class, seed)
+
+    def check_splits(self, train: np.ndarray, val: np.ndarray, names: tuple[str, ...]) -> None:
+        if len(names) < 2:
+            raise DataError(f"--data: found one class only ({names[0]!r}); a classifier needs "
+                            "at least 2 classes")
+        missing = [c for i, c in enumerate(names) if not np.any(train == i)]
+        if missing:
+            raise DataError(f"--data: class {missing[0]!r} has no training examples (after bad "
+                            "ones were skipped and the splits were made); add examples of it or "
+                            "leave it out with --classes")
+
+    def class_weights(self, targets: np.ndarray, names: tuple[str, ...]
+                      ) -> dict[int, float] | None:
+        """'balanced' weights n / (k * count_c); classes absent from `targets` get 0."""
+        counts = np.bincount(targets, minlength=len(names)).astype(np.float64)
+        present = counts > 0
+        weights = np.zeros(len(names))
+        weights[present] = len(targets) / (present.sum() * counts[present])
+        return {i: float(w) for i, w in enumerate(weights)}
+
+    def output(self, features: Any, outputs: int, cfg: ModelConfig) -> Any:
+        regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
+        logits = keras.layers.Dense(outputs, kernel_initializer=cfg.initializer,
+                                    kernel_regularizer=regularizer, dtype="float32",
+                                    name="logits")(features)
+        return keras.layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
+
+    def encode(self, targets: tf.Tensor, outputs: int) -> tf.Tensor:
+        return tf.one_hot(tf.cast(targets, tf.int32), outputs)
+
+    def loss(self, cfg: RunConfig) -> Any:
+        smoothing, options = cfg.model.label_smoothing, cfg.group("task")
+        if options.loss == "focal":
+            return keras.losses.CategoricalFocalCrossentropy(
+                gamma=options.focal_gamma, alpha=1.0, label_smoothing=smoothing)
+        return keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
+
+    def metrics(self, outputs: int) -> list[Any]:
+        found: list[Any] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+        if outputs > 5:
+            found.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
+        return found
+
+    def scores(self, outputs: np.ndarray, targets: np.ndarray, model: keras.Model,
+               cfg: RunConfig, state: dict[str, Any]) -> dict[str, float]:
+        """What `model.evaluate` reports (the loss, with the model's regularisation losses;
+        accuracy; top-5 with more than 5 classes)."""
+        loss = self.loss(cfg)
+        n = outputs.shape[1]
+        value = float(keras.ops.convert_to_numpy(loss(np.eye(n)[targets], outputs))) \
+            if len(targets) else 0.0
+        regularization = float(sum(float(keras.ops.convert_to_numpy(x)) for x in model.losses))
+        out = {"loss": value + regularization, "accuracy": self.quality(outputs, targets, state)}
+        if n > 5:
+            out["top5_accuracy"] = float(top_k_hits(outputs, targets, 5).mean())
+        return out
+
+    def quality(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]) -> float:
+        return float(np.mean(outputs.argmax(axis=1) == targets)) if len(targets) else 0.0
+
+    def baseline(self, train: np.ndarray, val: np.ndarray) -> tuple[float, str]:
+        majority = float(np.bincount(val).max() / len(val)) if len(val) else 0.0
+        return majority, "always predicting the most common class"
+
+    def summarize(self, outputs: np.ndarray, targets: np.ndarray, names: tuple[str, ...],
+                  ids: list[str] | None, top_k: int, state: dict[str, Any]) -> dict[str, Any]:
+        return summarize(outputs, targets, list(names), ids, top_k)
+
+    def lines(self, summary: dict[str, Any], top_k: int) -> list[str]:
+        key = f"top{top_k}_accuracy"  # top-k of k classes is always 1: not printed
+        top = (f"top-{top_k}: {summary[key]:.4f}  "
+               if top_k < len(summary["class_names"]) and key in summary else "")
+        return [f"examples: {summary['num_examples']}  accuracy: {summary['accuracy']:.4f}  "
+                f"{top}macro F1: {summary['macro_f1']:.4f}",
+                *(f"  {r['class']:<20} precision {r['precision']:.3f}  recall "
+                  f"{r['recall']:.3f}  F1 {r['f1']:.3f}  ({r['support']} examples)"
+                  for r in summary["per_class"])]
+
+    def sections(self, summary: dict[str, Any], out_dir: Path) -> str:
+        plot_confusion(summary, out_dir / "confusion.png")
+        plot_per_class(summary["per_class"], out_dir / "per_class.png")
+        rows = [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]]
+                for r in summary["per_class"]]
+        return ("<h3>Confusion matrix</h3>"
+                + plotting.img_tag(out_dir / "confusion.png", "confusion matrix")
+                + "<h3>Per class</h3>"
+                + plotting.img_tag(out_dir / "per_class.png", "per-class metrics")
+                + table(["class", "precision", "recall", "F1", "examples"], rows))
+
+    def exemplars(self, targets: np.ndarray) -> list[tuple[int, int]]:
+        firsts = {int(c): i for i, c in reversed(list(enumerate(targets)))}
+        return [(firsts[c], c) for c in sorted(firsts)]
+
+    def answers(self, outputs: np.ndarray, names: list[str], k: int, state: dict[str, Any]
+                ) -> Rows:
+        k = max(1, min(k, len(names)))
+        order = np.argsort(-outputs, axis=1, kind="stable")[:, :k]
+        return [[(names[j], float(p[j])) for j in row] for p, row in zip(outputs, order,
+                                                                          strict=True)]
+
+    def serving(self, outputs: tf.Tensor, names: list[str], k: int, state: dict[str, Any]
+                ) -> dict[str, tf.Tensor]:
+        """`probabilities` [B, C], `top_k_ids`, `top_k_scores` and `top_k_names` [B, k]."""
+        k = max(1, min(k, len(names)))
+        probabilities = tf.cast(outputs, tf.float32)
+        scores, top = tf.math.top_k(probabilities, k=k)
+        return {"probabilities": probabilities, "top_k_ids": top, "top_k_scores": scores,
+                "top_k_names": tf.gather(tf.constant(names), top)}
+
+
+SINGLE_LABEL = SingleLabel()

@@ -1,0 +1,221 @@
+"""The task seam: everything that depends on the kind of target, in one interface.
+
+Targets live in `Examples.labels`, in the task's own form (`Task.parse` makes them from the
+label values a source holds): int32 class ids [N] (single-label), float32 label sets [N, C]
+(multi-label), float32 values [N] (regression). Shared code hands them to the task to split,
+encode for the loss, score and show; it never looks inside. What a task learns after training
+(multi-label thresholds) is its `state`, a JSON dict saved beside the model (`task.json`) and
+built into the export.
+"""
+
+from __future__ import annotations
+
+import abc
+import html
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ktransfer.errors import ConfigError, DataError
+from ktransfer.runs import atomic
+
+if TYPE_CHECKING:  # annotations only
+    import keras
+    import tensorflow as tf
+
+    from ktransfer.config import ModelConfig, RunConfig
+
+STATE_FILE = "task.json"  # in a run directory, beside labels.txt
+Rows = list[list[tuple[str, float]]]  # per example: (name, score) pairs, best first
+
+
+class Task(abc.ABC):
+    """One kind of target (see the module docstring and `ktransfer.tasks`)."""
+
+    name: str = ""
+    headline: str = ""  # the metric printed first (a key of `scores`)
+    objective: str = ""  # the validation metric (without val_) a tuner trial is scored by
+    quality_name: str = ""  # what `quality` computes (higher is better), for messages
+    monitors: tuple[str, ...] = ()  # what --monitor may name besides val_loss (with val_)
+    minimize: tuple[str, ...] = ("loss",)  # metrics (without val_) where lower is better
+    losses: tuple[str, ...] = ("auto",)  # --loss values this task takes
+    smooths: bool = True  # whether --label_smoothing means anything (the tuner searches it)
+    # predict's output: (the list's key, each item's name key, its score key)
+    answer_fields: tuple[str, str, str] = ("top_k", "class", "probability")
+
+    # Reading and splitting -------------------------------------------------------------
+
+    @abc.abstractmethod
+    def parse(self, values: list[Any], where: list[str], options: Any, flag: str,
+              column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:
+        """(names, targets) of the label values of a source (strings of a table, lists of a
+        JSON-lines file) read from its `column`; `where[i]` names value i ("file.csv:3") for
+        one-line errors; `options`: the task group (`cfg.group("task")`)."""
+
+    def from_class_ids(self, class_names: tuple[str, ...], ids: np.ndarray, flag: str
+                       ) -> np.ndarray:
+        """Targets of examples whose source names one class each (class folders, built-in
+        sets); a task whose targets are not one class per example refuses them."""
+        raise DataError(f"--{flag}: this source gives one class per example (class folders or "
+                        f"a built-in classification set); --task={self.name} needs a table "
+                        "with a label column (CSV, TSV, JSON lines)")
+
+    @abc.abstractmethod
+    def relabel(self, targets: np.ndarray, names: tuple[str, ...], wanted: tuple[str, ...],
+                strict: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(targets in the order of `wanted`, positions kept): `--classes` (not `strict`:
+        examples outside are left out) or a model's order (`strict`: a name the model does
+        not know is an error, DataError)."""
+
+    @abc.abstractmethod
+    def target_text(self, target: np.ndarray, names: tuple[str, ...]) -> str:
+        """One example's target as text (the run's manifest): a class name, labels joined
+        by |, a number."""
+
+    @abc.abstractmethod
+    def split(self, targets: np.ndarray, fraction: float, seed: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(kept, held out) positions, about `fraction` held out, stratified as the targets
+        allow."""
+
+    def sample(self, targets: np.ndarray, per_class: int, seed: int) -> np.ndarray:
+        """Positions of a few-label subset (--train_per_class)."""
+        raise ConfigError("train_per_class", f"is for classes; --task={self.name} has none")
+
+    @abc.abstractmethod
+    def check_splits(self, train: np.ndarray, val: np.ndarray, names: tuple[str, ...]) -> None:
+        """DataError when the training (and validation) targets cannot train this task."""
+
+    def class_weights(self, targets: np.ndarray, names: tuple[str, ...]
+                      ) -> dict[int, float] | None:
+        """Keras class weights for --class_weights=balanced."""
+        raise ConfigError("class_weights", f"balanced class weights are for --task="
+                          f"single_label; with --task={self.name} use --loss=focal")
+
+    # The network ------------------------------------------------------------------------
+
+    def outputs(self, names: tuple[str, ...]) -> int:
+        """Width of the model's output."""
+        return len(names)
+
+    @abc.abstractmethod
+    def output(self, features: Any, outputs: int, cfg: ModelConfig) -> Any:
+        """The last layers on the head's features [B, D]: the model's output [B, outputs]
+        (float32 under mixed precision)."""
+
+    def prepare(self, model: keras.Model, train: np.ndarray) -> None:  # noqa: B027
+        """Sets what the output layers take from the training targets (regression: their
+        mean and spread), before training."""
+
+    @abc.abstractmethod
+    def encode(self, targets: tf.Tensor, outputs: int) -> tf.Tensor:
+        """A batch of targets as the loss takes them: float32 [B, outputs]."""
+
+    @abc.abstractmethod
+    def loss(self, cfg: RunConfig) -> Any:
+        """The Keras loss of --loss."""
+
+    @abc.abstractmethod
+    def metrics(self, outputs: int) -> list[Any]:
+        """The Keras metrics training reports (names as in `monitors`)."""
+
+    def check(self, cfg: RunConfig) -> None:
+        """Pre-flight: flags that make no sense with this task (ConfigError naming one)."""
+        options = cfg.group("task")
+        if options.loss not in self.losses:
+            raise ConfigError("loss", f"{options.loss} is not a loss of --task={self.name} "
+                              f"(it takes {', '.join(self.losses)})")
+        monitor = cfg.train.monitor.removeprefix("val_")
+        if monitor != "loss" and monitor not in self.monitors:
+            raise ConfigError("monitor", f"--task={self.name} reports val_loss"
+                              f"{''.join(', val_' + m for m in self.monitors)}; got "
+                              f"{cfg.train.monitor}")
+
+    def higher_is_better(self, metric: str) -> bool:
+        """Whether a larger value of `metric` (e.g. val_macro_f1) is better."""
+        return metric.removeprefix("val_") not in self.minimize
+
+    # Scores, evaluation, answers ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def scores(self, outputs: np.ndarray, targets: np.ndarray, model: keras.Model,
+               cfg: RunConfig, state: dict[str, Any]) -> dict[str, float]:
+        """What metrics.json reports of a split (loss and the task's metrics), from outputs
+        already predicted."""
+
+    @abc.abstractmethod
+    def quality(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]) -> float:
+        """One number, higher is better (single-label: accuracy), for an export's accuracy
+        check and the trivial-predictor warning."""
+
+    @abc.abstractmethod
+    def baseline(self, train: np.ndarray, val: np.ndarray) -> tuple[float, str]:
+        """(`quality` of a trivial predictor on `val`, what it is): a run no better than it
+        ends with a warning."""
+
+    def fit(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        """What the task learns from the validation outputs after training (its state)."""
+        return {}
+
+    @abc.abstractmethod
+    def summarize(self, outputs: np.ndarray, targets: np.ndarray, names: tuple[str, ...],
+                  ids: list[str] | None, top_k: int, state: dict[str, Any]) -> dict[str, Any]:
+        """evaluation.json: the metrics, per-class (label) rows and `mistakes`, the worst
+        examples for the galleries: rows of index, file, true, predicted (as text), how (how
+        wrong, as text: "97%"), output (the output that explains it, e.g. the class taken)."""
+
+    @abc.abstractmethod
+    def lines(self, summary: dict[str, Any], top_k: int) -> list[str]:
+        """What `ktransfer.evaluate` prints of `summary`: the metrics first, then a line per
+        class (label) or the worst examples."""
+
+    @abc.abstractmethod
+    def sections(self, summary: dict[str, Any], out_dir: Path) -> str:
+        """The report's HTML for `summary` (plots written into `out_dir` and embedded)."""
+
+    def exemplars(self, targets: np.ndarray) -> list[tuple[int, int]]:
+        """(position, output) of an example of each class (label), for galleries; none by
+        default."""
+        return []
+
+    @abc.abstractmethod
+    def answers(self, outputs: np.ndarray, names: list[str], k: int, state: dict[str, Any]
+                ) -> Rows:
+        """`predict`'s rows: per example (name, score) pairs, best first."""
+
+    @abc.abstractmethod
+    def serving(self, outputs: tf.Tensor, names: list[str], k: int, state: dict[str, Any]
+                ) -> dict[str, tf.Tensor]:
+        """The outputs every exported signature returns, from the model's output."""
+
+
+def save_state(folder: str | os.PathLike, task: Task, state: dict[str, Any]) -> None:
+    """Writes FOLDER/task.json: the task's name and state."""
+    atomic.write_json(Path(folder) / STATE_FILE, {"task": task.name, **state})
+
+
+def read_state(folder: str | os.PathLike) -> dict[str, Any]:
+    """FOLDER/task.json ({"task": "single_label"} for a model saved without one)."""
+    path = Path(folder) / STATE_FILE
+    if not path.is_file():
+        return {"task": "single_label"}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable ({exc}); copy it from the run again") from None
+    if not isinstance(state, dict) or not isinstance(state.get("task"), str):
+        raise DataError(f"{path}: not a ktransfer task file")
+    return state
+
+
+def table(head: list[str], rows: list[list[Any]]) -> str:
+    """An HTML table; floats with 3 decimals, the first column as text."""
+    def cell(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+
+    return ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
+            + "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
+                      for row in rows) + "</table>")

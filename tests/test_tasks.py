@@ -1,0 +1,275 @@
+"""The task seam: every registered task meets the `Task` contract (reading, splitting, the
+output layer, loss and metrics, scores, evaluation, answers, serving), and multi-label and
+regression runs train, evaluate, predict and export end to end on text tables."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ktransfer import config, preflight
+from ktransfer.config import ModelConfig, SearchConfig, TuneConfig
+from ktransfer.deploy.prediction import predict_saved
+from ktransfer.deploy.saving import open_classifier
+from ktransfer.deploy.serving import export
+from ktransfer.errors import ConfigError, DataError
+from ktransfer.reporting.evaluation import describe, evaluate_saved
+from ktransfer.tasks import TASKS
+from ktransfer.tasks.multi_label import MULTI_LABEL, best_thresholds, iterative_split
+from ktransfer.tasks.single_label import SINGLE_LABEL
+from ktransfer.tasks.task import read_state
+from ktransfer.training import train
+from ktransfer.tuning import search
+
+from conftest import error_line, run_cli, tagged_sentences, text_values, write_task_table
+
+MISTAKE_KEYS = {"index", "file", "true", "predicted", "how", "output", "confidence"}
+
+
+def _values(task: str, n: int, rng: np.random.Generator) -> tuple[list, np.ndarray]:
+    """(label values as a table holds them, features [n, 8] that predict them)."""
+    x = rng.normal(size=(n, 8)).astype(np.float32)
+    if task == "single_label":
+        return [("low", "mid", "high")[int(v)] for v in np.digitize(x[:, 0], [-0.4, 0.4])], x
+    if task == "multi_label":
+        return ["|".join([n for n, on in (("a", x[i, 0] > 0), ("b", x[i, 1] > 0.3),
+                                           ("c", x[i, 2] > -0.3)) if on] or ["none"])
+                for i in range(n)], x
+    if task == "regression":
+        return [f"{3.0 * x[i, 0] - 2.0 * x[i, 1] + 50.0:.4f}" for i in range(n)], x
+    raise AssertionError(f"task {task!r}: add label values for it to tests/test_tasks.py")
+
+
+@pytest.mark.parametrize("name", TASKS.names())
+def test_every_task_meets_the_contract(name, tmp_path):
+    task, rng = TASKS.get(name), np.random.default_rng(0)
+    values, x = _values(name, 240, rng)
+    where = [f"t.csv:{i + 2}" for i in range(len(values))]
+    cfg = config.build(data="t.csv", task=name)
+    names, targets = task.parse(values, where, cfg.group("task"), "data", "label")
+    assert len(targets) == 240 and all(isinstance(task.target_text(t, names), str)
+                                       for t in targets[:5])
+    kept, held = task.split(targets, 0.25, seed=0)
+    assert len(np.intersect1d(kept, held)) == 0 and len(kept) + len(held) == 240
+    assert 0.15 < len(held) / 240 < 0.35
+    task.check_splits(targets[kept], targets[held], names)
+    outputs = task.outputs(names)
+    model = _tiny_model(task, outputs)
+    task.prepare(model, targets[kept])
+    model.compile(optimizer=keras.optimizers.Adam(0.03), loss=task.loss(cfg),
+                  metrics=task.metrics(outputs))
+    data = tf.data.Dataset.from_tensor_slices((x[kept], targets[kept])).map(
+        lambda a, y: (a, task.encode(y, outputs))).batch(16)
+    model.fit(data, epochs=30, verbose=0)
+    logged = model.evaluate(data, return_dict=True, verbose=0)
+    assert {"loss", task.monitors[0]} <= set(logged)
+    out = model.predict(x[held], verbose=0)
+    assert out.shape == (len(held), outputs)
+    state = task.fit(out, targets[held])
+    scores = task.scores(out, targets[held], model, cfg, state)
+    assert {"loss", task.headline, task.objective} <= set(scores)
+    quality, what = task.baseline(targets[kept], targets[held])
+    assert task.quality(out, targets[held], state) > quality + 0.3, what  # it learned
+    summary = task.summarize(out, targets[held], names, None, 3, state)
+    json.dumps([state, summary])  # what task.json and evaluation.json hold
+    assert summary["num_examples"] == len(held) and summary[task.headline] == pytest.approx(
+        scores[task.headline])
+    assert all(MISTAKE_KEYS <= set(m) for m in summary["mistakes"])
+    assert all(isinstance(line, str) for line in task.lines(summary, 3))
+    assert "<img" in task.sections(summary, tmp_path)
+    rows = task.answers(out, list(names), 2, state)
+    assert len(rows) == len(held) and all(isinstance(n, str) for r in rows for n, _ in r)
+    served = task.serving(tf.constant(out), list(names), 2, state)
+    assert all(v.shape[0] == len(held) for v in served.values())
+    assert task.higher_is_better(task.headline) == (task.headline not in task.minimize)
+
+
+def _tiny_model(task, outputs: int) -> keras.Model:
+    inputs = keras.Input((8,))
+    features = keras.layers.Dense(16, activation="relu")(inputs)
+    return keras.Model(inputs, task.output(features, outputs, ModelConfig(dropout=0.0)))
+
+
+def test_every_task_is_refused_where_it_makes_no_sense(tmp_path):
+    """One line naming the flag, before any work."""
+    table = str(write_task_table(tmp_path / "t.csv", 40))
+    for task, flags, flag in (("regression", {"class_weights": "balanced"}, "class_weights"),
+                              ("regression", {"label_smoothing": 0.1}, "label_smoothing"),
+                              ("regression", {"monitor": "val_accuracy"}, "monitor"),
+                              ("multi_label", {"loss": "huber"}, "loss"),
+                              ("multi_label", {"target_data": table}, "target_data"),
+                              ("single_label", {"monitor": "val_mae"}, "monitor")):
+        with pytest.raises(ConfigError, match=f"--{flag}"):
+            preflight.check_train(config.build(modality="text", data=table, task=task,
+                                               **flags))
+
+
+def test_bad_label_values_name_the_file_and_line(tmp_path, tiny_bert):
+    table = tmp_path / "t.csv"
+    table.write_text("text,tags,score\ngood film,praise,3\nbad film,complaint|,oops\n")
+    for task, column, wanted in (("regression", "score", "t.csv:3: score 'oops' is not a "
+                                  "finite number"),
+                                 ("multi_label", "tags", "t.csv:3: empty label")):
+        cfg = config.build(**text_values(tmp_path, tiny_bert, data=str(table), task=task,
+                                         label_column=column))
+        with pytest.raises(DataError, match=wanted):
+            train(cfg)
+    jsonl = tmp_path / "t.jsonl"
+    jsonl.write_text('{"text": "good", "label": ["a", "b"]}\n')
+    with pytest.raises(DataError, match="t.jsonl:1: label holds a list .*--task=multi_label"):
+        train(config.build(**text_values(tmp_path, tiny_bert, data=str(jsonl))))
+
+
+def test_a_numeric_column_read_as_classes_says_how_to_regress(caplog):
+    """A score column under the default task is many classes named by numbers: warned."""
+    values = [f"{v:.1f}" for v in np.random.default_rng(0).normal(50, 10, 200)]
+    with caplog.at_level("WARNING"):
+        SINGLE_LABEL.parse(values, [f"t.csv:{i}" for i in range(200)], None, "data", "score")
+    assert "--task=regression" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # class ids that are numbers are fine
+        SINGLE_LABEL.parse([str(i % 10) for i in range(200)], ["t.csv"] * 200, None, "data")
+    assert "--task=regression" not in caplog.text
+
+
+def test_iterative_split_puts_every_label_on_both_sides():
+    rng = np.random.default_rng(1)
+    targets = (rng.random((200, 12)) < np.linspace(0.02, 0.5, 12)).astype(np.float32)
+    kept, held = iterative_split(targets, 0.2, seed=0)
+    for label in np.flatnonzero(targets.sum(axis=0) >= 2):
+        assert targets[kept, label].any() and targets[held, label].any()
+    assert abs(len(held) - 40) <= 8
+    assert sorted(np.concatenate([kept, held]).tolist()) == list(range(200))
+
+
+def test_thresholds_are_chosen_for_the_best_f1():
+    outputs = np.array([[0.9], [0.8], [0.35], [0.3], [0.1]])
+    targets = np.array([[1], [1], [1], [0], [0]], np.float32)
+    (threshold,) = best_thresholds(outputs, targets)
+    assert 0.3 < threshold < 0.35  # all three positives, no negative
+    assert MULTI_LABEL.quality(outputs, targets, {"thresholds": [threshold]}) == 1.0
+    assert MULTI_LABEL.quality(outputs, targets, {}) < 1.0  # at 0.5 one is missed
+
+
+def test_single_label_class_weights_balanced():
+    labels = np.array([0] * 30 + [1] * 10 + [2] * 20)
+    weights = SINGLE_LABEL.class_weights(labels, ("a", "b", "c", "d"))
+    assert weights[0] == pytest.approx(60 / (3 * 30))
+    assert weights[1] == pytest.approx(60 / (3 * 10))
+    assert weights[3] == 0.0
+    total = sum(weights[c] * n for c, n in enumerate(np.bincount(labels, minlength=4)))
+    assert total == pytest.approx(len(labels))
+
+
+# End to end on a text table ---------------------------------------------------------------
+
+def _task_run(tmp_path_factory, tiny_bert, task: str, column: str):
+    tmp = tmp_path_factory.mktemp(task)
+    table = write_task_table(tmp / "reviews.csv", 400)
+    cfg = config.build(**text_values(tmp, tiny_bert, data=str(table), task=task,
+                                     label_column=column, epochs=3, lr=0.05,
+                                     cache_features=True, fine_tune_epochs=8,
+                                     fine_tune_lr=3e-3, dropout=0.0, report=True))
+    return train(cfg)
+
+
+@pytest.fixture(scope="module")
+def tags_run(tmp_path_factory, tiny_bert):
+    """A multi-label run on 400 reviews tagged praise / complaint and music."""
+    return _task_run(tmp_path_factory, tiny_bert, "multi_label", "tags")
+
+
+@pytest.fixture(scope="module")
+def score_run(tmp_path_factory, tiny_bert):
+    """A regression run on the same reviews' scores (-3..3)."""
+    return _task_run(tmp_path_factory, tiny_bert, "regression", "score")
+
+
+def test_multi_label_run_beats_giving_every_label(tags_run):
+    m = tags_run.metrics
+    assert m["task"] == "multi_label" and m["headline"] == "macro_f1"
+    assert m["class_names"] == ["complaint", "music", "praise"]
+    rates = np.array([0.5, 0.4, 0.5])  # every label given: F1 = 2p / (1 + p)
+    assert m["test"]["macro_f1"] > float(np.mean(2 * rates / (1 + rates))) + 0.2
+    state = read_state(tags_run.run_dir)
+    assert state["task"] == "multi_label" and len(state["thresholds"]) == 3
+    page = (tags_run.run_dir / "report.html").read_text()
+    assert "Precision-recall curves" in page and "Confusion matrix" not in page
+
+
+def test_regression_run_beats_the_training_mean(score_run):
+    m = score_run.metrics
+    assert m["task"] == "regression" and m["class_names"] == ["score"]
+    assert m["test"]["r2"] > 0.5  # the training mean scores about 0
+    _, scores = tagged_sentences(400)[1:]
+    assert m["test"]["mae"] < 0.75 * np.mean(np.abs(np.array(scores) - np.mean(scores)))
+    assert "Predicted against true" in (score_run.run_dir / "report.html").read_text()
+
+
+@pytest.mark.parametrize("which", ["tags_run", "score_run"])
+def test_task_runs_evaluate_predict_and_export_alike(which, request, tmp_path):
+    """evaluate reproduces the run's test metric; predict answers in the task's terms; the
+    SavedModel's signature returns what the in-memory model and `predict` say."""
+    run = request.getfixturevalue(which)
+    clf = open_classifier(run.run_dir)
+    summary, _ = evaluate_saved(config.EvaluateConfig(model=str(run.run_dir), split="test"))
+    headline = run.metrics["headline"]
+    assert summary[headline] == pytest.approx(run.metrics["test"][headline], abs=1e-6)
+    assert describe(summary)[0].startswith("examples:")
+    texts = ["a great and lovely film with music", "the plot was dull, the worst"]
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    rows = json.loads(predict_saved(config.PredictConfig(model=str(run.run_dir), format="json"),
+                                    [str(tmp_path / "in.txt")]))
+    version = export(clf.model, clf.modality, clf.feed, clf.class_names, tmp_path / "m",
+                     state=clf.state)
+    code = ("import json, tensorflow as tf, tensorflow_text; "
+            f"m = tf.saved_model.load({str(version)!r}); "
+            f"out = m.signatures['serving_default'](text=tf.constant({texts!r})); "
+            "print(json.dumps({k: v.numpy().tolist() for k, v in out.items() "
+            "if v.dtype != tf.string}))")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    served = json.loads(ran.stdout.strip().splitlines()[-1])
+    if which == "score_run":
+        assert [r["values"][0]["target"] for r in rows] == ["score", "score"]
+        np.testing.assert_allclose(served["value"], [r["values"][0]["value"] for r in rows],
+                                   atol=1e-4)
+        assert served["value"][0] > 0 > served["value"][1]  # praise scores up, complaints down
+    else:
+        picked = [[clf.class_names[j] for j, on in enumerate(p) if on]
+                  for p in served["predicted"]]
+        assert picked == [sorted(r["label"] for r in row["labels"]) for row in rows]
+        assert "praise" in picked[0] and "complaint" in picked[1]
+    assert read_state(version) == read_state(run.run_dir)
+
+
+def test_tune_scores_regression_trials_by_their_lowest_error(tiny_bert, tmp_path):
+    table = write_task_table(tmp_path / "reviews.csv", 120)
+    run = config.build(**text_values(tmp_path, tiny_bert, data=str(table), task="regression",
+                                     label_column="score", epochs=3, cache_features=True))
+    result = search(SearchConfig(run=run, tune=TuneConfig(
+        max_trials=2, directory=str(tmp_path / "tuning"), hp_layers=1, hp_units=(16,))))
+    scores = [t["val_mae"] for t in result.trials]
+    assert len(scores) == 2 and scores[0] == min(scores)  # val_mae: lower first
+    flags = result.best_flagfile.read_text()
+    assert "--task=regression" in flags and "--label_smoothing=0.0" in flags
+    preflight.check_train(config.from_flagfile(result.best_flagfile))
+
+
+def test_a_bad_label_is_one_line_from_the_cli(tmp_path, tiny_bert):
+    table = tmp_path / "t.csv"
+    table.write_text("text,score\ngood film,3\nbad film,n/a\n")
+    result = run_cli("train", "--modality=text", f"--data={table}", "--task=regression",
+                     "--label_column=score", f"--backbone=kerashub:{tiny_bert}",
+                     f"--run_dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert error_line(result).endswith(f"--data: {table}:3: score 'n/a' is not a finite "
+                                       "number; --task=regression needs a number in every row")
+    assert not (tmp_path / "run").exists()
