@@ -332,6 +332,28 @@ def write_task_table(path: Path, n: int = 160, seed: int = 0) -> Path:
     return path
 
 
+def write_digit_table(root: Path, n: int = 300, seed: int = 0) -> Path:
+    """ROOT/digits.csv over ROOT/<i>.png: real scikit-learn digits 0-4, one or two side by side
+    (8 x 16 px, a blank cell where there is one); columns file, digits (the digits present,
+    joined by |) and value (the sum of the digits shown)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    pool = [np.flatnonzero(digits.target == d) for d in range(5)]
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        shown = [int(d) for d in rng.integers(0, 5, int(rng.integers(1, 3)))]
+        cells = [digits.images[rng.choice(pool[d])] * 16 for d in shown] + [np.zeros((8, 8))]
+        pixels = np.clip(np.concatenate(cells[:2], axis=1), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).convert("RGB").save(root / f"{i:03d}.png")
+        rows.append([f"{i:03d}.png", "|".join(str(d) for d in sorted(set(shown))), sum(shown)])
+    with (root / "digits.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([["file", "digits", "value"], *rows])
+    return root / "digits.csv"
+
+
 def save_tiny_bert(folder: Path, layers: int = 2, hidden: int = 32, seed: int = 0) -> Path:
     """A randomly initialised BERT (2 layers, 32 wide, a vocabulary of the synthetic reviews'
     words) written in Hugging Face format: config.json, model.safetensors with Hugging Face's

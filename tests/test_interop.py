@@ -60,7 +60,7 @@ def test_a_conversion_that_loses_accuracy_is_refused_and_nothing_is_published(
     from ktransfer.deploy.conversion import FORMATS
 
     monkeypatch.setattr(FORMATS.get("tflite"), "predictor",
-                        lambda content, signature: lambda x: np.eye(5)[np.zeros(len(x), int)])
+                        lambda content, signature, key: lambda x: np.eye(5)[np.zeros(len(x), int)])
     with pytest.raises(KtransferError, match="^--max_accuracy_drop: the tflite model scores"):
         export_saved(ExportConfig(run_dir=str(quickstart_run), tflite="dynamic",
                                   export_dir=str(tmp_path / "m")))
@@ -108,12 +108,12 @@ def test_a_new_export_format_is_one_registration(quickstart_run, tmp_path, monke
 
     from ktransfer.deploy.conversion import ExportFormat
 
-    def convert(folder, model, signature, cfg, data):
+    def convert(folder, model, signature, cfg, data, key):
         path = tmp_path / "copy.keras"
         model.save(path)
         return path.read_bytes(), {"kind": "toy"}
 
-    def predictor(content, signature):
+    def predictor(content, signature, key):
         path = tmp_path / "read.keras"
         path.write_bytes(content)
         return keras.saving.load_model(path).predict
@@ -126,7 +126,7 @@ def test_a_new_export_format_is_one_registration(quickstart_run, tmp_path, monke
     assert report["toy"]["kind"] == "toy" and report["toy"]["drop"] == pytest.approx(0, abs=1e-6)
     assert (version / "model.toy").is_file()
     monkeypatch.setattr(toy, "predictor",
-                        lambda content, signature: lambda x: np.eye(5)[np.zeros(len(x), int)])
+                        lambda content, signature, key: lambda x: np.eye(5)[np.zeros(len(x), int)])
     with pytest.raises(KtransferError, match="^--max_accuracy_drop: the toy model scores"):
         export_saved(ExportConfig(run_dir=str(quickstart_run), formats=("toy",),
                                   export_dir=str(tmp_path / "m")))

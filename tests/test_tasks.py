@@ -1,6 +1,7 @@
 """The task seam: every registered task meets the `Task` contract (reading, splitting, the
 output layer, loss and metrics, scores, evaluation, answers, serving), and multi-label and
-regression runs train, evaluate, predict and export end to end on text tables."""
+regression runs train, resume, evaluate, predict, export and tune end to end on text and image
+tables."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ktransfer import config, preflight
 from ktransfer.config import ModelConfig, SearchConfig, TuneConfig
 from ktransfer.deploy.prediction import predict_saved
 from ktransfer.deploy.saving import open_classifier
-from ktransfer.deploy.serving import export
+from ktransfer.deploy.serving import export, export_saved
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.reporting.evaluation import describe, evaluate_saved
 from ktransfer.tasks import TASKS
@@ -27,7 +28,16 @@ from ktransfer.tasks.task import read_state
 from ktransfer.training import train
 from ktransfer.tuning import search
 
-from conftest import error_line, run_cli, tagged_sentences, text_values, write_task_table
+from conftest import (
+    error_line,
+    run_cli,
+    tagged_sentences,
+    text_values,
+    tiny_values,
+    train_killed_after,
+    write_digit_table,
+    write_task_table,
+)
 
 MISTAKE_KEYS = {"index", "file", "true", "predicted", "how", "output", "confidence"}
 
@@ -87,6 +97,7 @@ def test_every_task_meets_the_contract(name, tmp_path):
     assert len(rows) == len(held) and all(isinstance(n, str) for r in rows for n, _ in r)
     served = task.serving(tf.constant(out), list(names), 2, state)
     assert all(v.shape[0] == len(held) for v in served.values())
+    np.testing.assert_allclose(np.reshape(served[task.output_key], out.shape), out)
     assert task.higher_is_better(task.headline) == (task.headline not in task.minimize)
 
 
@@ -273,3 +284,82 @@ def test_a_bad_label_is_one_line_from_the_cli(tmp_path, tiny_bert):
     assert error_line(result).endswith(f"--data: {table}:3: score 'n/a' is not a finite "
                                        "number; --task=regression needs a number in every row")
     assert not (tmp_path / "run").exists()
+
+
+# End to end on an image table ---------------------------------------------------------------
+
+ASSET_WEIGHTS = "ktransfer/assets/digits04_small_cnn.weights.h5"  # small_cnn trained on 0-4
+
+
+def _image_values(tmp, task: str, column: str, **overrides) -> dict:
+    table = overrides.pop("data", None) or write_digit_table(tmp / "digits", 300)
+    return tiny_values(tmp, data=str(table), task=task, label_column=column, image_size=32,
+                       weights=ASSET_WEIGHTS, epochs=10, lr=0.01, batch_size=16, report=True,
+                       **overrides)
+
+
+@pytest.fixture(scope="module")
+def digit_tags_run(tmp_path_factory):
+    """A multi-label image run: which of the digits 0-4 an image of one or two shows."""
+    tmp = tmp_path_factory.mktemp("digit_tags")
+    return train(config.build(**_image_values(tmp, "multi_label", "digits")))
+
+
+def test_multi_label_images_beat_each_labels_base_rate(digit_tags_run):
+    m = digit_tags_run.metrics
+    assert m["class_names"] == ["0", "1", "2", "3", "4"]
+    # each digit is in about 36% of images: giving every label scores F1 2p / (1 + p) = 0.53
+    assert m["test"]["macro_f1"] > 0.53 + 0.2 and m["test"]["map"] > 0.8
+    assert "Precision-recall curves" in (digit_tags_run.run_dir / "report.html").read_text()
+
+
+def test_multi_label_image_export_serves_bytes_with_the_runs_thresholds(digit_tags_run,
+                                                                         tmp_path):
+    """TF Serving's input (encoded image bytes) gives what the Keras model and `predict`
+    give: each digit's probability and the digits above their thresholds."""
+    run = digit_tags_run.run_dir
+    version = export_saved(config.ExportConfig(run_dir=str(run), export_dir=str(tmp_path / "m"),
+                                               formats=("tflite",)))
+    files = sorted((run.parent / "digits").glob("*.png"))[:6]
+    served = tf.saved_model.load(str(version)).signatures["serving_default"](
+        image_bytes=tf.constant([f.read_bytes() for f in files]))
+    rows = json.loads(predict_saved(config.PredictConfig(model=str(run), format="json"),
+                                    [str(f) for f in files]))
+    clf = open_classifier(run)
+    names = [[n.decode() for n in row if n] for row in served["predicted_names"].numpy()]
+    assert names == [sorted(r["label"] for r in row["labels"]) for row in rows]
+    assert json.loads((version / "conversions.json").read_text())["tflite"]["within_limit"]
+    assert read_state(version)["thresholds"] == read_state(run)["thresholds"] == \
+        clf.state["thresholds"]
+
+
+def test_regression_on_images_resumes_after_a_kill_and_beats_the_mean(tmp_path, monkeypatch):
+    """The sum of the digits shown, predicted from the image; killed after 4 epochs, the same
+    command resumes at epoch 5 and finishes; the export (and its ONNX copy) answers in the
+    target's units."""
+    cfg = config.build(**_image_values(tmp_path, "regression", "value"))
+    train_killed_after(4, cfg, monkeypatch)
+    result = train(cfg)
+    history = (result.run_dir / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in history[1:]] == [str(e) for e in range(1, 11)]
+    m = result.metrics
+    assert m["test"]["r2"] > 0.3 and m["test"]["pearson"] > 0.6  # the mean: R² about 0
+    files = sorted((tmp_path / "digits").glob("*.png"))[:4]
+    version = export_saved(config.ExportConfig(run_dir=str(result.run_dir),
+                                               export_dir=str(tmp_path / "m"),
+                                               formats=("onnx",)))
+    onnx = json.loads((version / "conversions.json").read_text())["onnx"]
+    assert onnx["within_limit"] and onnx["accuracy"] > 0.3  # the R² of the ONNX copy
+    served = tf.saved_model.load(str(version)).signatures["serving_default"](
+        image_bytes=tf.constant([f.read_bytes() for f in files]))
+    rows = json.loads(predict_saved(config.PredictConfig(model=str(result.run_dir),
+                                                         format="json"), [str(f) for f in files]))
+    np.testing.assert_allclose(served["value"].numpy(),
+                               [r["values"][0]["value"] for r in rows], atol=1e-4)
+
+
+def test_image_tables_name_a_missing_file_by_its_line(tmp_path):
+    table = write_digit_table(tmp_path / "digits", 10)
+    (tmp_path / "digits" / "003.png").unlink()
+    with pytest.raises(DataError, match=r"digits.csv:5: image file '003.png' not found"):
+        train(config.build(**_image_values(tmp_path, "multi_label", "digits", data=str(table))))

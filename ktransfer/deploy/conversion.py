@@ -43,15 +43,19 @@ class ExportFormat:
     Args:
         filename: its file in the version folder (e.g. "model.tflite").
         wanted: whether an `ExportConfig` asks for it (its own flag, or `--formats`).
-        convert: (SavedModel folder, Keras model, signature, cfg, check data) -> (the file's
-            bytes, facts for conversions.json); raises KtransferError naming its flag.
-        predictor: (the file's bytes, signature) -> a `Predictor`, for the accuracy check.
+        convert: (SavedModel folder, Keras model, signature, cfg, check data, output key)
+            -> (the file's bytes, facts for conversions.json); raises KtransferError naming
+            its flag. The output key is the task's `output_key` ("probabilities", "value"),
+            what the copy's output is named.
+        predictor: (the file's bytes, signature, output key) -> a `Predictor` of that
+            output (the task's `output_key`: "probabilities", "value"), for the accuracy
+            check.
     """
 
     filename: str
     wanted: Callable[[ExportConfig], bool]
     convert: Callable[..., tuple[bytes, dict[str, Any]]]
-    predictor: Callable[[bytes, str], Predictor]
+    predictor: Callable[[bytes, str, str], Predictor]
 
 
 FORMATS: Registry[ExportFormat] = Registry("export format", "formats", {
@@ -83,7 +87,8 @@ class CheckData:
 def _accuracy(predict: Predictor, data: CheckData) -> float:
     """The task's headline metric (single-label: accuracy) of `predict` on the test split."""
     assert data.test is not None
-    outputs = np.concatenate([predict(x) for x in data.batches(data.test)])
+    outputs = np.concatenate([np.reshape(predict(x), (len(x), -1))
+                              for x in data.batches(data.test)])
     return (data.feed.task or default_task()).quality(outputs, data.test.labels, data.state)
 
 
@@ -103,7 +108,7 @@ def _check(name: str, accuracy: float, reference: float, cfg: ExportConfig) -> d
 
 
 def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
-            data: CheckData | None) -> dict[str, Any]:
+            data: CheckData | None, key: str = "probabilities") -> dict[str, Any]:
     """Writes the copies `cfg` asks for (FOLDER/model.tflite, model.onnx, ...), scores them
     (and the Keras model) on `data.test`, writes FOLDER/conversions.json and returns its
     content."""
@@ -116,10 +121,10 @@ def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
         report["keras"] = {"accuracy": reference}
     for name in wanted(cfg):
         fmt = FORMATS.get(name)
-        content, about = fmt.convert(folder, model, signature, cfg, data)
+        content, about = fmt.convert(folder, model, signature, cfg, data, key)
         entry = {"file": fmt.filename, "bytes": len(content), **about}
         if checked is not None:
-            predict = fmt.predictor(content, signature)
+            predict = fmt.predictor(content, signature, key)
             entry |= _check(name, _accuracy(predict, checked), reference, cfg)
         (folder / fmt.filename).write_bytes(content)
         report[name] = entry

@@ -214,6 +214,6 @@ def export_saved(cfg: ExportConfig) -> Path:
                                  f"{clf.modality.name} models")
         data = conversion.check_data(clf)
         extras = functools.partial(conversion.convert, model=clf.model, signature=signature,
-                                   cfg=cfg, data=data)
+                                   cfg=cfg, data=data, key=clf.task.output_key)
     return export(clf.model, clf.modality, clf.feed, clf.class_names, cfg.export_dir,
                   cfg.version, cfg.top_k, extras, state=clf.state)

@@ -10,6 +10,7 @@ from typing import Any
 import keras
 
 from ktransfer.config import PredictConfig, RunConfig
+from ktransfer.data import tables
 from ktransfer.data.examples import Examples
 from ktransfer.errors import ConfigError
 from ktransfer.image import gallery, serving
@@ -25,7 +26,7 @@ from ktransfer.image.gradcam import GradCAM, explain_images
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.pipeline import ImageFeed
 from ktransfer.image.prediction import read_images
-from ktransfer.image.sources import open_source
+from ktransfer.image.sources import TableReading, open_source
 from ktransfer.modality import Answer, Explainer, Feed, Modality, Network, Presentation
 from ktransfer.network.heads import POOLINGS
 from ktransfer.tasks import default_task, task_of
@@ -84,15 +85,20 @@ class ImageModality(Modality):
                               "max or flatten")
 
     def check_path(self, path: str, flag: str) -> None:
-        if os.path.isfile(path):
+        if os.path.isfile(path) and not tables.is_table(path):
             raise ConfigError(flag, f"{path!r} is a file; give a folder of class sub-folders "
-                              "of images (text tables take --modality=text)")
+                              f"of images or a table ({'/'.join(tables.TABLE_EXTENSIONS)}) of "
+                              "image files and labels")
+        if os.path.isfile(path):
+            return
         if not os.path.isdir(path):
             raise ConfigError(flag, f"folder {path!r} does not exist; give a folder of class "
                               "sub-folders, builtin:digits or tfds:NAME")
 
     def open_source(self, spec: str, cfg: RunConfig, flag: str) -> dict[str, Examples]:
-        return dict(open_source(spec, cfg.data.data_dir, flag, cfg.group("image").on_bad_image))
+        image, task = cfg.group("image"), cfg.group("task")
+        reading = TableReading(image.file_column, task.label_column, task_of(cfg), task)
+        return dict(open_source(spec, cfg.data.data_dir, flag, image.on_bad_image, reading))
 
     def build(self, cfg: RunConfig, num_classes: int) -> Network:
         spec = resolve_spec(cfg.model)

@@ -1,4 +1,5 @@
-"""Labelled images: a folder of class sub-folders, a TFDS dataset, or a built-in set.
+"""Labelled images: a folder of class sub-folders, a table of image files and labels (CSV /
+TSV / JSON lines: multi-label tags, regression targets), a TFDS dataset, or a built-in set.
 
 Every source becomes `ImageSet`s (one per split) with integer labels; splitting and sampling are
 shared with every modality (`ktransfer.data.splits`). Every file of a folder is decoded once up
@@ -11,19 +12,22 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 from PIL import Image
 
-from ktransfer.data import memo, tfds
+from ktransfer.data import memo, tables, tfds
 from ktransfer.data.folders import class_folders
 from ktransfer.data.splits import SPLIT_NAMES
 from ktransfer.errors import DataError, first_line
 from ktransfer.image.builtin import BUILTIN
 from ktransfer.image.header import MAX_PIXELS
 from ktransfer.image.imageset import ImageSet, decode_file
+from ktransfer.tasks.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +182,53 @@ def _folder(root: Path, flag: str, on_bad_image: str = "fail") -> dict[str, Imag
     return {"all": read_class_folders(root, flag, on_bad_image)}
 
 
+# ---------------------------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True)
+class TableReading:
+    """How an image table is read: its columns and the run's task (`options`: its group)."""
+
+    file_column: str
+    label_column: str
+    task: Task
+    options: Any
+
+
+def read_image_table(path: Path, reading: TableReading, flag: str = "data",
+                     on_bad_image: str = "fail") -> ImageSet:
+    """A CSV / TSV / JSON-lines table of image paths (relative to its folder) and labels, the
+    labels read by the run's task: how multi-label tags and regression targets reach images.
+    A missing file or bad row names its line."""
+    rows = tables.table_rows(path, flag)
+    table = path.suffix.lower() != ".jsonl"
+    columns = {reading.file_column: "file_column", reading.label_column: "label_column"}
+    if table:  # the header names the columns of every row
+        tables.check_columns(path, 1, rows[0][1], columns, flag)
+    files, values, where = [], [], []
+    for number, row in rows:
+        if not table:
+            tables.check_columns(path, number, row, columns, flag)
+        label = tables.label_value(row, reading.label_column)
+        problem = tables.row_problem(row, label, table)
+        name = str(row.get(reading.file_column) or "").strip()
+        file = path.parent / name if name else None
+        if not problem and (file is None or not file.is_file()):
+            problem = f"image file {name!r} not found (paths are relative to {path.parent})"
+        if problem:
+            raise DataError(f"--{flag}: {path}:{number}: {problem}")
+        files.append(str(file))
+        values.append(label)
+        where.append(f"{path}:{number}")
+    names, targets = reading.task.parse(values, where, reading.options, flag,
+                                        reading.label_column)
+    images = drop_bad_images(ImageSet(class_names=names, labels=targets, files=np.array(files),
+                                      task=reading.task.name), on_bad_image, flag)
+    if len(images) == 0:
+        raise DataError(f"--{flag}: none of the image files of {path} is readable")
+    return images
+
+
 # ---------------------------------------------------------------------------------- TFDS
 
 
@@ -194,14 +245,17 @@ def _tfds(name: str, data_dir: str, flag: str) -> dict[str, ImageSet]:
 # ---------------------------------------------------------------------------------- opening
 
 
-def open_source(spec: str, data_dir: str = "", flag: str = "data", on_bad_image: str = "fail"
-                ) -> dict[str, ImageSet]:
-    """Opens a source string; returns its splits ('all', or some of 'train'/'val'/'test')."""
+def open_source(spec: str, data_dir: str = "", flag: str = "data", on_bad_image: str = "fail",
+                reading: TableReading | None = None) -> dict[str, ImageSet]:
+    """Opens a source string; returns its splits ('all', or some of 'train'/'val'/'test').
+    A table file needs `reading` (its columns and the task)."""
     if spec.startswith("builtin:"):
         return BUILTIN.get(spec.split(":", 1)[1], flag)()
     if spec.startswith("tfds:"):
         return _tfds(spec.split(":", 1)[1], data_dir, flag)
     path = spec.split(":", 1)[1] if spec.startswith("folder:") else spec
+    if tables.is_table(path) and os.path.isfile(path) and reading is not None:
+        return {"all": read_image_table(Path(path), reading, flag, on_bad_image)}
     return _folder(Path(path), flag, on_bad_image)
 
 

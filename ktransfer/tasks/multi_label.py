@@ -319,10 +319,11 @@ class MultiLabel(Task):
         thresholds = tf.constant(state.get("thresholds") or [DEFAULT_THRESHOLD] * len(names),
                                  tf.float32)
         predicted = probabilities >= thresholds[None, :]
-        label_names = tf.broadcast_to(tf.constant(names), tf.shape(probabilities))
+        ids = tf.broadcast_to(tf.range(1, len(names) + 1)[None, :], tf.shape(predicted))
+        blank_or_name = tf.constant(["", *names])  # gathers of ints only: TFLite converts them
         scores, top = tf.math.top_k(probabilities, k=max(1, min(k, len(names))))
         return {"probabilities": probabilities, "predicted": predicted,
-                "predicted_names": tf.where(predicted, label_names, ""),
+                "predicted_names": tf.gather(blank_or_name, tf.where(predicted, ids, 0)),
                 "top_k_ids": top, "top_k_scores": scores,
                 "top_k_names": tf.gather(tf.constant(names), top)}
 

@@ -12,6 +12,9 @@ from ktransfer.config.fields import option, require
 class TaskOptions:
     """Targets (--task): how label values are read and which loss trains them."""
 
+    label_column: str = option("label", "CSV / TSV / JSON-lines data: the column (key) holding "
+                               "each example's label (a class name, labels, or a number).",
+                               reading=True)
     label_separator: str = option("|", "multi_label: the character between the labels of one "
                                   "example in a CSV / TSV label column (e.g. cat|outdoor); "
                                   "JSON-lines files give a list.", reading=True)
@@ -25,6 +28,7 @@ class TaskOptions:
                                 "squared to linear, in the target's units.")
 
     def __post_init__(self) -> None:
+        require(bool(self.label_column), "label_column", "give a column name")
         require(len(self.label_separator) == 1 and not self.label_separator.isalnum()
                 and self.label_separator not in ' "', "label_separator",
                 f"must be one punctuation character, e.g. | or ;, got {self.label_separator!r}")

@@ -72,6 +72,7 @@ class Regression(Task):
     losses = ("auto", "huber")
     smooths = False
     answer_fields = ("values", "target", "value")
+    output_key = "value"
 
     def parse(self, values: list[Any], where: list[str], options: Any, flag: str,
               column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:

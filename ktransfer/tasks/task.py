@@ -45,6 +45,7 @@ class Task(abc.ABC):
     smooths: bool = True  # whether --label_smoothing means anything (the tuner searches it)
     # predict's output: (the list's key, each item's name key, its score key)
     answer_fields: tuple[str, str, str] = ("top_k", "class", "probability")
+    output_key: str = "probabilities"  # the serving output that is the model's output
 
     # Reading and splitting -------------------------------------------------------------
 

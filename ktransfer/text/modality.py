@@ -11,6 +11,7 @@ import keras
 
 from ktransfer.config import PredictConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
+from ktransfer.data.tables import TABLE_EXTENSIONS
 from ktransfer.errors import ConfigError
 from ktransfer.modality import Answer, Explainer, Feed, Modality, Network, Presentation
 from ktransfer.network.heads import POOLINGS
@@ -31,7 +32,7 @@ from ktransfer.text.hub import CONFIG as HUB_CONFIG
 from ktransfer.text.hub import HubTextPreprocessor
 from ktransfer.text.pipeline import TextFeed
 from ktransfer.text.prediction import read_texts
-from ktransfer.text.sources import TABLE_EXTENSIONS, open_source
+from ktransfer.text.sources import open_source
 from ktransfer.text.textset import TextSet
 
 MASK_KEYS = ("padding_mask", "input_mask")
@@ -95,6 +96,8 @@ class TextModality(Modality):
         if POOLINGS.get(cfg.model.pooling).sequence is None:
             raise ConfigError("pooling", f"{cfg.model.pooling} is for images; text uses avg "
                               "(mean over the tokens) or cls")
+        if cfg.group("text").text_column == cfg.group("task").label_column:
+            raise ConfigError("label_column", "must differ from --text_column")
 
     def check_path(self, path: str, flag: str) -> None:
         if not (os.path.isdir(path) or (os.path.isfile(path)

@@ -14,8 +14,6 @@ class TextOptions:
 
     text_column: str = option("text", "CSV / TSV / JSON-lines data: the column (key) holding "
                               "the text.", reading=True)
-    label_column: str = option("label", "CSV / TSV / JSON-lines data: the column (key) holding "
-                               "the class name.", reading=True)
     max_length: int = option(128, "Longest token sequence, special tokens included; longer "
                              "texts are truncated (and counted in the report).")
     length_buckets: bool = option(True, "Fine-tuning batches of texts of similar length, each "
@@ -29,8 +27,5 @@ class TextOptions:
 
     def __post_init__(self) -> None:
         require(bool(self.text_column), "text_column", "give a column name")
-        require(bool(self.label_column), "label_column", "give a column name")
-        require(self.text_column != self.label_column, "label_column",
-                "must differ from --text_column")
         require(4 <= self.max_length <= 8192, "max_length",
                 f"must be in [4, 8192], got {self.max_length}")

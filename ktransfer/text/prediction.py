@@ -6,8 +6,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from ktransfer.data.tables import decode
 from ktransfer.errors import DataError
-from ktransfer.text.sources import BadTexts, _decode
+from ktransfer.text.sources import BadTexts
 from ktransfer.text.textset import TextSet, text_set
 
 
@@ -38,10 +39,10 @@ def read_texts(args: list[str], text: str = "", on_bad_text: str = "fail") -> Te
             if not files:
                 raise DataError(f"{arg}: the folder has no .txt files")
             for file in files:
-                checked = bad.check(_decode(file.read_bytes()), str(file))
+                checked = bad.check(decode(file.read_bytes()), str(file))
                 found += [(str(file), checked)] if checked is not None else []
         elif path.is_file():
-            found += _lines(_decode(path.read_bytes()), str(path), bad)
+            found += _lines(decode(path.read_bytes()), str(path), bad)
         else:
             raise DataError(f"{arg}: no such file or folder")
     bad.done()

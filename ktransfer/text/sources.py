@@ -9,18 +9,16 @@ left out and counted (`skip`); a missing column or key names the file and line.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from ktransfer.config import RunConfig
-from ktransfer.data import tfds
+from ktransfer.data import tables, tfds
 from ktransfer.data.folders import class_folders
 from ktransfer.data.splits import SPLIT_NAMES
+from ktransfer.data.tables import TABLE_EXTENSIONS
 from ktransfer.errors import DataError
 from ktransfer.tasks import task_of
 from ktransfer.tasks.task import Task
@@ -29,8 +27,6 @@ from ktransfer.text.textset import TextSet, text_set
 
 log = logging.getLogger(__name__)
 
-TABLE_DELIMITERS = {".csv": ",", ".tsv": "\t"}
-TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl")
 
 
 class BadTexts:
@@ -62,11 +58,6 @@ class BadTexts:
         return len(self.bad)
 
 
-def _decode(raw: bytes) -> str:
-    """UTF-8 (a BOM allowed); undecodable bytes kept as surrogates for `BadTexts` to find."""
-    return raw.decode("utf-8-sig", errors="surrogateescape")
-
-
 def read_class_folders(root: Path, flag: str, policy: str) -> TextSet:
     """ROOT/<class>/**/*.txt, one text per file; class names are the sorted folder names."""
     classes = class_folders(root, flag)
@@ -81,7 +72,7 @@ def read_class_folders(root: Path, flag: str, policy: str) -> TextSet:
     for folder in classes:
         files = sorted(p for p in folder.rglob("*.txt") if p.is_file()
                        and not p.name.startswith("."))
-        checked = [(str(p), bad.check(_decode(p.read_bytes()), str(p))) for p in files]
+        checked = [(str(p), bad.check(tables.decode(p.read_bytes()), str(p))) for p in files]
         kept = [(f, t) for f, t in checked if t is not None]
         if not kept:
             log.warning("--%s: class folder %s has no usable .txt files; skipped", flag,
@@ -96,74 +87,22 @@ def read_class_folders(root: Path, flag: str, policy: str) -> TextSet:
     return text_set(tuple(names), labels, texts, ids, skipped=bad.done())
 
 
-# A text may be long (a whole document); the csv module's own limit is 131,072 characters.
-csv.field_size_limit(2**31 - 1)
-
-
-def _table_rows(path: Path, flag: str) -> list[tuple[int, dict[str, object]]]:
-    """(line number, row) of a CSV / TSV (header line first) or JSON-lines file; a CSV row
-    with more fields than the header has them under the key None, with fewer the missing ones
-    are None."""
-    content = _decode(path.read_bytes())
-    if path.suffix.lower() == ".jsonl":
-        rows = []
-        for number, line in enumerate(content.splitlines(), start=1):
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except ValueError as exc:
-                    raise DataError(f"--{flag}: {path}:{number}: not a JSON object ({exc})"
-                                    ) from None
-                if not isinstance(row, dict):
-                    raise DataError(f"--{flag}: {path}:{number}: not a JSON object")
-                rows.append((number, row))
-        return rows
-    reader = csv.DictReader(io.StringIO(content, newline=""),
-                            delimiter=TABLE_DELIMITERS[path.suffix.lower()])
-    return [(reader.line_num, row) for row in reader]
-
-
-def _check_columns(path: Path, number: int, row: dict[str, object], text_column: str,
-                   label_column: str, flag: str) -> None:
-    for column, option in ((text_column, "text_column"), (label_column, "label_column")):
-        if column not in row:
-            have = ", ".join(str(k) for k in row if k is not None)
-            raise DataError(f"--{flag}: {path}:{number}: no {column!r} column (it has {have}); "
-                            f"name yours with --{option}")
-
-
-def _row_problem(row: dict[str, object], label: object) -> str:
-    """What is wrong with a table row ("" when nothing): a field count other than the
-    header's (an unquoted delimiter inside a text), or an empty label."""
-    extra = row.get(None)  # type: ignore[call-overload]
-    header = sum(1 for k in row if k is not None)
-    if isinstance(extra, list) and extra:
-        return (f"{header + len(extra)} fields where the header has {header} (quote a text "
-                "that holds the delimiter)")
-    if any(v is None for k, v in row.items() if k is not None):
-        given = sum(1 for k, v in row.items() if k is not None and v is not None)
-        return f"{given} field(s) where the header has {header}"
-    return "" if label else "empty label"
-
-
 def read_table(path: Path, text_column: str, label_column: str, flag: str,
                policy: str, task: Task, options: Any) -> TextSet:
     """A CSV / TSV / JSON-lines file with a text and a label column, its label values read
     by `task` (`options`: the task group): single-label class names are the sorted values."""
-    rows = _table_rows(path, flag)
-    if not rows:
-        raise DataError(f"--{flag}: {path} has no rows")
+    rows = tables.table_rows(path, flag)
     table = path.suffix.lower() != ".jsonl"
+    columns = {text_column: "text_column", label_column: "label_column"}
     if table:  # the header names the columns of every row
-        _check_columns(path, 1, rows[0][1], text_column, label_column, flag)
+        tables.check_columns(path, 1, rows[0][1], columns, flag)
     bad = BadTexts(policy, flag)
     texts, label_values, ids, where = [], [], [], []
     for number, row in rows:
         if not table:
-            _check_columns(path, number, row, text_column, label_column, flag)
-        raw = row.get(label_column)
-        label = raw if isinstance(raw, list) else "" if raw is None else str(raw).strip()
-        why = _row_problem(row, label) if table or not label else ""
+            tables.check_columns(path, number, row, columns, flag)
+        label = tables.label_value(row, label_column)
+        why = tables.row_problem(row, label, table)
         text = bad.check(None if row.get(text_column) is None else str(row[text_column]),
                          f"{path}:{number}", why)
         if text is not None:
@@ -200,7 +139,7 @@ def _tfds(name: str, data_dir: str, flag: str, policy: str) -> dict[str, TextSet
         bad = BadTexts(policy, flag)
         texts, labels = [], []
         for i, record in enumerate(found.as_dataset(split=tfds_name).as_numpy_iterator()):
-            text = bad.check(_decode(record[text_key]), f"tfds:{name}/{tfds_name}[{i}]")
+            text = bad.check(tables.decode(record[text_key]), f"tfds:{name}/{tfds_name}[{i}]")
             if text is not None:
                 texts.append(text)
                 labels.append(int(record[label_key]))
@@ -222,7 +161,7 @@ def open_source(spec: str, cfg: RunConfig, flag: str = "data") -> dict[str, Text
     if path.is_dir():
         return _folder(path, flag, policy)
     if path.suffix.lower() in TABLE_EXTENSIONS and path.is_file():
-        return {"all": read_table(path, text.text_column, text.label_column, flag, policy,
-                                  task_of(cfg), cfg.group("task"))}
+        return {"all": read_table(path, text.text_column, cfg.group("task").label_column, flag,
+                                  policy, task_of(cfg), cfg.group("task"))}
     raise DataError(f"--{flag}: {os.fspath(path)!r} is neither a folder of class folders nor "
                     f"a {'/'.join(TABLE_EXTENSIONS)} file")

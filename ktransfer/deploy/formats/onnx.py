@@ -1,6 +1,6 @@
-"""ONNX (`--onnx`): the Keras model with one output, `probabilities`, through tf2onnx (opset
-17), run with onnxruntime for the accuracy check. Both are imported only when used (0.15 s of
-every command's start-up otherwise)."""
+"""ONNX (`--onnx`): the Keras model with one output (`probabilities`, or `value` for
+regression), through tf2onnx (opset 17), run with onnxruntime for the accuracy check. Both are
+imported only when used (0.15 s of every command's start-up otherwise)."""
 
 from __future__ import annotations
 
@@ -17,14 +17,16 @@ from ktransfer.errors import KtransferError, first_line
 ONNX_OPSET = 17
 
 
-def onnx_bytes(model: keras.Model) -> bytes:
-    """An ONNX model (opset 17) of `model`: `pixels` in, `probabilities` out."""
+def onnx_bytes(model: keras.Model, key: str = "probabilities") -> bytes:
+    """An ONNX model (opset 17) of `model`: `pixels` in, the model's output out, named `key`
+    (the task's output: `probabilities` [B, C], or regression's `value` [B])."""
     size = int(model.input_shape[1])
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32,
                                                  name="pixels")])
     def probabilities(pixels):
-        return {"probabilities": model(pixels, training=False)}
+        outputs = model(pixels, training=False)
+        return {key: outputs if key == "probabilities" else tf.reshape(outputs, [-1])}
 
     import tf2onnx  # only here: 0.15 s of every command's start-up otherwise
 
@@ -38,16 +40,16 @@ def onnx_bytes(model: keras.Model) -> bytes:
 
 
 def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
-            data: CheckData | None) -> tuple[bytes, dict[str, Any]]:
-    return onnx_bytes(model), {"opset": ONNX_OPSET, "inputs": ["pixels"],
-                               "outputs": ["probabilities"]}
+            data: CheckData | None, key: str = "probabilities") -> tuple[bytes, dict[str, Any]]:
+    return onnx_bytes(model, key), {"opset": ONNX_OPSET, "inputs": ["pixels"],
+                                    "outputs": [key]}
 
 
-def predictor(content: bytes, signature: str) -> Predictor:
+def predictor(content: bytes, signature: str, key: str = "probabilities") -> Predictor:
     import onnxruntime  # only here, as tf2onnx above
 
     session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
-    return lambda x: session.run(["probabilities"], {"pixels": x})[0]
+    return lambda x: session.run([key], {"pixels": x})[0]
 
 
 FORMAT = ExportFormat(

@@ -66,14 +66,15 @@ def tflite_bytes(saved_model_dir: Path, signature: str, kind: str,
 
 
 def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
-            data: CheckData | None) -> tuple[bytes, dict[str, Any]]:
+            data: CheckData | None, key: str = "probabilities") -> tuple[bytes, dict[str, Any]]:
+    """The signature as it is (every output the SavedModel's has; `key` among them)."""
     content = tflite_bytes(folder, signature, kind(cfg), data)
     return content, {"type": kind(cfg), "signature": signature}
 
 
-def predictor(content: bytes, signature: str) -> Predictor:
+def predictor(content: bytes, signature: str, key: str = "probabilities") -> Predictor:
     runner = tf.lite.Interpreter(model_content=content).get_signature_runner(signature)
-    return lambda x: runner(pixels=x)["probabilities"]
+    return lambda x: runner(pixels=x)[key]
 
 
 FORMAT = ExportFormat(
