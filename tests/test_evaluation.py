@@ -99,10 +99,11 @@ def test_evaluate_on_a_folder_with_a_corrupt_image_is_a_clear_error(quickstart_r
 def test_report_html_renders_with_its_plots_in_headless_chromium(quickstart_run, tmp_path):
     """report.html is self-contained (plots embedded) and renders in a real browser."""
     page = (quickstart_run / "report.html").read_text()
-    for section in ("Learning curves", "Confusion matrix", "Per class", "Most confident mistakes",
+    for section in ("Learning curves", "Confusion matrix", "Per class", "Calibration",
+                    "Most confident mistakes",
                     "Where the model looks: Grad-CAM", "Flags", "--backbone=small_cnn"):
         assert section in page
-    assert page.count("data:image/png;base64,") == 5
+    assert page.count("data:image/png;base64,") == 6  # the reliability diagram the 6th
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "install Chromium (Debian: apt-get install chromium; `make test` does)"
     shot = tmp_path / "report.png"

@@ -77,6 +77,12 @@ def _summary_line(metrics: dict[str, Any]) -> str:
                                                         data["truncated"].items()))
     if data.get("skipped_bad_texts"):
         line += f"; bad texts skipped: {data['skipped_bad_texts']}"
+    calibration = metrics.get("calibration")
+    if calibration:
+        line += (f"; calibrated (temperature {calibration['temperature']:.3g}): expected "
+                 "calibration error " + ", ".join(
+                     f"{split} {c['ece_before']:.3f} -> {c['ece_after']:.3f}"
+                     for split, c in calibration.items() if isinstance(c, dict)))
     return line
 
 

@@ -23,11 +23,13 @@ from sklearn.metrics import average_precision_score, f1_score, precision_recall_
 from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import plotting
+from ktransfer.tasks.calibration import plot_reliability, reliability
 from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
 from ktransfer.tasks.task import Rows, Task, table
 
 log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.5  # of a label the validation split has no example of
+TINY = 1e-7  # probabilities are clipped to [TINY, 1 - TINY] before a logit
 
 
 def label_lists(values: list[Any], where: list[str], separator: str, flag: str
@@ -126,6 +128,7 @@ class MultiLabel(Task):
     monitors = ("macro_f1", "micro_f1", "map")
     losses = ("auto", "focal")
     answer_fields = ("labels", "label", "probability")
+    calibrates = True
 
     def parse(self, values: list[Any], where: list[str], options: Any, flag: str,
               column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:
@@ -221,6 +224,21 @@ class MultiLabel(Task):
                 keras.metrics.AUC(curve="PR", multi_label=True, num_labels=outputs,
                                   name="map")]
 
+    def rescale(self, outputs: np.ndarray, factor: float) -> np.ndarray:
+        p = np.clip(outputs, TINY, 1.0 - TINY)
+        return (1.0 / (1.0 + np.exp(-np.log(p / (1.0 - p)) * factor))).astype(np.float32)
+
+    def nll(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        """Binary cross-entropy summed over the labels, averaged over the examples."""
+        p = np.clip(outputs, TINY, 1.0 - TINY)
+        bce = targets * np.log(p) + (1.0 - targets) * np.log(1.0 - p)
+        return float(-bce.sum(axis=1).mean()) if len(targets) else 0.0
+
+    def confidence(self, outputs: np.ndarray, targets: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Every label's probability, and whether the label is there."""
+        return outputs.ravel(), targets.ravel() > 0.5
+
     def scores(self, outputs: np.ndarray, targets: np.ndarray, model: keras.Model,
                cfg: RunConfig, state: dict[str, Any]) -> dict[str, float]:
         """The loss (with the model's regularisation), F1 at the chosen thresholds, mean
@@ -273,6 +291,8 @@ class MultiLabel(Task):
                 "per_label": rows,
                 "class_names": list(names),
                 "curves": _pr_curves(outputs, truth, names),
+                **dict(zip(("ece", "reliability"),
+                           reliability(*self.confidence(outputs, targets)), strict=True)),
                 "mistakes": _mistakes(outputs, truth, decided, names, ids)}
 
     def lines(self, summary: dict[str, Any], top_k: int) -> list[str]:
@@ -287,6 +307,8 @@ class MultiLabel(Task):
     def sections(self, summary: dict[str, Any], out_dir: Path) -> str:
         plot_per_class(summary["per_label"], out_dir / "per_label.png", key="label")
         _plot_curves(summary["curves"], out_dir / "pr_curves.png")
+        plot_reliability(summary["reliability"], out_dir / "reliability.png",
+                         f"reliability (ECE {summary['ece']:.3f})")
         rows = [[r["label"], r["precision"], r["recall"], r["f1"], r["ap"], r["threshold"],
                  r["support"]] for r in summary["per_label"]]
         return (f"<p>macro F1 {summary['macro_f1']:.3f}, micro F1 {summary['micro_f1']:.3f}, "
@@ -297,7 +319,11 @@ class MultiLabel(Task):
                 + "<h3>Precision-recall curves</h3>"
                 + plotting.img_tag(out_dir / "pr_curves.png", "precision-recall curves")
                 + table(["label", "precision", "recall", "F1", "AP", "threshold", "examples"],
-                        rows))
+                        rows)
+                + "<h3>Calibration</h3><p>Expected calibration error "
+                f"{summary['ece']:.3f}: how far each label's probability is from how often "
+                "the label is there (0 is perfect).</p>"
+                + plotting.img_tag(out_dir / "reliability.png", "reliability diagram"))
 
     def exemplars(self, targets: np.ndarray) -> list[tuple[int, int]]:
         return [(int(np.flatnonzero(targets[:, c] > 0.5)[0]), c)

@@ -22,6 +22,11 @@ class TaskOptions:
                        "regression), focal (single- and multi-label; --focal_gamma) or huber "
                        "(regression; --huber_delta).",
                        ("auto", "focal", "huber"))
+    calibrate: str = option("none", "Calibrate the probabilities after training: temperature "
+                            "(one temperature fitted on the validation split, folded into "
+                            "the saved and exported model; the calibration error before and "
+                            "after goes to metrics.json and the report).",
+                            ("none", "temperature"))
     focal_gamma: float = option(2.0, "--loss=focal: the focusing exponent (0 is "
                                 "cross-entropy).")
     huber_delta: float = option(1.0, "--loss=huber: the error where the loss turns from "

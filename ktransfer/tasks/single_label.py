@@ -17,10 +17,12 @@ from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.data.splits import per_class_sample, stratified_split
 from ktransfer.errors import DataError
 from ktransfer.runs import plotting
+from ktransfer.tasks.calibration import plot_reliability, reliability
 from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
 from ktransfer.tasks.task import Rows, Task, table
 
 log = logging.getLogger(__name__)
+TINY = 1e-12  # probabilities are clipped here before a logarithm
 
 
 def _numbers_not_classes(names: tuple[str, ...]) -> bool:
@@ -141,6 +143,7 @@ class SingleLabel(Task):
     quality_name = "accuracy"
     monitors = ("accuracy", "top5_accuracy")
     losses = ("auto", "focal")
+    calibrates = True
 
     def parse(self, values: list[Any], where: list[str], options: Any, flag: str,
               column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:
@@ -218,6 +221,21 @@ class SingleLabel(Task):
             found.append(keras.metrics.TopKCategoricalAccuracy(k=5, name="top5_accuracy"))
         return found
 
+    def rescale(self, outputs: np.ndarray, factor: float) -> np.ndarray:
+        logits = np.log(np.clip(outputs, TINY, 1.0)) * factor
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def nll(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        picked = outputs[np.arange(len(targets)), targets]
+        return float(-np.mean(np.log(np.clip(picked, TINY, 1.0)))) if len(targets) else 0.0
+
+    def confidence(self, outputs: np.ndarray, targets: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """The top class's probability, and whether it is the true class."""
+        return outputs.max(axis=1), outputs.argmax(axis=1) == targets
+
     def scores(self, outputs: np.ndarray, targets: np.ndarray, model: keras.Model,
                cfg: RunConfig, state: dict[str, Any]) -> dict[str, float]:
         """What `model.evaluate` reports (the loss, with the model's regularisation losses;
@@ -241,7 +259,9 @@ class SingleLabel(Task):
 
     def summarize(self, outputs: np.ndarray, targets: np.ndarray, names: tuple[str, ...],
                   ids: list[str] | None, top_k: int, state: dict[str, Any]) -> dict[str, Any]:
-        return summarize(outputs, targets, list(names), ids, top_k)
+        summary = summarize(outputs, targets, list(names), ids, top_k)
+        ece, bins = reliability(*self.confidence(outputs, targets))
+        return {**summary, "ece": ece, "reliability": bins}
 
     def lines(self, summary: dict[str, Any], top_k: int) -> list[str]:
         key = f"top{top_k}_accuracy"  # top-k of k classes is always 1: not printed
@@ -258,11 +278,17 @@ class SingleLabel(Task):
         plot_per_class(summary["per_class"], out_dir / "per_class.png")
         rows = [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]]
                 for r in summary["per_class"]]
+        plot_reliability(summary["reliability"], out_dir / "reliability.png",
+                         f"reliability (ECE {summary['ece']:.3f})")
         return ("<h3>Confusion matrix</h3>"
                 + plotting.img_tag(out_dir / "confusion.png", "confusion matrix")
                 + "<h3>Per class</h3>"
                 + plotting.img_tag(out_dir / "per_class.png", "per-class metrics")
-                + table(["class", "precision", "recall", "F1", "examples"], rows))
+                + table(["class", "precision", "recall", "F1", "examples"], rows)
+                + "<h3>Calibration</h3><p>Expected calibration error "
+                f"{summary['ece']:.3f}: how far the top class's probability is from how often "
+                "it is right (0 is perfect).</p>"
+                + plotting.img_tag(out_dir / "reliability.png", "reliability diagram"))
 
     def exemplars(self, targets: np.ndarray) -> list[tuple[int, int]]:
         firsts = {int(c): i for i, c in reversed(list(enumerate(targets)))}

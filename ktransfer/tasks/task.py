@@ -46,6 +46,7 @@ class Task(abc.ABC):
     # predict's output: (the list's key, each item's name key, its score key)
     answer_fields: tuple[str, str, str] = ("top_k", "class", "probability")
     output_key: str = "probabilities"  # the serving output that is the model's output
+    calibrates: bool = False  # whether its outputs are probabilities --calibrate can scale
 
     # Reading and splitting -------------------------------------------------------------
 
@@ -129,11 +130,27 @@ class Task(abc.ABC):
         if options.loss not in self.losses:
             raise ConfigError("loss", f"{options.loss} is not a loss of --task={self.name} "
                               f"(it takes {', '.join(self.losses)})")
+        if options.calibrate != "none" and not self.calibrates:
+            raise ConfigError("calibrate", f"is for probabilities; --task={self.name} gives "
+                              "none (leave it out)")
         monitor = cfg.train.monitor.removeprefix("val_")
         if monitor != "loss" and monitor not in self.monitors:
             raise ConfigError("monitor", f"--task={self.name} reports val_loss"
                               f"{''.join(', val_' + m for m in self.monitors)}; got "
                               f"{cfg.train.monitor}")
+
+    def rescale(self, outputs: np.ndarray, factor: float) -> np.ndarray:
+        """The outputs the model would give with its logits multiplied by `factor`."""
+        raise NotImplementedError(f"--task={self.name} has no logits to scale")
+
+    def nll(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        """The mean negative log-likelihood of the targets (nats per example)."""
+        raise NotImplementedError(f"--task={self.name} gives no probabilities")
+
+    def confidence(self, outputs: np.ndarray, targets: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """(confidence [M] in [0, 1], whether it was right [M]) for the calibration error."""
+        raise NotImplementedError(f"--task={self.name} gives no probabilities")
 
     def higher_is_better(self, metric: str) -> bool:
         """Whether a larger value of `metric` (e.g. val_macro_f1) is better."""

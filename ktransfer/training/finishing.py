@@ -18,6 +18,7 @@ from ktransfer.reporting.report import write_report
 from ktransfer.runs import atomic, rundir
 from ktransfer.runs.exportdir import origin, versions
 from ktransfer.tasks import task_of
+from ktransfer.tasks.calibration import calibrate, compare
 from ktransfer.tasks.task import Task, save_state
 from ktransfer.training.job import Fitted, Job
 from ktransfer.training.recording import ValidationRecorder
@@ -104,12 +105,17 @@ def _split_scores(job: Job, recorder: ValidationRecorder, metrics: dict[str, Any
         val = prediction.batch_probabilities(model, job.val_ds)
     else:
         log.debug("validation outputs from the last epoch's validation pass")
+    if cfg.group("task").calibrate != "none":
+        val, metrics["calibration"] = calibrate(model, task, val, job.splits.val.labels)
     state = task.fit(val, job.splits.val.labels)
     metrics["val"] = task.scores(val, job.splits.val.labels, model, cfg, state)
     if job.test_ds is None or job.splits.test is None:
         return val, state, val
     test = prediction.batch_probabilities(model, job.test_ds)
     metrics["test"] = task.scores(test, job.splits.test.labels, model, cfg, state)
+    if "calibration" in metrics:  # the test split's outputs as they were before, beside
+        before = task.rescale(test, metrics["calibration"]["temperature"])
+        metrics["calibration"]["test"] = compare(task, before, test, job.splits.test.labels)
     return test, state, val
 
 
