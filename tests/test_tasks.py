@@ -39,6 +39,7 @@ from conftest import (
     write_task_table,
 )
 
+ASSET_WEIGHTS = "ktransfer/assets/digits04_small_cnn.weights.h5"  # small_cnn trained on 0-4
 MISTAKE_KEYS = {"index", "file", "true", "predicted", "how", "output", "confidence"}
 
 
@@ -170,12 +171,45 @@ def test_thresholds_are_chosen_for_the_best_f1():
 
 def test_single_label_class_weights_balanced():
     labels = np.array([0] * 30 + [1] * 10 + [2] * 20)
-    weights = SINGLE_LABEL.class_weights(labels, ("a", "b", "c", "d"))
+    weights = SINGLE_LABEL.class_weights(labels, ("a", "b", "c", "d"), "balanced")
     assert weights[0] == pytest.approx(60 / (3 * 30))
     assert weights[1] == pytest.approx(60 / (3 * 10))
     assert weights[3] == 0.0
     total = sum(weights[c] * n for c, n in enumerate(np.bincount(labels, minlength=4)))
     assert total == pytest.approx(len(labels))
+
+
+def test_explicit_class_weights_by_name_from_the_flag_or_a_file(tmp_path):
+    labels, names = np.array([0, 1, 2]), ("cat", "dog", "eel")
+    assert SINGLE_LABEL.class_weights(labels, names, "dog=4.5, eel=0") == \
+        {0: 1.0, 1: 4.5, 2: 0.0}
+    listed = tmp_path / "weights.txt"
+    listed.write_text("# rare classes count more\ndog=3\neel = 2\n")
+    assert SINGLE_LABEL.class_weights(labels, names, str(listed)) == {0: 1.0, 1: 3.0, 2: 2.0}
+    as_json = tmp_path / "weights.json"
+    as_json.write_text('{"cat": 0.5}')
+    assert SINGLE_LABEL.class_weights(labels, names, str(as_json))[0] == 0.5
+    with pytest.raises(ConfigError, match="--class_weights: 'cow' is not a class of the data"):
+        SINGLE_LABEL.class_weights(labels, names, "cow=2")
+    listed.write_text("dog=3\neel=many\n")
+    with pytest.raises(ConfigError, match=r"weights.txt:2: 'eel=many': give name=weight"):
+        preflight.check_train(config.build(data="builtin:digits", class_weights=str(listed)))
+    with pytest.raises(ConfigError, match="--class_weights: 'dog=-1'"):
+        config.build(data="builtin:digits", class_weights="cat=1,dog=-1")
+    with pytest.raises(ConfigError, match="--class_weights: cannot read 'nowhere.txt'"):
+        preflight.check_train(config.build(data="builtin:digits", class_weights="nowhere.txt"))
+
+
+def test_explicit_class_weights_steer_what_a_run_learns(tmp_path):
+    """Digits 0-4 with the weights of 0 and 1 at zero: the model learns never to say them,
+    and the others well."""
+    cfg = config.build(**tiny_values(tmp_path, weights=ASSET_WEIGHTS, image_size=32,
+                                     classes=("0", "1", "2", "3", "4"), epochs=10, lr=0.01,
+                                     class_weights="0=0,1=0", report=True))
+    train(cfg)
+    rows = json.loads((tmp_path / "run" / "report" / "evaluation.json").read_text())
+    recall = {r["class"]: r["recall"] for r in rows["per_class"]}
+    assert recall["0"] + recall["1"] < 0.4 and min(recall["2"], recall["3"], recall["4"]) > 0.7
 
 
 # End to end on a text table ---------------------------------------------------------------
@@ -288,7 +322,6 @@ def test_a_bad_label_is_one_line_from_the_cli(tmp_path, tiny_bert):
 
 # End to end on an image table ---------------------------------------------------------------
 
-ASSET_WEIGHTS = "ktransfer/assets/digits04_small_cnn.weights.h5"  # small_cnn trained on 0-4
 
 
 def _image_values(tmp, task: str, column: str, **overrides) -> dict:

@@ -92,6 +92,19 @@ def test_the_built_in_movie_snippets_are_balanced_and_split_the_same_way_every_t
     assert abs(np.mean(first.train.labels) - 0.5) < 0.02
 
 
+@pytest.mark.skipif(not (builtin.data_folder() / builtin.SDIST).is_file(),
+                    reason="run `make text-data` for the built-in sentiment sets")
+def test_the_built_in_ratings_are_every_sentence_with_its_mean_rating_for_regression():
+    cfg = _cfg("builtin:ratings_tweets", task="regression", val_split=0.1)
+    splits = TEXT.load_splits(cfg)
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 4200  # none left out
+    assert splits.class_names == ("rating",) and splits.test.labels.dtype == np.float32
+    assert -4 <= splits.test.labels.min() < -2 and 2 < splits.test.labels.max() <= 4
+    assert abs(np.median(splits.train.labels) - np.median(splits.test.labels)) < 0.2
+    with pytest.raises(DataError, match="--task=regression"):  # a rating is no class
+        TEXT.load_splits(_cfg("builtin:ratings_tweets"))
+
+
 @pytest.mark.parametrize("row, why", [
     ("a,b,c,d", "4 fields where the header has 2"),  # before: a new class 'b', silently
     ("lonely", "1 field\\(s\\) where the header has 2"),

@@ -7,6 +7,28 @@ from dataclasses import dataclass
 from ktransfer.config.fields import option, require
 
 
+def weight_pairs(text: str, flag: str, where: str = "") -> dict[str, float]:
+    """{class name: weight} of `name=weight` pairs separated by commas or newlines (# starts
+    a comment); a bad pair or a weight that is not a number >= 0 is a ConfigError naming
+    `flag` (and `where`, the file, with the line)."""
+    found: dict[str, float] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        place = f"{where}:{number}: " if where else ""
+        for item in (i.strip() for i in line.split("#", 1)[0].split(",")):
+            if not item:
+                continue
+            name, sep, value = (part.strip() for part in item.rpartition("="))
+            try:
+                weight = float(value) if sep and name else -1.0
+            except ValueError:
+                weight = -1.0
+            require(0.0 <= weight < float("inf"), flag, f"{place}{item!r}: give name=weight "
+                    "with a weight >= 0, e.g. cat=1,dog=4.5")
+            require(name not in found, flag, f"{place}class {name!r} given twice")
+            found[name] = weight
+    return found
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where examples come from and how they are split and batched."""
@@ -34,8 +56,11 @@ class DataConfig:
     batch_size: int = option(32, "Global batch size.")
     cache: str = option("memory", "Cache decoded, resized images: memory, disk (in the run "
                        "directory) or none.", ("memory", "disk", "none"))
-    class_weights: str = option("none", "Weight the loss per class: none, or balanced "
-                               "(n_samples / (n_classes * count)).", ("none", "balanced"))
+    class_weights: str = option("none", "Weight the loss per class: none; balanced "
+                               "(n_samples / (n_classes * count)); explicit weights as "
+                               "name=weight pairs (cat=1,dog=4.5; unnamed classes weigh 1); "
+                               "or a file of such pairs, one per line, or a JSON object "
+                               "{name: weight}.")
     shuffle_buffer: int = option(2048, "Shuffle buffer size (examples). Image files are "
                                  "shuffled by name before decoding; the buffer reshuffles "
                                  "in-memory sets and the cached images after the first pass.")
@@ -52,6 +77,10 @@ class DataConfig:
                f"must be 0 (backbone default) or in [8, 4096], got {self.image_size}")
         require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         require(self.shuffle_buffer >= 1, "shuffle_buffer", "must be >= 1")
+        require(bool(self.class_weights), "class_weights", "give none, balanced, name=weight "
+                "pairs or a file")
+        if "=" in self.class_weights:
+            weight_pairs(self.class_weights, "class_weights")  # raises on a bad pair
         require(len(set(self.classes)) == len(self.classes), "classes", "lists a class twice")
         for name in ("data", "val_data", "test_data"):
             value = getattr(self, name)

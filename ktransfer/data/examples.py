@@ -55,8 +55,8 @@ class Examples:
         if self.task == task.name:
             return self
         if self.task != "single_label":
-            raise DataError(f"--{flag}: holds {self.task} targets, the run is --task="
-                            f"{task.name}")
+            raise DataError(f"--{flag}: holds {self.task} targets; pass --task={self.task} "
+                            f"(the run is --task={task.name})")
         labels = task.from_class_ids(self.class_names, self.labels, flag)
         return dataclasses.replace(self, labels=labels, task=task.name)
 

@@ -15,11 +15,11 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.data.splits import per_class_sample, stratified_split
-from ktransfer.errors import DataError
+from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import plotting
 from ktransfer.tasks.calibration import plot_reliability, reliability
 from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
-from ktransfer.tasks.task import Rows, Task, table
+from ktransfer.tasks.task import Rows, Task, read_weights, table
 
 log = logging.getLogger(__name__)
 TINY = 1e-12  # probabilities are clipped here before a logarithm
@@ -144,6 +144,7 @@ class SingleLabel(Task):
     monitors = ("accuracy", "top5_accuracy")
     losses = ("auto", "focal")
     calibrates = True
+    weighs_classes = True
 
     def parse(self, values: list[Any], where: list[str], options: Any, flag: str,
               column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:
@@ -189,9 +190,17 @@ class SingleLabel(Task):
                             "ones were skipped and the splits were made); add examples of it or "
                             "leave it out with --classes")
 
-    def class_weights(self, targets: np.ndarray, names: tuple[str, ...]
+    def class_weights(self, targets: np.ndarray, names: tuple[str, ...], spec: str
                       ) -> dict[int, float] | None:
-        """'balanced' weights n / (k * count_c); classes absent from `targets` get 0."""
+        """balanced: n / (k * count_c) (classes absent from `targets` get 0); explicit: the
+        weights given by name, 1 for a class not named."""
+        if spec != "balanced":
+            given = read_weights(spec)
+            unknown = [n for n in given if n not in names]
+            if unknown:
+                raise ConfigError("class_weights", f"{unknown[0]!r} is not a class of the "
+                                  f"data (it has {', '.join(names[:20])})")
+            return {i: float(given.get(name, 1.0)) for i, name in enumerate(names)}
         counts = np.bincount(targets, minlength=len(names)).astype(np.float64)
         present = counts > 0
         weights = np.zeros(len(names))

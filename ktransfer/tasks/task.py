@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ktransfer.config.data import weight_pairs
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import atomic
 
@@ -47,6 +48,7 @@ class Task(abc.ABC):
     answer_fields: tuple[str, str, str] = ("top_k", "class", "probability")
     output_key: str = "probabilities"  # the serving output that is the model's output
     calibrates: bool = False  # whether its outputs are probabilities --calibrate can scale
+    weighs_classes: bool = False  # whether it takes --class_weights
 
     # Reading and splitting -------------------------------------------------------------
 
@@ -91,11 +93,12 @@ class Task(abc.ABC):
     def check_splits(self, train: np.ndarray, val: np.ndarray, names: tuple[str, ...]) -> None:
         """DataError when the training (and validation) targets cannot train this task."""
 
-    def class_weights(self, targets: np.ndarray, names: tuple[str, ...]
+    def class_weights(self, targets: np.ndarray, names: tuple[str, ...], spec: str
                       ) -> dict[int, float] | None:
-        """Keras class weights for --class_weights=balanced."""
-        raise ConfigError("class_weights", f"balanced class weights are for --task="
-                          f"single_label; with --task={self.name} use --loss=focal")
+        """Keras class weights of --class_weights (`spec`: balanced, or explicit weights as
+        `read_weights` reads them); tasks whose `weighs_classes` is False refuse it (check)."""
+        raise ConfigError("class_weights", f"class weights are for --task=single_label; with "
+                          f"--task={self.name} use --loss=focal")
 
     # The network ------------------------------------------------------------------------
 
@@ -130,6 +133,11 @@ class Task(abc.ABC):
         if options.loss not in self.losses:
             raise ConfigError("loss", f"{options.loss} is not a loss of --task={self.name} "
                               f"(it takes {', '.join(self.losses)})")
+        weights = cfg.data.class_weights
+        if weights != "none" and not self.weighs_classes:
+            self.class_weights(np.zeros(0), (), weights)  # its refusal
+        if weights not in ("none", "balanced"):
+            read_weights(weights)  # the file and its pairs, before any work
         if options.calibrate != "none" and not self.calibrates:
             raise ConfigError("calibrate", f"is for probabilities; --task={self.name} gives "
                               "none (leave it out)")
@@ -208,6 +216,29 @@ class Task(abc.ABC):
     def serving(self, outputs: tf.Tensor, names: list[str], k: int, state: dict[str, Any]
                 ) -> dict[str, tf.Tensor]:
         """The outputs every exported signature returns, from the model's output."""
+
+
+def read_weights(spec: str) -> dict[str, float]:
+    """{class name: weight} of explicit --class_weights: name=weight pairs, or a file of them
+    (one per line, # comments) or a JSON object (.json); a bad one is a ConfigError."""
+    path = Path(spec)
+    if "=" in spec and not path.is_file():
+        return weight_pairs(spec, "class_weights")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("class_weights", f"cannot read {spec!r} ({exc}); give balanced, "
+                          "name=weight pairs or a file of them") from None
+    if path.suffix.lower() != ".json":
+        return weight_pairs(text, "class_weights", spec)
+    try:
+        found = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError("class_weights", f"{spec}: not JSON ({exc})") from None
+    if not isinstance(found, dict):
+        raise ConfigError("class_weights", f"{spec}: give a JSON object {{name: weight}}")
+    return weight_pairs("\n".join(f"{k}={v}" for k, v in found.items()), "class_weights",
+                        spec)
 
 
 def save_state(folder: str | os.PathLike, task: Task, state: dict[str, Any]) -> None:

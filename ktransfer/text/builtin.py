@@ -10,6 +10,10 @@ Each sentence has a mean rating from -4 to +4 by about 20 people. Binarised with
 above +0.5 is `positive`, below -0.5 `negative`, in between left out. Each set is split once,
 stratified and seeded, into `train` (80 %) and `test` (20 %), the same for every run.
 
+`builtin:ratings_movies`, `ratings_tweets`, `ratings_amazon` and `ratings_nyt` are the same
+sentences, all of them, with the mean rating itself as the target (`--task=regression`), split
+80 / 20 once, stratified by rating decile.
+
 Offline the sentences are read from `vaderSentiment-3.3.2.tar.gz` in `$KTRANSFER_DATA`
 (default `~/.cache/ktransfer`); `make text-assets` downloads it there with pip.
 """
@@ -23,9 +27,12 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from ktransfer.data.splits import stratified_split
 from ktransfer.errors import DataError
 from ktransfer.registry import Registry
+from ktransfer.tasks.regression import REGRESSION
 from ktransfer.text.textset import TextSet, text_set
 
 SDIST = "vaderSentiment-3.3.2.tar.gz"
@@ -77,6 +84,29 @@ def parse_ratings(content: str, prefix: str) -> tuple[list[str], list[int], list
     return texts, labels, ids
 
 
+def parse_scores(content: str, prefix: str) -> tuple[list[str], list[float], list[str]]:
+    """(texts, mean ratings, ids) of every `ID<TAB>mean rating<TAB>text` line."""
+    texts, ratings, ids = [], [], []
+    for line in content.splitlines():
+        parts = line.split("\t", 2)
+        if len(parts) == 3 and parts[2].strip():
+            texts.append(parts[2].strip())
+            ratings.append(float(parts[1]))
+            ids.append(f"{prefix}:{parts[0].strip()}")
+    return texts, ratings, ids
+
+
+def ratings(name: str) -> dict[str, TextSet]:
+    """One of the four sets with the mean rating as a regression target, split into 'train'
+    and 'test' by rating decile (see the module docstring)."""
+    raw = _ratings_archive(data_folder())[FILES[name]]
+    texts, scores, ids = parse_scores(raw.decode("utf-8-sig"), name)
+    everything = text_set(("rating",), np.array(scores, np.float32), texts, ids,
+                          task=REGRESSION.name)
+    train, test = REGRESSION.split(everything.labels, 0.2, seed=1234)
+    return {"train": everything.subset(train), "test": everything.subset(test)}
+
+
 def sentiment(name: str) -> dict[str, TextSet]:
     """One of the four sets, split into 'train' and 'test' (see the module docstring)."""
     raw = _ratings_archive(data_folder())[FILES[name]]
@@ -89,3 +119,4 @@ def sentiment(name: str) -> dict[str, TextSet]:
 BUILTIN: Registry[Callable[[], dict[str, TextSet]]] = Registry("built-in text dataset", "data")
 for _name in FILES:
     BUILTIN.register(f"sentiment_{_name}", functools.partial(sentiment, _name))
+    BUILTIN.register(f"ratings_{_name}", functools.partial(ratings, _name))

@@ -177,9 +177,9 @@ def _open_job(cfg: RunConfig, modality: Modality, splits: Splits, network: Netwo
     anchors = _l2sp_anchors(cfg, network.backbone, run)
     return Job(cfg, modality, splits, network, stages, feed, run, train_ds, val_ds, test_ds,
                steps=cfg.train.steps_per_epoch or math.ceil(len(splits.train) / batch),
-               adapt=adapt, class_weights=task.class_weights(splits.train.labels,
-                                                             splits.class_names)
-               if cfg.data.class_weights == "balanced" else None,
+               adapt=adapt, class_weights=task.class_weights(
+                   splits.train.labels, splits.class_names, cfg.data.class_weights)
+               if cfg.data.class_weights != "none" else None,
                fingerprint=data["fingerprint"], anchors=anchors)
 
 
