@@ -6,8 +6,8 @@
 
 Both arms see the same training sentences (the set's fixed 80 % train split less a seeded 10 %
 validation split, which only MiniLM uses to choose its epoch) and are scored on the same fixed
-20 % test split. MiniLM follows configs/sentiment.cfg with --task=regression (MSE loss, kept by
-validation MAE): a head on the cached sentence vectors, then the whole encoder fine-tuned.
+20 % test split. MiniLM follows configs/ratings.cfg (configs/sentiment.cfg with
+--task=regression: MSE loss, the epoch kept by validation MAE): a head on the cached sentence vectors, then the whole encoder fine-tuned.
 TF-IDF: word 1-2-grams, ridge with alpha 1. Prints and writes test Pearson r and MAE per seed,
 with the mean and standard deviation; needs `make text-assets`.
 """
@@ -37,7 +37,7 @@ from ktransfer import config  # noqa: E402
 from ktransfer.text.modality import TEXT  # noqa: E402
 from ktransfer.training import train  # noqa: E402
 
-FLAGFILE = ROOT / "configs" / "sentiment.cfg"
+FLAGFILE = ROOT / "configs" / "ratings.cfg"
 
 
 def tfidf_ridge(train_texts, train_y, test_texts) -> np.ndarray:
@@ -48,8 +48,7 @@ def tfidf_ridge(train_texts, train_y, test_texts) -> np.ndarray:
 
 
 def run_seed(data: str, seed: int, tmp: str) -> dict[str, dict[str, float]]:
-    cfg = config.from_flagfile(FLAGFILE, data=data, task="regression", train_per_class=0,
-                               monitor="val_mae", seed=seed, split_seed=seed, verbose=0,
+    cfg = config.from_flagfile(FLAGFILE, data=data, seed=seed, split_seed=seed, verbose=0,
                                tensorboard=False, report=False, run_dir=f"{tmp}/s{seed}")
     splits = TEXT.load_splits(cfg)
     assert splits.test is not None
