@@ -7,9 +7,10 @@
 Both arms see the same training sentences (the set's fixed 80 % train split less a seeded 10 %
 validation split, which only MiniLM uses to choose its epoch) and are scored on the same fixed
 20 % test split. MiniLM follows configs/ratings.cfg (configs/sentiment.cfg with
---task=regression: MSE loss, the epoch kept by validation MAE): a head on the cached sentence vectors, then the whole encoder fine-tuned.
-TF-IDF: word 1-2-grams, ridge with alpha 1. Prints and writes test Pearson r and MAE per seed,
-with the mean and standard deviation; needs `make text-assets`.
+--task=regression: MSE loss, the epoch kept by validation MAE): a head on the cached sentence
+vectors, then the whole encoder fine-tuned. TF-IDF: word 1-2-grams, ridge with alpha 1. Prints
+and writes test Pearson r and MAE per seed, with the mean and standard deviation; needs
+`make text-assets`.
 """
 
 from __future__ import annotations
