@@ -23,9 +23,9 @@ from sklearn.metrics import average_precision_score, f1_score, precision_recall_
 from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import plotting
-from ktransfer.tasks.calibration import plot_reliability, reliability
+from ktransfer.tasks.calibration import LOGITS_LAYER, plot_reliability, reliability
 from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
-from ktransfer.tasks.task import Rows, Task, table
+from ktransfer.tasks.task import Rows, Task, head_dense, loss_value, table
 
 log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.5  # of a label the validation split has no example of
@@ -200,10 +200,7 @@ class MultiLabel(Task):
                               "--task=single_label")
 
     def output(self, features: Any, outputs: int, cfg: ModelConfig) -> Any:
-        regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
-        logits = keras.layers.Dense(outputs, kernel_initializer=cfg.initializer,
-                                    kernel_regularizer=regularizer, dtype="float32",
-                                    name="logits")(features)
+        logits = head_dense(features, outputs, cfg, LOGITS_LAYER)
         return keras.layers.Activation("sigmoid", dtype="float32", name="probabilities")(logits)
 
     def encode(self, targets: tf.Tensor, outputs: int) -> tf.Tensor:
@@ -243,10 +240,8 @@ class MultiLabel(Task):
                cfg: RunConfig, state: dict[str, Any]) -> dict[str, float]:
         """The loss (with the model's regularisation), F1 at the chosen thresholds, mean
         average precision and subset accuracy."""
-        loss = float(keras.ops.convert_to_numpy(self.loss(cfg)(targets, outputs))) \
-            if len(targets) else 0.0
-        regularization = float(sum(float(keras.ops.convert_to_numpy(x)) for x in model.losses))
-        return {"loss": loss + regularization, **self._metrics(outputs, targets, state)}
+        return {"loss": loss_value(self.loss(cfg), targets, outputs, model),
+                **self._metrics(outputs, targets, state)}
 
     def _metrics(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]
                  ) -> dict[str, float]:

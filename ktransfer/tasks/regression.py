@@ -23,7 +23,7 @@ from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.data.splits import stratified_split
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import plotting
-from ktransfer.tasks.task import Rows, Task, table
+from ktransfer.tasks.task import Rows, Task, head_dense, loss_value, table
 
 SCALE_LAYER = "target_scale"
 BINS = 10  # quantile bins the splits are stratified by
@@ -117,10 +117,7 @@ class Regression(Task):
     def output(self, features: Any, outputs: int, cfg: ModelConfig) -> Any:
         """Dense(1) predicting the standardised target, then the fixed `target_scale`
         (value * std + mean), float32 [B, 1] in the target's units."""
-        regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
-        standardized = keras.layers.Dense(1, kernel_initializer=cfg.initializer,
-                                          kernel_regularizer=regularizer, dtype="float32",
-                                          name="standardized")(features)
+        standardized = head_dense(features, 1, cfg, "standardized")
         scale = keras.layers.Dense(1, kernel_initializer="ones", bias_initializer="zeros",
                                    dtype="float32", name=SCALE_LAYER)
         scale.trainable = False
@@ -150,10 +147,8 @@ class Regression(Task):
                cfg: RunConfig, state: dict[str, Any]) -> dict[str, float]:
         """The loss (with the model's regularisation), MAE, RMSE and R²."""
         predicted = outputs[:, 0]
-        loss = float(keras.ops.convert_to_numpy(
-            self.loss(cfg)(targets[:, None], outputs))) if len(targets) else 0.0
-        regularization = float(sum(float(keras.ops.convert_to_numpy(x)) for x in model.losses))
-        return {"loss": loss + regularization, **_errors(predicted, targets)}
+        return {"loss": loss_value(self.loss(cfg), targets[:, None], outputs, model),
+                **_errors(predicted, targets)}
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]) -> float:
         """R² of the predictions."""

@@ -17,9 +17,9 @@ from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.data.splits import per_class_sample, stratified_split
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import plotting
-from ktransfer.tasks.calibration import plot_reliability, reliability
+from ktransfer.tasks.calibration import LOGITS_LAYER, plot_reliability, reliability
 from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
-from ktransfer.tasks.task import Rows, Task, read_weights, table
+from ktransfer.tasks.task import Rows, Task, head_dense, loss_value, read_weights, table
 
 log = logging.getLogger(__name__)
 TINY = 1e-12  # probabilities are clipped here before a logarithm
@@ -208,10 +208,7 @@ class SingleLabel(Task):
         return {i: float(w) for i, w in enumerate(weights)}
 
     def output(self, features: Any, outputs: int, cfg: ModelConfig) -> Any:
-        regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
-        logits = keras.layers.Dense(outputs, kernel_initializer=cfg.initializer,
-                                    kernel_regularizer=regularizer, dtype="float32",
-                                    name="logits")(features)
+        logits = head_dense(features, outputs, cfg, LOGITS_LAYER)
         return keras.layers.Activation("softmax", dtype="float32", name="probabilities")(logits)
 
     def encode(self, targets: tf.Tensor, outputs: int) -> tf.Tensor:
@@ -249,12 +246,9 @@ class SingleLabel(Task):
                cfg: RunConfig, state: dict[str, Any]) -> dict[str, float]:
         """What `model.evaluate` reports (the loss, with the model's regularisation losses;
         accuracy; top-5 with more than 5 classes)."""
-        loss = self.loss(cfg)
         n = outputs.shape[1]
-        value = float(keras.ops.convert_to_numpy(loss(np.eye(n)[targets], outputs))) \
-            if len(targets) else 0.0
-        regularization = float(sum(float(keras.ops.convert_to_numpy(x)) for x in model.losses))
-        out = {"loss": value + regularization, "accuracy": self.quality(outputs, targets, state)}
+        out = {"loss": loss_value(self.loss(cfg), np.eye(n)[targets], outputs, model),
+               "accuracy": self.quality(outputs, targets, state)}
         if n > 5:
             out["top5_accuracy"] = float(top_k_hits(outputs, targets, 5).mean())
         return out

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import keras
 import numpy as np
 
 from ktransfer.config.data import weight_pairs
@@ -24,7 +25,6 @@ from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import atomic
 
 if TYPE_CHECKING:  # annotations only
-    import keras
     import tensorflow as tf
 
     from ktransfer.config import ModelConfig, RunConfig
@@ -239,6 +239,22 @@ def read_weights(spec: str) -> dict[str, float]:
         raise ConfigError("class_weights", f"{spec}: give a JSON object {{name: weight}}")
     return weight_pairs("\n".join(f"{k}={v}" for k, v in found.items()), "class_weights",
                         spec)
+
+
+def head_dense(features: Any, units: int, cfg: ModelConfig, name: str) -> Any:
+    """The head's last Dense layer on `features` [B, D]: float32 [B, units], with the run's
+    initializer and --l2."""
+    regularizer = keras.regularizers.L2(cfg.l2) if cfg.l2 else None
+    return keras.layers.Dense(units, kernel_initializer=cfg.initializer,
+                              kernel_regularizer=regularizer, dtype="float32",
+                              name=name)(features)
+
+
+def loss_value(loss: Any, encoded: np.ndarray, outputs: np.ndarray, model: keras.Model) -> float:
+    """`loss` of the encoded targets and outputs of a split (0 for none), plus the model's
+    regularisation losses: what `model.evaluate` reports as the loss."""
+    value = float(keras.ops.convert_to_numpy(loss(encoded, outputs))) if len(outputs) else 0.0
+    return value + float(sum(float(keras.ops.convert_to_numpy(x)) for x in model.losses))
 
 
 def save_state(folder: str | os.PathLike, task: Task, state: dict[str, Any]) -> None:
