@@ -407,6 +407,20 @@ def tiny_bert(tmp_path_factory) -> Path:
     return save_tiny_bert(tmp_path_factory.mktemp("bert") / "tiny_bert")
 
 
+def serve_texts(version: Path, texts: list[str]) -> dict:
+    """The numeric outputs of a text SavedModel's serving_default on `texts`, loaded in a
+    fresh process (TensorFlow Text's ops registered there, as TF Serving would)."""
+    code = ("import json, tensorflow as tf, tensorflow_text; "
+            f"m = tf.saved_model.load({str(version)!r}); "
+            f"out = m.signatures['serving_default'](text=tf.constant({texts!r})); "
+            "print(json.dumps({k: v.numpy().tolist() for k, v in out.items() "
+            "if v.dtype != tf.string}))")
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    return json.loads(ran.stdout.strip().splitlines()[-1])
+
+
 def write_text_folder(root: Path, n: int = 60, seed: int = 0) -> Path:
     """ROOT/<label>/<i>.txt of `sentiment_sentences`."""
     texts, labels = sentiment_sentences(n, seed)

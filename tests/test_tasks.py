@@ -6,8 +6,6 @@ tables."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -31,6 +29,7 @@ from ktransfer.tuning import search
 from conftest import (
     error_line,
     run_cli,
+    serve_texts,
     tagged_sentences,
     text_values,
     tiny_values,
@@ -273,15 +272,7 @@ def test_task_runs_evaluate_predict_and_export_alike(which, request, tmp_path):
                                     [str(tmp_path / "in.txt")]))
     version = export(clf.model, clf.modality, clf.feed, clf.class_names, tmp_path / "m",
                      state=clf.state)
-    code = ("import json, tensorflow as tf, tensorflow_text; "
-            f"m = tf.saved_model.load({str(version)!r}); "
-            f"out = m.signatures['serving_default'](text=tf.constant({texts!r})); "
-            "print(json.dumps({k: v.numpy().tolist() for k, v in out.items() "
-            "if v.dtype != tf.string}))")
-    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
-    assert ran.returncode == 0, ran.stderr[-2000:]
-    served = json.loads(ran.stdout.strip().splitlines()[-1])
+    served = serve_texts(version, texts)
     if which == "score_run":
         assert [r["values"][0]["target"] for r in rows] == ["score", "score"]
         np.testing.assert_allclose(served["value"], [r["values"][0]["value"] for r in rows],

@@ -26,6 +26,7 @@ from conftest import (
     error_line,
     run_cli,
     sentiment_sentences,
+    serve_texts,
     stored_values,
     text_values,
     variable_values,
@@ -123,15 +124,7 @@ def test_export_takes_raw_strings_and_matches_the_keras_model(text_run, tmp_path
     read = clf.modality.presentation.read_inputs
     expected = clf.model.predict(clf.feed.inputs(
         read([], config.PredictConfig(model="x", text=texts[0])), 8), verbose=0)
-    code = ("import json, sys, numpy as np, tensorflow as tf, tensorflow_text; "
-            f"m = tf.saved_model.load({str(version)!r}); "
-            f"out = m.signatures['serving_default'](text=tf.constant({texts!r})); "
-            "print(json.dumps({k: v.numpy().tolist() for k, v in out.items() "
-            "if k != 'top_k_names'}))")
-    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=300)
-    assert ran.returncode == 0, ran.stderr[-2000:]
-    served = json.loads(ran.stdout.strip().splitlines()[-1])
+    served = serve_texts(version, texts)
     np.testing.assert_allclose(np.array(served["probabilities"])[:1], expected, atol=1e-5)
     assert np.array(served["probabilities"]).shape == (3, 2)
     assert stored_values(version) == variable_values(clf.model)  # each weight once
