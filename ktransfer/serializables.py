@@ -11,6 +11,7 @@ from ktransfer.domain import mmd  # noqa: F401
 from ktransfer.modality import KERAS_CLASSES
 from ktransfer.network import heads, hub  # noqa: F401
 from ktransfer.optim import optimizers, schedules  # noqa: F401
+from ktransfer.tasks import losses  # noqa: F401
 
 for _modules in KERAS_CLASSES.values():
     for _module in _modules:

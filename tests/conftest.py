@@ -189,6 +189,61 @@ def tfds_dir(tmp_path_factory) -> Path:
     return data_dir
 
 
+@pytest.fixture(scope="session")
+def tfds_tags_dir(tmp_path_factory) -> Path:
+    """Two real multi-label TFDS datasets prepared offline: `tiny_tags` (images whose strong
+    colour channels are their labels red / green / blue, a `labels` Sequence(ClassLabel) and
+    no supervised keys, as voc has) and `tiny_topic_tags` (texts naming their topics, with
+    supervised keys (text, labels)); train 40 / test 16 each."""
+    import tensorflow_datasets as tfds
+
+    colours = ["red", "green", "blue"]
+
+    def label_sets(n, seed):
+        rng = np.random.default_rng(seed)
+        return [sorted({int(c) for c in rng.integers(0, 3, int(rng.integers(1, 3)))})
+                for _ in range(n)]
+
+    class TinyTags(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(None, None, 3)),
+                "labels": tfds.features.Sequence(tfds.features.ClassLabel(names=colours))}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(40, 0), "test": self._generate_examples(16, 1)}
+
+        def _generate_examples(self, n, seed):
+            for i, labels in enumerate(label_sets(n, seed)):
+                image = np.full((12, 12, 3), 20, np.uint8)
+                image[..., labels] = 230
+                yield i, {"image": image, "labels": labels}
+
+    class TinyTopicTags(tfds.core.GeneratorBasedBuilder):
+        VERSION = tfds.core.Version("1.0.0")
+
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "text": tfds.features.Text(),
+                "labels": tfds.features.Sequence(tfds.features.ClassLabel(names=colours))}),
+                supervised_keys=("text", "labels"))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples(40, 2), "test": self._generate_examples(16, 3)}
+
+        def _generate_examples(self, n, seed):
+            for i, labels in enumerate(label_sets(n, seed)):
+                yield i, {"text": "a " + " and ".join(colours[c] for c in labels) + " thing",
+                          "labels": labels}
+
+    data_dir = tmp_path_factory.mktemp("tfds_tags")
+    TinyTags(data_dir=str(data_dir)).download_and_prepare()
+    TinyTopicTags(data_dir=str(data_dir)).download_and_prepare()
+    return data_dir
+
+
 def save_hub_module(path: Path, seed: int = 0) -> Path:
     """Exports a TF2 SavedModel shaped like a TF Hub image feature-vector module: `__call__`
     (images [B, H, W, 3] in [0, 1], training) -> features [B, 128], plus `variables`,

@@ -108,6 +108,26 @@ def test_tfds_source_reads_a_prepared_dataset(tfds_dir):
         assert int(np.argmax(x.reshape(-1, 3).mean(0))) == y
 
 
+def test_tfds_label_sets_are_multi_label_targets(tfds_tags_dir):
+    """A Sequence(ClassLabel) feature named by --label_column (no supervised keys) gives
+    multi-hot targets that stay with their images; a single-label run is told the task."""
+    cfg = config.build(data="tfds:tiny_tags", data_dir=str(tfds_tags_dir), task="multi_label",
+                       label_column="labels", val_split=0.25, test_split=0.0)
+    splits = IMAGE.load_splits(cfg)
+    assert splits.class_names == ("red", "green", "blue") and len(splits.test) == 16
+    assert splits.train.labels.shape == (len(splits.train), 3)
+    pairs = [(x.numpy(), y.numpy()) for x, y in splits.val.dataset()]
+    assert len(pairs) == len(splits.val)
+    for x, y in pairs:  # each label's colour channel is the strong one
+        assert np.array_equal(x.reshape(-1, 3).mean(0) > 128, y > 0.5)
+    with pytest.raises(DataError, match="pass --task=multi_label"):
+        IMAGE.load_splits(config.build(data="tfds:tiny_tags", data_dir=str(tfds_tags_dir),
+                                       label_column="labels"))
+    with pytest.raises(DataError, match="name its label feature with --label_column"):
+        IMAGE.load_splits(config.build(data="tfds:tiny_tags", data_dir=str(tfds_tags_dir),
+                                       task="multi_label"))
+
+
 def test_tfds_offline_missing_dataset_fails_fast(tmp_path):
     start = time.time()
     with pytest.raises(DataError) as info:

@@ -20,6 +20,7 @@ from ktransfer.deploy.serving import export, export_saved
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.reporting.evaluation import describe, evaluate_saved
 from ktransfer.tasks import TASKS
+from ktransfer.tasks.losses import AsymmetricLoss
 from ktransfer.tasks.multi_label import MULTI_LABEL, best_thresholds, iterative_split
 from ktransfer.tasks.single_label import SINGLE_LABEL
 from ktransfer.tasks.task import read_state
@@ -56,12 +57,15 @@ def _values(task: str, n: int, rng: np.random.Generator) -> tuple[list, np.ndarr
     raise AssertionError(f"task {task!r}: add label values for it to tests/test_tasks.py")
 
 
-@pytest.mark.parametrize("name", TASKS.names())
-def test_every_task_meets_the_contract(name, tmp_path):
+@pytest.mark.parametrize("name,loss", [(name, loss) for name in TASKS.names()
+                                       for loss in TASKS.get(name).losses])
+def test_every_task_meets_the_contract(name, loss, tmp_path):
+    """With every loss it takes, a task reads, splits, trains a tiny model past its trivial
+    predictor, scores, summarises, answers and serves."""
     task, rng = TASKS.get(name), np.random.default_rng(0)
     values, x = _values(name, 240, rng)
     where = [f"t.csv:{i + 2}" for i in range(len(values))]
-    cfg = config.build(data="t.csv", task=name)
+    cfg = config.build(data="t.csv", task=name, loss=loss)
     names, targets = task.parse(values, where, cfg.group("task"), "data", "label")
     assert len(targets) == 240 and all(isinstance(task.target_text(t, names), str)
                                        for t in targets[:5])
@@ -81,7 +85,7 @@ def test_every_task_meets_the_contract(name, tmp_path):
     assert {"loss", task.monitors[0]} <= set(logged)
     out = model.predict(x[held], verbose=0)
     assert out.shape == (len(held), outputs)
-    state = task.fit(out, targets[held])
+    state = task.fit(out, targets[held], cfg.group("task"))
     scores = task.scores(out, targets[held], model, cfg, state)
     assert {"loss", task.headline, task.objective} <= set(scores)
     quality, what = task.baseline(targets[kept], targets[held])
@@ -95,6 +99,8 @@ def test_every_task_meets_the_contract(name, tmp_path):
     assert "<img" in task.sections(summary, tmp_path)
     rows = task.answers(out, list(names), 2, state)
     assert len(rows) == len(held) and all(isinstance(n, str) for r in rows for n, _ in r)
+    json.dumps(task.extras(out, list(names), state))  # predict's JSON holds them
+    assert len(task.extras(out, list(names), state)) == len(held)
     served = task.serving(tf.constant(out), list(names), 2, state)
     assert all(v.shape[0] == len(held) for v in served.values())
     np.testing.assert_allclose(np.reshape(served[task.output_key], out.shape), out)
@@ -115,6 +121,11 @@ def test_every_task_is_refused_where_it_makes_no_sense(tmp_path):
                               ("regression", {"monitor": "val_accuracy"}, "monitor"),
                               ("multi_label", {"loss": "huber"}, "loss"),
                               ("multi_label", {"target_data": table}, "target_data"),
+                              ("multi_label", {"coverage": 0.9}, "coverage"),
+                              ("single_label", {"loss": "asymmetric"}, "loss"),
+                              ("multi_label", {"loss": "asymmetric", "label_smoothing": 0.1},
+                               "label_smoothing"),
+                              ("regression", {"abstain_rate": 0.05}, "abstain_rate"),
                               ("single_label", {"monitor": "val_mae"}, "monitor")):
         with pytest.raises(ConfigError, match=f"--{flag}"):
             preflight.check_train(config.build(modality="text", data=table, task=task,
@@ -213,13 +224,13 @@ def test_explicit_class_weights_steer_what_a_run_learns(tmp_path):
 
 # End to end on a text table ---------------------------------------------------------------
 
-def _task_run(tmp_path_factory, tiny_bert, task: str, column: str):
+def _task_run(tmp_path_factory, tiny_bert, task: str, column: str, **extra):
     tmp = tmp_path_factory.mktemp(task)
     table = write_task_table(tmp / "reviews.csv", 400)
     cfg = config.build(**text_values(tmp, tiny_bert, data=str(table), task=task,
                                      label_column=column, epochs=3, lr=0.05,
                                      cache_features=True, fine_tune_epochs=8,
-                                     fine_tune_lr=3e-3, dropout=0.0, report=True))
+                                     fine_tune_lr=3e-3, dropout=0.0, report=True, **extra))
     return train(cfg)
 
 
@@ -231,8 +242,8 @@ def tags_run(tmp_path_factory, tiny_bert):
 
 @pytest.fixture(scope="module")
 def score_run(tmp_path_factory, tiny_bert):
-    """A regression run on the same reviews' scores (-3..3)."""
-    return _task_run(tmp_path_factory, tiny_bert, "regression", "score")
+    """A regression run on the same reviews' scores (-3..3), with 80% conformal intervals."""
+    return _task_run(tmp_path_factory, tiny_bert, "regression", "score", coverage=0.8)
 
 
 def test_multi_label_run_beats_giving_every_label(tags_run):
@@ -254,6 +265,8 @@ def test_regression_run_beats_the_training_mean(score_run):
     _, scores = tagged_sentences(400)[1:]
     assert m["test"]["mae"] < 0.75 * np.mean(np.abs(np.array(scores) - np.mean(scores)))
     assert "Predicted against true" in (score_run.run_dir / "report.html").read_text()
+    assert m["test"]["coverage_asked"] == 0.8 and m["test"]["interval_coverage"] > 0.6
+    assert 0 < m["test"]["interval_width"] < 6  # narrower than the scores' range
 
 
 @pytest.mark.parametrize("which", ["tags_run", "score_run"])
@@ -278,6 +291,8 @@ def test_task_runs_evaluate_predict_and_export_alike(which, request, tmp_path):
         np.testing.assert_allclose(served["value"], [r["values"][0]["value"] for r in rows],
                                    atol=1e-4)
         assert served["value"][0] > 0 > served["value"][1]  # praise scores up, complaints down
+        np.testing.assert_allclose(np.stack([served["lower"], served["upper"]], axis=1),
+                                   [r["interval"] for r in rows], atol=1e-4)
     else:
         picked = [[clf.class_names[j] for j, on in enumerate(p) if on]
                   for p in served["predicted"]]
@@ -387,3 +402,18 @@ def test_image_tables_name_a_missing_file_by_its_line(tmp_path):
     (tmp_path / "digits" / "003.png").unlink()
     with pytest.raises(DataError, match=r"digits.csv:5: image file '003.png' not found"):
         train(config.build(**_image_values(tmp_path, "multi_label", "digits", data=str(table))))
+
+
+def test_asymmetric_loss_discards_easy_negatives_and_reloads():
+    """Below the margin an absent label costs nothing; a confident miss of a present label
+    costs as cross-entropy does; the loss survives saving a compiled model."""
+    loss = AsymmetricLoss(gamma_neg=4.0, clip=0.05)
+    y = np.array([[1.0, 0.0, 0.0]])
+    easy = float(loss(y, np.array([[0.9, 0.04, 0.01]])))
+    assert easy == pytest.approx(-np.log(0.9) / 3, rel=1e-4)  # negatives under the margin: 0
+    hard = float(loss(y, np.array([[0.9, 0.9, 0.01]])))
+    assert hard > easy + 0.05
+    bce = float(keras.losses.BinaryCrossentropy()(y, np.array([[0.9, 0.3, 0.01]])))
+    assert float(loss(y, np.array([[0.9, 0.3, 0.01]]))) < bce  # a soft negative is damped
+    copy = keras.losses.deserialize(keras.losses.serialize(loss))
+    assert isinstance(copy, AsymmetricLoss) and copy.get_config() == loss.get_config()

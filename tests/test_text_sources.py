@@ -125,3 +125,16 @@ def test_a_text_longer_than_the_csv_modules_limit_is_read(tmp_path):
     path.write_text(f'text,label\n"{long}",pos\nshort,neg\n')
     texts = open_source(str(path), _cfg(str(path)))["all"]
     assert len(str(texts.texts[0])) == len(long.strip())
+
+
+def test_tfds_label_sets_read_as_multi_label_targets(tfds_tags_dir):
+    """A text dataset whose supervised label is a Sequence(ClassLabel) gives each text the
+    set of topics it names."""
+    cfg = config.build(modality="text", data="tfds:tiny_topic_tags",
+                       data_dir=str(tfds_tags_dir), task="multi_label")
+    found = open_source(cfg.data.data, cfg)
+    train = found["train"]
+    assert train.class_names == ("red", "green", "blue") and len(found["test"]) == 16
+    assert train.task == "multi_label" and train.labels.shape == (40, 3)
+    for text, labels in zip(train.texts, train.labels, strict=True):
+        assert [n in text.split() for n in train.class_names] == list(labels > 0.5)

@@ -40,6 +40,7 @@ class Prediction:
     top_k: list[tuple[str, float]]
     probabilities: np.ndarray
     source: str = ""
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)  # the task's `extras`
 
 
 SHOWN_CHARACTERS = 80  # of a long input in the one-line text format
@@ -70,8 +71,9 @@ def predict(model: keras.Model, feed: Feed, examples: Examples, class_names: lis
     names = examples.names() or [str(i) for i in range(len(examples))]
     task = feed.task or default_task()
     answers = task.answers(probs, list(class_names), top_k, state or {})
-    return [Prediction(name, rows, row)
-            for name, rows, row in zip(names, answers, probs, strict=True)]
+    extras = task.extras(probs, list(class_names), state or {})
+    return [Prediction(name, rows, row, extra=extra)
+            for name, rows, row, extra in zip(names, answers, probs, extras, strict=True)]
 
 
 def _escape(value: str) -> str:
@@ -90,22 +92,35 @@ def format_predictions(predictions: list[Prediction], fmt: str, key: str = "file
     many, item, score = fields
     if fmt == "json":
         return json.dumps([{key: p.name, **({"source": p.source} if sources else {}),
-                            many: [{item: c, score: round(s, 6)} for c, s in p.top_k]}
+                            many: [{item: c, score: round(s, 6)} for c, s in p.top_k],
+                            **p.extra}
                            for p in predictions], indent=1, ensure_ascii=False) + "\n"
+    extra = list(predictions[0].extra) if predictions else []
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         k = max((len(p.top_k) for p in predictions), default=0)
         writer.writerow([key, *(["source"] if sources else [])]
-                        + [f"{w}{i}" for i in range(1, k + 1) for w in (item, score)])
+                        + [f"{w}{i}" for i in range(1, k + 1) for w in (item, score)] + extra)
         for p in predictions:
             writer.writerow([p.name, *([p.source] if sources else [])]
                             + [v for c, s in p.top_k for v in (c, f"{s:.6f}")]
-                            + [""] * (2 * (k - len(p.top_k))))
+                            + [""] * (2 * (k - len(p.top_k)))
+                            + [_field(p.extra[e]) for e in extra])
         return buffer.getvalue()
     return "".join(_escape(_short(p.name) if p.source else p.name)
-                   + "".join(f"\t{_escape(c)}\t{s:.4f}" for c, s in p.top_k) + "\n"
+                   + "".join(f"\t{_escape(c)}\t{s:.4f}" for c, s in p.top_k)
+                   + "".join(f"\t{e}={_escape(_field(p.extra[e]))}" for e in extra) + "\n"
                    for p in predictions)
+
+
+def _field(value: Any) -> str:
+    """An extra field as one CSV / text cell: lists joined by |, numbers as they print."""
+    if isinstance(value, list):
+        return "|".join(_field(v) for v in value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _short(shown: str) -> str:

@@ -18,12 +18,12 @@ class ImageSet(Examples):
 
     Exactly one of `files` (paths of encoded images), `images` (uint8 array [N, H, W, 3]) or
     `tfds_split` (a TFDS split whose records are selected by `tfds_index`) holds the pixels.
-    `labels` are int32 indices into `class_names`, one per image.
+    `labels` are the targets, in the form of `task` (see `Examples`).
     """
 
     files: np.ndarray | None = None
     images: np.ndarray | None = None
-    tfds_split: tuple[str, str, str] | None = None  # (name, split, data_dir)
+    tfds_split: tuple[str, str, str, str] | None = None  # (name, split, data_dir, image key)
     tfds_index: np.ndarray | None = None
 
     def names(self) -> list[str] | None:
@@ -63,18 +63,19 @@ def decode_file(path: tf.Tensor | str) -> tf.Tensor:
 
 def _tfds_images(images: ImageSet) -> tf.data.Dataset:
     assert images.tfds_split is not None
-    name, split, data_dir = images.tfds_split
-    found = tfds.builder(name, data_dir, "data")
-    image_key, _, _ = tfds.supervised(found, name, "data")
-    records = found.as_dataset(split=split, shuffle_files=False)
-    # Keep the wanted records (by position in the split) with their possibly renumbered labels.
-    table = tf.lookup.StaticHashTable(
-        tf.lookup.KeyValueTensorInitializer(tf.constant(images.tfds_index),
-                                            tf.constant(images.labels.astype(np.int64))),
-        default_value=-1)
-    ds = records.enumerate().map(lambda i, r: (r[image_key], tf.cast(table.lookup(i), tf.int32)))
-    ds = ds.filter(lambda image, label: label >= 0)
-    return ds.map(lambda image, label: (_to_rgb(image), label))
+    name, split, data_dir, image_key = images.tfds_split
+    index = images.tfds_index
+    assert index is not None
+    records = tfds.builder(name, data_dir, "data").as_dataset(split=split, shuffle_files=False)
+    # Keep the wanted records (by position in the split) with their targets (a class id, or a
+    # label set), looked up by the record's row in `images`.
+    rows = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(index), tf.range(len(index), dtype=tf.int64)), default_value=-1)
+    targets = tf.constant(images.labels)
+    ds = records.enumerate().map(lambda i, r: (r[image_key], rows.lookup(i)))
+    ds = ds.filter(lambda image, row: row >= 0)
+    return ds.map(lambda image, row: (_to_rgb(image), tf.gather(targets, row)))
 
 
 def _to_rgb(image: tf.Tensor) -> tf.Tensor:

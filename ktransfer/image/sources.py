@@ -232,14 +232,14 @@ def read_image_table(path: Path, reading: TableReading, flag: str = "data",
 # ---------------------------------------------------------------------------------- TFDS
 
 
-def _tfds(name: str, data_dir: str, flag: str) -> dict[str, ImageSet]:
+def _tfds(name: str, data_dir: str, flag: str, label_key: str) -> dict[str, ImageSet]:
     found = tfds.builder(name, data_dir, flag)
-    image_key, _, class_names = tfds.supervised(found, name, flag)
-    return {split: ImageSet(class_names=class_names, labels=labels,
-                            tfds_split=(name, tfds_name, data_dir),
+    reading = tfds.supervised(found, name, flag, "Image", label_key)
+    return {split: ImageSet(class_names=reading.class_names, labels=labels, task=reading.task,
+                            tfds_split=(name, tfds_name, data_dir, reading.input_key),
                             tfds_index=np.arange(len(labels), dtype=np.int64))
             for split, (tfds_name, labels) in tfds.split_labels(found, name, flag,
-                                                                image_key).items()}
+                                                                reading).items()}
 
 
 # ---------------------------------------------------------------------------------- opening
@@ -252,7 +252,8 @@ def open_source(spec: str, data_dir: str = "", flag: str = "data", on_bad_image:
     if spec.startswith("builtin:"):
         return BUILTIN.get(spec.split(":", 1)[1], flag)()
     if spec.startswith("tfds:"):
-        return _tfds(spec.split(":", 1)[1], data_dir, flag)
+        return _tfds(spec.split(":", 1)[1], data_dir, flag,
+                     reading.label_column if reading is not None else "label")
     path = spec.split(":", 1)[1] if spec.startswith("folder:") else spec
     if tables.is_table(path) and os.path.isfile(path) and reading is not None:
         return {"all": read_image_table(Path(path), reading, flag, on_bad_image)}

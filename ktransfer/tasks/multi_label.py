@@ -24,6 +24,7 @@ from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import plotting
 from ktransfer.tasks.calibration import LOGITS_LAYER, plot_reliability, reliability
+from ktransfer.tasks.losses import AsymmetricLoss
 from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
 from ktransfer.tasks.task import Rows, Task, head_dense, loss_value, table
 
@@ -126,7 +127,7 @@ class MultiLabel(Task):
     objective = "map"
     quality_name = "macro F1"
     monitors = ("macro_f1", "micro_f1", "map")
-    losses = ("auto", "focal")
+    losses = ("auto", "focal", "asymmetric")
     answer_fields = ("labels", "label", "probability")
     calibrates = True
 
@@ -198,6 +199,9 @@ class MultiLabel(Task):
         if cfg.adapt.target_data:
             raise ConfigError("target_data", "domain adaptation aligns classes; it is for "
                               "--task=single_label")
+        if cfg.group("task").loss == "asymmetric" and cfg.model.label_smoothing:
+            raise ConfigError("label_smoothing", "--loss=asymmetric does not smooth labels "
+                              "(its margin --asl_clip plays that part); leave it out")
 
     def output(self, features: Any, outputs: int, cfg: ModelConfig) -> Any:
         logits = head_dense(features, outputs, cfg, LOGITS_LAYER)
@@ -211,6 +215,8 @@ class MultiLabel(Task):
         if options.loss == "focal":
             return keras.losses.BinaryFocalCrossentropy(gamma=options.focal_gamma,
                                                         label_smoothing=smoothing)
+        if options.loss == "asymmetric":
+            return AsymmetricLoss(gamma_neg=options.asl_gamma_neg, clip=options.asl_clip)
         return keras.losses.BinaryCrossentropy(label_smoothing=smoothing)
 
     def metrics(self, outputs: int) -> list[Any]:
@@ -267,7 +273,7 @@ class MultiLabel(Task):
         f1 = 2 * rate[present] / (1 + rate[present])
         return float(f1.mean()) if present.any() else 0.0, "giving every example every label"
 
-    def fit(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+    def fit(self, outputs: np.ndarray, targets: np.ndarray, options: Any) -> dict[str, Any]:
         return {"thresholds": best_thresholds(outputs, targets)}
 
     def summarize(self, outputs: np.ndarray, targets: np.ndarray, names: tuple[str, ...],

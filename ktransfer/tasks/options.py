@@ -19,16 +19,31 @@ class TaskOptions:
                                   "example in a CSV / TSV label column (e.g. cat|outdoor); "
                                   "JSON-lines files give a list.", reading=True)
     loss: str = option("auto", "The loss: auto (cross-entropy for classes, MSE for "
-                       "regression), focal (single- and multi-label; --focal_gamma) or huber "
-                       "(regression; --huber_delta).",
-                       ("auto", "focal", "huber"))
+                       "regression), focal (single- and multi-label; --focal_gamma), "
+                       "asymmetric (multi-label, Ridnik et al. 2021; --asl_gamma_neg, "
+                       "--asl_clip) or huber (regression; --huber_delta).",
+                       ("auto", "focal", "asymmetric", "huber"))
     calibrate: str = option("none", "Calibrate the probabilities after training: temperature "
                             "(one temperature fitted on the validation split, folded into "
                             "the saved and exported model; the calibration error before and "
                             "after goes to metrics.json and the report).",
                             ("none", "temperature"))
+    coverage: float = option(0.0, "Conformal prediction (single-label, regression): each "
+                             "answer also gives the set of classes (the interval) that holds "
+                             "the true one with this probability, e.g. 0.9; fitted on the "
+                             "validation split, its coverage on the test split in "
+                             "metrics.json. 0: none.")
+    abstain_rate: float = option(0.0, "single_label: abstain on inputs unlike the training "
+                                 "data: the unknown-input score's threshold is set so this "
+                                 "share of the validation examples is abstained on, e.g. "
+                                 "0.05; predict and the SavedModel flag each input above it. "
+                                 "0: never.")
     focal_gamma: float = option(2.0, "--loss=focal: the focusing exponent (0 is "
                                 "cross-entropy).")
+    asl_gamma_neg: float = option(4.0, "--loss=asymmetric: the focusing exponent of absent "
+                                  "labels (present labels use 0).")
+    asl_clip: float = option(0.05, "--loss=asymmetric: the margin by which an absent label's "
+                             "probability is shifted down (the easiest negatives count 0).")
     huber_delta: float = option(1.0, "--loss=huber: the error where the loss turns from "
                                 "squared to linear, in the target's units.")
 
@@ -37,5 +52,11 @@ class TaskOptions:
         require(len(self.label_separator) == 1 and not self.label_separator.isalnum()
                 and self.label_separator not in ' "', "label_separator",
                 f"must be one punctuation character, e.g. | or ;, got {self.label_separator!r}")
+        require(0.0 <= self.coverage < 1.0, "coverage",
+                f"must be in (0, 1), e.g. 0.9 (0: no sets), got {self.coverage}")
+        require(0.0 <= self.abstain_rate < 1.0, "abstain_rate",
+                f"must be in (0, 1), e.g. 0.05 (0: never), got {self.abstain_rate}")
         require(0.0 <= self.focal_gamma <= 10.0, "focal_gamma", "must be in [0, 10]")
+        require(0.0 <= self.asl_gamma_neg <= 10.0, "asl_gamma_neg", "must be in [0, 10]")
+        require(0.0 <= self.asl_clip < 0.5, "asl_clip", "must be in [0, 0.5)")
         require(self.huber_delta > 0.0, "huber_delta", "must be > 0")

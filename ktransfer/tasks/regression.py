@@ -24,6 +24,7 @@ from ktransfer.data.splits import stratified_split
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import plotting
 from ktransfer.tasks.task import Rows, Task, head_dense, loss_value, table
+from ktransfer.tasks.uncertainty import fit_interval, interval_scores
 
 SCALE_LAYER = "target_scale"
 BINS = 10  # quantile bins the splits are stratified by
@@ -73,6 +74,7 @@ class Regression(Task):
     smooths = False
     answer_fields = ("values", "target", "value")
     output_key = "value"
+    conformal = True
 
     def parse(self, values: list[Any], where: list[str], options: Any, flag: str,
               column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:
@@ -148,7 +150,13 @@ class Regression(Task):
         """The loss (with the model's regularisation), MAE, RMSE and R²."""
         predicted = outputs[:, 0]
         return {"loss": loss_value(self.loss(cfg), targets[:, None], outputs, model),
-                **_errors(predicted, targets)}
+                **_errors(predicted, targets), **_intervals(predicted, targets, state)}
+
+    def fit(self, outputs: np.ndarray, targets: np.ndarray, options: Any) -> dict[str, Any]:
+        """The conformal interval's half-width (--coverage), from the validation residuals."""
+        if not options.coverage:
+            return {}
+        return {"conformal": fit_interval(outputs[:, 0], targets, options.coverage)}
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]) -> float:
         """R² of the predictions."""
@@ -168,6 +176,7 @@ class Regression(Task):
         shown = np.random.default_rng(0).permutation(len(targets))[:SHOWN]
         worst = np.argsort(-error, kind="stable")[:12]
         return {"num_examples": int(len(targets)), **_errors(predicted, targets),
+                **_intervals(predicted, targets, state),
                 "class_names": list(names), "target": names[0],
                 "range": [float(targets.min()), float(targets.max())] if len(targets) else [],
                 "pairs": [[float(targets[i]), float(predicted[i])] for i in sorted(shown)],
@@ -180,6 +189,7 @@ class Regression(Task):
         return [f"examples: {summary['num_examples']}  MAE: {summary['mae']:.4g}  RMSE: "
                 f"{summary['rmse']:.4g}  R²: {summary['r2']:.4f}  Pearson r: "
                 f"{summary['pearson']:.4f}  Spearman ρ: {summary['spearman']:.4f}",
+                *_interval_lines(summary),
                 "  largest errors:",
                 *(f"  {m['file'] or m['index']}: true {m['true']}, predicted "
                   f"{m['predicted']}" for m in summary["mistakes"][:5])]
@@ -191,7 +201,8 @@ class Regression(Task):
         return (f"<p>MAE {summary['mae']:.4g}, RMSE {summary['rmse']:.4g}, R² "
                 f"{summary['r2']:.3f} (0 is predicting the mean, 1 is perfect), Pearson r "
                 f"{summary['pearson']:.3f}, Spearman ρ {summary['spearman']:.3f}</p>"
-                "<h3>Predicted against true</h3>"
+                + "".join(f"<p>{line}</p>" for line in _interval_lines(summary))
+                + "<h3>Predicted against true</h3>"
                 + plotting.img_tag(out_dir / "predicted_vs_true.png", "predicted against true")
                 + "<h3>Largest errors</h3>"
                 + table(["example", "true", "predicted", "error"], rows))
@@ -200,10 +211,24 @@ class Regression(Task):
                 ) -> Rows:
         return [[(names[0], float(value))] for value in outputs[:, 0]]
 
+    def extras(self, outputs: np.ndarray, names: list[str], state: dict[str, Any]
+               ) -> list[dict[str, Any]]:
+        """The conformal interval [low, high] of each prediction, where the model has one."""
+        if "conformal" not in state:
+            return [{} for _ in outputs]
+        half = state["conformal"]["half_width"]
+        return [{"interval": [round(float(v) - half, 6), round(float(v) + half, 6)]}
+                for v in outputs[:, 0]]
+
     def serving(self, outputs: tf.Tensor, names: list[str], k: int, state: dict[str, Any]
                 ) -> dict[str, tf.Tensor]:
-        """`value` [B]: the prediction in the target's units."""
-        return {"value": tf.cast(outputs[:, 0], tf.float32)}
+        """`value` [B]: the prediction in the target's units; with --coverage `lower` and
+        `upper` [B], its conformal interval."""
+        value = tf.cast(outputs[:, 0], tf.float32)
+        if "conformal" not in state:
+            return {"value": value}
+        half = tf.constant(state["conformal"]["half_width"], tf.float32)
+        return {"value": value, "lower": value - half, "upper": value + half}
 
 
 def _errors(predicted: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -217,6 +242,20 @@ def _errors(predicted: np.ndarray, targets: np.ndarray) -> dict[str, float]:
             "r2": r_squared(predicted, targets),
             "pearson": float(stats.pearsonr(predicted, targets)[0]) if spread else 0.0,
             "spearman": float(stats.spearmanr(predicted, targets)[0]) if spread else 0.0}
+
+
+def _intervals(predicted: np.ndarray, targets: np.ndarray, state: dict[str, Any]
+               ) -> dict[str, float]:
+    if "conformal" not in state:
+        return {}
+    return interval_scores(predicted, targets, state["conformal"])
+
+
+def _interval_lines(summary: dict[str, Any]) -> list[str]:
+    if "interval_coverage" not in summary:
+        return []
+    return [f"conformal intervals (width {summary['interval_width']:.4g}): coverage "
+            f"{summary['interval_coverage']:.4f} (asked {summary['coverage_asked']:.2f})"]
 
 
 def _plot_pairs(summary: dict[str, Any], path: Path) -> None:

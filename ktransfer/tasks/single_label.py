@@ -3,6 +3,7 @@ accuracy and top-5, stratified splits, a confusion matrix, the top-k classes as 
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 from pathlib import Path
@@ -20,6 +21,14 @@ from ktransfer.runs import plotting
 from ktransfer.tasks.calibration import LOGITS_LAYER, plot_reliability, reliability
 from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
 from ktransfer.tasks.task import Rows, Task, head_dense, loss_value, read_weights, table
+from ktransfer.tasks.uncertainty import (
+    abstain_scores,
+    fit_abstain,
+    fit_sets,
+    set_scores,
+    sets_of,
+    unknown_score,
+)
 
 log = logging.getLogger(__name__)
 TINY = 1e-12  # probabilities are clipped here before a logarithm
@@ -145,6 +154,8 @@ class SingleLabel(Task):
     losses = ("auto", "focal")
     calibrates = True
     weighs_classes = True
+    conformal = True
+    abstains = True
 
     def parse(self, values: list[Any], where: list[str], options: Any, flag: str,
               column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:
@@ -251,10 +262,20 @@ class SingleLabel(Task):
                "accuracy": self.quality(outputs, targets, state)}
         if n > 5:
             out["top5_accuracy"] = float(top_k_hits(outputs, targets, 5).mean())
-        return out
+        return {**out, **_uncertainty(outputs, targets, state)}
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]) -> float:
         return float(np.mean(outputs.argmax(axis=1) == targets)) if len(targets) else 0.0
+
+    def fit(self, outputs: np.ndarray, targets: np.ndarray, options: Any) -> dict[str, Any]:
+        """The conformal sets' threshold (--coverage) and the abstain threshold
+        (--abstain_rate), from the validation probabilities."""
+        state: dict[str, Any] = {}
+        if options.coverage:
+            state["conformal"] = fit_sets(outputs, targets, options.coverage)
+        if options.abstain_rate:
+            state["abstain"] = fit_abstain(outputs, options.abstain_rate)
+        return state
 
     def baseline(self, train: np.ndarray, val: np.ndarray) -> tuple[float, str]:
         majority = float(np.bincount(val).max() / len(val)) if len(val) else 0.0
@@ -264,7 +285,8 @@ class SingleLabel(Task):
                   ids: list[str] | None, top_k: int, state: dict[str, Any]) -> dict[str, Any]:
         summary = summarize(outputs, targets, list(names), ids, top_k)
         ece, bins = reliability(*self.confidence(outputs, targets))
-        return {**summary, "ece": ece, "reliability": bins}
+        return {**summary, "ece": ece, "reliability": bins,
+                **_uncertainty(outputs, targets, state)}
 
     def lines(self, summary: dict[str, Any], top_k: int) -> list[str]:
         key = f"top{top_k}_accuracy"  # top-k of k classes is always 1: not printed
@@ -272,6 +294,7 @@ class SingleLabel(Task):
                if top_k < len(summary["class_names"]) and key in summary else "")
         return [f"examples: {summary['num_examples']}  accuracy: {summary['accuracy']:.4f}  "
                 f"{top}macro F1: {summary['macro_f1']:.4f}",
+                *_uncertainty_lines(summary),
                 *(f"  {r['class']:<20} precision {r['precision']:.3f}  recall "
                   f"{r['recall']:.3f}  F1 {r['f1']:.3f}  ({r['support']} examples)"
                   for r in summary["per_class"])]
@@ -291,7 +314,8 @@ class SingleLabel(Task):
                 + "<h3>Calibration</h3><p>Expected calibration error "
                 f"{summary['ece']:.3f}: how far the top class's probability is from how often "
                 "it is right (0 is perfect).</p>"
-                + plotting.img_tag(out_dir / "reliability.png", "reliability diagram"))
+                + plotting.img_tag(out_dir / "reliability.png", "reliability diagram")
+                + "".join(f"<p>{html.escape(line)}</p>" for line in _uncertainty_lines(summary)))
 
     def exemplars(self, targets: np.ndarray) -> list[tuple[int, int]]:
         firsts = {int(c): i for i, c in reversed(list(enumerate(targets)))}
@@ -304,14 +328,68 @@ class SingleLabel(Task):
         return [[(names[j], float(p[j])) for j in row] for p, row in zip(outputs, order,
                                                                           strict=True)]
 
+    def extras(self, outputs: np.ndarray, names: list[str], state: dict[str, Any]
+               ) -> list[dict[str, Any]]:
+        """The conformal set (class names, most probable first) and the unknown-input score
+        and abstain decision, where the model has them."""
+        found: list[dict[str, Any]] = [{} for _ in outputs]
+        if "conformal" in state:
+            inside, order = sets_of(outputs, state["conformal"]), np.argsort(-outputs, axis=1)
+            for row, kept, ranked in zip(found, inside, order, strict=True):
+                row["set"] = [names[j] for j in ranked if kept[j]]
+        if "abstain" in state:
+            score = unknown_score(outputs)
+            for row, value in zip(found, score, strict=True):
+                row["unknown_score"] = round(float(value), 6)
+                row["abstain"] = bool(value > state["abstain"]["threshold"])
+        return found
+
     def serving(self, outputs: tf.Tensor, names: list[str], k: int, state: dict[str, Any]
                 ) -> dict[str, tf.Tensor]:
-        """`probabilities` [B, C], `top_k_ids`, `top_k_scores` and `top_k_names` [B, k]."""
+        """`probabilities` [B, C], `top_k_ids`, `top_k_scores` and `top_k_names` [B, k];
+        with --coverage `in_set` [B, C] (bool), `set_names` [B, C] (the class's name where in
+        the set, else "") and `set_size` [B]; with --abstain_rate `unknown_score` [B] and
+        `abstain` [B] (bool)."""
         k = max(1, min(k, len(names)))
         probabilities = tf.cast(outputs, tf.float32)
         scores, top = tf.math.top_k(probabilities, k=k)
-        return {"probabilities": probabilities, "top_k_ids": top, "top_k_scores": scores,
-                "top_k_names": tf.gather(tf.constant(names), top)}
+        found = {"probabilities": probabilities, "top_k_ids": top, "top_k_scores": scores,
+                 "top_k_names": tf.gather(tf.constant(names), top)}
+        if "conformal" in state:
+            inside = probabilities >= state["conformal"]["threshold"]
+            ids = tf.broadcast_to(tf.range(1, len(names) + 1)[None, :], tf.shape(inside))
+            found.update(in_set=inside, set_size=tf.reduce_sum(tf.cast(inside, tf.int32), 1),
+                         set_names=tf.gather(tf.constant(["", *names]),  # int gathers: TFLite
+                                             tf.where(inside, ids, 0)))
+        if "abstain" in state:
+            score = 1.0 - tf.reduce_max(probabilities, axis=1)
+            found.update(unknown_score=score, abstain=score > state["abstain"]["threshold"])
+        return found
+
+
+def _uncertainty(outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]
+                 ) -> dict[str, float]:
+    """The conformal sets' coverage and size, and the abstain rule's share, where the model
+    has them."""
+    found: dict[str, float] = {}
+    if "conformal" in state:
+        found.update(set_scores(outputs, targets, state["conformal"]))
+    if "abstain" in state:
+        found.update(abstain_scores(outputs, targets, state["abstain"]))
+    return found
+
+
+def _uncertainty_lines(summary: dict[str, Any]) -> list[str]:
+    found = []
+    if "set_coverage" in summary:
+        found.append(f"conformal sets: coverage {summary['set_coverage']:.4f} (asked "
+                     f"{summary['coverage_asked']:.2f}), mean size "
+                     f"{summary['mean_set_size']:.2f} classes")
+    if "abstained" in summary:
+        found.append(f"abstained on {summary['abstained']:.1%} (asked "
+                     f"{summary['abstain_rate_asked']:.1%} of validation); accuracy of the "
+                     f"answers given {summary['accuracy_answered']:.4f}")
+    return found
 
 
 SINGLE_LABEL = SingleLabel()

@@ -49,6 +49,8 @@ class Task(abc.ABC):
     output_key: str = "probabilities"  # the serving output that is the model's output
     calibrates: bool = False  # whether its outputs are probabilities --calibrate can scale
     weighs_classes: bool = False  # whether it takes --class_weights
+    conformal: bool = False  # whether it gives conformal sets (intervals) with --coverage
+    abstains: bool = False  # whether it takes --abstain_rate
 
     # Reading and splitting -------------------------------------------------------------
 
@@ -141,6 +143,12 @@ class Task(abc.ABC):
         if options.calibrate != "none" and not self.calibrates:
             raise ConfigError("calibrate", f"is for probabilities; --task={self.name} gives "
                               "none (leave it out)")
+        if options.coverage and not self.conformal:
+            raise ConfigError("coverage", f"conformal sets are for single_label and "
+                              f"regression; --task={self.name} has none (leave it out)")
+        if options.abstain_rate and not self.abstains:
+            raise ConfigError("abstain_rate", f"is for single_label; --task={self.name} "
+                              "has no unknown-input score (leave it out)")
         monitor = cfg.train.monitor.removeprefix("val_")
         if monitor != "loss" and monitor not in self.monitors:
             raise ConfigError("monitor", f"--task={self.name} reports val_loss"
@@ -182,9 +190,16 @@ class Task(abc.ABC):
         """(`quality` of a trivial predictor on `val`, what it is): a run no better than it
         ends with a warning."""
 
-    def fit(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
-        """What the task learns from the validation outputs after training (its state)."""
+    def fit(self, outputs: np.ndarray, targets: np.ndarray, options: Any) -> dict[str, Any]:
+        """What the task learns from the validation outputs after training (its state), as
+        the task group `options` asks (conformal sets, the abstain threshold)."""
         return {}
+
+    def extras(self, outputs: np.ndarray, names: list[str], state: dict[str, Any]
+               ) -> list[dict[str, Any]]:
+        """`predict`'s fields beside the answers, per example (a conformal set, whether to
+        abstain), as its state asks; none by default."""
+        return [{} for _ in outputs]
 
     @abc.abstractmethod
     def summarize(self, outputs: np.ndarray, targets: np.ndarray, names: tuple[str, ...],

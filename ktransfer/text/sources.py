@@ -127,10 +127,11 @@ def _folder(root: Path, flag: str, policy: str) -> dict[str, TextSet]:
     return {"all": read_class_folders(root, flag, policy)}
 
 
-def _tfds(name: str, data_dir: str, flag: str, policy: str) -> dict[str, TextSet]:
+def _tfds(name: str, data_dir: str, flag: str, policy: str, label_key: str
+          ) -> dict[str, TextSet]:
     """A TFDS text set (e.g. imdb_reviews), every split read into memory."""
     found = tfds.builder(name, data_dir, flag)
-    text_key, label_key, class_names = tfds.supervised(found, name, flag)
+    reading = tfds.supervised(found, name, flag, "Text", label_key)
     out = {}
     for split, candidates in SPLIT_NAMES.items():
         tfds_name = next((n for n in candidates if n in found.info.splits), None)
@@ -139,11 +140,13 @@ def _tfds(name: str, data_dir: str, flag: str, policy: str) -> dict[str, TextSet
         bad = BadTexts(policy, flag)
         texts, labels = [], []
         for i, record in enumerate(found.as_dataset(split=tfds_name).as_numpy_iterator()):
-            text = bad.check(tables.decode(record[text_key]), f"tfds:{name}/{tfds_name}[{i}]")
+            text = bad.check(tables.decode(record[reading.input_key]),
+                             f"tfds:{name}/{tfds_name}[{i}]")
             if text is not None:
                 texts.append(text)
-                labels.append(int(record[label_key]))
-        out[split] = text_set(class_names, labels, texts, skipped=bad.done())
+                labels.append(record[reading.label_key])
+        out[split] = text_set(reading.class_names, reading.targets(labels), texts,
+                              skipped=bad.done(), task=reading.task)
     if "train" not in out:
         raise DataError(f"--{flag}=tfds:{name}: has no train split")
     return out
@@ -156,7 +159,8 @@ def open_source(spec: str, cfg: RunConfig, flag: str = "data") -> dict[str, Text
     if spec.startswith("builtin:"):
         return BUILTIN.get(spec.split(":", 1)[1], flag)()
     if spec.startswith("tfds:"):
-        return _tfds(spec.split(":", 1)[1], cfg.data.data_dir, flag, policy)
+        return _tfds(spec.split(":", 1)[1], cfg.data.data_dir, flag, policy,
+                     cfg.group("task").label_column)
     path = Path(spec.split(":", 1)[1] if spec.startswith("folder:") else spec)
     if path.is_dir():
         return _folder(path, flag, policy)

@@ -107,7 +107,7 @@ def _split_scores(job: Job, recorder: ValidationRecorder, metrics: dict[str, Any
         log.debug("validation outputs from the last epoch's validation pass")
     if cfg.group("task").calibrate != "none":
         val, metrics["calibration"] = calibrate(model, task, val, job.splits.val.labels)
-    state = task.fit(val, job.splits.val.labels)
+    state = task.fit(val, job.splits.val.labels, cfg.group("task"))
     metrics["val"] = task.scores(val, job.splits.val.labels, model, cfg, state)
     if job.test_ds is None or job.splits.test is None:
         return val, state, val
