@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ktransfer.config import PredictConfig, RunConfig, register_group
+from ktransfer.config import PredictConfig, RunConfig, register_group, register_recipe
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.data.splits import SourceOpener, load_splits
 from ktransfer.errors import ConfigError, KtransferError
@@ -203,23 +203,34 @@ DEFAULT_BACKBONES: dict[str, str] = {}  # what --backbone=auto means for each mo
 
 
 def register_modality(name: str, entry: Modality | str, default_backbone: str,
-                      keras_classes: tuple[str, ...] = (), options: str = "") -> None:
+                      keras_classes: tuple[str, ...] = (), options: str = "",
+                      recipe: dict[str, Any] | None = None) -> None:
     """The one registration of a modality: its entry (`"package.module:ATTR"`, imported on
     first use), the backbone `--backbone=auto` gives it, the modules holding its Keras
-    classes and its own config group (`"package.module:Class"`, a frozen dataclass of
-    `config.option` fields; flags of every run, read as `cfg.group(name)`)."""
+    classes, its own config group (`"package.module:Class"`, a frozen dataclass of
+    `config.option` fields; flags of every run, read as `cfg.group(name)`) and its `recipe`:
+    defaults of shared flags that work better for it, taken by every flag a run leaves out."""
     MODALITIES.register(name, entry)
     DEFAULT_BACKBONES[name] = default_backbone
     KERAS_CLASSES[name] = tuple(keras_classes)
     if options:
         register_group(name, options)
+    if recipe:
+        register_recipe(name, recipe)
 
 
 register_modality("image", "ktransfer.image.modality:IMAGE", "MobileNetV3Small",
                   keras_classes=("ktransfer.image.preprocess",),
                   options="ktransfer.image.options:ImageOptions")
+# configs/sentiment.cfg's schedule (a head on cached sentence vectors, then the whole encoder
+# fine-tuned with a warm-up, cosine decay and layer-wise rates): the image defaults (5
+# head epochs, no fine-tuning) leave a text model near chance.
+TEXT_RECIPE = {"pooling": "avg", "cache_features": True, "epochs": 30, "lr": 0.003,
+               "dropout": 0.1, "fine_tune_epochs": 3, "fine_tune_lr": 5e-5,
+               "warmup_epochs": 0.3, "lr_schedule": "cosine", "lr_layer_decay": 0.9,
+               "unfreeze": "all", "early_stopping": 3}
 register_modality("text", "ktransfer.text.modality:TEXT", "minilm",
-                  options="ktransfer.text.options:TextOptions")
+                  options="ktransfer.text.options:TextOptions", recipe=TEXT_RECIPE)
 
 
 def for_model(model: keras.Model, run_modality: str | None = None) -> Modality:

@@ -134,3 +134,27 @@ def test_the_modality_registry_imports_no_tensorflow_and_keras_then_loads_cleanl
                         "print(keras.saving.get_registered_object('ktransfer>Preprocess') is "
                         "not None)", tmp_path)
     assert out.split() == ["False", "['image',", "'text']", "True"]
+
+
+def test_text_runs_take_the_text_recipe_for_every_flag_they_leave_out(tmp_path):
+    """--modality=text alone gives configs/sentiment.cfg's schedule (a head, then the encoder
+    fine-tuned); a flag given wins, and images keep their own defaults; the same from keyword
+    values, a flagfile and the command line."""
+    from ktransfer.modality import TEXT_RECIPE
+
+    text = config.build(modality="text", data="t.csv")
+    assert (text.train.epochs, text.train.fine_tune_epochs, text.train.cache_features) == \
+        (TEXT_RECIPE["epochs"], TEXT_RECIPE["fine_tune_epochs"], True)
+    assert config.build(modality="text", data="t.csv", fine_tune_epochs=0).train.\
+        fine_tune_epochs == 0
+    image = config.build(data="builtin:digits")
+    assert (image.train.epochs, image.train.fine_tune_epochs) == (5, 0)
+    path = tmp_path / "a.cfg"
+    path.write_text("--modality=text\n--data=t.csv\n--epochs=4\n")
+    assert config.from_flagfile(path).train.fine_tune_epochs == TEXT_RECIPE["fine_tune_epochs"]
+    fv = flags.FlagValues()
+    config.define_flags(fv)
+    fv(["prog", f"--flagfile={path}", "--lr=0.5"])
+    parsed = config.from_flags(fv)
+    assert (parsed.train.epochs, parsed.train.lr, parsed.train.lr_schedule) == \
+        (4, 0.5, TEXT_RECIPE["lr_schedule"])

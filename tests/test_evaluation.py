@@ -100,10 +100,16 @@ def test_report_html_renders_with_its_plots_in_headless_chromium(quickstart_run,
     """report.html is self-contained (plots embedded) and renders in a real browser."""
     page = (quickstart_run / "report.html").read_text()
     for section in ("Learning curves", "Confusion matrix", "Per class", "Calibration",
-                    "Most confident mistakes",
+                    "Most confident mistakes", "Data", "Run", "finished",
                     "Where the model looks: Grad-CAM", "Flags", "--backbone=small_cnn"):
         assert section in page
     assert page.count("data:image/png;base64,") == 6  # the reliability diagram the 6th
+    changed = page.split("Those that differ from the defaults:</p><pre>")[1].split("</pre>")[0]
+    assert "--classes=5,6,7,8,9" in changed and "--modality=image" not in changed
+    assert "--train_per_class=2" in changed and "every flag (flags.cfg)" in page
+    metrics = json.loads((quickstart_run / "metrics.json").read_text())
+    assert metrics["class_counts"]["train"] == {str(c): 2 for c in range(5, 10)}
+    assert sum(metrics["class_counts"]["test"].values()) == metrics["num_examples"]["test"]
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "install Chromium (Debian: apt-get install chromium; `make test` does)"
     shot = tmp_path / "report.png"

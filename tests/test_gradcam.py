@@ -9,7 +9,14 @@ from PIL import Image
 
 from ktransfer import config
 from ktransfer.errors import ConfigError
-from ktransfer.image.gradcam import GradCAM, overlay, spatial_layer, write_overlays
+from ktransfer.image.gradcam import (
+    SHOWN_SIDE,
+    GradCAM,
+    overlay,
+    shown_size,
+    spatial_layer,
+    write_overlays,
+)
 from ktransfer.image.modality import IMAGE
 from ktransfer.network.classifier import get_backbone
 
@@ -95,6 +102,7 @@ def test_overlays_are_written_one_per_image(corner_model, tmp_path):
     paths = write_overlays(GradCAM(corner_model), x, [1, 1, 0],
                            ["a/img.png", "b/img.png", "c.jpg"], tmp_path)
     assert [p.name for p in paths] == ["0000-img.png", "0001-img.png", "0002-c.png"]
+    assert shown_size(8, 16) == (112, 224) and shown_size(600, 400) == (600, 400)
     blended = overlay(x[0], np.ones((32, 32)))
     assert blended.dtype == np.uint8 and blended.shape == (32, 32, 3)
     assert blended[..., 0].mean() > x[0][..., 0].mean()  # heat 1 is red in the jet map
@@ -116,7 +124,8 @@ def test_predict_explain_writes_a_heat_map_per_image_of_its_top_class(tmp_path):
     written = sorted((tmp_path / "why").iterdir())
     assert len(written) == len(out.splitlines()) == 6  # 3 classes x 2
     assert written[0].name.startswith("0000-") and written[-1].name.startswith("0005-")
-    assert Image.open(written[0]).size == (32, 32)
+    # drawn on the image as read, scaled up to be seen (the model's input is 32 px)
+    assert all(max(Image.open(w).size) == SHOWN_SIDE for w in written)
     with pytest.raises(ConfigError, match="^--explain_layer: 'nope' is not a layer"):
         predict_saved(config.PredictConfig(model=str(run), explain=str(tmp_path / "x"),
                                            explain_layer="nope"), [str(images)])

@@ -52,7 +52,7 @@ from ktransfer.config.flags import (
     search_groups,
     to_flagfile,
 )
-from ktransfer.config.groups import declared_groups, register_group
+from ktransfer.config.groups import declared_groups, register_group, register_recipe
 from ktransfer.config.model import ModelConfig
 from ktransfer.config.run import RunConfig
 from ktransfer.config.train import TrainConfig
@@ -65,6 +65,6 @@ __all__ = [
     "command_groups", "declared_groups", "define_flags", "fields_with_registry",
     "find_lr_from_flags", "find_lr_groups", "flag_values", "from_flagfile", "from_flags",
     "given_run_fields", "option", "options", "parse_flagfile", "read_run_flags", "register_group",
-    "replace_run_fields", "require", "resolve_from_run", "run_groups", "search_from_flags",
-    "search_groups", "to_flagfile",
+    "register_recipe", "replace_run_fields", "require", "resolve_from_run", "run_groups",
+    "search_from_flags", "search_groups", "to_flagfile",
 ]

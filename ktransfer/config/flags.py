@@ -22,7 +22,7 @@ from ktransfer.config.commands import (
 from ktransfer.config.data import DataConfig
 from ktransfer.config.distribute import DistributeConfig
 from ktransfer.config.fields import AUTO_LR, FROM_RUN, require
-from ktransfer.config.groups import declared_groups, reading_groups
+from ktransfer.config.groups import declared_groups, reading_groups, recipe
 from ktransfer.config.model import ModelConfig
 from ktransfer.config.run import RunConfig
 from ktransfer.config.train import TrainConfig
@@ -169,11 +169,16 @@ def _check_choices(f: dataclasses.Field, value: Any) -> None:
 
 
 def _build_parts(groups: dict[str, type], values: dict[str, Any]) -> dict[str, Any]:
-    """{group: its dataclass built from `values`}; unknown names are an error."""
+    """{group: its dataclass built from `values`}, the modality's recipe (`register_recipe`)
+    giving flags not in `values`; unknown names are an error."""
     known = {f.name for cls in groups.values() for f in options(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(unknown[0], "is not a known option")
+    if "modality" in known:
+        default = next(f.default for cls in groups.values() for f in options(cls)
+                       if f.name == "modality")
+        values = {**recipe(str(values.get("modality", default))), **values}
     return {group: cls(**{f.name: _convert(cls, f, values[f.name])
                           for f in options(cls) if f.name in values})
             for group, cls in groups.items()}
@@ -218,9 +223,12 @@ def build_command(cls: type, **values: Any) -> Any:
     return dataclasses.replace(command, reading=tuple(parts.items())) if parts else command
 
 
-def flag_values(fv: Any, groups: dict[str, type]) -> dict[str, Any]:
-    """{field name: parsed flag value} for every field of `groups`."""
-    return {f.name: fv[f.name].value for cls in groups.values() for f in options(cls)}
+def flag_values(fv: Any, groups: dict[str, type], given_only: bool = False
+                ) -> dict[str, Any]:
+    """{field name: parsed flag value} for every field of `groups` (`given_only`: those set
+    on the command line or in a flagfile, so that the others take the modality's recipe)."""
+    return {f.name: fv[f.name].value for cls in groups.values() for f in options(cls)
+            if not given_only or fv[f.name].present}
 
 
 def command_from_flags(cls: type, flag_values_: Any = None) -> Any:
@@ -236,7 +244,7 @@ def from_flags(flag_values_: Any = None) -> RunConfig:
     from absl import flags
 
     fv = flag_values_ if flag_values_ is not None else flags.FLAGS
-    return build(**flag_values(fv, run_groups()))
+    return build(**flag_values(fv, run_groups(), given_only=True))
 
 
 def find_lr_from_flags(flag_values_: Any = None) -> LRFinderConfig:
@@ -244,7 +252,7 @@ def find_lr_from_flags(flag_values_: Any = None) -> LRFinderConfig:
     from absl import flags
 
     fv = flag_values_ if flag_values_ is not None else flags.FLAGS
-    return build_find_lr(**flag_values(fv, find_lr_groups()))
+    return build_find_lr(**flag_values(fv, find_lr_groups(), given_only=True))
 
 
 def search_from_flags(flag_values_: Any = None) -> SearchConfig:
@@ -252,7 +260,7 @@ def search_from_flags(flag_values_: Any = None) -> SearchConfig:
     from absl import flags
 
     fv = flag_values_ if flag_values_ is not None else flags.FLAGS
-    return build_search(**flag_values(fv, search_groups()))
+    return build_search(**flag_values(fv, search_groups(), given_only=True))
 
 
 def parse_flagfile(path: str | os.PathLike, groups: dict[str, type] | None = None,
@@ -276,7 +284,7 @@ def parse_flagfile(path: str | os.PathLike, groups: dict[str, type] | None = Non
         fv(["ktransfer", *argv])
     except flags.Error as exc:
         raise ConfigError("flagfile", f"{os.fspath(path)}: {exc}") from None
-    return flag_values(fv, groups)
+    return flag_values(fv, groups, given_only=True)
 
 
 def _known(line: str, fv: Any) -> bool:

@@ -25,6 +25,20 @@ from ktransfer.config.fields import FROM_RUN, option
 # `config.build(max_length=64)` knows the text group without importing the modalities first).
 DECLARED_BY = ("ktransfer.modality", "ktransfer.tasks")
 _DECLARED: dict[str, str] = {}  # group name -> "package.module:Class"
+_RECIPES: dict[str, dict[str, Any]] = {}  # modality -> {flag: default}
+
+
+def register_recipe(modality: str, values: dict[str, Any]) -> None:
+    """Defaults of shared flags that differ for `modality` (text: a schedule that fine-tunes a
+    sentence encoder), used for every flag a run does not set."""
+    _RECIPES[modality] = dict(values)
+
+
+def recipe(modality: str) -> dict[str, Any]:
+    """{flag: default} that `modality` changes (empty for none)."""
+    for module in DECLARED_BY:
+        importlib.import_module(module)
+    return dict(_RECIPES.get(modality, {}))
 
 
 def register_group(name: str, path: str) -> None:

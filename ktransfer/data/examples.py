@@ -95,6 +95,13 @@ class Splits:
     def class_names(self) -> tuple[str, ...]:
         return self.train.class_names
 
+    def named(self) -> dict[str, Examples]:
+        """{split: its examples} of the splits there are (train, val, then test)."""
+        found: dict[str, Examples] = {"train": self.train, "val": self.val}
+        if self.test is not None:
+            found["test"] = self.test
+        return found
+
     def counts(self) -> dict[str, int]:
         """{split: number of examples} (test 0 when there is none)."""
         return {"train": len(self.train), "val": len(self.val),

@@ -24,6 +24,7 @@ from ktransfer.data.examples import Examples
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.serving import check_classifier
 from ktransfer.modality import Feed
+from ktransfer.runs.progress import PassProgress
 from ktransfer.tasks import default_task
 
 log = logging.getLogger(__name__)
@@ -51,15 +52,20 @@ def probabilities(model: keras.Model, feed: Feed, examples: Examples,
     test-time augmentation `tta` (one pass per view)."""
     inputs = feed.inputs(examples, batch_size)
     views = feed.views(tta)
-    total = sum(np.asarray(model.predict(inputs.map(view), verbose=0), dtype=np.float64)
-                for view in views)
+    count = -(-len(examples) // batch_size)
+    total = sum(np.asarray(model.predict(inputs.map(view), verbose=0, callbacks=[
+        PassProgress(f"predicting {len(examples)} examples", count)]), dtype=np.float64)
+        for view in views)
     return np.asarray(total) / len(views)
 
 
 def batch_probabilities(model: keras.Model, batches: tf.data.Dataset) -> np.ndarray:
     """Class probabilities float64 [N, C] of the inputs of `batches` (of (inputs, labels); the
     labels are not used), in order."""
-    return np.asarray(model.predict(batches, verbose=0), dtype=np.float64)
+    count = int(batches.cardinality())
+    progress = PassProgress("predicting", count) if count > 0 else None
+    return np.asarray(model.predict(batches, verbose=0, callbacks=[progress] if progress else
+                                    None), dtype=np.float64)
 
 
 def predict(model: keras.Model, feed: Feed, examples: Examples, class_names: list[str],

@@ -430,4 +430,8 @@ def prepare(cfg: RunConfig, modality: Modality, splits: Splits, model: keras.Mod
         log.info("adaptation: %d unlabelled target examples, MMD weight %g%s on %d layer(s)",
                  len(target), cfg.adapt.mmd_weight, " (ramped up)" if cfg.adapt.mmd_rampup
                  else "", len(out.model.mmd_layers))
+        if cfg.adapt.mmd_estimator != "biased" and cfg.adapt.mmd_weight > 0:
+            log.info("the MMD loss is an unbiased estimate (--mmd_estimator=%s): near 0, and "
+                     "slightly negative once the domains match; that is not an error",
+                     cfg.adapt.mmd_estimator)
     return out

@@ -24,6 +24,8 @@ from ktransfer.image.pipeline import resize
 from ktransfer.network.classifier import BACKBONE_NAME, backbone_input, get_backbone
 from ktransfer.runs import atomic
 
+SHOWN_SIDE = 224  # an overlay's longer side is at least this (pixels): an 8 px input is visible
+
 
 def spatial_layer(backbone: keras.Model, name: str = "") -> str:
     """The backbone layer Grad-CAM weighs: `name` (checked), else the last layer whose output
@@ -135,14 +137,24 @@ def explain_images(cam: GradCAM, images: ImageSet, class_ids: Sequence[int],
     names = images.names() or [f"image{i}" for i in range(len(images))]
     paths: list[Path] = []
     batch: list[np.ndarray] = []
+    originals: list[np.ndarray] = []
     for image, _ in images.dataset().as_numpy_iterator():
         batch.append(resize(image, cam.size).numpy())
+        originals.append(image)
         if len(batch) == batch_size or len(paths) + len(batch) == len(class_ids):
             k = len(paths)
             paths += write_overlays(cam, np.stack(batch), class_ids[k:k + len(batch)],
-                                    names[k:k + len(batch)], out_dir, start=k)
-            batch = []
+                                    names[k:k + len(batch)], out_dir, start=k,
+                                    originals=originals)
+            batch, originals = [], []
     return paths
+
+
+def shown_size(height: int, width: int, least: int = SHOWN_SIDE) -> tuple[int, int]:
+    """(height, width) an overlay is written at: the image's own size, scaled up (aspect kept)
+    until its longer side is at least `least` pixels, so that a small input can be seen."""
+    factor = max(1.0, least / max(height, width, 1))
+    return round(height * factor), round(width * factor)
 
 
 def overlay(pixels: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -156,14 +168,20 @@ def overlay(pixels: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.nda
 
 
 def write_overlays(cam: GradCAM, pixels: np.ndarray, class_ids: Sequence[int],
-                   names: Sequence[str], out_dir: str | os.PathLike, start: int = 0
-                   ) -> list[Path]:
+                   names: Sequence[str], out_dir: str | os.PathLike, start: int = 0,
+                   originals: Sequence[np.ndarray] | None = None) -> list[Path]:
     """One PNG per image, `OUT_DIR/NNNN-NAME.png` (NNNN: `start` + position, NAME: the file's
-    stem), of the heat map of its class in `class_ids` over it; returns the paths."""
+    stem), of the heat map of its class in `class_ids` over it; returns the paths. `pixels`
+    [B, S, S, 3] are the model's inputs; the overlay is drawn on `originals` (the images as
+    read, default `pixels`) at `shown_size`."""
     out, paths = Path(out_dir), []
     maps = cam.heatmaps(pixels, class_ids)
-    for i, (image, heat, name) in enumerate(zip(pixels, maps, names, strict=True), start):
+    shown = pixels if originals is None else originals
+    for i, (image, heat, name) in enumerate(zip(shown, maps, names, strict=True), start):
+        size = shown_size(*np.shape(image)[:2])
+        big = tf.image.resize(np.asarray(image, np.float32), size, method="bilinear").numpy()
+        spread = tf.image.resize(heat[..., None], size, method="bilinear").numpy()[..., 0]
         path = out / f"{i:04d}-{Path(name).stem[:80]}.png"
-        atomic.write_bytes(path, tf.io.encode_png(overlay(image, heat)).numpy())
+        atomic.write_bytes(path, tf.io.encode_png(overlay(big, spread)).numpy())
         paths.append(path)
     return paths

@@ -28,6 +28,7 @@ from ktransfer.modality import Feed
 from ktransfer.network.classifier import BACKBONE_NAME
 from ktransfer.network.heads import POOL_LAYER
 from ktransfer.runs import atomic
+from ktransfer.runs.progress import PassProgress
 from ktransfer.tasks import task_of
 
 log = logging.getLogger(__name__)
@@ -98,9 +99,12 @@ def _key(parts: list[str]) -> str:
 
 def compute(extractor: keras.Model, feed: Feed, examples: Examples,
             batch_size: int = 64) -> np.ndarray:
-    """Feature vectors [N, D] float32 of `examples`, in order."""
-    return np.asarray(extractor.predict(feed.inputs(examples, batch_size), verbose=0),
-                      dtype=np.float32)
+    """Feature vectors [N, D] float32 of `examples`, in order (a progress line every 15 s
+    of a long pass)."""
+    batches = -(-len(examples) // batch_size)
+    progress = PassProgress(f"backbone features of {len(examples)} examples", batches)
+    return np.asarray(extractor.predict(feed.inputs(examples, batch_size), verbose=0,
+                                        callbacks=[progress]), dtype=np.float32)
 
 
 def cached(extractor: keras.Model, feed: Feed, examples: Examples,

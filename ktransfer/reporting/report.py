@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ktransfer.config import build, to_flagfile
 from ktransfer.reporting.evaluation import MISTAKES_HTML, SECTIONS_HTML
 from ktransfer.runs import atomic, plotting
 from ktransfer.tasks import DEFAULT, TASKS
@@ -94,6 +95,48 @@ font-size:12px;max-height:320px;overflow:auto}.num{font-size:1.1em}
 td.text{text-align:left;max-width:700px}"""
 
 
+def changed_flags(flags_text: str) -> list[str]:
+    """The lines of a run's flags.cfg that differ from the defaults (--data always)."""
+    defaults = set(to_flagfile(build(data="builtin:digits")).splitlines())
+    return [line for line in flags_text.splitlines() if line.startswith("--")
+            and (line not in defaults or line.startswith("--data="))]
+
+
+def _data_section(metrics: dict[str, Any]) -> list[str]:
+    """Examples per class (label) and split, and what reading left out or cut."""
+    counts = metrics.get("class_counts") or {}
+    if not counts:
+        return []
+    splits = list(counts)
+    names = list(counts[splits[0]])
+    rows = "".join(f"<tr><td>{html.escape(n)}</td>"
+                   + "".join(f"<td>{counts[s].get(n, 0)}</td>" for s in splits) + "</tr>"
+                   for n in names)
+    totals = metrics.get("num_examples", {})
+    head = "".join(f"<th>{'validation' if s == 'val' else s} ({totals.get(s, '')})</th>"
+                   for s in splits)
+    notes = {k: v for k, v in (metrics.get("data") or {}).items() if v}
+    return ["<h2>Data</h2>", f"<table><tr><th>class</th>{head}</tr>{rows}</table>",
+            *(f"<p>{html.escape(k.replace('_', ' '))}: {html.escape(str(v))}</p>"
+              for k, v in notes.items())]
+
+
+def _run_section(metrics: dict[str, Any]) -> list[str]:
+    """When and by what the run was made, how long it took, where it was exported."""
+    made = metrics.get("ktransfer") or {}
+    facts = [("finished", made.get("finished")), ("took", f"{metrics['seconds']:.0f} s"
+                                                   if "seconds" in metrics else None),
+             ("ktransfer", " ".join(v for v in (made.get("version"), made.get("commit"))
+                                    if v) or None),
+             ("exported to", metrics.get("export"))]
+    shown = [(k, v) for k, v in facts if v]
+    if not shown:
+        return []
+    return ["<h2>Run</h2><table>" + "".join(
+        f"<tr><td>{k}</td><td class='text'>{html.escape(str(v))}</td></tr>" for k, v in shown)
+        + "</table>"]
+
+
 def write_report(run_dir: str | os.PathLike, evaluated_on: str = "test") -> Path:
     """Writes RUN_DIR/report.html from flags.cfg, history.csv, metrics.json and RUN_DIR/report/
     (evaluation.json and its plots, written by `evaluation.evaluate`)."""
@@ -124,7 +167,11 @@ def write_report(run_dir: str | os.PathLike, evaluated_on: str = "test") -> Path
         gallery = parts / MISTAKES_HTML  # the modality's sections: mistakes, Grad-CAM, ...
         if gallery.is_file():
             body.append(gallery.read_text(encoding="utf-8"))
-    body += ["<h2>Flags</h2>", f"<pre>{html.escape(flags_text)}</pre>"]
+    body += _data_section(metrics) + _run_section(metrics)
+    body += ["<h2>Flags</h2><p>Those that differ from the defaults:</p>",
+             f"<pre>{html.escape(chr(10).join(changed_flags(flags_text)))}</pre>",
+             "<details><summary>every flag (flags.cfg)</summary>",
+             f"<pre>{html.escape(flags_text)}</pre></details>"]
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
             f"<style>{_STYLE}</style></head><body>{''.join(body)}</body></html>\n")
     path = run / "report.html"

@@ -99,28 +99,41 @@ def summarize(probabilities: np.ndarray, labels: np.ndarray, class_names: list[s
 
 
 def plot_confusion(summary: dict[str, Any], path: str | os.PathLike) -> None:
-    """The confusion matrix (rows: true class, columns: predicted), counts in the cells up to
-    30 classes, class names up to 40; at most 16 inches a side whatever the class count."""
+    """The confusion matrix (rows: true class, columns: predicted) twice: counts, and each row
+    divided by its total (the share of a class's examples given each answer, so a rare class
+    reads as clearly as a common one). Values in the cells up to 30 classes, class names up
+    to 40; at most 16 inches high whatever the class count."""
     plt = plotting.pyplot()
     cm = np.array(summary["confusion_matrix"])
-    names = summary["class_names"]
-    n = len(names)
+    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    n = len(summary["class_names"])
     side = min(2 + 0.45 * n, 16.0)
-    fig, ax = plt.subplots(figsize=(side, side - 0.4), dpi=100)
-    ax.imshow(cm, cmap="Blues")
+    fig, axes = plt.subplots(1, 2, figsize=(2 * side, side - 0.4), dpi=100)
+    _confusion_panel(axes[0], cm, summary["class_names"], [str(v) for v in cm.ravel()],
+                     "counts")
+    _confusion_panel(axes[1], rows, summary["class_names"],
+                     [f"{v:.0%}" for v in rows.ravel()], "share of each true class")
+    fig.suptitle(f"confusion matrix (accuracy {summary['accuracy']:.1%})")
+    fig.tight_layout()
+    plotting.save(fig, path)
+
+
+def _confusion_panel(ax: Any, values: np.ndarray, names: list[str], cells: list[str],
+                     title: str) -> None:
+    n = len(names)
+    ax.imshow(values, cmap="Blues")
     if n <= LABELLED_CLASSES:
         ax.set_xticks(range(n), names, rotation=90 if n > 8 else 0)
         ax.set_yticks(range(n), names)
     ax.set_xlabel("predicted" if n <= LABELLED_CLASSES else "predicted (classes in label order)")
     ax.set_ylabel("true")
     if n <= 30:
-        for i in range(n):
-            for j in range(n):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if cm[i, j] > cm.max() / 2 else "black")
-    ax.set_title(f"confusion matrix (accuracy {summary['accuracy']:.1%})")
-    fig.tight_layout()
-    plotting.save(fig, path)
+        light = values > values.max() / 2
+        for k, text in enumerate(cells):
+            i, j = divmod(k, n)
+            ax.text(j, i, text, ha="center", va="center", fontsize=7 if n > 12 else 8,
+                    color="white" if light[i, j] else "black")
+    ax.set_title(title, fontsize=10)
 
 
 def relabelled(labels: np.ndarray, names: tuple[str, ...], wanted: tuple[str, ...],
@@ -200,6 +213,10 @@ class SingleLabel(Task):
             raise DataError(f"--data: class {missing[0]!r} has no training examples (after bad "
                             "ones were skipped and the splits were made); add examples of it or "
                             "leave it out with --classes")
+
+    def counts(self, targets: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
+        found = np.bincount(targets, minlength=len(names))
+        return {name: int(n) for name, n in zip(names, found, strict=True)}
 
     def class_weights(self, targets: np.ndarray, names: tuple[str, ...], spec: str
                       ) -> dict[int, float] | None:

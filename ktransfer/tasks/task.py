@@ -95,6 +95,11 @@ class Task(abc.ABC):
     def check_splits(self, train: np.ndarray, val: np.ndarray, names: tuple[str, ...]) -> None:
         """DataError when the training (and validation) targets cannot train this task."""
 
+    def counts(self, targets: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
+        """{class (label): examples that have it}, for the report's data section; none for a
+        task without classes."""
+        return {}
+
     def class_weights(self, targets: np.ndarray, names: tuple[str, ...], spec: str
                       ) -> dict[int, float] | None:
         """Keras class weights of --class_weights (`spec`: balanced, or explicit weights as

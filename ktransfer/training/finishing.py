@@ -17,6 +17,8 @@ from ktransfer.reporting.evaluation import evaluate
 from ktransfer.reporting.report import write_report
 from ktransfer.runs import atomic, rundir
 from ktransfer.runs.exportdir import origin, versions
+from ktransfer.runs.progress import step
+from ktransfer.runs.provenance import provenance
 from ktransfer.tasks import task_of
 from ktransfer.tasks.calibration import calibrate, compare
 from ktransfer.tasks.task import Task, save_state
@@ -42,6 +44,10 @@ def finish(job: Job, trained: Fitted) -> dict[str, Any]:
         "num_examples": job.splits.counts(),
         "class_names": list(job.splits.class_names),
     }
+    counts = {split: task_of(cfg).counts(examples.labels, job.splits.class_names)
+              for split, examples in job.splits.named().items()}
+    if any(counts.values()):
+        metrics["class_counts"] = counts
     notes = job.modality.data_notes(job.splits, job.feed)
     if notes:
         metrics["data"] = notes
@@ -59,13 +65,16 @@ def finish(job: Job, trained: Fitted) -> dict[str, Any]:
     atomic.save_with(path / "model.keras", inference_model(model).save)
     atomic.save_with(path / "backbone.weights.h5", job.network.backbone.save_weights)
     metrics["seconds"] = round(time.time() - job.started, 1)
+    metrics["ktransfer"] = provenance()
     atomic.write_json(path / "metrics.json", metrics)
-    if cfg.train.report:
-        _report(job, probabilities, state)
     if cfg.train.export_dir:
-        metrics["export"] = str(_export(job, state))
+        with step("exporting a SavedModel"):
+            metrics["export"] = str(_export(job, state))
         atomic.write_json(path / "metrics.json", metrics)
         log.info("exported a SavedModel to %s", metrics["export"])
+    if cfg.train.report:  # last: it shows where the model was exported
+        with step("writing the report (report.html)"):
+            _report(job, probabilities, state)
     rundir.finish(path)
     return metrics
 
@@ -111,7 +120,8 @@ def _split_scores(job: Job, recorder: ValidationRecorder, metrics: dict[str, Any
     metrics["val"] = task.scores(val, job.splits.val.labels, model, cfg, state)
     if job.test_ds is None or job.splits.test is None:
         return val, state, val
-    test = prediction.batch_probabilities(model, job.test_ds)
+    with step(f"scoring the test split ({len(job.splits.test)} examples)"):
+        test = prediction.batch_probabilities(model, job.test_ds)
     metrics["test"] = task.scores(test, job.splits.test.labels, model, cfg, state)
     if "calibration" in metrics:  # the test split's outputs as they were before, beside
         before = task.rescale(test, metrics["calibration"]["temperature"])

@@ -20,6 +20,7 @@ from ktransfer.network.freezing import (
 )
 from ktransfer.optim.schedules import make_schedule
 from ktransfer.runs import rundir
+from ktransfer.runs.progress import TrainProgress
 from ktransfer.tasks import task_of
 from ktransfer.training.callbacks import (
     AtomicCheckpoint,
@@ -77,7 +78,7 @@ class Callbacks:
                  if adapting and job.adapt is not None else [])
         # The resume state commits an epoch last, after everything that records it.
         out = [*recorder, self.guard, *ema, self.history, self.best, self.last, *adapt,
-               self.state, *self.board]
+               self.state, *self.board, TrainProgress(stage.phase, first + stage.stage_epochs)]
         if t.early_stopping:
             out.append(keras.callbacks.EarlyStopping(
                 monitor=t.monitor, patience=t.early_stopping, restore_best_weights=True,
