@@ -11,19 +11,33 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
 
 import gc  # noqa: E402
+import io  # noqa: E402
+import logging as std_logging  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
+import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
+from importlib import metadata  # noqa: E402
 from typing import Any  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
-from ktransfer import config  # noqa: E402
+from ktransfer import __version__, config  # noqa: E402
+from ktransfer.config.groups import recipes  # noqa: E402
 from ktransfer.errors import KtransferError  # noqa: E402
 from ktransfer.registry import import_object, registry_at  # noqa: E402
 
 EXIT_USAGE = 2
 HELP_FLAGS = ("--help", "-h", "-?", "--helpshort")
+VERSION_FLAGS = ("--version",)
+# What TensorFlow's C++ side and the image codecs print on their own (absl-format lines of .cc
+# files: "I0000 00:00:1.2 123 cudart_stub.cc:31] Could not find cuda drivers", libjpeg's
+# warnings): shown only with --verbosity=1 or more, or KTRANSFER_NATIVE_LOGS=1.
+NATIVE_LINE = re.compile(rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+\.(?:cc|h|cpp|c):\d+\] "
+                         rb"|WARNING: All log messages before absl::InitializeLog\(\)"
+                         rb"|Premature end of JPEG file|Corrupt JPEG data)")
+_SHOW_NATIVE = threading.Event()
 _GROUPS: dict[str, type] = {}  # the running command's config groups, for --help
 _EXTRA: list[str] = []  # flags of the command outside the config (e.g. --list_backbones)
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
@@ -70,6 +84,9 @@ def _describe(flag: Any, field: Any = None) -> list[str]:
     else:
         value = f"<{'|'.join(choices)}>" if choices else flag.flag_type()
         head = f"  --{name}={value}  (default: {shown!r})"
+    others = [f"--modality={m}: {r[name]}" for m, r in recipes().items() if name in r]
+    if others:
+        head = head[:-1] + f"; {', '.join(others)})"
     return [head, *textwrap.wrap(helptext, width=96, initial_indent="      ",
                                  subsequent_indent="      ")]
 
@@ -99,6 +116,35 @@ def usage(prog: str, groups: dict[str, type] | None = None, extra: list[str] | N
     return "\n".join(lines).rstrip() + "\n"
 
 
+def quiet_native_logs() -> None:
+    """Routes what is written to the process's stderr (fd 2) by native code through a filter
+    that drops TensorFlow's and the codecs' own log lines (`NATIVE_LINE`) unless they are
+    asked for; Python's stderr (ktransfer's messages and errors) keeps the real one, so
+    nothing of ours is delayed or lost."""
+    if os.environ.get("KTRANSFER_NATIVE_LOGS") == "1":
+        return
+    try:
+        real = os.dup(2)
+        read, write = os.pipe()
+        os.dup2(write, 2)
+        os.close(write)
+    except OSError:
+        return
+    stream = io.TextIOWrapper(io.FileIO(real, "w", closefd=False), encoding="utf-8",
+                              errors="backslashreplace", line_buffering=True)
+    sys.stderr = stream
+    logging.get_absl_handler().python_handler.stream = stream
+    threading.Thread(target=_pump, args=(read, real), daemon=True, name="native-logs").start()
+
+
+def _pump(read: int, real: int) -> None:
+    """Copies native stderr lines to the real stderr, leaving out the unasked-for log lines."""
+    with os.fdopen(read, "rb") as lines:
+        for line in lines:
+            if _SHOW_NATIVE.is_set() or not NATIVE_LINE.match(line):
+                os.write(real, line)
+
+
 def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = False) -> None:
     """Parses flags with absl and runs `main`; a KtransferError becomes one line on stderr.
 
@@ -106,7 +152,11 @@ def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = F
     error."""
 
     def guarded(argv: list[str]) -> int | None:
+        if flags.FLAGS["verbosity"].present and flags.FLAGS.verbosity >= 1:
+            _SHOW_NATIVE.set()
         logging.set_verbosity(logging.INFO)
+        logging.get_absl_handler().setFormatter(  # "12:03:44 message", not glog's prefix
+            std_logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
         logging.get_absl_handler().use_absl_log_file = (  # type: ignore[method-assign]
             lambda *a, **k: None)
         if len(argv) > 1 and not positional:
@@ -130,13 +180,25 @@ def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = F
         if any(arg in HELP_FLAGS for arg in argv[1:]):
             sys.stdout.write(usage(prog))
             sys.exit(0)
+        if any(arg in VERSION_FLAGS for arg in argv[1:]):
+            print(f"{prog} {version()}")
+            sys.exit(0)
         try:
             return flags.FLAGS(argv)
         except flags.Error as exc:
             print(f"{prog}: error: {exc} (see --helpshort)", file=sys.stderr)
             sys.exit(EXIT_USAGE)
 
+    quiet_native_logs()
     app.run(guarded, flags_parser=parse)
+
+
+def version() -> str:
+    """The installed ktransfer's version (the package's own when it is not installed)."""
+    try:
+        return metadata.version("ktransfer")
+    except metadata.PackageNotFoundError:
+        return __version__
 
 
 def _freeze_heap() -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from ktransfer import config
+from ktransfer import __version__, config
+from ktransfer.cli import NATIVE_LINE
 
 from conftest import REPO, error_line, run_cli
 
@@ -61,9 +63,22 @@ def test_train_on_an_image_folder_prints_accuracies(image_folder, tmp_path):
     assert metrics["num_examples"] == {"train": 18, "val": 9, "test": 9}
     # Colour classes are easy: well above 1/3 chance after 6 short epochs from scratch.
     assert metrics["val"]["accuracy"] >= 0.6
-    # The resolved flagfile re-runs the same job as is.
-    again = run_cli("train", f"--flagfile={run_dir / 'flags.cfg'}", "--overwrite")
+    # Quiet by default: none of TensorFlow's native lines (cuInit, oneDNN, absl's own); our
+    # messages read "HH:MM:SS message".
+    assert not [line for line in result.stderr.splitlines()
+                if NATIVE_LINE.match(line.encode())], result.stderr
+    assert re.search(r"^\d\d:\d\d:\d\d data: 18 train", result.stderr, re.M)
+    # The resolved flagfile re-runs the same job as is; --verbosity=1 shows the native lines.
+    again = run_cli("train", f"--flagfile={run_dir / 'flags.cfg'}", "--overwrite",
+                    "--verbosity=1")
     assert again.returncode == 0, again.stderr
+    assert [line for line in again.stderr.splitlines() if NATIVE_LINE.match(line.encode())]
+
+
+def test_version_of_every_command():
+    for command in ("train", "evaluate", "predict", "export", "tune", "find_lr"):
+        result = run_cli(command, "--version")
+        assert result.returncode == 0 and result.stdout == f"ktransfer.{command} {__version__}\n"
 
 
 def test_offline_tfds_fails_fast_with_how_to(tmp_path):

@@ -32,6 +32,7 @@ from conftest import (
     stored_values,
     text_values,
     variable_values,
+    write_task_table,
     write_text_folder,
 )
 
@@ -198,3 +199,15 @@ def test_the_text_defaults_learn_a_users_small_table(tmp_path):
     assert result.metrics["network"]["encoder"] == "minilm"
     assert result.metrics["epochs"]["fine_tune"] > 0
     assert result.metrics["test"]["accuracy"] >= 0.8, result.metrics["test"]
+
+
+@pytest.mark.assets
+def test_multi_label_fine_tuning_of_minilm_runs_past_its_second_epoch(tmp_path):
+    """Grappler's AddN rewrite once failed the second fine-tuning epoch of a multi-label
+    MiniLM (AlreadyExistsError: .../AddOpsRewrite_add_26/tmp_var); training turns it off."""
+    table = write_task_table(tmp_path / "reviews.csv", 300)
+    result = train(config.build(modality="text", data=str(table), task="multi_label",
+                                label_column="tags", epochs=2, fine_tune_epochs=2,
+                                early_stopping=0, verbose=0, tensorboard=False,
+                                run_dir=str(tmp_path / "run")))
+    assert result.metrics["epochs"] == {"head": 2, "fine_tune": 2}

@@ -36,9 +36,14 @@ def register_recipe(modality: str, values: dict[str, Any]) -> None:
 
 def recipe(modality: str) -> dict[str, Any]:
     """{flag: default} that `modality` changes (empty for none)."""
+    return dict(recipes().get(modality, {}))
+
+
+def recipes() -> dict[str, dict[str, Any]]:
+    """{modality: {flag: default}} of every modality with a recipe (for --help)."""
     for module in DECLARED_BY:
         importlib.import_module(module)
-    return dict(_RECIPES.get(modality, {}))
+    return {name: dict(values) for name, values in _RECIPES.items()}
 
 
 def register_group(name: str, path: str) -> None:
