@@ -135,6 +135,11 @@ class Presentation(abc.ABC):
         """Unlabelled examples for `predict` from its positional arguments and flags (labels
         all 0, one class ''); `names()` identifies each in the output."""
 
+    @abc.abstractmethod
+    def from_values(self, values: list[str]) -> Examples:
+        """Unlabelled examples from Python values, for `predict_run` in a notebook: the texts
+        themselves, or image file paths."""
+
 
 class Modality(abc.ABC):
     """Everything about one kind of input (see the module docstring)."""

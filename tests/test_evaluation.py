@@ -63,6 +63,11 @@ def test_predict_cli_lines_csv_json_and_bad_files(quickstart_run, tmp_path):
     assert len(lines) == 3 and lines[0].startswith(str(folder / "digit5.jpg"))
     fields = lines[0].split("\t")
     assert len(fields) == 5 and fields[1] in "56789" and 0 <= float(fields[2]) <= 1
+    from ktransfer.deploy.prediction import predict_run
+
+    in_python = predict_run(quickstart_run, [str(folder / "digit5.jpg")], top_k=2)
+    assert in_python[0].name == str(folder / "digit5.jpg") and \
+        [c for c, _ in in_python[0].top_k] == fields[1::2]
     from ktransfer.deploy.prediction import Prediction, format_predictions
     from ktransfer.image.prediction import collect_files
 

@@ -14,10 +14,10 @@ import pytest
 
 from ktransfer import config, preflight
 from ktransfer.config import EvaluateConfig, SearchConfig, TuneConfig
-from ktransfer.deploy.prediction import predict_saved
+from ktransfer.deploy.prediction import predict_run, predict_saved
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.serving import export
-from ktransfer.errors import ConfigError
+from ktransfer.errors import ConfigError, DataError
 from ktransfer.reporting.evaluation import evaluate_saved
 from ktransfer.training import train
 from ktransfer.tuning import search
@@ -118,6 +118,15 @@ def test_predict_reads_flags_files_and_stdin_and_escapes_tabs(text_run, tmp_path
                                                        ("great fun", "stdin:4")]
     empty = run_cli("predict", f"--model={text_run.run_dir}", "--text=   ")
     assert empty.returncode == 2 and "--text: empty text" in error_line(empty)
+
+
+def test_predict_run_answers_python_strings_in_one_line(text_run):
+    """A notebook's way: texts in, answers out, the same as the command gives."""
+    found = predict_run(text_run.run_dir, ["great superb film", "awful boring plot"], top_k=1)
+    assert [(p.name, p.top_k[0][0]) for p in found] == [("great superb film", "positive"),
+                                                        ("awful boring plot", "negative")]
+    with pytest.raises(DataError, match="non-empty strings"):
+        predict_run(text_run.run_dir, ["  "])
 
 
 def test_export_takes_raw_strings_and_matches_the_keras_model(text_run, tmp_path):

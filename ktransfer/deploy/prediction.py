@@ -11,6 +11,7 @@ import dataclasses
 import io
 import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +137,27 @@ def _short(shown: str) -> str:
     return shown[:SHOWN_CHARACTERS - 1].rstrip() + "\u2026"
 
 
+def predict_run(model: str | os.PathLike, values: list[str], top_k: int = 3
+                ) -> list[Prediction]:
+    """The answers of a saved run (or .keras file) for `values`: texts for a text model,
+    image file paths for an image one. For notebooks, in one line:
+    `predict_run("runs/sentiment", ["What a film!"])[0].top_k`."""
+    clf = open_classifier(model)
+    shown = clf.modality.presentation
+    examples = shown.from_values(list(values))
+    found = predict(clf.model, clf.feed, examples, clf.class_names, top_k, state=clf.state)
+    return _with_inputs(found, shown.shown(examples))
+
+
+def _with_inputs(predictions: list[Prediction], shown: list[str] | None) -> list[Prediction]:
+    """Predictions named by the input itself (a text), with where it came from as `source`;
+    as they are when the name says it (a file)."""
+    if shown is None:
+        return predictions
+    return [dataclasses.replace(p, name=text, source=p.name)
+            for p, text in zip(predictions, shown, strict=True)]
+
+
 def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
     """`ktransfer.predict`: the formatted predictions of a saved classifier for `inputs` (the
     command's positional arguments, read by the classifier's modality). Checks the flags
@@ -151,10 +173,7 @@ def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
     examples = shown.read_inputs(inputs, cfg)
     predictions = predict(clf.model, clf.feed, examples, clf.class_names, cfg.top_k,
                           cfg.batch_size, cfg.tta, clf.state)
-    inputs_shown = shown.shown(examples)
-    if inputs_shown is not None:  # the input itself (a text), with where it came from
-        predictions = [dataclasses.replace(p, name=text, source=p.name)
-                       for p, text in zip(predictions, inputs_shown, strict=True)]
+    predictions = _with_inputs(predictions, shown.shown(examples))
     if explain is not None:
         written = explain(examples, [int(np.argmax(p.probabilities)) for p in predictions],
                           list(clf.class_names), cfg.explain)

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from ktransfer.errors import ConfigError
-from ktransfer.image.gradcam import GradCAM, overlay
+from ktransfer.image.gradcam import GradCAM, overlay_on
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.pipeline import resize
 from ktransfer.runs import plotting
@@ -33,14 +33,15 @@ def _pixels(images: ImageSet, wanted: set[int]) -> dict[int, np.ndarray]:
 
 def _tiles(images: ImageSet, items: list[tuple[int, int, str]], cam: GradCAM | None
            ) -> list[list[tuple[np.ndarray, str]]]:
-    """Per (position, class id, title) item, its tiles: the image, and (with `cam`) the heat
-    map of that class over it. One pass over the images and one Grad-CAM batch for all."""
+    """Per (position, class id, title) item, its tiles: the image as read (not as the model
+    sees it), and (with `cam`) the heat map of that class over it. One pass over the images
+    and one Grad-CAM batch for all."""
     pixels = _pixels(images, {i for i, _, _ in items})
     if cam is None:
         return [[(pixels[i], title)] for i, _, title in items]
     shown = {i: resize(p, cam.size).numpy() for i, p in pixels.items()}
     heat = cam.heatmaps(np.stack([shown[i] for i, _, _ in items]), [c for _, c, _ in items])
-    return [[(shown[i], title), (overlay(shown[i], heat[k]), "Grad-CAM")]
+    return [[(pixels[i], title), (overlay_on(pixels[i], heat[k]), "Grad-CAM")]
             for k, (i, _, title) in enumerate(items)]
 
 

@@ -167,6 +167,14 @@ def overlay(pixels: np.ndarray, heat: np.ndarray, alpha: float = 0.45) -> np.nda
                    255).astype(np.uint8)
 
 
+def overlay_on(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """`overlay` of a heat map [S, S] (at the model's input size) on an image of any size
+    [H, W, 3], the map resized to it."""
+    height, width = np.shape(image)[:2]
+    spread = tf.image.resize(heat[..., None], (height, width), method="bilinear").numpy()
+    return overlay(image, spread[..., 0])
+
+
 def write_overlays(cam: GradCAM, pixels: np.ndarray, class_ids: Sequence[int],
                    names: Sequence[str], out_dir: str | os.PathLike, start: int = 0,
                    originals: Sequence[np.ndarray] | None = None) -> list[Path]:

@@ -59,6 +59,9 @@ class ImagePresentation(Presentation):
 
         return explain
 
+    def from_values(self, values: list[str]) -> Examples:
+        return read_images([str(v) for v in values])
+
     def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
         if cfg.text:
             raise ConfigError("text", "is for text models; give image files or folders")

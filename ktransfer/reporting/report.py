@@ -107,7 +107,7 @@ def _data_section(metrics: dict[str, Any]) -> list[str]:
     counts = metrics.get("class_counts") or {}
     if not counts:
         return []
-    splits = list(counts)
+    splits = [s for s in ("train", "val", "test") if s in counts]
     names = list(counts[splits[0]])
     rows = "".join(f"<tr><td>{html.escape(n)}</td>"
                    + "".join(f"<td>{counts[s].get(n, 0)}</td>" for s in splits) + "</tr>"
@@ -158,6 +158,7 @@ def write_report(run_dir: str | os.PathLike, evaluated_on: str = "test") -> Path
     body = [f"<h1>{title}</h1>",
             f"<p class='num'>{' &middot; '.join(numbers)}</p>" if numbers else "",
             f"<p>{html.escape(_summary_line(metrics))}</p>",
+            *_data_section(metrics),
             "<h2>Learning curves</h2>", plotting.img_tag(parts / "curves.png", "learning curves")]
     sections = parts / SECTIONS_HTML  # the task's: confusion matrix, per-class table, ...
     if summary and sections.is_file():
@@ -167,7 +168,7 @@ def write_report(run_dir: str | os.PathLike, evaluated_on: str = "test") -> Path
         gallery = parts / MISTAKES_HTML  # the modality's sections: mistakes, Grad-CAM, ...
         if gallery.is_file():
             body.append(gallery.read_text(encoding="utf-8"))
-    body += _data_section(metrics) + _run_section(metrics)
+    body += _run_section(metrics)
     body += ["<h2>Flags</h2><p>Those that differ from the defaults:</p>",
              f"<pre>{html.escape(chr(10).join(changed_flags(flags_text)))}</pre>",
              "<details><summary>every flag (flags.cfg)</summary>",

@@ -12,7 +12,7 @@ import keras
 from ktransfer.config import PredictConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.data.tables import TABLE_EXTENSIONS
-from ktransfer.errors import ConfigError
+from ktransfer.errors import ConfigError, DataError
 from ktransfer.modality import Answer, Explainer, Feed, Modality, Network, Presentation
 from ktransfer.network.heads import POOLINGS
 from ktransfer.tasks import task_of
@@ -33,7 +33,7 @@ from ktransfer.text.hub import HubTextPreprocessor
 from ktransfer.text.pipeline import TextFeed
 from ktransfer.text.prediction import read_texts
 from ktransfer.text.sources import open_source
-from ktransfer.text.textset import TextSet
+from ktransfer.text.textset import TextSet, text_set
 
 MASK_KEYS = ("padding_mask", "input_mask")
 
@@ -71,6 +71,12 @@ class TextPresentation(Presentation):
 
     def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
         return read_texts(args, cfg.text, cfg.group("text").on_bad_text)
+
+    def from_values(self, values: list[str]) -> Examples:
+        if not values or not all(isinstance(v, str) and v.strip() for v in values):
+            raise DataError("give the texts to predict as a list of non-empty strings")
+        return text_set(("",), [0] * len(values), list(values),
+                        ids=[f"[{i}]" for i in range(len(values))])
 
     def shown(self, examples: Examples) -> list[str] | None:
         assert isinstance(examples, TextSet) and examples.texts is not None

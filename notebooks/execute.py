@@ -1,0 +1,49 @@
+"""Runs the notebooks top to bottom and saves them with their outputs (`make notebooks`), so
+that a reader sees what each cell prints. Stream outputs lose TensorFlow's native log lines
+(the CUDA probing and oneDNN notices of a CPU machine), as the commands' own output does.
+
+    python notebooks/execute.py [quickstart.ipynb sentiment.ipynb]
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+HERE = Path(__file__).resolve().parent
+NATIVE = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+\.(?:cc|h|cpp|c):\d+\] "
+                    r"|WARNING: All log messages before absl::InitializeLog\(\))")
+
+
+def without_native_lines(nb: nbformat.NotebookNode) -> None:
+    """Drops native log lines from every stream output (and outputs left empty)."""
+    for cell in nb.cells:
+        kept = []
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                out["text"] = "".join(line for line in out["text"].splitlines(keepends=True)
+                                      if not NATIVE.match(line))
+                if not out["text"]:
+                    continue
+            kept.append(out)
+        if cell.cell_type == "code":
+            cell["outputs"] = kept
+
+
+def execute(name: str) -> None:
+    path = HERE / name
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=1800, kernel_name="python3",
+                   resources={"metadata": {"path": str(HERE)}}).execute()
+    without_native_lines(nb)
+    nbformat.write(nb, path)
+    print(f"{name}: executed and saved with its outputs")
+
+
+if __name__ == "__main__":
+    for notebook in sys.argv[1:] or ["quickstart.ipynb", "sentiment.ipynb"]:
+        execute(notebook)
