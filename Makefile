@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: install quickstart quickstart-text text-assets test test-slow test-assets test-fast lint \
-	typecheck browser source-backbone clean peers adapt-env notebooks
+	typecheck browser source-backbone clean peers adapt-env notebooks docs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -58,6 +58,14 @@ quickstart-text: text-assets
 notebooks: text-assets
 	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) notebooks/execute.py
 
+# The docs site (site/index.html) from docs/, warnings (broken links, stale pages) as errors;
+# the flag reference must match every command's --help (python docs/reference/generate.py
+# rewrites it).
+docs: install
+	$(PY) docs/reference/generate.py --check || { echo "docs/reference/flags.md is stale: run \
+	$(PY) docs/reference/generate.py"; exit 1; }
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet
+
 lint: install
 	$(PY) -m ruff check .
 
@@ -76,7 +84,7 @@ browser:
 # each test file stays on one worker, and files start in collection order (the transfer demo
 # first, see tests/conftest.py) rather than xdist's default of the files with most tests first.
 # The long end-to-end tests (marked slow) run in make test-slow; .ci/run runs both.
-test: install text-assets lint typecheck browser
+test: install text-assets lint typecheck browser docs
 	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder \
 		-m "not assets and not slow"
 

@@ -4,7 +4,7 @@ coverage and the abstain rule's rejection of classes the model never saw.
     python benchmarks/calibration.py [--seeds=0,1,2] [--runs=quickstart,sentiment]
                                      [--out=benchmarks/results/calibration.json]
 
-Each run is a README config (configs/quickstart.cfg: digits 5-9 from 2 labelled images per
+Each run is a shipped config (configs/quickstart.cfg: digits 5-9 from 2 labelled images per
 class on a backbone trained on 0-4; configs/sentiment.cfg: fine-tuned MiniLM on movie
 sentences, needs `make text-assets`) with --calibrate=temperature --coverage=0.9
 --abstain_rate=0.05 and the seed given (which also draws the splits). Per run: the test

@@ -1,6 +1,6 @@
 """Training throughput (images/second) per backbone, phase, precision, XLA and batch size, and
 how close ktransfer's input pipeline comes to the in-memory limit. The script a GPU machine
-runs to fill README's GPU table; it runs on CPUs too.
+runs to fill the GPU table of docs/results/speed.md; it runs on CPUs too.
 
     python benchmarks/train_speed.py [--image_size=224] [--batch_sizes=32,64,128]
         [--backbones=MobileNetV3Small,ResNet50] [--xla=off,on] [--block=20]

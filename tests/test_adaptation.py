@@ -82,7 +82,7 @@ def test_class_mmd_with_adabn_beats_its_source_model_on_digits_m_by_5_points(tmp
     digits-M. Measured here (2026-11-26): the adapted model's digits-M accuracy +18.3 points
     over its source model's on seed 2, +19.7 and +6.5 on seeds 1 and 0 (10 more epochs
     source-only add 1.1-2.6 of those points); the domain MMD falls from 0.76-0.91 to 0.08-0.09.
-    The 5-seed benchmark in README is longer and chooses among source runs."""
+    The 5-seed benchmark in docs/guides/adaptation.md is longer and chooses among source runs."""
     common = dict(data="builtin:digits", backbone="small_cnn", weights="none", image_size=16,
                   batch_size=64, epochs=0, bn_trainable=True, head_hidden=(128,), dropout=0.2,
                   val_split=0.15, test_split=0.0, target_eval_data="builtin:digits_m", seed=2,

@@ -1,6 +1,6 @@
 """The offline transfer demo: the shipped source backbone is reproducible and really transfers.
 
-Seeds are fixed in the flagfiles. Figures over several seeds are in README.md.
+Seeds are fixed in the flagfiles. Figures over several seeds are in docs/results/index.md.
 """
 
 from __future__ import annotations

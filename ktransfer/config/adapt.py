@@ -46,7 +46,8 @@ class AdaptConfig:
                                 "row by class: predictions (the classifier's probabilities, "
                                 "DSAN) or clusters (the nearest class centroid of the target "
                                 "features, re-estimated every epoch, as SHOT labels; did not "
-                                "help on the digits benchmark, see README) or balanced (the "
+                                "help on the digits benchmark, see "
+                                "docs/guides/adaptation.md) or balanced (the "
                                 "probabilities rescaled per class so that the target's "
                                 "predicted classes follow the source's class frequencies, "
                                 "against a sink class that takes many target examples).",

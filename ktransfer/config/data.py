@@ -38,8 +38,9 @@ class DataConfig:
     task: str = option("single_label", "What each example's target is.",
                        registry="ktransfer.tasks:TASKS")
     data: str = option(
-        "", "Training data: builtin:NAME, tfds:NAME, or a folder of class sub-folders "
-        "(folder:PATH or just PATH); text also reads .csv, .tsv and .jsonl files.")
+        "", "Training data: builtin:NAME, tfds:NAME, a folder of class sub-folders "
+        "(folder:PATH or just PATH), or a .csv, .tsv or .jsonl table (texts with "
+        "--text_column; image file paths with --file_column; labels in --label_column).")
     data_dir: str = option("", "tfds data folder (where `tfds build` put the dataset).")
     val_data: str = option("", "Validation data (same forms as --data); default: split --data.")
     test_data: str = option("", "Test data (same forms as --data); default: split --data.")

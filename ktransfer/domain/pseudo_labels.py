@@ -7,7 +7,7 @@ al. 2020, "Do we really need to access the source data?") labels the target by c
 instead: class centroids of the target features weighted by the predictions, then by the
 nearest-centroid labels again, and each row takes its nearest centroid's class (cosine), so
 mistakes of the classifier that the feature clusters do not share can be corrected. Measured
-on the digits -> digits-M benchmark it did not help (README, "Domain adaptation").
+on the digits -> digits-M benchmark it did not help (docs/guides/adaptation.md).
 
 `TargetLabeller` re-estimates the centroids at the start of every epoch into a variable;
 `nearest_centroid` turns a batch of target features into one-hot class weights in the graph.

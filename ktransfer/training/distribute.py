@@ -58,7 +58,7 @@ def configure_devices(cfg: DistributeConfig) -> None:
 def _multi_worker(cfg: DistributeConfig) -> tf.distribute.Strategy:
     if not os.environ.get("TF_CONFIG"):  # checked before anything starts the TF runtime
         raise ConfigError("strategy", "multi_worker needs TF_CONFIG (the cluster spec) in "
-                          "the environment of every worker; see README")
+                          "the environment of every worker; see docs/guides/scale.md")
     configure_devices(cfg)
     patch_keras_for_multi_worker()
     try:

@@ -80,8 +80,9 @@ def adapt_best(runs: Sequence[str | Path], target: str, *, pick: str = "im",
     """`adapt` from each of several source runs (typically the same source training with other
     `--seed` values) and the adapted run whose kept epoch the validator `pick` scores highest,
     without target labels. How well class alignment works depends mostly on the source model
-    (README, "Adapting from several source runs"): on the digits benchmark, five source runs
-    chosen among by `im` put every seed within 6 points of the mean.
+    (docs/guides/adaptation.md, "Adapting from several source runs"): on the digits
+    benchmark, five source runs chosen among by `im` put every seed within 6 points of the
+    mean.
 
     Args:
         runs: the source runs' directories; each adapted run goes beside its source

@@ -1,0 +1,37 @@
+"""The docs: the flag reference is what the commands' --help prints, the README stays short
+and its links lead somewhere, and the site's navigation names pages that exist."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+from conftest import REPO
+
+
+def _generator():
+    spec = importlib.util.spec_from_file_location("generate", REPO / "docs" / "reference" /
+                                                  "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_flag_reference_is_what_help_prints():
+    generate = _generator()
+    assert generate.PAGE.read_text() == generate.page(), \
+        "docs/reference/flags.md is stale: run python docs/reference/generate.py"
+
+
+def test_the_readme_is_short_and_its_links_lead_to_files():
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) <= 250
+    targets = re.findall(r"\]\(([^)#]+)\)", text)
+    assert targets and [t for t in targets if not (REPO / t).exists()] == []
+
+
+def test_every_page_in_the_navigation_exists_and_every_page_is_in_it():
+    nav = re.findall(r":\s*([\w/.-]+\.md)\s*$", (REPO / "mkdocs.yml").read_text(), re.M)
+    pages = {str(p.relative_to(REPO / "docs")) for p in (REPO / "docs").rglob("*.md")}
+    assert set(nav) == pages
