@@ -114,6 +114,15 @@ def test_report_html_renders_with_its_plots_in_headless_chromium(quickstart_run,
     assert "--train_per_class=2" in changed and "every flag (flags.cfg)" in page
     metrics = json.loads((quickstart_run / "metrics.json").read_text())
     assert metrics["class_counts"]["train"] == {str(c): 2 for c in range(5, 10)}
+    card = json.loads((quickstart_run / "model_card.json").read_text())
+    quality = card["quality"]
+    assert quality["low"] <= metrics["test"]["accuracy"] == quality["value"] <= quality["high"]
+    assert 0 < quality["high"] - quality["low"] < 0.2 and quality["examples"] == 359
+    weakest = min((r for r in json.loads((quickstart_run / "report" / "evaluation.json")
+                                         .read_text())["per_class"]), key=lambda r: r["recall"])
+    assert card["limits"][0].startswith(f"class `{weakest['class']}`: recall ")
+    text = (quickstart_run / "MODEL_CARD.md").read_text()
+    assert "95 % bootstrap interval" in text and "small_cnn" in text and "Fill in" in text
     assert sum(metrics["class_counts"]["test"].values()) == metrics["num_examples"]["test"]
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "install Chromium (Debian: apt-get install chromium; `make test` does)"

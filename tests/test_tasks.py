@@ -368,6 +368,7 @@ def test_multi_label_image_export_serves_bytes_with_the_runs_thresholds(digit_ta
     names = [[n.decode() for n in row if n] for row in served["predicted_names"].numpy()]
     assert names == [sorted(r["label"] for r in row["labels"]) for row in rows]
     assert json.loads((version / "conversions.json").read_text())["tflite"]["within_limit"]
+    assert "label `" in (version / "MODEL_CARD.md").read_text()  # the run's card, copied
     assert read_state(version)["thresholds"] == read_state(run)["thresholds"] == \
         clf.state["thresholds"]
 

@@ -31,6 +31,7 @@ from ktransfer.errors import DiskFullError, KtransferError
 from ktransfer.modality import Answer, Feed, Modality
 from ktransfer.runs import atomic
 from ktransfer.runs.exportdir import ORIGIN, check_export_dir, versions
+from ktransfer.runs.rundir import CARD_FILES
 from ktransfer.tasks import default_task
 from ktransfer.tasks.task import Task, save_state
 
@@ -113,7 +114,8 @@ def _read_models_config(path: Path) -> dict[str, str]:
 def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list[str],
            export_dir: str | os.PathLike, version: int = 0, top_k: int = 5,
            extras: Callable[[Path], Any] | None = None,
-           origin: dict[str, Any] | None = None, state: dict[str, Any] | None = None) -> Path:
+           origin: dict[str, Any] | None = None, state: dict[str, Any] | None = None,
+           copies: tuple[Path, ...] = ()) -> Path:
     """Writes `export_dir/VERSION` (next free number when `version` is 0) and returns it.
 
     The SavedModel is written to a hidden temporary folder next to it and renamed at the end,
@@ -124,7 +126,8 @@ def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list
     e.g. multi-label thresholds, also built into the signatures), calls `extras(folder)` to
     add files (TFLite, ONNX) before
     the version is published, and adds the model to `export_dir/../models.config`, under a
-    lock. `origin` (the exporting run) goes to `VERSION/origin.json`.
+    lock. `origin` (the exporting run) goes to `VERSION/origin.json`; the files `copies` (the
+    run's model card) are copied in as they are.
     """
     base = check_export_dir(export_dir, version)
     archive = build_archive(model, modality, feed, class_names, top_k, state)
@@ -137,6 +140,8 @@ def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list
         save_state(tmp, feed.task or default_task(), state or {})
         if origin is not None:
             (tmp / ORIGIN).write_text(json.dumps(origin) + "\n")
+        for path in copies:
+            shutil.copyfile(path, tmp / path.name)
         if extras is not None:
             extras(tmp)
         final = _claim_version(tmp, base, version)
@@ -216,4 +221,12 @@ def export_saved(cfg: ExportConfig) -> Path:
         extras = functools.partial(conversion.convert, model=clf.model, signature=signature,
                                    cfg=cfg, data=data, key=clf.task.output_key)
     return export(clf.model, clf.modality, clf.feed, clf.class_names, cfg.export_dir,
-                  cfg.version, cfg.top_k, extras, state=clf.state)
+                  cfg.version, cfg.top_k, extras, state=clf.state,
+                  copies=card_files(clf.run_dir))
+
+
+def card_files(run_dir: str | os.PathLike | None) -> tuple[Path, ...]:
+    """The model card files a run directory has (none for a bare .keras file)."""
+    if run_dir is None:
+        return ()
+    return tuple(p for p in (Path(run_dir) / name for name in CARD_FILES) if p.is_file())

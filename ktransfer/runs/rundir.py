@@ -35,6 +35,7 @@ LOCK = ".lock"
 RESUME_DIR = "resume"
 STATE = "state.json"
 HISTORY = "flags.history"
+CARD_FILES = ("MODEL_CARD.md", "model_card.json")  # the model card, copied into exports
 # Flags that may differ between a killed run and the command that resumes it.
 _NOT_COMPARED = ("verbose", "overwrite", "print_model", "run_dir")
 # After a NaN stop these may change too: the documented recovery resumes from the last good

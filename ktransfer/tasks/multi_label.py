@@ -300,6 +300,13 @@ class MultiLabel(Task):
                            reliability(*self.confidence(outputs, targets)), strict=True)),
                 "mistakes": _mistakes(outputs, truth, decided, names, ids)}
 
+    def limits(self, summary: dict[str, Any]) -> list[str]:
+        """The labels of lowest average precision."""
+        rows = [r for r in summary["per_label"] if r["support"]]
+        return [f"label `{r['label']}`: average precision {r['ap']:.3f}, recall "
+                f"{r['recall']:.3f} at its threshold, {r['support']} examples"
+                for r in sorted(rows, key=lambda r: r["ap"])[:3]]
+
     def lines(self, summary: dict[str, Any], top_k: int) -> list[str]:
         return [f"examples: {summary['num_examples']}  macro F1: {summary['macro_f1']:.4f}  "
                 f"micro F1: {summary['micro_f1']:.4f}  mAP: {summary['map']:.4f}  "

@@ -185,6 +185,18 @@ class Regression(Task):
                               "confidence": float(error[i]), "how": f"off by {error[i]:.3g}",
                               "output": 0} for i in worst]}
 
+    def limits(self, summary: dict[str, Any]) -> list[str]:
+        """The target range it saw and its largest errors."""
+        found = []
+        if summary["range"]:
+            found.append(f"tested on targets from {summary['range'][0]:.4g} to "
+                         f"{summary['range'][1]:.4g}; outside that range it extrapolates")
+        worst = summary["mistakes"][:3]
+        if worst:
+            found.append("largest errors: " + "; ".join(
+                f"true {m['true']}, predicted {m['predicted']}" for m in worst))
+        return found
+
     def lines(self, summary: dict[str, Any], top_k: int) -> list[str]:
         return [f"examples: {summary['num_examples']}  MAE: {summary['mae']:.4g}  RMSE: "
                 f"{summary['rmse']:.4g}  R²: {summary['r2']:.4f}  Pearson r: "

@@ -334,6 +334,20 @@ class SingleLabel(Task):
                 + plotting.img_tag(out_dir / "reliability.png", "reliability diagram")
                 + "".join(f"<p>{html.escape(line)}</p>" for line in _uncertainty_lines(summary)))
 
+    def limits(self, summary: dict[str, Any]) -> list[str]:
+        """The classes of lowest recall and what they are taken for most often."""
+        rows = [r for r in summary["per_class"] if r["support"]]
+        names, confusion = summary["class_names"], np.array(summary["confusion_matrix"])
+        found = []
+        for r in sorted(rows, key=lambda r: r["recall"])[:3]:
+            i = names.index(r["class"])
+            wrong = confusion[i].copy()
+            wrong[i] = 0
+            taken = f", most often taken for `{names[int(wrong.argmax())]}`" if wrong.any() else ""
+            found.append(f"class `{r['class']}`: recall {r['recall']:.3f} of {r['support']} "
+                         f"examples{taken}")
+        return found
+
     def exemplars(self, targets: np.ndarray) -> list[tuple[int, int]]:
         firsts = {int(c): i for i, c in reversed(list(enumerate(targets)))}
         return [(firsts[c], c) for c in sorted(firsts)]

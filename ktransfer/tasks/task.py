@@ -222,6 +222,11 @@ class Task(abc.ABC):
     def sections(self, summary: dict[str, Any], out_dir: Path) -> str:
         """The report's HTML for `summary` (plots written into `out_dir` and embedded)."""
 
+    def limits(self, summary: dict[str, Any]) -> list[str]:
+        """The model card's measured limits from a split's `summarize` (the weakest classes,
+        the largest errors), one sentence each."""
+        return []
+
     def exemplars(self, targets: np.ndarray) -> list[tuple[int, int]]:
         """(position, output) of an example of each class (label), for galleries; none by
         default."""

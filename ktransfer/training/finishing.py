@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 
 from ktransfer.deploy import prediction
-from ktransfer.deploy.serving import export
+from ktransfer.deploy.serving import card_files, export
 from ktransfer.network.classifier import compile_classifier, inference_model
 from ktransfer.reporting.evaluation import evaluate
-from ktransfer.reporting.report import write_report
+from ktransfer.reporting.model_card import card_data, interval, write_card
+from ktransfer.reporting.report import changed_flags, write_report
 from ktransfer.runs import atomic, rundir
 from ktransfer.runs.exportdir import origin, versions
 from ktransfer.runs.progress import step
@@ -67,6 +68,7 @@ def finish(job: Job, trained: Fitted) -> dict[str, Any]:
     metrics["seconds"] = round(time.time() - job.started, 1)
     metrics["ktransfer"] = provenance()
     atomic.write_json(path / "metrics.json", metrics)
+    _card(job, metrics, probabilities, state)
     if cfg.train.export_dir:
         with step("exporting a SavedModel"):
             metrics["export"] = str(_export(job, state))
@@ -129,6 +131,18 @@ def _split_scores(job: Job, recorder: ValidationRecorder, metrics: dict[str, Any
     return test, state, val
 
 
+def _card(job: Job, metrics: dict[str, Any], outputs: np.ndarray, state: dict[str, Any]
+          ) -> None:
+    """RUN/MODEL_CARD.md from the outputs [N, C] of the report's split (test, else
+    validation): the task's quality with a bootstrap interval and its measured limits."""
+    task, splits = task_of(job.cfg), job.splits
+    on = splits.test if splits.test is not None else splits.val
+    summary = task.summarize(outputs, on.labels, splits.class_names, None, 5, state)
+    flags = changed_flags((job.run_dir / rundir.FLAGFILE).read_text())
+    write_card(job.run_dir, card_data(metrics, flags, interval(task, outputs, on.labels, state),
+                                      task.limits(summary)))
+
+
 def _report(job: Job, probabilities: np.ndarray, state: dict[str, Any]) -> None:
     """report.html, from the outputs of its split (test, else validation)."""
     splits = job.splits
@@ -159,5 +173,6 @@ def _export(job: Job, task_state: dict[str, Any]) -> Path:
         atomic.write_json(job.run_dir / rundir.RESUME_DIR / rundir.STATE,
                           {**state, "export_version": version})
     return export(job.model, job.modality, job.feed, list(job.splits.class_names),
-                  job.cfg.train.export_dir, version=version, origin=ours, state=task_state)
+                  job.cfg.train.export_dir, version=version, origin=ours, state=task_state,
+                  copies=card_files(job.run_dir))
 
