@@ -26,6 +26,7 @@ from ktransfer.tasks import default_task, task_of
 
 if TYPE_CHECKING:  # in annotations only: knowing the modalities imports no TensorFlow
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from ktransfer.tasks.task import Task
@@ -193,6 +194,11 @@ class Modality(abc.ABC):
     @abc.abstractmethod
     def accepts(self, model: keras.Model) -> bool:
         """Whether `model` takes this kind's inputs (to tell the kind of a bare .keras file)."""
+
+    @abc.abstractmethod
+    def serving_inputs(self, examples: Examples, n: int) -> dict[str, np.ndarray]:
+        """The `serving_default` signature's inputs for the first `n` of `examples`, as a
+        client sends them (encoded image bytes, raw strings): the export's warm-up requests."""
 
     @abc.abstractmethod
     def endpoints(self, model: keras.Model, feed: Feed, answer: Answer) -> dict[str, Any]:

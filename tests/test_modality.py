@@ -16,6 +16,7 @@ from ktransfer import config, preflight
 from ktransfer.config import groups
 from ktransfer.deploy.saving import load_model
 from ktransfer.deploy.serving import answer, export
+from ktransfer.deploy.warmup import read_warmup
 from ktransfer.errors import DataError
 from ktransfer.modality import (
     DEFAULT_BACKBONES,
@@ -85,10 +86,18 @@ def test_every_modality_meets_the_seam(name, tmp_path, request, with_toy):
     # The export holds the promised signatures, serving_default first.
     endpoints = modality.endpoints(model, feed, answer(feed, list(splits.class_names), 2))
     assert next(iter(endpoints)) == "serving_default"
-    version = export(model, modality, feed, list(splits.class_names), tmp_path / "e" / "m")
+    warm = modality.serving_inputs(splits.val, 3)
+    version = export(model, modality, feed, list(splits.class_names), tmp_path / "e" / "m",
+                     warmup=warm)
     if name == "text":
         import tensorflow_text  # noqa: F401 (the tokenizer's ops)
-    assert set(tf.saved_model.load(str(version)).signatures) == set(endpoints)
+    loaded = tf.saved_model.load(str(version))
+    assert set(loaded.signatures) == set(endpoints)
+    # The warm-up requests are real examples the server's default signature answers.
+    request = read_warmup(version)[-1]
+    sent = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+    _close(loaded.signatures["serving_default"](**{k: tf.constant(v) for k, v in sent.items()})
+           ["probabilities"], probabilities[:3])
     shown = modality.presentation
     assert shown.noun and shown.input_key and shown.list_backbones()
 

@@ -5,18 +5,21 @@ tables."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from ktransfer import config, preflight
 from ktransfer.config import ModelConfig, SearchConfig, TuneConfig
 from ktransfer.deploy.prediction import predict_saved
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.serving import export, export_saved
+from ktransfer.deploy.warmup import read_warmup
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.reporting.evaluation import describe, evaluate_saved
 from ktransfer.tasks import TASKS
@@ -369,6 +372,15 @@ def test_multi_label_image_export_serves_bytes_with_the_runs_thresholds(digit_ta
     assert names == [sorted(r["label"] for r in row["labels"]) for row in rows]
     assert json.loads((version / "conversions.json").read_text())["tflite"]["within_limit"]
     assert "label `" in (version / "MODEL_CARD.md").read_text()  # the run's card, copied
+    # TF Serving's warm-up: real test images as requests it parses, answered by the signature
+    warm = read_warmup(version)
+    assert [r.model_spec.signature_name for r in warm] == ["serving_default"] * 2
+    sent = tf.make_ndarray(warm[-1].inputs["image_bytes"])
+    assert len(sent) == 8 and all(Image.open(io.BytesIO(b)).size for b in sent)
+    answered = tf.saved_model.load(str(version)).signatures["serving_default"](
+        image_bytes=tf.constant(sent))
+    assert answered["probabilities"].shape == (8, 5)
+    assert (version.parent.parent / "batching.config").read_text().startswith("max_batch_size")
     assert read_state(version)["thresholds"] == read_state(run)["thresholds"] == \
         clf.state["thresholds"]
 

@@ -89,6 +89,11 @@ class VectorPresentation(Presentation):
         rows = np.array(parsed, dtype=np.float32).reshape(-1, WIDTH)
         return VectorSet(("",), np.zeros(len(rows), np.int32), rows)
 
+    def from_values(self, values: list[str]) -> Examples:
+        rows = np.array([[float(v) for v in value.split(",")] for value in values],
+                        dtype=np.float32).reshape(-1, WIDTH)
+        return VectorSet(("",), np.zeros(len(rows), np.int32), rows)
+
 
 class VectorModality(Modality):
     name = "vectors"
@@ -129,6 +134,10 @@ class VectorModality(Modality):
             return answer(model(values, training=False))
 
         return {"serving_default": serve}
+
+    def serving_inputs(self, examples: Examples, n: int) -> dict[str, np.ndarray]:
+        assert isinstance(examples, VectorSet) and examples.values is not None
+        return {"values": examples.values[:n]}
 
 
 VECTORS = VectorModality()

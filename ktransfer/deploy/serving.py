@@ -13,6 +13,7 @@ import errno
 import fcntl
 import functools
 import json
+import logging
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ from ktransfer import preflight
 from ktransfer.config import ExportConfig
 from ktransfer.deploy import conversion
 from ktransfer.deploy.saving import open_classifier
+from ktransfer.deploy.warmup import write_batching, write_warmup
 from ktransfer.errors import DiskFullError, KtransferError
 from ktransfer.modality import Answer, Feed, Modality
 from ktransfer.runs import atomic
@@ -36,6 +38,8 @@ from ktransfer.tasks import default_task
 from ktransfer.tasks.task import Task, save_state
 
 TMP_PREFIX = ".tmp-"
+WARMUP_EXAMPLES = 8  # real examples in the warm-up requests
+log = logging.getLogger(__name__)
 
 
 def check_classifier(model: keras.Model, class_names: list[str], flag: str = "model",
@@ -115,7 +119,7 @@ def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list
            export_dir: str | os.PathLike, version: int = 0, top_k: int = 5,
            extras: Callable[[Path], Any] | None = None,
            origin: dict[str, Any] | None = None, state: dict[str, Any] | None = None,
-           copies: tuple[Path, ...] = ()) -> Path:
+           copies: tuple[Path, ...] = (), warmup: dict[str, Any] | None = None) -> Path:
     """Writes `export_dir/VERSION` (next free number when `version` is 0) and returns it.
 
     The SavedModel is written to a hidden temporary folder next to it and renamed at the end,
@@ -127,7 +131,8 @@ def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list
     add files (TFLite, ONNX) before
     the version is published, and adds the model to `export_dir/../models.config`, under a
     lock. `origin` (the exporting run) goes to `VERSION/origin.json`; the files `copies` (the
-    run's model card) are copied in as they are.
+    run's model card) are copied in as they are; `warmup` (serving_default's inputs of a few
+    real examples) becomes TF Serving's warm-up requests.
     """
     base = check_export_dir(export_dir, version)
     archive = build_archive(model, modality, feed, class_names, top_k, state)
@@ -142,6 +147,8 @@ def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list
             (tmp / ORIGIN).write_text(json.dumps(origin) + "\n")
         for path in copies:
             shutil.copyfile(path, tmp / path.name)
+        if warmup:
+            write_warmup(tmp, warmup)
         if extras is not None:
             extras(tmp)
         final = _claim_version(tmp, base, version)
@@ -198,6 +205,7 @@ def _register(base: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         entries = {**_read_models_config(config_path), base.name: str(base)}
         atomic.write_text(config_path, models_config(entries))
+        write_batching(base.parent)
 
 
 
@@ -211,18 +219,34 @@ def export_saved(cfg: ExportConfig) -> Path:
                           flag="run_dir" if cfg.run_dir else "model")
     extras = None
     formats = conversion.wanted(cfg)
+    data = _run_data(clf)
     if formats:
         signature = clf.modality.tflite_signature
         if signature is None:
             flag = formats[0] if formats[0] in ("tflite", "onnx") else "formats"
             raise KtransferError(f"--{flag}: {', '.join(formats)} copies are not available for "
                                  f"{clf.modality.name} models")
-        data = conversion.check_data(clf)
         extras = functools.partial(conversion.convert, model=clf.model, signature=signature,
                                    cfg=cfg, data=data, key=clf.task.output_key)
     return export(clf.model, clf.modality, clf.feed, clf.class_names, cfg.export_dir,
                   cfg.version, cfg.top_k, extras, state=clf.state,
-                  copies=card_files(clf.run_dir))
+                  copies=card_files(clf.run_dir), warmup=_warmup(clf, data))
+
+
+def _run_data(clf: Any) -> conversion.CheckData | None:
+    """The run's test examples (for the copies' check and the warm-up requests); None for a
+    bare .keras file or data that is no longer there (the export goes on without)."""
+    try:
+        return conversion.check_data(clf)
+    except KtransferError as exc:
+        log.warning("WARNING: the run's data cannot be read (%s); exporting without warm-up "
+                    "requests or checked copies", exc)
+        return None
+
+
+def _warmup(clf: Any, data: conversion.CheckData | None) -> dict[str, Any] | None:
+    return None if data is None or data.test is None else \
+        clf.modality.serving_inputs(data.test, WARMUP_EXAMPLES)
 
 
 def card_files(run_dir: str | os.PathLike | None) -> tuple[Path, ...]:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
+import tensorflow as tf
 
 from ktransfer.config import PredictConfig, RunConfig
 from ktransfer.data import tables
@@ -125,6 +127,16 @@ class ImageModality(Modality):
 
     def endpoints(self, model: keras.Model, feed: Feed, answer: Answer) -> dict[str, Any]:
         return serving.endpoints(model, answer)
+
+    def serving_inputs(self, examples: Examples, n: int) -> dict[str, np.ndarray]:
+        """`image_bytes`: the files' own bytes, or PNG-encoded pixels of arrays and TFDS."""
+        assert isinstance(examples, ImageSet)
+        if examples.files is not None:
+            data = [Path(str(f)).read_bytes() for f in examples.files[:n]]
+        else:
+            first = examples.subset(np.arange(min(n, len(examples))))
+            data = [tf.io.encode_png(image).numpy() for image, _ in first.dataset()]
+        return {"image_bytes": np.array(data, dtype=object)}
 
 
 

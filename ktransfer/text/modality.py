@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from ktransfer.config import PredictConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
@@ -139,6 +140,12 @@ class TextModality(Modality):
     def endpoints(self, model: keras.Model, feed: Feed, answer: Answer) -> dict[str, Any]:
         assert isinstance(feed, TextFeed)
         return serving.endpoints(model, feed.preprocessor, answer)
+
+    def serving_inputs(self, examples: Examples, n: int) -> dict[str, np.ndarray]:
+        """`text`: the raw strings."""
+        assert isinstance(examples, TextSet) and examples.texts is not None
+        return {"text": np.array([str(t).encode("utf-8") for t in examples.texts[:n]],
+                                 dtype=object)}
 
     def data_notes(self, splits: Splits, feed: Feed) -> dict[str, Any]:
         """Bad texts skipped while reading, and texts cut to --max_length, per split."""

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from ktransfer.data.examples import Examples
 from ktransfer.deploy import prediction
-from ktransfer.deploy.serving import card_files, export
+from ktransfer.deploy.serving import WARMUP_EXAMPLES, card_files, export
 from ktransfer.network.classifier import compile_classifier, inference_model
 from ktransfer.reporting.evaluation import evaluate
 from ktransfer.reporting.model_card import card_data, interval, write_card
@@ -131,13 +132,17 @@ def _split_scores(job: Job, recorder: ValidationRecorder, metrics: dict[str, Any
     return test, state, val
 
 
+def _shown_split(job: Job) -> Examples:
+    """The split the report and the model card show: test, else validation."""
+    return job.splits.test if job.splits.test is not None else job.splits.val
+
+
 def _card(job: Job, metrics: dict[str, Any], outputs: np.ndarray, state: dict[str, Any]
           ) -> None:
     """RUN/MODEL_CARD.md from the outputs [N, C] of the report's split (test, else
     validation): the task's quality with a bootstrap interval and its measured limits."""
-    task, splits = task_of(job.cfg), job.splits
-    on = splits.test if splits.test is not None else splits.val
-    summary = task.summarize(outputs, on.labels, splits.class_names, None, 5, state)
+    task, on = task_of(job.cfg), _shown_split(job)
+    summary = task.summarize(outputs, on.labels, job.splits.class_names, None, 5, state)
     flags = changed_flags((job.run_dir / rundir.FLAGFILE).read_text())
     write_card(job.run_dir, card_data(metrics, flags, interval(task, outputs, on.labels, state),
                                       task.limits(summary)))
@@ -174,5 +179,6 @@ def _export(job: Job, task_state: dict[str, Any]) -> Path:
                           {**state, "export_version": version})
     return export(job.model, job.modality, job.feed, list(job.splits.class_names),
                   job.cfg.train.export_dir, version=version, origin=ours, state=task_state,
-                  copies=card_files(job.run_dir))
+                  copies=card_files(job.run_dir),
+                  warmup=job.modality.serving_inputs(_shown_split(job), WARMUP_EXAMPLES))
 
