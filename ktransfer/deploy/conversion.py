@@ -12,6 +12,7 @@ to the Keras model, and the figures go to VERSION/conversions.json; a drop large
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -50,12 +51,16 @@ class ExportFormat:
         predictor: (the file's bytes, signature, output key) -> a `Predictor` of that
             output (the task's `output_key`: "probabilities", "value"), for the accuracy
             check.
+        requires: the Python modules it needs beyond ktransfer's own dependencies, and the
+            extra that installs them (`pip install 'ktransfer[EXTRA]'`).
     """
 
     filename: str
     wanted: Callable[[ExportConfig], bool]
     convert: Callable[..., tuple[bytes, dict[str, Any]]]
     predictor: Callable[[bytes, str, str], Predictor]
+    requires: tuple[str, ...] = ()
+    extra: str = ""
 
 
 FORMATS: Registry[ExportFormat] = Registry("export format", "formats", {
@@ -67,6 +72,17 @@ FORMATS: Registry[ExportFormat] = Registry("export format", "formats", {
 def wanted(cfg: ExportConfig) -> list[str]:
     """The formats `cfg` asks for, in registration order."""
     return [name for name, fmt in FORMATS.items() if fmt.wanted(cfg)]
+
+
+def check_installed(cfg: ExportConfig) -> None:
+    """Before any work: each wanted format's optional modules are installed (KtransferError
+    naming the format's flag and the extra to install)."""
+    for name in wanted(cfg):
+        fmt = FORMATS.get(name)
+        missing = [m for m in fmt.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise KtransferError(f"--{name}: needs {', '.join(missing)}, which is not "
+                                 f"installed: pip install 'ktransfer[{fmt.extra}]'")
 
 
 @dataclass

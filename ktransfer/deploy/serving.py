@@ -215,6 +215,7 @@ def export_saved(cfg: ExportConfig) -> Path:
     TFLite and ONNX copies checked on the run's test split when asked. Checks the flags first
     (pre-flight)."""
     preflight.check_export(cfg)
+    conversion.check_installed(cfg)
     clf = open_classifier(cfg.source, unsafe=cfg.unsafe_load,
                           flag="run_dir" if cfg.run_dir else "model")
     extras = None

@@ -1,5 +1,6 @@
 """ONNX (`--onnx`): the Keras model with one output (`probabilities`, or `value` for
-regression), through tf2onnx (opset 17), run with onnxruntime for the accuracy check. Both are
+regression), through tf2onnx (opset 17), run with onnxruntime for the accuracy check. Both
+come with the `onnx` extra (`pip install 'ktransfer[onnx]'`, checked before any work) and are
 imported only when used (0.15 s of every command's start-up otherwise)."""
 
 from __future__ import annotations
@@ -57,4 +58,6 @@ FORMAT = ExportFormat(
     wanted=lambda cfg: cfg.onnx or "onnx" in cfg.formats,
     convert=convert,
     predictor=predictor,
+    requires=("tf2onnx", "onnx", "onnxruntime"),
+    extra="onnx",
 )
