@@ -11,6 +11,7 @@ notebook call is checked as the command line is.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -132,6 +133,8 @@ def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
             check_source(modality, spec, flag)
     modality.check(cfg)
     task_of(cfg).check(cfg)
+    if cfg.train.track == "mlflow" and importlib.util.find_spec("mlflow") is None:
+        raise ConfigError("track", "mlflow is not installed: pip install 'ktransfer[tracking]'")
     several = 2 if cfg.distribute.strategy in ("mirrored", "multi_worker") else 1
     if accumulation_untested(cfg, several):
         raise ConfigError("accumulate", ACCUMULATE_UNTESTED)

@@ -80,6 +80,13 @@ class TrainConfig:
     run_dir: str = option("", "Run directory; default runs/<backbone>-<time>.")
     overwrite: bool = option(False, "Replace an existing, non-empty --run_dir.")
     tensorboard: bool = option(True, "Write TensorBoard logs to RUN_DIR/tensorboard.")
+    track: str = option("none", "Experiment tracking: mlflow logs the flags, every epoch's "
+                        "metrics of both phases on one step axis, the final metrics and the "
+                        "run's files to an MLflow store; a resumed run continues the same "
+                        "MLflow run. Needs the tracking extra.", ("none", "mlflow"))
+    tracking_uri: str = option("", "--track=mlflow: the store (an MLflow tracking URI); "
+                               "default: ./mlruns, a local folder.")
+    experiment: str = option("ktransfer", "--track=mlflow: the MLflow experiment name.")
     export_dir: str = option("", "After training, export a SavedModel for TF Serving to "
                             "EXPORT_DIR/VERSION (next free version), e.g. exports/flowers.")
     report: bool = option(True, "Evaluate on the test set (else validation) and write "

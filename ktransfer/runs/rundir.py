@@ -37,7 +37,8 @@ STATE = "state.json"
 HISTORY = "flags.history"
 CARD_FILES = ("MODEL_CARD.md", "model_card.json")  # the model card, copied into exports
 # Flags that may differ between a killed run and the command that resumes it.
-_NOT_COMPARED = ("verbose", "overwrite", "print_model", "run_dir")
+_NOT_COMPARED = ("verbose", "overwrite", "print_model", "run_dir", "track", "tracking_uri",
+                 "experiment")
 # After a NaN stop these may change too: the documented recovery resumes from the last good
 # epoch with other optimizer settings.
 RECOVERY_FLAGS = ("lr", "fine_tune_lr", "warmup_epochs", "optimizer", "momentum",

@@ -109,6 +109,7 @@ class Job:
     fingerprint: str = ""  # of the data (the split manifest)
     anchors: dict[str, np.ndarray] | None = None  # --l2sp's w0, by variable path
     fine_tune_ds: tf.data.Dataset | None = None  # made by the fine-tuning phase
+    tracking: list[keras.callbacks.Callback] = field(default_factory=list)  # --track's
     started: float = field(default_factory=time.time)
 
     @property

@@ -78,7 +78,8 @@ class Callbacks:
                  if adapting and job.adapt is not None else [])
         # The resume state commits an epoch last, after everything that records it.
         out = [*recorder, self.guard, *ema, self.history, self.best, self.last, *adapt,
-               self.state, *self.board, TrainProgress(stage.phase, first + stage.stage_epochs)]
+               *job.tracking, self.state, *self.board,
+               TrainProgress(stage.phase, first + stage.stage_epochs)]
         if t.early_stopping:
             out.append(keras.callbacks.EarlyStopping(
                 monitor=t.monitor, patience=t.early_stopping, restore_best_weights=True,

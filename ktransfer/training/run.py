@@ -23,6 +23,7 @@ from ktransfer.training import distribute
 from ktransfer.training.finishing import finish
 from ktransfer.training.job import TrainResult, prepare
 from ktransfer.training.phases import fit_stages
+from ktransfer.training.tracking import tracking
 
 log = logging.getLogger("ktransfer.training")
 
@@ -40,9 +41,17 @@ def train(cfg: RunConfig) -> TrainResult:
     with _distributed(cfg) as (cfg, chief_run), \
             distribute.lost_workers_as_errors(cfg.distribute.strategy):
         job = prepare(cfg, modality, chief_run)
-        with job.run:
+        with job.run, tracking(cfg if distribute.is_chief() else _untracked(cfg),
+                               job.run_dir) as tracker:
+            job.tracking = tracker.callbacks()
             metrics = finish(job, fit_stages(job))
+            tracker.finish(metrics, job.run_dir)
     return TrainResult(run_dir=job.run_dir, model=job.model, metrics=metrics)
+
+
+def _untracked(cfg: RunConfig) -> RunConfig:
+    """`cfg` without tracking (a non-chief worker: the chief logs the run)."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, track="none"))
 
 
 def adapt(run: str | Path, target: str, *, alignment: str = "class", weight: float = 0.3,

@@ -1,0 +1,45 @@
+"""--track=mlflow against a real local MLflow store, read back with MLflow's client: the
+flags, every epoch of both phases on one step axis, the final metrics and the run's files;
+a killed run continues the same MLflow run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ktransfer import config, preflight
+from ktransfer.errors import ConfigError
+from ktransfer.training import train
+from ktransfer.training.tracking import TRACKING_FILE
+
+from conftest import tiny_values, train_killed_after
+
+
+def test_a_tracked_run_killed_and_resumed_is_one_mlflow_run(tmp_path, monkeypatch):
+    store = (tmp_path / "mlruns").as_uri()
+    cfg = config.build(**tiny_values(tmp_path, epochs=2, fine_tune_epochs=2, track="mlflow",
+                                     tracking_uri=store, experiment="digits", report=True))
+    train_killed_after(3, cfg, monkeypatch)
+    first = json.loads((tmp_path / "run" / TRACKING_FILE).read_text())["run_id"]
+    result = train(cfg)
+    assert json.loads((result.run_dir / TRACKING_FILE).read_text())["run_id"] == first
+    client = MlflowClient(tracking_uri=store)
+    experiment = client.get_experiment_by_name("digits")
+    runs = client.search_runs([experiment.experiment_id])
+    assert [r.info.run_id for r in runs] == [first]  # one run, continued
+    run = runs[0]
+    assert run.data.params["epochs"] == "2" and run.data.params["backbone"] == "small_cnn"
+    steps = sorted(m.step for m in client.get_metric_history(first, "val_loss"))
+    assert sorted(set(steps)) == [1, 2, 3, 4]  # both phases on one axis, none lost to the kill
+    assert run.data.metrics["final_test_accuracy"] == pytest.approx(
+        result.metrics["test"]["accuracy"])
+    files = {a.path for a in client.list_artifacts(first)}
+    assert {"flags.cfg", "metrics.json", "report.html", "MODEL_CARD.md"} <= files
+
+
+def test_tracking_without_mlflow_is_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(preflight.importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(ConfigError, match=r"^--track: mlflow is not installed"):
+        preflight.check_train(config.build(**tiny_values(tmp_path, track="mlflow")))
