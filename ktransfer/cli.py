@@ -121,8 +121,8 @@ def quiet_native_logs() -> None:
     that drops TensorFlow's and the codecs' own log lines (`NATIVE_LINE`) unless they are
     asked for; Python's stderr (ktransfer's messages and errors) keeps the real one, so
     nothing of ours is delayed or lost."""
-    if os.environ.get("KTRANSFER_NATIVE_LOGS") == "1":
-        return
+    if os.environ.get("KTRANSFER_NATIVE_LOGS") == "1" or sys.stderr is not sys.__stderr__:
+        return  # asked for, or stderr is already someone else's (a test's capture, a filter)
     try:
         real = os.dup(2)
         read, write = os.pipe()

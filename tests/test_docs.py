@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import subprocess
+import sys
+
+import pytest
 
 from conftest import REPO
 
@@ -35,3 +39,19 @@ def test_every_page_in_the_navigation_exists_and_every_page_is_in_it():
     nav = re.findall(r":\s*([\w/.-]+\.md)\s*$", (REPO / "mkdocs.yml").read_text(), re.M)
     pages = {str(p.relative_to(REPO / "docs")) for p in (REPO / "docs").rglob("*.md")}
     assert set(nav) == pages
+
+
+@pytest.mark.slow
+def test_the_readme_python_example_runs_as_shown(tmp_path):
+    """The README's "From Python" block, run as a user would from a checkout (here a folder
+    linking to this one's configs and package, so its runs/ land in tmp_path)."""
+    block = re.search(r"## From Python\n\n```python\n(.*?)```", (REPO / "README.md").read_text(),
+                      re.S)
+    assert block, "README.md lost its From Python example"
+    for name in ("configs", "ktransfer"):
+        (tmp_path / name).symlink_to(REPO / name)
+    done = subprocess.run([sys.executable, "-c", block.group(1)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    accuracy, answers = done.stdout.strip().splitlines()[-2:]
+    assert float(accuracy) > 0.6 and answers.startswith("[('")
