@@ -36,6 +36,7 @@ VERSION_FLAGS = ("--version",)
 # warnings): shown only with --verbosity=1 or more, or KTRANSFER_NATIVE_LOGS=1.
 NATIVE_LINE = re.compile(rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+\.(?:cc|h|cpp|c):\d+\] "
                          rb"|WARNING: All log messages before absl::InitializeLog\(\)"
+                         rb"|To enable the following instructions: .* rebuild TensorFlow"
                          rb"|Premature end of JPEG file|Corrupt JPEG data)")
 _SHOW_NATIVE = threading.Event()
 _GROUPS: dict[str, type] = {}  # the running command's config groups, for --help

@@ -16,7 +16,8 @@ from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
 NATIVE = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+\.(?:cc|h|cpp|c):\d+\] "
-                    r"|WARNING: All log messages before absl::InitializeLog\(\))")
+                    r"|WARNING: All log messages before absl::InitializeLog\(\)"
+                    r"|To enable the following instructions: .* rebuild TensorFlow)")
 
 
 def without_native_lines(nb: nbformat.NotebookNode) -> None:
@@ -44,6 +45,16 @@ def execute(name: str) -> None:
     print(f"{name}: executed and saved with its outputs")
 
 
+def strip(name: str) -> None:
+    """Drops native lines from a notebook's saved outputs, without running it again."""
+    path = HERE / name
+    nb = nbformat.read(path, as_version=4)
+    without_native_lines(nb)
+    nbformat.write(nb, path)
+
+
 if __name__ == "__main__":
-    for notebook in sys.argv[1:] or ["quickstart.ipynb", "sentiment.ipynb"]:
-        execute(notebook)
+    names = [a for a in sys.argv[1:] if a != "--strip"] or ["quickstart.ipynb",
+                                                           "sentiment.ipynb"]
+    for notebook in names:
+        strip(notebook) if "--strip" in sys.argv else execute(notebook)

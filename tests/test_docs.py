@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import nbformat
 import pytest
 
 from conftest import REPO
@@ -55,3 +56,15 @@ def test_the_readme_python_example_runs_as_shown(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     accuracy, answers = done.stdout.strip().splitlines()[-2:]
     assert float(accuracy) > 0.6 and answers.startswith("[('")
+
+
+def test_the_notebooks_are_committed_with_their_outputs_and_no_native_log_lines():
+    """A reader of the notebooks sees what each cell printed (make notebooks re-runs them),
+    without TensorFlow's native log lines."""
+    native = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+\.(?:cc|h):\d+\] ", re.M)
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        printed = "".join(o.get("text", "") for c in code for o in c.get("outputs", []))
+        assert all(c.get("execution_count") for c in code), f"{path.name}: run make notebooks"
+        assert "test accuracy:" in printed and not native.search(printed), path.name
