@@ -109,7 +109,7 @@ test: install text-assets lint typecheck browser docs
 test-slow: install text-assets
 	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m pytest -q -n 2 -m "slow and not assets"
 
-# Tests on real assets (about 2 minutes; CI runs them after make test): re-creates the shipped
+# Tests on real assets (about 3 minutes; CI runs them after make test): re-creates the shipped
 # source backbone from configs/digits_source.cfg and checks that its features match the shipped
 # one's and that it transfers; runs notebooks/sentiment.ipynb, which fine-tunes the real MiniLM
 # on the human-rated sentences and must beat TF-IDF.
