@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .PHONY: install quickstart quickstart-text text-assets test test-slow test-assets test-fast lint \
-	typecheck browser source-backbone clean peers adapt-env notebooks docs constraints test-latest
+	typecheck browser source-backbone clean peers adapt-env notebooks docs constraints test-latest wheel-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,25 @@ test-latest:
 	.venv-latest/bin/python -m pip install --quiet --upgrade -e '.[test,onnx]'
 	.venv-latest/bin/python -m pip list --format=freeze | grep -i '^\(tensorflow\|keras\|numpy\|pillow\|scikit-learn\)=='
 	.venv-latest/bin/python -m pytest -q -n 2 -m "not slow and not cli and not trains and not assets"
+
+# The packages as users get them: builds the wheel and sdist, installs the wheel into a fresh
+# venv outside the checkout beside another numpy patch release than constraints.txt's, and
+# trains the quickstart from there with the backbone the wheel ships (about 2 minutes).
+WHEEL_CHECK := build/wheel-check
+wheel-check: install
+	rm -rf $(WHEEL_CHECK) && mkdir -p $(WHEEL_CHECK)/outside
+	$(PY) -m pip install --quiet build
+	$(PY) -m build --outdir $(WHEEL_CHECK)/dist . > $(WHEEL_CHECK)/build.log
+	$(PYTHON) -m venv $(WHEEL_CHECK)/venv
+	$(WHEEL_CHECK)/venv/bin/pip install --quiet $(WHEEL_CHECK)/dist/ktransfer-*.whl "numpy==2.4.5"
+	cd $(WHEEL_CHECK)/outside && ../venv/bin/ktransfer-train --version && \
+	  ../venv/bin/ktransfer-train --data=builtin:digits --classes=5,6,7,8,9 \
+	  --train_per_class=2 --test_split=0.4 --backbone=small_cnn --image_size=32 \
+	  --weights=$$(../venv/bin/python -c "import ktransfer, pathlib; \
+	    print(pathlib.Path(ktransfer.__file__).parent / 'assets/digits04_small_cnn.weights.h5')") \
+	  --batch_size=8 --epochs=20 --lr=0.01 --dropout=0 --fine_tune_epochs=20 \
+	  --fine_tune_lr=0.0003 --verbose=0 --run_dir=run --overwrite
+	test -f $(WHEEL_CHECK)/outside/run/MODEL_CARD.md
 
 # The docs site (site/index.html) from docs/, warnings (broken links, stale pages) as errors;
 # the flag reference must match every command's --help (python docs/reference/generate.py
