@@ -193,7 +193,10 @@ def test_a_run_trained_with_skip_is_evaluated_and_predicted_as_it_was_trained(
     from ktransfer.training import train
 
     (image_folder / "cat" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
-    run = train(tiny_config(data=str(image_folder), on_bad_image="skip")).run_dir
+    run = train(tiny_config(data=str(image_folder), on_bad_image="skip", report=True)).run_dir
+    skipped = json.loads((run / "metrics.json").read_text())["data"]["skipped"]
+    assert len(skipped) == 1 and skipped[0].startswith(str(image_folder / "cat" / "broken.png"))
+    assert "broken.png (" in (run / "report.html").read_text()  # named in the data section
     summary, _ = evaluate_saved(config.EvaluateConfig(model=str(run), split="test"))
     assert summary["num_examples"] > 0
     text = predict_saved(config.PredictConfig(model=str(run)), [str(image_folder / "cat")])

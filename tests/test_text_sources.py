@@ -64,6 +64,8 @@ def test_bad_texts_stop_the_run_or_are_skipped_and_counted(tmp_path, content, wh
         open_source(str(root), _cfg(str(root)))
     texts = open_source(str(root), _cfg(str(root), on_bad_text="skip"))["all"]
     assert len(texts) == 6 and texts.skipped == 1
+    assert len(texts.skipped_names) == 1 and \
+        texts.skipped_names[0].startswith(f"{root / 'positive' / 'bad.txt'} (")
 
 
 def test_neutral_ratings_are_left_out_of_the_binary_sets():

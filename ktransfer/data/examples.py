@@ -32,11 +32,15 @@ class Examples:
             int32 class ids [N] for single_label (what class folders and built-in sets give),
             float32 label sets [N, C] for multi_label, float32 values [N] for regression.
         task: the task whose form `labels` are in.
+        skipped_names: the examples reading left out as bad, each "where (why)", for the
+            report's data section.
     """
 
     class_names: tuple[str, ...]
     labels: np.ndarray
     task: str = dataclasses.field(default="single_label", kw_only=True)
+    # what reading left out (--on_bad_image=skip, --on_bad_text=skip): "where (why)" each
+    skipped_names: tuple[str, ...] = dataclasses.field(default=(), kw_only=True)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -9,6 +9,7 @@ whose files all passed and have not changed since is not decoded again (`ktransf
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import re
@@ -124,7 +125,8 @@ def drop_bad_images(images: ImageSet, on_bad_image: str, flag: str = "data") -> 
     names = ", ".join(f for _, f, _ in bad[:10]) + (" ..." if len(bad) > 10 else "")
     log.warning("--%s: skipped %d unreadable image file(s): %s", flag, len(bad), names)
     bad_ids = {i for i, _, _ in bad}
-    return images.subset(np.array([i for i in range(len(images)) if i not in bad_ids]))
+    kept = images.subset(np.array([i for i in range(len(images)) if i not in bad_ids]))
+    return dataclasses.replace(kept, skipped_names=tuple(f"{f} ({why})" for _, f, why in bad))
 
 
 def read_class_folders(root: str | os.PathLike, flag: str = "data",

@@ -117,8 +117,17 @@ def _data_section(metrics: dict[str, Any]) -> list[str]:
                    for s in splits)
     notes = {k: v for k, v in (metrics.get("data") or {}).items() if v}
     return ["<h2>Data</h2>", f"<table><tr><th>class</th>{head}</tr>{rows}</table>",
-            *(f"<p>{html.escape(k.replace('_', ' '))}: {html.escape(str(v))}</p>"
+            *(f"<p>{html.escape(k.replace('_', ' '))}: {html.escape(_shown(v))}</p>"
               for k, v in notes.items())]
+
+
+def _shown(value: Any) -> str:
+    """A data note as text: lists one item after another, dicts as `key value` pairs."""
+    if isinstance(value, list):
+        return "; ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items())
+    return str(value)
 
 
 def _run_section(metrics: dict[str, Any]) -> list[str]:

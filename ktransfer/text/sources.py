@@ -47,7 +47,7 @@ class BadTexts:
         if self.policy == "fail":
             raise DataError(f"--{self.flag}: {where}: {problem}; fix or remove it, or pass "
                             "--on_bad_text=skip")
-        self.bad.append(where)
+        self.bad.append(f"{where} ({problem})")
         return None
 
     def done(self) -> int:
@@ -84,7 +84,8 @@ def read_class_folders(root: Path, flag: str, policy: str) -> TextSet:
         names.append(folder.name)
     if not texts:
         raise DataError(f"--{flag}: no usable .txt files under {str(root)!r}")
-    return text_set(tuple(names), labels, texts, ids, skipped=bad.done())
+    return text_set(tuple(names), labels, texts, ids, skipped=bad.done(),
+                    skipped_names=tuple(bad.bad))
 
 
 def read_table(path: Path, text_column: str, label_column: str, flag: str,
@@ -111,7 +112,8 @@ def read_table(path: Path, text_column: str, label_column: str, flag: str,
             ids.append(f"{path.name}:{number}")
             where.append(f"{path}:{number}")
     names, targets = task.parse(label_values, where, options, flag, label_column)
-    return text_set(names, targets, texts, ids, skipped=bad.done(), task=task.name)
+    return text_set(names, targets, texts, ids, skipped=bad.done(), task=task.name,
+                    skipped_names=tuple(bad.bad))
 
 
 def _folder(root: Path, flag: str, policy: str) -> dict[str, TextSet]:
@@ -146,7 +148,8 @@ def _tfds(name: str, data_dir: str, flag: str, policy: str, label_key: str
                 texts.append(text)
                 labels.append(record[reading.label_key])
         out[split] = text_set(reading.class_names, reading.targets(labels), texts,
-                              skipped=bad.done(), task=reading.task)
+                              skipped=bad.done(), task=reading.task,
+                              skipped_names=tuple(bad.bad))
     if "train" not in out:
         raise DataError(f"--{flag}=tfds:{name}: has no train split")
     return out

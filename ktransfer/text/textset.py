@@ -31,10 +31,11 @@ class TextSet(Examples):
 
 
 def text_set(class_names: tuple[str, ...], labels: list[int] | np.ndarray, texts: list[str],
-             ids: list[str] | None = None, skipped: int = 0, task: str = "single_label"
-             ) -> TextSet:
+             ids: list[str] | None = None, skipped: int = 0, task: str = "single_label",
+             skipped_names: tuple[str, ...] = ()) -> TextSet:
     """A TextSet from Python lists (`labels`: class ids, or targets in `task`'s form)."""
     targets = labels if isinstance(labels, np.ndarray) else np.asarray(labels, np.int32)
     return TextSet(class_names=tuple(class_names), labels=targets, task=task,
                    texts=np.array(texts, dtype=object),
-                   ids=None if ids is None else np.array(ids, dtype=object), skipped=skipped)
+                   ids=None if ids is None else np.array(ids, dtype=object), skipped=skipped,
+                   skipped_names=skipped_names)

@@ -51,6 +51,9 @@ def finish(job: Job, trained: Fitted) -> dict[str, Any]:
     if any(counts.values()):
         metrics["class_counts"] = counts
     notes = job.modality.data_notes(job.splits, job.feed)
+    skipped = sorted({n for e in job.splits.named().values() for n in e.skipped_names})
+    if skipped:  # what reading left out, named (at most 100)
+        notes = {**notes, "skipped": skipped[:100]}
     if notes:
         metrics["data"] = notes
     if job.adapt is not None:
