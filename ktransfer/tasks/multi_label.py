@@ -26,7 +26,7 @@ from ktransfer.runs import plotting
 from ktransfer.tasks.calibration import LOGITS_LAYER, plot_reliability, reliability
 from ktransfer.tasks.losses import AsymmetricLoss
 from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
-from ktransfer.tasks.task import Rows, Task, head_dense, loss_value, table
+from ktransfer.tasks.task import Rows, Task, head_dense, loss_value, names_where, table
 
 log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.5  # of a label the validation split has no example of
@@ -357,11 +357,9 @@ class MultiLabel(Task):
         thresholds = tf.constant(state.get("thresholds") or [DEFAULT_THRESHOLD] * len(names),
                                  tf.float32)
         predicted = probabilities >= thresholds[None, :]
-        ids = tf.broadcast_to(tf.range(1, len(names) + 1)[None, :], tf.shape(predicted))
-        blank_or_name = tf.constant(["", *names])  # gathers of ints only: TFLite converts them
         scores, top = tf.math.top_k(probabilities, k=max(1, min(k, len(names))))
         return {"probabilities": probabilities, "predicted": predicted,
-                "predicted_names": tf.gather(blank_or_name, tf.where(predicted, ids, 0)),
+                "predicted_names": names_where(predicted, names),
                 "top_k_ids": top, "top_k_scores": scores,
                 "top_k_names": tf.gather(tf.constant(names), top)}
 

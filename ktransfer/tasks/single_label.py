@@ -20,7 +20,15 @@ from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import plotting
 from ktransfer.tasks.calibration import LOGITS_LAYER, plot_reliability, reliability
 from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
-from ktransfer.tasks.task import Rows, Task, head_dense, loss_value, read_weights, table
+from ktransfer.tasks.task import (
+    Rows,
+    Task,
+    head_dense,
+    loss_value,
+    names_where,
+    read_weights,
+    table,
+)
 from ktransfer.tasks.uncertainty import (
     abstain_scores,
     fit_abstain,
@@ -388,10 +396,8 @@ class SingleLabel(Task):
                  "top_k_names": tf.gather(tf.constant(names), top)}
         if "conformal" in state:
             inside = probabilities >= state["conformal"]["threshold"]
-            ids = tf.broadcast_to(tf.range(1, len(names) + 1)[None, :], tf.shape(inside))
             found.update(in_set=inside, set_size=tf.reduce_sum(tf.cast(inside, tf.int32), 1),
-                         set_names=tf.gather(tf.constant(["", *names]),  # int gathers: TFLite
-                                             tf.where(inside, ids, 0)))
+                         set_names=names_where(inside, names))
         if "abstain" in state:
             score = 1.0 - tf.reduce_max(probabilities, axis=1)
             found.update(unknown_score=score, abstain=score > state["abstain"]["threshold"])

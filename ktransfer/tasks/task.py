@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from ktransfer.config.data import weight_pairs
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import atomic
 
 if TYPE_CHECKING:  # annotations only
-    import tensorflow as tf
-
     from ktransfer.config import ModelConfig, RunConfig
 
 STATE_FILE = "task.json"  # in a run directory, beside labels.txt
@@ -264,6 +263,13 @@ def read_weights(spec: str) -> dict[str, float]:
         raise ConfigError("class_weights", f"{spec}: give a JSON object {{name: weight}}")
     return weight_pairs("\n".join(f"{k}={v}" for k, v in found.items()), "class_weights",
                         spec)
+
+
+def names_where(mask: tf.Tensor, names: list[str]) -> tf.Tensor:
+    """string [B, C]: each class's name where `mask` [B, C] (bool) is on, else "". Built from
+    gathers of integers only, which TFLite converts (a string `tf.where` it does not)."""
+    ids = tf.broadcast_to(tf.range(1, len(names) + 1)[None, :], tf.shape(mask))
+    return tf.gather(tf.constant(["", *names]), tf.where(mask, ids, 0))
 
 
 def head_dense(features: Any, units: int, cfg: ModelConfig, name: str) -> Any:
