@@ -10,7 +10,6 @@ in `RUN/tracking.json`, so a resumed run continues the same MLflow run. MLflow i
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import importlib
 import json
 import logging
@@ -22,13 +21,11 @@ from typing import Any
 
 import keras
 
-from ktransfer.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from ktransfer.config import RunConfig, parse_flagfile
 from ktransfer.runs import atomic, rundir
 
 log = logging.getLogger("ktransfer.training")
 TRACKING_FILE = "tracking.json"
-BOOLEAN_FLAGS = {f.name for part in (TrainConfig, DataConfig, ModelConfig) for f in
-                 dataclasses.fields(part) if f.type in (bool, "bool")}
 ARTIFACTS = ("flags.cfg", "metrics.json", "history.csv", "report.html", *rundir.CARD_FILES)
 
 
@@ -97,17 +94,16 @@ def _saved_run(run_dir: Path) -> str | None:
 
 
 def _flags(run_dir: Path) -> dict[str, str]:
-    """{flag: value} of the run's flags.cfg (booleans as true / false)."""
-    found = {}
-    for line in (run_dir / rundir.FLAGFILE).read_text().splitlines():
-        if not line.startswith("--"):
-            continue
-        name, equals, value = line[2:].partition("=")
-        if not equals:
-            name, value = (name[2:], "false") if name.startswith("no") and \
-                name[2:] in BOOLEAN_FLAGS else (name, "true")
-        found[name] = value[:500]
-    return found
+    """{flag: value} of the run's flags.cfg, as text (lists joined by commas, booleans as
+    true / false)."""
+    values = parse_flagfile(run_dir / rundir.FLAGFILE, skip_unknown=True)
+    return {name: _text(value)[:500] for name, value in values.items()}
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return ",".join(map(str, value)) if isinstance(value, tuple | list) else str(value)
 
 
 def _number(value: Any) -> bool:
