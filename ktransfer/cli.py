@@ -18,7 +18,6 @@ import sys  # noqa: E402
 import textwrap  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
-from importlib import metadata  # noqa: E402
 from typing import Any  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
@@ -27,6 +26,7 @@ from ktransfer import __version__, config  # noqa: E402
 from ktransfer.config.groups import recipes  # noqa: E402
 from ktransfer.errors import KtransferError  # noqa: E402
 from ktransfer.registry import import_object, registry_at  # noqa: E402
+from ktransfer.runs import provenance  # noqa: E402
 
 EXIT_USAGE = 2
 HELP_FLAGS = ("--help", "-h", "-?", "--helpshort")
@@ -196,10 +196,7 @@ def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = F
 
 def version() -> str:
     """The installed ktransfer's version (the package's own when it is not installed)."""
-    try:
-        return metadata.version("ktransfer")
-    except metadata.PackageNotFoundError:
-        return __version__
+    return provenance.version(unknown=__version__)
 
 
 def _freeze_heap() -> None:

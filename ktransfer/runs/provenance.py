@@ -28,11 +28,15 @@ def commit() -> str:
     return head
 
 
+def version(unknown: str = "unknown") -> str:
+    """The installed ktransfer's version (`unknown` when it is not installed)."""
+    try:
+        return metadata.version("ktransfer")
+    except metadata.PackageNotFoundError:
+        return unknown
+
+
 def provenance() -> dict[str, str]:
     """{ktransfer version, commit, finished (UTC, ISO 8601)}."""
-    try:
-        version = metadata.version("ktransfer")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    return {"version": version, "commit": commit(),
+    return {"version": version(), "commit": commit(),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
