@@ -7,17 +7,15 @@ that a reader sees what each cell prints. Stream outputs lose TensorFlow's nativ
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
 
+from ktransfer.cli import NATIVE_LINE  # what the commands hide, hidden here too
+
 HERE = Path(__file__).resolve().parent
-NATIVE = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+\.(?:cc|h|cpp|c):\d+\] "
-                    r"|WARNING: All log messages before absl::InitializeLog\(\)"
-                    r"|To enable the following instructions: .* rebuild TensorFlow)")
 
 
 def without_native_lines(nb: nbformat.NotebookNode) -> None:
@@ -27,7 +25,7 @@ def without_native_lines(nb: nbformat.NotebookNode) -> None:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":
                 out["text"] = "".join(line for line in out["text"].splitlines(keepends=True)
-                                      if not NATIVE.match(line))
+                                      if not NATIVE_LINE.match(line.encode()))
                 if not out["text"]:
                     continue
             kept.append(out)
