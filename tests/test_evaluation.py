@@ -205,3 +205,15 @@ def test_a_run_trained_with_skip_is_evaluated_and_predicted_as_it_was_trained(
         predict_saved(config.build_command(config.PredictConfig, model=str(run),
                                            on_bad_image="fail"),
                       [str(image_folder / "cat")])
+
+
+def test_the_flags_shown_as_changed_are_those_off_the_modalitys_defaults():
+    """A text run's recipe is its default, so only what the user set is listed, with the
+    modality itself; an image run lists no --modality."""
+    from ktransfer import config
+    from ktransfer.reporting.report import changed_flags
+
+    text = config.to_flagfile(config.build(modality="text", data="t.csv", epochs=4))
+    assert changed_flags(text) == ["--modality=text", "--data=t.csv", "--epochs=4"]
+    image = config.to_flagfile(config.build(data="builtin:digits", epochs=30))
+    assert changed_flags(image) == ["--data=builtin:digits", "--epochs=30"]

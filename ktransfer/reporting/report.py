@@ -96,9 +96,15 @@ td.text{text-align:left;max-width:700px}"""
 
 
 def changed_flags(flags_text: str) -> list[str]:
-    """The lines of a run's flags.cfg that differ from the defaults (--data always)."""
-    defaults = set(to_flagfile(build(data="builtin:digits")).splitlines())
-    return [line for line in flags_text.splitlines() if line.startswith("--")
+    """The lines of a run's flags.cfg that differ from the defaults of its modality (a text
+    run's recipe counts as default; --modality itself when it is not the default), --data
+    always."""
+    lines = flags_text.splitlines()
+    modality = [line for line in lines if line.startswith("--modality=")]
+    given = dict(line[2:].split("=", 1) for line in modality)
+    defaults = set(to_flagfile(build(data="builtin:digits", **given)).splitlines())
+    defaults -= set(modality) - set(to_flagfile(build(data="builtin:digits")).splitlines())
+    return [line for line in lines if line.startswith("--")
             and (line not in defaults or line.startswith("--data="))]
 
 
