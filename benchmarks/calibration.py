@@ -17,10 +17,8 @@ the unknown-input score (1 - top probability) and, for comparison, the energy sc
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -68,7 +66,7 @@ def unseen_digits(run_dir: Path, cfg: config.RunConfig) -> dict[str, float]:
     return found
 
 
-def run(name: str, seed: int, tmp: str) -> dict[str, float]:
+def run(name: str, seed: int, tmp: Path) -> dict[str, float]:
     cfg = config.from_flagfile(f"configs/{name}.cfg", seed=seed, split_seed=seed, verbose=0,
                                tensorboard=False, report=False, run_dir=f"{tmp}/{name}{seed}",
                                **FLAGS)
@@ -86,18 +84,11 @@ def run(name: str, seed: int, tmp: str) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="0,1,2")
+    parser = record.parser(__doc__, "calibration")
     parser.add_argument("--runs", default="quickstart,sentiment")
-    parser.add_argument("--out", default=str(record.RESULTS / "calibration.json"))
     args = parser.parse_args()
     seeds, names = [int(s) for s in args.seeds.split(",")], args.runs.split(",")
-    runs: dict[int, dict[str, dict[str, float]]] = {s: {} for s in seeds}
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in seeds:
-            for name in names:
-                runs[seed][name] = run(name, seed, tmp)
-                print(f"seed {seed} {name}: {runs[seed][name]}", flush=True)
+    runs = record.run_seeds(seeds, names, lambda name, seed, tmp: {name: run(name, seed, tmp)})
     metrics = sorted({m for s in seeds for arm in runs[s].values() for m in arm})
     summary = record.summarize(runs, names, metrics)
     record.write(args.out, flags=FLAGS, seeds=seeds, runs=runs, summary=summary)

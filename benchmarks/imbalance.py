@@ -15,11 +15,9 @@ cross-entropy; --class_weights=balanced (10:1 here, the inverse ratio); explicit
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -77,17 +75,9 @@ def _evaluation(run_dir: Path) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--out", default=str(record.RESULTS / "imbalance.json"))
-    args = parser.parse_args()
+    args = record.parser(__doc__, "imbalance").parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
-    runs: dict[int, dict[str, dict[str, float]]] = {s: {} for s in seeds}
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in seeds:
-            for arm in ARMS:
-                runs[seed][arm] = run(arm, seed, Path(tmp))
-                print(f"seed {seed} {arm}: {runs[seed][arm]}", flush=True)
+    runs = record.run_seeds(seeds, list(ARMS), lambda arm, seed, tmp: {arm: run(arm, seed, tmp)})
     summary = record.summarize(runs, list(ARMS),
                                ["macro_f1", "minority_recall", "accuracy", "seconds"])
     record.write(args.out, seeds=seeds, train_counts=TRAIN, test_per_class=TEST_PER_CLASS,

@@ -24,12 +24,10 @@ test split by mean average precision (mAP, macro over labels) and macro F1 at th
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -152,18 +150,12 @@ def texts(seed: int, tmp: Path) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", default="0,1,2")
+    parser = record.parser(__doc__, "multi_label")
     parser.add_argument("--parts", default="images,texts")
-    parser.add_argument("--out", default=str(record.RESULTS / "multi_label.json"))
     args = parser.parse_args()
     seeds, parts = [int(s) for s in args.seeds.split(",")], args.parts.split(",")
-    runs: dict[int, dict[str, dict[str, float]]] = {s: {} for s in seeds}
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in seeds:
-            for part in parts:
-                runs[seed].update({"images": images, "texts": texts}[part](seed, Path(tmp)))
-                print(f"seed {seed}: {runs[seed]}", flush=True)
+    measure = {"images": images, "texts": texts}
+    runs = record.run_seeds(seeds, parts, lambda part, seed, tmp: measure[part](seed, tmp))
     arms = [f"{arm}_{size}" for size in IMAGE_SIZES for arm, _, _ in IMAGE_ARMS]
     arms += ["tfidf_one_vs_rest", "fine_tuned_minilm"]
     summary = record.summarize(runs, arms, ["map", "macro_f1", "seconds", "train_examples"])

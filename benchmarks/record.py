@@ -3,12 +3,15 @@ arm's runs with their mean and standard deviation (`benchmarks/results/NAME.json
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +21,39 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+Runs = dict[int, dict[str, dict[str, float]]]  # seed -> arm -> metric -> value
+
+
+def parser(doc: str, result: str) -> argparse.ArgumentParser:
+    """A benchmark's command line: --seeds and --out (benchmarks/results/RESULT.json), its
+    docstring's first line as the description."""
+    found = argparse.ArgumentParser(description=doc.splitlines()[0])
+    found.add_argument("--seeds", default="0,1,2")
+    found.add_argument("--out", default=str(RESULTS / f"{result}.json"))
+    return found
+
+
+def run_seeds(seeds: list[int], parts: list[str],
+              measure: Callable[[str, int, Path], dict[str, dict[str, float]]]) -> Runs:
+    """runs[seed]: the arms `measure(part, seed, folder)` returns for every part, printed as
+    they come; one temporary folder for all."""
+    runs: Runs = {s: {} for s in seeds}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            for part in parts:
+                found = measure(part, seed, Path(tmp))
+                runs[seed].update(found)
+                print(f"seed {seed} {part}: {found}", flush=True)
+    return runs
+
+
 def spread(values: list[float]) -> dict[str, Any]:
     """{mean, std (population), runs} of one metric over seeds."""
     return {"mean": float(np.mean(values)), "std": float(np.std(values)),
             "runs": [float(v) for v in values]}
 
 
-def summarize(runs: dict[int, dict[str, dict[str, float]]], arms: list[str],
+def summarize(runs: Runs, arms: list[str],
               metrics: list[str]) -> dict[str, Any]:
     """{arm_metric: spread over the seeds}, each printed as mean ± std (runs)."""
     found = {}
