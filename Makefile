@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,docs,onnx,tracking]' -c constraints.txt
+	$(PY) -m pip install --quiet -e '.[test,docs,onnx,tracking,imagenet]' -c constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -70,7 +70,7 @@ constraints: install
 test-latest:
 	test -x .venv-latest/bin/python || $(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install --quiet --upgrade pip
-	.venv-latest/bin/python -m pip install --quiet --upgrade -e '.[test,onnx]'
+	.venv-latest/bin/python -m pip install --quiet --upgrade -e '.[test,onnx,imagenet]'
 	.venv-latest/bin/python -m pip list --format=freeze | grep -i '^\(tensorflow\|keras\|numpy\|pillow\|scikit-learn\)=='
 	.venv-latest/bin/python -m pytest -q -n 2 -m "not slow and not cli and not trains and not assets"
 
@@ -132,7 +132,12 @@ test-slow: install text-assets
 # source backbone from configs/digits_source.cfg and checks that its features match the shipped
 # one's and that it transfers; runs notebooks/sentiment.ipynb, which fine-tunes the real MiniLM
 # on the human-rated sentences and must beat TF-IDF.
-test-assets: install text-assets
+REFERENCE_STAMP := $(VENV)/.reference
+$(REFERENCE_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[reference]' -c constraints.txt
+	touch $(REFERENCE_STAMP)
+
+test-assets: install text-assets $(REFERENCE_STAMP)
 	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m pytest -q -n 2 -m assets
 
 # The unit tests: no subprocess CLI runs, no training runs, no slow end-to-end tests (about

@@ -38,6 +38,8 @@ class BackboneSpec:
     own_weights: bool = False  # hub:, file:, kerashub: backbones: weights come with them
     # The backbone's own preprocessing layer (keras-hub's image converter), instead of a mode.
     make_preprocess: Callable[[], keras.layers.Layer] | None = None
+    # Pre-flight of `--weights` (e.g. that ImageNet weights are installed); raises a KtransferError.
+    check: Callable[[str], None] | None = None
 
 
 def _app_builder(fn_name: str) -> Callable[[tuple[int, int, int], str | None], keras.Model]:
@@ -127,6 +129,8 @@ for _name, _family, _mode, _size, _min_size in _APPLICATIONS:
                                                        _app_builder(_name)))
 BACKBONES.register("small_cnn", BackboneSpec("small_cnn", "ktransfer", "scale01", 32, 8,
                                              _small_cnn_builder, has_imagenet=False))
+for _lite in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
+    BACKBONES.register(_lite, f"ktransfer.image.efficientnet_lite:{_lite[-5:].upper()}")
 
 
 @dataclass(frozen=True)
@@ -155,9 +159,9 @@ def check_backbone(cfg: ModelConfig) -> None:
     """Pre-flight: `--backbone` is a registered name or a SOURCE:HANDLE its source accepts."""
     named = source_of(cfg.backbone)
     if named is None:
-        if cfg.backbone.lower() not in BACKBONES:
-            raise ConfigError("backbone", f"unknown backbone {cfg.backbone!r}; run "
-                              "`python -m ktransfer.train --list_backbones` for the names")
+        spec = get_spec(cfg.backbone)
+        if spec.check is not None:
+            spec.check(cfg.weights)
         return
     kind, handle = named
     if not handle:
@@ -266,9 +270,9 @@ def cut_at(model: keras.Model, layer_name: str) -> keras.Model:
 
 def list_backbones() -> str:
     """A table of every backbone: name, family, preprocessing, default input size."""
-    rows = [f"{'name':<20} {'family':<15} {'preprocess':<10} {'input':>5}"]
+    rows = [f"{'name':<20} {'family':<17} {'preprocess':<10} {'input':>5}"]
     for spec in BACKBONES.values():
-        rows.append(f"{spec.name:<20} {spec.family:<15} {spec.preprocess:<10} "
+        rows.append(f"{spec.name:<20} {spec.family:<17} {spec.preprocess:<10} "
                     f"{spec.default_size:>5}")
     return "\n".join(rows)
 

@@ -1,6 +1,6 @@
 """Built-in image sets, made offline from data that ships with scikit-learn and scikit-image:
-`builtin:digits`, `builtin:digits_rotations` (a richer source task) and `builtin:digits_m` (a
-domain-shifted copy for adaptation)."""
+`builtin:digits`, `builtin:digits_rotations` (a richer source task), `builtin:digits_m` (a
+domain-shifted copy for adaptation) and `builtin:faces` (real photo patches)."""
 
 from __future__ import annotations
 
@@ -65,8 +65,21 @@ def _digits_m() -> dict[str, ImageSet]:
     return {"train": images.subset(train), "test": images.subset(test)}
 
 
+def _faces() -> dict[str, ImageSet]:
+    """scikit-image's `lfw_subset`: 200 real 25x25 grey photo patches, 100 faces (from Labeled
+    Faces in the Wild) and 100 non-faces (background patches of the same photos), as uint8 RGB."""
+    from skimage import data as photos_module
+
+    patches = photos_module.lfw_subset()
+    grey = np.round(np.clip(patches, 0.0, 1.0) * 255.0).astype(np.uint8)
+    labels = np.repeat(np.array([0, 1], np.int32), [100, 100])
+    return {"all": ImageSet(class_names=("face", "not_face"), labels=labels,
+                            images=np.repeat(grey[..., None], 3, axis=-1))}
+
+
 BUILTIN.register("digits", _digits)
 BUILTIN.register("digits_rotations", _digits_rotations)
 BUILTIN.register("digits_m", _digits_m)
+BUILTIN.register("faces", _faces)
 
 

