@@ -1,20 +1,23 @@
 """Do the training recipes help? Test accuracy of arms that differ from a base flagfile by a few
 flags, on the offline quickstart and on a harder built-in set, over several seeds.
 
-    python benchmarks/recipes.py [--group=schedules|augmentation|regularisation|ema|auto_lr]
-        [--settings=quickstart,digits_m] [--seeds=0,1,2] [--out=F.json]
+    python benchmarks/recipes.py [--group=schedules|augmentation|regularisation|ema|auto_lr|all]
+        [--settings=quickstart,digits_m|lite0_digits_m] [--seeds=0,1,2] [--out=F.json]
 
 Settings: `quickstart` is configs/quickstart.cfg (digits 5-9 from a backbone trained on digits
 0-4, 2 labels per class); `digits_m` is the same transfer to coloured, textured digits 5-9
-(`builtin:digits_m`) with 20 labels per class. Every arm of a setting sees the same split for a
-seed; the seed also sets the initialisation and the batch order. Prints test accuracy per seed,
-mean and standard deviation. One run per cell: differences inside the spread are not effects.
+(`builtin:digits_m`) with 20 labels per class; `lite0_digits_m` is that task from
+EfficientNet-Lite0's genuine ImageNet weights (configs/quickstart_imagenet.cfg: 224 px, head 20
+epochs, then blocks 6-7 and the head 5 epochs). `--group=all` runs every group's arms with one
+shared base. Every arm of a setting sees the same split for a seed; the seed also sets the
+initialisation and the batch order. Prints test accuracy per seed, mean and standard deviation,
+and writes them to benchmarks/results/. One run per cell: differences inside the spread are not
+effects.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -27,13 +30,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from benchmarks import record  # noqa: E402
 from ktransfer import config  # noqa: E402
 from ktransfer.training import train  # noqa: E402
 
-FLAGFILE = Path(__file__).resolve().parents[1] / "configs" / "quickstart.cfg"
-SETTINGS = {
-    "quickstart": {},
-    "digits_m": {"data": "builtin:digits_m", "train_per_class": 20},
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+SETTINGS = {  # setting -> (base flagfile, flags that differ from it)
+    "quickstart": (CONFIGS / "quickstart.cfg", {}),
+    "digits_m": (CONFIGS / "quickstart.cfg", {"data": "builtin:digits_m",
+                                              "train_per_class": 20}),
+    "lite0_digits_m": (CONFIGS / "quickstart_imagenet.cfg",
+                       {"data": "builtin:digits_m", "classes": ("5", "6", "7", "8", "9"),
+                        "train_per_class": 20}),
 }
 GROUPS = {  # group -> arm -> flags that differ from the base flagfile
     "schedules": {
@@ -71,17 +79,23 @@ GROUPS = {  # group -> arm -> flags that differ from the base flagfile
 }
 
 
+GROUPS["all"] = {name: arm for group in GROUPS.values() for name, arm in group.items()
+                 if "(base)" not in name}
+GROUPS["all"] = {"the config (base)": {}, **GROUPS["all"]}
+
+
 def run_cell(setting: str, arm: dict, seed: int, run_dir: str) -> float:
     """Test accuracy of one arm in one setting for one seed."""
-    cfg = config.from_flagfile(FLAGFILE, run_dir=run_dir, seed=seed, split_seed=seed, verbose=0,
-                               tensorboard=False, report=False, **SETTINGS[setting], **arm)
+    flagfile, flags = SETTINGS[setting]
+    cfg = config.from_flagfile(flagfile, run_dir=run_dir, seed=seed, split_seed=seed, verbose=0,
+                               tensorboard=False, report=False, **{**flags, **arm})
     return float(train(cfg).metrics["test"]["accuracy"])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--group", default="schedules", choices=sorted(GROUPS))
-    parser.add_argument("--settings", default=",".join(SETTINGS))
+    parser.add_argument("--settings", default="quickstart,digits_m")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
@@ -105,8 +119,12 @@ def main() -> None:
         for name, values in by_arm.items():
             print(f"{setting:<11} {name:<22} " + " ".join(f"{v:8.4f}" for v in values)
                   + f"  {np.mean(values):.4f} {np.std(values):.4f}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
+    name = f"recipes_{args.group}_{args.settings.replace(',', '_')}.json"
+    out = args.out or record.RESULTS / name
+    summary = {setting: {name: record.spread(values) for name, values in by_arm.items()}
+               for setting, by_arm in results.items()}
+    record.write(out, group=args.group, arms=arms, settings=args.settings.split(","),
+                 seeds=seeds, summary=summary)
 
 
 if __name__ == "__main__":

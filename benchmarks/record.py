@@ -72,6 +72,9 @@ def write(out: str | os.PathLike, **record: Any) -> None:
     """Writes the record with the command that made it, the commit, date and machine."""
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, cwd=ROOT).stdout.strip()
+    if subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                      capture_output=True, text=True, cwd=ROOT).stdout.strip():
+        commit += " with uncommitted changes"
     script = Path(sys.argv[0]).resolve().relative_to(ROOT)
     full = {"command": " ".join(["python", str(script), *sys.argv[1:]]), "commit": commit,
             "date": time.strftime("%Y-%m-%d"),

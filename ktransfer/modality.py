@@ -230,7 +230,7 @@ def register_modality(name: str, entry: Modality | str, default_backbone: str,
         register_recipe(name, recipe)
 
 
-register_modality("image", "ktransfer.image.modality:IMAGE", "MobileNetV3Small",
+register_modality("image", "ktransfer.image.modality:IMAGE", "efficientnet_lite0",
                   keras_classes=("ktransfer.image.preprocess",),
                   options="ktransfer.image.options:ImageOptions")
 # configs/sentiment.cfg's schedule (a head on cached sentence vectors, then the whole encoder

@@ -105,3 +105,25 @@ def test_keras_layers_are_named_in_blocks_for_unfreezing():
     assert any(name.startswith("block6d_") for name in names)
     assert not any(isinstance(layer, keras.layers.GlobalAveragePooling2D)
                    for layer in model.layers)
+
+
+def test_faces_are_real_photo_patches_half_faces():
+    from ktransfer.image.builtin import BUILTIN
+
+    faces = BUILTIN.get("faces")()["all"]
+    assert faces.images.shape == (200, 25, 25, 3) and faces.images.dtype == np.uint8
+    assert faces.class_names == ("face", "not_face")
+    assert np.bincount(faces.labels).tolist() == [100, 100]
+    assert faces.images.std() > 30  # real photo patches, not blank
+
+
+def test_imagenet_lite0_transfers_to_faces_from_20_labels(tmp_path):
+    """configs/quickstart_imagenet.cfg, shortened (96 px, 8 + 1 epochs): ImageNet features
+    separate faces from background patches far above chance (50 %); measured 0.97."""
+    from ktransfer import config
+    from ktransfer.training import train
+
+    cfg = config.from_flagfile("configs/quickstart_imagenet.cfg", image_size=96, epochs=8,
+                               fine_tune_epochs=1, verbose=0, report=False, tensorboard=False,
+                               run_dir=str(tmp_path / "run"))
+    assert train(cfg).metrics["test"]["accuracy"] >= 0.9

@@ -135,7 +135,7 @@ def test_hidden_class_folders_are_left_out_with_a_warning(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("modality, data, backbone", [
-    ("image", "builtin:digits", "MobileNetV3Small"),
+    ("image", "builtin:digits", "efficientnet_lite0"),
     ("text", "builtin:sentiment_movies", "minilm"),
 ])
 def test_the_default_backbone_is_the_modalitys_own(modality, data, backbone):

@@ -12,13 +12,14 @@ class ModelConfig:
     """Backbone and the new classification head."""
 
     backbone: str = option(
-        "auto", "Backbone: auto (the modality's default: MobileNetV3Small for images, minilm "
-        "for text), a keras.applications name (see --list_backbones), small_cnn, hub:HANDLE (a "
-        "TF Hub URL or a local SavedModel folder), file:PATH.keras (your own model) or, for "
-        "text, minilm or kerashub:FOLDER.")
+        "auto", "Backbone: auto (the modality's default: efficientnet_lite0 for images, "
+        "minilm for text), efficientnet_lite0/1/2, a keras.applications name (see "
+        "--list_backbones), small_cnn, hub:HANDLE (a TF Hub URL or a local SavedModel "
+        "folder), file:PATH.keras (your own model) or, for text, minilm or kerashub:FOLDER.")
     weights: str = option("imagenet", "Backbone weights: imagenet, none (random init) or the "
-                         "path of a weights file (.weights.h5 / .h5). hub: and file: backbones "
-                         "bring their own weights (imagenet means: as shipped).")
+                         "path of a weights file (.weights.h5 / .h5; .pth for "
+                         "efficientnet_lite). hub: and file: backbones bring their own "
+                         "weights (imagenet means: as shipped).")
     backbone_layer: str = option("", "Cut the backbone at this layer (its output becomes the "
                                 "features), e.g. to drop the classifier of a file: model.")
     preprocess: str = option("auto", "Pixel preprocessing before the backbone; auto: the "
