@@ -22,6 +22,7 @@ from ktransfer.config import (
     ExportConfig,
     LRFinderConfig,
     PredictConfig,
+    ProbeRunConfig,
     RunConfig,
     SearchConfig,
     fields_with_registry,
@@ -169,6 +170,18 @@ def check_search(cfg: SearchConfig) -> Modality:
             run.model, init_from=cfg.tune.hp_init_from[0]))
     modality = check_train(run, run_dir=False)
     check_writable(Path(cfg.tune.directory) / cfg.tune.project, "directory")
+    return modality
+
+
+def check_probe(cfg: ProbeRunConfig) -> Modality:
+    """Everything `probe` needs before it starts: every backbone with its weights, the data
+    and the output folder; returns the modality."""
+    check_names(cfg.probe)
+    modality = None
+    for _, run in cfg.candidates():
+        modality = check_train(run, run_dir=False)
+    check_writable(cfg.probe.output_dir, "output_dir")
+    assert modality is not None
     return modality
 
 

@@ -86,9 +86,10 @@ LAYERS = [
     {"reporting"},
     {"domain"},
     {"training"},
-    {"tuning"},
+    {"tuning", "probing"},
     {"image", "text"},
-    {"serializables", "cli", "train", "evaluate", "predict", "export", "tune", "find_lr", ""},
+    {"serializables", "cli", "train", "evaluate", "predict", "export", "tune", "find_lr", "probe",
+     ""},
 ]
 
 

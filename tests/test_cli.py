@@ -76,7 +76,7 @@ def test_train_on_an_image_folder_prints_accuracies(image_folder, tmp_path):
 
 
 def test_version_of_every_command():
-    for command in ("train", "evaluate", "predict", "export", "tune", "find_lr"):
+    for command in ("train", "evaluate", "predict", "export", "tune", "find_lr", "probe"):
         result = run_cli(command, "--version")
         assert result.returncode == 0 and result.stdout == f"ktransfer.{command} {__version__}\n"
 
@@ -135,8 +135,8 @@ def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     config.run_groups(), config.search_groups(), config.find_lr_groups(),
     config.command_groups(config.EvaluateConfig, "evaluate"),
     config.command_groups(config.PredictConfig, "predict"),
-    config.command_groups(config.ExportConfig, "export"),
-], ids=["train", "tune", "find_lr", "evaluate", "predict", "export"])
+    config.command_groups(config.ExportConfig, "export"), config.probe_groups(),
+], ids=["train", "tune", "find_lr", "evaluate", "predict", "export", "probe"])
 def test_help_lists_the_commands_own_flags_by_group_and_no_absl_flag(groups):
     from absl import flags
 

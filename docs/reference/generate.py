@@ -20,6 +20,7 @@ COMMANDS = {
     "export": "a SavedModel for TF Serving (and TFLite / ONNX copies) from a run",
     "tune": "search the head's hyperparameters with Keras Tuner",
     "find_lr": "a learning-rate range test",
+    "probe": "rank backbones from frozen features and audit the labels, before training",
 }
 
 

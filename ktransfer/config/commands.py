@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +113,55 @@ class LRFinderConfig:
 
     run: RunConfig
     find: FindLRConfig
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """`ktransfer.probe`: rank backbones from frozen features and audit the labels, before
+    training (one feature pass per backbone)."""
+
+    backbones: tuple[str, ...] = option((), "Backbones to rank, comma-separated, each a "
+                                        "--backbone name with its weights after @ "
+                                        "(small_cnn@FILE.weights.h5, efficientnet_lite0@none); "
+                                        "no @: --weights. Empty: the train flags' --backbone.")
+    folds: int = option(5, "Cross-validation folds of the linear probe (its out-of-fold "
+                        "predictions feed the label audit).")
+    curve_points: int = option(5, "Label fractions of the learning curve (from 1/2^(N-1) of "
+                               "the training split up to all of it).")
+    duplicate_similarity: float = option(0.99, "Cosine similarity of the best backbone's "
+                                         "(centred) features at or above which two examples "
+                                         "are reported as near-duplicates; copies score above "
+                                         "0.999, and how close distinct examples come depends "
+                                         "on the backbone and the data.")
+    output_dir: str = option("probe", "Folder for probe.json, probe.html, label_audit.csv and "
+                             "best.cfg.")
+
+    def __post_init__(self) -> None:
+        require(2 <= self.folds <= 20, "folds", "must be in 2..20")
+        require(3 <= self.curve_points <= 8, "curve_points", "must be in 3..8")
+        require(0.5 <= self.duplicate_similarity <= 1.0, "duplicate_similarity",
+                "must be in 0.5..1")
+        require(bool(self.output_dir), "output_dir", "is required")
+
+
+@dataclass(frozen=True)
+class ProbeRunConfig:
+    """Everything one `ktransfer.probe` needs: the data (and default backbone) of the train
+    flags, and the probe's own flags."""
+
+    run: RunConfig
+    probe: ProbeConfig
+
+    def candidates(self) -> list[tuple[str, RunConfig]]:
+        """(the name as given, the run's config with that backbone and weights) of every
+        backbone to rank; `NAME@WEIGHTS` gives the weights, `NAME` keeps --weights."""
+        found = []
+        for given in self.probe.backbones or (self.run.model.backbone,):
+            name, _, weights = given.partition("@")
+            model = dataclasses.replace(self.run.model, backbone=name,
+                                        weights=weights or self.run.model.weights)
+            found.append((given, dataclasses.replace(self.run, model=model)))
+        return found
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from ktransfer.config.augment import AugmentConfig
 from ktransfer.config.commands import (
     FindLRConfig,
     LRFinderConfig,
+    ProbeConfig,
+    ProbeRunConfig,
     ReadConfig,
     SearchConfig,
     TuneConfig,
@@ -55,6 +57,11 @@ def search_groups() -> dict[str, type]:
 def find_lr_groups() -> dict[str, type]:
     """The groups of `ktransfer.find_lr`: a run's and the range test's."""
     return {**run_groups(), "find": FindLRConfig}
+
+
+def probe_groups() -> dict[str, type]:
+    """The groups of `ktransfer.probe`: a run's and the probe's."""
+    return {**run_groups(), "probe": ProbeConfig}
 
 
 def command_groups(cls: type, name: str = "command") -> dict[str, type]:
@@ -206,6 +213,13 @@ def build_search(**values: Any) -> SearchConfig:
     return SearchConfig(run=_run(parts), tune=tune)
 
 
+def build_probe(**values: Any) -> ProbeRunConfig:
+    """Builds a validated `ProbeRunConfig` (run flags plus probe flags) from keyword values."""
+    parts = _build_parts(probe_groups(), values)
+    probe = parts.pop("probe")
+    return ProbeRunConfig(run=_run(parts), probe=probe)
+
+
 def build_find_lr(**values: Any) -> LRFinderConfig:
     """Builds a validated `LRFinderConfig` (run flags plus range-test flags) from keyword
     values."""
@@ -253,6 +267,14 @@ def find_lr_from_flags(flag_values_: Any = None) -> LRFinderConfig:
 
     fv = flag_values_ if flag_values_ is not None else flags.FLAGS
     return build_find_lr(**flag_values(fv, find_lr_groups(), given_only=True))
+
+
+def probe_from_flags(flag_values_: Any = None) -> ProbeRunConfig:
+    """Builds a validated `ProbeRunConfig` from parsed absl flags."""
+    from absl import flags
+
+    fv = flag_values_ if flag_values_ is not None else flags.FLAGS
+    return build_probe(**flag_values(fv, probe_groups(), given_only=True))
 
 
 def search_from_flags(flag_values_: Any = None) -> SearchConfig:

@@ -89,6 +89,9 @@ class TrainConfig:
     experiment: str = option("ktransfer", "--track=mlflow: the MLflow experiment name.")
     export_dir: str = option("", "After training, export a SavedModel for TF Serving to "
                             "EXPORT_DIR/VERSION (next free version), e.g. exports/flowers.")
+    probe: bool = option(False, "Before training, audit the training labels from the "
+                         "backbone's frozen features (ktransfer.probe's audit: doubtful labels, "
+                         "near-duplicates, LogME) into RUN/probe/ and the report.")
     report: bool = option(True, "Evaluate on the test set (else validation) and write "
                          "RUN_DIR/report.html with plots.")
 

@@ -127,6 +127,26 @@ def _data_section(metrics: dict[str, Any]) -> list[str]:
               for k, v in notes.items())]
 
 
+def _probe_section(run: Path) -> list[str]:
+    """`train --probe`'s audit of the training labels (RUN/probe/probe.json), when there."""
+    path = run / "probe" / "probe.json"
+    if not path.is_file():
+        return []
+    found = json.loads(path.read_text())
+    scored, audit = found["ranking"][0], found["audit"]
+    rows = "".join(f"<tr><td>{html.escape(str(r['example']))}</td><td>{html.escape(r['given'])}"
+                   f"</td><td>{html.escape(r['suggested'])}</td><td>{r['score']}</td></tr>"
+                   for r in audit["flagged"][:10])
+    return ["<h2>Label audit before training (--probe)</h2>",
+            f"<p>From the backbone's frozen features: LogME {scored['logme']:.3f}, linear probe "
+            f"{found['metric']} {scored['linear_probe']:.4f}; {len(audit['flagged'])} doubtful "
+            f"label(s) of {audit['train_examples']} ({html.escape(audit['method'])}), "
+            f"{len(audit['duplicates'])} near-duplicate pair(s). All of it: "
+            "<a href='probe/probe.html'>probe/probe.html</a>, probe/label_audit.csv.</p>",
+            f"<table><tr><th>example</th><th>given</th><th>suggested</th><th>score</th></tr>"
+            f"{rows}</table>" if rows else ""]
+
+
 def _shown(value: Any) -> str:
     """A data note as text: lists one item after another, dicts as `key value` pairs."""
     if isinstance(value, list):
@@ -173,7 +193,7 @@ def write_report(run_dir: str | os.PathLike, evaluated_on: str = "test") -> Path
     body = [f"<h1>{title}</h1>",
             f"<p class='num'>{' &middot; '.join(numbers)}</p>" if numbers else "",
             f"<p>{html.escape(_summary_line(metrics))}</p>",
-            *_data_section(metrics),
+            *_data_section(metrics), *_probe_section(run),
             "<h2>Learning curves</h2>", plotting.img_tag(parts / "curves.png", "learning curves")]
     sections = parts / SECTIONS_HTML  # the task's: confusion matrix, per-class table, ...
     if summary and sections.is_file():

@@ -31,6 +31,7 @@ from ktransfer.network.freezing import (
     layer_lr_multipliers,
     select,
 )
+from ktransfer.registry import import_object
 from ktransfer.runs import atomic, rundir
 from ktransfer.tasks import task_of
 from ktransfer.training.lr_finder import FLAG_OF_PHASE, range_test
@@ -122,6 +123,9 @@ class Job:
 
 
 
+PROBE_RUN = "ktransfer.probing.scoring:probe_run"  # train --probe's audit
+
+
 def prepare(cfg: RunConfig, modality: Modality, chief_run: Path | None = None) -> Job:
     """Reads the data and builds the network (everything that can fail on the user's input),
     then opens the run directory (resuming from `chief_run`'s state for a non-chief
@@ -165,6 +169,8 @@ def _open_job(cfg: RunConfig, modality: Modality, splits: Splits, network: Netwo
     counts = splits.counts()
     log.info("data: %d train, %d val, %d test %ss, %d classes", counts["train"], counts["val"],
              counts["test"], modality.presentation.noun, len(class_names))
+    if cfg.train.probe and not run.resume:  # the probe sits above training: named, not imported
+        import_object(PROBE_RUN)(cfg, modality, splits, network, run.path / "probe")
     feed = modality.feed(cfg, network)
     feed.save(run.path)
     batch, cache = cfg.data.batch_size, run.path / "cache"

@@ -1,0 +1,134 @@
+"""The probe's scoring and audit, shared by `ktransfer.probe` (several backbones) and
+`train --probe` (the run's own, before training): feature vectors through a network, LogME, the
+cross-validated linear probe, the learning curve, and the label audit."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ktransfer.config import ProbeConfig, RunConfig
+from ktransfer.data.examples import Examples, Splits
+from ktransfer.modality import Modality, Network
+from ktransfer.network import features
+from ktransfer.probing import duplicates, report
+from ktransfer.probing.curve import Curve, learning_curve
+from ktransfer.probing.logme import logme
+from ktransfer.probing.task_probes import TASK_PROBES, Flagged, TaskProbe
+from ktransfer.tasks import task_of
+
+log = logging.getLogger("ktransfer.probing")
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One backbone's scores: LogME, the linear probe's cross-validated metric, its learning
+    curve, the feature size and the seconds its feature pass took."""
+
+    name: str
+    logme: float
+    probe: float
+    curve: Curve
+    dims: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The ranking (best first), what the audit found, and where it was written."""
+
+    metric: str
+    ranking: list[Scored]
+    audit: dict[str, Any]
+    output_dir: Path
+    best_flagfile: Path
+    seconds: float
+
+
+def network_features(network: Network, run: RunConfig, modality: Modality, splits: Splits,
+                     cache_dir: Path) -> dict[str, np.ndarray]:
+    """{split: feature vectors [N, D]} of every split through `network`'s backbone (inference
+    mode), cached in `cache_dir`."""
+    extractor, _ = features.split_classifier(network.model)
+    feed = modality.feed(run, network)
+    key = features.splits_key(run, str(network.info), splits)
+    return {name: features.cached(extractor, feed, examples, cache_dir, [*key, name],
+                                  run.data.batch_size)
+            for name, examples in splits.named().items()}
+
+
+def score_backbone(name: str, found: dict[str, np.ndarray], splits: Splits, probe: TaskProbe,
+                   run: RunConfig, folds: int, points: int, seconds: float
+                   ) -> tuple[Scored, np.ndarray]:
+    """(the backbone's scores, the linear probe's out-of-fold outputs on the training split)."""
+    x, labels = found["train"], splits.train.labels
+    task, outputs = task_of(run), task_of(run).outputs(splits.class_names)
+    seed = run.train.seed
+    oof = probe.out_of_fold(x, labels, outputs, folds, seed)
+    evaluate = found["val"] if len(splits.val) else x
+    eval_labels = splits.val.labels if len(splits.val) else labels
+
+    def draw(fraction: float, draw_seed: int) -> np.ndarray:
+        return (np.arange(len(labels)) if fraction >= 1
+                else task.split(labels, fraction, draw_seed)[1])
+
+    curve = learning_curve(points, len(labels), draw, lambda kept, s: probe.fit_score(
+        x[kept], labels[kept], evaluate, eval_labels, outputs, s), seed)
+    scored = Scored(name, logme(x, probe.targets(labels, outputs)), probe.score(oof, labels),
+                    curve, int(x.shape[1]), seconds)
+    log.info("%s: LogME %.3f, linear probe %s %.4f (%d folds), %d features", name,
+             scored.logme, probe.metric, scored.probe, folds, scored.dims)
+    return scored, oof
+
+
+def _example_names(examples: Examples, split: str) -> list[str]:
+    return examples.names() or [f"{split} #{i}" for i in range(len(examples))]
+
+
+def audit(found: dict[str, np.ndarray], oof: np.ndarray, splits: Splits, probe: TaskProbe,
+          threshold: float) -> dict[str, Any]:
+    """Doubtful training labels, confused classes and near-duplicates, from the best
+    backbone's features and its linear probe's out-of-fold outputs."""
+    names = {split: _example_names(examples, split) for split, examples in splits.named().items()}
+    flagged: list[Flagged] = probe.audit(oof, splits.train.labels, splits.class_names)
+    centre = found["train"].mean(axis=0)
+    unit = {split: duplicates.unit(x, centre) for split, x in found.items()}
+    found_pairs = []
+    for a, b in [("train", "train"), *[("train", s) for s in unit if s != "train"],
+                 *([("val", "test")] if "test" in unit else [])]:
+        for i, j, sim in duplicates.pairs(unit[a], unit[b], threshold, same=a == b):
+            found_pairs.append({"split": a, "example": names[a][i], "other_split": b,
+                                "other": names[b][j], "similarity": round(sim, 4)})
+    return {"method": probe.audits,
+            "flagged": [{"index": f.index, "example": names["train"][f.index],
+                         "given": f.given, "suggested": f.suggested,
+                         "score": round(f.score, 4)} for f in flagged],
+            "train_examples": len(splits.train),
+            "confused": probe.confused(oof, splits.train.labels, splits.class_names),
+            "duplicates": found_pairs, "duplicate_similarity": threshold}
+
+
+def probe_run(run: RunConfig, modality: Modality, splits: Splits, network: Network,
+              out: Path) -> ProbeResult:
+    """`train --probe`: the audit of the run's own training data from its backbone as it
+    starts, before training, written to `out` (RUN/probe)."""
+    began, options = time.time(), ProbeConfig(output_dir=str(out))
+    task_probe = TASK_PROBES.get(task_of(run).name)
+    found = network_features(network, run, modality, splits, out / "cache")
+    scored, oof = score_backbone(run.model.backbone, found, splits, task_probe, run,
+                                 options.folds, options.curve_points, time.time() - began)
+    findings = audit(found, oof, splits, task_probe, options.duplicate_similarity)
+    result = ProbeResult(task_probe.metric, [scored], findings, out, out / "best.cfg",
+                         time.time() - began)
+    report.write(result, run, splits.class_names)
+    log.info("label audit (--probe): %d doubtful label(s) of %d, %d near-duplicate pair(s); "
+             "see %s", len(findings["flagged"]), findings["train_examples"],
+             len(findings["duplicates"]), out / "probe.html")
+    return result
+
+
