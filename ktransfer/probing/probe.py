@@ -55,7 +55,8 @@ def probe(cfg: ProbeRunConfig) -> ProbeResult:
         results.append((scored, found, oof, run))
     results.sort(key=lambda r: (-r[0].logme, -r[0].probe))  # LogME ranks, as its paper does
     best, found, oof, best_run = results[0]
-    findings = audit(found, oof, splits, task_probe, cfg.probe.duplicate_similarity)
+    findings = audit(found, oof, splits, task_probe, cfg.probe.duplicate_similarity,
+                     modality.presentation)
     result = ProbeResult(task_probe.metric, [r[0] for r in results], findings, out,
                          out / "best.cfg", time.time() - started)
     report.write(result, best_run, splits.class_names)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ktransfer.config import ProbeConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
-from ktransfer.modality import Modality, Network
+from ktransfer.modality import Modality, Network, Presentation
 from ktransfer.network import features
 from ktransfer.probing import duplicates, report
 from ktransfer.probing.curve import Curve, learning_curve
@@ -86,15 +86,20 @@ def score_backbone(name: str, found: dict[str, np.ndarray], splits: Splits, prob
     return scored, oof
 
 
-def _example_names(examples: Examples, split: str) -> list[str]:
-    return examples.names() or [f"{split} #{i}" for i in range(len(examples))]
+def _example_names(examples: Examples, split: str, presentation: Presentation) -> list[str]:
+    """Each example's name (its file, or SPLIT #i), with its text where it has one."""
+    names = examples.names() or [f"{split} #{i}" for i in range(len(examples))]
+    shown = presentation.shown(examples)
+    return names if shown is None else [f"{name}: {text[:300]}" for name, text
+                                        in zip(names, shown, strict=True)]
 
 
 def audit(found: dict[str, np.ndarray], oof: np.ndarray, splits: Splits, probe: TaskProbe,
-          threshold: float) -> dict[str, Any]:
+          threshold: float, presentation: Presentation) -> dict[str, Any]:
     """Doubtful training labels, confused classes and near-duplicates, from the best
     backbone's features and its linear probe's out-of-fold outputs."""
-    names = {split: _example_names(examples, split) for split, examples in splits.named().items()}
+    names = {split: _example_names(examples, split, presentation)
+             for split, examples in splits.named().items()}
     flagged: list[Flagged] = probe.audit(oof, splits.train.labels, splits.class_names)
     centre = found["train"].mean(axis=0)
     unit = {split: duplicates.unit(x, centre) for split, x in found.items()}
@@ -122,7 +127,8 @@ def probe_run(run: RunConfig, modality: Modality, splits: Splits, network: Netwo
     found = network_features(network, run, modality, splits, out / "cache")
     scored, oof = score_backbone(run.model.backbone, found, splits, task_probe, run,
                                  options.folds, options.curve_points, time.time() - began)
-    findings = audit(found, oof, splits, task_probe, options.duplicate_similarity)
+    findings = audit(found, oof, splits, task_probe, options.duplicate_similarity,
+                     modality.presentation)
     result = ProbeResult(task_probe.metric, [scored], findings, out, out / "best.cfg",
                          time.time() - began)
     report.write(result, run, splits.class_names)
