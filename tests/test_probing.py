@@ -80,6 +80,12 @@ def test_duplicate_pairs_are_found_once_and_ranked():
     assert [(i, j) for i, j, _ in found] == [(3, 7)]
 
 
+def test_every_task_has_a_probe():
+    from ktransfer.tasks import TASKS
+
+    assert set(TASK_PROBES.names()) == set(TASKS.names())
+
+
 @pytest.mark.parametrize("task", sorted(TASK_PROBES))
 def test_every_task_probe_beats_its_trivial_score_on_informative_features(task):
     """The contract every task probe keeps: out-of-fold outputs of the right shape, a score
