@@ -84,7 +84,8 @@ test-latest:
 
 # The packages as users get them: builds the wheel and sdist, installs the wheel into a fresh
 # venv outside the checkout beside another numpy patch release than constraints.txt's, and
-# trains the quickstart from there with the backbone the wheel ships (about 2 minutes).
+# trains the quickstart from there with the backbone the wheel ships; then replaces the wheel
+# with the sdist and evaluates that run with it (about 2 minutes).
 WHEEL_CHECK := build/wheel-check
 wheel-check: install
 	rm -rf $(WHEEL_CHECK) && mkdir -p $(WHEEL_CHECK)/outside
@@ -100,6 +101,10 @@ wheel-check: install
 	  --batch_size=8 --epochs=20 --lr=0.01 --dropout=0 --fine_tune_epochs=20 \
 	  --fine_tune_lr=0.0003 --verbose=0 --run_dir=run --overwrite
 	test -f $(WHEEL_CHECK)/outside/run/MODEL_CARD.md
+	$(WHEEL_CHECK)/venv/bin/pip install --quiet --force-reinstall --no-deps \
+	  $(WHEEL_CHECK)/dist/ktransfer-*.tar.gz
+	cd $(WHEEL_CHECK)/outside && ../venv/bin/ktransfer-evaluate --model=run --verbosity=0 && \
+	  ../venv/bin/ktransfer-train --list_backbones | grep -q efficientnet_lite0
 
 # The docs site (site/index.html) from docs/, warnings (broken links, stale pages) as errors;
 # the flag reference must match every command's --help (python docs/reference/generate.py

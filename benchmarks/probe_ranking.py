@@ -1,7 +1,7 @@
 """Does the probe's ranking predict fine-tuning? LogME and the linear probe of several
 backbones against the test accuracy `ktransfer.train` then reaches with each, on three tasks.
 
-    python benchmarks/probe_ranking.py [--seeds=0] [--tasks=faces,digits_m,digits]
+    python benchmarks/probe_ranking.py [--seeds=0,1,2] [--tasks=faces,digits_m,digits]
         [--out=benchmarks/results/probe_ranking.json]
 
 Backbones: EfficientNet-Lite0 / Lite1 / Lite2 with their ImageNet weights and Lite0 with random
