@@ -50,7 +50,7 @@ quickstart: install
 
 # Offline: EfficientNet-Lite0 with its genuine ImageNet weights transferred to real photo
 # patches (faces vs not, 10 labels per class), then the same network from scratch and the
-# digits source backbone on the same labels, for comparison (about 2 minutes).
+# digits source backbone on the same labels, for comparison (about 1.5 minutes).
 quickstart-imagenet: install
 	$(PY) -m ktransfer.train --flagfile=configs/quickstart_imagenet.cfg --overwrite
 	$(PY) -m ktransfer.train --flagfile=configs/quickstart_imagenet_scratch.cfg --overwrite
