@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,11 +33,16 @@ def page() -> str:
              "Flags go on the command line or in a flagfile (`--flagfile=FILE`, one "
              "`--name=value` per line); the [guides](../guides/training.md) explain them "
              "by topic.\n"]
-    for command, what in COMMANDS.items():
-        shown = subprocess.run([sys.executable, "-m", f"ktransfer.{command}", "--help"],
-                               capture_output=True, text=True, cwd=ROOT, check=True).stdout
-        parts.append(f"## `ktransfer.{command}`: {what}\n\n```text\n{shown.rstrip()}\n```\n")
+    with ThreadPoolExecutor(max_workers=2) as pool:  # each --help is a few seconds of imports
+        shown = list(pool.map(_help, COMMANDS))
+    for (command, what), text in zip(COMMANDS.items(), shown, strict=True):
+        parts.append(f"## `ktransfer.{command}`: {what}\n\n```text\n{text.rstrip()}\n```\n")
     return "\n".join(parts)
+
+
+def _help(command: str) -> str:
+    return subprocess.run([sys.executable, "-m", f"ktransfer.{command}", "--help"],
+                          capture_output=True, text=True, cwd=ROOT, check=True).stdout
 
 
 if __name__ == "__main__":
