@@ -20,8 +20,7 @@ from ktransfer.config import ProbeRunConfig, RunConfig
 from ktransfer.data.examples import Splits
 from ktransfer.modality import Modality
 from ktransfer.network.freezing import freeze
-from ktransfer.probing import report
-from ktransfer.probing.scoring import ProbeResult, audit, network_features, score_backbone
+from ktransfer.probing.scoring import ProbeResult, conclude, network_features, score_backbone
 from ktransfer.probing.task_probes import TASK_PROBES
 from ktransfer.tasks import task_of
 from ktransfer.training.distribute import make_strategy
@@ -54,10 +53,6 @@ def probe(cfg: ProbeRunConfig) -> ProbeResult:
                                      cfg.probe.curve_points, time.time() - began)
         results.append((scored, found, oof, run))
     results.sort(key=lambda r: (-r[0].logme, -r[0].probe))  # LogME ranks, as its paper does
-    best, found, oof, best_run = results[0]
-    findings = audit(found, oof, splits, task_probe, cfg.probe.duplicate_similarity,
-                     modality.presentation)
-    result = ProbeResult(task_probe.metric, [r[0] for r in results], findings, out,
-                         out / "best.cfg", time.time() - started)
-    report.write(result, best_run, splits.class_names)
-    return result
+    _, found, oof, best_run = results[0]
+    return conclude([r[0] for r in results], found, oof, best_run, splits, modality, cfg.probe,
+                    started)

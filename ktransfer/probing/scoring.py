@@ -66,9 +66,8 @@ def score_backbone(name: str, found: dict[str, np.ndarray], splits: Splits, prob
                    run: RunConfig, folds: int, points: int, seconds: float
                    ) -> tuple[Scored, np.ndarray]:
     """(the backbone's scores, the linear probe's out-of-fold outputs on the training split)."""
-    x, labels = found["train"], splits.train.labels
-    task, outputs = task_of(run), task_of(run).outputs(splits.class_names)
-    seed = run.train.seed
+    x, labels, task, seed = found["train"], splits.train.labels, task_of(run), run.train.seed
+    outputs = task.outputs(splits.class_names)
     oof = probe.out_of_fold(x, labels, outputs, folds, seed)
     evaluate = found["val"] if len(splits.val) else x
     eval_labels = splits.val.labels if len(splits.val) else labels
@@ -118,20 +117,34 @@ def audit(found: dict[str, np.ndarray], oof: np.ndarray, splits: Splits, probe: 
             "duplicates": found_pairs, "duplicate_similarity": threshold}
 
 
-def probe_run(run: RunConfig, modality: Modality, splits: Splits, network: Network,
-              out: Path) -> ProbeResult:
-    """`train --probe`: the audit of the run's own training data from its backbone as it
-    starts, before training, written to `out` (RUN/probe)."""
-    began, options = time.time(), ProbeConfig(output_dir=str(out))
-    task_probe = TASK_PROBES.get(task_of(run).name)
-    found = network_features(network, run, modality, splits, out / "cache")
-    scored, oof = score_backbone(run.model.backbone, found, splits, task_probe, run,
-                                 options.folds, options.curve_points, time.time() - began)
+def conclude(ranking: list[Scored], found: dict[str, np.ndarray], oof: np.ndarray,
+             best_run: RunConfig, splits: Splits, modality: Modality, options: ProbeConfig,
+             started: float) -> ProbeResult:
+    """The audit from the best backbone's features (`found`) and out-of-fold outputs, written
+    with the ranking (best first) to `options.output_dir`."""
+    task_probe = TASK_PROBES.get(task_of(best_run).name)
+    out = Path(options.output_dir)
     findings = audit(found, oof, splits, task_probe, options.duplicate_similarity,
                      modality.presentation)
-    result = ProbeResult(task_probe.metric, [scored], findings, out, out / "best.cfg",
-                         time.time() - began)
-    report.write(result, run, splits.class_names)
+    result = ProbeResult(task_probe.metric, ranking, findings, out, out / "best.cfg",
+                         time.time() - started)
+    report.write(result, best_run, splits.class_names)
+    return result
+
+
+def probe_run(run: RunConfig, modality: Modality, splits: Splits, network: Network,
+              out: Path, cache_dir: Path) -> ProbeResult:
+    """`train --probe`: the audit of the run's own training data from its backbone as it
+    starts, before training, written to `out` (RUN/probe). The features go to `cache_dir`
+    under the keys the head phase uses (`features.splits_key`), so `--cache_features` reuses
+    them instead of a second pass."""
+    began, options = time.time(), ProbeConfig(output_dir=str(out))
+    task_probe = TASK_PROBES.get(task_of(run).name)
+    found = network_features(network, run, modality, splits, cache_dir)
+    scored, oof = score_backbone(run.model.backbone, found, splits, task_probe, run,
+                                 options.folds, options.curve_points, time.time() - began)
+    result = conclude([scored], found, oof, run, splits, modality, options, began)
+    findings = result.audit
     log.info("label audit (--probe): %d doubtful label(s) of %d, %d near-duplicate pair(s); "
              "see %s", len(findings["flagged"]), findings["train_examples"],
              len(findings["duplicates"]), out / "probe.html")

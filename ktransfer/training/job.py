@@ -170,7 +170,8 @@ def _open_job(cfg: RunConfig, modality: Modality, splits: Splits, network: Netwo
     log.info("data: %d train, %d val, %d test %ss, %d classes", counts["train"], counts["val"],
              counts["test"], modality.presentation.noun, len(class_names))
     if cfg.train.probe and not run.resume:  # the probe sits above training: named, not imported
-        import_object(PROBE_RUN)(cfg, modality, splits, network, run.path / "probe")
+        import_object(PROBE_RUN)(cfg, modality, splits, network, run.path / "probe",
+                                 run.path / "cache")
     feed = modality.feed(cfg, network)
     feed.save(run.path)
     batch, cache = cfg.data.batch_size, run.path / "cache"
