@@ -87,7 +87,7 @@ def main() -> None:
     parser = record.parser(__doc__, "calibration")
     parser.add_argument("--runs", default="quickstart,sentiment")
     args = parser.parse_args()
-    seeds, names = [int(s) for s in args.seeds.split(",")], args.runs.split(",")
+    seeds, names = args.seeds, args.runs.split(",")
     runs = record.run_seeds(seeds, names, lambda name, seed, tmp: {name: run(name, seed, tmp)})
     metrics = sorted({m for s in seeds for arm in runs[s].values() for m in arm})
     summary = record.summarize(runs, names, metrics)

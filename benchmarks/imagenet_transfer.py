@@ -49,7 +49,7 @@ def main() -> None:
     parser = record.parser(__doc__, "imagenet_transfer")
     parser.add_argument("--tasks", default="faces,digits_m")
     args = parser.parse_args()
-    seeds, tasks = [int(s) for s in args.seeds.split(",")], args.tasks.split(",")
+    seeds, tasks = args.seeds, args.tasks.split(",")
     runs = record.run_seeds(seeds, tasks, measure)
     arms = [f"{task}_{arm}" for task in tasks for arm in ARMS]
     summary = record.summarize(runs, arms, ["accuracy", "seconds"])

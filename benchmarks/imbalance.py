@@ -76,7 +76,7 @@ def _evaluation(run_dir: Path) -> dict:
 
 def main() -> None:
     args = record.parser(__doc__, "imbalance").parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     runs = record.run_seeds(seeds, list(ARMS), lambda arm, seed, tmp: {arm: run(arm, seed, tmp)})
     summary = record.summarize(runs, list(ARMS),
                                ["macro_f1", "minority_recall", "accuracy", "seconds"])

@@ -153,7 +153,7 @@ def main() -> None:
     parser = record.parser(__doc__, "multi_label")
     parser.add_argument("--parts", default="images,texts")
     args = parser.parse_args()
-    seeds, parts = [int(s) for s in args.seeds.split(",")], args.parts.split(",")
+    seeds, parts = args.seeds, args.parts.split(",")
     measure = {"images": images, "texts": texts}
     runs = record.run_seeds(seeds, parts, lambda part, seed, tmp: measure[part](seed, tmp))
     arms = [f"{arm}_{size}" for size in IMAGE_SIZES for arm, _, _ in IMAGE_ARMS]

@@ -108,7 +108,7 @@ def measure(part: str, seed: int, tmp: Path) -> dict[str, dict[str, float]]:
 
 def main() -> None:
     args = record.parser(__doc__, "probe_audit").parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = args.seeds
     runs = record.run_seeds(seeds, [*map(str, FLIPS), "curve"], measure)
     arms = [f"flip_{f:.2f}" for f in FLIPS] + ["learning_curve"]
     metrics = ["flipped", "flagged", "precision", "recall", "noisy_accuracy",

@@ -85,7 +85,7 @@ def main() -> None:
     parser = record.parser(__doc__, "probe_ranking")
     parser.add_argument("--tasks", default=",".join(TASKS))
     args = parser.parse_args()
-    seeds, tasks = [int(s) for s in args.seeds.split(",")], args.tasks.split(",")
+    seeds, tasks = args.seeds, args.tasks.split(",")
     runs = record.run_seeds(seeds, tasks, measure)
     arms = [f"{t}_{i}" for t in tasks for i in range(len(BACKBONES))]
     arms += [f"{t}_ranking" for t in tasks]

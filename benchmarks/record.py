@@ -25,10 +25,11 @@ Runs = dict[int, dict[str, dict[str, float]]]  # seed -> arm -> metric -> value
 
 
 def parser(doc: str, result: str) -> argparse.ArgumentParser:
-    """A benchmark's command line: --seeds and --out (benchmarks/results/RESULT.json), its
-    docstring's first line as the description."""
+    """A benchmark's command line: --seeds (parsed: a list of ints) and --out
+    (benchmarks/results/RESULT.json), its docstring's first line as the description."""
     found = argparse.ArgumentParser(description=doc.splitlines()[0])
-    found.add_argument("--seeds", default="0,1,2")
+    found.add_argument("--seeds", default="0,1,2",
+                       type=lambda given: [int(s) for s in given.split(",")])
     found.add_argument("--out", default=str(RESULTS / f"{result}.json"))
     return found
 

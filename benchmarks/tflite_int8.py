@@ -59,7 +59,7 @@ def main() -> None:
     parser = record.parser(__doc__, "tflite_int8")
     parser.add_argument("--settings", default=",".join(SETTINGS))
     args = parser.parse_args()
-    seeds, settings = [int(s) for s in args.seeds.split(",")], args.settings.split(",")
+    seeds, settings = args.seeds, args.settings.split(",")
     runs = record.run_seeds(seeds, settings, measure)
     arms = [f"{setting}_{kind}" for setting in settings for kind in TYPES]
     summary = record.summarize(runs, arms, ["keras_accuracy", "tflite_accuracy", "drop_points",

