@@ -462,6 +462,20 @@ def tiny_bert(tmp_path_factory) -> Path:
     return save_tiny_bert(tmp_path_factory.mktemp("bert") / "tiny_bert")
 
 
+@pytest.fixture(scope="session")
+def text_run(tmp_path_factory, tiny_bert):
+    """A finished text run: 240 synthetic reviews, 3 cached head epochs, 4 fine-tuning epochs
+    (trained once per test worker that asks)."""
+    from ktransfer import config
+    from ktransfer.training import train
+
+    tmp = tmp_path_factory.mktemp("text")
+    cfg = config.build(**text_values(tmp, tiny_bert, data=str(write_text_folder(tmp / "d", 240)),
+                                     epochs=3, lr=0.05, cache_features=True, fine_tune_epochs=4,
+                                     fine_tune_lr=3e-3, dropout=0.0, report=True))
+    return train(cfg)
+
+
 def serve_texts(version: Path, texts: list[str]) -> dict:
     """The numeric outputs of a text SavedModel's serving_default on `texts`, loaded in a
     fresh process (TensorFlow Text's ops registered there, as TF Serving would)."""

@@ -37,16 +37,6 @@ from conftest import (
 )
 
 
-@pytest.fixture(scope="module")
-def text_run(tmp_path_factory, tiny_bert):
-    """A finished text run: 240 synthetic reviews, 3 cached head epochs, 4 fine-tuning epochs."""
-    tmp = tmp_path_factory.mktemp("text")
-    cfg = config.build(**text_values(tmp, tiny_bert, data=str(write_text_folder(tmp / "d", 240)),
-                                     epochs=3, lr=0.05, cache_features=True, fine_tune_epochs=4,
-                                     fine_tune_lr=3e-3, dropout=0.0, report=True))
-    return train(cfg)
-
-
 def test_fine_tuned_tiny_bert_learns_the_reviews(text_run):
     m = text_run.metrics
     assert m["modality"] == "text" and m["epochs"] == {"head": 3, "fine_tune": 4}

@@ -254,8 +254,15 @@ class ExportConfig(LoadConfig):
                                       "formats; --tflite and --onnx are the same for theirs), "
                                       "each scored on the run's test split.",
                                       registry="ktransfer.deploy.conversion:FORMATS")
-    max_accuracy_drop: float = option(0.02, "Largest test-accuracy drop a TFLite or ONNX copy "
-                                      "may have against the Keras model (0.02 = 2 points).")
+    quantize: str = option("none", "Quantize the SavedModel itself with Keras (Model.quantize): "
+                           "int8 or int4 kernels of the Dense / EinsumDense / Embedding / "
+                           "convolution layers (a float scale per channel), or float8 (Keras' "
+                           "FP8 mode, for GPUs with FP8 units: larger on disk). Scored on the "
+                           "run's test split against the float32 model; sizes and latencies "
+                           "go to VERSION/quantization.json.", ("none", "int8", "int4", "float8"))
+    max_accuracy_drop: float = option(0.02, "Largest test-accuracy drop a TFLite or ONNX copy, "
+                                      "or a --quantize'd SavedModel, may have against the Keras "
+                                      "model (0.02 = 2 points).")
     on_accuracy_drop: str = option("fail", "A larger drop: fail (nothing is exported) or warn "
                                    "(exported, and recorded in conversions.json).",
                                    ("fail", "warn"))
@@ -268,6 +275,10 @@ class ExportConfig(LoadConfig):
         require(self.version >= 0, "version", "must be >= 0")
         require(self.top_k >= 1, "top_k", "must be >= 1")
         require(0.0 <= self.max_accuracy_drop <= 1.0, "max_accuracy_drop", "must be in [0, 1]")
+        require(self.quantize == "none" or (self.tflite == "none" and not self.onnx
+                                            and not self.formats), "quantize",
+                "quantizes the SavedModel, and the TFLite / ONNX copies convert the float32 "
+                "one (--tflite=int8 quantizes its own): export them in a separate call")
 
     @property
     def source(self) -> str:

@@ -52,6 +52,20 @@ class ModelConfig:
     bn_trainable: bool = option(False, "Let BatchNorm layers train when the backbone is "
                                "unfrozen (default: they stay frozen, in inference mode).")
 
+    lora_rank: int = option(0, "Phase 2: LoRA (Hu et al. 2021): train rank-R adapters on the "
+                            "backbone's Dense / EinsumDense / convolution layers (Keras' "
+                            "enable_lora) instead "
+                            "of its weights; only the adapters and the head train. model.keras "
+                            "and exports hold the merged weights, RUN/lora_adapters.npz the "
+                            "adapters alone. 0: fine-tune the weights themselves.")
+    lora_alpha: float = option(0.0, "LoRA: the update is scaled by ALPHA / --lora_rank; 0 means "
+                               "ALPHA = --lora_rank (scale 1, Keras' default).")
+    lora_targets: str = option("auto", "LoRA: which layers get adapters: auto (the attention "
+                               "query and value projections, as keras-hub does; when there are "
+                               "none, every Dense / EinsumDense / convolution layer), or "
+                               "comma-separated regexes matched at the start of a layer's name "
+                               "or path (e.g. query,value,intermediate).")
+
     def __post_init__(self) -> None:
         require(bool(self.backbone), "backbone", "is required (see --list_backbones)")
         kind, colon, handle = self.backbone.partition(":")
@@ -61,3 +75,9 @@ class ModelConfig:
         require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
         require(self.l2 >= 0.0, "l2", "must be >= 0")
         require(0.0 <= self.label_smoothing < 1.0, "label_smoothing", "must be in [0, 1)")
+        require(0 <= self.lora_rank <= 1024, "lora_rank", "must be in 0..1024 (0: off)")
+        require(self.lora_alpha >= 0.0, "lora_alpha", "must be >= 0 (0: the rank)")
+        require(not (self.lora_rank and self.bn_trainable), "lora_rank", "trains the adapters "
+                "alone, so BatchNorm stays frozen: drop --bn_trainable")
+        require(bool(self.lora_targets.strip(",").strip()), "lora_targets",
+                "give auto or layer-name patterns")

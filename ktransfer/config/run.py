@@ -42,3 +42,5 @@ class RunConfig:
         require(self.train.epochs + self.train.fine_tune_epochs > 0 or bool(self.model.init_from),
                 "epochs", "--epochs and --fine_tune_epochs are both 0: nothing to train (with "
                 "--init_from, 0 and 0 re-use that model as it is)")
+        require(not self.model.lora_rank or self.train.fine_tune_epochs > 0, "lora_rank",
+                "adapts the backbone in phase 2: give --fine_tune_epochs >= 1")

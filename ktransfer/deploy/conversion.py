@@ -95,25 +95,30 @@ class CheckData:
     calibration: Examples | None
     state: dict[str, Any] = field(default_factory=dict)  # the task's (e.g. thresholds)
 
-    def batches(self, examples: Examples, batch_size: int = 32) -> Iterator[np.ndarray]:
+    def batches(self, examples: Examples, batch_size: int = 32) -> Iterator[Any]:
+        """Model inputs: float32 pixels [B, S, S, 3], or a dict of arrays (token ids)."""
         for x in self.feed.inputs(examples, batch_size).as_numpy_iterator():
-            yield np.asarray(x, dtype=np.float32)
+            yield x if isinstance(x, dict) else np.asarray(x, dtype=np.float32)
 
 
-def _accuracy(predict: Predictor, data: CheckData) -> float:
+def accuracy(predict: Predictor, data: CheckData) -> float:
     """The task's headline metric (single-label: accuracy) of `predict` on the test split."""
     assert data.test is not None
-    outputs = np.concatenate([np.reshape(predict(x), (len(x), -1))
+    outputs = np.concatenate([np.reshape(predict(x), (_size(x), -1))
                               for x in data.batches(data.test)])
     return (data.feed.task or default_task()).quality(outputs, data.test.labels, data.state)
 
 
-def _check(name: str, accuracy: float, reference: float, cfg: ExportConfig) -> dict[str, Any]:
+def _size(batch: Any) -> int:
+    return len(next(iter(batch.values())) if isinstance(batch, dict) else batch)
+
+
+def check(name: str, score: float, reference: float, cfg: ExportConfig) -> dict[str, Any]:
     """The figures of one conversion; a drop beyond --max_accuracy_drop fails or warns."""
-    drop = reference - accuracy
-    entry = {"accuracy": accuracy, "drop": drop, "within_limit": drop <= cfg.max_accuracy_drop}
+    drop = reference - score
+    entry = {"accuracy": score, "drop": drop, "within_limit": drop <= cfg.max_accuracy_drop}
     if drop > cfg.max_accuracy_drop:
-        message = (f"the {name} model scores {accuracy:.4f} on the test split, "
+        message = (f"the {name} model scores {score:.4f} on the test split, "
                    f"{drop:.4f} below the Keras model's {reference:.4f} (limit "
                    f"--max_accuracy_drop={cfg.max_accuracy_drop})")
         if cfg.on_accuracy_drop == "fail":
@@ -133,7 +138,7 @@ def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
                               else 0}
     reference = 0.0
     if checked is not None:
-        reference = _accuracy(lambda x: model.predict(x, verbose=0), checked)
+        reference = accuracy(lambda x: model.predict(x, verbose=0), checked)
         report["keras"] = {"accuracy": reference}
     for name in wanted(cfg):
         fmt = FORMATS.get(name)
@@ -141,7 +146,7 @@ def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
         entry = {"file": fmt.filename, "bytes": len(content), **about}
         if checked is not None:
             predict = fmt.predictor(content, signature, key)
-            entry |= _check(name, _accuracy(predict, checked), reference, cfg)
+            entry |= check(name, accuracy(predict, checked), reference, cfg)
         (folder / fmt.filename).write_bytes(content)
         report[name] = entry
     if checked is None:

@@ -26,7 +26,7 @@ import keras
 
 from ktransfer import preflight
 from ktransfer.config import ExportConfig
-from ktransfer.deploy import conversion
+from ktransfer.deploy import conversion, quantize
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.warmup import write_batching, write_warmup
 from ktransfer.errors import DiskFullError, KtransferError
@@ -218,9 +218,13 @@ def export_saved(cfg: ExportConfig) -> Path:
     conversion.check_installed(cfg)
     clf = open_classifier(cfg.source, unsafe=cfg.unsafe_load,
                           flag="run_dir" if cfg.run_dir else "model")
-    extras = None
+    extras: Callable[[Path], Any] | None = None
     formats = conversion.wanted(cfg)
     data = _run_data(clf)
+    model = clf.model
+    if cfg.quantize != "none":
+        model, report = quantize.quantize(clf.model, cfg.quantize, cfg, data)
+        extras = functools.partial(_write_quantization, report)
     if formats:
         signature = clf.modality.tflite_signature
         if signature is None:
@@ -229,9 +233,14 @@ def export_saved(cfg: ExportConfig) -> Path:
                                  f"{clf.modality.name} models")
         extras = functools.partial(conversion.convert, model=clf.model, signature=signature,
                                    cfg=cfg, data=data, key=clf.task.output_key)
-    return export(clf.model, clf.modality, clf.feed, clf.class_names, cfg.export_dir,
+    return export(model, clf.modality, clf.feed, clf.class_names, cfg.export_dir,
                   cfg.version, cfg.top_k, extras, state=clf.state,
                   copies=card_files(clf.run_dir), warmup=_warmup(clf, data))
+
+
+def _write_quantization(report: dict[str, Any], folder: Path) -> None:
+    report = {**report, "saved_variables_bytes": quantize.saved_bytes(folder)}
+    (folder / quantize.REPORT).write_text(json.dumps(report, indent=2) + "\n")
 
 
 def _run_data(clf: Any) -> conversion.CheckData | None:

@@ -16,6 +16,7 @@ import numpy as np
 from keras.src.saving import saving_lib  # save_weights_only(objects_to_skip=): not on Model
 
 from ktransfer.errors import TrainingError, first_line
+from ktransfer.network import lora
 from ktransfer.runs import atomic
 
 LR_SAMPLES = 9  # learning-rate points recorded per epoch (lr.csv), ends included
@@ -279,6 +280,7 @@ class ResumeState(keras.callbacks.Callback):
         self.extra: dict = {}
         self.skip: keras.Model | None = None
         self.skip_fingerprint = ""
+        self.lora: keras.Model | None = None  # a backbone with LoRA adapters
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard is not None and self.guard.tripped:
@@ -291,17 +293,23 @@ class ResumeState(keras.callbacks.Callback):
         skip = [self.skip] if self.skip is not None else None
         atomic.save_with(self.directory / name, lambda path: saving_lib.save_weights_only(
             self.model, path, objects_to_skip=skip))
+        adapters = name.replace(".weights.h5", ".lora.npz") if self.lora is not None else ""
+        if adapters:  # Keras saves LoRA layers merged, with zero adapters
+            atomic.save_with(self.directory / adapters,
+                             lambda path: lora.save_adapters(self.lora, path))
         state = {"epoch": epoch, "phase": self.phase, "stage": self.stage,
                  "fitted": self.fitted, "complete": complete, "weights": name,
                  "backbone_skipped": skip is not None,
                  "backbone_fingerprint": self.skip_fingerprint if skip else "",
+                 "lora": adapters,
                  "best": None if self.best is None or not math.isfinite(self.best.best)
                  else self.best.best, **self.extra}
         atomic.write_json(self.directory / "state.json", state)
         if self.best is not None:
             self.best.promote()
-        for old in self.directory.glob("epoch*.weights.h5"):
-            if old.name != name:
+        for old in [*self.directory.glob("epoch*.weights.h5"),
+                    *self.directory.glob("epoch*.lora.npz")]:
+            if old.name not in (name, adapters):
                 old.unlink(missing_ok=True)
 
 
@@ -324,6 +332,8 @@ def load_resumed(model: keras.Model, folder: str | os.PathLike, state: dict,
                             f"{first_line(exc)[:160]}); nothing was deleted. Pass --overwrite "
                             "to start this run again from scratch, or choose another "
                             "--run_dir") from None
+    if state.get("lora"):
+        lora.restore(backbone, Path(folder) / state["lora"])
 
 
 def weights_fingerprint(model: keras.Model) -> str:

@@ -3,17 +3,20 @@ idempotent, so a run killed here is finished by the same command)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
 from ktransfer.data.examples import Examples
 from ktransfer.deploy import prediction
 from ktransfer.deploy.serving import WARMUP_EXAMPLES, card_files, export
-from ktransfer.network.classifier import compile_classifier, inference_model
+from ktransfer.network import lora
+from ktransfer.network.classifier import compile_classifier, get_backbone, inference_model
 from ktransfer.reporting.evaluation import evaluate
 from ktransfer.reporting.model_card import card_data, interval, write_card
 from ktransfer.reporting.report import changed_flags, write_report
@@ -33,7 +36,8 @@ log = logging.getLogger("ktransfer.training")
 def finish(job: Job, trained: Fitted) -> dict[str, Any]:
     """After training: AdaBN, metrics, model files, metrics.json, report, export. Each step
     can run again (a run killed here is finished by the same command)."""
-    cfg, model, path = job.cfg, job.model, job.run_dir
+    cfg, path = job.cfg, job.run_dir
+    model = _merge_adapters(job)
     if not model.compiled:  # fitted: a head on cached features, or the adaptation model
         compile_classifier(model, cfg, cfg.train.lr)
     metrics: dict[str, Any] = {
@@ -83,6 +87,18 @@ def finish(job: Job, trained: Fitted) -> dict[str, Any]:
             _report(job, probabilities, state)
     rundir.finish(path)
     return metrics
+
+
+def _merge_adapters(job: Job) -> keras.Model:
+    """The trained classifier, LoRA adapters merged into its kernels (the network itself when
+    it has none); the adapters alone go to RUN/lora_adapters.npz first."""
+    if lora.adapters(job.network.backbone):
+        atomic.save_with(job.run_dir / lora.ADAPTERS_FILE,
+                         lambda path: lora.save_adapters(job.network.backbone, path))
+        model = lora.merged(job.model)
+        job.network = dataclasses.replace(job.network, model=model,
+                                          backbone=get_backbone(model))
+    return job.model
 
 
 BASELINE_MARGIN = 0.02  # a headline this close to the trivial predictor's: no better

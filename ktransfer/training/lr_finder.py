@@ -34,7 +34,7 @@ from ktransfer.config import LRFinderConfig, RunConfig
 from ktransfer.data.examples import Splits
 from ktransfer.errors import ConfigError
 from ktransfer.modality import Feed, Modality, Network
-from ktransfer.network import features
+from ktransfer.network import features, lora
 from ktransfer.network.classifier import compile_classifier
 from ktransfer.network.freezing import freeze, layer_lr_multipliers, select, set_trainable
 from ktransfer.optim.schedules import make_schedule
@@ -227,6 +227,7 @@ def _fine_tune_target(run: RunConfig, feed: Feed, splits: Splits, network: Netwo
     --unfreeze layers train, with --lr_layer_decay."""
     backbone, t = network.backbone, run.train
     set_trainable(backbone, select(backbone, t.unfreeze), run.model.bn_trainable)
+    lora.enable(backbone, run.model)
     multipliers = (layer_lr_multipliers(backbone, t.lr_layer_decay)
                    if t.lr_layer_decay < 1.0 else None)
     return network.model, _batches(run, feed, splits), multipliers

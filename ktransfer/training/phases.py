@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from ktransfer.errors import TrainingError
-from ktransfer.network import features
+from ktransfer.network import features, lora
 from ktransfer.network.classifier import compile_classifier, inference_model
 from ktransfer.network.freezing import (
     freeze,
@@ -109,12 +109,16 @@ def fit_stages(job: Job) -> Fitted:
         stopped = False
         if stage.phase == "fine_tune":
             n = set_trainable(backbone, stage.layers, bn_trainable)
+            if lora.enable(backbone, job.cfg.model):
+                callbacks.state.lora = backbone
         if i < position:  # finished before the restart (position > 0: resuming)
             done = int(resume["head_epochs"]) if resume and stage.phase == "head" else \
                 done + stage.stage_epochs
         else:
             if stage.phase == "fine_tune":
-                log.info("fine-tuning %d backbone layers%s", n,
+                log.info("fine-tuning %d backbone layers%s%s", n,
+                         f" through rank-{job.cfg.model.lora_rank} adapters"
+                         if job.cfg.model.lora_rank else "",
                          f" (stage {stage.index + 1})" if job.cfg.train.gradual_unfreeze else "")
             reached = fit_stage(job, stage, callbacks, done,
                                 resume if i == position else None)

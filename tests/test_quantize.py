@@ -1,0 +1,72 @@
+"""`export --quantize` (ktransfer/deploy/quantize.py): Keras-quantized SavedModels, smaller,
+scored against the float32 model, and refused when they lose more than allowed."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from ktransfer import config
+from ktransfer.deploy import quantize
+from ktransfer.deploy.saving import open_classifier
+from ktransfer.deploy.serving import export_saved
+from ktransfer.errors import ConfigError, KtransferError
+
+from conftest import serve_texts
+
+TEXTS = ["a wonderful, moving film", "dull and far too long", "great acting", "a mess"]
+
+
+def _export(run_dir, export_dir, **flags):
+    return export_saved(config.ExportConfig(run_dir=str(run_dir), export_dir=str(export_dir),
+                                            **flags))
+
+
+def test_int8_text_model_is_smaller_scored_and_served_as_in_keras(text_run, tmp_path):
+    version = _export(text_run.run_dir, tmp_path / "reviews", quantize="int8")
+    report = json.loads((version / quantize.REPORT).read_text())
+    assert report["mode"] == "int8" and report["within_limit"]
+    assert report["accuracy"] >= report["keras"]["accuracy"] - 0.02 > 0.8
+    assert report["quantized_share"] > 0.8  # token embeddings and every projection
+    assert report["weight_bytes"] < 0.4 * report["float32_weight_bytes"]
+    assert report["saved_variables_bytes"] < 0.6 * report["float32_weight_bytes"]
+    clf = open_classifier(text_run.run_dir)
+    small = quantize.quantized(clf.model, "int8")
+    expected = small.predict(clf.feed.preprocessor(TEXTS), verbose=0)
+    served = serve_texts(version, TEXTS)["probabilities"]
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    full = clf.model.predict(clf.feed.preprocessor(TEXTS), verbose=0)
+    assert np.abs(expected - full).max() > 0  # it is the quantized network that serves
+
+
+def test_a_larger_accuracy_drop_fails_and_publishes_nothing(text_run, tmp_path, monkeypatch):
+    real = quantize.quantized
+
+    def broken(model, mode):  # a quantisation that ruins the head
+        small = real(model, mode)
+        head = [layer for layer in small.layers if layer.weights][-1]
+        head.set_weights([np.zeros_like(w) for w in head.get_weights()])
+        return small
+
+    monkeypatch.setattr(quantize, "quantized", broken)
+    with pytest.raises(KtransferError, match=r"^--max_accuracy_drop: the --quantize=int8 model "
+                                             r"scores .* nothing was exported"):
+        _export(text_run.run_dir, tmp_path / "reviews", quantize="int8")
+    assert not list((tmp_path / "reviews").glob("[0-9]*"))
+
+
+def test_a_convnet_is_told_that_only_its_head_shrinks(quickstart_run, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        version = _export(quickstart_run, tmp_path / "digits", quantize="int8")
+    report = json.loads((version / quantize.REPORT).read_text())
+    assert report["quantized_share"] < 0.1 and report["within_limit"]
+    assert "% of the weights are in layers Keras quantizes" in caplog.text
+
+
+def test_quantize_with_a_tflite_copy_is_refused_at_once(tmp_path):
+    with pytest.raises(ConfigError, match="^--quantize: quantizes the SavedModel"):
+        config.ExportConfig(run_dir="r", export_dir=str(tmp_path / "m"), quantize="int8",
+                            tflite="int8")
