@@ -35,6 +35,10 @@ class TrainConfig:
     lr_layer_decay: float = option(1.0, "Phase 2: layer-wise learning-rate decay; the head gets "
                                   "--fine_tune_lr, the top backbone block x this, the next "
                                   "x this^2, ...; 1 turns it off.")
+    remat: bool = option(False, "Phase 2: gradient checkpointing (Keras rematerialisation): each "
+                         "backbone block keeps only its input and recomputes its activations "
+                         "in the backward pass: less memory for about one more forward pass. "
+                         "For backbones built of blocks (keras-hub encoders).")
     print_model: bool = option(False, "Print each backbone layer's block, parameters and "
                               "whether it trains in each phase, before training.")
     optimizer: str = option("adam", "Optimizer.", registry="ktransfer.optim.optimizers:OPTIMIZERS")

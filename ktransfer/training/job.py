@@ -25,7 +25,7 @@ from ktransfer.deploy.saving import load_classifier
 from ktransfer.domain import adaptation
 from ktransfer.errors import ConfigError
 from ktransfer.modality import Feed, Modality, Network
-from ktransfer.network import lora
+from ktransfer.network import lora, remat
 from ktransfer.network.freezing import (
     describe,
     gradual_stages,
@@ -259,6 +259,8 @@ def plan(cfg: RunConfig, network: Network) -> list[Stage]:
     selected = select(backbone, t.unfreeze) if t.fine_tune_epochs else []
     if cfg.model.lora_rank:  # which layers get adapters (they are added when phase 2 starts)
         lora.targets(backbone, cfg.model)
+    if t.remat and t.fine_tune_epochs:
+        remat.check(backbone, cfg.model.backbone)
     if t.fine_tune_epochs and not selected:
         raise ConfigError("fine_tune_epochs", f"{cfg.model.backbone} has no weights that could "
                           "train (a TF Hub module without `variables`?); use "

@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from ktransfer.errors import TrainingError
-from ktransfer.network import features, lora
+from ktransfer.network import features, lora, remat
 from ktransfer.network.classifier import compile_classifier, inference_model
 from ktransfer.network.freezing import (
     freeze,
@@ -111,6 +111,7 @@ def fit_stages(job: Job) -> Fitted:
             n = set_trainable(backbone, stage.layers, bn_trainable)
             if lora.enable(backbone, job.cfg.model):
                 callbacks.state.lora = backbone
+            remat.enable(backbone, job.cfg.train.remat)
         if i < position:  # finished before the restart (position > 0: resuming)
             done = int(resume["head_epochs"]) if resume and stage.phase == "head" else \
                 done + stage.stage_epochs
