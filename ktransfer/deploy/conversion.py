@@ -1,9 +1,12 @@
 """Copies of an exported classifier in other formats (`FORMATS`: TFLite, ONNX, ...), each
 checked against the Keras model.
 
-A format converts the pixels model (image classifiers: float32 RGB [B, S, S, 3] in [0, 255];
-decoding image bytes is not an op these formats have): the SavedModel's `predict_pixels`
-signature or the Keras model itself. Every converted file is scored on the run's test split next
+A format converts the model from tensors (decoding image bytes and tokenising strings are not
+ops these formats have): image classifiers take `pixels`, float32 RGB [B, S, S, 3] in
+[0, 255]; text classifiers the tokenizer's outputs by name (`token_ids`, `padding_mask`, ...
+[B, L]; the tokenizer is shipped beside them, in VERSION/preprocessor/). Each converts the
+modality's tensor signature of the SavedModel (`predict_pixels`, `predict_tokens`) or the Keras
+model itself. Every converted file is scored on the run's test split next
 to the Keras model, and the figures go to VERSION/conversions.json; a drop larger than
 `--max_accuracy_drop` fails the export (nothing is published) or, with
 `--on_accuracy_drop=warn`, is written there and logged loudly. A new format is a module with an
@@ -22,6 +25,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from ktransfer.config import ExportConfig
 from ktransfer.data.examples import Examples
@@ -32,9 +36,10 @@ from ktransfer.registry import Registry
 from ktransfer.tasks import default_task
 
 log = logging.getLogger(__name__)
+PIXELS = "pixels"
 CALIBRATION_EXAMPLES = 200
 REPORT = "conversions.json"
-Predictor = Callable[[np.ndarray], np.ndarray]  # float32 pixels [B, S, S, 3] -> probabilities
+Predictor = Callable[[Any], np.ndarray]  # a batch of model inputs -> the task's output
 
 
 @dataclass
@@ -99,6 +104,26 @@ class CheckData:
         """Model inputs: float32 pixels [B, S, S, 3], or a dict of arrays (token ids)."""
         for x in self.feed.inputs(examples, batch_size).as_numpy_iterator():
             yield x if isinstance(x, dict) else np.asarray(x, dtype=np.float32)
+
+
+def named(batch: Any, dtypes: dict[str, Any]) -> dict[str, Any]:
+    """A batch of model inputs as a copy's named inputs of `dtypes` (name -> numpy dtype):
+    token arrays by name (a boolean padding mask as the integers the model declares), or an
+    image batch as `pixels`."""
+    inputs = batch if isinstance(batch, dict) else {PIXELS: batch}
+    return {name: np.asarray(inputs[name], dtype=dtype) for name, dtype in dtypes.items()}
+
+
+def tensor_specs(model: keras.Model) -> dict[str, tf.TensorSpec]:
+    """The copies' inputs, from the Keras model's: each named input (token ids, padding mask,
+    ... [B, L]) or the one image input as `pixels` [B, S, S, 3] float32."""
+    inputs = model.input if isinstance(model.input, dict) else {PIXELS: model.input}
+    return {name: tf.TensorSpec(t.shape, t.dtype, name=name) for name, t in inputs.items()}
+
+
+def call(model: keras.Model, inputs: dict[str, Any]) -> Any:
+    """`model` on the copies' named inputs (`tensor_specs`)."""
+    return model(inputs if isinstance(model.input, dict) else inputs[PIXELS], training=False)
 
 
 def accuracy(predict: Predictor, data: CheckData) -> float:

@@ -143,6 +143,7 @@ def export(model: keras.Model, modality: Modality, feed: Feed, class_names: list
         archive.write_out(str(tmp), verbose=False)
         (tmp / "labels.txt").write_text("\n".join(class_names) + "\n")
         save_state(tmp, feed.task or default_task(), state or {})
+        feed.save(tmp)  # a tokenizer: for clients of the token signature and its copies
         if origin is not None:
             (tmp / ORIGIN).write_text(json.dumps(origin) + "\n")
         for path in copies:

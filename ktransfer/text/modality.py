@@ -91,6 +91,7 @@ class TextModality(Modality):
     name = "text"
     presentation = TextPresentation()
     builtin = BUILTIN
+    tflite_signature = serving.TOKENS_SIGNATURE
 
     def check(self, cfg: RunConfig) -> None:
         check_encoder(cfg)

@@ -15,13 +15,23 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+TOKENS_SIGNATURE = "predict_tokens"  # what the TFLite and ONNX copies convert
+
 
 def endpoints(model: keras.Model, preprocessor: Any,
               answer: Callable[[tf.Tensor], dict[str, tf.Tensor]]) -> dict[str, Any]:
-    """{"serving_default": text in}."""
+    """{"serving_default": text in, "predict_tokens": the tokenizer's outputs in (token ids,
+    padding mask, ... [B, L]), for clients that tokenise themselves and for the copies}."""
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve_text(text):
         return answer(model(preprocessor(text), training=False))
 
-    return {"serving_default": serve_text}
+    names = sorted(model.input)
+    specs = [tf.TensorSpec(model.input[n].shape, model.input[n].dtype, name=n) for n in names]
+
+    @tf.function(input_signature=specs)
+    def predict_tokens(*tokens):
+        return answer(model(dict(zip(names, tokens, strict=True)), training=False))
+
+    return {"serving_default": serve_text, TOKENS_SIGNATURE: predict_tokens}

@@ -12,21 +12,31 @@ import keras
 import tensorflow as tf
 
 from ktransfer.config import ExportConfig
-from ktransfer.deploy.conversion import CheckData, ExportFormat, Predictor
+from ktransfer.deploy.conversion import (
+    CheckData,
+    ExportFormat,
+    Predictor,
+    call,
+    named,
+    tensor_specs,
+)
 from ktransfer.errors import KtransferError, first_line
 
 ONNX_OPSET = 17
+ONNX_TYPES = {"tensor(float)": "float32", "tensor(int32)": "int32", "tensor(int64)": "int64",
+              "tensor(bool)": "bool"}
 
 
 def onnx_bytes(model: keras.Model, key: str = "probabilities") -> bytes:
-    """An ONNX model (opset 17) of `model`: `pixels` in, the model's output out, named `key`
-    (the task's output: `probabilities` [B, C], or regression's `value` [B])."""
-    size = int(model.input_shape[1])
+    """An ONNX model (opset 17) of `model`: its tensors in (`pixels`, or the token arrays by
+    name), the model's output out, named `key` (the task's output: `probabilities` [B, C], or
+    regression's `value` [B])."""
+    specs = tensor_specs(model)
+    names = list(specs)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32,
-                                                 name="pixels")])
-    def probabilities(pixels):
-        outputs = model(pixels, training=False)
+    @tf.function(input_signature=list(specs.values()))
+    def probabilities(*tensors):
+        outputs = call(model, dict(zip(names, tensors, strict=True)))
         return {key: outputs if key == "probabilities" else tf.reshape(outputs, [-1])}
 
     import tf2onnx  # only here: 0.15 s of every command's start-up otherwise
@@ -42,7 +52,7 @@ def onnx_bytes(model: keras.Model, key: str = "probabilities") -> bytes:
 
 def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
             data: CheckData | None, key: str = "probabilities") -> tuple[bytes, dict[str, Any]]:
-    return onnx_bytes(model, key), {"opset": ONNX_OPSET, "inputs": ["pixels"],
+    return onnx_bytes(model, key), {"opset": ONNX_OPSET, "inputs": list(tensor_specs(model)),
                                     "outputs": [key]}
 
 
@@ -50,7 +60,8 @@ def predictor(content: bytes, signature: str, key: str = "probabilities") -> Pre
     import onnxruntime  # only here, as tf2onnx above
 
     session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
-    return lambda x: session.run([key], {"pixels": x})[0]
+    dtypes = {i.name: ONNX_TYPES[i.type] for i in session.get_inputs()}
+    return lambda x: session.run([key], named(x, dtypes))[0]
 
 
 FORMAT = ExportFormat(

@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from ktransfer.config import ExportConfig
-from ktransfer.deploy.conversion import CheckData, ExportFormat, Predictor
+from ktransfer.deploy.conversion import CheckData, ExportFormat, Predictor, named
 from ktransfer.errors import KtransferError, first_line
 from ktransfer.registry import Registry
 
@@ -52,10 +52,13 @@ def tflite_bytes(saved_model_dir: Path, signature: str, kind: str,
             raise KtransferError("--tflite=int8: needs the run directory (its training images "
                                  "calibrate the quantisation); give --run_dir")
         calibration = data.calibration
+        specs = tf.saved_model.load(str(saved_model_dir)).signatures[
+            signature].structured_input_signature[1]
+        dtypes = {name: spec.dtype.as_numpy_dtype for name, spec in specs.items()}
 
-        def representative() -> Iterator[list[np.ndarray]]:
+        def representative() -> Iterator[dict[str, np.ndarray]]:
             for batch in data.batches(calibration, 1):
-                yield [batch]
+                yield named(batch, dtypes)
 
         converter.representative_dataset = representative
     try:
@@ -74,7 +77,8 @@ def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
 
 def predictor(content: bytes, signature: str, key: str = "probabilities") -> Predictor:
     runner = tf.lite.Interpreter(model_content=content).get_signature_runner(signature)
-    return lambda x: runner(pixels=x)[key]
+    dtypes = {name: d["dtype"] for name, d in runner.get_input_details().items()}
+    return lambda x: runner(**named(x, dtypes))[key]
 
 
 FORMAT = ExportFormat(
