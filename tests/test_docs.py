@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 import subprocess
 import sys
 
 import nbformat
 import pytest
+from absl import flags
+
+from ktransfer import config, preflight
+from ktransfer.errors import KtransferError
 
 from conftest import REPO
 
@@ -68,3 +73,73 @@ def test_the_notebooks_are_committed_with_their_outputs_and_no_native_log_lines(
         printed = "".join(o.get("text", "") for c in code for o in c.get("outputs", []))
         assert all(c.get("execution_count") for c in code), f"{path.name}: run make notebooks"
         assert "test accuracy:" in printed and not native.search(printed), path.name
+
+
+# Each command the docs show: its flag groups and how its config is built from parsed flags.
+COMMANDS = {
+    "train": (config.run_groups, config.from_flags),
+    "tune": (config.search_groups, config.search_from_flags),
+    "find_lr": (config.find_lr_groups, config.find_lr_from_flags),
+    "probe": (config.probe_groups, config.probe_from_flags),
+    **{name: (lambda cls=cls, name=name: config.command_groups(cls, name),
+              lambda fv, cls=cls: config.command_from_flags(cls, fv))
+       for name, cls in (("evaluate", config.EvaluateConfig), ("predict", config.PredictConfig),
+                         ("export", config.ExportConfig))},
+}
+# Written for the reader to fill in (an upper-case placeholder, "..."), or a flag outside the
+# config (the help and listing flags the command prints and exits on).
+PLACEHOLDER = re.compile(r"\.\.\.|\[--|(?<![\w.])[A-Z][A-Z_]{2,}(?![\w.])|--help|--list_")
+
+
+def _documented_commands() -> list[tuple[str, str, list[str], str]]:
+    """(page, command, arguments, the error line shown after it or "") of every
+    `python -m ktransfer.X ...` line in the README's and the docs' code blocks (continuation
+    lines joined, comments dropped, a shell loop's `$var` as 0)."""
+    found = []
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        for block in re.findall(r"```(?:bash|sh|shell|console)?\n(.*?)```", page.read_text(),
+                                re.S):
+            lines = [line.strip().removeprefix("$ ")
+                     for line in block.replace("\\\n", " ").splitlines()]
+            for line, after in zip(lines, [*lines[1:], ""], strict=False):
+                match = re.match(r"python -m ktransfer\.(\w+)(.*)", line)
+                if match and not PLACEHOLDER.search(match.group(2).split("#")[0]):
+                    args = shlex.split(re.sub(r"\$\{?\w+\}?", "0", match.group(2)),
+                                       comments=True)
+                    shown = after.split("error: ", 1)[1] if "error: --" in after else ""
+                    found.append((str(page.relative_to(REPO)), match.group(1), args, shown))
+    return found
+
+
+def _made_by_an_earlier_command(args: list[str]) -> bool:
+    """A flagfile outside configs/ that the reader's earlier commands write (a search's
+    best.cfg, a run's flags.cfg) or copy (`cp configs/my_images.cfg my_images.cfg`)."""
+    return any(a.startswith("--flagfile=") and not a.startswith("--flagfile=configs/")
+               for a in args)
+
+
+def test_the_docs_show_commands_and_each_parses_into_a_valid_config(monkeypatch):
+    """Every documented command with nothing left for the reader to fill in: its flags exist,
+    its flagfiles are in the repository, its values pass the config's rules and name
+    registered entries (what the
+    command checks before any work; the runs themselves are the quickstarts' tests); a command
+    shown with its error fails with that error."""
+    monkeypatch.chdir(REPO)
+    commands = _documented_commands()
+    assert len(commands) >= 25 and {c for _, c, _, _ in commands} >= set(COMMANDS) - {"find_lr"}
+    failures = []
+    for page, command, args, shown in commands:
+        if _made_by_an_earlier_command(args):
+            continue
+        groups, build = COMMANDS[command]
+        fv = flags.FlagValues()
+        config.define_flags(fv, groups())
+        try:
+            preflight.check_names(build(fv(["ktransfer." + command, *args]) and fv))
+            error = ""
+        except (flags.Error, KtransferError) as exc:
+            error = str(exc)
+        if error != shown:
+            failures.append(f"{page}: python -m ktransfer.{command} {shlex.join(args)}: "
+                            f"{error or 'no error'} (shown: {shown or 'none'})")
+    assert failures == []
