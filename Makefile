@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,docs,onnx,tracking,imagenet]' -c constraints.txt
+	$(PY) -m pip install --quiet -e '.[test,docs,onnx,tracking,imagenet,tflite-metadata]' -c constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -236,3 +236,6 @@ def check_export(cfg: ExportConfig) -> None:
     check_model_path(cfg.source, "run_dir" if cfg.run_dir else "model")
     check_export_dir(cfg.export_dir, cfg.version)
     check_writable(cfg.export_dir, "export_dir")
+    if cfg.tflite_metadata and importlib.util.find_spec("mediapipe") is None:
+        raise ConfigError("tflite_metadata", "writes the metadata with MediaPipe's tools, which "
+                          "are not installed: pip install 'ktransfer[tflite-metadata]'")

@@ -17,7 +17,7 @@ from ktransfer.config import ExportConfig
 from ktransfer.deploy.conversion import FORMATS
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.serving import export_saved
-from ktransfer.errors import KtransferError
+from ktransfer.errors import ConfigError, KtransferError
 
 
 def _pixels(model, n=4):
@@ -130,3 +130,37 @@ def test_a_new_export_format_is_one_registration(quickstart_run, tmp_path, monke
     with pytest.raises(KtransferError, match="^--max_accuracy_drop: the toy model scores"):
         export_saved(ExportConfig(run_dir=str(quickstart_run), formats=("toy",),
                                   export_dir=str(tmp_path / "m")))
+
+
+def test_tflite_metadata_is_read_by_mediapipes_image_classifier(quickstart_run, tmp_path):
+    """--tflite_metadata: MediaPipe's own ImageClassifier task loads the file with nothing but
+    its metadata (labels, normalisation) and scores an image as the Keras model does."""
+    import mediapipe
+    from mediapipe.tasks.python import vision
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+
+    from ktransfer.deploy.formats import tflite_metadata
+
+    version = export_saved(ExportConfig(run_dir=str(quickstart_run), tflite="float32",
+                                        tflite_metadata=True, export_dir=str(tmp_path / "m")))
+    content = (version / "model.tflite").read_bytes()
+    clf = open_classifier(quickstart_run)
+    found = tflite_metadata.read_metadata(content)
+    assert found["labels"] == clf.class_names
+    tensor = found["metadata"]["subgraph_metadata"][0]["input_tensor_metadata"][0]
+    assert tensor["process_units"][0]["options"] == {"mean": [0.0], "std": [1.0]}
+    assert json.loads((version / "conversions.json").read_text())["tflite"]["within_limit"]
+    pixels = _pixels(clf.model, 1)[0].round().astype(np.uint8)  # its size: no resizing
+    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_buffer=content),
+                                            max_results=len(clf.class_names))
+    with vision.ImageClassifier.create_from_options(options) as classifier:
+        result = classifier.classify(mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB,
+                                                     data=pixels))
+    scores = {c.category_name: c.score for c in result.classifications[0].categories}
+    expected = clf.model.predict(pixels[None].astype("float32"), verbose=0)[0]
+    np.testing.assert_allclose([scores[name] for name in clf.class_names], expected, atol=1e-5)
+
+
+def test_tflite_metadata_without_a_tflite_copy_is_refused():
+    with pytest.raises(ConfigError, match="^--tflite_metadata: describes the TFLite copy"):
+        ExportConfig(run_dir="r", export_dir="e/m", tflite_metadata=True)

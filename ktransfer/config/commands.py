@@ -248,6 +248,11 @@ class ExportConfig(LoadConfig):
                          "integer, calibrated on up to 200 training images); scored on the "
                          "run's test split next to the Keras model.", ("none",),
                          registry="ktransfer.deploy.formats.tflite:TFLITE")
+    tflite_metadata: bool = option(False, "With --tflite, for image classifiers: write "
+                                   "model.tflite as MediaPipe Tasks and the TFLite Task Library "
+                                   "read it: pixels in, probabilities out (one output), with "
+                                   "label and normalisation metadata (MediaPipe's writer; the "
+                                   "tflite-metadata extra).")
     onnx: bool = option(False, "Also write VERSION/model.onnx (tf2onnx, opset 17) of the pixels "
                         "model, scored with onnxruntime on the run's test split.")
     formats: tuple[str, ...] = option((), "Also write these copies (comma-separated export "
@@ -275,6 +280,8 @@ class ExportConfig(LoadConfig):
         require(self.version >= 0, "version", "must be >= 0")
         require(self.top_k >= 1, "top_k", "must be >= 1")
         require(0.0 <= self.max_accuracy_drop <= 1.0, "max_accuracy_drop", "must be in [0, 1]")
+        require(not self.tflite_metadata or self.tflite != "none", "tflite_metadata",
+                "describes the TFLite copy: give --tflite=float32 (or float16, dynamic, int8)")
         require(self.quantize == "none" or (self.tflite == "none" and not self.onnx
                                             and not self.formats), "quantize",
                 "quantizes the SavedModel, and the TFLite / ONNX copies convert the float32 "

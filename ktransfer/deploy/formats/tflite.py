@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import tensorflow as tf
 
 from ktransfer.config import ExportConfig
 from ktransfer.deploy.conversion import CheckData, ExportFormat, Predictor, named
+from ktransfer.deploy.formats import tflite_metadata
 from ktransfer.errors import KtransferError, first_line
 from ktransfer.registry import Registry
 
@@ -52,9 +54,7 @@ def tflite_bytes(saved_model_dir: Path, signature: str, kind: str,
             raise KtransferError("--tflite=int8: needs the run directory (its training images "
                                  "calibrate the quantisation); give --run_dir")
         calibration = data.calibration
-        specs = tf.saved_model.load(str(saved_model_dir)).signatures[
-            signature].structured_input_signature[1]
-        dtypes = {name: spec.dtype.as_numpy_dtype for name, spec in specs.items()}
+        dtypes = _input_dtypes(saved_model_dir, signature)
 
         def representative() -> Iterator[dict[str, np.ndarray]]:
             for batch in data.batches(calibration, 1):
@@ -68,15 +68,34 @@ def tflite_bytes(saved_model_dir: Path, signature: str, kind: str,
                              f"{first_line(exc)[:200]}") from None
 
 
+def _input_dtypes(saved_model_dir: Path, signature: str) -> dict[str, Any]:
+    """{input name: numpy dtype} of a SavedModel signature."""
+    specs = tf.saved_model.load(str(saved_model_dir)).signatures[
+        signature].structured_input_signature[1]
+    return {name: spec.dtype.as_numpy_dtype for name, spec in specs.items()}
+
+
 def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
             data: CheckData | None, key: str = "probabilities") -> tuple[bytes, dict[str, Any]]:
-    """The signature as it is (every output the SavedModel's has; `key` among them)."""
-    content = tflite_bytes(folder, signature, kind(cfg), data)
-    return content, {"type": kind(cfg), "signature": signature}
+    """The signature as it is (every output the SavedModel's has; `key` among them), or with
+    --tflite_metadata the Keras model with one output and MediaPipe's metadata."""
+    if not cfg.tflite_metadata:
+        content = tflite_bytes(folder, signature, kind(cfg), data)
+        return content, {"type": kind(cfg), "signature": signature}
+    with tempfile.TemporaryDirectory() as tmp:
+        tflite_metadata.one_output_model(model, key, Path(tmp))
+        content = tflite_bytes(Path(tmp), "serving_default", kind(cfg), data)
+    labels = (folder / "labels.txt").read_text().splitlines()
+    return tflite_metadata.with_metadata(content, labels), {
+        "type": kind(cfg), "signature": "serving_default", "metadata": "MediaPipe image "
+        "classifier (labels.txt packed in; normalisation mean 0, std 1)"}
 
 
 def predictor(content: bytes, signature: str, key: str = "probabilities") -> Predictor:
-    runner = tf.lite.Interpreter(model_content=content).get_signature_runner(signature)
+    interpreter = tf.lite.Interpreter(model_content=content)
+    names = interpreter.get_signature_list()
+    runner = interpreter.get_signature_runner(signature if signature in names else
+                                              next(iter(names)))
     dtypes = {name: d["dtype"] for name, d in runner.get_input_details().items()}
     return lambda x: runner(**named(x, dtypes))[key]
 
