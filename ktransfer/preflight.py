@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ktransfer.config import (
+    AUTO_BATCH,
     EvaluateConfig,
     ExportConfig,
     LRFinderConfig,
@@ -153,9 +154,16 @@ def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
     return modality
 
 
+def _fixed_batch(cfg: RunConfig, command: str) -> None:
+    if cfg.data.batch_size == AUTO_BATCH:
+        raise ConfigError("batch_size", f"auto is found by `train`; give {command} a number "
+                          "(the one a run's log or flags.cfg shows)")
+
+
 def check_search(cfg: SearchConfig) -> Modality:
     """Everything `tune` needs before it starts; returns the modality."""
     check_names(cfg.tune)
+    _fixed_batch(cfg.run, "tune")
     if cfg.tune.space == "adaptation" and not cfg.run.adapt.target_data:
         raise ConfigError("target_data", "--space=adaptation searches adaptation runs; give "
                           "the unlabelled target data")
@@ -177,6 +185,7 @@ def check_probe(cfg: ProbeRunConfig) -> Modality:
     """Everything `probe` needs before it starts: every backbone with its weights, the data
     and the output folder; returns the modality."""
     check_names(cfg.probe)
+    _fixed_batch(cfg.run, "probe")
     modality = None
     for _, run in cfg.candidates():
         modality = check_train(run, run_dir=False)
@@ -187,6 +196,7 @@ def check_probe(cfg: ProbeRunConfig) -> Modality:
 
 def check_find_lr(cfg: LRFinderConfig) -> Modality:
     """Everything `find_lr` needs before it starts; returns the modality."""
+    _fixed_batch(cfg.run, "find_lr")
     modality = check_train(cfg.run, run_dir=False)
     check_writable(cfg.find.output_dir, "output_dir")
     return modality

@@ -27,7 +27,7 @@ from ktransfer.config.commands import (
 )
 from ktransfer.config.data import DataConfig
 from ktransfer.config.distribute import DistributeConfig
-from ktransfer.config.fields import AUTO_LR, FROM_RUN, option, require
+from ktransfer.config.fields import AUTO_BATCH, AUTO_LR, FROM_RUN, option, require
 from ktransfer.config.flags import (
     GROUPS,
     build,
@@ -63,7 +63,8 @@ from ktransfer.config.run import RunConfig
 from ktransfer.config.train import TrainConfig
 
 __all__ = [
-    "AUTO_LR", "AdaptConfig", "AugmentConfig", "DataConfig", "DistributeConfig", "EvaluateConfig",
+    "AUTO_BATCH", "AUTO_LR", "AdaptConfig", "AugmentConfig", "DataConfig", "DistributeConfig",
+    "EvaluateConfig",
     "ExportConfig", "FROM_RUN", "FindLRConfig", "GROUPS", "LRFinderConfig", "LoadConfig",
     "ModelConfig", "PredictConfig", "ProbeConfig", "ProbeRunConfig", "RunConfig",
     "SearchConfig", "TrainConfig", "TuneConfig", "build", "build_command", "build_find_lr",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ktransfer.config.fields import option, require
+from ktransfer.config.fields import AUTO_BATCH, option, require
 
 
 def weight_pairs(text: str, flag: str, where: str = "") -> dict[str, float]:
@@ -54,7 +54,12 @@ class DataConfig:
     train_per_class: int = option(0, "Keep at most this many training images per class "
                                  "(few-label experiments); 0 keeps all.")
     image_size: int = option(0, "Square input size in pixels; 0 uses the backbone's default.")
-    batch_size: int = option(32, "Global batch size.")
+    batch_size: int = option(32, "Global batch size, or auto: the largest divisor of "
+                             "--effective_batch_size (itself, its half, ...) whose fine-tuning "
+                             "step fits in memory, found by trying one step each, with "
+                             "--accumulate making up the rest.", auto=True)
+    effective_batch_size: int = option(32, "--batch_size=auto: the examples each optimizer "
+                                       "step averages over (batch x --accumulate).")
     cache: str = option("memory", "Cache decoded, resized images: memory, disk (in the run "
                        "directory) or none.", ("memory", "disk", "none"))
     class_weights: str = option("none", "Weight the loss per class: none; balanced "
@@ -76,7 +81,11 @@ class DataConfig:
         require(self.train_per_class >= 0, "train_per_class", "must be >= 0")
         require(self.image_size == 0 or 8 <= self.image_size <= 4096, "image_size",
                f"must be 0 (backbone default) or in [8, 4096], got {self.image_size}")
-        require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        if str(self.batch_size) == "auto":  # from Python: build(batch_size="auto")
+            object.__setattr__(self, "batch_size", AUTO_BATCH)
+        require(self.batch_size >= 1 or self.batch_size == AUTO_BATCH, "batch_size",
+                f"must be >= 1 or auto, got {self.batch_size}")
+        require(self.effective_batch_size >= 1, "effective_batch_size", "must be >= 1")
         require(self.shuffle_buffer >= 1, "shuffle_buffer", "must be >= 1")
         require(bool(self.class_weights), "class_weights", "give none, balanced, name=weight "
                 "pairs or a file")

@@ -10,6 +10,9 @@ from ktransfer.errors import ConfigError
 # --lr=auto / --fine_tune_lr=auto: the learning-rate range test picks the rate. A value no
 # number given on the command line can take: --lr=-1 is refused, not read as auto.
 AUTO_LR = float("-inf")
+# --batch_size=auto: the largest batch whose training step fits, found by trying. As AUTO_LR, a
+# value no batch size given can take (--batch_size=0 is refused, not read as auto).
+AUTO_BATCH = -(2**31)
 FROM_RUN = "run"  # a command's reading option left to what the model's run was trained with
 
 
@@ -24,7 +27,8 @@ def option(default: Any, help: str, choices: tuple[str, ...] | None = None,
         choices: fixed allowed values (an enum flag).
         registry: `"module:ATTR"` of the `ktransfer.registry.Registry` whose names are the
             allowed values (added to `choices`, if any); checked in pre-flight.
-        auto: a learning rate that may also be `auto` (held as AUTO_LR).
+        auto: a value that may also be `auto`: a learning rate (held as AUTO_LR) or a batch
+            size (held as AUTO_BATCH).
         from_run: a command's (evaluate, predict) copy of a run field of the same name: unset
             ("" or FROM_RUN) it takes the value the model's run was trained with.
         reading: a field of a declared group (`config.groups`) that says how examples are read

@@ -23,7 +23,7 @@ from ktransfer.config.commands import (
 )
 from ktransfer.config.data import DataConfig
 from ktransfer.config.distribute import DistributeConfig
-from ktransfer.config.fields import AUTO_LR, FROM_RUN, require
+from ktransfer.config.fields import AUTO_BATCH, AUTO_LR, FROM_RUN, require
 from ktransfer.config.groups import declared_groups, reading_groups, recipe
 from ktransfer.config.model import ModelConfig
 from ktransfer.config.run import RunConfig
@@ -106,7 +106,8 @@ def _define(flags: Any, fv: Any, f: dataclasses.Field, kind: Any,
     elif f.metadata.get("registry"):
         choices = ()
     if f.metadata.get("auto"):
-        flags.DEFINE(_RateParser(flags), f.name, f.default, helptext, flag_values=fv)
+        parser = _BatchParser(flags) if kind is int else _RateParser(flags)
+        flags.DEFINE(parser, f.name, f.default, helptext, flag_values=fv)
     elif typing.get_origin(kind) is tuple:  # comma-separated list
         flags.DEFINE_list(f.name, [str(v) for v in typing.cast(tuple, f.default)], helptext,
                           flag_values=fv)
@@ -135,6 +136,21 @@ def _RateParser(flags: Any) -> Any:  # noqa: N802 (a class made on demand: absl 
             return value
 
     return RateParser()
+
+
+def _BatchParser(flags: Any) -> Any:  # noqa: N802 (as _RateParser)
+    """An absl parser of an integer that may also be `auto` (parsed as AUTO_BATCH)."""
+
+    class BatchParser(flags.IntegerParser):
+        def parse(self, argument: Any) -> int:
+            if isinstance(argument, str) and argument.strip().lower() == "auto":
+                return AUTO_BATCH
+            value = super().parse(argument)
+            if value < 1:
+                raise ValueError(f"give a positive number or auto, got {argument!r}")
+            return value
+
+    return BatchParser()
 
 
 def fields_with_registry(cfg: Any) -> list[tuple[str, Any, str]]:
@@ -336,7 +352,7 @@ def to_flagfile(cfg: Any, header: str = "") -> str:
             value = getattr(part, f.name)
             if isinstance(value, bool):
                 lines.append(f"--{f.name}" if value else f"--no{f.name}")
-            elif f.metadata.get("auto") and value == AUTO_LR:
+            elif f.metadata.get("auto") and value in (AUTO_LR, AUTO_BATCH):
                 lines.append(f"--{f.name}=auto")
             elif isinstance(value, tuple):
                 lines.append(f"--{f.name}={','.join(str(v) for v in value)}")

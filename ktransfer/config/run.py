@@ -9,7 +9,7 @@ from ktransfer.config.adapt import AdaptConfig
 from ktransfer.config.augment import AugmentConfig
 from ktransfer.config.data import DataConfig
 from ktransfer.config.distribute import DistributeConfig
-from ktransfer.config.fields import require
+from ktransfer.config.fields import AUTO_BATCH, require
 from ktransfer.config.groups import declared_groups, pick
 from ktransfer.config.model import ModelConfig
 from ktransfer.config.train import TrainConfig
@@ -42,5 +42,8 @@ class RunConfig:
         require(self.train.epochs + self.train.fine_tune_epochs > 0 or bool(self.model.init_from),
                 "epochs", "--epochs and --fine_tune_epochs are both 0: nothing to train (with "
                 "--init_from, 0 and 0 re-use that model as it is)")
+        require(self.data.batch_size != AUTO_BATCH or self.train.accumulate == 1, "accumulate",
+                "is set by --batch_size=auto (to --effective_batch_size / the batch found); "
+                "leave it at 1")
         require(not self.model.lora_rank or self.train.fine_tune_epochs > 0, "lora_rank",
                 "adapts the backbone in phase 2: give --fine_tune_epochs >= 1")

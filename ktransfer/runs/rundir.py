@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ktransfer.config import AUTO_LR, RunConfig, to_flagfile
+from ktransfer.config import AUTO_BATCH, AUTO_LR, RunConfig, to_flagfile
 from ktransfer.errors import ConfigError
 from ktransfer.runs import atomic
 
@@ -119,6 +119,8 @@ def _check_same_flags(path: Path, cfg: RunConfig) -> None:
     also: tuple[str, ...] = RECOVERY_FLAGS if (read_state(path) or {}).get("nan_stop") else ()
     # --lr=auto resumes with the rate its range test chose (the one in flags.cfg).
     also += tuple(name for name in ("lr", "fine_tune_lr") if getattr(cfg.train, name) == AUTO_LR)
+    if cfg.data.batch_size == AUTO_BATCH:  # and --batch_size=auto with the batch it found
+        also += ("batch_size", "accumulate")
     saved, ours = _comparable(_saved_flags(path), also), _comparable(to_flagfile(cfg), also)
     if saved != ours:
         changed = sorted(set(ours) ^ set(saved))

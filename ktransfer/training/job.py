@@ -35,6 +35,7 @@ from ktransfer.network.freezing import (
 from ktransfer.registry import import_object
 from ktransfer.runs import atomic, rundir
 from ktransfer.tasks import task_of
+from ktransfer.training import batch_search
 from ktransfer.training.lr_finder import FLAG_OF_PHASE, range_test
 from ktransfer.training.recording import ValidationRecorder
 
@@ -138,6 +139,7 @@ def prepare(cfg: RunConfig, modality: Modality, chief_run: Path | None = None) -
     task.prepare(network.model, splits.train.labels)
     if cfg.model.init_from:
         _init_from(network.model, cfg.model, list(splits.class_names))
+    cfg = batch_search.resolve(cfg, modality, splits, network)
     cfg, range_tests = _auto_rates(cfg, modality, splits)
     stages = plan(cfg, network)
     run = rundir.open_run(cfg, chief_run)
