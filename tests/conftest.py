@@ -463,17 +463,30 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def text_run(tmp_path_factory, tiny_bert):
+def text_run(tmp_path_factory, worker_id):
     """A finished text run: 240 synthetic reviews, 3 cached head epochs, 4 fine-tuning epochs
-    (trained once per test worker that asks)."""
+    on a tiny BERT of its own. Trained once for the whole session, as `quickstart_run` is;
+    gives `run_dir` and `metrics` (metrics.json)."""
+    from types import SimpleNamespace
+
+    from filelock import FileLock
+
     from ktransfer import config
     from ktransfer.training import train
 
-    tmp = tmp_path_factory.mktemp("text")
-    cfg = config.build(**text_values(tmp, tiny_bert, data=str(write_text_folder(tmp / "d", 240)),
-                                     epochs=3, lr=0.05, cache_features=True, fine_tune_epochs=4,
-                                     fine_tune_lr=3e-3, dropout=0.0, report=True))
-    return train(cfg)
+    shared = tmp_path_factory.getbasetemp()
+    shared = (shared.parent if worker_id != "master" else shared) / "text-shared"
+    run_dir = shared / "run"
+    with FileLock(str(shared) + ".lock"):
+        if not (run_dir / "metrics.json").is_file() or (run_dir / "resume").exists():
+            bert = save_tiny_bert(shared / "tiny_bert")
+            data = write_text_folder(shared / "d", 240)
+            train(config.build(**text_values(shared, bert, data=str(data), epochs=3, lr=0.05,
+                                             cache_features=True, fine_tune_epochs=4,
+                                             fine_tune_lr=3e-3, dropout=0.0, report=True,
+                                             overwrite=True)))
+    return SimpleNamespace(run_dir=run_dir,
+                           metrics=json.loads((run_dir / "metrics.json").read_text()))
 
 
 def serve_texts(version: Path, texts: list[str]) -> dict:

@@ -8,14 +8,14 @@ import logging
 
 import numpy as np
 import pytest
+import tensorflow as tf
+import tensorflow_text  # noqa: F401 (the tokenizer's ops, for the SavedModel)
 
 from ktransfer import config
 from ktransfer.deploy import quantize
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.serving import export_saved
 from ktransfer.errors import ConfigError, KtransferError
-
-from conftest import serve_texts
 
 TEXTS = ["a wonderful, moving film", "dull and far too long", "great acting", "a mess"]
 
@@ -36,13 +36,15 @@ def test_int8_text_model_is_smaller_scored_and_served_as_in_keras(text_run, tmp_
     clf = open_classifier(text_run.run_dir)
     small = quantize.quantized(clf.model, "int8")
     expected = small.predict(clf.feed.preprocessor(TEXTS), verbose=0)
-    served = serve_texts(version, TEXTS)["probabilities"]
+    served = tf.saved_model.load(str(version)).signatures["serving_default"](
+        text=tf.constant(TEXTS))["probabilities"]
     np.testing.assert_allclose(served, expected, atol=1e-5)
     full = clf.model.predict(clf.feed.preprocessor(TEXTS), verbose=0)
     assert np.abs(expected - full).max() > 0  # it is the quantized network that serves
 
 
-def test_a_larger_accuracy_drop_fails_and_publishes_nothing(text_run, tmp_path, monkeypatch):
+def test_a_larger_accuracy_drop_fails_and_publishes_nothing(quickstart_run, tmp_path,
+                                                            monkeypatch):
     real = quantize.quantized
 
     def broken(model, mode):  # a quantisation that ruins the head
@@ -54,8 +56,8 @@ def test_a_larger_accuracy_drop_fails_and_publishes_nothing(text_run, tmp_path, 
     monkeypatch.setattr(quantize, "quantized", broken)
     with pytest.raises(KtransferError, match=r"^--max_accuracy_drop: the --quantize=int8 model "
                                              r"scores .* nothing was exported"):
-        _export(text_run.run_dir, tmp_path / "reviews", quantize="int8")
-    assert not list((tmp_path / "reviews").glob("[0-9]*"))
+        _export(quickstart_run, tmp_path / "digits", quantize="int8")
+    assert not list((tmp_path / "digits").glob("[0-9]*"))
 
 
 def test_a_convnet_is_told_that_only_its_head_shrinks(quickstart_run, tmp_path, caplog):

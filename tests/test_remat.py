@@ -60,6 +60,7 @@ def test_recomputed_blocks_give_the_same_gradients_dropout_included(tiny_bert, t
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_fine_tuning_run_with_remat_trains(tiny_bert, tmp_path):
     result = train(config.build(**text_values(tmp_path, tiny_bert, epochs=1, fine_tune_epochs=1,
                                               remat=True)))

@@ -143,22 +143,23 @@ def test_onnx_and_tflite_copies_of_a_text_model_match_the_saved_model(text_run, 
     from ktransfer.text.encoders import load_preprocessor
 
     texts = ["a great and lovely film", "the plot was dull, the worst", "it is a film"]
-    onnx_version = export_saved(ExportConfig(run_dir=str(text_run.run_dir), onnx=True,
-                                             export_dir=str(tmp_path / "onnx")))
-    lite_version = export_saved(ExportConfig(run_dir=str(text_run.run_dir), tflite="float32",
-                                             export_dir=str(tmp_path / "lite")))
-    served = np.array(serve_texts(onnx_version, texts)["probabilities"])
-    tokens = {k: np.asarray(v) for k, v in load_preprocessor(onnx_version)(texts).items()}
-    session = onnxruntime.InferenceSession(str(onnx_version / "model.onnx"))
+    version = export_saved(ExportConfig(run_dir=str(text_run.run_dir), onnx=True,
+                                        tflite="float32", export_dir=str(tmp_path / "m")))
+    import tensorflow_text  # noqa: F401 (the tokenizer's ops, for the SavedModel)
+
+    served = tf.saved_model.load(str(version)).signatures["serving_default"](
+        text=tf.constant(texts))["probabilities"].numpy()
+    tokens = {k: np.asarray(v) for k, v in load_preprocessor(version)(texts).items()}
+    session = onnxruntime.InferenceSession(str(version / "model.onnx"))
     feeds = {i.name: tokens[i.name].astype("int32") for i in session.get_inputs()}
     np.testing.assert_allclose(session.run(["probabilities"], feeds)[0], served, atol=1e-5)
-    runner = tf.lite.Interpreter(model_path=str(lite_version / "model.tflite")
+    runner = tf.lite.Interpreter(model_path=str(version / "model.tflite")
                                  ).get_signature_runner("predict_tokens")
     lite = runner(**{k: v.astype("int32") for k, v in tokens.items()})["probabilities"]
     np.testing.assert_allclose(lite, served, atol=1e-5)
-    for version, name in ((onnx_version, "onnx"), (lite_version, "tflite")):
-        report = json.loads((version / "conversions.json").read_text())
-        assert report[name]["within_limit"] and report["test_examples"] > 0
+    report = json.loads((version / "conversions.json").read_text())
+    assert report["onnx"]["within_limit"] and report["tflite"]["within_limit"]
+    assert report["test_examples"] > 0
 
 
 def test_tune_searches_the_head_on_cached_embeddings(tiny_bert, tmp_path):

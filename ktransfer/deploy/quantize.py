@@ -99,9 +99,9 @@ def quantize(model: keras.Model, mode: str, cfg: Any, data: conversion.CheckData
                               "quantized_share": quantized_share(small)}
     if report["quantized_share"] < 0.5:
         log.warning("WARNING: --quantize=%s: only %.0f %% of the weights are in layers Keras "
-                    "quantizes (Dense, EinsumDense, Embedding; not convolutions), so the model "
-                    "shrinks little; for a convnet, --tflite=int8 quantizes every layer", mode,
-                    100 * report["quantized_share"])
+                    "quantizes to %s (Dense and EinsumDense; Embedding for int8 and int4; never "
+                    "convolutions); for a convnet, --tflite=int8 quantizes every layer", mode,
+                    100 * report["quantized_share"], mode)
     if data is None or data.test is None:
         report["note"] = "not checked: no labelled test data (export from a run directory)"
         return small, report
