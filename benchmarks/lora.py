@@ -3,6 +3,8 @@ step time and peak memory.
 
     python benchmarks/lora.py [--seeds=0,1,2] [--arms=full,lora4,lora16,remat] [--out=FILE.json]
 
+Arms: full, lora4, lora16, lora16_lr2e-3 (the same at a 4x higher rate), remat.
+
 Every arm is configs/sentiment.cfg (real all-MiniLM-L6-v2, 2,000 human-rated sentences, the
 2,008 fixed test sentences) with the seed; the arms differ in phase 2 only. `full` fine-tunes
 every encoder weight at the config's 5e-5; `loraR` trains rank-R adapters on the attention
@@ -31,6 +33,7 @@ import record  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 ARMS: dict[str, dict] = {"full": {}, "lora4": {"lora_rank": 4, "fine_tune_lr": 5e-4},
                          "lora16": {"lora_rank": 16, "fine_tune_lr": 5e-4},
+                         "lora16_lr2e-3": {"lora_rank": 16, "fine_tune_lr": 2e-3},
                          "remat": {"remat": True}}
 METRICS = ["test_accuracy", "trainable_weights", "step_seconds", "peak_rss_mb", "minutes"]
 
