@@ -54,10 +54,10 @@ class ModelConfig:
 
     lora_rank: int = option(0, "Phase 2: LoRA (Hu et al. 2021): train rank-R adapters on the "
                             "backbone's Dense / EinsumDense / convolution layers (Keras' "
-                            "enable_lora) instead "
-                            "of its weights; only the adapters and the head train. model.keras "
-                            "and exports hold the merged weights, RUN/lora_adapters.npz the "
-                            "adapters alone. 0: fine-tune the weights themselves.")
+                            "enable_lora) instead of its weights; only the adapters and the "
+                            "head train. model.keras and exports hold the merged weights, "
+                            "RUN/lora_adapters.npz the adapters alone. 0: fine-tune the weights "
+                            "themselves.")
     lora_alpha: float = option(0.0, "LoRA: the update is scaled by ALPHA / --lora_rank; 0 means "
                                "ALPHA = --lora_rank (scale 1, Keras' default).")
     lora_targets: str = option("auto", "LoRA: which layers get adapters: auto (the attention "
