@@ -54,6 +54,15 @@ def test_only_the_adapters_of_the_chosen_layers_train(tiny_bert, tmp_path):
     assert all(np.abs(layer.lora_kernel_b.numpy()).max() > 0 for layer in adapted)
 
 
+def test_print_model_says_what_lora_will_train(tiny_bert, tmp_path):
+    """Before the adapters exist (--print_model), the count Keras' adapters will have."""
+    cfg, network = _encoder(tiny_bert, tmp_path)
+    said = lora.planned(network.backbone, cfg.model)
+    count = lora.enable(network.backbone, cfg.model)
+    assert said.startswith("LoRA rank 4 on 4 layers (") and "query" in said and "value" in said
+    assert f"phase 2 trains {count:,} adapter weights" in said
+
+
 def test_lora_targets_and_the_rank_are_checked_before_any_work(tiny_bert, tmp_path, tiny_config,
                                                                hub_module):
     with pytest.raises(ConfigError, match="^--lora_rank: adapts the backbone in phase 2"):

@@ -62,6 +62,18 @@ def targets(backbone: keras.Model, cfg: ModelConfig) -> list[keras.layers.Layer]
     return [layer for layer in layers if any(layer is hit for hit in chosen)]
 
 
+def planned(backbone: keras.Model, cfg: ModelConfig) -> str:
+    """What `--lora_rank` will train, said before the adapters exist (`--print_model`): every
+    adapted kernel K gets A [*K[:-1], R] and B [R, K[-1]], as Keras builds them."""
+    layers = targets(backbone, cfg)
+    shapes = [tuple(_base(layer)[0].shape) for layer in layers]
+    count = sum(int(np.prod(k[:-1])) * cfg.lora_rank + cfg.lora_rank * k[-1] for k in shapes)
+    names = ", ".join(dict.fromkeys(layer.name for layer in layers))
+    return (f"LoRA rank {cfg.lora_rank} on {len(layers)} layers ({names[:120]}): phase 2 "
+            f"trains {count:,} adapter weights and the head, not the backbone weights the "
+            "table marks as training")
+
+
 def adapters(backbone: keras.Model) -> list[keras.layers.Layer]:
     """The backbone's layers that carry adapters now."""
     return [layer for layer in adaptable_layers(backbone) if getattr(layer, "lora_enabled", False)]

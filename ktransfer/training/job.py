@@ -281,6 +281,8 @@ def plan(cfg: RunConfig, network: Network) -> list[Stage]:
     if t.print_model:
         print(describe(network.model, backbone, layer_sets, cfg.model.bn_trainable,
                        multipliers(cfg, network)), flush=True)
+        if cfg.model.lora_rank:
+            print(lora.planned(backbone, cfg.model), flush=True)
     return stages
 
 
