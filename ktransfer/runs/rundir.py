@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ktransfer.config import AUTO_BATCH, AUTO_LR, RunConfig, to_flagfile
+from ktransfer.config import AUTO_BATCH, AUTO_LR, RunConfig, parse_flagfile, to_flagfile
 from ktransfer.errors import ConfigError
 from ktransfer.runs import atomic
 
@@ -195,6 +195,14 @@ def resume_state(cfg: RunConfig) -> dict[str, Any] | None:
     if state is not None:
         _check_same_flags(path, cfg)
     return state
+
+
+def resumed_flags(cfg: RunConfig) -> dict[str, Any] | None:
+    """{flag: value} of the flags.cfg of the unfinished run these flags continue (what its
+    `auto` values became), or None for a fresh start."""
+    if resume_state(cfg) is None:
+        return None
+    return parse_flagfile(run_path(cfg) / FLAGFILE)
 
 
 class Run:

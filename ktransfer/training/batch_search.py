@@ -18,7 +18,6 @@ import logging
 
 import tensorflow as tf
 
-from ktransfer import config
 from ktransfer.config import AUTO_BATCH, RunConfig
 from ktransfer.data.examples import Splits
 from ktransfer.errors import TrainingError
@@ -65,8 +64,8 @@ def resolve(cfg: RunConfig, modality: Modality, splits: Splits, network: Network
     if cfg.data.batch_size != AUTO_BATCH:
         return cfg
     effective = cfg.data.effective_batch_size
-    if rundir.resume_state(cfg) is not None:
-        saved = config.parse_flagfile(rundir.run_path(cfg) / rundir.FLAGFILE)
+    saved = rundir.resumed_flags(cfg)
+    if saved is not None:
         batch = int(saved["batch_size"])
     else:
         tried = []

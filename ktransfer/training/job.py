@@ -17,7 +17,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktransfer import config
 from ktransfer.config import FindLRConfig, LRFinderConfig, ModelConfig, RunConfig
 from ktransfer.data import manifest
 from ktransfer.data.examples import Splits
@@ -218,8 +217,8 @@ def _auto_rates(cfg: RunConfig, modality: Modality, splits: Splits
     phases = cfg.train.auto_phases()
     if not phases:
         return cfg, None
-    if rundir.resume_state(cfg) is not None:
-        saved = config.parse_flagfile(rundir.run_path(cfg) / rundir.FLAGFILE)
+    saved = rundir.resumed_flags(cfg)
+    if saved is not None:
         rates: dict[str, Any] = {FLAG_OF_PHASE[p]: saved[FLAG_OF_PHASE[p]] for p in phases}
         return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **rates)), None
     folder = Path(tempfile.mkdtemp(prefix="ktransfer-lr-find-"))
