@@ -15,6 +15,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from ktransfer.deploy.conversion import call, tensor_specs
+
 TOKENS_SIGNATURE = "predict_tokens"  # what the TFLite and ONNX copies convert
 
 
@@ -27,11 +29,10 @@ def endpoints(model: keras.Model, preprocessor: Any,
     def serve_text(text):
         return answer(model(preprocessor(text), training=False))
 
-    names = sorted(model.input)
-    specs = [tf.TensorSpec(model.input[n].shape, model.input[n].dtype, name=n) for n in names]
+    specs = tensor_specs(model)  # the token arrays by name, as the copies take them
 
-    @tf.function(input_signature=specs)
+    @tf.function(input_signature=list(specs.values()))
     def predict_tokens(*tokens):
-        return answer(model(dict(zip(names, tokens, strict=True)), training=False))
+        return answer(call(model, dict(zip(specs, tokens, strict=True))))
 
     return {"serving_default": serve_text, TOKENS_SIGNATURE: predict_tokens}

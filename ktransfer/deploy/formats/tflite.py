@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from ktransfer.config import ExportConfig
-from ktransfer.deploy.conversion import CheckData, ExportFormat, Predictor, named
+from ktransfer.deploy.conversion import CheckData, ExportFormat, Predictor, named, tensor_specs
 from ktransfer.deploy.formats import tflite_metadata
 from ktransfer.errors import KtransferError, first_line
 from ktransfer.registry import Registry
@@ -44,8 +44,9 @@ def kind(cfg: ExportConfig) -> str:
 
 
 def tflite_bytes(saved_model_dir: Path, signature: str, kind: str,
-                 data: CheckData | None) -> bytes:
-    """A TFLite model of one signature; int8 calibrates on `data.calibration`."""
+                 data: CheckData | None, dtypes: dict[str, Any]) -> bytes:
+    """A TFLite model of one signature; int8 calibrates on `data.calibration`, fed as the
+    signature's inputs of `dtypes` (name -> numpy dtype, the Keras model's)."""
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir),
                                                          signature_keys=[signature])
     TFLITE.get(kind)(converter)
@@ -54,7 +55,6 @@ def tflite_bytes(saved_model_dir: Path, signature: str, kind: str,
             raise KtransferError("--tflite=int8: needs the run directory (its training images "
                                  "calibrate the quantisation); give --run_dir")
         calibration = data.calibration
-        dtypes = _input_dtypes(saved_model_dir, signature)
 
         def representative() -> Iterator[dict[str, np.ndarray]]:
             for batch in data.batches(calibration, 1):
@@ -68,23 +68,17 @@ def tflite_bytes(saved_model_dir: Path, signature: str, kind: str,
                              f"{first_line(exc)[:200]}") from None
 
 
-def _input_dtypes(saved_model_dir: Path, signature: str) -> dict[str, Any]:
-    """{input name: numpy dtype} of a SavedModel signature."""
-    specs = tf.saved_model.load(str(saved_model_dir)).signatures[
-        signature].structured_input_signature[1]
-    return {name: spec.dtype.as_numpy_dtype for name, spec in specs.items()}
-
-
 def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
             data: CheckData | None, key: str = "probabilities") -> tuple[bytes, dict[str, Any]]:
     """The signature as it is (every output the SavedModel's has; `key` among them), or with
     --tflite_metadata the Keras model with one output and MediaPipe's metadata."""
+    dtypes = {name: spec.dtype.as_numpy_dtype for name, spec in tensor_specs(model).items()}
     if not cfg.tflite_metadata:
-        content = tflite_bytes(folder, signature, kind(cfg), data)
+        content = tflite_bytes(folder, signature, kind(cfg), data, dtypes)
         return content, {"type": kind(cfg), "signature": signature}
     with tempfile.TemporaryDirectory() as tmp:
         tflite_metadata.one_output_model(model, key, Path(tmp))
-        content = tflite_bytes(Path(tmp), "serving_default", kind(cfg), data)
+        content = tflite_bytes(Path(tmp), "serving_default", kind(cfg), data, dtypes)
     labels = (folder / "labels.txt").read_text().splitlines()
     return tflite_metadata.with_metadata(content, labels), {
         "type": kind(cfg), "signature": "serving_default", "metadata": "MediaPipe image "
