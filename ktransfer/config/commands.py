@@ -260,8 +260,9 @@ class ExportConfig(LoadConfig):
                                       "each scored on the run's test split.",
                                       registry="ktransfer.deploy.conversion:FORMATS")
     quantize: str = option("none", "Quantize the SavedModel itself with Keras (Model.quantize): "
-                           "int8 or int4 kernels of the Dense / EinsumDense / Embedding / "
-                           "convolution layers (a float scale per channel), or float8 (Keras' "
+                           "int8 or int4 kernels of the Dense / EinsumDense / Embedding layers "
+                           "(a float scale per channel; Keras leaves convolutions float32), or "
+                           "float8 (Keras' "
                            "FP8 mode, for GPUs with FP8 units: larger on disk). Scored on the "
                            "run's test split against the float32 model; sizes and latencies "
                            "go to VERSION/quantization.json.", ("none", "int8", "int4", "float8"))

@@ -90,17 +90,18 @@ def enable(backbone: keras.Model, cfg: ModelConfig) -> int:
     if fresh:
         for layer in targets(backbone, cfg):
             layer.enable_lora(cfg.lora_rank, lora_alpha=cfg.lora_alpha or None)
+    adapted = adapters(backbone)
     for variable in backbone.weights:
         variable.trainable = False
-    for layer in adapters(backbone):
+    for layer in adapted:
         for variable in _pair(layer):
             variable.trainable = layer.trainable
-    count = sum(int(np.prod(v.shape)) for layer in adapters(backbone) for v in _pair(layer))
+    count = sum(int(np.prod(v.shape)) for layer in adapted for v in _pair(layer))
     if fresh:
         total = sum(int(np.prod(v.shape)) for v in backbone.weights) - count
         log.info("LoRA rank %d on %d layers: %s adapter weights (%.2f %% of the backbone's "
-                 "%s), nothing else of the backbone trains", cfg.lora_rank,
-                 len(adapters(backbone)), f"{count:,}", 100 * count / max(total, 1), f"{total:,}")
+                 "%s), nothing else of the backbone trains", cfg.lora_rank, len(adapted),
+                 f"{count:,}", 100 * count / max(total, 1), f"{total:,}")
     return count
 
 
@@ -120,7 +121,8 @@ def _base(layer: keras.layers.Layer) -> tuple[keras.Variable, str]:
 
 def save_adapters(backbone: keras.Model, path: str | Path) -> None:
     """Writes the adapters alone (A and B of each layer by path, with rank and alpha) to an
-    .npz file: a few hundred KB that `apply_adapters` puts back on the pretrained backbone."""
+    .npz file (3.6 MB at rank 16 for MiniLM, whose weights are 87 MB) that `apply_adapters`
+    puts back on the pretrained backbone."""
     arrays: dict[str, np.ndarray] = {}
     meta = []
     for layer in adapters(backbone):
