@@ -162,6 +162,18 @@ def test_onnx_and_tflite_copies_of_a_text_model_match_the_saved_model(text_run, 
     assert report["test_examples"] > 0
 
 
+def test_tflite_metadata_for_a_text_model_is_refused_before_any_export(text_run, tmp_path):
+    from ktransfer.config import ExportConfig
+    from ktransfer.deploy.serving import export_saved
+    from ktransfer.errors import KtransferError
+
+    with pytest.raises(KtransferError, match="^--tflite_metadata: describes an image "
+                                             "classifier"):
+        export_saved(ExportConfig(run_dir=str(text_run.run_dir), tflite="float32",
+                                  tflite_metadata=True, export_dir=str(tmp_path / "m")))
+    assert not (tmp_path / "m").exists()
+
+
 def test_tune_searches_the_head_on_cached_embeddings(tiny_bert, tmp_path):
     run = config.build(**text_values(tmp_path, tiny_bert, epochs=3, cache_features=True))
     result = search(SearchConfig(run=run, tune=TuneConfig(

@@ -27,6 +27,7 @@ import keras
 from ktransfer import preflight
 from ktransfer.config import ExportConfig
 from ktransfer.deploy import conversion, quantize
+from ktransfer.deploy.formats import tflite_metadata
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.warmup import write_batching, write_warmup
 from ktransfer.errors import DiskFullError, KtransferError
@@ -219,6 +220,8 @@ def export_saved(cfg: ExportConfig) -> Path:
     conversion.check_installed(cfg)
     clf = open_classifier(cfg.source, unsafe=cfg.unsafe_load,
                           flag="run_dir" if cfg.run_dir else "model")
+    if cfg.tflite_metadata:
+        tflite_metadata.check(clf.model, clf.task.output_key)
     extras: Callable[[Path], Any] | None = None
     formats = conversion.wanted(cfg)
     data = _run_data(clf)

@@ -69,12 +69,18 @@ def _writers() -> tuple[Any, Any, Any]:
     return image_classifier, metadata_writer, metadata
 
 
-def one_output_model(model: keras.Model, key: str, folder: Path) -> None:
-    """Writes a SavedModel of `model` with one signature, `serving_default`: `pixels` in,
-    `key` out (what the converter turns into a one-input, one-output TFLite file)."""
+def check(model: keras.Model, key: str) -> None:
+    """`model` is an image classifier (pixels in, class probabilities `key` out), the kind
+    this metadata describes; before any export work."""
     if isinstance(model.input, dict) or key != "probabilities":
         raise KtransferError("--tflite_metadata: describes an image classifier (pixels in, "
                              "class probabilities out); leave it off for this model")
+
+
+def one_output_model(model: keras.Model, key: str, folder: Path) -> None:
+    """Writes a SavedModel of `model` with one signature, `serving_default`: `pixels` in,
+    `key` out (what the converter turns into a one-input, one-output TFLite file)."""
+    check(model, key)
     size = int(model.input_shape[1])
     archive = keras.export.ExportArchive()
     archive.track(model)
