@@ -173,6 +173,7 @@ class SingleLabel(Task):
     quality_name = "accuracy"
     monitors = ("accuracy", "top5_accuracy")
     losses = ("auto", "focal")
+    distribution = True
     calibrates = True
     weighs_classes = True
     conformal = True

@@ -46,6 +46,7 @@ class Task(abc.ABC):
     # predict's output: (the list's key, each item's name key, its score key)
     answer_fields: tuple[str, str, str] = ("top_k", "class", "probability")
     output_key: str = "probabilities"  # the serving output that is the model's output
+    distribution: bool = False  # whether each output row sums to 1 (a max over parts rescales)
     calibrates: bool = False  # whether its outputs are probabilities --calibrate can scale
     weighs_classes: bool = False  # whether it takes --class_weights
     conformal: bool = False  # whether it gives conformal sets (intervals) with --coverage
