@@ -155,6 +155,10 @@ class Modality(abc.ABC):
         """Pre-flight: names and files this kind's flags give (sources, backbone, weights);
         raises ConfigError naming the flag. Runs before any work."""
 
+    def check_features(self, cfg: RunConfig) -> None:  # noqa: B027 (optional)
+        """Pre-flight of jobs that need one feature vector per example (tune, probe, domain
+        adaptation): ConfigError naming the flag where this kind's inputs give several."""
+
     @abc.abstractmethod
     def check_path(self, path: str, flag: str) -> None:
         """Pre-flight: that a `--data` path (not builtin: / tfds:) is something this kind
@@ -241,6 +245,7 @@ TEXT_RECIPE = {"pooling": "avg", "cache_features": True, "epochs": 30, "lr": 0.0
                "warmup_epochs": 0.3, "lr_schedule": "cosine", "lr_layer_decay": 0.9,
                "unfreeze": "all", "early_stopping": 3}
 register_modality("text", "ktransfer.text.modality:TEXT", "minilm",
+                  keras_classes=("ktransfer.text.chunks",),
                   options="ktransfer.text.options:TextOptions", recipe=TEXT_RECIPE)
 
 

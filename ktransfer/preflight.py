@@ -135,6 +135,8 @@ def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
             check_source(modality, spec, flag)
     modality.check(cfg)
     task_of(cfg).check(cfg)
+    if cfg.adapt.target_data:
+        modality.check_features(cfg)
     if cfg.train.track == "mlflow" and importlib.util.find_spec("mlflow") is None:
         raise ConfigError("track", "mlflow is not installed: pip install 'ktransfer[tracking]'")
     several = 2 if cfg.distribute.strategy in ("mirrored", "multi_worker") else 1
@@ -177,6 +179,7 @@ def check_search(cfg: SearchConfig) -> Modality:
         run = dataclasses.replace(run, model=dataclasses.replace(
             run.model, init_from=cfg.tune.hp_init_from[0]))
     modality = check_train(run, run_dir=False)
+    modality.check_features(run)
     check_writable(Path(cfg.tune.directory) / cfg.tune.project, "directory")
     return modality
 
@@ -189,6 +192,7 @@ def check_probe(cfg: ProbeRunConfig) -> Modality:
     modality = None
     for _, run in cfg.candidates():
         modality = check_train(run, run_dir=False)
+        modality.check_features(run)
     check_writable(cfg.probe.output_dir, "output_dir")
     assert modality is not None
     return modality

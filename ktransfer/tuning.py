@@ -207,7 +207,7 @@ def _trials(cfg: RunConfig, modality: Modality, splits: Splits, network: Network
     feed, batch = modality.feed(cfg, network), cfg.data.batch_size
     n = task_of(cfg).outputs(splits.class_names)
     steps = math.ceil(len(splits.train) / batch)
-    reason = features.why_not_cacheable(cfg, feed)
+    reason = features.why_not_cacheable(cfg, feed, network.model)
     if reason is not None:
         log.info("feature cache: off (%s); every trial runs the frozen backbone each epoch",
                  reason)

@@ -34,9 +34,13 @@ from ktransfer.tasks import task_of
 log = logging.getLogger(__name__)
 
 
-def why_not_cacheable(cfg: RunConfig, feed: Feed) -> str | None:
+def why_not_cacheable(cfg: RunConfig, feed: Feed, model: keras.Model | None = None
+                      ) -> str | None:
     """None when the head phase can train on cached features; otherwise the reason, for the
     log."""
+    if model is not None and not head_is_chain(model):
+        return ("the head takes more than one feature vector per example (chunks of a long "
+                "text are pooled after it)")
     if not cfg.train.cache_features:
         return "--cache_features is off"
     if feed.augments:
@@ -58,6 +62,13 @@ def feature_tensor(model: keras.Model) -> Any:
     return model.layers[feature_layer_index(model) + 1].input
 
 
+def head_is_chain(model: keras.Model) -> bool:
+    """Whether every layer after the feature vectors takes the one output of the layer before
+    (then the head runs on feature vectors alone)."""
+    return not any(isinstance(layer.input, list | tuple | dict)
+                   for layer in model.layers[feature_layer_index(model) + 1:])
+
+
 def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     """(extractor, head) sharing `model`'s layers: extractor maps the model's inputs to
     feature vectors [B, D] (backbone + pooling), head maps [B, D] to probabilities.
@@ -68,10 +79,16 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     features = feature_tensor(model)
     extractor = keras.Model(model.inputs, features, name="feature_extractor")
     inputs = keras.Input(features.shape[1:], name="features")
-    x = inputs
+    x, more = inputs, []  # `more`: model inputs a head layer reads besides (a mask)
     for layer in model.layers[cut + 1:]:
-        x = layer(x)
-    head = keras.Model(inputs, x, name="head")
+        given = layer.input
+        if isinstance(given, list | tuple):
+            more += [keras.Input(t.shape[1:], dtype=t.dtype, name=f"{layer.name}_{i}")
+                     for i, t in enumerate(given[1:], start=1)]
+            x = layer(x, *more[len(more) - len(given) + 1:])
+        else:
+            x = layer(x)
+    head = keras.Model([inputs, *more] if more else inputs, x, name="head")
     return extractor, head
 
 

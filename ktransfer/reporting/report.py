@@ -76,6 +76,9 @@ def _summary_line(metrics: dict[str, Any]) -> str:
     if data.get("truncated"):
         line += ("; cut to --max_length: " + ", ".join(f"{n} {split}" for split, n in
                                                         data["truncated"].items()))
+    if data.get("chunked"):
+        line += ("; read in chunks: " + ", ".join(f"{n} {split}" for split, n in
+                                                  data["chunked"].items()))
     if data.get("skipped_bad_texts"):
         line += f"; bad texts skipped: {data['skipped_bad_texts']}"
     calibration = metrics.get("calibration")

@@ -89,6 +89,9 @@ class TokenAttributions:
 
     def __init__(self, model: keras.Model, preprocessor: Any, mask_key: str, steps: int = 24):
         self.layer = token_embedding(model)
+        if isinstance(model.input, dict) and len(model.input[mask_key].shape) != 2:
+            raise ConfigError("explain", "token attributions are for models that truncate long "
+                              "texts; this one reads them as chunks (--long_text=chunks)")
         tokenizer = getattr(preprocessor, "tokenizer", None)
         if tokenizer is None or not hasattr(tokenizer, "id_to_token"):
             raise ConfigError("explain", "token attributions need a keras-hub tokenizer")

@@ -172,7 +172,8 @@ class MergeChunks(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="ktransfer")
 class ChunkPool(keras.layers.Layer):
-    """Chunk outputs [B*C, K] and the chunked mask [B, C, L] -> text outputs [B, K]: the mean
+    """Chunk outputs `parts` [B*C, K] and the chunked padding mask `tokens` [B, C, L] -> text
+    outputs [B, K]: the mean
     or the maximum over each text's real chunks; `rescale` makes maxima of class
     probabilities sum to 1 again."""
 
@@ -180,20 +181,20 @@ class ChunkPool(keras.layers.Layer):
         super().__init__(**kwargs)
         self.mode, self.rescale = mode, rescale
 
-    def call(self, outputs: Any, mask: Any) -> Any:
+    def call(self, parts: Any, tokens: Any) -> Any:
         ops = keras.ops
-        shape = ops.shape(mask)
-        per = ops.reshape(ops.cast(outputs, self.compute_dtype), (shape[0], shape[1], -1))
-        real = ops.expand_dims(real_chunks(mask), -1)  # [B, C, 1]
+        shape = ops.shape(tokens)
+        per = ops.reshape(ops.cast(parts, self.compute_dtype), (shape[0], shape[1], -1))
+        real = ops.expand_dims(real_chunks(tokens), -1)  # [B, C, 1]
         if self.mode == "mean":
             weights = ops.cast(real, per.dtype)
             return ops.sum(per * weights, axis=1) / ops.sum(weights, axis=1)
         best = ops.max(ops.where(real, per, float("-inf")), axis=1)
         return best / ops.sum(best, axis=-1, keepdims=True) if self.rescale else best
 
-    def compute_output_shape(self, output_shape: tuple[Any, ...], mask_shape: tuple[Any, ...]
+    def compute_output_shape(self, parts_shape: tuple[Any, ...], tokens_shape: tuple[Any, ...]
                              ) -> tuple[Any, ...]:
-        return (mask_shape[0], output_shape[-1])
+        return (tokens_shape[0], parts_shape[-1])
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "mode": self.mode, "rescale": self.rescale}

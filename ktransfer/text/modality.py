@@ -20,6 +20,7 @@ from ktransfer.tasks import task_of
 from ktransfer.text import gallery, serving
 from ktransfer.text.attributions import TokenAttributions, write_attributions
 from ktransfer.text.builtin import BUILTIN
+from ktransfer.text.chunks import ChunkedPreprocessor, Chunking
 from ktransfer.text.classifier import build_classifier
 from ktransfer.text.encoders import (
     PREPROCESSOR_DIR,
@@ -107,6 +108,12 @@ class TextModality(Modality):
         if cfg.group("text").text_column == cfg.group("task").label_column:
             raise ConfigError("label_column", "must differ from --text_column")
 
+    def check_features(self, cfg: RunConfig) -> None:
+        if cfg.group("text").long_text == "chunks":
+            raise ConfigError("long_text", "chunks give several feature vectors per text; tune, "
+                              "probe and domain adaptation need one: use --long_text=truncate "
+                              "there (train takes chunks)")
+
     def check_path(self, path: str, flag: str) -> None:
         if not (os.path.isdir(path) or (os.path.isfile(path)
                                         and path.lower().endswith(TABLE_EXTENSIONS))):
@@ -119,10 +126,15 @@ class TextModality(Modality):
     def build(self, cfg: RunConfig, num_classes: int) -> Network:
         text = cfg.group("text")
         encoder = load_encoder(cfg.model, text)
-        model = build_classifier(encoder, num_classes, cfg.model, task_of(cfg))
+        chunking = Chunking.of(text)
+        model = build_classifier(encoder, num_classes, cfg.model, task_of(cfg),
+                                 text.chunk_pooling if chunking else "")
+        preprocessor = (ChunkedPreprocessor(encoder.preprocessor, chunking, encoder.mask_key)
+                        if chunking else encoder.preprocessor)
         return Network(model, encoder.backbone, {"encoder": encoder.name,
-                                                  "max_length": text.max_length},
-                       preprocessor=encoder.preprocessor)
+                                                  "max_length": text.max_length,
+                                                  "long_text": text.long_text},
+                       preprocessor=preprocessor)
 
     def feed(self, cfg: RunConfig, network: Network) -> Feed:
         text = cfg.group("text")
@@ -133,6 +145,9 @@ class TextModality(Modality):
         folder = Path(location or ".") / PREPROCESSOR_DIR
         preprocessor = (HubTextPreprocessor.load(folder) if (folder / HUB_CONFIG).is_file()
                         else load_preprocessor(location or "."))
+        chunking = Chunking.load(folder)
+        if chunking:
+            preprocessor = ChunkedPreprocessor(preprocessor, chunking, _mask_key(model))
         return TextFeed(preprocessor, _mask_key(model), int(preprocessor.sequence_length))
 
     def accepts(self, model: keras.Model) -> bool:
@@ -140,7 +155,7 @@ class TextModality(Modality):
 
     def endpoints(self, model: keras.Model, feed: Feed, answer: Answer) -> dict[str, Any]:
         assert isinstance(feed, TextFeed)
-        return serving.endpoints(model, feed.preprocessor, answer)
+        return serving.endpoints(model, feed.preprocessor, feed.mask_key, answer)
 
     def serving_inputs(self, examples: Examples, n: int) -> dict[str, np.ndarray]:
         """`text`: the raw strings."""
@@ -151,14 +166,20 @@ class TextModality(Modality):
     def data_notes(self, splits: Splits, feed: Feed) -> dict[str, Any]:
         """Bad texts skipped while reading, and texts cut to --max_length, per split."""
         assert isinstance(feed, TextFeed)
-        limit = feed.max_length - 2  # [CLS] and [SEP]
+        chunking = getattr(feed.preprocessor, "chunking", None)
+        limit = chunking.span if chunking else feed.max_length - 2  # [CLS] and [SEP]
         notes: dict[str, Any] = {"max_length": feed.max_length, "truncated": {},
                                  "skipped_bad_texts": 0}
+        if chunking:
+            notes.update(chunked={}, chunks={})
         for split, examples in (("train", splits.train), ("val", splits.val),
                                 ("test", splits.test)):
             if isinstance(examples, TextSet) and examples.texts is not None:
                 lengths = token_lengths(feed.preprocessor, [str(t) for t in examples.texts])
                 notes["truncated"][split] = sum(n > limit for n in lengths)
+                if chunking:
+                    notes["chunked"][split] = sum(n > chunking.window for n in lengths)
+                    notes["chunks"][split] = sum(chunking.count(n) for n in lengths)
                 notes["skipped_bad_texts"] = max(notes["skipped_bad_texts"], examples.skipped)
         return notes
 

@@ -19,6 +19,7 @@ from ktransfer.data.examples import Examples
 from ktransfer.data.options import without_autotune
 from ktransfer.modality import Feed
 from ktransfer.tasks.task import Task
+from ktransfer.text.chunks import ChunkedPreprocessor, trim_chunks
 from ktransfer.text.encoders import PREPROCESSOR_DIR, save_preprocessor
 from ktransfer.text.hub import HubTextPreprocessor
 from ktransfer.text.textset import TextSet
@@ -29,9 +30,12 @@ TOKENIZE_BATCH = 256
 
 
 def trim(inputs: dict[str, tf.Tensor], mask_key: str) -> dict[str, tf.Tensor]:
-    """Every [B, L] input cut to the longest real sequence of the batch."""
-    longest = tf.reduce_max(tf.reduce_sum(tf.cast(inputs[mask_key], tf.int32), axis=1))
-    return {name: value[:, :longest] for name, value in inputs.items()}
+    """Every [B, L] input cut to the longest real sequence of the batch; chunked inputs
+    [B, C, L] to its most real chunks too."""
+    if inputs[mask_key].shape.rank == 3:
+        inputs = trim_chunks(inputs, mask_key)
+    longest = tf.reduce_max(tf.reduce_sum(tf.cast(inputs[mask_key], tf.int32), axis=-1))
+    return {name: value[..., :longest] for name, value in inputs.items()}
 
 
 @dataclass
@@ -90,10 +94,16 @@ class TextFeed(Feed):
         return without_autotune(ds.prefetch(AUTOTUNE))
 
     def save(self, run_dir: str | os.PathLike) -> None:
-        if isinstance(self.preprocessor, HubTextPreprocessor):
-            self.preprocessor.save(os.path.join(os.fspath(run_dir), PREPROCESSOR_DIR))
+        folder = os.path.join(os.fspath(run_dir), PREPROCESSOR_DIR)
+        preprocessor = self.preprocessor
+        if isinstance(preprocessor, ChunkedPreprocessor):
+            preprocessor = preprocessor.base
+        if isinstance(preprocessor, HubTextPreprocessor):
+            preprocessor.save(folder)
         else:
-            save_preprocessor(self.preprocessor, run_dir)
+            save_preprocessor(preprocessor, run_dir)
+        if isinstance(self.preprocessor, ChunkedPreprocessor):
+            self.preprocessor.chunking.save(folder)
 
     def trackables(self) -> list[Any]:
         return [self.preprocessor, *self.extra]

@@ -16,18 +16,19 @@ import keras
 import tensorflow as tf
 
 from ktransfer.deploy.conversion import call, tensor_specs
+from ktransfer.text.pipeline import trim
 
 TOKENS_SIGNATURE = "predict_tokens"  # what the TFLite and ONNX copies convert
 
 
-def endpoints(model: keras.Model, preprocessor: Any,
+def endpoints(model: keras.Model, preprocessor: Any, mask_key: str,
               answer: Callable[[tf.Tensor], dict[str, tf.Tensor]]) -> dict[str, Any]:
     """{"serving_default": text in, "predict_tokens": the tokenizer's outputs in (token ids,
     padding mask, ... [B, L]), for clients that tokenise themselves and for the copies}."""
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def serve_text(text):
-        return answer(model(preprocessor(text), training=False))
+        return answer(model(trim(preprocessor(text), mask_key), training=False))
 
     specs = tensor_specs(model)  # the token arrays by name, as the copies take them
 

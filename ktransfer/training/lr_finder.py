@@ -195,7 +195,7 @@ def _head_target(run: RunConfig, feed: Feed, splits: Splits, network: Network, c
     """(model, endless training batches) of the head phase: the head on cached features
     (--cache_features, no augmentation) or the classifier with its backbone frozen."""
     freeze(network.backbone)
-    if features.why_not_cacheable(run, feed) is None:
+    if features.why_not_cacheable(run, feed, network.model) is None:
         extractor, head = features.split_classifier(network.model)
         key = features.splits_key(run, str(network.info), splits)
         train, _ = features.cached_datasets(run, extractor, feed, splits, cache, key, repeat=True)

@@ -203,7 +203,7 @@ def _fit_target(job: Job, stage: Stage
             log.info("--cache_features: off; adaptation trains on target examples too")
         return job.adapt.model, job.adapt.train, job.adapt.val, "adaptation"
     if stage.phase == "head" and job.cfg.train.cache_features:
-        reason = features.why_not_cacheable(job.cfg, job.feed)
+        reason = features.why_not_cacheable(job.cfg, job.feed, job.model)
         if reason is None:
             return (*_cached_head(job), "head")
         log.info("--cache_features: off; %s", reason)
