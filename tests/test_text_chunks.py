@@ -87,22 +87,32 @@ def test_a_chunked_run_counts_its_long_texts(chunked_run):
     assert metrics["network"]["long_text"] == "chunks"
 
 
-def test_long_texts_get_one_answer_in_python_the_saved_model_and_its_copies(chunked_run,
-                                                                            tmp_path):
-    """A text of many chunks: predict_run, serving_default on raw strings, and the ONNX and
-    TFLite copies fed the shipped tokenizer's chunks agree."""
+def test_long_texts_get_one_answer_in_python_and_from_the_saved_model(chunked_run, tmp_path):
+    """A text of many chunks: predict_run and serving_default on raw strings agree."""
+    found = predict_run(chunked_run, list(LONG), top_k=2)
+    python = np.array([[dict(p.top_k)[name] for name in ("negative", "positive")]
+                       for p in found])
+    version = export_saved(ExportConfig(run_dir=str(chunked_run),
+                                        export_dir=str(tmp_path / "m")))
+    served = np.array(serve_texts(version, list(LONG))["probabilities"])
+    np.testing.assert_allclose(served, python, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_onnx_and_tflite_copies_take_the_chunks(chunked_run, tmp_path):
+    """The copies, fed the shipped tokenizer's chunks [B, C, L], give the SavedModel's
+    probabilities."""
     import onnxruntime
 
     from ktransfer.text.chunks import ChunkedPreprocessor
     from ktransfer.text.encoders import load_preprocessor
 
-    found = predict_run(chunked_run, list(LONG), top_k=2)
-    python = np.array([[dict(p.top_k)[name] for name in ("negative", "positive")]
-                       for p in found])
     version = export_saved(ExportConfig(run_dir=str(chunked_run), onnx=True, tflite="float32",
                                         export_dir=str(tmp_path / "m")))
-    served = np.array(serve_texts(version, list(LONG))["probabilities"])
-    np.testing.assert_allclose(served, python, atol=1e-5)
+    import tensorflow_text  # noqa: F401 (the tokenizer's ops, for the SavedModel)
+
+    served = tf.saved_model.load(str(version)).signatures["serving_default"](
+        text=tf.constant(LONG))["probabilities"].numpy()
     chunker = ChunkedPreprocessor(load_preprocessor(version),
                                   Chunking.load(version / "preprocessor"), "padding_mask")
     tokens = {k: np.asarray(v).astype("int32")
@@ -115,6 +125,8 @@ def test_long_texts_get_one_answer_in_python_the_saved_model_and_its_copies(chun
     runner = tf.lite.Interpreter(model_path=str(version / "model.tflite")
                                  ).get_signature_runner("predict_tokens")
     np.testing.assert_allclose(runner(**tokens)["probabilities"], served, atol=1e-5)
+    report = json.loads((version / "conversions.json").read_text())
+    assert report["onnx"]["within_limit"] and report["tflite"]["within_limit"]
 
 
 def test_token_attributions_refuse_a_chunked_model(chunked_run):
