@@ -34,11 +34,10 @@ from ktransfer.tasks import task_of
 log = logging.getLogger(__name__)
 
 
-def why_not_cacheable(cfg: RunConfig, feed: Feed, model: keras.Model | None = None
-                      ) -> str | None:
+def why_not_cacheable(cfg: RunConfig, feed: Feed, model: keras.Model) -> str | None:
     """None when the head phase can train on cached features; otherwise the reason, for the
     log."""
-    if model is not None and not head_is_chain(model):
+    if not head_is_chain(model):
         return ("the head takes more than one feature vector per example (chunks of a long "
                 "text are pooled after it)")
     if not cfg.train.cache_features:
@@ -65,7 +64,7 @@ def feature_tensor(model: keras.Model) -> Any:
 def head_is_chain(model: keras.Model) -> bool:
     """Whether every layer after the feature vectors takes the one output of the layer before
     (then the head runs on feature vectors alone)."""
-    return not any(isinstance(layer.input, list | tuple | dict)
+    return not any(isinstance(layer.input, list | tuple)
                    for layer in model.layers[feature_layer_index(model) + 1:])
 
 
@@ -82,12 +81,11 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     x, more = inputs, []  # `more`: model inputs a head layer reads besides (a mask)
     for layer in model.layers[cut + 1:]:
         given = layer.input
-        if isinstance(given, list | tuple):
-            more += [keras.Input(t.shape[1:], dtype=t.dtype, name=f"{layer.name}_{i}")
-                     for i, t in enumerate(given[1:], start=1)]
-            x = layer(x, *more[len(more) - len(given) + 1:])
-        else:
-            x = layer(x)
+        extra = ([keras.Input(t.shape[1:], dtype=t.dtype, name=f"{layer.name}_{i}")
+                  for i, t in enumerate(given[1:], start=1)]
+                 if isinstance(given, list | tuple) else [])
+        x = layer(x, *extra)
+        more += extra
     head = keras.Model([inputs, *more] if more else inputs, x, name="head")
     return extractor, head
 

@@ -49,8 +49,8 @@ class Chunking:
         """The run's chunking; None with --long_text=truncate."""
         if text.long_text != "chunks":
             return None
-        window = text.max_length - SPECIALS
-        return cls(text.max_length, text.chunk_stride or max(1, window // 2), text.max_chunks)
+        window = text.max_length - SPECIALS  # at least 2 (--max_length >= 4)
+        return cls(text.max_length, text.chunk_stride or window // 2, text.max_chunks)
 
     @property
     def window(self) -> int:

@@ -166,7 +166,7 @@ class TextModality(Modality):
     def data_notes(self, splits: Splits, feed: Feed) -> dict[str, Any]:
         """Bad texts skipped while reading, and texts cut to --max_length, per split."""
         assert isinstance(feed, TextFeed)
-        chunking = getattr(feed.preprocessor, "chunking", None)
+        chunking = feed.chunking
         limit = chunking.span if chunking else feed.max_length - 2  # [CLS] and [SEP]
         notes: dict[str, Any] = {"max_length": feed.max_length, "truncated": {},
                                  "skipped_bad_texts": 0}

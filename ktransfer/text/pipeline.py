@@ -19,7 +19,7 @@ from ktransfer.data.examples import Examples
 from ktransfer.data.options import without_autotune
 from ktransfer.modality import Feed
 from ktransfer.tasks.task import Task
-from ktransfer.text.chunks import ChunkedPreprocessor, trim_chunks
+from ktransfer.text.chunks import ChunkedPreprocessor, Chunking, trim_chunks
 from ktransfer.text.encoders import PREPROCESSOR_DIR, save_preprocessor
 from ktransfer.text.hub import HubTextPreprocessor
 from ktransfer.text.textset import TextSet
@@ -93,17 +93,21 @@ class TextFeed(Feed):
                     num_parallel_calls=AUTOTUNE)
         return without_autotune(ds.prefetch(AUTOTUNE))
 
+    @property
+    def chunking(self) -> Chunking | None:
+        """How long texts are cut (--long_text=chunks); None where they are truncated."""
+        chunked = isinstance(self.preprocessor, ChunkedPreprocessor)
+        return self.preprocessor.chunking if chunked else None
+
     def save(self, run_dir: str | os.PathLike) -> None:
         folder = os.path.join(os.fspath(run_dir), PREPROCESSOR_DIR)
-        preprocessor = self.preprocessor
-        if isinstance(preprocessor, ChunkedPreprocessor):
-            preprocessor = preprocessor.base
-        if isinstance(preprocessor, HubTextPreprocessor):
-            preprocessor.save(folder)
+        base = self.preprocessor.base if self.chunking else self.preprocessor
+        if isinstance(base, HubTextPreprocessor):
+            base.save(folder)
         else:
-            save_preprocessor(preprocessor, run_dir)
-        if isinstance(self.preprocessor, ChunkedPreprocessor):
-            self.preprocessor.chunking.save(folder)
+            save_preprocessor(base, run_dir)
+        if self.chunking:
+            self.chunking.save(folder)
 
     def trackables(self) -> list[Any]:
         return [self.preprocessor, *self.extra]
