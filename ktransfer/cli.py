@@ -37,8 +37,10 @@ VERSION_FLAGS = ("--version",)
 NATIVE_LINE = re.compile(rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+\.(?:cc|h|cpp|c):\d+\] "
                          rb"|WARNING: All log messages before absl::InitializeLog\(\)"
                          rb"|To enable the following instructions: .* rebuild TensorFlow"
-                         rb"|Premature end of JPEG file|Corrupt JPEG data)")
+                         rb"|Premature end of JPEG file|Corrupt JPEG data"
+                         rb"|Improper call to JPEG library)")
 _SHOW_NATIVE = threading.Event()
+_NATIVE: dict[str, Any] = {}  # the filter's real stderr fd and pump thread, once started
 _GROUPS: dict[str, type] = {}  # the running command's config groups, for --help
 _EXTRA: list[str] = []  # flags of the command outside the config (e.g. --list_backbones)
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
@@ -135,7 +137,19 @@ def quiet_native_logs() -> None:
                               errors="backslashreplace", line_buffering=True)
     sys.stderr = stream
     logging.get_absl_handler().python_handler.stream = stream
-    threading.Thread(target=_pump, args=(read, real), daemon=True, name="native-logs").start()
+    pump = threading.Thread(target=_pump, args=(read, real), daemon=True, name="native-logs")
+    pump.start()
+    _NATIVE.update(real=real, pump=pump)
+
+
+def flush_native_logs() -> None:
+    """Ends the filter: points fd 2 back at the real stderr and waits (at most 2 s) until the
+    pump has copied what native code wrote before, so that a one-line error printed next is
+    the last line, after any codec message it explains."""
+    if not _NATIVE:
+        return
+    os.dup2(_NATIVE.pop("real"), 2)  # closes the pipe's write end: the pump reads to its end
+    _NATIVE.pop("pump").join(timeout=2.0)
 
 
 def _pump(read: int, real: int) -> None:
@@ -168,9 +182,11 @@ def run(main: Callable[[list[str]], int | None], prog: str, positional: bool = F
         try:
             return main(argv)
         except KtransferError as exc:
+            flush_native_logs()
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except KeyboardInterrupt:
+            flush_native_logs()
             print(f"{prog}: interrupted; what was written is kept (a training run resumes "
                   "from its last finished epoch with the same command)", file=sys.stderr)
             return EXIT_INTERRUPTED

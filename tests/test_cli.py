@@ -112,6 +112,26 @@ def test_an_entry_point_leaves_its_objects_out_of_the_final_garbage_collections(
     assert result.stdout.split() == ["imports", "True", "later", "True"]
 
 
+def test_the_one_line_error_comes_after_what_native_code_wrote_before_it(tmp_path):
+    """A codec's message written to fd 2 just before the error (libjpeg's "Improper call to
+    JPEG library" on a broken file) went through the filter's pump thread and could land
+    after ktransfer's error line; the error line is now the last."""
+    script = tmp_path / "entry.py"
+    script.write_text(
+        "import os\n"
+        "from ktransfer import cli\n"
+        "from ktransfer.errors import DataError\n"
+        "def main(argv):\n"
+        "    os.write(2, b''.join(b'native line %d\\n' % i for i in range(3000)))\n"
+        "    raise DataError('--data: broken.jpg: not a readable image')\n"
+        "cli.run(main, 'entry')\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            cwd=REPO, timeout=120)
+    assert result.returncode == 2
+    assert error_line(result) == "entry: error: --data: broken.jpg: not a readable image"
+    assert "native line 2999" in result.stderr  # not dropped: it is not a TensorFlow log line
+
+
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     """Ctrl-C (KeyboardInterrupt) in a command: one line saying what was kept, exit 130;
     before, a traceback."""
