@@ -113,6 +113,7 @@ def test_restore_takes_the_adapters_back_out_of_the_merged_kernels(tiny_bert, tm
         np.testing.assert_allclose(after.numpy(), before, atol=1e-5)
 
 
+@pytest.mark.slow  # a kill-and-resume run, as the others: make test-slow
 def test_a_killed_lora_run_resumes_with_its_adapters(tiny_bert, tmp_path, monkeypatch):
     cfg = config.build(**_lora_values(tmp_path, tiny_bert))
     train_killed_after(3, cfg, monkeypatch)  # the head epoch, then two of the three LoRA epochs

@@ -7,10 +7,15 @@
 
 from __future__ import annotations
 
-import subprocess
+import contextlib
+import io
+import multiprocessing
+import os
+import runpy
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the commands set it
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = Path(__file__).with_name("flags.md")
@@ -33,16 +38,23 @@ def page() -> str:
              "Flags go on the command line or in a flagfile (`--flagfile=FILE`, one "
              "`--name=value` per line); the [guides](../guides/training.md) explain them "
              "by topic.\n"]
-    with ThreadPoolExecutor(max_workers=2) as pool:  # each --help is a few seconds of imports
-        shown = list(pool.map(_help, COMMANDS))
+    import keras  # noqa: F401  (once here, not once per command: its forks inherit it)
+
+    fork = multiprocessing.get_context("fork")
+    with fork.Pool(1, maxtasksperchild=1) as pool:  # a fresh fork per command: its own flags
+        shown = pool.map(_help, COMMANDS, chunksize=1)
     for (command, what), text in zip(COMMANDS.items(), shown, strict=True):
         parts.append(f"## `ktransfer.{command}`: {what}\n\n```text\n{text.rstrip()}\n```\n")
     return "\n".join(parts)
 
 
 def _help(command: str) -> str:
-    return subprocess.run([sys.executable, "-m", f"ktransfer.{command}", "--help"],
-                          capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    """What `python -m ktransfer.COMMAND --help` prints, run as `-m` runs it."""
+    sys.argv = [f"ktransfer.{command}", "--help"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+        runpy.run_module(f"ktransfer.{command}", run_name="__main__", alter_sys=True)
+    return out.getvalue()
 
 
 if __name__ == "__main__":
