@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
+from sklearn.metrics import f1_score
 
 from ktransfer import config, preflight
 from ktransfer.config import ModelConfig, SearchConfig, TuneConfig
@@ -180,6 +181,23 @@ def test_thresholds_are_chosen_for_the_best_f1():
     assert 0.3 < threshold < 0.35  # all three positives, no negative
     assert MULTI_LABEL.quality(outputs, targets, {"thresholds": [threshold]}) == 1.0
     assert MULTI_LABEL.quality(outputs, targets, {}) < 1.0  # at 0.5 one is missed
+
+
+def test_macro_f1_averages_the_present_labels_f1_as_sklearn_computes_each():
+    """Each present label's F1 (sklearn's, per label) averaged; one present label is that
+    label's F1 (sklearn's macro over a single column averaged in the negatives' F1 too)."""
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n, k = int(rng.integers(2, 40)), int(rng.integers(1, 5))
+        targets = (rng.random((n, k)) < rng.random(k)).astype("float32")
+        outputs = rng.random((n, k))
+        state = {"thresholds": list(rng.random(k))} if trial % 2 else {}
+        truth = targets > 0.5
+        decided = outputs >= np.array(state.get("thresholds") or [0.5] * k)
+        per_label = [f1_score(truth[:, j], decided[:, j], zero_division=0)
+                     for j in range(k) if truth[:, j].any()]
+        expected = float(np.mean(per_label)) if per_label else 0.0
+        assert MULTI_LABEL.quality(outputs, targets, state) == pytest.approx(expected), trial
 
 
 def test_single_label_class_weights_balanced():
