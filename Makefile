@@ -137,7 +137,8 @@ test: install text-assets lint typecheck browser docs
 		-m "not assets and not slow"
 
 # The long end-to-end tests: multi-worker kill and resume, the two-process run, the class-MMD
-# acceptance run, kill-and-resume of runs and searches, adaptation under mirrored.
+# acceptance run, kill-and-resume of runs and searches, adaptation under mirrored, the int8
+# text export.
 test-slow: install text-assets
 	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m pytest -q -n 2 -m "slow and not assets"
 

@@ -25,6 +25,7 @@ def _export(run_dir, export_dir, **flags):
                                             **flags))
 
 
+@pytest.mark.slow  # the text run and two quantisations: about a minute
 def test_int8_text_model_is_smaller_scored_and_served_as_in_keras(text_run, tmp_path):
     version = _export(text_run.run_dir, tmp_path / "reviews", quantize="int8")
     report = json.loads((version / quantize.REPORT).read_text())

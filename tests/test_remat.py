@@ -3,6 +3,8 @@ gradients stay what they were."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import keras
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from ktransfer.errors import ConfigError
 from ktransfer.modality import MODALITIES
 from ktransfer.network import remat
 from ktransfer.training import train
+from ktransfer.training.lr_finder import _fine_tune_target
 
 from conftest import text_values
 
@@ -65,6 +68,24 @@ def test_a_fine_tuning_run_with_remat_trains(tiny_bert, tmp_path):
     result = train(config.build(**text_values(tmp_path, tiny_bert, epochs=1, fine_tune_epochs=1,
                                               remat=True)))
     assert result.metrics["epochs"]["fine_tune"] == 1
+
+
+class _NoBatches:
+    """A feed whose batches are not needed: the test looks at the network only."""
+
+    def dataset(self, *args, **kwargs):
+        return None
+
+
+def test_the_fine_tuning_range_test_recomputes_the_blocks_as_the_run_would(tiny_bert, tmp_path):
+    """find_lr --phase=fine_tune with --remat steps through recomputed blocks (before, the
+    range test of a backbone that fits only with --remat ran out of memory)."""
+    network = _network(tiny_bert, tmp_path)
+    cfg = config.build(**text_values(tmp_path, tiny_bert, fine_tune_epochs=1, remat=True))
+    model, _, _ = _fine_tune_target(cfg, _NoBatches(), SimpleNamespace(train=None), network)
+    assert model is network.model and len(remat.blocks(network.backbone)) == 2
+    assert all(getattr(block.call, "recomputed", False)
+               for block in remat.blocks(network.backbone))
 
 
 def test_a_flat_backbone_is_refused_before_any_work(tiny_config, tmp_path):

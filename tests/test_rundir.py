@@ -98,6 +98,7 @@ def test_two_real_processes_on_one_run_dir(tmp_path):
         first.wait()
 
 
+@pytest.mark.slow  # kill and resume
 def test_a_run_killed_while_writing_its_report_is_finished_by_the_same_command(
         tiny_config, monkeypatch):
     cfg = tiny_config(epochs=2, report=True)

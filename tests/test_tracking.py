@@ -17,6 +17,7 @@ from ktransfer.training.tracking import TRACKING_FILE
 from conftest import tiny_values, train_killed_after
 
 
+@pytest.mark.slow  # kill and resume
 def test_a_tracked_run_killed_and_resumed_is_one_mlflow_run(tmp_path, monkeypatch):
     store = (tmp_path / "mlruns").as_uri()
     cfg = config.build(**tiny_values(tmp_path, epochs=2, fine_tune_epochs=2, track="mlflow",

@@ -106,6 +106,7 @@ def test_mixup_cutmix_and_randaugment_train_a_classifier(tiny_config):
     assert result.metrics["val"]["accuracy"] > 0.1 + 0.3  # 10 classes
 
 
+@pytest.mark.slow  # kill and resume
 def test_l2sp_and_ema_resume_with_the_saved_anchor_and_keep_the_average(tiny_config,
                                                                         weights_file,
                                                                         monkeypatch):

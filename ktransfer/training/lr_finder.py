@@ -34,7 +34,7 @@ from ktransfer.config import LRFinderConfig, RunConfig
 from ktransfer.data.examples import Splits
 from ktransfer.errors import ConfigError
 from ktransfer.modality import Feed, Modality, Network
-from ktransfer.network import features, lora
+from ktransfer.network import features, lora, remat
 from ktransfer.network.classifier import compile_classifier
 from ktransfer.network.freezing import freeze, layer_lr_multipliers, select, set_trainable
 from ktransfer.optim.schedules import make_schedule
@@ -224,10 +224,12 @@ def _train_head(run: RunConfig, head: keras.Model, batches: tf.data.Dataset, ste
 def _fine_tune_target(run: RunConfig, feed: Feed, splits: Splits, network: Network
                       ) -> tuple[keras.Model, tf.data.Dataset, dict[str, float] | None]:
     """(classifier, endless batches, layer-wise multipliers) of the fine-tuning phase: the
-    --unfreeze layers train, with --lr_layer_decay."""
+    --unfreeze layers train, with --lr_layer_decay, through LoRA adapters and recomputed
+    blocks as the run's flags ask (the memory a fine-tuning step needs is the run's)."""
     backbone, t = network.backbone, run.train
     set_trainable(backbone, select(backbone, t.unfreeze), run.model.bn_trainable)
     lora.enable(backbone, run.model)
+    remat.enable(backbone, t.remat)
     multipliers = (layer_lr_multipliers(backbone, t.lr_layer_decay)
                    if t.lr_layer_decay < 1.0 else None)
     return network.model, _batches(run, feed, splits), multipliers
