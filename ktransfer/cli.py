@@ -40,7 +40,9 @@ NATIVE_LINE = re.compile(rb"^(?:[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+\.(?:cc|
                          rb"|Premature end of JPEG file|Corrupt JPEG data"
                          rb"|Improper call to JPEG library)")
 _SHOW_NATIVE = threading.Event()
-_NATIVE: dict[str, Any] = {}  # the filter's real stderr fd and pump thread, once started
+_FLUSH = b"\x00ktransfer: flush\n"  # written to fd 2 to learn that the filter caught up
+_FLUSHED = threading.Event()
+_FILTERING = threading.Event()
 _GROUPS: dict[str, type] = {}  # the running command's config groups, for --help
 _EXTRA: list[str] = []  # flags of the command outside the config (e.g. --list_backbones)
 EXIT_INTERRUPTED = 130  # as a shell reports a process ended by Ctrl-C
@@ -137,26 +139,28 @@ def quiet_native_logs() -> None:
                               errors="backslashreplace", line_buffering=True)
     sys.stderr = stream
     logging.get_absl_handler().python_handler.stream = stream
-    pump = threading.Thread(target=_pump, args=(read, real), daemon=True, name="native-logs")
-    pump.start()
-    _NATIVE.update(real=real, pump=pump)
+    threading.Thread(target=_pump, args=(read, real), daemon=True, name="native-logs").start()
+    _FILTERING.set()
 
 
 def flush_native_logs() -> None:
-    """Ends the filter: points fd 2 back at the real stderr and waits (at most 2 s) until the
-    pump has copied what native code wrote before, so that a one-line error printed next is
-    the last line, after any codec message it explains."""
-    if not _NATIVE:
-        return
-    os.dup2(_NATIVE.pop("real"), 2)  # closes the pipe's write end: the pump reads to its end
-    _NATIVE.pop("pump").join(timeout=2.0)
+    """Waits (at most 2 s) until the filter has passed on what native code wrote so far, so
+    that a one-line error printed next is the last line, after any codec message it
+    explains."""
+    if _FILTERING.is_set():
+        _FLUSHED.clear()
+        os.write(2, _FLUSH)  # a pipe keeps order: when the pump reads this, it has the rest
+        _FLUSHED.wait(timeout=2.0)
 
 
 def _pump(read: int, real: int) -> None:
     """Copies native stderr lines to the real stderr, leaving out the unasked-for log lines."""
     with os.fdopen(read, "rb") as lines:
         for line in lines:
-            if _SHOW_NATIVE.is_set() or not NATIVE_LINE.match(line):
+            if line.endswith(_FLUSH):  # after the unfinished start of a native line, if any
+                line = line[:-len(_FLUSH)] and line[:-len(_FLUSH)] + b"\n"
+                _FLUSHED.set()
+            if line and (_SHOW_NATIVE.is_set() or not NATIVE_LINE.match(line)):
                 os.write(real, line)
 
 
