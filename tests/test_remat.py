@@ -15,9 +15,9 @@ from ktransfer.errors import ConfigError
 from ktransfer.modality import MODALITIES
 from ktransfer.network import remat
 from ktransfer.training import train
-from ktransfer.training.lr_finder import _fine_tune_target
+from ktransfer.training.lr_finder import _fine_tune_target, find_lr
 
-from conftest import text_values
+from conftest import text_values, tiny_values
 
 
 def _network(tiny_bert, tmp_path):
@@ -92,3 +92,9 @@ def test_a_flat_backbone_is_refused_before_any_work(tiny_config, tmp_path):
     with pytest.raises(ConfigError, match="^--remat: small_cnn has no nested blocks"):
         train(tiny_config(fine_tune_epochs=1, remat=True))
     assert not (tmp_path / "run").exists()
+    cfg = config.build_find_lr(**tiny_values(tmp_path, fine_tune_epochs=1, remat=True,
+                                             run_dir=""),
+                               phase="fine_tune", output_dir=str(tmp_path / "lr"))
+    with pytest.raises(ConfigError, match="^--remat: small_cnn has no nested blocks"):
+        find_lr(cfg)  # before the head is trained for the range test
+    assert not (tmp_path / "lr" / "lr_find.json").exists()

@@ -166,6 +166,11 @@ def range_test(cfg: LRFinderConfig, modality: Modality, splits: Splits) -> LRFin
     run, find = _for_range_test(cfg.run), cfg.find
     keras.utils.set_random_seed(run.train.seed)
     network = modality.build(run, len(splits.class_names))
+    if find.phase == "fine_tune":  # the fine-tuning flags' checks of `train`, before any step
+        if run.model.lora_rank:
+            lora.targets(network.backbone, run.model)
+        if run.train.remat:
+            remat.check(network.backbone, run.model.backbone)
     feed = modality.feed(run, network)
     cache = Path(find.output_dir) / "cache"
     model, batches = _head_target(run, feed, splits, network, cache)
