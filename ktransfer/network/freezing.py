@@ -15,7 +15,9 @@ from collections.abc import Iterable
 
 import keras
 
+from ktransfer.config import RunConfig
 from ktransfer.errors import ConfigError
+from ktransfer.network import lora, remat
 
 _BLOCK = re.compile(r"^([A-Za-z_]*?\d+[a-z]?)(?=_|$)")
 
@@ -181,3 +183,13 @@ def describe(model: keras.Model, backbone: keras.Model, stages: list[list[keras.
         if len(stages) > 1:
             summary += f" once all {len(stages)} stages are unfrozen"
     return "\n".join([*rows, summary])
+
+
+def check_fine_tuning(backbone: keras.Model, cfg: RunConfig) -> None:
+    """Pre-flight of the fine-tuning phase's own flags on the built backbone (by `train` and by
+    `find_lr --phase=fine_tune`, before any step): --lora_targets name adaptable layers,
+    --remat has blocks to recompute."""
+    if cfg.model.lora_rank:
+        lora.targets(backbone, cfg.model)
+    if cfg.train.remat:
+        remat.check(backbone, cfg.model.backbone)

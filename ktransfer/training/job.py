@@ -24,8 +24,9 @@ from ktransfer.deploy.saving import load_classifier
 from ktransfer.domain import adaptation
 from ktransfer.errors import ConfigError
 from ktransfer.modality import Feed, Modality, Network
-from ktransfer.network import lora, remat
+from ktransfer.network import lora
 from ktransfer.network.freezing import (
+    check_fine_tuning,
     describe,
     gradual_stages,
     layer_lr_multipliers,
@@ -258,10 +259,8 @@ def plan(cfg: RunConfig, network: Network) -> list[Stage]:
     if t.epochs:
         stages.append(Stage("head", 0, [], t.epochs, t.epochs, 0, t.lr))
     selected = select(backbone, t.unfreeze) if t.fine_tune_epochs else []
-    if cfg.model.lora_rank:  # which layers get adapters (they are added when phase 2 starts)
-        lora.targets(backbone, cfg.model)
-    if t.remat and t.fine_tune_epochs:
-        remat.check(backbone, cfg.model.backbone)
+    if t.fine_tune_epochs:  # (--lora_rank needs fine-tuning epochs: a config rule)
+        check_fine_tuning(backbone, cfg)
     if t.fine_tune_epochs and not selected:
         raise ConfigError("fine_tune_epochs", f"{cfg.model.backbone} has no weights that could "
                           "train (a TF Hub module without `variables`?); use "

@@ -36,7 +36,13 @@ from ktransfer.errors import ConfigError
 from ktransfer.modality import Feed, Modality, Network
 from ktransfer.network import features, lora, remat
 from ktransfer.network.classifier import compile_classifier
-from ktransfer.network.freezing import freeze, layer_lr_multipliers, select, set_trainable
+from ktransfer.network.freezing import (
+    check_fine_tuning,
+    freeze,
+    layer_lr_multipliers,
+    select,
+    set_trainable,
+)
 from ktransfer.optim.schedules import make_schedule
 from ktransfer.runs import atomic, plotting
 
@@ -166,11 +172,8 @@ def range_test(cfg: LRFinderConfig, modality: Modality, splits: Splits) -> LRFin
     run, find = _for_range_test(cfg.run), cfg.find
     keras.utils.set_random_seed(run.train.seed)
     network = modality.build(run, len(splits.class_names))
-    if find.phase == "fine_tune":  # the fine-tuning flags' checks of `train`, before any step
-        if run.model.lora_rank:
-            lora.targets(network.backbone, run.model)
-        if run.train.remat:
-            remat.check(network.backbone, run.model.backbone)
+    if find.phase == "fine_tune":
+        check_fine_tuning(network.backbone, run)
     feed = modality.feed(run, network)
     cache = Path(find.output_dir) / "cache"
     model, batches = _head_target(run, feed, splits, network, cache)
