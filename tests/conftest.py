@@ -244,11 +244,12 @@ def tfds_tags_dir(tmp_path_factory) -> Path:
     return data_dir
 
 
-def save_hub_module(path: Path, seed: int = 0) -> Path:
+def save_hub_module(path: Path, seed: int = 0, marker: Path | None = None) -> Path:
     """Exports a TF2 SavedModel shaped like a TF Hub image feature-vector module: `__call__`
     (images [B, H, W, 3] in [0, 1], training) -> features [B, 128], plus `variables`,
     `trainable_variables` and `regularization_losses`. With training=True it updates a
-    BatchNorm-style moving mean (a non-trainable variable), as real modules do."""
+    BatchNorm-style moving mean (a non-trainable variable), as real modules do. With `marker`,
+    each call also writes that file (a graph that acts on the file system when it runs)."""
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
@@ -268,6 +269,9 @@ def save_hub_module(path: Path, seed: int = 0) -> Path:
         else:
             mean = module.moving_mean
         x = tf.image.resize(tf.nn.relu(x - mean), [4, 4], method="bilinear")
+        if marker is not None:
+            with tf.control_dependencies([tf.io.write_file(str(marker), "ran")]):
+                x = tf.identity(x)
         return tf.reshape(x, [-1, 4 * 4 * 8])
 
     spec = tf.TensorSpec([None, None, None, 3], tf.float32)

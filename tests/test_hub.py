@@ -58,7 +58,7 @@ def test_trained_model_saves_and_reloads_with_its_values(hub_module, tmp_path):
     model = _model(layer)
     _fit_once(model)
     model.save(tmp_path / "m.keras")
-    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=False)
     x = np.random.default_rng(1).uniform(0, 1, (4, 16, 16, 3)).astype("float32")
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                atol=1e-6)
@@ -120,9 +120,33 @@ def test_a_model_with_a_hub_backbone_loads_after_the_module_moved(tmp_path, tiny
     pixels = np.random.default_rng(0).uniform(0, 255, (3, 16, 16, 3)).astype("float32")
     expected = result.model.predict(pixels, verbose=0)
     shutil.move(str(module), str(tmp_path / "elsewhere"))
-    loaded = load_model(result.run_dir / "model.keras")
+    loaded = load_model(result.run_dir / "model.keras", unsafe=True)
     np.testing.assert_allclose(loaded.predict(pixels, verbose=0), expected, atol=1e-6)
     original = HubBackbone(str(tmp_path / "elsewhere"))
     tuned = loaded.get_layer("backbone").get_layer("hub_module")
     assert any(not np.array_equal(a.numpy(), b.numpy())
                for a, b in zip(original.weights, tuned.weights, strict=True))
+
+
+def test_a_model_file_with_a_hub_module_runs_nothing_without_unsafe_load(tmp_path):
+    """The module inside a .keras file is a TensorFlow graph, here one that writes a file when
+    called: safe mode (the default of every command) refuses the file before anything of it
+    loads, as Keras refuses its own TFSMLayer; with --unsafe_load it loads and runs."""
+    from ktransfer.deploy.saving import load_model
+    from ktransfer.errors import KtransferError
+
+    from conftest import save_hub_module
+
+    marker = tmp_path / "marker"
+    model = _model(HubBackbone(str(save_hub_module(tmp_path / "m", marker=marker))))
+    model.save(tmp_path / "crafted.keras")
+    marker.unlink(missing_ok=True)
+    with pytest.raises(KtransferError, match=r"^--model: .* contains code \(a TF Hub module, "
+                       r"a TensorFlow graph named '\w+'\); .* with --unsafe_load$"):
+        load_model(tmp_path / "crafted.keras")
+    with pytest.raises(ValueError, match="disallowed in safe_mode"):
+        keras.saving.load_model(tmp_path / "crafted.keras")
+    assert not marker.exists()
+    loaded = load_model(tmp_path / "crafted.keras", unsafe=True)
+    loaded.predict(np.zeros((1, 16, 16, 3), "float32"), verbose=0)
+    assert marker.exists()

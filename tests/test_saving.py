@@ -65,3 +65,26 @@ def test_truncated_or_corrupt_model_files_are_one_line(tmp_path, tiny_config):
             load_model(tmp_path / name)
         assert str(info.value).startswith(f"--model: '{tmp_path / name}'")
         assert "\n" not in str(info.value) and len(str(info.value)) < 400
+
+
+def _double(t):
+    return t * 2
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_code_in_a_model_file_is_named_before_keras_reads_it(tmp_path, nested):
+    """A Lambda anywhere (here inside a Sequential, or inside a nested model) is named as code
+    and points at --unsafe_load; on ce06f12 a Sequential's came out as "truncated or corrupt"
+    (Keras 3.15 raises TypeError there). A Lambda of a named function the file cannot carry
+    says so with --unsafe_load too."""
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(_double, name="code")])
+    model = (keras.Sequential([keras.Input((4,)), inner, keras.layers.Dense(2)]) if nested
+             else keras.Sequential([keras.Input((4,)), keras.layers.Lambda(_double, name="code"),
+                                    keras.layers.Dense(2)]))
+    model.save(tmp_path / "m.keras")
+    with pytest.raises(KtransferError, match=r"^--model: .* contains code \(a Lambda layer "
+                       r"named 'code'\); load it only if you trust it, with --unsafe_load$"):
+        load_model(tmp_path / "m.keras")
+    with pytest.raises(KtransferError, match=r"calls the Python function '_double', which the "
+                       r"file does not hold: .*register_keras_serializable"):
+        load_model(tmp_path / "m.keras", unsafe=True)

@@ -83,7 +83,7 @@ def test_a_tf_hub_encoder_with_its_preprocessing_model_trains_and_exports(tmp_pa
                          fine_tune_lr=0.01, max_length=16)
     result = train(config.build(**values))
     assert result.metrics["test"]["accuracy"] > 0.5 + 0.2
-    clf = open_classifier(result.run_dir)
+    clf = open_classifier(result.run_dir, unsafe=True)  # a hub module
     version = export(clf.model, clf.modality, clf.feed, clf.class_names, tmp_path / "ex" / "m")
     code = ("import json, tensorflow as tf; "
             f"m = tf.saved_model.load({str(version)!r}); "

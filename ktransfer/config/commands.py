@@ -170,8 +170,8 @@ class LoadConfig:
 
     model: str = option("", "A run directory of ktransfer.train or a .keras classifier "
                         "(labels.txt beside it).")
-    unsafe_load: bool = option(False, "Allow a model file that contains code (Lambda layers). "
-                               "Only for files you trust.")
+    unsafe_load: bool = option(False, "Allow a model file that contains code (Lambda layers, "
+                               "TF Hub modules). Only for files you trust.")
 
 
 @dataclass(frozen=True)

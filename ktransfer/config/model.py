@@ -29,7 +29,7 @@ class ModelConfig:
     hub_output_key: str = option("", "hub: modules returning a dict: the output to use "
                                 "(default: 'default' or the only one).")
     unsafe_load: bool = option(False, "Allow loading model files that contain code (Lambda "
-                              "layers). Only for files you trust.")
+                              "layers, TF Hub modules). Only for files you trust.")
     init_from: str = option("", "Start from a model ktransfer trained (a run directory or its "
                             "model.keras): all its weights, head included. To keep training "
                             "it, on new images of the same classes or, with --target_data, to "

@@ -4,7 +4,9 @@ modality and input pipeline, its task and the task's state)."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,15 +35,55 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, flag: str = "mo
         raise KtransferError(f"--{flag}: file {path!r} does not exist")
     if not zipfile.is_zipfile(path):
         raise KtransferError(f"--{flag}: {path!r} is not a .keras model file (not a zip archive)")
+    code = [] if unsafe else code_layers(_read_config(path, flag))
+    if code:
+        raise KtransferError(f"--{flag}: {path!r} contains code ({code[0]}); load it only if "
+                             "you trust it, with --unsafe_load")
     try:
         return keras.saving.load_model(path, safe_mode=not unsafe, compile=compile)
-    except ValueError as exc:
-        if "safe_mode" in str(exc) or "Lambda" in str(exc):
-            raise KtransferError(f"--{flag}: {path!r} contains code (a Lambda layer); load it "
-                                 "only if you trust it, with --unsafe_load") from None
+    except (ValueError, TypeError) as exc:
+        missing = _MISSING_FUNCTION.search(str(exc))
+        if missing:
+            raise KtransferError(
+                f"--{flag}: {path!r} calls the Python function {missing.group(1)!r}, which the "
+                "file does not hold: load it from Python after defining it with "
+                "@keras.saving.register_keras_serializable()") from None
         raise _unreadable(path, flag, exc) from None
-    except (zipfile.BadZipFile, KeyError, OSError, EOFError, TypeError) as exc:
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError) as exc:
         raise _unreadable(path, flag, exc) from None
+
+
+_MISSING_FUNCTION = re.compile(r"Could not locate function '([^']+)'")
+# Layers whose config makes Keras run code or load a TensorFlow graph from elsewhere.
+_CODE_LAYERS = {"Lambda": "a Lambda layer", "TFSMLayer": "a TFSMLayer, a SavedModel graph",
+                "ktransfer>HubBackbone": "a TF Hub module, a TensorFlow graph"}
+
+
+def _read_config(path: str, flag: str) -> Any:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return json.loads(archive.read("config.json"))
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError, ValueError, RecursionError) as exc:
+        raise _unreadable(path, flag, exc) from None
+
+
+def code_layers(config: Any) -> list[str]:
+    """What in a `.keras` file's config would run code when loaded or called: Lambda layers,
+    TFSMLayers and TF Hub modules (each a SavedModel graph that can read and write files),
+    described with the layer's name, in the order they appear (empty when there is none)."""
+    found: list[str] = []
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            kind = item.get("registered_name") or item.get("class_name")
+            if kind in _CODE_LAYERS:
+                name = (item.get("config") or {}).get("name", "?")
+                found.append(f"{_CODE_LAYERS[kind]} named {name!r}")
+            stack.extend(reversed(list(item.values())))
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return found
 
 
 def _unreadable(path: str, flag: str, exc: BaseException) -> KtransferError:

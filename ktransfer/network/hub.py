@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from keras.src.saving import serialization_lib
 
 from ktransfer.errors import WeightsError, first_line
 
@@ -137,7 +138,17 @@ class HubBackbone(keras.layers.Layer):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> HubBackbone:
         """A saved model: when the module is no longer where it was (moved, or offline), the
-        layer waits for the copy the `.keras` file carries (`load_assets`)."""
+        layer waits for the copy the `.keras` file carries (`load_assets`).
+
+        Refused in Keras' safe mode, as Keras refuses its own `TFSMLayer`: the module is a
+        TensorFlow graph named by the file, and a graph can read and write files when it runs.
+        """
+        if serialization_lib.in_safe_mode() is True:
+            raise ValueError(
+                f"Requested the deserialization of a TF Hub module ({config.get('handle')!r}), "
+                "a TensorFlow graph that can read and write files; this is disallowed in "
+                "safe_mode: if you trust the file, pass `safe_mode=False` (ktransfer: "
+                "--unsafe_load)")
         try:
             return cls(**config)
         except WeightsError:

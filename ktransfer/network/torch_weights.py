@@ -39,6 +39,13 @@ class _Tensor:
     stride: tuple[int, ...]
 
     def array(self) -> np.ndarray:
+        """The tensor's values, copied; a view that would reach outside its storage (a crafted
+        or truncated file) is refused rather than read from memory it does not own."""
+        if any(n < 0 for n in self.shape) or any(s < 0 for s in self.stride) or self.offset < 0:
+            raise ValueError("a tensor with a negative size, stride or offset")
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.shape, self.stride, strict=True))
+        if 0 not in self.shape and last >= self.storage.data.size:
+            raise ValueError("a tensor reaches past the end of its storage (truncated file?)")
         item = self.storage.data.itemsize
         flat = self.storage.data[self.offset:]
         view = np.lib.stride_tricks.as_strided(flat, self.shape, [s * item for s in self.stride])
@@ -47,6 +54,17 @@ class _Tensor:
 
 def _rebuild(storage: _Storage, offset: int, shape: tuple, stride: tuple, *_: Any) -> _Tensor:
     return _Tensor(storage, offset, tuple(shape), tuple(stride))
+
+
+class _Plain(pickle.Unpickler):
+    """Reads a pickle of plain values (numbers, strings, lists, dicts) and nothing else: any
+    class, function or persistent object it names is refused before it is looked up."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"not a PyTorch weights file: it names {module}.{name}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("not a PyTorch weights file: a persistent id in a header")
 
 
 class _Unpickler(pickle.Unpickler):
@@ -71,12 +89,18 @@ class _Unpickler(pickle.Unpickler):
 
 
 def _legacy(file: BinaryIO) -> dict[str, _Tensor]:
-    if pickle.load(file) != _LEGACY_MAGIC:
+    """Every pickle in the file goes through a restricted unpickler: the magic number, protocol
+    version, system info and storage keys through `_Plain`, the state dict through `_Unpickler`."""
+    if _Plain(file).load() != _LEGACY_MAGIC:
         raise ValueError("not a PyTorch weights file (wrong magic number)")
-    pickle.load(file), pickle.load(file)  # protocol version, system info
+    _Plain(file).load(), _Plain(file).load()  # protocol version, system info
     storages: dict[str, _Storage] = {}
     state = _Unpickler(file, storages).load()
-    for key in pickle.load(file):
+    keys = _Plain(file).load()
+    if not isinstance(keys, list) or any(str(key) not in storages for key in keys):
+        raise pickle.UnpicklingError("its storage keys do not match the state dict")
+    for key in keys:
+        key = str(key)
         count = int(np.frombuffer(file.read(8), "<i8")[0])
         dtype = np.dtype(storages[key].dtype).newbyteorder("<")
         storages[key].data = np.frombuffer(file.read(count * dtype.itemsize), dtype)
@@ -106,7 +130,10 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
         else:
             with open(path, "rb") as file:
                 state = _legacy(file)
-    except (pickle.UnpicklingError, EOFError, KeyError) as exc:
+        if not isinstance(state, dict):
+            raise pickle.UnpicklingError("it holds no state dict")
+        return {name: tensor.array() for name, tensor in state.items()
+                if isinstance(tensor, _Tensor)}
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, IndexError,
+            zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: not a PyTorch state dict ({exc})") from None
-    return {name: tensor.array() for name, tensor in state.items()
-            if isinstance(tensor, _Tensor)}

@@ -201,7 +201,8 @@ def load_preprocessor(location: str | os.PathLike) -> Any:
         raise WeightsError(f"--model: {str(Path(location))!r} has no {PREPROCESSOR_DIR}/ (the "
                            "tokenizer ktransfer.train saves beside model.keras); give the run "
                            "directory")
-    preprocessor = keras.saving.deserialize_keras_object(json.loads(config.read_text()))
+    preprocessor = keras.saving.deserialize_keras_object(json.loads(config.read_text()),
+                                                         safe_mode=True)
     preprocessor.load_preset_assets(str(folder))
     preprocessor(tf.constant(["built"]))  # an export tracks built layers only
     return preprocessor
