@@ -140,3 +140,98 @@ def test_tfds_label_sets_read_as_multi_label_targets(tfds_tags_dir):
     assert train.task == "multi_label" and train.labels.shape == (40, 3)
     for text, labels in zip(train.texts, train.labels, strict=True):
         assert [n in text.split() for n in train.class_names] == list(labels > 0.5)
+
+
+def _tags(path, **values):
+    return open_source(str(path), _cfg(str(path), task="multi_label", **values))["all"]
+
+
+@pytest.mark.parametrize("label, why", [
+    ('{"pos": 1}', r'the label is a JSON object \{"pos": 1\}; give a string'),
+    ('[1, null, 2.5]', r"label 1 in \[1, None, 2.5\] is not a string"),
+    ('["fine", null]', r"label None in \['fine', None\] is not a string"),
+    ('["line\\nbreak"]', r"label 'line\\nbreak' holds a line break"),
+])
+def test_multi_label_json_labels_that_are_not_strings_name_their_line(tmp_path, label, why):
+    """On ce06f12 these trained as classes named "{'pos': 1}", "1", "None", "2.5", exit 0; a
+    label with a line break failed later without a file or line."""
+    path = tmp_path / "t.jsonl"
+    path.write_text(f'{{"text": "a film", "label": ["good"]}}\n'
+                    f'{{"text": "another", "label": {label}}}\n')
+    with pytest.raises(DataError, match=rf"^--data: .*t.jsonl:2: {why}"):
+        _tags(path)
+
+
+def test_labels_written_with_another_separator_name_the_flag_to_pass(tmp_path):
+    """A table written with ';' trained under the default '|' as classes such as
+    "neg;plot;acting" on ce06f12."""
+    path = tmp_path / "t.csv"
+    rows = ["neg;plot;acting", "pos;music", "neg;plot", "pos", "neg;acting;music"] * 4
+    path.write_text("text,label\n" + "".join(f"film {i},{r}\n" for i, r in enumerate(rows)))
+    with pytest.raises(DataError, match=r"t.csv:2: 16 of 20 labels hold ';' and none '\|' "
+                       r"\(e.g. 'neg;plot;acting'\): pass --label_separator=';'"):
+        _tags(path)
+    texts = _tags(path, label_separator=";")
+    assert texts.class_names == ("acting", "music", "neg", "plot", "pos")
+    assert len(_tags(path, label_separator="/").class_names) == 5  # ';' in names, as told
+
+
+def test_a_table_where_every_row_has_every_label_is_refused(tmp_path):
+    from ktransfer.text.modality import TEXT
+
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\n" + "".join(f"film {i},a|b\n" for i in range(30)))
+    with pytest.raises(DataError, match="every training example carries every label"):
+        TEXT.load_splits(_cfg(str(path), task="multi_label"))
+
+
+def test_a_tsv_text_starting_with_a_quote_is_text(tmp_path):
+    """A quote that does not close swallowed the 40 rows after it on ce06f12 (under skip: 41
+    dropped, "skipped 1 bad row"); now those lines are read again without quoting."""
+    path = tmp_path / "t.tsv"
+    rows = [f"film {i}\t{'pos' if i % 2 else 'neg'}" for i in range(41)]
+    rows[0] = '"Wow, what a film\tpos'
+    path.write_text("text\tlabel\n" + "\n".join(rows) + "\n")
+    texts = open_source(str(path), _cfg(str(path), on_bad_text="skip"))["all"]
+    assert len(texts) == 41 and texts.skipped == 0
+    assert str(texts.texts[0]) == '"Wow, what a film'
+
+
+def test_a_csv_quote_that_never_closes_is_named_at_its_own_line(tmp_path):
+    """On ce06f12 the error named the last line of the file, and skip dropped all 41 rows."""
+    path = tmp_path / "t.csv"
+    path.write_text("text,label\nnice,pos\n\"Wow, what,neg\n" +
+                    "".join(f"film {i},{'pos' if i % 2 else 'neg'}\n" for i in range(40)))
+    with pytest.raises(DataError, match=r"t.csv:3: 3 fields where the header has 2 .*; its "
+                       r"quote does not close \(it would take the next 40 line\(s\) with it\)"):
+        open_source(str(path), _cfg(str(path)))
+    texts = open_source(str(path), _cfg(str(path), on_bad_text="skip"))["all"]
+    assert len(texts) == 41 and texts.skipped == 1
+
+
+def test_quoted_fields_over_several_lines_are_still_one_text(tmp_path):
+    import csv
+
+    for suffix, delimiter in ((".csv", ","), (".tsv", "\t")):
+        path = tmp_path / f"t{suffix}"
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f, delimiter=delimiter)
+            writer.writerows([("text", "label"), ('Two lines,\n"quoted" and all', "pos"),
+                              ("plain", "neg")])
+        texts = open_source(str(path), _cfg(str(path)))["all"]
+        assert [str(t) for t in texts.texts] == ['Two lines,\n"quoted" and all', "plain"]
+
+
+def test_a_json_line_nested_too_deep_is_one_line(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text('{"text": "ok", "label": "a"}\n' + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(DataError, match=r"t.jsonl:2: JSON nested too deep"):
+        open_source(str(path), _cfg(str(path)))
+
+
+def test_a_regression_target_too_large_for_float32_names_its_row(tmp_path):
+    """1e308 trained for minutes on ce06f12, then stopped with "loss became NaN"."""
+    path = tmp_path / "t.csv"
+    path.write_text("text,score\na,1.5\nb,1e308\nc,2\n")
+    with pytest.raises(DataError, match=r"t.csv:3: score '1e308' is too large to train on"):
+        open_source(str(path), _cfg(str(path), task="regression", label_column="score"))

@@ -212,7 +212,7 @@ def read_image_table(path: Path, reading: TableReading, flag: str = "data",
         if not table:
             tables.check_columns(path, number, row, columns, flag)
         label = tables.label_value(row, reading.label_column)
-        problem = tables.row_problem(row, label, table)
+        problem = tables.row_problem(row, label, table, number)
         name = str(row.get(reading.file_column) or "").strip()
         file = path.parent / name if name else None
         if not problem and (file is None or not file.is_file()):

@@ -35,11 +35,17 @@ TINY = 1e-7  # probabilities are clipped to [TINY, 1 - TINY] before a logit
 
 def label_lists(values: list[Any], where: list[str], separator: str, flag: str
                 ) -> list[list[str]]:
-    """The labels of each value: a JSON list, or a string split at `separator`; an empty
-    set, a repeated label or a label holding the separator is a one-line DataError."""
+    """The labels of each value: a JSON list of strings, or a string split at `separator`;
+    an empty set, a repeated label, a label that is not a string, holds the separator or a
+    control character is a one-line DataError naming file and line. Strings that all look
+    split by another character (`;` under the default `|`) are refused with the flag to pass."""
+    if separator == DEFAULT_SEPARATOR:
+        _check_separator(values, where, flag)
     out = []
     for value, place in zip(values, where, strict=True):
-        parts = ([str(v).strip() for v in value] if isinstance(value, list)
+        if isinstance(value, list):
+            _check_json_labels(value, place, separator, flag)
+        parts = ([v.strip() for v in value] if isinstance(value, list)
                  else [p.strip() for p in str(value).split(separator)])
         if not parts or any(not p for p in parts):
             raise DataError(f"--{flag}: {place}: empty label in {value!r}; give one or more "
@@ -47,11 +53,44 @@ def label_lists(values: list[Any], where: list[str], separator: str, flag: str
         if len(set(parts)) != len(parts):
             raise DataError(f"--{flag}: {place}: label {_repeated(parts)!r} given twice in "
                             f"{value!r}")
-        if isinstance(value, list) and any(separator in p for p in parts):
-            raise DataError(f"--{flag}: {place}: a label holds the separator {separator!r} "
-                            "(--label_separator); rename it or choose another separator")
+        control = next((p for p in parts if any(ord(c) < 32 for c in p)), None)
+        if control is not None:
+            raise DataError(f"--{flag}: {place}: label {control!r} holds a line break, tab or "
+                            "other control character; remove it (it would break labels.txt)")
         out.append(parts)
     return out
+
+
+DEFAULT_SEPARATOR = "|"
+OTHER_SEPARATORS = (";", ",", "/")
+
+
+def _check_json_labels(value: list[Any], place: str, separator: str, flag: str) -> None:
+    wrong = [v for v in value if not isinstance(v, str)]
+    if wrong:
+        wrong = wrong[0]
+        raise DataError(f"--{flag}: {place}: label {wrong!r} in {value!r} is not a string; a "
+                        'JSON list of labels holds strings, e.g. ["cat", "indoor"]')
+    if any(separator in v for v in value):
+        raise DataError(f"--{flag}: {place}: a label holds the separator {separator!r} "
+                        "(--label_separator); rename it or choose another separator")
+
+
+def _check_separator(values: list[Any], where: list[str], flag: str) -> None:
+    """Refuses strings none of which holds `|` while most hold one other separator: a table
+    written with `;` would train as classes such as "neg;plot;acting"."""
+    strings = [(v, place) for v, place in zip(values, where, strict=True) if isinstance(v, str)]
+    if not strings or any(DEFAULT_SEPARATOR in v for v, _ in strings):
+        return
+    for other in OTHER_SEPARATORS:
+        holding = [(v, place) for v, place in strings if other in v]
+        if 2 * len(holding) > len(strings):
+            value, place = holding[0]
+            raise DataError(
+                f"--{flag}: {place}: {len(holding)} of {len(strings)} labels hold {other!r} and "
+                f"none {DEFAULT_SEPARATOR!r} (e.g. {value!r}): pass --label_separator='{other}' "
+                f"(or, if {other!r} is part of your label names, name the separator you use, "
+                "e.g. --label_separator=/)")
 
 
 def _repeated(parts: list[str]) -> str:
@@ -184,6 +223,14 @@ class MultiLabel(Task):
     def check_splits(self, train: np.ndarray, val: np.ndarray, names: tuple[str, ...]) -> None:
         if not names:
             raise DataError("--data: no labels; a multi-label table needs labels per row")
+        everywhere = [c for i, c in enumerate(names) if train[:, i].all()]
+        if len(everywhere) == len(names):
+            raise DataError(f"--data: every training example carries every label "
+                            f"({', '.join(everywhere[:10])}): there is nothing to learn; check "
+                            "--label_column and --label_separator")
+        if everywhere:
+            log.warning("--data: label(s) on every training example, which the model learns to "
+                        "always give: %s", ", ".join(everywhere[:10]))
         missing = [c for i, c in enumerate(names) if not train[:, i].any()]
         if missing:
             raise DataError(f"--data: label {missing[0]!r} has no training examples (after the "

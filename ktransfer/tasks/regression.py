@@ -31,9 +31,12 @@ BINS = 10  # quantile bins the splits are stratified by
 SHOWN = 500  # (true, predicted) pairs kept in evaluation.json for the scatter plot
 
 
+LARGEST = 1e15  # |target| beyond this overflows the float32 squared error (errors ~1e19)
+
+
 def numbers(values: list[Any], where: list[str], flag: str, column: str) -> np.ndarray:
-    """float32 [N] of label values; a value that is not a finite number is a DataError naming
-    its place."""
+    """float32 [N] of label values; a value that is not a finite number, or too large for the
+    float32 loss (|x| > LARGEST), is a DataError naming its place."""
     out = np.empty(len(values), np.float32)
     for i, (value, place) in enumerate(zip(values, where, strict=True)):
         try:
@@ -43,6 +46,10 @@ def numbers(values: list[Any], where: list[str], flag: str, column: str) -> np.n
         if not math.isfinite(number):
             raise DataError(f"--{flag}: {place}: {column} {value!r} is not a finite number; "
                             "--task=regression needs a number in every row")
+        if abs(number) > LARGEST:
+            raise DataError(f"--{flag}: {place}: {column} {value!r} is too large to train on "
+                            f"(at most {LARGEST:.0e} either side of 0: the loss squares errors "
+                            "in float32); rescale the column, e.g. to thousands or millions")
         out[i] = number
     return out
 

@@ -103,7 +103,7 @@ def read_table(path: Path, text_column: str, label_column: str, flag: str,
         if not table:
             tables.check_columns(path, number, row, columns, flag)
         label = tables.label_value(row, label_column)
-        why = tables.row_problem(row, label, table)
+        why = tables.row_problem(row, label, table, number)
         text = bad.check(None if row.get(text_column) is None else str(row[text_column]),
                          f"{path}:{number}", why)
         if text is not None:
