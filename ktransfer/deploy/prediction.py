@@ -25,6 +25,7 @@ from ktransfer.data.examples import Examples
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.serving import check_classifier
 from ktransfer.modality import Feed
+from ktransfer.runs.escape import cell
 from ktransfer.runs.progress import PassProgress
 from ktransfer.tasks import default_task
 
@@ -93,8 +94,10 @@ def _escape(value: str) -> str:
 def format_predictions(predictions: list[Prediction], fmt: str, key: str = "file",
                        fields: tuple[str, str, str] = ("top_k", "class", "probability")) -> str:
     """text: `name<TAB>class<TAB>probability[...]` per line (tabs and newlines escaped); csv
-    with a header; json list. `key` names the first column ("file", "text"); `fields` the
-    answers (the task's `answer_fields`: list key, item name, item score)."""
+    with a header; json list. Text and CSV cells that a spreadsheet would take for a formula
+    start with `'` (`runs.escape.cell`); JSON keeps every value as it is. `key` names the
+    first column ("file", "text"); `fields` the answers (the task's `answer_fields`: list key,
+    item name, item score)."""
     sources = any(p.source for p in predictions)
     many, item, score = fields
     if fmt == "json":
@@ -110,13 +113,13 @@ def format_predictions(predictions: list[Prediction], fmt: str, key: str = "file
         writer.writerow([key, *(["source"] if sources else [])]
                         + [f"{w}{i}" for i in range(1, k + 1) for w in (item, score)] + extra)
         for p in predictions:
-            writer.writerow([p.name, *([p.source] if sources else [])]
-                            + [v for c, s in p.top_k for v in (c, f"{s:.6f}")]
+            writer.writerow([cell(p.name), *([cell(p.source)] if sources else [])]
+                            + [v for c, s in p.top_k for v in (cell(c), f"{s:.6f}")]
                             + [""] * (2 * (k - len(p.top_k)))
-                            + [_field(p.extra[e]) for e in extra])
+                            + [cell(_field(p.extra[e])) for e in extra])
         return buffer.getvalue()
-    return "".join(_escape(_short(p.name) if p.source else p.name)
-                   + "".join(f"\t{_escape(c)}\t{s:.4f}" for c, s in p.top_k)
+    return "".join(_escape(cell(_short(p.name) if p.source else p.name))
+                   + "".join(f"\t{_escape(cell(c))}\t{s:.4f}" for c, s in p.top_k)
                    + "".join(f"\t{e}={_escape(_field(p.extra[e]))}" for e in extra) + "\n"
                    for p in predictions)
 

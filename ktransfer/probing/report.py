@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ktransfer.config import RunConfig, to_flagfile
 from ktransfer.runs import atomic
+from ktransfer.runs.escape import cell
 
 if TYPE_CHECKING:
     from ktransfer.probing.scoring import ProbeResult, Scored
@@ -49,7 +50,8 @@ def _csv(flagged: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, ["index", "example", "given", "suggested", "score"])
     writer.writeheader()
-    writer.writerows(flagged)
+    writer.writerows({key: cell(value) if isinstance(value, str) else value
+                      for key, value in row.items()} for row in flagged)
     return out.getvalue()
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ktransfer.runs import atomic
+from ktransfer.runs.escape import md_code, md_fence, md_text
 from ktransfer.runs.rundir import CARD_FILES
 from ktransfer.tasks.task import Task
 
@@ -71,7 +72,8 @@ def licence(backbone: str) -> str:
 
 
 def markdown(data: dict[str, Any]) -> str:
-    """MODEL_CARD.md from `card_data`."""
+    """MODEL_CARD.md from `card_data`; every name from the data (classes, files, flags) is
+    escaped (`runs.escape`), so none can add markup or HTML to the page."""
     return "\n".join([f"# Model card: {data['task']} {data['modality']} model", "",
                       *_what(data), *_performance(data), *_limits(data)])
 
@@ -79,13 +81,13 @@ def markdown(data: dict[str, Any]) -> str:
 def _what(data: dict[str, Any]) -> list[str]:
     made, epochs, classes = data["trained_by"], data["epochs"], data["classes"]
     return ["## What it is", "",
-            f"- Task: `{data['task']}` over {len(classes)} outputs: "
-            + ", ".join(f"`{c}`" for c in classes[:30]) + (" ..." if len(classes) > 30 else ""),
-            f"- Backbone: `{data['backbone']}` ({data['backbone_licence']})",
+            f"- Task: {md_code(data['task'])} over {len(classes)} outputs: "
+            + ", ".join(md_code(c) for c in classes[:30]) + (" ..." if len(classes) > 30 else ""),
+            f"- Backbone: {md_code(data['backbone'])} ({md_text(data['backbone_licence'])})",
             f"- Trained by ktransfer {made.get('version', '')} {made.get('commit', '')}, "
             f"finished {made.get('finished', '')}",
             f"- Epochs: {epochs.get('head', 0)} head + {epochs.get('fine_tune', 0)} fine-tuning",
-            "", "## Data", "", f"- Source: `{data['data']}`",
+            "", "## Data", "", f"- Source: {md_code(data['data'])}",
             "- Examples: " + ", ".join(f"{n} {s}" for s, n in data["examples"].items()),
             "- Provenance, consent and licence of the data: *fill in*", ""]
 
@@ -108,11 +110,12 @@ def _performance(data: dict[str, Any]) -> list[str]:
 
 def _limits(data: dict[str, Any]) -> list[str]:
     return ["## Limits (measured on the test split)", "",
-            *(f"- {limit}" for limit in data["limits"] + data["warnings"]),
+            *(f"- {limit}" for limit in data["limits"]),  # Markdown, names in md_code
+            *(f"- {md_text(warning)}" for warning in data["warnings"]),
             "- Only as good as its data: examples unlike the training data (other cameras, "
             "sources, languages, classes) can be answered confidently and wrongly.", "",
             "## Intended use", "", "*Fill in: who may use it, for what, and what not.*", "",
-            "## Flags that differ from the defaults", "", "```", *data["flags"], "```", ""]
+            "## Flags that differ from the defaults", "", *md_fence(data["flags"]), ""]
 
 
 def write_card(folder: str | os.PathLike, data: dict[str, Any]) -> Path:

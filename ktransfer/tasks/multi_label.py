@@ -23,6 +23,7 @@ from sklearn.metrics import average_precision_score, f1_score, precision_recall_
 from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import plotting
+from ktransfer.runs.escape import md_code
 from ktransfer.tasks.calibration import LOGITS_LAYER, plot_reliability, reliability
 from ktransfer.tasks.losses import AsymmetricLoss
 from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
@@ -352,7 +353,7 @@ class MultiLabel(Task):
     def limits(self, summary: dict[str, Any]) -> list[str]:
         """The labels of lowest average precision."""
         rows = [r for r in summary["per_label"] if r["support"]]
-        return [f"label `{r['label']}`: average precision {r['ap']:.3f}, recall "
+        return [f"label {md_code(r['label'])}: average precision {r['ap']:.3f}, recall "
                 f"{r['recall']:.3f} at its threshold, {r['support']} examples"
                 for r in sorted(rows, key=lambda r: r["ap"])[:3]]
 

@@ -18,6 +18,7 @@ from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.data.splits import per_class_sample, stratified_split
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import plotting
+from ktransfer.runs.escape import md_code
 from ktransfer.tasks.calibration import LOGITS_LAYER, plot_reliability, reliability
 from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
 from ktransfer.tasks.task import (
@@ -352,8 +353,9 @@ class SingleLabel(Task):
             i = names.index(r["class"])
             wrong = confusion[i].copy()
             wrong[i] = 0
-            taken = f", most often taken for `{names[int(wrong.argmax())]}`" if wrong.any() else ""
-            found.append(f"class `{r['class']}`: recall {r['recall']:.3f} of {r['support']} "
+            taken = (f", most often taken for {md_code(names[int(wrong.argmax())])}"
+                     if wrong.any() else "")
+            found.append(f"class {md_code(r['class'])}: recall {r['recall']:.3f} of {r['support']} "
                          f"examples{taken}")
         return found
 

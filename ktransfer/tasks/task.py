@@ -224,7 +224,8 @@ class Task(abc.ABC):
 
     def limits(self, summary: dict[str, Any]) -> list[str]:
         """The model card's measured limits from a split's `summarize` (the weakest classes,
-        the largest errors), one sentence each."""
+        the largest errors), one Markdown sentence each: names from the data go in
+        `runs.escape.md_code`."""
         return []
 
     def exemplars(self, targets: np.ndarray) -> list[tuple[int, int]]:
