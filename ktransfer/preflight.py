@@ -28,7 +28,7 @@ from ktransfer.config import (
     SearchConfig,
     fields_with_registry,
 )
-from ktransfer.errors import ConfigError
+from ktransfer.errors import ConfigError, first_line
 from ktransfer.modality import DEFAULT_BACKBONES, MODALITIES, Modality
 from ktransfer.registry import registry_at
 from ktransfer.runs import rundir
@@ -137,8 +137,7 @@ def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
     task_of(cfg).check(cfg)
     if cfg.adapt.target_data:
         modality.check_features(cfg)
-    if cfg.train.track == "mlflow" and importlib.util.find_spec("mlflow") is None:
-        raise ConfigError("track", "mlflow is not installed: pip install 'ktransfer[tracking]'")
+    check_tracking(cfg)
     several = 2 if cfg.distribute.strategy in ("mirrored", "multi_worker") else 1
     if accumulation_untested(cfg, several):
         raise ConfigError("accumulate", ACCUMULATE_UNTESTED)
@@ -154,6 +153,29 @@ def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
         check_export_dir(cfg.train.export_dir)
         check_writable(cfg.train.export_dir, "export_dir")
     return modality
+
+
+def check_tracking(cfg: RunConfig) -> None:
+    """--track=mlflow: MLflow is installed, and a local store (a folder, a SQLite file) can be
+    written and read by MLflow itself, before the run folder exists (a read-only or corrupt
+    store failed after it on ce06f12). A server store is first reached by the run."""
+    if cfg.train.track != "mlflow":
+        return
+    if importlib.util.find_spec("mlflow") is None:
+        raise ConfigError("track", "mlflow is not installed: pip install 'ktransfer[tracking]'")
+    folder, uri = cfg.train.tracking_folder(), cfg.train.tracking_store()
+    if folder is not None:
+        check_writable(folder, "tracking_uri")
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    elif not uri.startswith("sqlite:"):
+        return
+    client = importlib.import_module("mlflow.tracking").MlflowClient(tracking_uri=uri)
+    try:
+        client.get_experiment_by_name(cfg.train.experiment)
+    except Exception as exc:  # MLflow's own errors (yaml, SQL, OS): one line, the cause named
+        raise ConfigError("tracking_uri", f"{uri}: MLflow cannot read this store "
+                          f"({type(exc).__name__}: {first_line(exc)[:160]}); repair or move "
+                          "it, or give another --tracking_uri") from None
 
 
 def _fixed_batch(cfg: RunConfig, command: str) -> None:

@@ -69,6 +69,22 @@ def repo() -> Path:
     return REPO
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 kB file system (tmpfs) to fill up; skipped where mounting needs a root we lack."""
+    disk = tmp_path / "small"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("needs root to mount a 64 kB tmpfs: "
+                    f"{mounted.stderr.decode().strip()[:80]}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+
+
 def train_killed_after(epochs: int, cfg, monkeypatch) -> None:
     """Runs `train(cfg)` and "kills" it (KeyboardInterrupt) as soon as epoch `epochs` (1-based,
     counted over both phases) is committed to the resume state, where a SIGKILL would leave it;

@@ -44,3 +44,40 @@ def test_tracking_without_mlflow_is_refused_before_any_work(tmp_path, monkeypatc
     monkeypatch.setattr(preflight.importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(ConfigError, match=r"^--track: mlflow is not installed"):
         preflight.check_train(config.build(**tiny_values(tmp_path, track="mlflow")))
+
+
+def test_a_corrupt_store_is_refused_before_the_run_folder_exists(tmp_path, monkeypatch):
+    """On ce06f12 MLflow's yaml ReaderError came as a traceback after the run folder was
+    made."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    store = (tmp_path / "mlruns").as_uri()
+    mlflow.set_tracking_uri(store)
+    mlflow.set_experiment("digits")
+    for meta in (tmp_path / "mlruns").glob("*/meta.yaml"):
+        meta.write_bytes(b"\x00\x01: [garbage")
+    cfg = config.build(**tiny_values(tmp_path, track="mlflow", tracking_uri=store,
+                                     experiment="digits"))
+    with pytest.raises(ConfigError, match=r"^--tracking_uri: file://.*: MLflow cannot read "
+                       r"this store \(ReaderError: .*\); repair or move it"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_read_only_store_is_refused_before_the_run_folder_exists(tmp_path):
+    import subprocess
+
+    store = tmp_path / "ro"
+    store.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(store)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"needs root to mount a tmpfs: {mounted.stderr.decode().strip()[:80]}")
+    try:
+        cfg = config.build(**tiny_values(tmp_path, track="mlflow", tracking_uri=str(store)))
+        with pytest.raises(ConfigError, match=r"^--tracking_uri: cannot write to .*ro"):
+            train(cfg)
+        assert not (tmp_path / "run").exists()
+    finally:
+        subprocess.run(["umount", str(store)], check=False)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from ktransfer.config.fields import AUTO_LR, option, require
 
@@ -98,6 +101,17 @@ class TrainConfig:
                          "near-duplicates, LogME) into RUN/probe/ and the report.")
     report: bool = option(True, "Evaluate on the test set (else validation) and write "
                          "RUN_DIR/report.html with plots.")
+
+    def tracking_store(self) -> str:
+        """The MLflow tracking URI --track=mlflow logs to (default: ./mlruns as a file URI)."""
+        return self.tracking_uri or (Path.cwd() / "mlruns").as_uri()
+
+    def tracking_folder(self) -> Path | None:
+        """The folder of a local file store (a file: URI or a plain path), else None."""
+        uri = self.tracking_store()
+        if uri.startswith("file:"):
+            return Path(urllib.request.url2pathname(urllib.parse.urlparse(uri).path))
+        return None if "://" in uri or uri.startswith("sqlite:") else Path(uri)
 
     def auto_phases(self) -> list[str]:
         """The phases whose peak rate is `auto` and that run: "head", "fine_tune"."""

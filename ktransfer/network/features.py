@@ -24,6 +24,7 @@ from ktransfer.config import RunConfig, to_flagfile
 from ktransfer.data import manifest
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.data.options import without_autotune
+from ktransfer.errors import first_line
 from ktransfer.modality import Feed
 from ktransfer.network.classifier import BACKBONE_NAME
 from ktransfer.network.heads import POOL_LAYER
@@ -132,7 +133,12 @@ def cached(extractor: keras.Model, feed: Feed, examples: Examples,
         return compute(extractor, feed, examples, batch_size)
     path = Path(cache_dir) / f"features-{_key([*key_parts, str(len(examples))])}.npy"
     if path.is_file():
-        features = np.load(path)
+        try:
+            features = np.load(path)
+        except (ValueError, OSError, EOFError) as exc:  # a cache: computed again
+            log.warning("features: %s is unreadable (%s); computing the features again", path,
+                        first_line(exc))
+            features = np.zeros((0, 0), np.float32)
         if features.shape[0] == len(examples):
             log.info("features: reusing %s", path)
             return features

@@ -9,6 +9,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -78,7 +79,10 @@ def is_disk_full(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(exc)
-    return "No space left on device" in text or "Disk quota exceeded" in text
+    # numpy's `tofile` (np.save) reports a short write as "N requested and M written".
+    short_write = isinstance(exc, OSError) and re.fullmatch(r"\d+ requested and \d+ written",
+                                                             text) is not None
+    return short_write or "No space left on device" in text or "Disk quota exceeded" in text
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

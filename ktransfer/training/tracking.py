@@ -70,8 +70,8 @@ def tracking(cfg: RunConfig, run_dir: Path) -> Iterator[Tracker]:
     if cfg.train.track != "mlflow":
         yield Tracker()
         return
-    uri = cfg.train.tracking_uri or (Path.cwd() / "mlruns").as_uri()
-    if "://" not in uri or uri.startswith("file:"):  # MLflow 3 asks to opt in to folders
+    uri = cfg.train.tracking_store()
+    if cfg.train.tracking_folder() is not None:  # MLflow 3 asks to opt in to folders
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow = importlib.import_module("mlflow")
     mlflow.set_tracking_uri(uri)
