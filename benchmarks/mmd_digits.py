@@ -48,8 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from ktransfer import config  # noqa: E402
-from ktransfer.domain.target_losses import TARGET_LOSSES  # noqa: E402
-from ktransfer.domain.validators import VALIDATORS  # noqa: E402
+from ktransfer.domain.catalog import TARGET_LOSSES, VALIDATORS  # noqa: E402
 from ktransfer.training import train  # noqa: E402
 
 TARGET = "builtin:digits_m"

@@ -22,7 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ktransfer import config  # noqa: E402
-from ktransfer.tuning import TuneConfig, search  # noqa: E402
+from ktransfer.config import TuneConfig  # noqa: E402
+from ktransfer.tuning import search  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

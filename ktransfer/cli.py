@@ -22,7 +22,7 @@ from typing import Any  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
-from ktransfer import __version__, config  # noqa: E402
+from ktransfer import __version__, config, preflight  # noqa: E402
 from ktransfer.config.groups import recipes  # noqa: E402
 from ktransfer.errors import KtransferError  # noqa: E402
 from ktransfer.registry import import_object, registry_at  # noqa: E402
@@ -57,9 +57,13 @@ def define_flags(groups: dict[str, type]) -> None:
     _GROUPS.update(groups)
 
 
-def load(path: str) -> Any:
+def load(path: str, cfg: Any = None) -> Any:
     """The library function a command runs (`"package.module:function"`), imported once the
-    flags have been parsed and the config built: TensorFlow loads only for a valid command."""
+    flags have been parsed and the config built, and `cfg`'s registry and backbone names
+    checked (`preflight.check_names`, from light registries): TensorFlow loads only for a
+    valid command, so any bad flag is refused in about a second."""
+    if cfg is not None:
+        preflight.check_names(cfg)
     return import_object(path)
 
 

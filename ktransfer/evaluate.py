@@ -21,7 +21,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> int:
     cfg = config.command_from_flags(config.EvaluateConfig, FLAGS)
-    summary, out = cli.load(EVALUATE)(cfg)
+    summary, out = cli.load(EVALUATE, cfg)(cfg)
     for line in cli.load(DESCRIBE)(summary, cfg.top_k):
         print(line)
     print(f"written: {out / 'evaluation.json'} and plots")

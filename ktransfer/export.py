@@ -19,7 +19,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> int:
     cfg = config.command_from_flags(config.ExportConfig, FLAGS)
-    path = cli.load(EXPORT)(cfg)
+    path = cli.load(EXPORT, cfg)(cfg)
     print(f"exported: {path}")
     print(f"TF Serving: tensorflow_model_server --rest_api_port=8501 "
           f"--model_config_file={path.parent.parent / 'models.config'}")

@@ -20,7 +20,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
-    result = cli.load(FIND_LR)(config.find_lr_from_flags(FLAGS))
+    cfg = config.find_lr_from_flags(FLAGS)
+    result = cli.load(FIND_LR, cfg)(cfg)
     rules = ", ".join(f"{name} {lr:.3g}" for name, lr in result.suggestions.items())
     print(f"find_lr: {len(result.lrs)} steps from {result.lrs[0]:.3g} to {result.lrs[-1]:.3g}; "
           f"suggestions ({result.phase} phase): {rules}")

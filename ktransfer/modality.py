@@ -215,18 +215,23 @@ MODALITIES: Registry[Modality] = Registry("input kind", "modality")
 # `ktransfer.serializables` so that `keras.saving.load_model` reads every file ktransfer wrote.
 KERAS_CLASSES: dict[str, tuple[str, ...]] = {}
 DEFAULT_BACKBONES: dict[str, str] = {}  # what --backbone=auto means for each modality
+# "module:function" of each modality's backbone-name check, (name) -> None or ConfigError;
+# light (no TensorFlow), so pre-flight refuses a misspelt --backbone before TensorFlow loads.
+BACKBONE_CHECKS: dict[str, str] = {}
 
 
 def register_modality(name: str, entry: Modality | str, default_backbone: str,
-                      keras_classes: tuple[str, ...] = (), options: str = "",
-                      recipe: dict[str, Any] | None = None) -> None:
+                      backbone_check: str, keras_classes: tuple[str, ...] = (),
+                      options: str = "", recipe: dict[str, Any] | None = None) -> None:
     """The one registration of a modality: its entry (`"package.module:ATTR"`, imported on
-    first use), the backbone `--backbone=auto` gives it, the modules holding its Keras
-    classes, its own config group (`"package.module:Class"`, a frozen dataclass of
+    first use), the backbone `--backbone=auto` gives it, the light check of a backbone name
+    (`"package.module:function"`, importable without TensorFlow), the modules holding its
+    Keras classes, its own config group (`"package.module:Class"`, a frozen dataclass of
     `config.option` fields; flags of every run, read as `cfg.group(name)`) and its `recipe`:
     defaults of shared flags that work better for it, taken by every flag a run leaves out."""
     MODALITIES.register(name, entry)
     DEFAULT_BACKBONES[name] = default_backbone
+    BACKBONE_CHECKS[name] = backbone_check
     KERAS_CLASSES[name] = tuple(keras_classes)
     if options:
         register_group(name, options)
@@ -235,6 +240,7 @@ def register_modality(name: str, entry: Modality | str, default_backbone: str,
 
 
 register_modality("image", "ktransfer.image.modality:IMAGE", "efficientnet_lite0",
+                  "ktransfer.image.catalog:check_backbone_name",
                   keras_classes=("ktransfer.image.preprocess",),
                   options="ktransfer.image.options:ImageOptions")
 # configs/sentiment.cfg's schedule (a head on cached sentence vectors, then the whole encoder
@@ -245,6 +251,7 @@ TEXT_RECIPE = {"pooling": "avg", "cache_features": True, "epochs": 30, "lr": 0.0
                "warmup_epochs": 0.3, "lr_schedule": "cosine", "lr_layer_decay": 0.9,
                "unfreeze": "all", "early_stopping": 3}
 register_modality("text", "ktransfer.text.modality:TEXT", "minilm",
+                  "ktransfer.text.catalog:check_encoder_name",
                   keras_classes=("ktransfer.text.chunks",),
                   options="ktransfer.text.options:TextOptions", recipe=TEXT_RECIPE)
 

@@ -23,7 +23,7 @@ FLAGS = flags.FLAGS
 
 def main(argv: list[str]) -> int:
     cfg = config.command_from_flags(config.PredictConfig, FLAGS)
-    text = cli.load(PREDICT)(cfg, argv[1:])
+    text = cli.load(PREDICT, cfg)(cfg, argv[1:])
     if cfg.output:
         atomic.write_text(cfg.output, text)
     else:

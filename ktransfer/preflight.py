@@ -29,8 +29,8 @@ from ktransfer.config import (
     fields_with_registry,
 )
 from ktransfer.errors import ConfigError, first_line
-from ktransfer.modality import DEFAULT_BACKBONES, MODALITIES, Modality
-from ktransfer.registry import registry_at
+from ktransfer.modality import BACKBONE_CHECKS, DEFAULT_BACKBONES, MODALITIES, Modality
+from ktransfer.registry import import_object, registry_at
 from ktransfer.runs import rundir
 from ktransfer.runs.exportdir import check_export_dir
 from ktransfer.tasks import task_of
@@ -40,10 +40,29 @@ SOURCE_FLAGS = (("data", "data"), ("data", "val_data"), ("data", "test_data"),
 
 
 def check_names(cfg: Any) -> None:
-    """Every registry-backed flag names a registered entry (modality first)."""
-    fields = sorted(fields_with_registry(cfg), key=lambda f: f[0] != "modality")
-    for flag, value, path in fields:
+    """Every registry-backed flag names a registered entry (modality first), and each backbone
+    is a name its modality knows. Every registry a flag names is light, so the commands run
+    this before TensorFlow loads (`cli.load`): a misspelt name is refused in a second."""
+    run = cfg if isinstance(cfg, RunConfig) else getattr(cfg, "run", None)
+    parts = [cfg] + ([run] if run is not None and run is not cfg else [])
+    fields = [found for part in parts for found in fields_with_registry(part)]
+    for flag, value, path in sorted(fields, key=lambda f: f[0] != "modality"):
         registry_at(path).check(value, flag)
+    if isinstance(run, RunConfig):
+        check_backbone_names(run, getattr(getattr(cfg, "probe", None), "backbones", ()))
+
+
+def check_backbone_names(run: RunConfig, more: tuple[str, ...] = ()) -> None:
+    """`--backbone` (and the probe's `--backbones`, `more`, as `NAME@WEIGHTS`) are backbones of
+    the run's modality, by its light check (`modality.BACKBONE_CHECKS`); `auto` always is."""
+    check = import_object(BACKBONE_CHECKS[run.data.modality])
+    if run.model.backbone != "auto":
+        check(run.model.backbone)
+    for given in more:
+        try:
+            check(given.partition("@")[0])
+        except ConfigError as exc:
+            raise ConfigError("backbones", str(exc).removeprefix("--backbone: ")) from None
 
 
 def check_source(modality: Modality, spec: str, flag: str) -> None:

@@ -21,7 +21,8 @@ FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
-    result = cli.load(PROBE)(config.probe_from_flags(FLAGS))
+    cfg = config.probe_from_flags(FLAGS)
+    result = cli.load(PROBE, cfg)(cfg)
     print(cli.load(TABLE)(result))
     found = result.audit
     print(f"label audit ({found['method']}): {len(found['flagged'])} doubtful label(s) of "

@@ -1,9 +1,11 @@
 """One registry per concept: a name mapped to what builds it.
 
-Each concept module owns its registry (`schedules.SCHEDULES`, `optimizers.OPTIMIZERS`,
-`modality.MODALITIES`, ...); flag choices and pre-flight checks read the names from it, so a new
-entry is one registration. An entry may be given as a `"module:attribute"` string, imported on
-first use, so that knowing the names never imports TensorFlow.
+Each concept package declares its registries in its `catalog` module (`optim.catalog.SCHEDULES`,
+`domain.catalog.ALIGNMENTS`, `image.catalog.BACKBONES`, ...) or its light `__init__`
+(`tasks.TASKS`, `modality.MODALITIES`); flag choices and pre-flight checks read the names from
+there, so a new entry is one registration. Entries are `"module:attribute"` strings, imported
+on first use: knowing the names never imports TensorFlow, so a misspelt name is refused before
+TensorFlow loads (tests/test_registry.py checks every registry a flag names).
 
 Example:
 
@@ -70,6 +72,11 @@ class Registry(Generic[T]):
         return "; ".join(f"{name}: {self._about[name]}" if name in self._about else name
                          for name in self._entries)
 
+    def about(self, name: str) -> str:
+        """The few words said about `name` ("" when none)."""
+        self.check(name)
+        return self._about.get(name, "")
+
     def names(self) -> tuple[str, ...]:
         """Every registered name, in registration order."""
         return tuple(self._entries)
@@ -109,7 +116,7 @@ class Registry(Generic[T]):
 
 def registry_at(path: str) -> Registry[Any]:
     """The registry a config field names in its metadata
-    (`"ktransfer.optim.schedules:SCHEDULES"`)."""
+    (`"ktransfer.optim.catalog:SCHEDULES"`)."""
     found = import_object(path)
     if not isinstance(found, Registry):
         raise TypeError(f"{path} is not a Registry")

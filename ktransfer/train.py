@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
         print(MODALITIES.get(FLAGS.modality).presentation.list_backbones())
         return 0
     cfg = config.from_flags(FLAGS)
-    result = cli.load(TRAIN)(cfg)
+    result = cli.load(TRAIN, cfg)(cfg)
     if not cli.load(IS_CHIEF)():
         print("multi-worker: done; the chief (worker 0) writes the outputs")
         return 0

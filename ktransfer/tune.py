@@ -12,15 +12,16 @@ from absl import flags
 
 from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
 
-SEARCH = "ktransfer.tuning:search"
-TABLE = "ktransfer.tuning:format_table"
+SEARCH = "ktransfer.tuning.search:search"
+TABLE = "ktransfer.tuning.search:format_table"
 
 cli.define_flags(config.search_groups())
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
-    result = cli.load(SEARCH)(config.search_from_flags(FLAGS))
+    cfg = config.search_from_flags(FLAGS)
+    result = cli.load(SEARCH, cfg)(cfg)
     print(cli.load(TABLE)(result.trials))
     print(f"search: {len(result.trials)} trials, {result.seconds:.1f} s, feature cache "
           f"{'on' if result.cached else 'off'}")

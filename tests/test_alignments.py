@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from ktransfer.domain.adaptation import DomainAdaptationModel
-from ktransfer.domain.alignments import ALIGNMENTS, Alignment
+from ktransfer.domain.alignments import Alignment
+from ktransfer.domain.catalog import ALIGNMENTS
 from ktransfer.image.backbones import get_spec, small_cnn
 from ktransfer.image.classifier import build_classifier
 from ktransfer.training import train
@@ -45,7 +46,7 @@ def test_every_alignment_adds_one_finite_loss_per_layer_that_reaches_the_backbon
     grads = tape.gradient(total, backbone)
     assert any(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
     assert dan(_batch(), training=False).shape == (6, 10)
-    assert ALIGNMENTS.get(name).about
+    assert ALIGNMENTS.about(name)
     for layer in dan.mmd_layers:  # what the ramp-up callback sets
         assert isinstance(layer.initial_weight, float) and layer.weight.shape == ()
 
@@ -68,8 +69,7 @@ class MeanGap(keras.layers.Layer):
 
 
 def test_a_new_alignment_is_one_registration(tiny_config, monkeypatch):
-    toy = Alignment("the gap between mean features",
-                    lambda cfg, names, d, c: [MeanGap(cfg.mmd_weight, name=f"gap_{n}")
+    toy = Alignment(lambda cfg, names, d, c: [MeanGap(cfg.mmd_weight, name=f"gap_{n}")
                                               for n in names])
     monkeypatch.setitem(ALIGNMENTS._entries, "mean_gap", toy)
     cfg = tiny_config(epochs=0, fine_tune_epochs=1, steps_per_epoch=4, head_hidden=[16],

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from ktransfer.config import ExportConfig
-from ktransfer.deploy.conversion import FORMATS
+from ktransfer.deploy.catalog import FORMATS
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.serving import export_saved
 from ktransfer.errors import ConfigError, KtransferError
@@ -57,7 +57,7 @@ def test_onnx_runs_in_onnxruntime_like_keras(quickstart_run, tmp_path):
 
 def test_a_conversion_that_loses_accuracy_is_refused_and_nothing_is_published(
         quickstart_run, tmp_path, monkeypatch):
-    from ktransfer.deploy.conversion import FORMATS
+    from ktransfer.deploy.catalog import FORMATS
 
     monkeypatch.setattr(FORMATS.get("tflite"), "predictor",
                         lambda content, signature, key: lambda x: np.eye(5)[np.zeros(len(x), int)])

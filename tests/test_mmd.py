@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from ktransfer.domain.mmd import ESTIMATORS, MMDLoss, class_mmd, joint_mmd, mmd
+from ktransfer.domain.catalog import ESTIMATORS
+from ktransfer.domain.mmd import MMDLoss, class_mmd, joint_mmd, mmd
 
 
 def _gauss(n, shift, d=8, seed=0):

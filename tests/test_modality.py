@@ -19,6 +19,7 @@ from ktransfer.deploy.serving import answer, export
 from ktransfer.deploy.warmup import read_warmup
 from ktransfer.errors import DataError
 from ktransfer.modality import (
+    BACKBONE_CHECKS,
     DEFAULT_BACKBONES,
     KERAS_CLASSES,
     MODALITIES,
@@ -45,9 +46,11 @@ def with_toy():
     its own config group (taken back afterwards, so that other tests see the shipped
     modalities only)."""
     register_modality("vectors", VECTORS, default_backbone="mlp",
+                      backbone_check="toy_vectors:check_backbone_name",
                       options="toy_vectors:VectorOptions")
     yield
-    for table in (MODALITIES._entries, DEFAULT_BACKBONES, KERAS_CLASSES, groups._DECLARED):
+    for table in (MODALITIES._entries, DEFAULT_BACKBONES, BACKBONE_CHECKS, KERAS_CLASSES,
+                  groups._DECLARED):
         table.pop("vectors", None)
 
 

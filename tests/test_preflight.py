@@ -40,7 +40,7 @@ def test_registry_choices_are_the_flag_choices():
     from absl import flags
 
     from ktransfer import cli
-    from ktransfer.optim.schedules import SCHEDULES
+    from ktransfer.optim.catalog import SCHEDULES
 
     fv = flags.FlagValues()
     config.define_flags(fv, config.run_groups())

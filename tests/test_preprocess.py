@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from ktransfer.image.preprocess import PREPROCESSING, Preprocess, preprocessing_layer
+from ktransfer.image.catalog import PREPROCESSING
+from ktransfer.image.preprocess import Preprocess, preprocessing_layer
 
 from conftest import layer_test
 

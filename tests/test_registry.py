@@ -38,9 +38,9 @@ def test_lazy_entries_are_not_imported_until_used(monkeypatch):
 
 
 def test_registry_at_finds_a_registry_by_its_path():
-    from ktransfer.optim.schedules import SCHEDULES
+    from ktransfer.optim.catalog import SCHEDULES
 
-    assert registry_at("ktransfer.optim.schedules:SCHEDULES") is SCHEDULES
+    assert registry_at("ktransfer.optim.catalog:SCHEDULES") is SCHEDULES
     with pytest.raises(TypeError):
         registry_at("ktransfer.optim.schedules:make_schedule")
 
@@ -59,11 +59,106 @@ def test_the_help_of_a_registry_flag_is_generated_from_its_registry():
     from absl import flags
 
     from ktransfer import config
-    from ktransfer.domain.alignments import ALIGNMENTS
+    from ktransfer.domain.catalog import ALIGNMENTS
 
     fv = flags.FlagValues()
     config.define_flags(fv, config.run_groups(), lambda p: registry_at(p).names(),
                         lambda p: registry_at(p).describe())
     helptext = fv["mmd_alignment"].help
     for name in ALIGNMENTS.names():
-        assert f"{name}: {ALIGNMENTS.get(name).about}" in helptext
+        assert f"{name}: {ALIGNMENTS.about(name)}" in helptext
+
+
+# Run in a fresh Python where importing TensorFlow or Keras fails: every registry a flag names
+# and every modality's backbone check must work there, and each registry-backed flag of each
+# command, given a name no registry holds, must be refused by pre-flight's name check.
+NAMES_WITHOUT_TENSORFLOW = r"""
+import dataclasses, json, sys
+from ktransfer import config, preflight
+from ktransfer.errors import ConfigError
+from ktransfer.modality import BACKBONE_CHECKS
+from ktransfer.registry import import_object, registry_at
+
+commands = {
+    "train": (config.build, config.run_groups(), {"data": "builtin:digits"}),
+    "tune": (config.build_search, config.search_groups(), {"data": "builtin:digits"}),
+    "find_lr": (config.build_find_lr, config.find_lr_groups(), {"data": "builtin:digits"}),
+    "probe": (config.build_probe, config.probe_groups(), {"data": "builtin:digits"}),
+    **{name: (lambda cls=cls, **v: config.build_command(cls, **v), config.command_groups(cls),
+              base) for name, cls, base in (
+        ("evaluate", config.EvaluateConfig, {"model": "x"}),
+        ("predict", config.PredictConfig, {"model": "x"}),
+        ("export", config.ExportConfig, {"run_dir": "x", "export_dir": "y"}))},
+}
+refused, paths = {}, set()
+for command, (build, groups, base) in commands.items():
+    for group in groups.values():
+        for f in dataclasses.fields(group):
+            path = f.metadata.get("registry")
+            if not path:
+                continue
+            paths.add(path)
+            value = ("nope",) if isinstance(f.default, tuple) else "nope"
+            try:
+                preflight.check_names(build(**base, **{f.name: value}))
+                refused[f"{command} --{f.name}"] = "accepted"
+            except ConfigError as exc:
+                refused[f"{command} --{f.name}"] = exc.flag
+for path in sorted(paths):
+    registry_at(path).names()
+for check in BACKBONE_CHECKS.values():
+    try:
+        import_object(check)("nope")
+    except ConfigError as exc:
+        refused[check] = exc.flag
+print(json.dumps({"refused": refused, "loaded": sorted(m for m in ("tensorflow", "keras")
+                                                       if m in sys.modules)}))
+"""
+
+
+def _without_tensorflow(tmp_path) -> dict:
+    """PYTHONPATH with `tensorflow` and `keras` packages that fail when imported."""
+    import os
+
+    for name in ("tensorflow", "keras"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('{name} imported')\n")
+    return {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+
+def test_every_name_a_flag_takes_is_checked_without_tensorflow(tmp_path):
+    """On ce06f12 --task, --backbone, --optimizer, --strategy, --mmd_alignment (13 registries
+    of 24) were refused only after TensorFlow loaded, 8-9 s later."""
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", NAMES_WITHOUT_TENSORFLOW], capture_output=True,
+                          text=True, timeout=120, env=_without_tensorflow(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["loaded"] == []
+    wrong = {k: v for k, v in found["refused"].items()
+             if v != (k.split("--")[-1] if "--" in k else "backbone")}
+    assert wrong == {} and len(found["refused"]) >= 25, found["refused"]
+
+
+@pytest.mark.parametrize("command, flag", [
+    ("train", "--task=nope"), ("train", "--backbone=nope"), ("tune", "--tuner=nope"),
+    ("probe", "--backbones=small_cnn,nope"), ("export", "--tflite=nope"),
+    ("train", "--modality=text --backbone=nope")])
+def test_a_bad_name_is_one_line_in_under_5_seconds_before_tensorflow(tmp_path, command, flag):
+    import subprocess
+    import time
+
+    args = {"train": ["--data=builtin:digits"], "tune": ["--data=builtin:digits"],
+            "probe": ["--data=builtin:digits"], "export": ["--run_dir=x", "--export_dir=y"]}
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", f"ktransfer.{command}", *args[command],
+                           *flag.split()], capture_output=True, text=True, timeout=60,
+                          env=_without_tensorflow(tmp_path))
+    seconds = time.monotonic() - started
+    flag_name = flag.split()[-1].split("=")[0]
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"ktransfer.{command}: error: {flag_name}: "), done.stderr
+    assert seconds < 5, seconds

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from ktransfer.domain.catalog import TARGET_LOSSES
 from ktransfer.domain.selection import CollapseGuard
-from ktransfer.domain.target_losses import TARGET_LOSSES, TargetLoss
+from ktransfer.domain.target_losses import TargetLoss
 
 
 def _onehot(ids, c=3, confidence=0.96):

@@ -12,7 +12,7 @@ from ktransfer.config import EvaluateConfig, PredictConfig
 from ktransfer.deploy import prediction
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.errors import ConfigError
-from ktransfer.image.tta import TTA_VIEWS
+from ktransfer.image.catalog import TTA_VIEWS
 from ktransfer.reporting.evaluation import evaluate_saved, saved_split
 from ktransfer.text.pipeline import TextFeed
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ktransfer.domain.validators import VALIDATORS, EpochOutputs
+from ktransfer.domain.catalog import VALIDATORS
+from ktransfer.domain.validators import EpochOutputs
 
 
 def _outputs(target: np.ndarray, seed: int = 0, shift: float = 0.0) -> EpochOutputs:

@@ -141,3 +141,9 @@ class VectorModality(Modality):
 
 
 VECTORS = VectorModality()
+
+
+def check_backbone_name(name: str) -> None:
+    """The light name check pre-flight runs before TensorFlow loads: mlp is the only one."""
+    if name != "mlp":
+        raise ConfigError("backbone", "vector models take --backbone=mlp")

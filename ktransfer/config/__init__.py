@@ -7,7 +7,7 @@ out as a flagfile that re-runs the same job. Library code takes these objects, n
 This package holds values and their rules (ranges, cross-field rules) and imports nothing of the
 package but `errors`, and nothing heavy: building a config never imports TensorFlow or touches
 the file system. A field whose choices are the names of a registry says so as a string
-(`registry="ktransfer.optim.schedules:SCHEDULES"`); `ktransfer.cli` turns those into flag
+(`registry="ktransfer.optim.catalog:SCHEDULES"`); `ktransfer.cli` turns those into flag
 choices and `ktransfer.preflight` checks names and files once, before any work.
 """
 

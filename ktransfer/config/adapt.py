@@ -26,10 +26,10 @@ class AdaptConfig:
     mmd_rampup: bool = option(True, "Ramp the MMD weight from 0 as 2/(1+exp(-10p))-1 over each "
                              "phase's progress p.")
     mmd_estimator: str = option("unbiased", "MMD estimator (marginal alignment).",
-                                registry="ktransfer.domain.mmd:ESTIMATORS")
+                                registry="ktransfer.domain.catalog:ESTIMATORS")
     mmd_alignment: str = option("marginal", "How source and target features are pulled "
                                 "together.",
-                                registry="ktransfer.domain.alignments:ALIGNMENTS")
+                                registry="ktransfer.domain.catalog:ALIGNMENTS")
     adabn: bool = option(False, "Normalise for the target domain: during training source and "
                          "target batches pass BatchNorm separately (each by its own "
                          "statistics), and afterwards every backbone BatchNorm layer's moving "
@@ -37,7 +37,7 @@ class AdaptConfig:
                          "saved model is a target-domain model.")
     target_loss: str = option("none", "A loss on the unlabelled target predictions beside the "
                               "MMD (none: no loss).",
-                              ("none",), registry="ktransfer.domain.target_losses:TARGET_LOSSES")
+                              ("none",), registry="ktransfer.domain.catalog:TARGET_LOSSES")
     target_loss_weight: float = option(0.1, "Weight of --target_loss (ramped up with the MMD "
                                        "weight).")
     class_threshold: float = option(0.0, "mmd_alignment=class: target rows whose largest "
@@ -60,7 +60,7 @@ class AdaptConfig:
     da_select: str = option("last", "Which epoch of an adaptation run to keep, chosen without "
                             "target labels: last, or the one a validator scores highest (see "
                             "ktransfer/domain/validators.py).", ("last",),
-                            registry="ktransfer.domain.validators:VALIDATORS")
+                            registry="ktransfer.domain.catalog:VALIDATORS")
 
     def __post_init__(self) -> None:
         require(self.mmd_weight >= 0.0, "mmd_weight", "must be >= 0")

@@ -21,20 +21,20 @@ class TuneConfig:
                         "frozen backbone, on cached features, scored by validation accuracy) or "
                         "adaptation (--mmd_alignment and --mmd_weight; every trial a whole "
                         "adaptation run of the train flags, scored by --objective without "
-                        "target labels).", registry="ktransfer.tuning:SPACES")
+                        "target labels).", registry="ktransfer.tuning.catalog:SPACES")
     objective: str = option("source_val", "space=adaptation: the validator whose score of the "
                             "kept epoch ranks the trials (see --da_select).",
-                            registry="ktransfer.domain.validators:VALIDATORS")
+                            registry="ktransfer.domain.catalog:VALIDATORS")
     hp_alignments: tuple[str, ...] = option(("marginal", "class"), "space=adaptation: "
                                             "alignments to try.",
-                                            registry="ktransfer.domain.alignments:ALIGNMENTS")
+                                            registry="ktransfer.domain.catalog:ALIGNMENTS")
     hp_mmd_weights: tuple[float, ...] = option((0.1, 0.3, 1.0), "space=adaptation: MMD "
                                                "weights to try.")
     hp_init_from: tuple[str, ...] = option((), "space=adaptation: source runs (--init_from: run "
                                            "directories or model.keras files) to adapt from, "
                                            "e.g. the same source training with other --seed "
                                            "values; empty: the train flags' --init_from.")
-    tuner: str = option("random", "Search algorithm.", registry="ktransfer.tuning:TUNERS")
+    tuner: str = option("random", "Search algorithm.", registry="ktransfer.tuning.catalog:TUNERS")
     max_trials: int = option(10, "Trials to run (random, bayesian); hyperband sizes itself "
                             "from --epochs.")
     directory: str = option("tuning", "Folder of the search state, trials.csv and best.cfg.")
@@ -47,7 +47,7 @@ class TuneConfig:
     hp_lr: tuple[float, ...] = option((1e-4, 1e-1), "Learning-rate range (min,max), log scale.")
     hp_schedules: tuple[str, ...] = option(("constant", "cosine", "exponential"),
                                           "Learning-rate schedules to try.",
-                                          registry="ktransfer.optim.schedules:SCHEDULES")
+                                          registry="ktransfer.optim.catalog:SCHEDULES")
     hp_label_smoothing: tuple[float, ...] = option((0.0, 0.2), "Label smoothing range "
                                                   "(min,max), step 0.05.")
 
@@ -185,7 +185,7 @@ class ReadConfig(LoadConfig):
 
     batch_size: int = option(64, "Examples per batch.")
     tta: str = option("none", "Test-time augmentation (images): average the probabilities of "
-                      "several views of each image.", registry="ktransfer.image.tta:TTA_VIEWS")
+                      "several views of each image.", registry="ktransfer.image.catalog:TTA_VIEWS")
     reading: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
@@ -247,7 +247,7 @@ class ExportConfig(LoadConfig):
                          "(image models): float32, float16, dynamic (int8 weights) or int8 (full "
                          "integer, calibrated on up to 200 training images); scored on the "
                          "run's test split next to the Keras model.", ("none",),
-                         registry="ktransfer.deploy.formats.tflite:TFLITE")
+                         registry="ktransfer.deploy.catalog:TFLITE")
     tflite_metadata: bool = option(False, "With --tflite, for image classifiers: write "
                                    "model.tflite as MediaPipe Tasks and the TFLite Task Library "
                                    "read it: pixels in, probabilities out (one output), with "
@@ -258,7 +258,7 @@ class ExportConfig(LoadConfig):
     formats: tuple[str, ...] = option((), "Also write these copies (comma-separated export "
                                       "formats; --tflite and --onnx are the same for theirs), "
                                       "each scored on the run's test split.",
-                                      registry="ktransfer.deploy.conversion:FORMATS")
+                                      registry="ktransfer.deploy.catalog:FORMATS")
     quantize: str = option("none", "Quantize the SavedModel itself with Keras (Model.quantize): "
                            "int8 or int4 kernels of the Dense / EinsumDense / Embedding layers "
                            "(a float scale per channel; Keras leaves convolutions float32), or "

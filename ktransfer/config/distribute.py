@@ -14,7 +14,7 @@ class DistributeConfig:
     strategy: str = option("auto", "auto: all GPUs of this machine (mirrored) or the one device; "
                           "one_device; mirrored (all local GPUs, or --cpu_devices); "
                           "multi_worker (TF_CONFIG); tpu.",
-                          registry="ktransfer.training.distribute:STRATEGIES")
+                          registry="ktransfer.training.catalog:STRATEGIES")
     mixed_precision: str = option("auto", "auto: mixed_float16 on GPUs that run float16 fast "
                                  "(compute capability >= 7.0), float32 otherwise (CPU).",
                                  ("auto", "float32", "mixed_float16", "mixed_bfloat16"))

@@ -25,7 +25,7 @@ class ModelConfig:
     preprocess: str = option("auto", "Pixel preprocessing before the backbone; auto: the "
                             "registry's for keras.applications, scale01 ([0,1]) for hub:, the "
                             "saved model's own (or none) for file:.", ("auto",),
-                            registry="ktransfer.image.preprocess:PREPROCESSING")
+                            registry="ktransfer.image.catalog:PREPROCESSING")
     hub_output_key: str = option("", "hub: modules returning a dict: the output to use "
                                 "(default: 'default' or the only one).")
     unsafe_load: bool = option(False, "Allow loading model files that contain code (Lambda "
@@ -38,7 +38,7 @@ class ModelConfig:
     pooling: str = option("avg", "How the backbone's output becomes one vector per example: "
                           "avg (images: over positions; text: mean over the tokens, padding "
                           "masked; also called mean), max, flatten (images), cls (text: the "
-                          "first token).", registry="ktransfer.network.heads:POOLINGS")
+                          "first token).", registry="ktransfer.network.catalog:POOLINGS")
     head_hidden: tuple[int, ...] = option((), "Hidden Dense layer sizes of the head, "
                                          "comma-separated (e.g. 256,128); empty for none.")
     head_activation: str = option("relu", "Activation of the hidden head layers.",

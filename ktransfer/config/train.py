@@ -44,7 +44,7 @@ class TrainConfig:
                          "For backbones built of blocks (keras-hub encoders).")
     print_model: bool = option(False, "Print each backbone layer's block, parameters and "
                               "whether it trains in each phase, before training.")
-    optimizer: str = option("adam", "Optimizer.", registry="ktransfer.optim.optimizers:OPTIMIZERS")
+    optimizer: str = option("adam", "Optimizer.", registry="ktransfer.optim.catalog:OPTIMIZERS")
     momentum: float = option(0.9, "SGD momentum.")
     momentum_low: float = option(0.0, "SGD with one_cycle: cycle the momentum inversely to the "
                                  "rate, from --momentum down to this at the peak rate and back "
@@ -62,7 +62,7 @@ class TrainConfig:
                         "optimizer step, e.g. 0.999) and validate, checkpoint, evaluate and "
                         "export the average; 0 turns it off.")
     lr_schedule: str = option("cosine", "Learning-rate schedule within each phase.",
-                              registry="ktransfer.optim.schedules:SCHEDULES")
+                              registry="ktransfer.optim.catalog:SCHEDULES")
     warmup_epochs: float = option(0.0, "Linear warm-up from 0 to the peak rate, in epochs.")
     decay_rate: float = option(0.9, "exponential: factor applied per epoch.")
     step_every: int = option(10, "step: divide the rate every this many epochs.")

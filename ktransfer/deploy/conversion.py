@@ -29,10 +29,10 @@ import tensorflow as tf
 
 from ktransfer.config import ExportConfig
 from ktransfer.data.examples import Examples
+from ktransfer.deploy.catalog import FORMATS
 from ktransfer.deploy.saving import Classifier, run_config
 from ktransfer.errors import KtransferError
 from ktransfer.modality import Feed
-from ktransfer.registry import Registry
 from ktransfer.tasks import default_task
 
 log = logging.getLogger(__name__)
@@ -68,10 +68,6 @@ class ExportFormat:
     extra: str = ""
 
 
-FORMATS: Registry[ExportFormat] = Registry("export format", "formats", {
-    "tflite": "ktransfer.deploy.formats.tflite:FORMAT",
-    "onnx": "ktransfer.deploy.formats.onnx:FORMAT",
-})
 
 
 def wanted(cfg: ExportConfig) -> list[str]:

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from ktransfer.config import AdaptConfig, RunConfig
 from ktransfer.data.examples import Examples, Splits
-from ktransfer.domain.alignments import ALIGNMENTS
+from ktransfer.domain.catalog import ALIGNMENTS
 from ktransfer.domain.mmd import mmd
 from ktransfer.domain.pseudo_labels import (
     TargetLabeller,

@@ -13,7 +13,6 @@ import keras
 from ktransfer.config import AdaptConfig
 from ktransfer.domain.adversarial import ConditionalDomainLoss
 from ktransfer.domain.mmd import MMDLoss
-from ktransfer.registry import Registry
 
 # (cfg, names of the aligned layers, feature width d, classes C) -> one loss layer per pair
 LossBuilder = Callable[[AdaptConfig, list[str], int, int], list[keras.layers.Layer]]
@@ -25,7 +24,6 @@ class Alignment:
     """One alignment.
 
     Args:
-        about: what it does, in a few words (for messages and the docs).
         build: its loss layers, one per aligned feature pair (pooled features first, then the
             hidden head layers that --mmd_layers selects). Each layer is called on
             [source features [n, d], target features [m, d], *extra], adds its loss while
@@ -37,7 +35,6 @@ class Alignment:
         pooled_only: aligns the pooled backbone features alone, whatever --mmd_layers says.
     """
 
-    about: str
     build: LossBuilder
     takes: str = "none"
     pooled_only: bool = False
@@ -69,17 +66,7 @@ def cdan_loss(cfg: AdaptConfig, names: list[str], feature_dim: int, num_classes:
     return [ConditionalDomainLoss(cfg.mmd_weight, feature_dim, num_classes, name="cdan")]
 
 
-ALIGNMENTS: Registry[Alignment] = Registry("alignment", "mmd_alignment")
-for _name, _alignment in {
-    "marginal": Alignment("one MMD between all source and all target features (DAN)",
-                          mmd_losses()),
-    "class": Alignment("one MMD per class, source rows weighted by label, target rows by "
-                       "predicted probability (DSAN's local MMD)", mmd_losses(),
-                       takes="classes"),
-    "joint": Alignment("one MMD of (features, predictions) pairs, with a product kernel "
-                       "(JAN's joint MMD)", mmd_losses(joint=True), takes="predictions"),
-    "cdan": Alignment("a conditional domain discriminator on features x predictions behind "
-                      "gradient reversal, weighted by --mmd_weight (CDAN+E)", cdan_loss,
-                      takes="predictions", pooled_only=True),
-}.items():
-    ALIGNMENTS.register(_name, _alignment, about=_alignment.about)
+MARGINAL = Alignment(mmd_losses())
+CLASS = Alignment(mmd_losses(), takes="classes")
+JOINT = Alignment(mmd_losses(joint=True), takes="predictions")
+CDAN = Alignment(cdan_loss, takes="predictions", pooled_only=True)

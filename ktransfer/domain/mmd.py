@@ -12,13 +12,12 @@ Always computed in float32 (inputs in float16/bfloat16 are cast first).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import keras
 from keras import ops
 
-from ktransfer.registry import Registry
+from ktransfer.domain.catalog import ESTIMATORS
 
 
 def _sq_dists(a, b):
@@ -83,11 +82,16 @@ def _unbiased(kernel, source, target, kernels: int):
             - 2.0 * cross)
 
 
-# --mmd_estimator: name -> estimate(kernel, source, target, number of kernels)
-ESTIMATORS: Registry[Callable[..., Any]] = Registry("MMD estimator", "mmd_estimator")
-ESTIMATORS.register("unbiased", _unbiased)
-ESTIMATORS.register("biased", lambda kernel, s, t, kernels: _biased(kernel, s, t))
-ESTIMATORS.register("linear", lambda kernel, s, t, kernels: _linear(kernel, s, t))
+# --mmd_estimator (domain.catalog.ESTIMATORS): estimate(kernel, source, target, kernels)
+unbiased_estimate = _unbiased
+
+
+def biased_estimate(kernel: Any, s: Any, t: Any, kernels: int) -> Any:
+    return _biased(kernel, s, t)
+
+
+def linear_estimate(kernel: Any, s: Any, t: Any, kernels: int) -> Any:
+    return _linear(kernel, s, t)
 
 
 def mmd(source, target, estimator: str = "unbiased", kernel_mul: float = 2.0,

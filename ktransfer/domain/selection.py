@@ -23,7 +23,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktransfer.domain.validators import VALIDATORS, EpochOutputs
+from ktransfer.domain.catalog import VALIDATORS
+from ktransfer.domain.validators import EpochOutputs
 from ktransfer.network.features import feature_tensor
 from ktransfer.runs import atomic
 

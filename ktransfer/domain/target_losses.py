@@ -14,13 +14,10 @@ Each takes probabilities [m, C] and returns a float32 scalar to minimise.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import keras
 from keras import ops
 
-from ktransfer.registry import Registry
+from ktransfer.domain.catalog import TARGET_LOSSES
 
 EPS = 1e-7
 MCC_TEMPERATURE = 2.5
@@ -51,12 +48,6 @@ def minimum_class_confusion(p, temperature: float = MCC_TEMPERATURE):
     return (ops.sum(confusion) - ops.trace(confusion)) / classes
 
 
-# --target_loss: name -> loss(target probabilities [m, C]) to minimise
-TARGET_LOSSES: Registry[Callable[[Any], Any]] = Registry("target loss", "target_loss")
-TARGET_LOSSES.register("entropy", entropy, about="confident")
-TARGET_LOSSES.register("im", information_maximisation,
-                       about="confident and using every class, against collapse")
-TARGET_LOSSES.register("mcc", minimum_class_confusion, about="minimum class confusion")
 
 
 @keras.saving.register_keras_serializable(package="ktransfer")

@@ -22,14 +22,11 @@ with true target accuracy before anyone relies on one.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-
-from ktransfer.registry import Registry
 
 EPS = 1e-12
 
@@ -101,13 +98,3 @@ def deep_embedded_validation(out: EpochOutputs) -> float:
     return -float(np.mean(weighted) + eta * np.mean(weights) - eta)
 
 
-# --da_select: name -> score(epoch outputs), higher is better ("last" keeps the last epoch).
-VALIDATORS: Registry[Callable[[EpochOutputs], float]] = Registry("validator", "da_select")
-VALIDATORS.register("source_val", source_val, about="source validation accuracy")
-VALIDATORS.register("im", information_maximisation,
-                    about="confident target predictions that use every class")
-VALIDATORS.register("snd", soft_neighbourhood_density,
-                    about="soft neighbourhood density of the target predictions")
-VALIDATORS.register("bnm", batch_nuclear_norm,
-                    about="batch nuclear norm of the target predictions")
-VALIDATORS.register("dev", deep_embedded_validation, about="deep embedded validation")

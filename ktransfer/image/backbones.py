@@ -19,8 +19,8 @@ import keras
 from ktransfer.config import ModelConfig
 from ktransfer.deploy.saving import load_model
 from ktransfer.errors import ConfigError, WeightsError, first_line
+from ktransfer.image.catalog import APPLICATIONS, BACKBONES, SOURCES, check_backbone_name
 from ktransfer.network.hub import HubBackbone
-from ktransfer.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -77,60 +77,11 @@ def _small_cnn_builder(input_shape: tuple[int, int, int], weights: str | None) -
     return model
 
 
-# (keras.applications name, family, preprocessing, default input size, minimum input size)
-_APPLICATIONS = [
-    ("VGG16", "VGG", "caffe", 224, 32),
-    ("VGG19", "VGG", "caffe", 224, 32),
-    ("ResNet50", "ResNet", "caffe", 224, 32),
-    ("ResNet101", "ResNet", "caffe", 224, 32),
-    ("ResNet152", "ResNet", "caffe", 224, 32),
-    ("ResNet50V2", "ResNetV2", "tf", 224, 32),
-    ("ResNet101V2", "ResNetV2", "tf", 224, 32),
-    ("ResNet152V2", "ResNetV2", "tf", 224, 32),
-    ("DenseNet121", "DenseNet", "torch", 224, 32),
-    ("DenseNet169", "DenseNet", "torch", 224, 32),
-    ("DenseNet201", "DenseNet", "torch", 224, 32),
-    ("InceptionV3", "Inception", "tf", 299, 75),
-    ("InceptionResNetV2", "Inception", "tf", 299, 75),
-    ("Xception", "Xception", "tf", 299, 71),
-    ("MobileNet", "MobileNet", "tf", 224, 32),
-    ("MobileNetV2", "MobileNetV2", "tf", 224, 32),
-    ("MobileNetV3Small", "MobileNetV3", "none", 224, 32),
-    ("MobileNetV3Large", "MobileNetV3", "none", 224, 32),
-    ("EfficientNetB0", "EfficientNet", "none", 224, 32),
-    ("EfficientNetB1", "EfficientNet", "none", 240, 32),
-    ("EfficientNetB2", "EfficientNet", "none", 260, 32),
-    ("EfficientNetB3", "EfficientNet", "none", 300, 32),
-    ("EfficientNetB4", "EfficientNet", "none", 380, 32),
-    ("EfficientNetB5", "EfficientNet", "none", 456, 32),
-    ("EfficientNetB6", "EfficientNet", "none", 528, 32),
-    ("EfficientNetB7", "EfficientNet", "none", 600, 32),
-    ("EfficientNetV2B0", "EfficientNetV2", "none", 224, 32),
-    ("EfficientNetV2B1", "EfficientNetV2", "none", 240, 32),
-    ("EfficientNetV2B2", "EfficientNetV2", "none", 260, 32),
-    ("EfficientNetV2B3", "EfficientNetV2", "none", 300, 32),
-    ("EfficientNetV2S", "EfficientNetV2", "none", 384, 32),
-    ("EfficientNetV2M", "EfficientNetV2", "none", 480, 32),
-    ("EfficientNetV2L", "EfficientNetV2", "none", 480, 32),
-    ("ConvNeXtTiny", "ConvNeXt", "none", 224, 32),
-    ("ConvNeXtSmall", "ConvNeXt", "none", 224, 32),
-    ("ConvNeXtBase", "ConvNeXt", "none", 224, 32),
-    ("ConvNeXtLarge", "ConvNeXt", "none", 224, 32),
-    ("ConvNeXtXLarge", "ConvNeXt", "none", 224, 32),
-    ("NASNetMobile", "NASNet", "tf", 224, 32),
-    ("NASNetLarge", "NASNet", "tf", 331, 32),
-]
-
-# Keyed by lower-case name: --backbone is case-insensitive.
-BACKBONES: Registry[BackboneSpec] = Registry("backbone", "backbone")
-for _name, _family, _mode, _size, _min_size in _APPLICATIONS:
-    if hasattr(keras.applications, _name):
-        BACKBONES.register(_name.lower(), BackboneSpec(_name, _family, _mode, _size, _min_size,
-                                                       _app_builder(_name)))
-BACKBONES.register("small_cnn", BackboneSpec("small_cnn", "ktransfer", "scale01", 32, 8,
-                                             _small_cnn_builder, has_imagenet=False))
-for _lite in ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"):
-    BACKBONES.register(_lite, f"ktransfer.image.efficientnet_lite:{_lite[-5:].upper()}")
+# The registry's entries (image.catalog.BACKBONES): one spec per keras.applications network.
+for _name, _family, _mode, _size, _min_size in APPLICATIONS:
+    globals()[_name] = BackboneSpec(_name, _family, _mode, _size, _min_size, _app_builder(_name))
+SMALL_CNN = BackboneSpec("small_cnn", "ktransfer", "scale01", 32, 8, _small_cnn_builder,
+                         has_imagenet=False)
 
 
 @dataclass(frozen=True)
@@ -157,6 +108,7 @@ def source_of(name: str) -> tuple[str, str] | None:
 
 def check_backbone(cfg: ModelConfig) -> None:
     """Pre-flight: `--backbone` is a registered name or a SOURCE:HANDLE its source accepts."""
+    check_backbone_name(cfg.backbone)
     named = source_of(cfg.backbone)
     if named is None:
         spec = get_spec(cfg.backbone)
@@ -164,8 +116,6 @@ def check_backbone(cfg: ModelConfig) -> None:
             spec.check(cfg.weights)
         return
     kind, handle = named
-    if not handle:
-        raise ConfigError("backbone", f"give a name or path after {kind}:")
     source = SOURCES.get(kind)
     if source.own_weights and cfg.weights == "none":
         raise ConfigError("weights", f"{kind}: backbones bring their own weights; leave "
@@ -175,9 +125,7 @@ def check_backbone(cfg: ModelConfig) -> None:
 
 def get_spec(name: str) -> BackboneSpec:
     """The registry entry of a keras.applications / ktransfer backbone name."""
-    if name.lower() not in BACKBONES:
-        raise ConfigError("backbone", f"unknown backbone {name!r}; run "
-                          "`python -m ktransfer.train --list_backbones` for the names")
+    check_backbone_name(name)
     return BACKBONES.get(name.lower())
 
 
@@ -249,14 +197,9 @@ def _check_file(path: str, cfg: ModelConfig) -> None:
         raise ConfigError("backbone", f"file {path!r} does not exist")
 
 
-# Backbones named SOURCE:HANDLE; a new source is an entry here (or a module of its own).
-SOURCES: Registry[BackboneSource] = Registry("backbone source", "backbone")
-SOURCES.register("hub", BackboneSource(_hub_spec, own_weights=True),
-                 about="a TF Hub image module (URL or local SavedModel folder)")
-SOURCES.register("file", BackboneSource(_file_spec, _check_file, own_weights=True),
-                 about="your own .keras model (a ktransfer classifier gives its backbone)")
-SOURCES.register("kerashub", "ktransfer.image.kerashub:SOURCE",
-                 about="a keras-hub image backbone (preset name or checkpoint folder)")
+# The registry's sources (image.catalog.SOURCES).
+HUB = BackboneSource(_hub_spec, own_weights=True)
+FILE = BackboneSource(_file_spec, _check_file, own_weights=True)
 
 
 def cut_at(model: keras.Model, layer_name: str) -> keras.Model:

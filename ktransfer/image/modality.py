@@ -30,7 +30,7 @@ from ktransfer.image.pipeline import ImageFeed
 from ktransfer.image.prediction import read_images
 from ktransfer.image.sources import TableReading, open_source
 from ktransfer.modality import Answer, Explainer, Feed, Modality, Network, Presentation
-from ktransfer.network.heads import POOLINGS
+from ktransfer.network.catalog import POOLINGS
 from ktransfer.tasks import default_task, task_of
 
 

@@ -15,8 +15,8 @@ from ktransfer.config import AugmentConfig
 from ktransfer.data.examples import Examples
 from ktransfer.data.options import without_autotune
 from ktransfer.image.augment import batch_augmenter, random_resized_crop
+from ktransfer.image.catalog import TTA_VIEWS
 from ktransfer.image.imageset import ImageSet
-from ktransfer.image.tta import TTA_VIEWS
 from ktransfer.modality import Feed
 from ktransfer.tasks.task import Task
 

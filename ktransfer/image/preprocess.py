@@ -12,18 +12,12 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from ktransfer.registry import Registry
+from ktransfer.image.catalog import PREPROCESSING
 
 # Per-channel constants of keras.applications.imagenet_utils.
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
-PREPROCESSING: Registry[str] = Registry("pixel preprocessing", "preprocess")
-for _mode, _meaning in (("tf", "[-1, 1]"), ("lite", "(x - 127) / 128, EfficientNet-Lite"),
-                        ("torch", "ImageNet mean/std"),
-                        ("caffe", "BGR minus ImageNet mean"), ("scale01", "[0, 1]"),
-                        ("none", "unchanged")):
-    PREPROCESSING.register(_mode, _meaning)
 
 
 @keras.saving.register_keras_serializable(package="ktransfer")

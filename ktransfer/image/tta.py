@@ -12,8 +12,6 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from ktransfer.registry import Registry
-
 View = Callable[[tf.Tensor], tf.Tensor]
 CROP_FRACTION = 0.875
 
@@ -41,11 +39,8 @@ def _flipped(view: View) -> View:
 
 _CROPS = [_crop(w) for w in ("center", "top_left", "top_right", "bottom_left", "bottom_right")]
 
-# name -> the views whose probabilities are averaged (the first is always the plain image or
-# the centre crop).
-TTA_VIEWS: Registry[list[View]] = Registry("test-time augmentation", "tta")
-TTA_VIEWS.register("none", [_identity], about="the image as it is")
-TTA_VIEWS.register("flip", [_identity, tf.image.flip_left_right], about="it and its mirror")
-TTA_VIEWS.register("crops", _CROPS, about="five crops")
-TTA_VIEWS.register("flip_crops", _CROPS + [_flipped(v) for v in _CROPS],
-                   about="five crops and their mirrors")
+# The registry's entries (image.catalog.TTA_VIEWS): the views whose probabilities are averaged.
+NONE = [_identity]
+FLIP = [_identity, tf.image.flip_left_right]
+CROPS = _CROPS
+FLIP_CROPS = _CROPS + [_flipped(v) for v in _CROPS]

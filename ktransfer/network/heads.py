@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import keras
 
 from ktransfer.config import ModelConfig
-from ktransfer.registry import Registry
+from ktransfer.network.catalog import POOLINGS
 from ktransfer.tasks import default_task
 from ktransfer.tasks.task import Task
 
@@ -42,21 +42,14 @@ class Pooling:
 
     spatial: Callable[[], keras.layers.Layer] | None
     sequence: Callable[[], keras.layers.Layer] | None
-    about: str
 
 
-POOLINGS: Registry[Pooling] = Registry("pooling", "pooling")
-_AVG = Pooling(lambda: keras.layers.GlobalAveragePooling2D(name=POOL_LAYER),
-               lambda: keras.layers.GlobalAveragePooling1D(name=POOL_LAYER),
-               "mean over positions (text: over the tokens, padding masked)")
-POOLINGS.register("avg", _AVG)
-POOLINGS.register("mean", _AVG)
-POOLINGS.register("max", Pooling(lambda: keras.layers.GlobalMaxPooling2D(name=POOL_LAYER), None,
-                                 "maximum over positions (images)"))
-POOLINGS.register("flatten", Pooling(lambda: keras.layers.Flatten(name=POOL_LAYER), None,
-                                     "every position's features in one vector (images)"))
-POOLINGS.register("cls", Pooling(None, lambda: FirstToken(name=POOL_LAYER),
-                                 "the first token's vector (text: BERT's [CLS])"))
+# The registry's entries (network.catalog.POOLINGS).
+AVG = Pooling(lambda: keras.layers.GlobalAveragePooling2D(name=POOL_LAYER),
+              lambda: keras.layers.GlobalAveragePooling1D(name=POOL_LAYER))
+MAX = Pooling(lambda: keras.layers.GlobalMaxPooling2D(name=POOL_LAYER), None)
+FLATTEN = Pooling(lambda: keras.layers.Flatten(name=POOL_LAYER), None)
+CLS = Pooling(None, lambda: FirstToken(name=POOL_LAYER))
 
 
 def pool(features, name: str, mask=None):

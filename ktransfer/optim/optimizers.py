@@ -26,8 +26,8 @@ import numpy as np
 import tensorflow as tf
 
 from ktransfer.config import TrainConfig
+from ktransfer.optim.catalog import OPTIMIZERS
 from ktransfer.optim.schedules import inverse_momentum
-from ktransfer.registry import Registry
 
 # For the type checker the mixin is an optimizer (it is only ever mixed into one).
 _OptimizerBase: Any = keras.optimizers.Optimizer if TYPE_CHECKING else object
@@ -187,15 +187,13 @@ class OptimizerKind:
     options: Callable[[TrainConfig], dict[str, Any]]
 
 
-OPTIMIZERS: Registry[OptimizerKind] = Registry("optimizer", "optimizer")
-OPTIMIZERS.register("adam", OptimizerKind(
-    keras.optimizers.Adam, LayerwiseAdam, lambda cfg: {"weight_decay": cfg.weight_decay or None}))
-OPTIMIZERS.register("adamw", OptimizerKind(
-    keras.optimizers.AdamW, LayerwiseAdamW, lambda cfg: {"weight_decay": cfg.weight_decay}))
-OPTIMIZERS.register("sgd", OptimizerKind(
-    keras.optimizers.SGD, LayerwiseSGD,
-    lambda cfg: {"momentum": cfg.momentum, "nesterov": True,
-                 "weight_decay": cfg.weight_decay or None}))
+ADAM = OptimizerKind(keras.optimizers.Adam, LayerwiseAdam,
+                     lambda cfg: {"weight_decay": cfg.weight_decay or None})
+ADAMW = OptimizerKind(keras.optimizers.AdamW, LayerwiseAdamW,
+                      lambda cfg: {"weight_decay": cfg.weight_decay})
+SGD = OptimizerKind(keras.optimizers.SGD, LayerwiseSGD,
+                    lambda cfg: {"momentum": cfg.momentum, "nesterov": True,
+                                 "weight_decay": cfg.weight_decay or None})
 
 
 def make_optimizer(cfg: TrainConfig, learning_rate,

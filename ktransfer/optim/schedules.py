@@ -15,7 +15,7 @@ from typing import Any
 import keras
 
 from ktransfer.config import TrainConfig
-from ktransfer.registry import Registry
+from ktransfer.optim.catalog import SCHEDULES
 
 
 @keras.saving.register_keras_serializable(package="ktransfer")
@@ -159,30 +159,21 @@ def inverse_momentum(schedule: Any, high: float, low: float) -> Callable[[Any], 
     return lambda step: schedule.momentum(keras.ops.cast(step, "float32") + offset, high, low)
 
 
-# name -> builder(cfg, peak, steps_per_epoch, decay_steps) of the schedule after warm-up.
-SCHEDULES: Registry[Callable[[TrainConfig, float, int, int], Any]] = Registry(
-    "learning-rate schedule", "lr_schedule")
-
-
-@SCHEDULES.register("constant")
-def _constant(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
+def constant_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
     return peak
 
 
-@SCHEDULES.register("exponential")
-def _exponential(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
+def exponential_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
     return keras.optimizers.schedules.ExponentialDecay(peak, decay_steps=steps_per_epoch,
                                                        decay_rate=cfg.decay_rate)
 
 
-@SCHEDULES.register("cosine")
-def _cosine(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
+def cosine_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
     return keras.optimizers.schedules.CosineDecay(peak, decay_steps=total,
                                                   alpha=cfg.cosine_alpha)
 
 
-@SCHEDULES.register("step")
-def _step(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
+def step_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
     every = cfg.step_every * steps_per_epoch
     n = max(1, (total - 1) // every + 1)
     boundaries = [every * k - 1 for k in range(1, n)]  # value k applies from step every*k
@@ -192,20 +183,18 @@ def _step(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> An
     return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
 
 
-@SCHEDULES.register("cyclic")
-def _cyclic(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
+def cyclic_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, total: int) -> Any:
     return Cyclic(peak * cfg.lr_floor, peak, max(1, round(cfg.cycle_epochs * steps_per_epoch)),
                   cfg.cyclic_policy, cfg.cycle_gamma)
 
 
-def _one_cycle(cfg: TrainConfig, peak: float, steps_per_epoch: int, epochs: int) -> Any:
+def one_cycle_schedule(cfg: TrainConfig, peak: float, steps_per_epoch: int, epochs: int) -> Any:
     """The whole phase: its own rise (--warmup_epochs, else 30 % of the phase)."""
     total = max(1, epochs * steps_per_epoch)
     rise = round(cfg.warmup_epochs * steps_per_epoch) if cfg.warmup_epochs else round(0.3 * total)
     return OneCycle(peak, total, rise, cfg.cosine_alpha)
 
 
-SCHEDULES.register("one_cycle", _one_cycle)
 _OWN_WARMUP = {"one_cycle"}
 
 

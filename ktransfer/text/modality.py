@@ -15,7 +15,7 @@ from ktransfer.data.examples import Examples, Splits
 from ktransfer.data.tables import TABLE_EXTENSIONS
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.modality import Answer, Explainer, Feed, Modality, Network, Presentation
-from ktransfer.network.heads import POOLINGS
+from ktransfer.network.catalog import POOLINGS
 from ktransfer.tasks import task_of
 from ktransfer.text import gallery, serving
 from ktransfer.text.attributions import TokenAttributions, write_attributions

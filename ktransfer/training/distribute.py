@@ -12,13 +12,13 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import tensorflow as tf
 
 from ktransfer.config import DistributeConfig
 from ktransfer.errors import ConfigError, TrainingError, first_line
-from ktransfer.registry import Registry
+from ktransfer.training.catalog import STRATEGIES
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ def configure_devices(cfg: DistributeConfig) -> None:
                               "device(s) in this process; set it in a fresh process") from None
 
 
-def _multi_worker(cfg: DistributeConfig) -> tf.distribute.Strategy:
+def multi_worker_strategy(cfg: DistributeConfig) -> tf.distribute.Strategy:
     if not os.environ.get("TF_CONFIG"):  # checked before anything starts the TF runtime
         raise ConfigError("strategy", "multi_worker needs TF_CONFIG (the cluster spec) in "
                           "the environment of every worker; see docs/guides/scale.md")
@@ -68,7 +68,7 @@ def _multi_worker(cfg: DistributeConfig) -> tf.distribute.Strategy:
                           f"anything in this process ({exc}); use a fresh process") from None
 
 
-def _tpu(cfg: DistributeConfig) -> tf.distribute.Strategy:
+def tpu_strategy(cfg: DistributeConfig) -> tf.distribute.Strategy:
     configure_devices(cfg)
     try:
         resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
@@ -80,7 +80,7 @@ def _tpu(cfg: DistributeConfig) -> tf.distribute.Strategy:
     return tf.distribute.TPUStrategy(resolver)
 
 
-def _mirrored(cfg: DistributeConfig) -> tf.distribute.Strategy:
+def mirrored_strategy(cfg: DistributeConfig) -> tf.distribute.Strategy:
     configure_devices(cfg)
     devices = ([d.name for d in tf.config.list_logical_devices("GPU")]
                or [d.name for d in tf.config.list_logical_devices("CPU")])
@@ -90,24 +90,20 @@ def _mirrored(cfg: DistributeConfig) -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy(devices)
 
 
-def _one_device(cfg: DistributeConfig) -> tf.distribute.Strategy:
+def one_device_strategy(cfg: DistributeConfig) -> tf.distribute.Strategy:
     configure_devices(cfg)
     devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
     return tf.distribute.OneDeviceStrategy(devices[0].name)
 
 
-def _auto(cfg: DistributeConfig) -> tf.distribute.Strategy:
+def auto_strategy(cfg: DistributeConfig) -> tf.distribute.Strategy:
     configure_devices(cfg)
     if len(tf.config.list_logical_devices("GPU")) > 1:
-        return _mirrored(cfg)
+        return mirrored_strategy(cfg)
     # One device: TensorFlow's default strategy, i.e. plain Keras with no distribution.
     return tf.distribute.get_strategy()
 
 
-STRATEGIES: Registry[Callable[[DistributeConfig], tf.distribute.Strategy]] = Registry(
-    "distribution strategy", "strategy",
-    {"auto": _auto, "one_device": _one_device, "mirrored": _mirrored,
-     "multi_worker": _multi_worker, "tpu": _tpu})
 
 
 def avoid_grappler_temporary_variables() -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ktransfer import config, preflight
 from ktransfer.config import RunConfig
-from ktransfer.domain.validators import VALIDATORS
+from ktransfer.domain.catalog import VALIDATORS
 from ktransfer.errors import ConfigError
 from ktransfer.runs import rundir
 from ktransfer.training import distribute

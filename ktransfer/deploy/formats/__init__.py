@@ -1,1 +1,1 @@
-"""The export formats of `ktransfer.deploy.conversion.FORMATS`, one module each."""
+"""The export formats of `ktransfer.deploy.catalog.FORMATS`, one module each."""

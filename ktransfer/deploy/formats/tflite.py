@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,29 +13,28 @@ import numpy as np
 import tensorflow as tf
 
 from ktransfer.config import ExportConfig
+from ktransfer.deploy.catalog import TFLITE
 from ktransfer.deploy.conversion import CheckData, ExportFormat, Predictor, named, tensor_specs
 from ktransfer.deploy.formats import tflite_metadata
 from ktransfer.errors import KtransferError, first_line
-from ktransfer.registry import Registry
 
 
-def _float16(converter: Any) -> None:
+def float32_conversion(converter: Any) -> None:
+    """Plain float32: the converter as it is."""
+
+
+def float16_conversion(converter: Any) -> None:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
 
 
-def _dynamic(converter: Any) -> None:
+def dynamic_conversion(converter: Any) -> None:
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
 
 
-def _int8(converter: Any) -> None:  # the representative dataset is set by `tflite_bytes`
+def int8_conversion(converter: Any) -> None:  # `tflite_bytes` sets the representative data
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-
-
-# --tflite: name -> how to configure tf.lite.TFLiteConverter
-TFLITE: Registry[Callable[[Any], None]] = Registry("TFLite conversion", "tflite", {
-    "float32": lambda converter: None, "float16": _float16, "dynamic": _dynamic, "int8": _int8})
 
 
 def kind(cfg: ExportConfig) -> str:

@@ -34,10 +34,10 @@ from ktransfer.network.classifier import compile_classifier
 from ktransfer.network.freezing import freeze
 from ktransfer.network.heads import build_head
 from ktransfer.optim.schedules import make_schedule
-from ktransfer.registry import Registry
 from ktransfer.runs import atomic
 from ktransfer.tasks import task_of
 from ktransfer.training import train
+from ktransfer.tuning.catalog import ADAPTATION_ORACLES, SPACES, TUNERS
 
 log = logging.getLogger(__name__)
 
@@ -98,21 +98,26 @@ def _atomic_tuner_state() -> None:
     kt_utils.save_json = save_json
 
 
-# --tuner: name -> (build, tune config, epochs, **common) -> a Keras Tuner tuner
-TUNERS: Registry[Callable[..., Any]] = Registry("tuner", "tuner")
-TUNERS.register("random", lambda build, tc, epochs, **common: _kt().RandomSearch(
-    build, max_trials=tc.max_trials, **common))
-TUNERS.register("hyperband", lambda build, tc, epochs, **common: _kt().Hyperband(
-    build, max_epochs=max(2, epochs), factor=3, **common))
-TUNERS.register("bayesian", lambda build, tc, epochs, **common: _kt().BayesianOptimization(
-    build, max_trials=tc.max_trials, **common))
+# --tuner (tuning.catalog.TUNERS): (build, tune config, epochs, **common) -> a Keras Tuner tuner
+def random_tuner(build: Any, tc: TuneConfig, epochs: int, **common: Any) -> Any:
+    return _kt().RandomSearch(build, max_trials=tc.max_trials, **common)
 
 
-# --tuner for --space=adaptation: name -> Keras Tuner oracle class
-ADAPTATION_ORACLES: Registry[Callable[..., Any]] = Registry("tuner", "tuner")
-ADAPTATION_ORACLES.register("random", lambda **kw: _kt().oracles.RandomSearchOracle(**kw))
-ADAPTATION_ORACLES.register("bayesian",
-                            lambda **kw: _kt().oracles.BayesianOptimizationOracle(**kw))
+def hyperband_tuner(build: Any, tc: TuneConfig, epochs: int, **common: Any) -> Any:
+    return _kt().Hyperband(build, max_epochs=max(2, epochs), factor=3, **common)
+
+
+def bayesian_tuner(build: Any, tc: TuneConfig, epochs: int, **common: Any) -> Any:
+    return _kt().BayesianOptimization(build, max_trials=tc.max_trials, **common)
+
+
+# --tuner for --space=adaptation (tuning.catalog.ADAPTATION_ORACLES): a Keras Tuner oracle
+def random_oracle(**kw: Any) -> Any:
+    return _kt().oracles.RandomSearchOracle(**kw)
+
+
+def bayesian_oracle(**kw: Any) -> Any:
+    return _kt().oracles.BayesianOptimizationOracle(**kw)
 
 
 def _kt() -> Any:
@@ -249,7 +254,7 @@ def search(search_cfg: SearchConfig) -> SearchResult:
     return dataclasses.replace(result, seconds=time.time() - started)
 
 
-def _search_head(search_cfg: SearchConfig, modality: Modality) -> SearchResult:
+def head_search(search_cfg: SearchConfig, modality: Modality) -> SearchResult:
     """The head's hyperparameters, every trial a head on the frozen backbone's features."""
     cfg, tc = search_cfg.run, search_cfg.tune
     keras.utils.set_random_seed(cfg.train.seed)
@@ -303,7 +308,7 @@ def _adaptation_trial(cfg: RunConfig, run_dir: Path) -> dict[str, float]:
     return out
 
 
-def _search_adaptation(search_cfg: SearchConfig, modality: Modality) -> SearchResult:
+def adaptation_search(search_cfg: SearchConfig, modality: Modality) -> SearchResult:
     """--mmd_alignment, --mmd_weight and (--hp_init_from) the source run, every trial a whole
     adaptation run of the train flags (in DIRECTORY/PROJECT/runs/TRIAL), ranked by
     --objective's score without target labels."""
@@ -336,10 +341,6 @@ def _search_adaptation(search_cfg: SearchConfig, modality: Modality) -> SearchRe
     return SearchResult(rows, best_path, 0.0, False)
 
 
-# --space: name -> search(search config, modality) -> SearchResult
-SPACES: Registry[Callable[[SearchConfig, Modality], SearchResult]] = Registry("space", "space")
-SPACES.register("head", _search_head)
-SPACES.register("adaptation", _search_adaptation)
 
 
 def _write_results(best_cfg: RunConfig, rows: list[dict[str, Any]], score: str,
