@@ -12,8 +12,8 @@ from absl import flags
 
 from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
 
-SEARCH = "ktransfer.tuning.search:search"
-TABLE = "ktransfer.tuning.search:format_table"
+SEARCH = "ktransfer.tuning.searching:search"
+TABLE = "ktransfer.tuning.searching:format_table"
 
 cli.define_flags(config.search_groups())
 FLAGS = flags.FLAGS

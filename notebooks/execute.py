@@ -1,6 +1,8 @@
 """Runs the notebooks top to bottom and saves them with their outputs (`make notebooks`), so
 that a reader sees what each cell prints. Stream outputs lose TensorFlow's native log lines
-(the CUDA probing and oneDNN notices of a CPU machine), as the commands' own output does.
+(the CUDA probing and oneDNN notices of a CPU machine), as the commands' own output does, and
+the paths of the machine that ran them (the checkout becomes `.`, the Python environment
+`<python>`): a committed output holds no absolute path.
 
     python notebooks/execute.py [quickstart.ipynb sentiment.ipynb]
 """
@@ -16,16 +18,27 @@ from nbclient import NotebookClient
 from ktransfer.cli import NATIVE_LINE  # what the commands hide, hidden here too
 
 HERE = Path(__file__).resolve().parent
+# Absolute paths of this machine, longest first, and what a saved output shows instead.
+LOCAL_PATHS = sorted({(str(HERE.parent), "."), (sys.prefix, "<python>"),
+                      (sys.base_prefix, "<python>")}, key=lambda p: -len(p[0]))
+
+
+def without_local_paths(text: str) -> str:
+    for path, shown in LOCAL_PATHS:
+        text = text.replace(path, shown)
+    return text
 
 
 def without_native_lines(nb: nbformat.NotebookNode) -> None:
-    """Drops native log lines from every stream output (and outputs left empty)."""
+    """Drops native log lines from every stream output (and outputs left empty), and this
+    machine's paths from what is left."""
     for cell in nb.cells:
         kept = []
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":
-                out["text"] = "".join(line for line in out["text"].splitlines(keepends=True)
-                                      if not NATIVE_LINE.match(line.encode()))
+                out["text"] = without_local_paths("".join(
+                    line for line in out["text"].splitlines(keepends=True)
+                    if not NATIVE_LINE.match(line.encode())))
                 if not out["text"]:
                     continue
             kept.append(out)

@@ -626,3 +626,18 @@ def save_user_model(path: Path, lambda_layer: bool = False) -> Path:
     outputs = keras.layers.Dense(4, activation="softmax", name="old_head")(x)
     keras.Model(inputs, outputs, name="mine").save(path)
     return path
+
+
+def lite_reference_inputs(key: str) -> np.ndarray:
+    """Two fixed images [2, S, S, 3] in [0, 255] at EfficientNet-Lite variant `key`'s size:
+    coarse random colour blocks (numpy's PCG64 stream is stable across releases), upsampled,
+    with fine noise. tests/data/make_lite_reference.py recorded the PyTorch reference's logits
+    of these."""
+    from ktransfer.image import efficientnet_lite as lite
+
+    size = lite.VARIANTS[key].size
+    rng = np.random.default_rng(sorted(lite.VARIANTS).index(key))
+    coarse = rng.uniform(0, 255, (2, 8, 8, 3))
+    blocks = np.repeat(np.repeat(coarse, -(-size // 8), 1), -(-size // 8), 2)[:, :size, :size]
+    return np.clip(blocks + rng.normal(0, 20, blocks.shape), 0, 255).round().astype(np.float32)
+

@@ -18,6 +18,10 @@ from ktransfer.training import train
 
 
 def _adaptation_model(tiny_config, alignment: str) -> DomainAdaptationModel:
+    """A seeded model: with weights drawn from whatever state earlier tests left (ce06f12),
+    `class` failed now and then (seeds 9 and 14 of 25: no target row predicted a class of the
+    source batch, so class-conditional MMD has nothing to align and no gradient)."""
+    keras.utils.set_random_seed(0)
     cfg = tiny_config(head_hidden=[16], target_data="builtin:digits_m", mmd_weight=0.5,
                       mmd_alignment=alignment)
     model = build_classifier(get_spec("small_cnn"), small_cnn((16, 16, 3)), 10, 16, cfg.model)

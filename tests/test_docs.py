@@ -135,3 +135,16 @@ def test_the_docs_show_commands_and_each_parses_into_a_valid_config(monkeypatch)
             failures.append(f"{page}: python -m ktransfer.{command} {shlex.join(args)}: "
                             f"{error or 'no error'} (shown: {shown or 'none'})")
     assert failures == []
+
+
+@pytest.mark.parametrize("name", ["quickstart.ipynb", "sentiment.ipynb"])
+def test_no_committed_output_holds_a_path_of_the_machine_that_ran_it(name):
+    """One held /work/main/.venv/... of the machine that last ran it (ce06f12);
+    notebooks/execute.py now writes the checkout as `.` and the environment as `<python>`."""
+    import json
+    import sys
+
+    outputs = json.dumps([cell.get("outputs", []) for cell in
+                          json.loads((REPO / "notebooks" / name).read_text())["cells"]])
+    for local in ("/work/", "/root/", "/home/", "/tmp/", str(REPO), sys.prefix):
+        assert local not in outputs, local

@@ -5,6 +5,7 @@ says which package to install when the weights are missing."""
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -15,7 +16,10 @@ from ktransfer.errors import WeightsError
 from ktransfer.image import backbones, sample_photos
 from ktransfer.image import efficientnet_lite as lite
 from ktransfer.image.efficientnet_lite import VARIANTS, imagenet_logits
+from ktransfer.image.preprocess import preprocessing_layer
 from ktransfer.network.torch_weights import load_state_dict
+
+from conftest import lite_reference_inputs
 
 
 @pytest.fixture(scope="module")
@@ -41,17 +45,65 @@ def test_state_dict_reader_gives_every_tensor_with_its_shape():
     assert len([k for k in state if k.endswith("_project_conv.weight")]) == 16
 
 
-@pytest.mark.parametrize("key", sorted(VARIANTS))
-def test_every_variant_loads_its_weights_into_the_keras_network(key):
-    """Lite1/Lite2 are deeper (and Lite2 wider): every converted tensor has a home."""
+REFERENCE = Path(__file__).parent / "data" / "efficientnet_lite_reference.npz"
+
+
+def _lite_logits(key: str, images: np.ndarray, scale=("lite",)) -> np.ndarray:
     variant = VARIANTS[key]
-    path = lite.weights_file(variant)
+    model = lite.efficientnet_lite(variant, tuple(images.shape[1:]), include_top=True)
+    lite.load_torch_weights(model, variant, lite.weights_file(variant))
+    scaled = (preprocessing_layer("lite")(images) if scale == ("lite",)
+              else (images - scale[0]) / scale[1])
+    return np.asarray(model.predict(np.asarray(scaled), verbose=0))
+
+
+@pytest.mark.parametrize("key", sorted(VARIANTS))
+def test_every_variant_gives_the_pytorch_references_logits(key):
+    """Logits of fixed inputs (conftest.lite_reference_inputs) equal those the PyTorch
+    reference gave on the same weights (recorded by tests/data/make_lite_reference.py; the
+    live comparison is `make test-assets`'s), to 1e-4, for Lite0, Lite1 and Lite2. Every
+    converted tensor has a home (Lite1/Lite2 are deeper, Lite2 wider)."""
+    variant = VARIANTS[key]
     model = lite.efficientnet_lite(variant, (variant.size, variant.size, 3), include_top=True)
-    lite.load_torch_weights(model, variant, path)
-    state = load_state_dict(path)
+    lite.load_torch_weights(model, variant, lite.weights_file(variant))
+    state = load_state_dict(lite.weights_file(variant))
     loaded = sum(int(np.prod(w.shape)) for w in model.weights)
     in_file = sum(v.size for k, v in state.items() if not k.endswith("num_batches_tracked"))
     assert loaded == in_file
+    expected = np.load(REFERENCE)[key]
+    np.testing.assert_allclose(_lite_logits(key, lite_reference_inputs(key)), expected,
+                               atol=1e-4, rtol=0)
+
+
+def _symmetric_conv(x, filters, kernel, stride, name, depthwise=False):
+    """`lite._conv` with symmetric padding where TF's "same" pads one more at the end."""
+    import keras
+
+    if stride > 1:
+        x = keras.layers.ZeroPadding2D(kernel // 2, name=f"{name}_pad")(x)
+    padding = "valid" if stride > 1 else "same"
+    layer = (keras.layers.DepthwiseConv2D(kernel, stride, padding=padding, use_bias=False,
+                                          name=f"{name}_conv") if depthwise else
+             keras.layers.Conv2D(filters, kernel, stride, padding=padding, use_bias=False,
+                                 name=f"{name}_conv"))
+    return keras.layers.BatchNormalization(epsilon=lite.BN_EPSILON, name=f"{name}_bn")(layer(x))
+
+
+@pytest.mark.parametrize("error", ["bn_epsilon", "bgr", "symmetric_padding", "scale_127.5"])
+def test_the_reference_check_sees_each_conversion_error(error, monkeypatch):
+    """The four errors a wrong conversion makes, each of which still names every sample photo
+    right (8 of 8 in the top 5, ce06f12): each moves some logit by far more than 1e-4."""
+    images = lite_reference_inputs("efficientnet_lite0")
+    if error == "bn_epsilon":
+        monkeypatch.setattr(lite, "BN_EPSILON", 1e-5)
+    elif error == "bgr":
+        images = images[..., ::-1]
+    elif error == "symmetric_padding":
+        monkeypatch.setattr(lite, "_conv", _symmetric_conv)
+    scale = (127.5, 127.5) if error == "scale_127.5" else ("lite",)
+    gap = np.abs(_lite_logits("efficientnet_lite0", images, scale)
+                 - np.load(REFERENCE)["efficientnet_lite0"]).max()
+    assert gap > 1e-3, gap
 
 
 def test_missing_weights_name_the_package_before_any_work(tmp_path, monkeypatch):

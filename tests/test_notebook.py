@@ -54,3 +54,4 @@ def test_sentiment_notebook_runs_and_real_transfer_beats_tfidf_by_8_points():
     assert "with the same 300 labels" in text
     assert transferred >= baseline + 0.08, (transferred, baseline)
     assert len(re.findall(r"(positive|negative) 0\.\d\d  ", text)) == 3
+

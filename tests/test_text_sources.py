@@ -85,7 +85,7 @@ def test_missing_sentiment_data_says_how_to_get_it(tmp_path, monkeypatch):
 
 
 @pytest.mark.skipif(not (builtin.data_folder() / builtin.SDIST).is_file(),
-                    reason="run `make text-data` for the built-in sentiment sets")
+                    reason="run `make text-assets` for the built-in sentiment sets")
 def test_the_built_in_movie_snippets_are_balanced_and_split_the_same_way_every_time():
     first = TEXT.load_splits(_cfg("builtin:sentiment_movies", val_split=0.1))
     again = TEXT.load_splits(_cfg("builtin:sentiment_movies", val_split=0.1))
@@ -95,7 +95,7 @@ def test_the_built_in_movie_snippets_are_balanced_and_split_the_same_way_every_t
 
 
 @pytest.mark.skipif(not (builtin.data_folder() / builtin.SDIST).is_file(),
-                    reason="run `make text-data` for the built-in sentiment sets")
+                    reason="run `make text-assets` for the built-in sentiment sets")
 def test_the_built_in_ratings_are_every_sentence_with_its_mean_rating_for_regression():
     cfg = _cfg("builtin:ratings_tweets", task="regression", val_split=0.1)
     splits = TEXT.load_splits(cfg)

@@ -166,6 +166,29 @@ def test_a_head_phase_resumes_from_a_state_that_leaves_the_frozen_backbone_out(
     assert result.metrics["epochs"] == {"head": 4, "fine_tune": 0}
 
 
+@pytest.mark.parametrize("values, kill", [
+    (dict(epochs=3, fine_tune_epochs=0, dropout=0.5), 2),
+    pytest.param(dict(epochs=1, fine_tune_epochs=4, gradual_unfreeze=2, steps_per_epoch=2),
+                 4, marks=pytest.mark.slow)])
+def test_a_resumed_run_ends_where_a_run_never_killed_ends(tmp_path, monkeypatch, values, kill):
+    """The resume state keeps the dropout masks' seed generators (Keras' weights files leave
+    them out) and the resumed stage draws the phase's earlier epochs from its input pipeline
+    again, so shuffle order continues: the same weights to the last bit, in the head phase (on
+    cached features) and across gradual-unfreezing stages of a repeated pipeline. Before
+    (ce06f12) both differed by 1e-3 to 3e-2. Random augmentation is not replayed exactly."""
+    from ktransfer import config
+
+    from conftest import tiny_values, train_killed_after
+
+    whole = train(config.build(**tiny_values(tmp_path, **values,
+                                             run_dir=str(tmp_path / "whole"))))
+    cfg = config.build(**tiny_values(tmp_path, **values))
+    train_killed_after(kill, cfg, monkeypatch)
+    resumed = train(cfg)
+    for a, b in zip(resumed.model.weights, whole.model.weights, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
 def test_one_cycle_with_sgd_momentum_cycling_trains(tiny_config):
     result = train(tiny_config(optimizer="sgd", lr_schedule="one_cycle", momentum=0.95,
                                momentum_low=0.85, epochs=0, fine_tune_epochs=6,
@@ -274,7 +297,7 @@ def _saved_backbone_weights(run_dir) -> dict[str, object]:
     from ktransfer.deploy.saving import load_model
     from ktransfer.network.classifier import get_backbone
 
-    backbone = get_backbone(load_model(run_dir / "model.keras"))
+    backbone = get_backbone(load_model(run_dir / "model.keras", unsafe=True))  # hub: a graph
     return {f"{layer.name}/{w.name}": w.numpy() for layer in backbone.layers
             for w in layer.weights}
 
@@ -348,7 +371,7 @@ def test_fine_tuning_is_the_same_run_with_and_without_the_feature_cache(tiny_con
                                    cache_features=cache, run_dir=str(tmp_path / str(cache))))
         weights.append(result.model.get_weights())
     for a, b in zip(*weights, strict=True):
-        np.testing.assert_allclose(a, b, atol=1e-6)
+        np.testing.assert_allclose(a, b, atol=1e-5)  # float sums differ by CPU: 1.3e-6 seen
 
 
 def test_a_run_no_better_than_the_majority_class_ends_with_a_warning():

@@ -10,6 +10,7 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -301,7 +302,7 @@ class ResumeState(keras.callbacks.Callback):
                  "fitted": self.fitted, "complete": complete, "weights": name,
                  "backbone_skipped": skip is not None,
                  "backbone_fingerprint": self.skip_fingerprint if skip else "",
-                 "lora": adapters,
+                 "lora": adapters, "seeds": seed_states(self.model),
                  "best": None if self.best is None or not math.isfinite(self.best.best)
                  else self.best.best, **self.extra}
         atomic.write_json(self.directory / "state.json", state)
@@ -334,6 +335,26 @@ def load_resumed(model: keras.Model, folder: str | os.PathLike, state: dict,
                             "--run_dir") from None
     if state.get("lora"):
         lora.restore(backbone, Path(folder) / state["lora"])
+    restore_seed_states(model, state.get("seeds", []))
+
+
+def _seed_variables(model: keras.Model) -> list[Any]:
+    return [v for v in model.variables if v.path.endswith("seed_generator_state")]
+
+
+def seed_states(model: keras.Model) -> list[list[int]]:
+    """The state of every random seed generator in `model` (dropout's, ...), in the model's
+    order (their names carry a per-process counter): Keras' weights files leave them out, and a
+    resumed run must draw the masks the killed run would have."""
+    return [[int(x) for x in keras.ops.convert_to_numpy(v)] for v in _seed_variables(model)]
+
+
+def restore_seed_states(model: keras.Model, states: list[list[int]]) -> None:
+    """Puts back what `seed_states` saved (nothing when the model's generators differ)."""
+    found = _seed_variables(model)
+    if len(found) == len(states):
+        for variable, state in zip(found, states, strict=True):
+            variable.assign(np.asarray(state, variable.dtype))
 
 
 def weights_fingerprint(model: keras.Model) -> str:

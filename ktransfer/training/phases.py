@@ -4,6 +4,7 @@ the fine-tuning stages; the callbacks every fit shares."""
 from __future__ import annotations
 
 import logging
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -105,8 +106,11 @@ def fit_stages(job: Job) -> Fitted:
     backbone, bn_trainable = job.network.backbone, job.cfg.model.bn_trainable
     freeze(backbone)
     head_epochs = done = 0
+    earlier: list[int] = []  # epochs of the stages before this one in its phase
     for i, stage in enumerate(stages):
-        stopped = False
+        stopped, before = False, done
+        if i and stage.phase != stages[i - 1].phase:
+            earlier = []
         if stage.phase == "fine_tune":
             n = set_trainable(backbone, stage.layers, bn_trainable)
             if lora.enable(backbone, job.cfg.model):
@@ -122,10 +126,11 @@ def fit_stages(job: Job) -> Fitted:
                          if job.cfg.model.lora_rank else "",
                          f" (stage {stage.index + 1})" if job.cfg.train.gradual_unfreeze else "")
             reached = fit_stage(job, stage, callbacks, done,
-                                resume if i == position else None)
+                                resume if i == position else None, tuple(earlier))
             # An early stop ends the fine-tuning; after the head phase, fine-tuning still runs.
             stopped = stage.phase == "fine_tune" and reached - done < stage.stage_epochs
             done = reached
+        earlier.append(done - before)
         if stage.phase == "head":
             head_epochs = done
             callbacks.state.extra = {"head_epochs": head_epochs}
@@ -135,9 +140,10 @@ def fit_stages(job: Job) -> Fitted:
 
 
 def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
-              resume: dict[str, Any] | None) -> int:
+              resume: dict[str, Any] | None, earlier: tuple[int, ...] = ()) -> int:
     """Fits one stage from global epoch `first` (or from `resume`, the state of this stage
-    when the run was killed in it); returns the global epoch count reached."""
+    when the run was killed in it; `earlier`: the epochs of the phase's stages before it,
+    which drew from the same pipeline); returns the global epoch count reached."""
     fitted, fit_train, fit_val, kind = _fit_target(job, stage)
     state, t = callbacks.state, job.cfg.train
     state.phase, state.stage, state.fitted = stage.phase, stage.index, kind
@@ -154,6 +160,9 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
         fitted.optimizer.build(fitted.trainable_variables)
         load_resumed(fitted, job.run.resume_dir, resume, job.network.backbone)
         start = int(resume["epoch"])
+    if start > first:
+        fit_train = replay(fit_train, earlier, start - first,
+                           job.steps if t.steps_per_epoch else 0)
     callbacks.history.phase = stage.phase
     _save_heads_only(job, stage, kind, fitted, callbacks)
     with warnings.catch_warnings():  # length-bucketed batches: Keras cannot count them
@@ -173,6 +182,33 @@ def fit_stage(job: Job, stage: Stage, callbacks: Callbacks, first: int,
     state.set_model(fitted)
     state.commit(reached, complete=True)
     return reached
+
+
+class _Drain(keras.Model):
+    """Draws batches as `fit` does and trains nothing: replays a pipeline's finished epochs
+    (Keras' own iteration, so shuffle and augmentation advance exactly as in training)."""
+
+    def train_step(self, data: Any) -> dict:
+        return {"examples": tf.shape(keras.tree.flatten(data)[0])[0]}
+
+
+def replay(batches: tf.data.Dataset, earlier: tuple[int, ...], done: int, steps: int
+           ) -> tf.data.Dataset:
+    """`batches` as a resumed stage continues them: what the phase drew from them before the
+    kill is drawn again, with no model work, so the run goes on as if never killed.
+    `earlier`: epochs of the phase's finished stages; `done`: this stage's finished epochs.
+    Without `steps` Keras draws one pass per epoch, whatever the stage; with `steps` (a repeated
+    pipeline) one iterator per stage: the finished stages' are drawn again and this stage's
+    first `done * steps` batches skipped on the iterator it trains from."""
+    started, drain = time.time(), _Drain()
+    drain.compile()
+    epochs = [sum(earlier) + done] if not steps else list(earlier)
+    for count in (e for e in epochs if e):
+        drain.fit(batches, epochs=count, steps_per_epoch=steps or None, verbose=0)
+    if any(epochs):
+        log.info("resuming: %d epoch(s) of the input pipeline drawn again in %.1f s",
+                 sum(epochs), time.time() - started)
+    return batches.skip(done * steps) if steps else batches
 
 
 def _save_heads_only(job: Job, stage: Stage, kind: str, fitted: keras.Model,

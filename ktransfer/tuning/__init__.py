@@ -8,7 +8,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ktransfer.tuning.search import (
+    from ktransfer.tuning.searching import (
         SearchResult,
         apply_adaptation,
         apply_hyperparameters,
@@ -27,5 +27,5 @@ __all__ = ["SearchResult", "apply_adaptation", "apply_hyperparameters", "format_
 
 def __getattr__(name: str) -> Any:
     if name in _SEARCH_NAMES:
-        return getattr(importlib.import_module(f"{__name__}.search"), name)
+        return getattr(importlib.import_module(f"{__name__}.searching"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

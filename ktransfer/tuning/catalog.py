@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ktransfer.registry import Registry
 
-_SEARCH = "ktransfer.tuning.search"
+_SEARCH = "ktransfer.tuning.searching"
 
 # --space: name -> search(search config, modality) -> SearchResult
 SPACES: Registry = Registry("space", "space", {
