@@ -1,7 +1,8 @@
 """Does transfer pay for text? Sentiment of movie-review snippets with 100, 500 and all training
 labels: TF-IDF + logistic regression vs frozen all-MiniLM-L6-v2 + a new head vs fine-tuned.
 
-    python benchmarks/text_transfer.py [--seeds=0,1,2] [--labels=100,500,all] [--out=FILE.json]
+    python benchmarks/text_transfer.py [--seeds=0,1,2] [--labels=100,500,all] [--arms=1,2,3,4]
+        [--out=FILE.json]
 
 Every arm sees the same labelled sentences (`--train_per_class` sampled with the seed) and is
 scored on the same 2,008 fixed test sentences of `builtin:sentiment_movies`. Both MiniLM arms
@@ -13,13 +14,14 @@ Those choices use a validation split of 10 % of the pool (804 labelled sentences
 counted ones), which TF-IDF does not get; the fourth arm has no validation labels (one sentence
 per class, unused): the config's 30 head epochs and the same fine-tuning, keeping the last
 epoch. `--arms=1,4` runs some arms only (1-based). Prints test accuracy per seed, mean and
-standard deviation; needs `make text-assets`.
+standard deviation, and writes them with the command, commit, date and machine to
+benchmarks/results/text_transfer_LABELS.json (e.g. text_transfer_100_500.json); needs
+`make text-assets`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from benchmarks import record  # noqa: E402
 from ktransfer import config  # noqa: E402
 from ktransfer.text.baseline import tfidf_accuracy  # noqa: E402
 from ktransfer.text.modality import TEXT  # noqa: E402
@@ -93,8 +96,12 @@ def main() -> None:
             values = [by_seed[s][arm] for s in seeds]
             print(f"{labels:<8} {arm:<30} " + " ".join(f"{v:8.4f}" for v in values)
                   + f"  {np.mean(values):.4f} {np.std(values):.4f}")
-    if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=1))
+    names = [ARMS[a] for a in sorted(arms)]
+    summary = {labels: {arm: record.spread([by_seed[s][arm] for s in seeds]) for arm in names}
+               for labels, by_seed in results.items()}
+    out = args.out or record.RESULTS / f"text_transfer_{args.labels.replace(',', '_')}.json"
+    record.write(out, seeds=seeds, labels=args.labels.split(","), arms=names, runs=results,
+                 summary=summary)
 
 
 if __name__ == "__main__":
