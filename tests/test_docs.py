@@ -148,3 +148,79 @@ def test_no_committed_output_holds_a_path_of_the_machine_that_ran_it(name):
                           json.loads((REPO / "notebooks" / name).read_text())["cells"]])
     for local in ("/work/", "/root/", "/home/", "/tmp/", str(REPO), sys.prefix):
         assert local not in outputs, local
+
+
+# A figure block of the docs: the data files that hold its figures, then the figures.
+DATA_BLOCK = re.compile(r"<!-- data: ([^>]+?) -->\n(.*?)<!-- /data -->", re.S)
+DECIMAL = re.compile(r"(?<![\w.\-])[-+]?\d{1,3}(?:,\d{3})*\.\d+(?![\w.]|\.\d)")
+SCALES = (1.0, 100.0, 1e-6, 1e3)  # as stored, percent, bytes -> MB, seconds -> ms
+
+
+def _numbers(found: object) -> list[float]:
+    """Every number of a data file: its values, and numbers inside its strings and keys (an
+    arm named flip_0.10)."""
+    if isinstance(found, bool):
+        return []
+    if isinstance(found, int | float):
+        return [float(found)]
+    if isinstance(found, str):
+        return [float(n) for n in re.findall(r"\d+\.\d+", found)]
+    if isinstance(found, dict):
+        return [n for key, value in found.items() for n in _numbers(key) + _numbers(value)]
+    if isinstance(found, list):
+        return [n for value in found for n in _numbers(value)]
+    return []
+
+
+def unbacked_figures(text: str, data: object) -> list[str]:
+    """Decimal figures of `text` that no number of `data` gives at the figure's precision (as
+    stored, as a percentage, bytes as MB or seconds as ms; signs aside). A figure with an
+    explicit sign (+3.1) may also be the difference of two of them (a gain)."""
+    values = _numbers(data)
+    scaled = {abs(x) * scale for x in values for scale in SCALES}
+    gaps = {abs(a - b) * scale for a in values for b in values for scale in SCALES}
+    missing = []
+    for token in DECIMAL.findall(text):
+        shown = abs(float(token.replace(",", "")))
+        half = 0.5 * 10 ** -len(token.split(".")[1]) + 1e-9
+        pool = scaled | gaps if token[0] in "+-" else scaled
+        if not any(abs(x - shown) <= half for x in pool):
+            missing.append(token)
+    return missing
+
+
+def _blocks() -> list[tuple[str, str, str]]:
+    pages = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
+    return [(str(page.relative_to(REPO)), path, body) for page in pages
+            for path, body in DATA_BLOCK.findall(page.read_text())]
+
+
+def test_every_figure_of_a_data_block_is_in_its_data_file():
+    """Each `<!-- data: FILE -->` block of README.md and docs/ gives only figures its data
+    file holds; a figure typed wrong, or a data file re-measured without the page, fails."""
+    import json
+
+    wrong = {}
+    for page, paths, body in _blocks():
+        files = [REPO / path for path in paths.split()]
+        assert all(f.is_file() for f in files), f"{page}: no {paths}"
+        missing = unbacked_figures(body, [json.loads(f.read_text()) for f in files])
+        if missing:
+            wrong[f"{page} <- {paths}"] = missing
+    assert wrong == {}
+
+
+def test_the_figure_check_catches_a_wrong_figure():
+    data = {"runs": {"0": {"accuracy": 0.8592}}, "seconds": 12.3456}
+    assert unbacked_figures("85.9 % in 12.35 s (12,345.6 ms)", data) == []
+    assert unbacked_figures("85.8 % and 0.86", data) == ["85.8"]
+    gains = {"transferred": 0.8592, "scratch": 0.1235}
+    assert unbacked_figures("a gain of +73.6 points", gains) == []  # 85.92 % - 12.35 %
+    assert unbacked_figures("a gain of 73.6 points", gains) == ["73.6"]
+
+
+def test_every_figure_of_the_readme_comes_from_a_data_block():
+    """No measured figure (a decimal percentage, or a spread with ±) in README.md outside a
+    data block."""
+    text = DATA_BLOCK.sub("", (REPO / "README.md").read_text())
+    assert re.findall(r"\d+\.\d+ ?%|±", text) == []

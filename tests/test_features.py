@@ -38,3 +38,18 @@ def test_an_unreadable_cache_file_is_computed_again(tmp_path, computed, caplog, 
     np.testing.assert_array_equal(again, first)
     assert features.cached(None, None, examples, tmp_path, ["k"]).shape == (50, 4)
     assert computed == [50, 50]  # rewritten whole: reused from now on
+
+
+def test_a_cache_file_holding_a_pickled_object_runs_nothing(tmp_path, computed):
+    """RUN/cache/*.npy is read without pickle: a crafted file is computed again, and the
+    object in it never runs."""
+    class Marker:
+        def __reduce__(self):
+            return open, (str(tmp_path / "marker"), "w")
+
+    features.cached(None, None, list(range(5)), tmp_path, ["k"])
+    (path,) = tmp_path.glob("features-*.npy")
+    np.save(path, np.array([Marker()] * 5, dtype=object), allow_pickle=True)
+    (tmp_path / "marker").unlink(missing_ok=True)
+    assert features.cached(None, None, list(range(5)), tmp_path, ["k"]).shape == (5, 4)
+    assert not (tmp_path / "marker").exists() and computed == [5, 5]

@@ -132,3 +132,27 @@ def test_a_killed_lora_run_resumes_with_its_adapters(tiny_bert, tmp_path, monkey
         np.testing.assert_allclose(resumed.numpy(), kept.numpy(), atol=1e-5)
     assert result.metrics["test"]["loss"] == pytest.approx(whole.metrics["test"]["loss"],
                                                            abs=1e-5)
+
+
+class _Marker:
+    """Pickles as `open(path, "w")`: a plain unpickler would create the file."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def test_an_adapters_file_in_a_run_folder_cannot_run_code(tmp_path):
+    """RUN/lora_adapters.npz and the resume state's epoch files are read without pickle: one
+    holding a pickled object is refused, and the object never runs."""
+    from ktransfer.errors import TrainingError
+
+    marker = tmp_path / "marker"
+    np.savez(tmp_path / "a.npz", __meta__=np.array([_Marker(marker)], dtype=object))
+    marker.unlink(missing_ok=True)
+    with pytest.raises(TrainingError, match="cannot read the LoRA adapters"):
+        lora.restore(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]),
+                     tmp_path / "a.npz")
+    assert not marker.exists()
