@@ -19,15 +19,14 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(tree: ast.Module, known: set[str]) -> list[tuple[str, bool]]:
-    """(imported ktransfer module, at module level?) for every import in `tree`."""
+    """(imported ktransfer module, at module level?) for every import in `tree`. Imports under
+    a top-level `if TYPE_CHECKING:` (for annotations) count as module-level imports: a type
+    that needs an import running back up or round a circle is a dependency all the same."""
     top = set(map(id, tree.body))
-    # Imports under a top-level `if TYPE_CHECKING:` are for annotations: never run.
-    typing_only = {id(n) for block in tree.body if isinstance(block, ast.If)
-                   and getattr(block.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(block)}
+    top |= {id(n) for block in tree.body if isinstance(block, ast.If)
+            and getattr(block.test, "id", "") == "TYPE_CHECKING" for n in ast.walk(block)}
     found = []
     for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module:

@@ -61,6 +61,14 @@ def _values(task: str, n: int, rng: np.random.Generator) -> tuple[list, np.ndarr
     raise AssertionError(f"task {task!r}: add label values for it to tests/test_tasks.py")
 
 
+def test_every_task_is_what_the_data_layer_asks_of_a_task():
+    """The data layer declares what it needs of a task (`data.targets.Targets`) instead of
+    importing the tasks above it; every registered task provides it."""
+    from ktransfer.data.targets import Targets
+
+    assert all(isinstance(TASKS.get(name), Targets) for name in TASKS.names())
+
+
 @pytest.mark.parametrize("name,loss", [(name, loss) for name in TASKS.names()
                                        for loss in TASKS.get(name).losses])
 def test_every_task_meets_the_contract(name, loss, tmp_path):

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
+from ktransfer.data.targets import Targets
 from ktransfer.errors import DataError
-
-if TYPE_CHECKING:  # annotations only: the data layer lies below the tasks
-    from ktransfer.tasks.task import Task
 
 E = TypeVar("E", bound="Examples")
 
@@ -53,7 +51,7 @@ class Examples:
                    if isinstance(value := getattr(self, f.name), np.ndarray) and len(value) == n}
         return dataclasses.replace(self, **changes)
 
-    def as_task(self: E, task: Task, flag: str = "data") -> E:
+    def as_task(self: E, task: Targets, flag: str = "data") -> E:
         """These examples with targets in `task`'s form: class ids become the task's targets
         (a task that is not one class per example refuses them, naming `flag`)."""
         if self.task == task.name:
@@ -64,14 +62,14 @@ class Examples:
         labels = task.from_class_ids(self.class_names, self.labels, flag)
         return dataclasses.replace(self, labels=labels, task=task.name)
 
-    def relabel(self: E, class_names: tuple[str, ...], task: Task) -> E:
+    def relabel(self: E, class_names: tuple[str, ...], task: Targets) -> E:
         """Keeps only examples of `class_names` (--classes) and renumbers their targets in
         that order."""
         labels, keep = task.relabel(self.labels, self.class_names, tuple(class_names), False)
         return dataclasses.replace(self.subset(keep), class_names=tuple(class_names),
                                    labels=labels)
 
-    def align(self: E, class_names: list[str], task: Task, flag: str = "data") -> E:
+    def align(self: E, class_names: list[str], task: Targets, flag: str = "data") -> E:
         """Relabelled to a model's class order; a class the model does not know is an error
         (the model cannot be right about it), classes absent from the data are fine."""
         try:

@@ -14,19 +14,17 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ktransfer.data.examples import Examples, Splits
+from ktransfer.data.targets import Targets
 from ktransfer.errors import DataError
 from ktransfer.runs import atomic
-
-if TYPE_CHECKING:  # annotations only: the data layer lies below the tasks
-    from ktransfer.tasks.task import Task
 
 MANIFEST = "manifest.json"
 
 
-def _rows(examples: Examples | None, task: Task) -> list[list[str]]:
+def _rows(examples: Examples | None, task: Targets) -> list[list[str]]:
     if examples is None:
         return []
     names = examples.names() or [str(i) for i in range(len(examples))]
@@ -42,7 +40,7 @@ def _stat(path: str) -> list[int] | None:
     return [info.st_size, info.st_mtime_ns]
 
 
-def describe(splits: Splits, sources: list[str], task: Task) -> dict[str, Any]:
+def describe(splits: Splits, sources: list[str], task: Targets) -> dict[str, Any]:
     """The manifest of `splits` (targets in `task`'s form), read from the `sources` (--data,
     --val_data, ...)."""
     rows = {split: _rows(examples, task) for split, examples in

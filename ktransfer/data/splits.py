@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ktransfer.config import DataConfig
 from ktransfer.data.examples import Examples, Splits
+from ktransfer.data.targets import Targets
 from ktransfer.errors import DataError
-
-if TYPE_CHECKING:  # annotations only: the data layer lies below the tasks
-    from ktransfer.tasks.task import Task
 
 # Folder names (and TFDS split names) recognised as given splits, in order of preference.
 SPLIT_NAMES = {"train": ("train",), "val": ("val", "validation", "valid"), "test": ("test",)}
@@ -52,7 +50,7 @@ def per_class_sample(labels: np.ndarray, per_class: int, seed: int) -> np.ndarra
 
 
 def _given(cfg: DataConfig, open_source: SourceOpener, main: dict[str, Examples], flag: str,
-           key: str, class_names: tuple[str, ...], task: Task) -> Examples | None:
+           key: str, class_names: tuple[str, ...], task: Targets) -> Examples | None:
     """The `key` split from `--flag` when given, else from the main source (or None)."""
     spec = getattr(cfg, flag)
     if spec:
@@ -69,7 +67,7 @@ def _given(cfg: DataConfig, open_source: SourceOpener, main: dict[str, Examples]
         raise DataError(f"--{flag}: {exc}") from None
 
 
-def load_splits(cfg: DataConfig, open_source: SourceOpener, task: Task) -> Splits:
+def load_splits(cfg: DataConfig, open_source: SourceOpener, task: Targets) -> Splits:
     """Builds the train / validation / test sets a `DataConfig` describes, with targets in
     `task`'s form, split as it stratifies."""
     main = open_source(cfg.data, "data")

@@ -20,7 +20,8 @@ from ktransfer.config import ProbeRunConfig, RunConfig
 from ktransfer.data.examples import Splits
 from ktransfer.modality import Modality
 from ktransfer.network.freezing import freeze
-from ktransfer.probing.scoring import ProbeResult, conclude, network_features, score_backbone
+from ktransfer.probing.results import ProbeResult
+from ktransfer.probing.scoring import conclude, network_features, score_backbone
 from ktransfer.probing.task_probes import TASK_PROBES
 from ktransfer.tasks import task_of
 from ktransfer.training.distribute import make_strategy

@@ -7,14 +7,12 @@ from __future__ import annotations
 import csv
 import html
 import io
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ktransfer.config import RunConfig, to_flagfile
+from ktransfer.probing.results import ProbeResult, Scored
 from ktransfer.runs import atomic
 from ktransfer.runs.escape import cell
-
-if TYPE_CHECKING:
-    from ktransfer.probing.scoring import ProbeResult, Scored
 
 _STYLE = ("body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}"
           "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px;"

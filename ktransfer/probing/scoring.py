@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,37 +16,13 @@ from ktransfer.data.examples import Examples, Splits
 from ktransfer.modality import Modality, Network, Presentation
 from ktransfer.network import features
 from ktransfer.probing import duplicates, report
-from ktransfer.probing.curve import Curve, learning_curve
+from ktransfer.probing.curve import learning_curve
 from ktransfer.probing.logme import logme
+from ktransfer.probing.results import ProbeResult, Scored
 from ktransfer.probing.task_probes import TASK_PROBES, Flagged, TaskProbe
 from ktransfer.tasks import task_of
 
 log = logging.getLogger("ktransfer.probing")
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One backbone's scores: LogME, the linear probe's cross-validated metric, its learning
-    curve, the feature size and the seconds its feature pass took."""
-
-    name: str
-    logme: float
-    probe: float
-    curve: Curve
-    dims: int
-    seconds: float
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    """The ranking (best first), what the audit found, and where it was written."""
-
-    metric: str
-    ranking: list[Scored]
-    audit: dict[str, Any]
-    output_dir: Path
-    best_flagfile: Path
-    seconds: float
 
 
 def network_features(network: Network, run: RunConfig, modality: Modality, splits: Splits,
