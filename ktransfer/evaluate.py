@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from absl import flags
 
-from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
+from ktransfer import cli  # first: it quiets TensorFlow's logs
+from ktransfer.commands import COMMANDS
 
 EVALUATE = "ktransfer.reporting.evaluation:evaluate_saved"
 DESCRIBE = "ktransfer.reporting.evaluation:describe"
 
-cli.define_flags(config.command_groups(config.EvaluateConfig, "evaluate"))
+COMMAND = COMMANDS.get("evaluate")
+cli.define_flags(COMMAND.groups())
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
-    cfg = config.command_from_flags(config.EvaluateConfig, FLAGS)
+    cfg = COMMAND.build(FLAGS)
     summary, out = cli.load(EVALUATE, cfg)(cfg)
     for line in cli.load(DESCRIBE)(summary, cfg.top_k):
         print(line)

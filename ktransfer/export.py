@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from absl import flags
 
-from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
+from ktransfer import cli  # first: it quiets TensorFlow's logs
+from ktransfer.commands import COMMANDS
 
 EXPORT = "ktransfer.deploy.serving:export_saved"
 
-cli.define_flags({"export": config.ExportConfig})
+COMMAND = COMMANDS.get("export")
+cli.define_flags(COMMAND.groups())
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
-    cfg = config.command_from_flags(config.ExportConfig, FLAGS)
+    cfg = COMMAND.build(FLAGS)
     path = cli.load(EXPORT, cfg)(cfg)
     print(f"exported: {path}")
     print(f"TF Serving: tensorflow_model_server --rest_api_port=8501 "

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 from absl import flags
 
-from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
+from ktransfer import cli  # first: it quiets TensorFlow's logs
+from ktransfer.commands import COMMANDS
 
 FIND_LR = "ktransfer.training.lr_finder:find_lr"
 
-cli.define_flags(config.find_lr_groups())
+COMMAND = COMMANDS.get("find_lr")
+cli.define_flags(COMMAND.groups())
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
-    cfg = config.find_lr_from_flags(FLAGS)
+    cfg = COMMAND.build(FLAGS)
     result = cli.load(FIND_LR, cfg)(cfg)
     rules = ", ".join(f"{name} {lr:.3g}" for name, lr in result.suggestions.items())
     print(f"find_lr: {len(result.lrs)} steps from {result.lrs[0]:.3g} to {result.lrs[-1]:.3g}; "

@@ -12,17 +12,19 @@ import sys
 
 from absl import flags
 
-from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
+from ktransfer import cli  # first: it quiets TensorFlow's logs
+from ktransfer.commands import COMMANDS
 from ktransfer.runs import atomic
 
 PREDICT = "ktransfer.deploy.prediction:predict_saved"
 
-cli.define_flags(config.command_groups(config.PredictConfig, "predict"))
+COMMAND = COMMANDS.get("predict")
+cli.define_flags(COMMAND.groups())
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
-    cfg = config.command_from_flags(config.PredictConfig, FLAGS)
+    cfg = COMMAND.build(FLAGS)
     text = cli.load(PREDICT, cfg)(cfg, argv[1:])
     if cfg.output:
         atomic.write_text(cfg.output, text)

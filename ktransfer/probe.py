@@ -11,17 +11,19 @@ from __future__ import annotations
 
 from absl import flags
 
-from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
+from ktransfer import cli  # first: it quiets TensorFlow's logs
+from ktransfer.commands import COMMANDS
 
 PROBE = "ktransfer.probing.probe:probe"
 TABLE = "ktransfer.probing.report:table"
 
-cli.define_flags(config.probe_groups())
+COMMAND = COMMANDS.get("probe")
+cli.define_flags(COMMAND.groups())
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
-    cfg = config.probe_from_flags(FLAGS)
+    cfg = COMMAND.build(FLAGS)
     result = cli.load(PROBE, cfg)(cfg)
     print(cli.load(TABLE)(result))
     found = result.audit

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 from absl import flags
 
-from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
+from ktransfer import cli  # first: it quiets TensorFlow's logs
+from ktransfer.commands import COMMANDS
 from ktransfer.modality import MODALITIES
 
 if TYPE_CHECKING:
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 TRAIN = "ktransfer.training:train"
 IS_CHIEF = "ktransfer.training.distribute:is_chief"
 
-cli.define_flags(config.run_groups())
+COMMAND = COMMANDS.get("train")
+cli.define_flags(COMMAND.groups())
 cli.define_extra("list_backbones", False, "Print the known backbones of --modality and exit.")
 FLAGS = flags.FLAGS
 
@@ -56,7 +58,7 @@ def main(argv: list[str]) -> int:
     if FLAGS.list_backbones:
         print(MODALITIES.get(FLAGS.modality).presentation.list_backbones())
         return 0
-    cfg = config.from_flags(FLAGS)
+    cfg = COMMAND.build(FLAGS)
     result = cli.load(TRAIN, cfg)(cfg)
     if not cli.load(IS_CHIEF)():
         print("multi-worker: done; the chief (worker 0) writes the outputs")

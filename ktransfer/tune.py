@@ -10,17 +10,19 @@ from __future__ import annotations
 
 from absl import flags
 
-from ktransfer import cli, config  # cli first: it quiets TensorFlow's logs
+from ktransfer import cli  # first: it quiets TensorFlow's logs
+from ktransfer.commands import COMMANDS
 
 SEARCH = "ktransfer.tuning.searching:search"
 TABLE = "ktransfer.tuning.searching:format_table"
 
-cli.define_flags(config.search_groups())
+COMMAND = COMMANDS.get("tune")
+cli.define_flags(COMMAND.groups())
 FLAGS = flags.FLAGS
 
 
 def main(argv: list[str]) -> int:
-    cfg = config.search_from_flags(FLAGS)
+    cfg = COMMAND.build(FLAGS)
     result = cli.load(SEARCH, cfg)(cfg)
     print(cli.load(TABLE)(result.trials))
     print(f"search: {len(result.trials)} trials, {result.seconds:.1f} s, feature cache "

@@ -87,8 +87,8 @@ LAYERS = [
     {"training"},
     {"tuning", "probing"},
     {"image", "text"},
-    {"serializables", "cli", "train", "evaluate", "predict", "export", "tune", "find_lr", "probe",
-     ""},
+    {"serializables", "cli", "commands", "train", "evaluate", "predict", "export", "tune",
+     "find_lr", "probe", ""},
 ]
 
 

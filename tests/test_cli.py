@@ -194,3 +194,24 @@ def test_a_bad_value_is_refused_before_tensorflow_loads(argv, tmp_path):
                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert out.stdout.split() == ["2", "False", "False"], out.stderr
     assert out.stderr.strip().startswith("ktransfer.train: error: --")
+
+
+def test_a_new_command_is_one_module_and_one_registration(tmp_path):
+    """tests/plugins/hello.py registers itself; `ktransfer hello` then runs it like the
+    built-in commands: flags into a frozen config (its rules refused in one line), one call."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("import sys, plugins.hello; from ktransfer.commands import main; "
+            "sys.argv = ['ktransfer', *sys.argv[1:]]; main()")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "tests")}
+    ran = subprocess.run([sys.executable, "-c", code, "hello", "--name=tests", "--times=2"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert ran.returncode == 0 and ran.stdout.splitlines() == ["hello, tests"] * 2, ran.stderr
+    bad = subprocess.run([sys.executable, "-c", code, "hello", "--times=0"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1] == "ktransfer.hello: error: --times: must be >= 1"

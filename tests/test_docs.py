@@ -13,6 +13,7 @@ import pytest
 from absl import flags
 
 from ktransfer import config, preflight
+from ktransfer.commands import COMMANDS
 from ktransfer.errors import KtransferError
 
 from conftest import REPO
@@ -67,17 +68,6 @@ def test_the_notebooks_are_committed_with_their_outputs_and_no_native_log_lines(
         assert "test accuracy:" in printed and not native.search(printed), path.name
 
 
-# Each command the docs show: its flag groups and how its config is built from parsed flags.
-COMMANDS = {
-    "train": (config.run_groups, config.from_flags),
-    "tune": (config.search_groups, config.search_from_flags),
-    "find_lr": (config.find_lr_groups, config.find_lr_from_flags),
-    "probe": (config.probe_groups, config.probe_from_flags),
-    **{name: (lambda cls=cls, name=name: config.command_groups(cls, name),
-              lambda fv, cls=cls: config.command_from_flags(cls, fv))
-       for name, cls in (("evaluate", config.EvaluateConfig), ("predict", config.PredictConfig),
-                         ("export", config.ExportConfig))},
-}
 # Written for the reader to fill in (an upper-case placeholder, "..."), or a flag outside the
 # config (the help and listing flags the command prints and exits on).
 PLACEHOLDER = re.compile(r"\.\.\.|\[--|(?<![\w.])[A-Z][A-Z_]{2,}(?![\w.])|--help|--list_")
@@ -118,12 +108,13 @@ def test_the_docs_show_commands_and_each_parses_into_a_valid_config(monkeypatch)
     shown with its error fails with that error."""
     monkeypatch.chdir(REPO)
     commands = _documented_commands()
-    assert len(commands) >= 25 and {c for _, c, _, _ in commands} >= set(COMMANDS) - {"find_lr"}
+    shown = {c for _, c, _, _ in commands}
+    assert len(commands) >= 25 and shown >= set(COMMANDS.names()) - {"find_lr"}
     failures = []
     for page, command, args, shown in commands:
         if _made_by_an_earlier_command(args):
             continue
-        groups, build = COMMANDS[command]
+        groups, build = COMMANDS.get(command).groups, COMMANDS.get(command).build
         fv = flags.FlagValues()
         config.define_flags(fv, groups())
         try:

@@ -162,3 +162,42 @@ def test_a_bad_name_is_one_line_in_under_5_seconds_before_tensorflow(tmp_path, c
     assert done.stderr.strip().splitlines()[-1].startswith(
         f"ktransfer.{command}: error: {flag_name}: "), done.stderr
     assert seconds < 5, seconds
+
+
+def _registries() -> dict[str, Registry]:
+    """Every registry the package declares at module level ("module:NAME"), found in the
+    source, so that a new registry is covered by the contract below without being listed."""
+    import ast
+
+    from conftest import REPO
+
+    found = {}
+    for path in sorted((REPO / "ktransfer").rglob("*.py")):
+        module = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+        for node in ast.parse(path.read_text()).body:
+            value = getattr(node, "value", None)
+            if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "Registry":
+                target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+                found[f"{module}:{target.id}"] = registry_at(f"{module}:{target.id}")
+    return found
+
+
+REGISTRIES = _registries()
+
+
+def test_the_contract_finds_every_registry():
+    assert len(REGISTRIES) >= 24
+    assert {"ktransfer.commands:COMMANDS", "ktransfer.tasks:TASKS",
+            "ktransfer.image.catalog:BACKBONES"} <= set(REGISTRIES)
+
+
+@pytest.mark.parametrize("path, name", [(path, name) for path, registry in REGISTRIES.items()
+                                        for name in registry.names()])
+def test_every_entry_of_every_registry_loads(path, name):
+    """The generic contract, for every entry of every registry: its name is a flag value
+    (lower case, no spaces), it loads, and what was said of it (if anything) is text. Each
+    registry's own contract test (tasks, modalities, alignments, formats ...) goes further."""
+    registry = REGISTRIES[path]
+    assert name == name.strip() and " " not in name and name.lower() == name, name
+    assert registry.get(name) is not None
+    assert isinstance(registry.about(name), str)

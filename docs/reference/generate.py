@@ -19,15 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as the commands set it
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = Path(__file__).with_name("flags.md")
-COMMANDS = {
-    "train": "train a classifier: a new head on a backbone, then fine-tuning",
-    "evaluate": "score a run's model on its test split or other data",
-    "predict": "answers for new images or texts",
-    "export": "a SavedModel for TF Serving (and TFLite / ONNX copies) from a run",
-    "tune": "search the head's hyperparameters with Keras Tuner",
-    "find_lr": "a learning-rate range test",
-    "probe": "rank backbones from frozen features and audit the labels, before training",
-}
+sys.path.insert(0, str(ROOT))
+
+from ktransfer.commands import COMMANDS  # noqa: E402
 
 
 def page() -> str:
@@ -42,18 +36,20 @@ def page() -> str:
 
     fork = multiprocessing.get_context("fork")
     with fork.Pool(1, maxtasksperchild=1) as pool:  # a fresh fork per command: its own flags
-        shown = pool.map(_help, COMMANDS, chunksize=1)
-    for (command, what), text in zip(COMMANDS.items(), shown, strict=True):
-        parts.append(f"## `ktransfer.{command}`: {what}\n\n```text\n{text.rstrip()}\n```\n")
+        shown = pool.map(_help, COMMANDS.names(), chunksize=1)
+    for command, text in zip(COMMANDS.names(), shown, strict=True):
+        parts.append(f"## `ktransfer.{command}`: {COMMANDS.about(command)}\n\n```text\n"
+                     f"{text.rstrip()}\n```\n")
     return "\n".join(parts)
 
 
 def _help(command: str) -> str:
     """What `python -m ktransfer.COMMAND --help` prints, run as `-m` runs it."""
-    sys.argv = [f"ktransfer.{command}", "--help"]
+    module = COMMANDS.get(command).module
+    sys.argv = [module, "--help"]
     out = io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
-        runpy.run_module(f"ktransfer.{command}", run_name="__main__", alter_sys=True)
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
     return out.getvalue()
 
 
