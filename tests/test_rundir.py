@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -228,3 +229,21 @@ def test_a_run_folder_that_cannot_be_written_is_one_line(tiny_config, monkeypatc
     monkeypatch.setattr(rundir, "check", lambda cfg: None)  # its write probe would see it too
     with pytest.raises(ConfigError, match="^--run_dir: cannot write to .*Read-only file system"):
         rundir.open_run(cfg)
+
+
+@pytest.mark.parametrize("values, prefix", [
+    (dict(data="builtin:digits"), "digits-small_cnn-"),
+    (dict(data="/home/me/photos/", backbone="EfficientNetB0"), "photos-efficientnetb0-"),
+    (dict(modality="text", data="reviews.csv", task="multi_label", backbone="minilm"),
+     "reviews-multi_label-minilm-"),
+    (dict(data="tfds:cifar10", backbone="kerashub:resnet_18_imagenet"),
+     "cifar10-resnet_18_imagenet-")])
+def test_a_default_run_name_says_what_ran(values, prefix):
+    """On ce06f12 two text runs started 3 s apart were runs/minilm-20261207-061312 and
+    -061315: nothing said which data or task."""
+    from ktransfer import config
+
+    cfg = config.build(**{"backbone": "small_cnn", **values})
+    name = rundir.run_path(cfg).name
+    assert rundir.run_path(cfg).parent.name == "runs" and name.startswith(prefix), name
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+-\d{8}-\d{6}", name)

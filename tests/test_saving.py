@@ -88,3 +88,36 @@ def test_code_in_a_model_file_is_named_before_keras_reads_it(tmp_path, nested):
     with pytest.raises(KtransferError, match=r"calls the Python function '_double', which the "
                        r"file does not hold: .*register_keras_serializable"):
         load_model(tmp_path / "m.keras", unsafe=True)
+
+
+IMPORT_FIRST = r"""
+import json, os, sys
+failed = {}
+for module in sys.argv[1:]:
+    pid = os.fork()
+    if pid == 0:  # a child that has imported nothing of Keras yet
+        try:
+            __import__(module)
+        except Exception as exc:
+            print(f"{module}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            os._exit(1)
+        os._exit(0)
+    if os.waitpid(pid, 0)[1]:
+        failed[module] = True
+print(json.dumps(sorted(failed)))
+"""
+
+
+@pytest.mark.slow  # each module in a child that imports TensorFlow: about 5 s each
+def test_each_module_imports_first_in_a_fresh_interpreter():
+    """Importing Keras registers ktransfer's Keras classes (ktransfer.serializables); when a
+    module's own `import keras` starts that, the classes' modules must not need names the
+    module has not defined yet. On ce06f12 `import ktransfer.text.prediction` (or
+    ktransfer.tasks.task) first failed with a circular ImportError (network.heads took Task
+    from the half-imported tasks.task)."""
+    modules = ["ktransfer.tasks.task", "ktransfer.text.prediction", "ktransfer.text.sources",
+               "ktransfer.tasks.single_label", "ktransfer.network.heads",
+               "ktransfer.deploy.prediction", "ktransfer.image.sources"]
+    done = _python(IMPORT_FIRST.replace("sys.argv[1:]", repr(modules)))
+    assert done.returncode == 0 and json.loads(done.stdout.splitlines()[-1]) == [], \
+        done.stderr[-3000:]

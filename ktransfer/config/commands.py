@@ -222,8 +222,9 @@ class PredictConfig(ReadConfig):
     top_k: int = option(1, "How many classes per example.")
     format: str = option("text", "Output format.", ("text", "csv", "json"))
     output: str = option("", "Write to this file (atomically) instead of stdout.")
-    text: str = option("", "Text models: one text to classify (also: .txt files with one text "
-                       "per line, folders of .txt files, or - for standard input).")
+    text: str = option("", "Text models: one text to classify; --text=- reads standard input, "
+                       "one text per line (so do .txt files and folders given as arguments, "
+                       "and the argument -).")
     explain: str = option("", "Images: also write a Grad-CAM heat map of each image's top class "
                           "over it into this folder (NNNN-NAME.png, in input order).")
     explain_layer: str = option("", "The backbone layer Grad-CAM weighs (a spatial feature "

@@ -84,7 +84,8 @@ class TrainConfig:
     steps_per_epoch: int = option(0, "Limit training steps per epoch; 0 runs the whole set.")
     seed: int = option(0, "Seed for weights, shuffling and augmentation.")
     verbose: int = option(1, "0 silent, 1 progress bars, 2 one line per epoch.")
-    run_dir: str = option("", "Run directory; default runs/<backbone>-<time>.")
+    run_dir: str = option("", "Run directory; default runs/<data>[-<task>]-<backbone>-<time>, "
+                          "e.g. runs/photos-efficientnet_lite0-20261207-061312.")
     overwrite: bool = option(False, "Replace an existing, non-empty --run_dir.")
     tensorboard: bool = option(True, "Write TensorBoard logs to RUN_DIR/tensorboard.")
     track: str = option("none", "Experiment tracking: mlflow logs the flags, every epoch's "

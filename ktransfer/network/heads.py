@@ -10,13 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import keras
 
 from ktransfer.config import ModelConfig
 from ktransfer.network.catalog import POOLINGS
 from ktransfer.tasks import default_task
-from ktransfer.tasks.task import Task
+
+if TYPE_CHECKING:  # a type only: heads loads with the Keras classes (ktransfer.serializables),
+    # which `import keras` inside tasks/task.py starts before Task exists
+    from ktransfer.tasks.task import Task
 
 POOL_LAYER = "head_pool"
 

@@ -19,6 +19,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -46,12 +47,19 @@ RECOVERY_FLAGS = ("lr", "fine_tune_lr", "warmup_epochs", "optimizer", "momentum"
                   "step_factor", "lr_layer_decay", "label_smoothing")
 
 
-def default_run_dir(backbone: str) -> Path:
-    return Path("runs") / f"{backbone.lower().split('/')[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
+def default_run_dir(cfg: RunConfig) -> Path:
+    """runs/DATA[-TASK]-BACKBONE-TIME: what ran, when (the task only when it is not the
+    default single_label), e.g. runs/reviews-multi_label-minilm-20261207-061312."""
+    data = Path(cfg.data.data.split(":", 1)[-1].rstrip("/")).stem or "data"
+    parts = [data, *([cfg.data.task] if cfg.data.task != "single_label" else []),
+             cfg.model.backbone.lower().rstrip("/").split("/")[-1].split(":")[-1],
+             time.strftime("%Y%m%d-%H%M%S")]
+    return Path("runs") / "-".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", p).strip("_.") or "x"
+                                   for p in parts)
 
 
 def run_path(cfg: RunConfig) -> Path:
-    return Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg.model.backbone)
+    return Path(cfg.train.run_dir) if cfg.train.run_dir else default_run_dir(cfg)
 
 
 def with_run_dir(cfg: RunConfig) -> RunConfig:

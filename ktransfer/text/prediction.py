@@ -24,10 +24,13 @@ def _lines(content: str, where: str, bad: BadTexts) -> list[tuple[str, str]]:
 
 def read_texts(args: list[str], text: str = "", on_bad_text: str = "fail") -> TextSet:
     """Unlabelled texts from `--text` and the positional arguments, in order; ids name where
-    each came from (`file:line`, a file, `stdin:line`, `--text`)."""
+    each came from (`file:line`, a file, `stdin:line`, `--text`). `-`, as `--text=-` or an
+    argument, reads standard input, one text per line."""
     bad = BadTexts(on_bad_text, "text")
     found: list[tuple[str, str]] = []
-    if text:
+    if text == "-":  # as the help says: standard input, as the positional `-`
+        found += _lines(sys.stdin.read(), "stdin", bad)
+    elif text:
         checked = bad.check(text, "--text")
         found += [("text", checked)] if checked is not None else []
     for arg in args:
