@@ -40,6 +40,12 @@ def summary(result: TrainResult, report: bool) -> str:
     if "test" in m:
         lines.append(f"test {name}: {m['test'][key]:.4f}  (loss "
                      f"{m['test']['loss']:.4f}, {n['test']} examples)")
+    q = m.get("quality", {})
+    if "low" in q:
+        lines.append(f"  what it means: {q['split']} {q['metric']} {q['value']:.4f}, 95 % "
+                     f"interval {q['low']:.4f} to {q['high']:.4f} ({q['examples']} examples)"
+                     + (f"; {q['baseline_is']}: {q['baseline']:.4f}" if "baseline" in q else ""))
+    lines += [f"  WARNING: {warning}" for warning in m.get("warnings", [])]
     a = m.get("adaptation", {})
     if "target_accuracy" in a:
         before = (f"; {a['target_accuracy_before_adabn']:.4f} before --adabn"

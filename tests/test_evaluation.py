@@ -122,7 +122,7 @@ def test_report_html_renders_with_its_plots_in_headless_chromium(quickstart_run,
                                          .read_text())["per_class"]), key=lambda r: r["recall"])
     assert card["limits"][0].startswith(f"class `{weakest['class']}`: recall ")
     text = (quickstart_run / "MODEL_CARD.md").read_text()
-    assert "95 % bootstrap interval" in text and "small_cnn" in text and "Fill in" in text
+    assert "95 % interval" in text and "small_cnn" in text and "Fill in" in text
     assert sum(metrics["class_counts"]["test"].values()) == metrics["num_examples"]["test"]
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "install Chromium (Debian: apt-get install chromium; `make test` does)"

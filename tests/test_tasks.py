@@ -296,6 +296,15 @@ def test_regression_run_beats_the_training_mean(score_run):
     assert "Predicted against true" in (score_run.run_dir / "report.html").read_text()
     assert m["test"]["coverage_asked"] == 0.8 and m["test"]["interval_coverage"] > 0.6
     assert 0 < m["test"]["interval_width"] < 6  # narrower than the scores' range
+    # What the summary says it means (ce06f12 said only "test mae: ..."): R² with its
+    # interval and the mean predictor's R² beside it.
+    from ktransfer.train import summary
+
+    q = m["quality"]
+    assert q["metric"] == "R²" and q["low"] <= q["value"] == m["test"]["r2"] <= q["high"]
+    assert q["baseline_is"].startswith("always predicting the training mean")
+    assert abs(q["baseline"]) < 0.1
+    assert "what it means: test R² " in summary(score_run, report=True)
 
 
 @pytest.mark.parametrize("which", ["tags_run", "score_run"])

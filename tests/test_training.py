@@ -400,3 +400,31 @@ def test_the_own_data_templates_pass_pre_flight_once_data_is_given(template, tmp
     cfg = config.from_flagfile(REPO / "configs" / template, data=str(data),
                                run_dir=str(tmp_path / "run"), weights="none")
     preflight.check_train(cfg)
+
+
+def test_a_tiny_test_split_is_reported_with_its_interval_and_a_warning(tiny_config):
+    """9 test images gave "test accuracy 1" and nothing else on ce06f12: now the summary
+    gives Wilson's 95 % interval and the majority class beside it, and warns that so few
+    examples cannot tell."""
+    from ktransfer.train import summary
+
+    result = train(tiny_config(classes=["0", "1"], train_per_class=10, test_split=0.05,
+                               epochs=2))
+    q = result.metrics["quality"]
+    assert q["split"] == "test" and q["examples"] < 30
+    assert q["low"] < q["value"] and q["high"] - q["low"] > 0.2  # a wide interval
+    assert q["baseline_is"] == "always predicting the most common class"
+    text = summary(result, report=False)
+    assert "95 % interval" in text and f"WARNING: only {q['examples']} test examples" in text
+
+
+def test_wilson_interval_is_sound_at_the_edges():
+    from ktransfer.tasks.single_label import wilson
+
+    low, high = wilson(9, 9)
+    assert abs(low - 0.7008) < 1e-3 and high == 1.0
+    low, high = wilson(0, 20)
+    assert low == 0.0 and abs(high - 0.1611) < 1e-3
+    low, high = wilson(50, 100)
+    assert abs(low - 0.4038) < 1e-3 and abs(high - 0.5962) < 1e-3
+

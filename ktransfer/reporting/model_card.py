@@ -35,17 +35,23 @@ KERAS_APPLICATIONS = ("keras.applications (Apache-2.0 code; the ImageNet weights
 
 def interval(task: Task, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any],
              seed: int = 0) -> dict[str, Any]:
-    """The task's quality (accuracy, macro F1, R²) on a split with a 95 % bootstrap interval
-    over its examples (percentiles of `RESAMPLES` resamples)."""
+    """The task's quality (accuracy, macro F1, R²) on a split with a 95 % interval: the
+    task's own from the count (Wilson's for an accuracy), else percentiles of `RESAMPLES`
+    bootstrap resamples of the examples."""
     n = len(targets)
     if n == 0:
         return {}
-    rng = np.random.default_rng(seed)
-    values = [task.quality(outputs[idx], targets[idx], state)
-              for idx in (rng.integers(0, n, n) for _ in range(RESAMPLES))]
-    low, high = np.percentile(values, [2.5, 97.5])
+    counted = task.quality_interval(outputs, targets, state)
+    if counted is None:
+        rng = np.random.default_rng(seed)
+        values = [task.quality(outputs[idx], targets[idx], state)
+                  for idx in (rng.integers(0, n, n) for _ in range(RESAMPLES))]
+        low, high = (float(v) for v in np.percentile(values, [2.5, 97.5]))
+    else:
+        low, high = counted
     return {"metric": task.quality_name, "value": task.quality(outputs, targets, state),
-            "low": float(low), "high": float(high), "examples": n}
+            "low": low, "high": high, "examples": n,
+            "method": "bootstrap" if counted is None else "count"}
 
 
 def card_data(metrics: dict[str, Any], flags: list[str], quality: dict[str, float],
@@ -94,7 +100,7 @@ def _what(data: dict[str, Any]) -> list[str]:
 
 def _performance(data: dict[str, Any]) -> list[str]:
     q = data["quality"]
-    score = (f"{q['metric']} {q['value']:.4f} (95 % bootstrap interval {q['low']:.4f} to "
+    score = (f"{q['metric']} {q['value']:.4f} (95 % interval {q['low']:.4f} to "
              f"{q['high']:.4f}, {q['examples']} test examples)" if q else "no test split")
     found = ["## How well it does", "", f"- Test: {score}",
              "- Test metrics: " + ", ".join(f"{k} {v:.4g}" for k, v in data["test"].items()

@@ -165,6 +165,15 @@ def relabelled(labels: np.ndarray, names: tuple[str, ...], wanted: tuple[str, ..
     return mapped[keep], keep
 
 
+def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson's score interval of a proportion k / n (95 % by default): sound for small n and
+    for k near 0 or n, where the normal approximation is not."""
+    p, z2 = k / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
 class SingleLabel(Task):
     """One class per example (see the module docstring)."""
 
@@ -293,6 +302,14 @@ class SingleLabel(Task):
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]) -> float:
         return float(np.mean(outputs.argmax(axis=1) == targets)) if len(targets) else 0.0
+
+    def quality_interval(self, outputs: np.ndarray, targets: np.ndarray,
+                         state: dict[str, Any]) -> tuple[float, float] | None:
+        """Wilson's 95 % score interval of the accuracy: k right of n."""
+        n = len(targets)
+        if not n:
+            return None
+        return wilson(int(np.sum(outputs.argmax(axis=1) == targets)), n)
 
     def fit(self, outputs: np.ndarray, targets: np.ndarray, options: Any) -> dict[str, Any]:
         """The conformal sets' threshold (--coverage) and the abstain threshold

@@ -190,6 +190,12 @@ class Task(abc.ABC):
         """One number, higher is better (single-label: accuracy), for an export's accuracy
         check and the trivial-predictor warning."""
 
+    def quality_interval(self, outputs: np.ndarray, targets: np.ndarray,
+                         state: dict[str, Any]) -> tuple[float, float] | None:
+        """A 95 % interval of `quality` from the count (e.g. Wilson's for an accuracy); None
+        leaves it to a bootstrap over the examples (`reporting.model_card.interval`)."""
+        return None
+
     @abc.abstractmethod
     def baseline(self, train: np.ndarray, val: np.ndarray) -> tuple[float, str]:
         """(`quality` of a trivial predictor on `val`, what it is): a run no better than it

@@ -73,6 +73,7 @@ def finish(job: Job, trained: Fitted) -> dict[str, Any]:
     save_state(path, task, state)
     atomic.save_with(path / "model.keras", inference_model(model).save)
     atomic.save_with(path / "backbone.weights.h5", job.network.backbone.save_weights)
+    metrics["quality"] = _meaning(job, task, probabilities, state, metrics)
     metrics["seconds"] = round(time.time() - job.started, 1)
     metrics["ktransfer"] = provenance()
     atomic.write_json(path / "metrics.json", metrics)
@@ -121,6 +122,36 @@ def no_better_than_baseline(task: Task, value: float, train: np.ndarray, val: np
             "configs/my_texts.cfg)")
 
 
+SMALL_SPLIT = 30  # fewer held-out examples than this cannot tell models apart
+
+
+def _meaning(job: Job, task: Task, outputs: np.ndarray, state: dict[str, Any],
+             metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the headline means: the task's quality on the report's split (test, else
+    validation) with its 95 % interval and the trivial predictor's beside it; a warning (in
+    metrics["warnings"] and the log) when the split is too small to tell or the model is no
+    better than that predictor there."""
+    on = _shown_split(job)
+    split = "test" if job.splits.test is not None else "validation"
+    found = {"split": split, **interval(task, outputs, on.labels, state)}
+    if not len(on.labels):
+        return found
+    found["baseline"], found["baseline_is"] = task.baseline(job.splits.train.labels, on.labels)
+    warnings = []
+    if len(on.labels) < SMALL_SPLIT:
+        warnings.append(f"only {len(on.labels)} {split} examples: {task.quality_name} "
+                        f"{found['value']:.3g} could be anything from {found['low']:.3g} to "
+                        f"{found['high']:.3g} (95 %); hold out more examples (--test_split, "
+                        "--val_split) to tell")
+    if found["value"] <= found["baseline"] + BASELINE_MARGIN:
+        warnings.append(f"{split} {task.quality_name} {found['value']:.3g} is no better than "
+                        f"{found['baseline_is']} ({found['baseline']:.3g})")
+    for warning in warnings:
+        log.warning("WARNING: %s", warning)
+    metrics["warnings"] = [*metrics.get("warnings", []), *warnings]
+    return found
+
+
 def _split_scores(job: Job, recorder: ValidationRecorder, metrics: dict[str, Any]
                   ) -> tuple[np.ndarray, dict[str, Any], np.ndarray]:
     """Fills metrics['val'] (and 'test') with what `model.evaluate` reports, after the task
@@ -163,8 +194,9 @@ def _card(job: Job, metrics: dict[str, Any], outputs: np.ndarray, state: dict[st
     task, on = task_of(job.cfg), _shown_split(job)
     summary = task.summarize(outputs, on.labels, job.splits.class_names, None, 5, state)
     flags = changed_flags((job.run_dir / rundir.FLAGFILE).read_text())
-    write_card(job.run_dir, card_data(metrics, flags, interval(task, outputs, on.labels, state),
-                                      task.limits(summary)))
+    quality = {k: v for k, v in metrics["quality"].items()
+               if k in ("metric", "value", "low", "high", "examples")}
+    write_card(job.run_dir, card_data(metrics, flags, quality, task.limits(summary)))
 
 
 def _report(job: Job, probabilities: np.ndarray, state: dict[str, Any]) -> None:
