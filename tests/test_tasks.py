@@ -465,3 +465,10 @@ def test_asymmetric_loss_discards_easy_negatives_and_reloads():
     assert float(loss(y, np.array([[0.9, 0.3, 0.01]]))) < bce  # a soft negative is damped
     copy = keras.losses.deserialize(keras.losses.serialize(loss))
     assert isinstance(copy, AsymmetricLoss) and copy.get_config() == loss.get_config()
+
+
+def test_each_task_names_its_targets_in_the_log():
+    """A regression run logged "1 classes" on ce06f12."""
+    assert SINGLE_LABEL.target_words(("cat", "dog")) == "2 classes"
+    assert MULTI_LABEL.target_words(("a", "b", "c")) == "3 labels"
+    assert TASKS.get("regression").target_words(("score",)) == "target score"

@@ -242,6 +242,9 @@ class MultiLabel(Task):
             log.warning("labels without a validation example keep the threshold %.1f: %s",
                         DEFAULT_THRESHOLD, ", ".join(unseen[:10]))
 
+    def target_words(self, names: tuple[str, ...]) -> str:
+        return f"{len(names)} {'label' if len(names) == 1 else 'labels'}"
+
     def counts(self, targets: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
         found = (targets > 0.5).sum(axis=0) if len(targets) else np.zeros(len(names))
         return {name: int(n) for name, n in zip(names, found, strict=True)}

@@ -87,6 +87,9 @@ class Regression(Task):
               column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:
         return (column,), numbers(values, where, flag, column)
 
+    def target_words(self, names: tuple[str, ...]) -> str:
+        return f"target {names[0]}" if names else "a target"
+
     def relabel(self, targets: np.ndarray, names: tuple[str, ...], wanted: tuple[str, ...],
                 strict: bool) -> tuple[np.ndarray, np.ndarray]:
         """Targets as they are: a number needs no class order (a model's target column may

@@ -95,6 +95,10 @@ class Task(abc.ABC):
     def check_splits(self, train: np.ndarray, val: np.ndarray, names: tuple[str, ...]) -> None:
         """DataError when the training (and validation) targets cannot train this task."""
 
+    def target_words(self, names: tuple[str, ...]) -> str:
+        """What the targets are, for log lines: "10 classes", "4 labels", "target score"."""
+        return f"{len(names)} {'class' if len(names) == 1 else 'classes'}"
+
     def counts(self, targets: np.ndarray, names: tuple[str, ...]) -> dict[str, int]:
         """{class (label): examples that have it}, for the report's data section; none for a
         task without classes."""

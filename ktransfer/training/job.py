@@ -170,8 +170,8 @@ def _open_job(cfg: RunConfig, modality: Modality, splits: Splits, network: Netwo
     atomic.write_text(run.path / "labels.txt", "\n".join(class_names) + "\n")
     task = task_of(cfg)
     counts = splits.counts()
-    log.info("data: %d train, %d val, %d test %ss, %d classes", counts["train"], counts["val"],
-             counts["test"], modality.presentation.noun, len(class_names))
+    log.info("data: %d train, %d val, %d test %ss, %s", counts["train"], counts["val"],
+             counts["test"], modality.presentation.noun, task.target_words(splits.class_names))
     if cfg.train.probe and not run.resume:  # the probe sits above training: named, not imported
         import_object(PROBE_RUN)(cfg, modality, splits, network, run.path / "probe",
                                  run.path / "cache")
