@@ -134,7 +134,9 @@ browser:
 # The long end-to-end tests (marked slow) run in make test-slow; .ci/run runs both.
 test: install text-assets lint typecheck browser docs
 	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder \
-		-m "not assets and not slow"
+		-m "not assets and not slow" || { echo "make test: a test failed (listed above, FAILED ...). \
+	A test that passes when run again alone is a bug: please report it with that line; \
+	run one again with $(PY) -m pytest 'tests/FILE.py::NAME'"; exit 1; }
 
 # The long end-to-end tests: multi-worker kill and resume, the two-process run, the class-MMD
 # acceptance run, kill-and-resume of runs and searches, adaptation under mirrored, the int8
