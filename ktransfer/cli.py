@@ -113,8 +113,8 @@ def usage(prog: str, groups: dict[str, type] | None = None, extra: list[str] | N
                             "file's value, one given before it is overridden by the file. "
                             "absl's own flags: --helpfull.", width=100), ""]
     for group, cls in groups.items():
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
-        lines.append(f"{group}: {doc}")
+        doc = " ".join((cls.__doc__ or "").strip().split("\n\n")[0].split())  # 1st paragraph
+        lines += textwrap.wrap(f"{group}: {doc}", width=100, subsequent_indent="  ")
         for f in config.options(cls):
             lines += _describe(fv[f.name], f)
         lines.append("")

@@ -169,6 +169,8 @@ def test_help_lists_the_commands_own_flags_by_group_and_no_absl_flag(groups):
     text = cli.usage("ktransfer.x", groups, [], fv)
     for group, cls in groups.items():
         assert f"\n{group}: " in text
+        said = text.split(f"\n{group}: ", 1)[1].split("\n  --", 1)[0]
+        assert said.rstrip().endswith("."), said  # the whole sentence (ce06f12 cut some)
         for f in config.options(cls):
             assert f"--{f.name}=" in text or f"--[no]{f.name}" in text, f.name
     for absl_flag in ("logtostderr", "verbosity", "only_check_args", "pdb"):
