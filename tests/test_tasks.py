@@ -336,6 +336,11 @@ def test_task_runs_evaluate_predict_and_export_alike(which, request, tmp_path):
                   for p in served["predicted"]]
         assert picked == [sorted(r["label"] for r in row["labels"]) for row in rows]
         assert "praise" in picked[0] and "complaint" in picked[1]
+        thresholds = dict(zip(clf.class_names, clf.state["thresholds"], strict=True))
+        for row in rows:  # each answer beside the threshold it passed (not shown on ce06f12)
+            assert row["thresholds"] == [round(thresholds[r["label"]], 4) for r in row["labels"]]
+            assert all(r["probability"] >= t for r, t in zip(row["labels"], row["thresholds"],
+                                                             strict=True))
     assert read_state(version) == read_state(run.run_dir)
 
 

@@ -401,6 +401,15 @@ class MultiLabel(Task):
         return [[(names[j], float(p[j])) for j in np.argsort(-p, kind="stable") if d[j]]
                 for p, d in zip(outputs, decided, strict=True)]
 
+    def extras(self, outputs: np.ndarray, names: list[str], state: dict[str, Any]
+               ) -> list[dict[str, Any]]:
+        """Each answered label's threshold (chosen on the validation split), in the answers'
+        order: a label at 0.30 is predicted when its threshold is lower."""
+        limits = np.asarray(state.get("thresholds") or [DEFAULT_THRESHOLD] * len(names))
+        return [{"thresholds": [round(float(limits[j]), 4) for j in np.argsort(-p, kind="stable")
+                                if d[j]]}
+                for p, d in zip(outputs, _decisions(outputs, state), strict=True)]
+
     def serving(self, outputs: tf.Tensor, names: list[str], k: int, state: dict[str, Any]
                 ) -> dict[str, tf.Tensor]:
         """`probabilities` [B, C]; `predicted` [B, C] (at or above the label's threshold);
