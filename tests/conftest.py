@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Memos of checked files (ktransfer.data.memo) go to a folder of this test session's own.
 os.environ["KTRANSFER_CACHE"] = tempfile.mkdtemp(prefix="ktransfer-cache-")
 
+import contextlib  # noqa: E402
 import csv  # noqa: E402
 import inspect  # noqa: E402
 import json  # noqa: E402
@@ -69,20 +70,26 @@ def repo() -> Path:
     return REPO
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 64 kB file system (tmpfs) to fill up; skipped where mounting needs a root we lack."""
-    disk = tmp_path / "small"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)],
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str = "size=64k"):
+    """A small file system mounted on `folder` for the block (a full or read-only disk);
+    the test is skipped where mounting needs a root we lack."""
+    folder.mkdir(exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
                              capture_output=True)
     if mounted.returncode != 0:
-        pytest.skip("needs root to mount a 64 kB tmpfs: "
-                    f"{mounted.stderr.decode().strip()[:80]}")
+        pytest.skip(f"needs root to mount a tmpfs: {mounted.stderr.decode().strip()[:80]}")
     try:
-        yield disk
+        yield folder
     finally:
-        subprocess.run(["umount", str(disk)], check=False)
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 kB file system (tmpfs) to fill up."""
+    with tmpfs(tmp_path / "small") as disk:
+        yield disk
 
 
 def train_killed_after(epochs: int, cfg, monkeypatch) -> None:

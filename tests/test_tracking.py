@@ -66,18 +66,10 @@ def test_a_corrupt_store_is_refused_before_the_run_folder_exists(tmp_path, monke
 
 
 def test_a_read_only_store_is_refused_before_the_run_folder_exists(tmp_path):
-    import subprocess
+    from conftest import tmpfs
 
-    store = tmp_path / "ro"
-    store.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(store)],
-                             capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"needs root to mount a tmpfs: {mounted.stderr.decode().strip()[:80]}")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as store:
         cfg = config.build(**tiny_values(tmp_path, track="mlflow", tracking_uri=str(store)))
         with pytest.raises(ConfigError, match=r"^--tracking_uri: cannot write to .*ro"):
             train(cfg)
         assert not (tmp_path / "run").exists()
-    finally:
-        subprocess.run(["umount", str(store)], check=False)

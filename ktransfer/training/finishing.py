@@ -148,7 +148,8 @@ def _meaning(job: Job, task: Task, outputs: np.ndarray, state: dict[str, Any],
                         f"{found['baseline_is']} ({found['baseline']:.3g})")
     for warning in warnings:
         log.warning("WARNING: %s", warning)
-    metrics["warnings"] = [*metrics.get("warnings", []), *warnings]
+    if warnings:
+        metrics["warnings"] = [*metrics.get("warnings", []), *warnings]
     return found
 
 
