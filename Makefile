@@ -139,8 +139,9 @@ test: install text-assets lint typecheck browser docs
 	run one again with $(PY) -m pytest 'tests/FILE.py::NAME'"; exit 1; }
 
 # The long end-to-end tests: multi-worker kill and resume, the two-process run, the class-MMD
-# acceptance run, kill-and-resume of runs and searches, adaptation under mirrored, the int8
-# text export.
+# acceptance run, kill-and-resume of runs and searches (LoRA's against a run never killed),
+# adaptation under mirrored, the int8 text export and the float8 export, the four conversion
+# errors the EfficientNet-Lite reference check sees, each module imported first.
 test-slow: install text-assets
 	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m pytest -q -n 2 -m "slow and not assets"
 

@@ -89,6 +89,7 @@ def _symmetric_conv(x, filters, kernel, stride, name, depthwise=False):
     return keras.layers.BatchNormalization(epsilon=lite.BN_EPSILON, name=f"{name}_bn")(layer(x))
 
 
+@pytest.mark.slow  # four more builds of Lite0: it shows the check above can fail
 @pytest.mark.parametrize("error", ["bn_epsilon", "bgr", "symmetric_padding", "scale_127.5"])
 def test_the_reference_check_sees_each_conversion_error(error, monkeypatch):
     """The four errors a wrong conversion makes, each of which still names every sample photo

@@ -75,7 +75,7 @@ def test_quantize_with_a_tflite_copy_is_refused_at_once(tmp_path):
                             tflite="int8")
 
 
-@pytest.mark.parametrize("mode", ["int4", "float8"])
+@pytest.mark.parametrize("mode", ["int4", pytest.param("float8", marks=pytest.mark.slow)])
 def test_int4_and_float8_exports_are_scored_and_served_as_in_keras(quickstart_run, tmp_path,
                                                                     mode):
     """No test ran either mode before (ce06f12). int4 stores the head's kernel in half a byte
