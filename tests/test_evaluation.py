@@ -154,7 +154,7 @@ def test_model_with_code_is_refused_without_unsafe_load(tmp_path):
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
     refused = run_cli("predict", f"--model={tmp_path / 'code.keras'}", str(image))
     assert refused.returncode == 2
-    assert "contains code (a Lambda layer)" in error_line(refused)
+    assert "contains code (a Lambda layer named" in error_line(refused)
     assert "--unsafe_load" in error_line(refused)
     allowed = run_cli("predict", f"--model={tmp_path / 'code.keras'}", "--unsafe_load",
                       str(image))

@@ -188,6 +188,9 @@ class _Drain(keras.Model):
     """Draws batches as `fit` does and trains nothing: replays a pipeline's finished epochs
     (Keras' own iteration, so shuffle and augmentation advance exactly as in training)."""
 
+    def call(self, inputs: Any) -> Any:  # a distribution strategy builds the model first
+        return inputs
+
     def train_step(self, data: Any) -> dict:
         return {"examples": tf.shape(keras.tree.flatten(data)[0])[0]}
 
@@ -200,7 +203,7 @@ def replay(batches: tf.data.Dataset, earlier: tuple[int, ...], done: int, steps:
     Without `steps` Keras draws one pass per epoch, whatever the stage; with `steps` (a repeated
     pipeline) one iterator per stage: the finished stages' are drawn again and this stage's
     first `done * steps` batches skipped on the iterator it trains from."""
-    started, drain = time.time(), _Drain()
+    started, drain = time.time(), _Drain(name="drain")
     drain.compile()
     epochs = [sum(earlier) + done] if not steps else list(earlier)
     for count in (e for e in epochs if e):
