@@ -133,7 +133,7 @@ browser:
 # first, see tests/conftest.py) rather than xdist's default of the files with most tests first.
 # The long end-to-end tests (marked slow) run in make test-slow; .ci/run runs both.
 test: install text-assets lint typecheck browser docs
-	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m pytest -q -n 3 --dist loadfile --no-loadscope-reorder \
+	KTRANSFER_DATA=$(KTRANSFER_DATA) $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder \
 		-m "not assets and not slow" || { echo "make test: a test failed (listed above, FAILED ...). \
 	A test that passes when run again alone is a bug: please report it with that line; \
 	run one again with $(PY) -m pytest 'tests/FILE.py::NAME'"; exit 1; }

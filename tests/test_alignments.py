@@ -72,6 +72,7 @@ class MeanGap(keras.layers.Layer):
         return source
 
 
+@pytest.mark.slow  # an adaptation run: make test-slow
 def test_a_new_alignment_is_one_registration(tiny_config, monkeypatch):
     toy = Alignment(lambda cfg, names, d, c: [MeanGap(cfg.mmd_weight, name=f"gap_{n}")
                                               for n in names])

@@ -41,6 +41,7 @@ def test_the_candidates_divide_the_effective_batch():
     assert batch_search.candidates(48)[:4] == [48, 24, 16, 12]
 
 
+@pytest.mark.slow  # a batch search and a run: make test-slow
 def test_auto_takes_the_largest_batch_that_fits_and_accumulates_the_rest(tiny_config,
                                                                          monkeypatch, caplog):
     tried = _memory_for(monkeypatch, 8)

@@ -108,6 +108,7 @@ def _digit_pngs(folder: Path, digits: range, n: int) -> list[str]:
     return [str(folder / f"{i}.png") for i in picked]
 
 
+@pytest.mark.slow  # a run and its export: make test-slow
 def test_conformal_sets_and_abstaining_reach_the_test_split_and_the_export(calibrated_run,
                                                                          tmp_path):
     """The 90% sets cover most test digits with fewer than all 5 classes; abstaining takes

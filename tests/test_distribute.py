@@ -181,6 +181,7 @@ def test_a_lost_worker_is_a_training_error_only_under_multi_worker():
             raise lost
 
 
+@pytest.mark.slow  # bfloat16 is slow on CPU: make test-slow
 def test_mixed_bfloat16_trains_on_cpu_with_float32_outputs(tiny_config):
     from ktransfer.training import train
 

@@ -170,6 +170,7 @@ def test_faces_are_real_photo_patches_half_faces():
     assert faces.images.std() > 30  # real photo patches, not blank
 
 
+@pytest.mark.slow  # trains Lite0 at 224 px: make test-slow
 def test_imagenet_lite0_transfers_to_faces_from_20_labels(tmp_path):
     """configs/quickstart_imagenet.cfg, shortened (96 px, 8 + 1 epochs): ImageNet features
     separate faces from background patches far above chance (50 %); measured 0.97."""

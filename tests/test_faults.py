@@ -122,6 +122,7 @@ def test_bad_class_names_huge_images_and_emptied_classes_are_named(tmp_path, tin
         train(tiny_config(data=str(gone), on_bad_image="skip", overwrite=True))
 
 
+@pytest.mark.slow  # a fresh Python that measures memory: make test-slow
 def test_evaluation_of_1000_classes_needs_little_memory_beyond_tensorflow(tmp_path):
     """Summary, confusion matrix and per-class plots of 1,000 classes: the peak memory above
     what importing TensorFlow takes (about 0.7 GB here) stays under 0.4 GB (it grew with the

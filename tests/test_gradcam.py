@@ -46,6 +46,7 @@ def corner_model() -> keras.Model:
     return model
 
 
+@pytest.mark.slow  # a run on corner images: make test-slow
 def test_the_heat_of_the_corner_class_peaks_in_that_corner(corner_model):
     x, y = corner_images(16, seed=2)
     cam = GradCAM(corner_model)

@@ -55,6 +55,7 @@ def test_onnx_runs_in_onnxruntime_like_keras(quickstart_run, tmp_path):
     assert report["onnx"]["opset"] == 17 and report["onnx"]["drop"] == pytest.approx(0, abs=1e-9)
 
 
+@pytest.mark.slow  # a run and a failed conversion: make test-slow
 def test_a_conversion_that_loses_accuracy_is_refused_and_nothing_is_published(
         quickstart_run, tmp_path, monkeypatch):
     from ktransfer.deploy.catalog import FORMATS
@@ -70,6 +71,7 @@ def test_a_conversion_that_loses_accuracy_is_refused_and_nothing_is_published(
     assert not json.loads((version / "conversions.json").read_text())["tflite"]["within_limit"]
 
 
+@pytest.mark.slow  # a two-phase run: make test-slow
 def test_tensorboard_steps_keep_rising_across_the_two_phases(tiny_config):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -101,6 +103,7 @@ def test_every_export_format_writes_a_copy_that_predicts_what_keras_predicts(
     assert entry["file"] == fmt.filename and entry["within_limit"]
 
 
+@pytest.mark.slow  # a run and its export: make test-slow
 def test_a_new_export_format_is_one_registration(quickstart_run, tmp_path, monkeypatch):
     """A toy format (the .keras file again, read back with Keras) added by registration alone
     is converted, checked and reported; one that predicts wrongly is refused."""

@@ -75,6 +75,7 @@ def test_lora_targets_and_the_rank_are_checked_before_any_work(tiny_bert, tmp_pa
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow  # a LoRA fine-tuning run: make test-slow
 def test_merged_run_predicts_what_the_adapted_network_did(tiny_bert, tmp_path):
     result = train(config.build(**_lora_values(tmp_path, tiny_bert)))
     run = result.run_dir

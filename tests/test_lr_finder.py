@@ -48,6 +48,7 @@ def _digest(folder) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow  # a run and a range test: make test-slow
 def test_fine_tune_range_test_on_a_finished_run_changes_nothing_of_it(tmp_path):
     run = train(config.build(**tiny_values(tmp_path, epochs=2, fine_tune_epochs=1))).run_dir
     before = _digest(run)

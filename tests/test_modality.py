@@ -105,6 +105,7 @@ def test_every_modality_meets_the_seam(name, tmp_path, request, with_toy):
     assert shown.noun and shown.input_key and shown.list_backbones()
 
 
+@pytest.mark.slow  # a run of a toy modality and its export: make test-slow
 def test_a_new_modality_is_one_registration(tmp_path, request, with_toy):
     """The toy modality trains (head, then fine-tuning), resumes nothing amiss, writes its
     report, exports, evaluates and predicts through the shared code, untouched."""

@@ -105,6 +105,7 @@ def test_nan_loss_in_the_first_epoch_is_one_line_without_a_traceback(tmp_path):
     assert "with a lower learning rate" in line
 
 
+@pytest.mark.slow  # a run that diverges late: make test-slow
 def test_nan_loss_keeps_the_last_good_checkpoint_and_history(tiny_config, monkeypatch):
     """Epoch 1 trains normally; in epoch 2 the learning rate jumps to 1e30 and the loss
     becomes NaN: training stops, and the files still hold epoch 1."""

@@ -149,6 +149,7 @@ def test_a_run_killed_in_its_first_epoch_starts_again_with_the_same_command(tiny
         train(tiny_config(epochs=2))
 
 
+@pytest.mark.slow  # a run and two exports: make test-slow
 def test_a_version_taken_meanwhile_by_another_export_is_not_reported_as_this_runs(
         tiny_config, tmp_path, monkeypatch):
     """Killed during its export (version 1 claimed), while another run exports to the same

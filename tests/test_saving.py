@@ -42,6 +42,7 @@ def test_a_trained_model_loads_with_plain_keras_without_ktransfer(tiny_config, p
         w.nbytes for w in result.model.get_weights()) + 200_000  # no optimizer state inside
 
 
+@pytest.mark.slow  # a fresh Python per layer: make test-slow
 def test_import_ktransfer_is_enough_for_its_own_layers(tmp_path):
     inputs = keras.Input((5, 4))
     path = tmp_path / "cls.keras"

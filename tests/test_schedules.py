@@ -185,6 +185,7 @@ MIRRORED_ACCUMULATION = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # two runs under a strategy: make test-slow
 def test_accumulation_under_a_mirrored_strategy_equals_one_whole_batch():
     """Keras' own accumulation fails under MirroredStrategy (keras-team/keras#20582);
     ktransfer's optimizers accumulate across 2 replicas: two half batches give the weights of

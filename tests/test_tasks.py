@@ -275,6 +275,7 @@ def score_run(tmp_path_factory, tiny_bert):
     return _task_run(tmp_path_factory, tiny_bert, "regression", "score", coverage=0.8)
 
 
+@pytest.mark.slow  # 400 texts, 8 fine-tuning epochs: make test-slow
 def test_multi_label_run_beats_giving_every_label(tags_run):
     m = tags_run.metrics
     assert m["task"] == "multi_label" and m["headline"] == "macro_f1"
@@ -287,6 +288,7 @@ def test_multi_label_run_beats_giving_every_label(tags_run):
     assert "Precision-recall curves" in page and "Confusion matrix" not in page
 
 
+@pytest.mark.slow  # 400 texts, 8 fine-tuning epochs: make test-slow
 def test_regression_run_beats_the_training_mean(score_run):
     m = score_run.metrics
     assert m["task"] == "regression" and m["class_names"] == ["score"]
@@ -307,6 +309,7 @@ def test_regression_run_beats_the_training_mean(score_run):
     assert "what it means: test R² " in summary(score_run, report=True)
 
 
+@pytest.mark.slow  # the two 400-text runs above: make test-slow
 @pytest.mark.parametrize("which", ["tags_run", "score_run"])
 def test_task_runs_evaluate_predict_and_export_alike(which, request, tmp_path):
     """evaluate reproduces the run's test metric; predict answers in the task's terms; the

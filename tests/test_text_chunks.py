@@ -79,6 +79,7 @@ def chunked_run(tiny_bert, tmp_path_factory):
     return tmp / "run"
 
 
+@pytest.mark.slow  # a chunked fine-tuning run: make test-slow
 def test_a_chunked_run_counts_its_long_texts(chunked_run):
     metrics = json.loads((chunked_run / "metrics.json").read_text())
     data = metrics["data"]
@@ -87,6 +88,7 @@ def test_a_chunked_run_counts_its_long_texts(chunked_run):
     assert metrics["network"]["long_text"] == "chunks"
 
 
+@pytest.mark.slow  # a chunked fine-tuning run and its export: make test-slow
 def test_long_texts_get_one_answer_in_python_and_from_the_saved_model(chunked_run, tmp_path):
     """A text of many chunks: predict_run and serving_default on raw strings agree."""
     found = predict_run(chunked_run, list(LONG), top_k=2)
@@ -129,6 +131,7 @@ def test_onnx_and_tflite_copies_take_the_chunks(chunked_run, tmp_path):
     assert report["onnx"]["within_limit"] and report["tflite"]["within_limit"]
 
 
+@pytest.mark.slow  # a chunked fine-tuning run: make test-slow
 def test_token_attributions_refuse_a_chunked_model(chunked_run):
     from ktransfer.deploy.saving import open_classifier
     from ktransfer.text.attributions import TokenAttributions

@@ -66,6 +66,7 @@ def test_max_length_longer_than_the_encoder_reads_is_refused(tiny_bert):
                                TextOptions(max_length=100))
 
 
+@pytest.mark.slow  # a hub text run and its export: make test-slow
 def test_a_tf_hub_encoder_with_its_preprocessing_model_trains_and_exports(tmp_path):
     import json
     import subprocess

@@ -120,6 +120,7 @@ def test_predict_run_answers_python_strings_in_one_line(text_run):
         predict_run(text_run.run_dir, ["  "])
 
 
+@pytest.mark.slow  # a text export: make test-slow
 def test_export_takes_raw_strings_and_matches_the_keras_model(text_run, tmp_path):
     clf = open_classifier(text_run.run_dir)
     version = export(clf.model, clf.modality, clf.feed, clf.class_names, tmp_path / "reviews")
@@ -133,6 +134,7 @@ def test_export_takes_raw_strings_and_matches_the_keras_model(text_run, tmp_path
     assert stored_values(version) == variable_values(clf.model)  # each weight once
 
 
+@pytest.mark.slow  # three exports of a text model: make test-slow
 def test_onnx_and_tflite_copies_of_a_text_model_match_the_saved_model(text_run, tmp_path):
     """The token-ids signature converted: each copy, fed the tokenizer shipped beside it,
     gives the SavedModel's probabilities on raw strings."""
@@ -174,6 +176,7 @@ def test_tflite_metadata_for_a_text_model_is_refused_before_any_export(text_run,
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.slow  # a search of several runs: make test-slow
 def test_tune_searches_the_head_on_cached_embeddings(tiny_bert, tmp_path):
     run = config.build(**text_values(tmp_path, tiny_bert, epochs=3, cache_features=True))
     result = search(SearchConfig(run=run, tune=TuneConfig(

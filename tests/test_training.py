@@ -56,6 +56,7 @@ def test_phase2_unfreezes_only_top_layers_and_keeps_batchnorm(tiny_config, weigh
     assert result.metrics["epochs"] == {"head": 1, "fine_tune": 2}
 
 
+@pytest.mark.slow  # a two-phase run: make test-slow
 def test_unfreeze_all_with_trainable_batchnorm_changes_everything(tiny_config, weights_file):
     path, initial = weights_file
     result = train(tiny_config(weights=str(path), image_size=32, epochs=0, fine_tune_epochs=1,
@@ -69,6 +70,7 @@ def test_unfreeze_all_with_trainable_batchnorm_changes_everything(tiny_config, w
     (1, {"block3_conv1/kernel"}),
     (2, {"block3_conv1/kernel", "block2_conv1/kernel", "block2_conv2/kernel"}),
 ])
+@pytest.mark.slow  # several fine-tuning stages: make test-slow
 def test_gradual_unfreezing_adds_one_block_per_stage(tiny_config, weights_file,
                                                      fine_tune_epochs, expected):
     path, initial = weights_file
@@ -84,6 +86,7 @@ def test_gradual_unfreezing_adds_one_block_per_stage(tiny_config, weights_file,
     assert all(a > b for a, b in zip(rates[:-1], rates[1:], strict=True)) and rates[0] < 0.01
 
 
+@pytest.mark.slow  # a two-phase run: make test-slow
 def test_early_stopping_stops_when_monitor_does_not_improve(tiny_config):
     result = train(tiny_config(epochs=6, lr=1e-12, early_stopping=1, monitor="val_accuracy"))
     assert result.metrics["epochs"]["head"] == 2
@@ -127,6 +130,7 @@ def test_l2sp_and_ema_resume_with_the_saved_anchor_and_keep_the_average(tiny_con
     assert result.metrics["val"]["accuracy"] > 0.4  # 10 classes
 
 
+@pytest.mark.slow  # a kill and resume: make test-slow
 def test_a_head_phase_resumes_from_a_state_that_leaves_the_frozen_backbone_out(
         tiny_config, weights_file, monkeypatch):
     """Without the feature cache the head phase still saves no backbone per epoch: the resume
@@ -191,6 +195,7 @@ def test_a_resumed_run_ends_where_a_run_never_killed_ends(tmp_path, monkeypatch,
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # a two-phase run: make test-slow
 def test_one_cycle_with_sgd_momentum_cycling_trains(tiny_config):
     result = train(tiny_config(optimizer="sgd", lr_schedule="one_cycle", momentum=0.95,
                                momentum_low=0.85, epochs=0, fine_tune_epochs=6,

@@ -51,6 +51,7 @@ def test_evaluate_with_flip_averages_both_views_and_reports_the_plain_accuracy(
     assert json.loads((tmp_path / "evaluation.json").read_text())["tta"]["passes"] == 2
 
 
+@pytest.mark.slow  # a run, then five crops per image: make test-slow
 def test_predict_with_crops_is_the_mean_of_five_crops(quickstart_run, tmp_path):
     clf = open_classifier(str(quickstart_run))
     path = digit_jpeg(tmp_path / "a.jpg", 3)
