@@ -38,6 +38,7 @@ def test_align_maps_class_names_and_rejects_unknown_classes():
         images.align(["a", "c"], SINGLE_LABEL)
 
 
+@pytest.mark.slow  # a fresh Python that evaluates: make test-slow
 def test_evaluate_cli_reproduces_the_runs_test_accuracy(quickstart_run, tmp_path):
     result = run_cli("evaluate", f"--model={quickstart_run}", f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr

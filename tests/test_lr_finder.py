@@ -67,6 +67,7 @@ def test_fine_tune_range_test_on_a_finished_run_changes_nothing_of_it(tmp_path):
     assert (tmp_path / "lr" / "lr_find.png").stat().st_size > 1000
 
 
+@pytest.mark.slow  # a fresh Python that trains: make test-slow
 def test_find_lr_cli_on_cached_features_suggests_a_head_rate(tmp_path):
     """The CLI end to end (one process): the head phase on cached features; the loss falls
     inside the range, so the suggestion lies strictly inside it."""

@@ -48,6 +48,7 @@ def test_l2sp_step_pulls_the_backbone_toward_its_anchor_and_the_head_toward_zero
         np.testing.assert_allclose(v.numpy(), expected, rtol=1e-6, err_msg=v.path)
 
 
+@pytest.mark.slow  # two fine-tuning runs: make test-slow
 def test_l2sp_keeps_fine_tuned_weights_closer_to_the_pretrained_ones_than_l2():
     x, y = _data()
 

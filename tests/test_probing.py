@@ -140,6 +140,7 @@ def _probe_cfg(root, out, backbones):
                               backbones=backbones, output_dir=str(out), folds=5)
 
 
+@pytest.mark.slow  # a probe of two backbones: make test-slow
 def test_real_features_outrank_random_weights_and_a_planted_duplicate_is_reported(tmp_path):
     """20 labelled digits per class: the digits backbone's features beat random weights' by
     LogME (measured -0.01 against -0.35), which ranks. The linear probe's accuracy does not

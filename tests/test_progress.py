@@ -7,6 +7,7 @@ import logging
 
 import keras
 import numpy as np
+import pytest
 
 from ktransfer import config
 from ktransfer.runs.progress import PassProgress, TrainProgress, eta
@@ -35,6 +36,7 @@ def test_passes_and_epochs_log_progress(caplog):
     assert any(m.startswith("head phase: epoch 2 of 3 done, ") for m in lines)
 
 
+@pytest.mark.slow  # a run with a report and an export: make test-slow
 def test_a_run_logs_the_steps_after_training(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="ktransfer.progress"):
         train(config.build(**tiny_values(tmp_path, report=True)))

@@ -55,7 +55,8 @@ def test_nearest_centroid_in_the_graph_matches_numpy():
     assert np.array_equal(one_hot.argmax(1), (_unit(features) @ centroids.T).argmax(1))
 
 
-@pytest.mark.parametrize("labels", [pytest.param("clusters", marks=pytest.mark.slow), "balanced"])
+@pytest.mark.slow  # an adaptation run each: make test-slow
+@pytest.mark.parametrize("labels", ["clusters", "balanced"])
 def test_class_mmd_with_pseudo_labels_trains(tiny_config, labels):
     cfg = tiny_config(epochs=1, fine_tune_epochs=1, steps_per_epoch=3, head_hidden=[16],
                       target_data="builtin:digits_m", mmd_alignment="class",

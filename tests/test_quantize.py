@@ -61,6 +61,7 @@ def test_a_larger_accuracy_drop_fails_and_publishes_nothing(quickstart_run, tmp_
     assert not list((tmp_path / "digits").glob("[0-9]*"))
 
 
+@pytest.mark.slow  # a run and two exports: make test-slow
 def test_a_convnet_is_told_that_only_its_head_shrinks(quickstart_run, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         version = _export(quickstart_run, tmp_path / "digits", quantize="int8")
@@ -75,7 +76,8 @@ def test_quantize_with_a_tflite_copy_is_refused_at_once(tmp_path):
                             tflite="int8")
 
 
-@pytest.mark.parametrize("mode", ["int4", pytest.param("float8", marks=pytest.mark.slow)])
+@pytest.mark.slow  # two exports of the quickstart run: make test-slow
+@pytest.mark.parametrize("mode", ["int4", "float8"])
 def test_int4_and_float8_exports_are_scored_and_served_as_in_keras(quickstart_run, tmp_path,
                                                                     mode):
     """No test ran either mode before (ce06f12). int4 stores the head's kernel in half a byte

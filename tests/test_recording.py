@@ -62,7 +62,8 @@ def test_a_pass_of_another_length_than_the_split_is_not_kept(rows):
     assert recorder.probabilities(model) is None
 
 
-@pytest.mark.parametrize("test_split, predicted", [(0.0, 0), (0.2, 1)])
+@pytest.mark.parametrize("test_split, predicted", [
+    pytest.param(0.0, 0, marks=pytest.mark.slow), (0.2, 1)])  # a run each
 def test_after_the_last_epoch_only_the_test_split_is_predicted(tiny_config, monkeypatch,
                                                                test_split, predicted):
     from ktransfer import training

@@ -31,6 +31,7 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_run(tmp_path, tiny_confi
     assert (precious / "chapter1.tex").read_text() == "years of work"
 
 
+@pytest.mark.slow  # two runs: make test-slow
 def test_overwrite_replaces_a_run_but_never_follows_links_out_of_it(tmp_path, tiny_config):
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -120,6 +121,7 @@ def test_a_run_killed_while_writing_its_report_is_finished_by_the_same_command(
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
 
 
+@pytest.mark.slow  # a run, a kill and an export: make test-slow
 def test_a_run_killed_during_its_export_exports_once(tiny_config, tmp_path, monkeypatch):
     export_dir = tmp_path / "exports" / "digits"
     cfg = tiny_config(epochs=1, export_dir=str(export_dir))

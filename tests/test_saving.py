@@ -28,7 +28,8 @@ def _python(code: str) -> subprocess.CompletedProcess:
                           cwd=REPO.parent, timeout=300)
 
 
-@pytest.mark.parametrize("preprocess", ["caffe", pytest.param("torch", marks=pytest.mark.slow)])
+@pytest.mark.slow  # a run, then a fresh Python per preprocessing: make test-slow
+@pytest.mark.parametrize("preprocess", ["caffe", "torch"])
 def test_a_trained_model_loads_with_plain_keras_without_ktransfer(tiny_config, preprocess):
     result = train(tiny_config(preprocess=preprocess, fine_tune_epochs=1))
     path = str(result.run_dir / "model.keras")

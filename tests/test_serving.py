@@ -56,6 +56,7 @@ def test_each_weight_is_stored_once(exported, quickstart_run):
     assert stored_values(exported / "digits" / "1") == variable_values(model)
 
 
+@pytest.mark.slow  # TensorFlow's saved_model_cli in a fresh Python: make test-slow
 def test_saved_model_cli_lists_both_signatures(exported):
     shown = subprocess.run([SAVED_MODEL_CLI, "show", "--dir", str(exported / "digits" / "1"),
                             "--all"], capture_output=True, text=True, timeout=300)
@@ -67,6 +68,7 @@ def test_saved_model_cli_lists_both_signatures(exported):
         assert f"outputs['{name}']" in out
 
 
+@pytest.mark.slow  # TensorFlow's saved_model_cli in a fresh Python: make test-slow
 def test_saved_model_cli_run_on_a_jpeg_matches_keras(exported, quickstart_run, tmp_path):
     jpeg = digit_jpeg(tmp_path / "seven.jpg", index=7)
     np.save(tmp_path / "bytes.npy", np.array([jpeg.read_bytes()]))  # dtype S: no pickle

@@ -239,6 +239,7 @@ def test_explicit_class_weights_by_name_from_the_flag_or_a_file(tmp_path):
         preflight.check_train(config.build(data="builtin:digits", class_weights="nowhere.txt"))
 
 
+@pytest.mark.slow  # two runs: make test-slow
 def test_explicit_class_weights_steer_what_a_run_learns(tmp_path):
     """Digits 0-4 with the weights of 0 and 1 at zero: the model learns never to say them,
     and the others well."""
@@ -347,6 +348,7 @@ def test_task_runs_evaluate_predict_and_export_alike(which, request, tmp_path):
     assert read_state(version) == read_state(run.run_dir)
 
 
+@pytest.mark.slow  # a search of several runs: make test-slow
 def test_tune_scores_regression_trials_by_their_lowest_error(tiny_bert, tmp_path):
     table = write_task_table(tmp_path / "reviews.csv", 120)
     run = config.build(**text_values(tmp_path, tiny_bert, data=str(table), task="regression",
@@ -428,6 +430,7 @@ def test_multi_label_image_export_serves_bytes_with_the_runs_thresholds(digit_ta
         clf.state["thresholds"]
 
 
+@pytest.mark.slow  # a kill and resume: make test-slow
 def test_regression_on_images_resumes_after_a_kill_and_beats_the_mean(tmp_path, monkeypatch):
     """The sum of the digits shown, predicted from the image; killed after 4 epochs, the same
     command resumes at epoch 5 and finishes; the export (and its ONNX copy) answers in the

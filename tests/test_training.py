@@ -367,6 +367,7 @@ def test_train_on_a_tfds_dataset(tfds_dir, tmp_path):
     assert result.metrics["num_examples"]["test"] == 12
 
 
+@pytest.mark.slow  # two two-phase runs: make test-slow
 def test_fine_tuning_is_the_same_run_with_and_without_the_feature_cache(tiny_config, tmp_path):
     """The fine-tuning phase has its own seeded pipeline: whether the head phase trained on
     cached features (never drawing from the image pipeline) or on the images (one pass per
