@@ -42,7 +42,7 @@ from sklearn.metrics import average_precision_score, f1_score  # noqa: E402
 
 from benchmarks import record  # noqa: E402
 from ktransfer import config  # noqa: E402
-from ktransfer.tasks.multi_label import best_thresholds  # noqa: E402
+from ktransfer.tasks.multi_label.core import best_thresholds  # noqa: E402
 from ktransfer.text import builtin  # noqa: E402
 from ktransfer.text.modality import TEXT  # noqa: E402
 from ktransfer.training import train  # noqa: E402

@@ -49,20 +49,21 @@ def test_the_temperature_of_overconfident_outputs_is_above_one(task):
     else:
         truth = rng.uniform(0.05, 0.95, (4000, 3))
         targets = (rng.random((4000, 3)) < truth).astype(np.float32)
-    sharp = task.rescale(truth.astype(np.float32), 2.0)
-    temperature = fit_temperature(task, sharp, targets)
+    probs = task.probabilities
+    sharp = probs.rescale(truth.astype(np.float32), 2.0)
+    temperature = fit_temperature(probs, sharp, targets)
     assert temperature == pytest.approx(2.0, rel=0.1)
-    calibrated = task.rescale(sharp, 1 / temperature)
-    assert task.nll(calibrated, targets) < task.nll(sharp, targets)
-    assert reliability(*task.confidence(calibrated, targets))[0] < \
-        reliability(*task.confidence(sharp, targets))[0]
-    np.testing.assert_allclose(task.rescale(sharp, 1.0), sharp, atol=1e-5)
+    calibrated = probs.rescale(sharp, 1 / temperature)
+    assert probs.nll(calibrated, targets) < probs.nll(sharp, targets)
+    assert reliability(*probs.confidence(calibrated, targets))[0] < \
+        reliability(*probs.confidence(sharp, targets))[0]
+    np.testing.assert_allclose(probs.rescale(sharp, 1.0), sharp, atol=1e-5)
 
 
 def test_only_tasks_with_probabilities_calibrate():
     for name in TASKS.names():
         cfg = config.build(data="builtin:digits", task=name, calibrate="temperature")
-        if TASKS.get(name).calibrates:
+        if TASKS.get(name).probabilities is not None:
             preflight.check_train(cfg)
         else:
             with pytest.raises(ConfigError, match="--calibrate"):

@@ -11,7 +11,8 @@ import pytest
 
 from ktransfer.errors import DataError
 from ktransfer.image.imageset import ImageSet
-from ktransfer.tasks.single_label import SINGLE_LABEL, summarize
+from ktransfer.tasks.single_label import SINGLE_LABEL
+from ktransfer.tasks.single_label.presentation import summarize
 
 from conftest import digit_jpeg, error_line, run_cli
 

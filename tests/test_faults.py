@@ -20,7 +20,8 @@ from ktransfer.errors import ConfigError, DataError, DiskFullError
 from ktransfer.image.sources import image_problem
 from ktransfer.reporting.evaluation import evaluate_saved
 from ktransfer.runs import rundir
-from ktransfer.tasks.single_label import summarize, top_k_hits
+from ktransfer.tasks.single_label.core import top_k_hits
+from ktransfer.tasks.single_label.presentation import summarize
 from ktransfer.training import callbacks, train
 
 from conftest import REPO, train_killed_after, write_images
@@ -127,8 +128,9 @@ def test_evaluation_of_1000_classes_needs_little_memory_beyond_tensorflow(tmp_pa
     """Summary, confusion matrix and per-class plots of 1,000 classes: the peak memory above
     what importing TensorFlow takes (about 0.7 GB here) stays under 0.4 GB (it grew with the
     square of the class count: 6.7 GB for 300 classes)."""
-    code = ("import resource, numpy as np; from ktransfer.tasks.single_label import summarize, "
-            "plot_confusion; from ktransfer.tasks.plots import plot_per_class; "
+    code = ("import resource, numpy as np; "
+            "from ktransfer.tasks.single_label.presentation import summarize, plot_confusion; "
+            "from ktransfer.tasks.plots import plot_per_class; "
             "rng = np.random.default_rng(0); "
             "p = rng.dirichlet(np.ones(1000), 3000).astype('float32'); "
             "y = rng.integers(0, 1000, 3000); "

@@ -25,7 +25,8 @@ from ktransfer.errors import ConfigError, DataError
 from ktransfer.reporting.evaluation import describe, evaluate_saved
 from ktransfer.tasks import TASKS
 from ktransfer.tasks.losses import AsymmetricLoss
-from ktransfer.tasks.multi_label import MULTI_LABEL, best_thresholds, iterative_split
+from ktransfer.tasks.multi_label import MULTI_LABEL
+from ktransfer.tasks.multi_label.core import best_thresholds, iterative_split
 from ktransfer.tasks.single_label import SINGLE_LABEL
 from ktransfer.tasks.task import read_state
 from ktransfer.training import train
@@ -102,13 +103,14 @@ def test_every_task_meets_the_contract(name, loss, tmp_path):
     assert {"loss", task.headline, task.objective} <= set(scores)
     quality, what = task.baseline(targets[kept], targets[held])
     assert task.quality(out, targets[held], state) > quality + 0.3, what  # it learned
-    summary = task.summarize(out, targets[held], names, None, 3, state)
+    shown = task.presentation
+    summary = shown.summarize(out, targets[held], names, None, 3, state)
     json.dumps([state, summary])  # what task.json and evaluation.json hold
     assert summary["num_examples"] == len(held) and summary[task.headline] == pytest.approx(
         scores[task.headline])
     assert all(MISTAKE_KEYS <= set(m) for m in summary["mistakes"])
-    assert all(isinstance(line, str) for line in task.lines(summary, 3))
-    assert "<img" in task.sections(summary, tmp_path)
+    assert all(isinstance(line, str) for line in shown.lines(summary, 3))
+    assert "<img" in shown.sections(summary, tmp_path)
     rows = task.answers(out, list(names), 2, state)
     assert len(rows) == len(held) and all(isinstance(n, str) for r in rows for n, _ in r)
     json.dumps(task.extras(out, list(names), state))  # predict's JSON holds them

@@ -428,7 +428,7 @@ def test_a_tiny_test_split_is_reported_with_its_interval_and_a_warning(tiny_conf
 
 
 def test_wilson_interval_is_sound_at_the_edges():
-    from ktransfer.tasks.single_label import wilson
+    from ktransfer.tasks.single_label.core import wilson
 
     low, high = wilson(9, 9)
     assert abs(low - 0.7008) < 1e-3 and high == 1.0

@@ -22,8 +22,7 @@ from ktransfer.modality import Modality
 from ktransfer.network.freezing import freeze
 from ktransfer.probing.results import ProbeResult
 from ktransfer.probing.scoring import conclude, network_features, score_backbone
-from ktransfer.probing.task_probes import TASK_PROBES
-from ktransfer.tasks import task_of
+from ktransfer.tasks import probe_of, task_of
 from ktransfer.training.distribute import make_strategy
 
 
@@ -45,7 +44,7 @@ def probe(cfg: ProbeRunConfig) -> ProbeResult:
     modality = preflight.check_probe(cfg)
     out = Path(cfg.probe.output_dir)
     splits = modality.load_splits(cfg.run)
-    task_probe = TASK_PROBES.get(task_of(cfg.run).name)
+    task_probe = probe_of(cfg.run)
     results = []
     for name, run in cfg.candidates():
         began = time.time()

@@ -19,8 +19,8 @@ from ktransfer.probing import duplicates, report
 from ktransfer.probing.curve import learning_curve
 from ktransfer.probing.logme import logme
 from ktransfer.probing.results import ProbeResult, Scored
-from ktransfer.probing.task_probes import TASK_PROBES, Flagged, TaskProbe
-from ktransfer.tasks import task_of
+from ktransfer.tasks import probe_of, task_of
+from ktransfer.tasks.probe import Flagged, TaskProbe
 
 log = logging.getLogger("ktransfer.probing")
 
@@ -97,7 +97,7 @@ def conclude(ranking: list[Scored], found: dict[str, np.ndarray], oof: np.ndarra
              started: float) -> ProbeResult:
     """The audit from the best backbone's features (`found`) and out-of-fold outputs, written
     with the ranking (best first) to `options.output_dir`."""
-    task_probe = TASK_PROBES.get(task_of(best_run).name)
+    task_probe = probe_of(best_run)
     out = Path(options.output_dir)
     findings = audit(found, oof, splits, task_probe, options.duplicate_similarity,
                      modality.presentation)
@@ -114,7 +114,7 @@ def probe_run(run: RunConfig, modality: Modality, splits: Splits, network: Netwo
     under the keys the head phase uses (`features.splits_key`), so `--cache_features` reuses
     them instead of a second pass."""
     began, options = time.time(), ProbeConfig(output_dir=str(out))
-    task_probe = TASK_PROBES.get(task_of(run).name)
+    task_probe = probe_of(run)
     found = network_features(network, run, modality, splits, cache_dir)
     scored, oof = score_backbone(run.model.backbone, found, splits, task_probe, run,
                                  options.folds, options.curve_points, time.time() - began)

@@ -53,11 +53,11 @@ def evaluate(model: keras.Model, modality: Modality, feed: Feed, class_names: li
         raise DataError("--data: no examples to evaluate")
     if probabilities is None:
         probabilities = prediction.probabilities(model, feed, examples, batch_size)
-    summary = {"task": task.name, **task.summarize(probabilities, examples.labels,
+    summary = {"task": task.name, **task.presentation.summarize(probabilities, examples.labels,
                                                    tuple(class_names), examples.names(), top_k,
                                                    state or {})}
     out = Path(out_dir)
-    atomic.write_text(out / SECTIONS_HTML, task.sections(summary, out))
+    atomic.write_text(out / SECTIONS_HTML, task.presentation.sections(summary, out))
     gallery = modality.presentation.gallery(model, feed, examples, summary["mistakes"], out)
     atomic.write_text(out / MISTAKES_HTML, gallery)
     atomic.write_json(out / "evaluation.json", summary)
@@ -122,7 +122,7 @@ def describe(summary: dict[str, Any], top_k: int = 5) -> list[str]:
     """What `ktransfer.evaluate` prints of a summary: its task's lines, then test-time
     augmentation's effect."""
     task = TASKS.get(summary.get("task", DEFAULT))
-    lines = task.lines(summary, top_k)
+    lines = task.presentation.lines(summary, top_k)
     tta, headline = summary.get("tta"), task.headline
     if tta:
         lines.insert(1, f"test-time augmentation {tta['views']} ({tta['passes']} views): "

@@ -1,4 +1,5 @@
 """Tasks: what depends on the kind of target, behind one seam (`ktransfer.tasks.task.Task`).
+Each task is a package here: its core, what evaluation shows, and the probe's part.
 
 A task says how labels are read and encoded, the output layer, the loss and metrics (and which
 of them `--monitor` may name), how splits are stratified, what evaluation computes and the
@@ -18,9 +19,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ktransfer.config import register_group
+from ktransfer.errors import ConfigError
 from ktransfer.registry import Registry
 
 if TYPE_CHECKING:  # annotations only: knowing the tasks imports no TensorFlow
+    from ktransfer.tasks.probe import TaskProbe
     from ktransfer.tasks.task import Task
 
 TASKS: Registry[Task] = Registry("task", "task")
@@ -47,6 +50,14 @@ DEFAULT = "single_label"  # --task's default: what a model saved without a task.
 def task_of(cfg: Any) -> Task:
     """The task of a run config (its `--task`)."""
     return TASKS.get(cfg.data.task)
+
+
+def probe_of(cfg: Any) -> TaskProbe:
+    """The probe part of a run config's task; ConfigError for a task that has none."""
+    found = task_of(cfg).probe
+    if found is None:
+        raise ConfigError("task", f"ktransfer.probe has no probe for --task={cfg.data.task}")
+    return found
 
 
 def default_task() -> Task:

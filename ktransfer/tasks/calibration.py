@@ -20,7 +20,7 @@ from ktransfer.runs import plotting
 if TYPE_CHECKING:  # annotations only
     import keras
 
-    from ktransfer.tasks.task import Task
+    from ktransfer.tasks.task import Probabilities
 
 BINS = 15
 LOGITS_LAYER = "logits"  # the classification tasks' last Dense layer (before the activation)
@@ -45,10 +45,10 @@ def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = BINS
     return float(ece), rows
 
 
-def fit_temperature(task: Task, outputs: np.ndarray, targets: np.ndarray) -> float:
-    """The T that minimises `task`'s negative log-likelihood of `outputs` with logits / T."""
+def fit_temperature(probs: Probabilities, outputs: np.ndarray, targets: np.ndarray) -> float:
+    """The T that minimises the negative log-likelihood of `outputs` with logits / T."""
     def nll(log_t: float) -> float:
-        return task.nll(task.rescale(outputs, float(np.exp(-log_t))), targets)
+        return probs.nll(probs.rescale(outputs, float(np.exp(-log_t))), targets)
 
     found = optimize.minimize_scalar(nll, bounds=LOG_T_RANGE, method="bounded",
                                      options={"xatol": 1e-4})
@@ -61,24 +61,24 @@ def scale_logits(model: keras.Model, factor: float) -> None:
     layer.set_weights([w * np.asarray(factor, w.dtype) for w in layer.get_weights()])
 
 
-def calibrate(model: keras.Model, task: Task, val: np.ndarray, targets: np.ndarray
+def calibrate(model: keras.Model, probs: Probabilities, val: np.ndarray, targets: np.ndarray
               ) -> tuple[np.ndarray, dict[str, Any]]:
     """Fits T on the validation outputs, folds it into `model`; returns the validation
     outputs as the calibrated model gives them and what calibration did (T; ECE and NLL
     before and after)."""
-    temperature = fit_temperature(task, val, targets)
+    temperature = fit_temperature(probs, val, targets)
     scale_logits(model, 1.0 / temperature)
-    after = task.rescale(val, 1.0 / temperature)
+    after = probs.rescale(val, 1.0 / temperature)
     return after, {"method": "temperature", "temperature": temperature,
-                   "val": compare(task, val, after, targets)}
+                   "val": compare(probs, val, after, targets)}
 
 
-def compare(task: Task, before: np.ndarray, after: np.ndarray, targets: np.ndarray
+def compare(probs: Probabilities, before: np.ndarray, after: np.ndarray, targets: np.ndarray
             ) -> dict[str, float]:
     """ECE and NLL of the same examples before and after calibration."""
-    return {"ece_before": reliability(*task.confidence(before, targets))[0],
-            "ece_after": reliability(*task.confidence(after, targets))[0],
-            "nll_before": task.nll(before, targets), "nll_after": task.nll(after, targets)}
+    return {"ece_before": reliability(*probs.confidence(before, targets))[0],
+            "ece_after": reliability(*probs.confidence(after, targets))[0],
+            "nll_before": probs.nll(before, targets), "nll_after": probs.nll(after, targets)}
 
 
 def plot_reliability(rows: list[dict[str, float]], path: Any, title: str) -> None:

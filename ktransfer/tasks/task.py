@@ -1,4 +1,9 @@
-"""The task seam: everything that depends on the kind of target, in one interface.
+"""The task seam: what training and export need of the kind of target, in one interface.
+
+A task is one package (`ktransfer/tasks/NAME/`): its core (this `Task`: reading, splitting,
+the output layer, loss, metrics, scores, answers and serving outputs) and its optional parts,
+loaded on first use: a `Presentation` (what evaluation shows), a `TaskProbe` (what the probe
+does) and `Probabilities` (what --calibrate scales). A capability is the presence of a part.
 
 Targets live in `Examples.labels`, in the task's own form (`Task.parse` makes them from the
 label values a source holds): int32 class ids [N] (single-label), float32 label sets [N, C]
@@ -11,7 +16,9 @@ built into the export.
 from __future__ import annotations
 
 import abc
+import functools
 import html
+import importlib
 import json
 import os
 from pathlib import Path
@@ -24,12 +31,41 @@ import tensorflow as tf
 from ktransfer.config.data import weight_pairs
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.runs import atomic
+from ktransfer.tasks.presentation import Plain, Presentation
 
 if TYPE_CHECKING:  # annotations only
     from ktransfer.config import ModelConfig, RunConfig
+    from ktransfer.tasks.probe import TaskProbe
 
 STATE_FILE = "task.json"  # in a run directory, beside labels.txt
+# What each optional flag of the task group says to a task that does not take it.
+REFUSED = {
+    "class_weights": "class weights are for --task=single_label; with --task={task} use "
+                     "--loss=focal",
+    "coverage": "conformal sets are for single_label and regression; --task={task} has none "
+                "(leave it out)",
+    "abstain_rate": "is for single_label; --task={task} has no unknown-input score (leave it "
+                    "out)",
+}
 Rows = list[list[tuple[str, float]]]  # per example: (name, score) pairs, best first
+
+
+class Probabilities(abc.ABC):
+    """The part of a task whose outputs are probabilities: --calibrate scales them by a
+    temperature, the calibration error (ECE) reads how sure they are."""
+
+    @abc.abstractmethod
+    def rescale(self, outputs: np.ndarray, factor: float) -> np.ndarray:
+        """The outputs the model would give with its logits multiplied by `factor`."""
+
+    @abc.abstractmethod
+    def nll(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        """The mean negative log-likelihood of the targets (nats per example)."""
+
+    @abc.abstractmethod
+    def confidence(self, outputs: np.ndarray, targets: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """(confidence [M] in [0, 1], whether it was right [M]) for the calibration error."""
 
 
 class Task(abc.ABC):
@@ -47,10 +83,30 @@ class Task(abc.ABC):
     answer_fields: tuple[str, str, str] = ("top_k", "class", "probability")
     output_key: str = "probabilities"  # the serving output that is the model's output
     distribution: bool = False  # whether each output row sums to 1 (a max over parts rescales)
-    calibrates: bool = False  # whether its outputs are probabilities --calibrate can scale
-    weighs_classes: bool = False  # whether it takes --class_weights
-    conformal: bool = False  # whether it gives conformal sets (intervals) with --coverage
-    abstains: bool = False  # whether it takes --abstain_rate
+    # The optional flags of the task group it takes: class_weights, coverage (conformal sets
+    # or intervals), abstain_rate (an unknown-input threshold); the others are refused.
+    takes: tuple[str, ...] = ()
+    # Its optional parts, each "package.module:ATTR" (loaded on first use): a `Presentation`
+    # subclass (what evaluation shows; `Plain` without), a `TaskProbe` (what `probe` does;
+    # the probe refuses the task without), a `Probabilities` (outputs --calibrate can scale).
+    presentation_entry: str = ""
+    probe_entry: str = ""
+    probabilities_entry: str = ""
+
+    @functools.cached_property
+    def presentation(self) -> Presentation:
+        """What evaluation, the report and the model card show of this task's outputs."""
+        return load(self.presentation_entry)(self) if self.presentation_entry else Plain(self)
+
+    @functools.cached_property
+    def probe(self) -> TaskProbe | None:
+        """The probe's part of this task (None: `ktransfer.probe` does not take it)."""
+        return load(self.probe_entry) if self.probe_entry else None
+
+    @functools.cached_property
+    def probabilities(self) -> Probabilities | None:
+        """The part that scales and scores probabilities (None: --calibrate is refused)."""
+        return load(self.probabilities_entry) if self.probabilities_entry else None
 
     # Reading and splitting -------------------------------------------------------------
 
@@ -107,9 +163,8 @@ class Task(abc.ABC):
     def class_weights(self, targets: np.ndarray, names: tuple[str, ...], spec: str
                       ) -> dict[int, float] | None:
         """Keras class weights of --class_weights (`spec`: balanced, or explicit weights as
-        `read_weights` reads them); tasks whose `weighs_classes` is False refuse it (check)."""
-        raise ConfigError("class_weights", f"class weights are for --task=single_label; with "
-                          f"--task={self.name} use --loss=focal")
+        `read_weights` reads them); only a task that `takes` the flag is asked (check)."""
+        raise ConfigError("class_weights", REFUSED["class_weights"].format(task=self.name))
 
     # The network ------------------------------------------------------------------------
 
@@ -145,37 +200,20 @@ class Task(abc.ABC):
             raise ConfigError("loss", f"{options.loss} is not a loss of --task={self.name} "
                               f"(it takes {', '.join(self.losses)})")
         weights = cfg.data.class_weights
-        if weights != "none" and not self.weighs_classes:
-            self.class_weights(np.zeros(0), (), weights)  # its refusal
+        asked = {"class_weights": weights != "none", "coverage": bool(options.coverage),
+                 "abstain_rate": bool(options.abstain_rate)}
+        for flag in (f for f, on in asked.items() if on and f not in self.takes):
+            raise ConfigError(flag, REFUSED[flag].format(task=self.name))
         if weights not in ("none", "balanced"):
             read_weights(weights)  # the file and its pairs, before any work
-        if options.calibrate != "none" and not self.calibrates:
+        if options.calibrate != "none" and self.probabilities is None:
             raise ConfigError("calibrate", f"is for probabilities; --task={self.name} gives "
                               "none (leave it out)")
-        if options.coverage and not self.conformal:
-            raise ConfigError("coverage", f"conformal sets are for single_label and "
-                              f"regression; --task={self.name} has none (leave it out)")
-        if options.abstain_rate and not self.abstains:
-            raise ConfigError("abstain_rate", f"is for single_label; --task={self.name} "
-                              "has no unknown-input score (leave it out)")
         monitor = cfg.train.monitor.removeprefix("val_")
         if monitor != "loss" and monitor not in self.monitors:
             raise ConfigError("monitor", f"--task={self.name} reports val_loss"
                               f"{''.join(', val_' + m for m in self.monitors)}; got "
                               f"{cfg.train.monitor}")
-
-    def rescale(self, outputs: np.ndarray, factor: float) -> np.ndarray:
-        """The outputs the model would give with its logits multiplied by `factor`."""
-        raise NotImplementedError(f"--task={self.name} has no logits to scale")
-
-    def nll(self, outputs: np.ndarray, targets: np.ndarray) -> float:
-        """The mean negative log-likelihood of the targets (nats per example)."""
-        raise NotImplementedError(f"--task={self.name} gives no probabilities")
-
-    def confidence(self, outputs: np.ndarray, targets: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        """(confidence [M] in [0, 1], whether it was right [M]) for the calibration error."""
-        raise NotImplementedError(f"--task={self.name} gives no probabilities")
 
     def higher_is_better(self, metric: str) -> bool:
         """Whether a larger value of `metric` (e.g. val_macro_f1) is better."""
@@ -217,33 +255,6 @@ class Task(abc.ABC):
         return [{} for _ in outputs]
 
     @abc.abstractmethod
-    def summarize(self, outputs: np.ndarray, targets: np.ndarray, names: tuple[str, ...],
-                  ids: list[str] | None, top_k: int, state: dict[str, Any]) -> dict[str, Any]:
-        """evaluation.json: the metrics, per-class (label) rows and `mistakes`, the worst
-        examples for the galleries: rows of index, file, true, predicted (as text), how (how
-        wrong, as text: "97%"), output (the output that explains it, e.g. the class taken)."""
-
-    @abc.abstractmethod
-    def lines(self, summary: dict[str, Any], top_k: int) -> list[str]:
-        """What `ktransfer.evaluate` prints of `summary`: the metrics first, then a line per
-        class (label) or the worst examples."""
-
-    @abc.abstractmethod
-    def sections(self, summary: dict[str, Any], out_dir: Path) -> str:
-        """The report's HTML for `summary` (plots written into `out_dir` and embedded)."""
-
-    def limits(self, summary: dict[str, Any]) -> list[str]:
-        """The model card's measured limits from a split's `summarize` (the weakest classes,
-        the largest errors), one Markdown sentence each: names from the data go in
-        `runs.escape.md_code`."""
-        return []
-
-    def exemplars(self, targets: np.ndarray) -> list[tuple[int, int]]:
-        """(position, output) of an example of each class (label), for galleries; none by
-        default."""
-        return []
-
-    @abc.abstractmethod
     def answers(self, outputs: np.ndarray, names: list[str], k: int, state: dict[str, Any]
                 ) -> Rows:
         """`predict`'s rows: per example (name, score) pairs, best first."""
@@ -252,6 +263,12 @@ class Task(abc.ABC):
     def serving(self, outputs: tf.Tensor, names: list[str], k: int, state: dict[str, Any]
                 ) -> dict[str, tf.Tensor]:
         """The outputs every exported signature returns, from the model's output."""
+
+
+def load(entry: str) -> Any:
+    """The object a part's "package.module:ATTR" names."""
+    module, _, attr = entry.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def read_weights(spec: str) -> dict[str, float]:

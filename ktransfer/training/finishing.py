@@ -168,8 +168,9 @@ def _split_scores(job: Job, recorder: ValidationRecorder, metrics: dict[str, Any
         val = prediction.batch_probabilities(model, job.val_ds)
     else:
         log.debug("validation outputs from the last epoch's validation pass")
-    if cfg.group("task").calibrate != "none":
-        val, metrics["calibration"] = calibrate(model, task, val, job.splits.val.labels)
+    probs = task.probabilities  # present when --calibrate is (pre-flight)
+    if cfg.group("task").calibrate != "none" and probs is not None:
+        val, metrics["calibration"] = calibrate(model, probs, val, job.splits.val.labels)
     state = task.fit(val, job.splits.val.labels, cfg.group("task"))
     metrics["val"] = task.scores(val, job.splits.val.labels, model, cfg, state)
     if job.test_ds is None or job.splits.test is None:
@@ -177,9 +178,9 @@ def _split_scores(job: Job, recorder: ValidationRecorder, metrics: dict[str, Any
     with step(f"scoring the test split ({len(job.splits.test)} examples)"):
         test = prediction.batch_probabilities(model, job.test_ds)
     metrics["test"] = task.scores(test, job.splits.test.labels, model, cfg, state)
-    if "calibration" in metrics:  # the test split's outputs as they were before, beside
-        before = task.rescale(test, metrics["calibration"]["temperature"])
-        metrics["calibration"]["test"] = compare(task, before, test, job.splits.test.labels)
+    if "calibration" in metrics and probs is not None:  # the test outputs before, beside
+        before = probs.rescale(test, metrics["calibration"]["temperature"])
+        metrics["calibration"]["test"] = compare(probs, before, test, job.splits.test.labels)
     return test, state, val
 
 
@@ -193,11 +194,12 @@ def _card(job: Job, metrics: dict[str, Any], outputs: np.ndarray, state: dict[st
     """RUN/MODEL_CARD.md from the outputs [N, C] of the report's split (test, else
     validation): the task's quality with a bootstrap interval and its measured limits."""
     task, on = task_of(job.cfg), _shown_split(job)
-    summary = task.summarize(outputs, on.labels, job.splits.class_names, None, 5, state)
+    summary = task.presentation.summarize(outputs, on.labels, job.splits.class_names, None, 5,
+                                          state)
     flags = changed_flags((job.run_dir / rundir.FLAGFILE).read_text())
     quality = {k: v for k, v in metrics["quality"].items()
                if k in ("metric", "value", "low", "high", "examples")}
-    write_card(job.run_dir, card_data(metrics, flags, quality, task.limits(summary)))
+    write_card(job.run_dir, card_data(metrics, flags, quality, task.presentation.limits(summary)))
 
 
 def _report(job: Job, probabilities: np.ndarray, state: dict[str, Any]) -> None:

@@ -9,9 +9,9 @@ from sklearn.metrics import average_precision_score
 from sklearn.model_selection import KFold
 from sklearn.multiclass import OneVsRestClassifier
 
-from ktransfer.probing import linear
-from ktransfer.probing.task_probes import Flagged, TaskProbe
+from ktransfer.tasks import linear
 from ktransfer.tasks.multi_label import MULTI_LABEL
+from ktransfer.tasks.probe import Flagged, TaskProbe
 
 
 def _text(row: np.ndarray, names: tuple[str, ...]) -> str:

@@ -1,6 +1,6 @@
 """What the probe does that depends on the task, behind one seam: the targets LogME scores, the
-cross-validated linear probe, its score, and the label audit. One entry per task in
-`TASK_PROBES` (keyed by the task's name, `--task`); shared probe code never names a task.
+cross-validated linear probe, its score, and the label audit. A task's probe is one of its
+parts (`Task.probe`, in `ktransfer/tasks/NAME/probe.py`); shared probe code never names a task.
 """
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ import abc
 from dataclasses import dataclass
 
 import numpy as np
-
-from ktransfer.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -58,9 +56,3 @@ class TaskProbe(abc.ABC):
                  names: tuple[str, ...]) -> list[dict]:
         """Pairs of classes the probe mixes up, worst first; none where that does not apply."""
         return []
-
-
-TASK_PROBES: Registry[TaskProbe] = Registry("task probe", "task")
-TASK_PROBES.register("single_label", "ktransfer.probing.single_label:PROBE")
-TASK_PROBES.register("multi_label", "ktransfer.probing.multi_label:PROBE")
-TASK_PROBES.register("regression", "ktransfer.probing.regression:PROBE")

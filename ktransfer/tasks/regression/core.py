@@ -11,7 +11,6 @@ every part covers the range.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -22,8 +21,7 @@ from scipy import stats
 from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.data.splits import stratified_split
 from ktransfer.errors import ConfigError, DataError
-from ktransfer.runs import plotting
-from ktransfer.tasks.task import Rows, Task, head_dense, loss_value, table
+from ktransfer.tasks.task import Rows, Task, head_dense, loss_value
 from ktransfer.tasks.uncertainty import fit_interval, interval_scores
 
 SCALE_LAYER = "target_scale"
@@ -81,7 +79,9 @@ class Regression(Task):
     smooths = False
     answer_fields = ("values", "target", "value")
     output_key = "value"
-    conformal = True
+    takes = ("coverage",)
+    presentation_entry = "ktransfer.tasks.regression.presentation:RegressionPresentation"
+    probe_entry = "ktransfer.tasks.regression.probe:PROBE"
 
     def parse(self, values: list[Any], where: list[str], options: Any, flag: str,
               column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:
@@ -160,7 +160,7 @@ class Regression(Task):
         """The loss (with the model's regularisation), MAE, RMSE and R²."""
         predicted = outputs[:, 0]
         return {"loss": loss_value(self.loss(cfg), targets[:, None], outputs, model),
-                **_errors(predicted, targets), **_intervals(predicted, targets, state)}
+                **errors_of(predicted, targets), **intervals_of(predicted, targets, state)}
 
     def fit(self, outputs: np.ndarray, targets: np.ndarray, options: Any) -> dict[str, Any]:
         """The conformal interval's half-width (--coverage), from the validation residuals."""
@@ -176,58 +176,6 @@ class Regression(Task):
         mean = float(np.mean(train))
         return (r_squared(np.full(len(val), mean), val) if len(val) else 0.0,
                 f"always predicting the training mean {mean:.4g}")
-
-    def summarize(self, outputs: np.ndarray, targets: np.ndarray, names: tuple[str, ...],
-                  ids: list[str] | None, top_k: int, state: dict[str, Any]) -> dict[str, Any]:
-        """MAE, RMSE, R², the target's range, a sample of (true, predicted) pairs for the
-        scatter plot and the examples of largest error."""
-        predicted = outputs[:, 0].astype(np.float64)
-        error = np.abs(predicted - targets)
-        shown = np.random.default_rng(0).permutation(len(targets))[:SHOWN]
-        worst = np.argsort(-error, kind="stable")[:12]
-        return {"num_examples": int(len(targets)), **_errors(predicted, targets),
-                **_intervals(predicted, targets, state),
-                "class_names": list(names), "target": names[0],
-                "range": [float(targets.min()), float(targets.max())] if len(targets) else [],
-                "pairs": [[float(targets[i]), float(predicted[i])] for i in sorted(shown)],
-                "mistakes": [{"index": int(i), "file": None if ids is None else str(ids[i]),
-                              "true": f"{targets[i]:.4g}", "predicted": f"{predicted[i]:.4g}",
-                              "confidence": float(error[i]), "how": f"off by {error[i]:.3g}",
-                              "output": 0} for i in worst]}
-
-    def limits(self, summary: dict[str, Any]) -> list[str]:
-        """The target range it saw and its largest errors."""
-        found = []
-        if summary["range"]:
-            found.append(f"tested on targets from {summary['range'][0]:.4g} to "
-                         f"{summary['range'][1]:.4g}; outside that range it extrapolates")
-        worst = summary["mistakes"][:3]
-        if worst:
-            found.append("largest errors: " + "; ".join(
-                f"true {m['true']}, predicted {m['predicted']}" for m in worst))
-        return found
-
-    def lines(self, summary: dict[str, Any], top_k: int) -> list[str]:
-        return [f"examples: {summary['num_examples']}  MAE: {summary['mae']:.4g}  RMSE: "
-                f"{summary['rmse']:.4g}  R²: {summary['r2']:.4f}  Pearson r: "
-                f"{summary['pearson']:.4f}  Spearman ρ: {summary['spearman']:.4f}",
-                *_interval_lines(summary),
-                "  largest errors:",
-                *(f"  {m['file'] or m['index']}: true {m['true']}, predicted "
-                  f"{m['predicted']}" for m in summary["mistakes"][:5])]
-
-    def sections(self, summary: dict[str, Any], out_dir: Path) -> str:
-        _plot_pairs(summary, out_dir / "predicted_vs_true.png")
-        rows = [[m["file"] or m["index"], m["true"], m["predicted"], m["how"]]
-                for m in summary["mistakes"]]
-        return (f"<p>MAE {summary['mae']:.4g}, RMSE {summary['rmse']:.4g}, R² "
-                f"{summary['r2']:.3f} (0 is predicting the mean, 1 is perfect), Pearson r "
-                f"{summary['pearson']:.3f}, Spearman ρ {summary['spearman']:.3f}</p>"
-                + "".join(f"<p>{line}</p>" for line in _interval_lines(summary))
-                + "<h3>Predicted against true</h3>"
-                + plotting.img_tag(out_dir / "predicted_vs_true.png", "predicted against true")
-                + "<h3>Largest errors</h3>"
-                + table(["example", "true", "predicted", "error"], rows))
 
     def answers(self, outputs: np.ndarray, names: list[str], k: int, state: dict[str, Any]
                 ) -> Rows:
@@ -253,7 +201,7 @@ class Regression(Task):
         return {"value": value, "lower": value - half, "upper": value + half}
 
 
-def _errors(predicted: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+def errors_of(predicted: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     """MAE, RMSE, R² and the Pearson and Spearman correlations (0 where undefined: fewer
     than 2 examples or no spread)."""
     if not len(targets):
@@ -266,32 +214,9 @@ def _errors(predicted: np.ndarray, targets: np.ndarray) -> dict[str, float]:
             "spearman": float(stats.spearmanr(predicted, targets)[0]) if spread else 0.0}
 
 
-def _intervals(predicted: np.ndarray, targets: np.ndarray, state: dict[str, Any]
+def intervals_of(predicted: np.ndarray, targets: np.ndarray, state: dict[str, Any]
                ) -> dict[str, float]:
     if "conformal" not in state:
         return {}
     return interval_scores(predicted, targets, state["conformal"])
 
-
-def _interval_lines(summary: dict[str, Any]) -> list[str]:
-    if "interval_coverage" not in summary:
-        return []
-    return [f"conformal intervals (width {summary['interval_width']:.4g}): coverage "
-            f"{summary['interval_coverage']:.4f} (asked {summary['coverage_asked']:.2f})"]
-
-
-def _plot_pairs(summary: dict[str, Any], path: Path) -> None:
-    plt = plotting.pyplot()
-    pairs = np.array(summary["pairs"]).reshape(-1, 2)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=100)
-    ax.scatter(pairs[:, 0], pairs[:, 1], s=8, alpha=0.6)
-    if len(summary["range"]) == 2:
-        ax.plot(summary["range"], summary["range"], color="grey", linewidth=1)
-    ax.set_xlabel(f"true {summary['target']}")
-    ax.set_ylabel("predicted")
-    ax.set_title(f"R² {summary['r2']:.3f}, MAE {summary['mae']:.3g}")
-    fig.tight_layout()
-    plotting.save(fig, path)
-
-
-REGRESSION = Regression()

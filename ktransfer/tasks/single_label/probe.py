@@ -7,8 +7,8 @@ import numpy as np
 from cleanlab.filter import find_label_issues
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
-from ktransfer.probing import linear
-from ktransfer.probing.task_probes import Flagged, TaskProbe
+from ktransfer.tasks import linear
+from ktransfer.tasks.probe import Flagged, TaskProbe
 
 
 def _full(probabilities: np.ndarray, seen: np.ndarray, outputs: int) -> np.ndarray:

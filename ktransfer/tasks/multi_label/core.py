@@ -12,22 +12,25 @@ recall, F1 and average precision. Labels come from a table column as `a|b|c` (CS
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
-from sklearn.metrics import average_precision_score, f1_score, precision_recall_fscore_support
+from sklearn.metrics import average_precision_score, f1_score
 
 from ktransfer.config import ModelConfig, RunConfig
 from ktransfer.errors import ConfigError, DataError
-from ktransfer.runs import plotting
-from ktransfer.runs.escape import md_code
-from ktransfer.tasks.calibration import LOGITS_LAYER, plot_reliability, reliability
+from ktransfer.tasks.calibration import LOGITS_LAYER
 from ktransfer.tasks.losses import AsymmetricLoss
-from ktransfer.tasks.plots import LABELLED_CLASSES, plot_per_class
-from ktransfer.tasks.task import Rows, Task, head_dense, loss_value, names_where, table
+from ktransfer.tasks.task import (
+    Probabilities,
+    Rows,
+    Task,
+    head_dense,
+    loss_value,
+    names_where,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_THRESHOLD = 0.5  # of a label the validation split has no example of
@@ -146,7 +149,7 @@ def best_thresholds(outputs: np.ndarray, targets: np.ndarray) -> list[float]:
     return found
 
 
-def _decisions(outputs: np.ndarray, state: dict[str, Any]) -> np.ndarray:
+def decisions(outputs: np.ndarray, state: dict[str, Any]) -> np.ndarray:
     thresholds = np.asarray(state.get("thresholds") or [DEFAULT_THRESHOLD] * outputs.shape[1])
     return outputs >= thresholds[None, :]
 
@@ -169,7 +172,9 @@ class MultiLabel(Task):
     monitors = ("macro_f1", "micro_f1", "map")
     losses = ("auto", "focal", "asymmetric")
     answer_fields = ("labels", "label", "probability")
-    calibrates = True
+    presentation_entry = "ktransfer.tasks.multi_label.presentation:MultiLabelPresentation"
+    probe_entry = "ktransfer.tasks.multi_label.probe:PROBE"
+    probabilities_entry = "ktransfer.tasks.multi_label.core:SIGMOID"
 
     def parse(self, values: list[Any], where: list[str], options: Any, flag: str,
               column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:
@@ -282,31 +287,16 @@ class MultiLabel(Task):
                 keras.metrics.AUC(curve="PR", multi_label=True, num_labels=outputs,
                                   name="map")]
 
-    def rescale(self, outputs: np.ndarray, factor: float) -> np.ndarray:
-        p = np.clip(outputs, TINY, 1.0 - TINY)
-        return (1.0 / (1.0 + np.exp(-np.log(p / (1.0 - p)) * factor))).astype(np.float32)
-
-    def nll(self, outputs: np.ndarray, targets: np.ndarray) -> float:
-        """Binary cross-entropy summed over the labels, averaged over the examples."""
-        p = np.clip(outputs, TINY, 1.0 - TINY)
-        bce = targets * np.log(p) + (1.0 - targets) * np.log(1.0 - p)
-        return float(-bce.sum(axis=1).mean()) if len(targets) else 0.0
-
-    def confidence(self, outputs: np.ndarray, targets: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-        """Every label's probability, and whether the label is there."""
-        return outputs.ravel(), targets.ravel() > 0.5
-
     def scores(self, outputs: np.ndarray, targets: np.ndarray, model: keras.Model,
                cfg: RunConfig, state: dict[str, Any]) -> dict[str, float]:
         """The loss (with the model's regularisation), F1 at the chosen thresholds, mean
         average precision and subset accuracy."""
         return {"loss": loss_value(self.loss(cfg), targets, outputs, model),
-                **self._metrics(outputs, targets, state)}
+                **self.metrics_of(outputs, targets, state)}
 
-    def _metrics(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]
+    def metrics_of(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]
                  ) -> dict[str, float]:
-        decided, truth = _decisions(outputs, state), targets > 0.5
+        decided, truth = decisions(outputs, state), targets > 0.5
         return {"macro_f1": self.quality(outputs, targets, state),
                 "micro_f1": float(f1_score(truth, decided, average="micro", zero_division=0)),
                 "map": _mean_ap(outputs, targets),
@@ -318,7 +308,7 @@ class MultiLabel(Task):
         present = truth.any(axis=0)
         if not present.any():
             return 0.0
-        decided = _decisions(outputs, state)[:, present]
+        decided = decisions(outputs, state)[:, present]
         truth = truth[:, present]
         hits = (decided & truth).sum(axis=0)  # counted here, not by sklearn: the model card's
         wrong = (decided != truth).sum(axis=0)  # bootstrap calls this 1,000 times
@@ -333,71 +323,10 @@ class MultiLabel(Task):
     def fit(self, outputs: np.ndarray, targets: np.ndarray, options: Any) -> dict[str, Any]:
         return {"thresholds": best_thresholds(outputs, targets)}
 
-    def summarize(self, outputs: np.ndarray, targets: np.ndarray, names: tuple[str, ...],
-                  ids: list[str] | None, top_k: int, state: dict[str, Any]) -> dict[str, Any]:
-        truth, decided = targets > 0.5, _decisions(outputs, state)
-        precision, recall, f1, support = precision_recall_fscore_support(
-            truth, decided, average=None, zero_division=0)
-        thresholds = state.get("thresholds") or [DEFAULT_THRESHOLD] * len(names)
-        rows = [{"label": name, "precision": float(p), "recall": float(r), "f1": float(f),
-                 "ap": float(average_precision_score(truth[:, j], outputs[:, j]))
-                 if truth[:, j].any() else 0.0, "support": int(n),
-                 "threshold": float(thresholds[j])}
-                for j, (name, p, r, f, n) in enumerate(zip(names, precision, recall, f1,
-                                                           support, strict=True))]
-        return {"num_examples": int(len(targets)), **self._metrics(outputs, targets, state),
-                "per_label": rows,
-                "class_names": list(names),
-                "curves": _pr_curves(outputs, truth, names),
-                **dict(zip(("ece", "reliability"),
-                           reliability(*self.confidence(outputs, targets)), strict=True)),
-                "mistakes": _mistakes(outputs, truth, decided, names, ids)}
-
-    def limits(self, summary: dict[str, Any]) -> list[str]:
-        """The labels of lowest average precision."""
-        rows = [r for r in summary["per_label"] if r["support"]]
-        return [f"label {md_code(r['label'])}: average precision {r['ap']:.3f}, recall "
-                f"{r['recall']:.3f} at its threshold, {r['support']} examples"
-                for r in sorted(rows, key=lambda r: r["ap"])[:3]]
-
-    def lines(self, summary: dict[str, Any], top_k: int) -> list[str]:
-        return [f"examples: {summary['num_examples']}  macro F1: {summary['macro_f1']:.4f}  "
-                f"micro F1: {summary['micro_f1']:.4f}  mAP: {summary['map']:.4f}  "
-                f"subset accuracy: {summary['subset_accuracy']:.4f}",
-                *(f"  {r['label']:<20} precision {r['precision']:.3f}  recall "
-                  f"{r['recall']:.3f}  F1 {r['f1']:.3f}  AP {r['ap']:.3f}  threshold "
-                  f"{r['threshold']:.2f}  ({r['support']} examples)"
-                  for r in summary["per_label"])]
-
-    def sections(self, summary: dict[str, Any], out_dir: Path) -> str:
-        plot_per_class(summary["per_label"], out_dir / "per_label.png", key="label")
-        _plot_curves(summary["curves"], out_dir / "pr_curves.png")
-        plot_reliability(summary["reliability"], out_dir / "reliability.png",
-                         f"reliability (ECE {summary['ece']:.3f})")
-        rows = [[r["label"], r["precision"], r["recall"], r["f1"], r["ap"], r["threshold"],
-                 r["support"]] for r in summary["per_label"]]
-        return (f"<p>macro F1 {summary['macro_f1']:.3f}, micro F1 {summary['micro_f1']:.3f}, "
-                f"mAP {summary['map']:.3f}, subset accuracy "
-                f"{summary['subset_accuracy']:.3f} (F1 at each label's threshold, chosen on "
-                "the validation split)</p><h3>Per label</h3>"
-                + plotting.img_tag(out_dir / "per_label.png", "per-label metrics")
-                + "<h3>Precision-recall curves</h3>"
-                + plotting.img_tag(out_dir / "pr_curves.png", "precision-recall curves")
-                + table(["label", "precision", "recall", "F1", "AP", "threshold", "examples"],
-                        rows)
-                + "<h3>Calibration</h3><p>Expected calibration error "
-                f"{summary['ece']:.3f}: how far each label's probability is from how often "
-                "the label is there (0 is perfect).</p>"
-                + plotting.img_tag(out_dir / "reliability.png", "reliability diagram"))
-
-    def exemplars(self, targets: np.ndarray) -> list[tuple[int, int]]:
-        return [(int(np.flatnonzero(targets[:, c] > 0.5)[0]), c)
-                for c in range(targets.shape[1]) if targets[:, c].any()]
-
     def answers(self, outputs: np.ndarray, names: list[str], k: int, state: dict[str, Any]
                 ) -> Rows:
         """The labels at or above their thresholds, most probable first."""
-        decided = _decisions(outputs, state)
+        decided = decisions(outputs, state)
         return [[(names[j], float(p[j])) for j in np.argsort(-p, kind="stable") if d[j]]
                 for p, d in zip(outputs, decided, strict=True)]
 
@@ -408,7 +337,7 @@ class MultiLabel(Task):
         limits = np.asarray(state.get("thresholds") or [DEFAULT_THRESHOLD] * len(names))
         return [{"thresholds": [round(float(limits[j]), 4) for j in np.argsort(-p, kind="stable")
                                 if d[j]]}
-                for p, d in zip(outputs, _decisions(outputs, state), strict=True)]
+                for p, d in zip(outputs, decisions(outputs, state), strict=True)]
 
     def serving(self, outputs: tf.Tensor, names: list[str], k: int, state: dict[str, Any]
                 ) -> dict[str, tf.Tensor]:
@@ -426,61 +355,23 @@ class MultiLabel(Task):
                 "top_k_names": tf.gather(tf.constant(names), top)}
 
 
-def _pr_curves(outputs: np.ndarray, truth: np.ndarray, names: tuple[str, ...],
-               points: int = 50) -> list[dict[str, Any]]:
-    """Precision-recall points of the labels of lowest AP (at most 12), for the plot."""
-    found = []
-    for j in range(truth.shape[1]):
-        if not truth[:, j].any():
-            continue
-        order = np.argsort(-outputs[:, j], kind="stable")
-        hits = np.cumsum(truth[order, j])
-        precision = hits / np.arange(1, len(order) + 1)
-        recall = hits / truth[:, j].sum()
-        keep = np.unique(np.linspace(0, len(order) - 1, points).astype(int))
-        found.append({"label": names[j], "precision": precision[keep].round(4).tolist(),
-                      "recall": recall[keep].round(4).tolist(),
-                      "ap": float(average_precision_score(truth[:, j], outputs[:, j]))})
-    return sorted(found, key=lambda c: c["ap"])[:12]
+class Sigmoid(Probabilities):
+    """One sigmoid probability per label: what --calibrate scales, the calibration error reads."""
+
+    def rescale(self, outputs: np.ndarray, factor: float) -> np.ndarray:
+        p = np.clip(outputs, TINY, 1.0 - TINY)
+        return (1.0 / (1.0 + np.exp(-np.log(p / (1.0 - p)) * factor))).astype(np.float32)
+
+    def nll(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        """Binary cross-entropy summed over the labels, averaged over the examples."""
+        p = np.clip(outputs, TINY, 1.0 - TINY)
+        bce = targets * np.log(p) + (1.0 - targets) * np.log(1.0 - p)
+        return float(-bce.sum(axis=1).mean()) if len(targets) else 0.0
+
+    def confidence(self, outputs: np.ndarray, targets: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Every label's probability, and whether the label is there."""
+        return outputs.ravel(), targets.ravel() > 0.5
 
 
-def _plot_curves(curves: list[dict[str, Any]], path: Path) -> None:
-    plt = plotting.pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    for curve in curves:
-        ax.plot(curve["recall"], curve["precision"],
-                label=f"{curve['label']} (AP {curve['ap']:.2f})")
-    ax.set_xlabel("recall")
-    ax.set_ylabel("precision")
-    ax.set_ylim(0, 1.05)
-    if len(curves) <= LABELLED_CLASSES:
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
-    ax.set_title("precision-recall, labels of lowest AP")
-    fig.tight_layout()
-    plotting.save(fig, path)
-
-
-def _mistakes(outputs: np.ndarray, truth: np.ndarray, decided: np.ndarray,
-              names: tuple[str, ...], ids: list[str] | None, count: int = 12
-              ) -> list[dict[str, Any]]:
-    """The examples with the most confident wrong decisions (a label given that is not
-    there, or missed), each explained by its most confidently wrong label."""
-    wrongness = np.where(decided != truth, np.abs(outputs - truth), 0.0)
-    worst = np.argsort(-wrongness.max(axis=1), kind="stable")
-    out = []
-    for i in worst[:count]:
-        if wrongness[i].max() <= 0:
-            break
-        label = int(np.argmax(wrongness[i]))
-        out.append({"index": int(i), "file": None if ids is None else str(ids[i]),
-                    "true": "|".join(n for n, t in zip(names, truth[i], strict=True) if t),
-                    "predicted": "|".join(n for n, d in zip(names, decided[i], strict=True)
-                                          if d),
-                    "confidence": float(wrongness[i, label]),
-                    "how": f"{names[label]} {'missed' if truth[i, label] else 'wrong'} "
-                           f"{outputs[i, label]:.0%}",
-                    "output": label})
-    return out
-
-
-MULTI_LABEL = MultiLabel()
+SIGMOID = Sigmoid()

@@ -8,8 +8,8 @@ import numpy as np
 from sklearn.metrics import r2_score
 from sklearn.model_selection import KFold, cross_val_predict
 
-from ktransfer.probing import linear
-from ktransfer.probing.task_probes import Flagged, TaskProbe
+from ktransfer.tasks import linear
+from ktransfer.tasks.probe import Flagged, TaskProbe
 
 OUTLIER = 3.5  # residuals beyond this many robust standard deviations (1.4826 x MAD)
 
