@@ -210,8 +210,28 @@ def test_the_figure_check_catches_a_wrong_figure():
     assert unbacked_figures("a gain of 73.6 points", gains) == ["73.6"]
 
 
-def test_every_figure_of_the_readme_comes_from_a_data_block():
-    """No measured figure (a decimal percentage, or a spread with ±) in README.md outside a
-    data block."""
-    text = DATA_BLOCK.sub("", (REPO / "README.md").read_text())
-    assert re.findall(r"\d+\.\d+ ?%|±", text) == []
+MEASURED = re.compile(r"\d+\.\d+ ?%|±|\d+\.\d+x\b")  # a percentage, a spread, a ratio
+# Pages whose figures outside data blocks were measured before benchmark data files were kept,
+# with how many such figures each still has: the count may only fall (re-measure a table with
+# its benchmark, wrap it in a data block, lower the count); every other page has none.
+UNRECORDED = {"docs/guides/adaptation.md": 20, "docs/guides/bigger-models.md": 7,
+              "docs/guides/export.md": 1, "docs/guides/imagenet.md": 4,
+              "docs/guides/probe.md": 2, "docs/guides/scale.md": 1, "docs/guides/text.md": 46,
+              "docs/guides/tuning.md": 16, "docs/results/index.md": 49,
+              "docs/results/speed.md": 21, "docs/tasks.md": 13}
+EARLIER = "measured before ktransfer kept benchmark data files"  # what those pages say
+
+
+def test_no_page_gains_a_figure_without_a_data_file():
+    """No measured figure (a decimal percentage, a spread with ±, a ratio) outside a data
+    block in README.md or docs/, but for the pages of UNRECORDED, which may not gain one and
+    say at the top that their other figures are older."""
+    found = {}
+    for page in [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]:
+        text = page.read_text()
+        count = len(MEASURED.findall(DATA_BLOCK.sub("", text)))
+        name = str(page.relative_to(REPO))
+        if count or name in UNRECORDED:
+            found[name] = count
+            assert name not in UNRECORDED or EARLIER in text.split("\n## ")[0], name
+    assert all(found[name] <= UNRECORDED.get(name, 0) for name in found), found
