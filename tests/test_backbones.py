@@ -165,7 +165,7 @@ def kerashub_resnet(tmp_path_factory):
     return save_kerashub_resnet(tmp_path_factory.mktemp("kerashub") / "tiny_resnet")
 
 
-@pytest.mark.parametrize("phase", ["frozen", "fine_tuned"])
+@pytest.mark.parametrize("phase", ["frozen", pytest.param("fine_tuned", marks=pytest.mark.slow)])
 def test_kerashub_image_backbone_trains_caches_and_exports(kerashub_resnet, tiny_config, phase,
                                                          image_folder, tmp_path):
     from ktransfer.deploy.saving import open_classifier

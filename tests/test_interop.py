@@ -24,7 +24,7 @@ def _pixels(model, n=4):
     return np.random.default_rng(0).uniform(0, 255, (n, *model.input_shape[1:])).astype("f")
 
 
-@pytest.mark.parametrize("kind", ["float32", "int8"])
+@pytest.mark.parametrize("kind", [pytest.param("float32", marks=pytest.mark.slow), "int8"])
 def test_tflite_matches_keras_and_records_its_test_accuracy(quickstart_run, tmp_path, kind):
     version = export_saved(ExportConfig(run_dir=str(quickstart_run), tflite=kind,
                                         export_dir=str(tmp_path / "m")))

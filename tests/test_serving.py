@@ -104,6 +104,7 @@ def test_rest_b64_body_and_pixel_signature_agree_with_keras(exported, quickstart
     assert by_bytes["top_k_ids"].shape == (1, 5)
 
 
+@pytest.mark.slow  # three exports: make test-slow
 def test_second_export_is_version_2_and_versions_are_never_overwritten(quickstart_run, tmp_path):
     clf = open_classifier(quickstart_run)
     assert _export(clf, tmp_path / "m").name == "1"

@@ -70,8 +70,9 @@ def test_every_task_is_what_the_data_layer_asks_of_a_task():
     assert all(isinstance(TASKS.get(name), Targets) for name in TASKS.names())
 
 
-@pytest.mark.parametrize("name,loss", [(name, loss) for name in TASKS.names()
-                                       for loss in TASKS.get(name).losses])
+@pytest.mark.parametrize("name,loss", [  # a task's other losses: make test-slow
+    pytest.param(name, loss, marks=[pytest.mark.slow] if loss != "auto" else [])
+    for name in TASKS.names() for loss in TASKS.get(name).losses])
 def test_every_task_meets_the_contract(name, loss, tmp_path):
     """With every loss it takes, a task reads, splits, trains a tiny model past its trivial
     predictor, scores, summarises, answers and serves."""

@@ -58,6 +58,7 @@ def test_report_shows_the_wrong_sentences_as_text(text_run):
         assert "<td class='text'><span title=" in page
 
 
+@pytest.mark.slow  # attributions of a text model: make test-slow
 def test_predict_explain_points_at_the_polar_words(text_run, tmp_path):
     """Integrated gradients of the top class: where it is `positive`, the word piece with the
     largest attribution is one of the positive words in nearly every sentence. (`negative` is

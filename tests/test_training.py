@@ -235,6 +235,7 @@ def test_run_directory_contents_and_rerunnable_flagfile(tiny_config, tmp_path):
         x, verbose=0), expected, atol=1e-6)
 
 
+@pytest.mark.slow  # two runs: make test-slow
 def test_existing_run_dir_is_kept_without_overwrite(tiny_config):
     first = train(tiny_config())
     before = (first.run_dir / "metrics.json").read_text()
