@@ -126,6 +126,16 @@ class Presentation(abc.ABC):
         has none (checked before predicting)."""
         raise ConfigError("explain", f"{self.noun} models have no explanations")
 
+    def network_words(self, info: dict[str, Any]) -> str:
+        """The network's facts (`Network.info`) for the report's summary line, e.g.
+        "backbone small_cnn, 32 px"."""
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in info.items())
+
+    def data_words(self, data: dict[str, Any]) -> list[str]:
+        """The data notes of metrics.json (`Modality.data_notes`) that the report's summary
+        line states, each a phrase ("cut to --max_length: 3 train"); none by default."""
+        return []
+
     def shown(self, examples: Examples) -> list[str] | None:
         """What `predict` shows of each example (the text itself), or None: its name (a file
         path) says it."""
@@ -222,12 +232,13 @@ BACKBONE_CHECKS: dict[str, str] = {}
 
 def register_modality(name: str, entry: Modality | str, default_backbone: str,
                       backbone_check: str, keras_classes: tuple[str, ...] = (),
-                      options: str = "", recipe: dict[str, Any] | None = None) -> None:
+                      options: str = "", recipe: str = "") -> None:
     """The one registration of a modality: its entry (`"package.module:ATTR"`, imported on
     first use), the backbone `--backbone=auto` gives it, the light check of a backbone name
     (`"package.module:function"`, importable without TensorFlow), the modules holding its
     Keras classes, its own config group (`"package.module:Class"`, a frozen dataclass of
-    `config.option` fields; flags of every run, read as `cfg.group(name)`) and its `recipe`:
+    `config.option` fields; flags of every run, read as `cfg.group(name)`) and its `recipe`
+    (`"package.module:DICT"`, light):
     defaults of shared flags that work better for it, taken by every flag a run leaves out."""
     MODALITIES.register(name, entry)
     DEFAULT_BACKBONES[name] = default_backbone
@@ -243,17 +254,11 @@ register_modality("image", "ktransfer.image.modality:IMAGE", "efficientnet_lite0
                   "ktransfer.image.catalog:check_backbone_name",
                   keras_classes=("ktransfer.image.preprocess",),
                   options="ktransfer.image.options:ImageOptions")
-# configs/sentiment.cfg's schedule (a head on cached sentence vectors, then the whole encoder
-# fine-tuned with a warm-up, cosine decay and layer-wise rates): the image defaults (5
-# head epochs, no fine-tuning) leave a text model near chance.
-TEXT_RECIPE = {"pooling": "avg", "cache_features": True, "epochs": 30, "lr": 0.003,
-               "dropout": 0.1, "fine_tune_epochs": 3, "fine_tune_lr": 5e-5,
-               "warmup_epochs": 0.3, "lr_schedule": "cosine", "lr_layer_decay": 0.9,
-               "unfreeze": "all", "early_stopping": 3}
 register_modality("text", "ktransfer.text.modality:TEXT", "minilm",
                   "ktransfer.text.catalog:check_encoder_name",
                   keras_classes=("ktransfer.text.chunks",),
-                  options="ktransfer.text.options:TextOptions", recipe=TEXT_RECIPE)
+                  options="ktransfer.text.options:TextOptions",
+                  recipe="ktransfer.text.options:RECIPE")
 
 
 def for_model(model: keras.Model, run_modality: str | None = None) -> Modality:

@@ -26,6 +26,7 @@ from ktransfer.config import (
     ProbeRunConfig,
     RunConfig,
     SearchConfig,
+    declared_groups,
     fields_with_registry,
 )
 from ktransfer.errors import ConfigError, first_line
@@ -63,6 +64,19 @@ def check_backbone_names(run: RunConfig, more: tuple[str, ...] = ()) -> None:
             check(given.partition("@")[0])
         except ConfigError as exc:
             raise ConfigError("backbones", str(exc).removeprefix("--backbone: ")) from None
+
+
+def check_modality_options(cfg: RunConfig) -> None:
+    """No flag of another modality's own group is set (--aug_flip on a text run): it would be
+    ignored, so it is a ConfigError naming it."""
+    groups = declared_groups()
+    for name in (m for m in MODALITIES if m != cfg.data.modality and m in groups):
+        given, default = cfg.group(name), groups[name]()
+        changed = [f.name for f in dataclasses.fields(given)
+                   if getattr(given, f.name) != getattr(default, f.name)]
+        if changed:
+            raise ConfigError(changed[0], f"is a flag of --modality={name}; this run is "
+                              f"--modality={cfg.data.modality} (remove it)")
 
 
 def check_source(modality: Modality, spec: str, flag: str) -> None:
@@ -152,6 +166,7 @@ def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
         spec = getattr(getattr(cfg, group), flag)
         if spec:
             check_source(modality, spec, flag)
+    check_modality_options(cfg)
     modality.check(cfg)
     task_of(cfg).check(cfg)
     if cfg.adapt.target_data:

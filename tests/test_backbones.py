@@ -148,7 +148,7 @@ def test_ktransfer_classifier_file_gives_its_backbone_and_preprocessing(tmp_path
     backbone = backbones.build_backbone(resolved, "imagenet", 16, layer="block2_pool")
     assert backbone.output_shape == (None, 4, 4, 64)
     overridden = backbones.resolve_spec(_model_cfg(
-        backbone=f"file:{tmp_path / 'model.keras'}", preprocess="tf"))
+        backbone=f"file:{tmp_path / 'model.keras'}"), "tf")
     assert overridden.preprocess == "tf" and overridden.make_preprocess is None
 
 

@@ -121,9 +121,11 @@ def test_command_line_overrides_flagfile(tmp_path):
 
 
 def test_augment_enabled():
-    assert not config.AugmentConfig().enabled
-    assert config.AugmentConfig(aug_flip="horizontal").enabled
-    assert config.AugmentConfig(aug_noise=2.0).enabled
+    from ktransfer.image.options import ImageOptions
+
+    assert not ImageOptions().enabled and ImageOptions(on_bad_image="skip").first_enabled() is None
+    assert ImageOptions(aug_flip="horizontal").enabled
+    assert ImageOptions(aug_noise=2.0).enabled
 
 
 def test_the_modality_registry_imports_no_tensorflow_and_keras_then_loads_cleanly(tmp_path):
@@ -140,7 +142,7 @@ def test_text_runs_take_the_text_recipe_for_every_flag_they_leave_out(tmp_path):
     """--modality=text alone gives configs/sentiment.cfg's schedule (a head, then the encoder
     fine-tuned); a flag given wins, and images keep their own defaults; the same from keyword
     values, a flagfile and the command line."""
-    from ktransfer.modality import TEXT_RECIPE
+    from ktransfer.text.options import RECIPE as TEXT_RECIPE
 
     text = config.build(modality="text", data="t.csv")
     assert (text.train.epochs, text.train.fine_tune_epochs, text.train.cache_features) == \

@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 
 from ktransfer import config
-from ktransfer.config import AugmentConfig
 from ktransfer.errors import ConfigError, DataError
 from ktransfer.image import imageset, sources
+from ktransfer.image.augmentation import Augmentation
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.modality import IMAGE
 from ktransfer.image.pipeline import make_dataset
@@ -192,12 +192,12 @@ def test_file_images_stream_shuffled_by_name_and_reshuffle_every_epoch(tmp_path,
 
 
 @pytest.mark.parametrize("augment", [
-    AugmentConfig(aug_crop=0.5), AugmentConfig(aug_flip="both"),
-    AugmentConfig(aug_rotation=0.1), AugmentConfig(aug_zoom=0.2),
-    AugmentConfig(aug_translate=0.2), AugmentConfig(aug_contrast=0.5),
-    AugmentConfig(aug_noise=10.0), AugmentConfig(aug_shear=0.3),
-    AugmentConfig(aug_color_jitter=0.5), AugmentConfig(aug_randaugment="2,9"),
-    AugmentConfig(aug_erasing=1.0),
+    Augmentation(aug_crop=0.5), Augmentation(aug_flip="both"),
+    Augmentation(aug_rotation=0.1), Augmentation(aug_zoom=0.2),
+    Augmentation(aug_translate=0.2), Augmentation(aug_contrast=0.5),
+    Augmentation(aug_noise=10.0), Augmentation(aug_shear=0.3),
+    Augmentation(aug_color_jitter=0.5), Augmentation(aug_randaugment="2,9"),
+    Augmentation(aug_erasing=1.0),
 ])
 def test_each_augmentation_changes_training_images_only(augment):
     images = sources.open_source("builtin:digits")["all"].subset(np.arange(64))
@@ -214,8 +214,8 @@ def test_each_augmentation_changes_training_images_only(augment):
     assert sorted(np.argmax(aug_y.numpy(), 1)) == sorted(images.labels)
 
 
-@pytest.mark.parametrize("augment", [AugmentConfig(aug_mixup=0.4), AugmentConfig(aug_cutmix=1.0),
-                                     AugmentConfig(aug_mixup=0.4, aug_cutmix=1.0)])
+@pytest.mark.parametrize("augment", [Augmentation(aug_mixup=0.4), Augmentation(aug_cutmix=1.0),
+                                     Augmentation(aug_mixup=0.4, aug_cutmix=1.0)])
 def test_mixup_and_cutmix_mix_images_and_labels_alike(augment):
     images = sources.open_source("builtin:digits")["all"].subset(np.arange(64))
     kwargs = dict(image_size=16, batch_size=64, cache="none", seed=1)
@@ -232,13 +232,13 @@ def test_mixup_and_cutmix_mix_images_and_labels_alike(augment):
 
 def test_augmentation_flags_are_checked():
     with pytest.raises(ConfigError, match="^--aug_randaugment: give N,M"):
-        AugmentConfig(aug_randaugment="2")
+        Augmentation(aug_randaugment="2")
     with pytest.raises(ConfigError, match="^--aug_randaugment: give N,M"):
-        AugmentConfig(aug_randaugment="2,11")
+        Augmentation(aug_randaugment="2,11")
     with pytest.raises(ConfigError, match="^--aug_mixup: must be >= 0"):
-        AugmentConfig(aug_mixup=-1.0)
-    assert AugmentConfig(aug_randaugment="3,9").randaugment() == (3, 9.0)
-    assert AugmentConfig(aug_cutmix=1.0).mixes_labels and not AugmentConfig().mixes_labels
+        Augmentation(aug_mixup=-1.0)
+    assert Augmentation(aug_randaugment="3,9").randaugment() == (3, 9.0)
+    assert Augmentation(aug_cutmix=1.0).mixes_labels and not Augmentation().mixes_labels
 
 
 def test_builtin_digits_rotations():

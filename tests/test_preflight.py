@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from ktransfer import config, preflight
@@ -143,3 +145,17 @@ def test_the_default_backbone_is_the_modalitys_own(modality, data, backbone):
     default (before: MobileNetV3Small for text too)."""
     cfg = preflight.with_defaults(config.build(modality=modality, data=data, run_dir="r"))
     assert cfg.model.backbone == backbone
+
+
+@pytest.mark.parametrize("flags, refused", [
+    ({"max_length": 64}, "--max_length: is a flag of --modality=text; this run is "
+                         "--modality=image"),
+    ({"on_bad_text": "skip"}, "--on_bad_text: is a flag of --modality=text"),
+])
+def test_a_flag_of_another_modality_is_refused_not_ignored(flags, refused):
+    """An image run given a text flag (ignored silently before: the flag did nothing) is a
+    one-line error naming it, before any work; its own modality's flags are taken."""
+    with pytest.raises(ConfigError, match="^" + re.escape(refused)):
+        preflight.check_train(config.build(data="builtin:digits", **flags), run_dir=False)
+    preflight.check_train(config.build(data="builtin:digits", aug_flip="horizontal",
+                                       image_size=32, preprocess="tf"), run_dir=False)

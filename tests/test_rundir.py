@@ -77,7 +77,7 @@ def test_a_killed_process_leaves_no_stale_lock(tmp_path, tiny_config):
 
 def _values(cfg) -> dict:
     return {"data": cfg.data.data, "backbone": cfg.model.backbone, "weights": cfg.model.weights,
-            "image_size": cfg.data.image_size, "run_dir": cfg.train.run_dir}
+            "image_size": cfg.group("image").image_size, "run_dir": cfg.train.run_dir}
 
 
 @pytest.mark.slow

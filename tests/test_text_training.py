@@ -204,7 +204,8 @@ def test_domain_adaptation_runs_on_text(text_run, tmp_path, tiny_bert):
 
 def test_image_augmentation_flags_are_refused_for_text(tiny_bert, tmp_path):
     cfg = config.build(**text_values(tmp_path, tiny_bert, aug_mixup=0.2))
-    with pytest.raises(ConfigError, match="^--aug_mixup: augments images; text runs take no"):
+    with pytest.raises(ConfigError, match="^--aug_mixup: is a flag of --modality=image; this "
+                                          "run is --modality=text"):
         preflight.check_train(cfg)
     assert not (tmp_path / "run").exists()
 

@@ -12,7 +12,6 @@ choices and `ktransfer.preflight` checks names and files once, before any work.
 """
 
 from ktransfer.config.adapt import AdaptConfig
-from ktransfer.config.augment import AugmentConfig
 from ktransfer.config.commands import (
     EvaluateConfig,
     ExportConfig,
@@ -63,7 +62,7 @@ from ktransfer.config.run import RunConfig
 from ktransfer.config.train import TrainConfig
 
 __all__ = [
-    "AUTO_BATCH", "AUTO_LR", "AdaptConfig", "AugmentConfig", "DataConfig", "DistributeConfig",
+    "AUTO_BATCH", "AUTO_LR", "AdaptConfig", "DataConfig", "DistributeConfig",
     "EvaluateConfig",
     "ExportConfig", "FROM_RUN", "FindLRConfig", "GROUPS", "LRFinderConfig", "LoadConfig",
     "ModelConfig", "PredictConfig", "ProbeConfig", "ProbeRunConfig", "RunConfig",

@@ -53,7 +53,6 @@ class DataConfig:
     split_seed: int = option(0, "Seed of the stratified train/validation/test split.")
     train_per_class: int = option(0, "Keep at most this many training images per class "
                                  "(few-label experiments); 0 keeps all.")
-    image_size: int = option(0, "Square input size in pixels; 0 uses the backbone's default.")
     batch_size: int = option(32, "Global batch size, or auto: the largest divisor of "
                              "--effective_batch_size (itself, its half, ...) whose fine-tuning "
                              "step fits in memory, found by trying one step each, with "
@@ -79,8 +78,6 @@ class DataConfig:
         require(self.val_split + self.test_split < 1.0, "val_split",
                "--val_split + --test_split must be below 1 to leave training data")
         require(self.train_per_class >= 0, "train_per_class", "must be >= 0")
-        require(self.image_size == 0 or 8 <= self.image_size <= 4096, "image_size",
-               f"must be 0 (backbone default) or in [8, 4096], got {self.image_size}")
         if str(self.batch_size) == "auto":  # from Python: build(batch_size="auto")
             object.__setattr__(self, "batch_size", AUTO_BATCH)
         require(self.batch_size >= 1 or self.batch_size == AUTO_BATCH, "batch_size",

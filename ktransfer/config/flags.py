@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ktransfer.config.adapt import AdaptConfig
-from ktransfer.config.augment import AugmentConfig
 from ktransfer.config.commands import (
     FindLRConfig,
     LRFinderConfig,
@@ -34,7 +33,6 @@ from ktransfer.errors import ConfigError
 # them in `run_groups()`.
 GROUPS: dict[str, type] = {
     "data": DataConfig,
-    "augment": AugmentConfig,
     "model": ModelConfig,
     "train": TrainConfig,
     "distribute": DistributeConfig,

@@ -25,13 +25,14 @@ from ktransfer.config.fields import FROM_RUN, option
 # `config.build(max_length=64)` knows the text group without importing the modalities first).
 DECLARED_BY = ("ktransfer.modality", "ktransfer.tasks")
 _DECLARED: dict[str, str] = {}  # group name -> "package.module:Class"
-_RECIPES: dict[str, dict[str, Any]] = {}  # modality -> {flag: default}
+_RECIPES: dict[str, str] = {}  # modality -> "package.module:DICT" of {flag: default}
 
 
-def register_recipe(modality: str, values: dict[str, Any]) -> None:
+def register_recipe(modality: str, path: str) -> None:
     """Defaults of shared flags that differ for `modality` (text: a schedule that fine-tunes a
-    sentence encoder), used for every flag a run does not set."""
-    _RECIPES[modality] = dict(values)
+    sentence encoder), used for every flag a run does not set: the dict at `path`
+    ("module:NAME", a light module), read on first use."""
+    _RECIPES[modality] = path
 
 
 def recipe(modality: str) -> dict[str, Any]:
@@ -43,7 +44,11 @@ def recipes() -> dict[str, dict[str, Any]]:
     """{modality: {flag: default}} of every modality with a recipe (for --help)."""
     for module in DECLARED_BY:
         importlib.import_module(module)
-    return {name: dict(values) for name, values in _RECIPES.items()}
+    found = {}
+    for name, path in _RECIPES.items():
+        module, _, attribute = path.partition(":")
+        found[name] = dict(getattr(importlib.import_module(module), attribute))
+    return found
 
 
 def register_group(name: str, path: str) -> None:

@@ -22,10 +22,6 @@ class ModelConfig:
                          "weights (imagenet means: as shipped).")
     backbone_layer: str = option("", "Cut the backbone at this layer (its output becomes the "
                                 "features), e.g. to drop the classifier of a file: model.")
-    preprocess: str = option("auto", "Pixel preprocessing before the backbone; auto: the "
-                            "registry's for keras.applications, scale01 ([0,1]) for hub:, the "
-                            "saved model's own (or none) for file:.", ("auto",),
-                            registry="ktransfer.image.catalog:PREPROCESSING")
     hub_output_key: str = option("", "hub: modules returning a dict: the output to use "
                                 "(default: 'default' or the only one).")
     unsafe_load: bool = option(False, "Allow loading model files that contain code (Lambda "

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ktransfer.config.adapt import AdaptConfig
-from ktransfer.config.augment import AugmentConfig
 from ktransfer.config.data import DataConfig
 from ktransfer.config.distribute import DistributeConfig
 from ktransfer.config.fields import AUTO_BATCH, require
@@ -24,7 +23,6 @@ class RunConfig:
     """
 
     data: DataConfig
-    augment: AugmentConfig
     model: ModelConfig
     train: TrainConfig
     distribute: DistributeConfig = field(default_factory=DistributeConfig)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from ktransfer.config import AugmentConfig
+from ktransfer.image.augmentation import Augmentation
 
 
 def random_resized_crop(image: tf.Tensor, size: int, min_area: float, seed: int) -> tf.Tensor:
@@ -28,7 +28,7 @@ def random_resized_crop(image: tf.Tensor, size: int, min_area: float, seed: int)
     return tf.image.resize(crop, [size, size], antialias=True)
 
 
-def batch_augmenter(cfg: AugmentConfig, seed: int) -> BatchAugmenter | None:
+def batch_augmenter(cfg: Augmentation, seed: int) -> BatchAugmenter | None:
     """Augmentation of batches [B, H, W, 3] in [0, 255] (labels [B, C] mixed by MixUp and
     CutMix); None when every transform is off."""
     layers = geometric_layers(cfg, seed) + photometric_layers(cfg, seed)
@@ -38,7 +38,7 @@ def batch_augmenter(cfg: AugmentConfig, seed: int) -> BatchAugmenter | None:
     return BatchAugmenter(layers, cfg.aug_noise, seed + 5, mixers)
 
 
-def geometric_layers(cfg: AugmentConfig, seed: int) -> list[keras.layers.Layer]:
+def geometric_layers(cfg: Augmentation, seed: int) -> list[keras.layers.Layer]:
     """Flips, rotation, zoom, translation and shear, as the flags ask."""
     layers: list[keras.layers.Layer] = []
     if cfg.aug_flip != "none":
@@ -57,7 +57,7 @@ def geometric_layers(cfg: AugmentConfig, seed: int) -> list[keras.layers.Layer]:
     return layers
 
 
-def photometric_layers(cfg: AugmentConfig, seed: int) -> list[keras.layers.Layer]:
+def photometric_layers(cfg: Augmentation, seed: int) -> list[keras.layers.Layer]:
     """Contrast, colour jitter, RandAugment and random erasing, as the flags ask."""
     layers: list[keras.layers.Layer] = []
     if cfg.aug_contrast:
@@ -78,7 +78,7 @@ def photometric_layers(cfg: AugmentConfig, seed: int) -> list[keras.layers.Layer
     return layers
 
 
-def mixing_layers(cfg: AugmentConfig, seed: int) -> list[keras.layers.Layer]:
+def mixing_layers(cfg: Augmentation, seed: int) -> list[keras.layers.Layer]:
     """MixUp and CutMix, which mix pairs of images and their labels."""
     layers: list[keras.layers.Layer] = []
     if cfg.aug_mixup:

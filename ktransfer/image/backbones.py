@@ -129,14 +129,14 @@ def get_spec(name: str) -> BackboneSpec:
     return BACKBONES.get(name.lower())
 
 
-def resolve_spec(cfg: ModelConfig) -> BackboneSpec:
+def resolve_spec(cfg: ModelConfig, preprocess: str = "auto") -> BackboneSpec:
     """The spec of `cfg.backbone`: a registry name, hub:HANDLE or file:PATH.keras, with
-    `cfg.preprocess` applied (auto keeps the backbone's own)."""
+    `preprocess` (--preprocess) applied (auto keeps the backbone's own)."""
     named = source_of(cfg.backbone)
     spec = (SOURCES.get(named[0]).spec(named[1], cfg) if named is not None
             else get_spec(cfg.backbone))
-    if cfg.preprocess != "auto":
-        spec = dataclasses.replace(spec, preprocess=cfg.preprocess, make_preprocess=None)
+    if preprocess != "auto":
+        spec = dataclasses.replace(spec, preprocess=preprocess, make_preprocess=None)
     return spec
 
 

@@ -44,6 +44,10 @@ class ImagePresentation(Presentation):
     def list_backbones(self) -> str:
         return list_backbones()
 
+    def network_words(self, info: dict[str, Any]) -> str:
+        return ", ".join(f"{v} px" if k == "image_size" else f"{k.replace('_', ' ')} {v}"
+                         for k, v in info.items())
+
     def gallery(self, model: keras.Model, feed: Feed, examples: Examples,
                 mistakes: list[dict[str, Any]], out_dir: str | os.PathLike) -> str:
         assert isinstance(examples, ImageSet)
@@ -106,15 +110,16 @@ class ImageModality(Modality):
         return dict(open_source(spec, cfg.data.data_dir, flag, image.on_bad_image, reading))
 
     def build(self, cfg: RunConfig, num_classes: int) -> Network:
-        spec = resolve_spec(cfg.model)
-        image_size = cfg.data.image_size or spec.default_size
+        image = cfg.group("image")
+        spec = resolve_spec(cfg.model, image.preprocess)
+        image_size = image.image_size or spec.default_size
         backbone = build_backbone(spec, cfg.model.weights, image_size, cfg.model.backbone_layer)
         model = build_classifier(spec, backbone, num_classes, image_size, cfg.model,
                                  task_of(cfg))
         return Network(model, backbone, {"backbone": spec.name, "image_size": image_size})
 
     def feed(self, cfg: RunConfig, network: Network) -> Feed:
-        return ImageFeed(int(network.model.input_shape[1]), cfg.augment, cfg.data.cache,
+        return ImageFeed(int(network.model.input_shape[1]), cfg.group("image"), cfg.data.cache,
                          cfg.data.shuffle_buffer, task=task_of(cfg))
 
     def feed_for(self, model: keras.Model, location: str | None) -> Feed:

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from ktransfer.config import AugmentConfig
 from ktransfer.data.examples import Examples
 from ktransfer.data.options import without_autotune
 from ktransfer.image.augment import batch_augmenter, random_resized_crop
+from ktransfer.image.augmentation import Augmentation
 from ktransfer.image.catalog import TTA_VIEWS
 from ktransfer.image.imageset import ImageSet
 from ktransfer.modality import Feed
@@ -35,7 +35,7 @@ def make_dataset(
     image_size: int,
     batch_size: int,
     training: bool,
-    augment: AugmentConfig | None = None,
+    augment: Augmentation | None = None,
     cache: str = "memory",
     cache_path: str | os.PathLike | None = None,
     shuffle_buffer: int = 2048,
@@ -140,7 +140,7 @@ class ImageFeed(Feed):
     """
 
     image_size: int
-    augment: AugmentConfig | None = None
+    augment: Augmentation | None = None
     cache: str = "none"
     shuffle_buffer: int = 2048
     task: Task | None = None

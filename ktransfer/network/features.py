@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ktransfer.config import RunConfig, to_flagfile
+from ktransfer.config import RunConfig, declared_groups, to_flagfile
 from ktransfer.data import manifest
 from ktransfer.data.examples import Examples, Splits
 from ktransfer.data.options import without_autotune
@@ -94,12 +94,15 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
 def feature_key(cfg: RunConfig, input_info: str, data_fingerprint: str) -> list[str]:
     """What cached backbone features depend on: the data flags and the data themselves
     (`data_fingerprint`, of the split manifest), the backbone, its weights file (size and
-    time) and its input (`input_info`, e.g. the image size)."""
+    time), its input (`input_info`, e.g. the image size) and the modality's own flags (the
+    pixel preprocessing, the tokenisation)."""
     m = cfg.model
     weights = os.stat(m.weights) if os.path.isfile(m.weights) else None
     stamp = f"{weights.st_size}:{weights.st_mtime_ns}" if weights else ""
+    own = (to_flagfile(cfg.group(cfg.data.modality))
+           if cfg.data.modality in declared_groups() else "")
     return [to_flagfile(cfg.data), data_fingerprint, m.backbone, m.weights, stamp,
-            m.backbone_layer, m.preprocess, m.hub_output_key, m.pooling, input_info]
+            m.backbone_layer, m.hub_output_key, m.pooling, input_info, own]
 
 
 def splits_key(cfg: RunConfig, input_info: str, splits: Splits) -> list[str]:

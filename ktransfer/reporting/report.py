@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ktransfer.config import build, to_flagfile
+from ktransfer.modality import MODALITIES
 from ktransfer.reporting.evaluation import MISTAKES_HTML, SECTIONS_HTML
 from ktransfer.runs import atomic, plotting
 from ktransfer.tasks import DEFAULT, TASKS
@@ -65,22 +66,15 @@ def _finish_axis(ax: Any, title: str, starts: list[int], offset: float) -> None:
 
 
 def _summary_line(metrics: dict[str, Any]) -> str:
-    """'backbone X, 32 px; epochs: 20 head + 20 fine-tune; examples: 10 train, 179 val, ...'."""
-    info = ", ".join(f"{v} px" if k == "image_size" else f"{k.replace('_', ' ')} {v}"
-                     for k, v in metrics.get("network", {}).items())
+    """'backbone X, 32 px; epochs: 20 head + 20 fine-tune; examples: 10 train, 179 val, ...';
+    the modality's presentation words the network and its data notes."""
+    shown = MODALITIES.get(metrics.get("modality", "image")).presentation
     epochs = metrics.get("epochs", {})
     counts = metrics.get("num_examples", {})
-    line = (f"{info}; epochs: {epochs.get('head', 0)} head + {epochs.get('fine_tune', 0)} "
-            f"fine-tune; examples: " + ", ".join(f"{n} {split}" for split, n in counts.items()))
-    data = metrics.get("data", {})
-    if data.get("truncated"):
-        line += ("; cut to --max_length: " + ", ".join(f"{n} {split}" for split, n in
-                                                        data["truncated"].items()))
-    if data.get("chunked"):
-        line += ("; read in chunks: " + ", ".join(f"{n} {split}" for split, n in
-                                                  data["chunked"].items()))
-    if data.get("skipped_bad_texts"):
-        line += f"; bad texts skipped: {data['skipped_bad_texts']}"
+    line = (f"{shown.network_words(metrics.get('network', {}))}; epochs: "
+            f"{epochs.get('head', 0)} head + {epochs.get('fine_tune', 0)} fine-tune; examples: "
+            + ", ".join(f"{n} {split}" for split, n in counts.items()))
+    line += "".join(f"; {words}" for words in shown.data_words(metrics.get("data", {})))
     calibration = metrics.get("calibration")
     if calibration:
         line += (f"; calibrated (temperature {calibration['temperature']:.3g}): expected "

@@ -50,6 +50,15 @@ class TextPresentation(Presentation):
     def list_backbones(self) -> str:
         return list_encoders()
 
+    def data_words(self, data: dict[str, Any]) -> list[str]:
+        """Texts cut to --max_length or read in chunks per split, and bad texts skipped."""
+        found = [f"{words}: " + ", ".join(f"{n} {split}" for split, n in data[key].items())
+                 for key, words in (("truncated", "cut to --max_length"),
+                                    ("chunked", "read in chunks")) if data.get(key)]
+        if data.get("skipped_bad_texts"):
+            found.append(f"bad texts skipped: {data['skipped_bad_texts']}")
+        return found
+
     def gallery(self, model: keras.Model, feed: Feed, examples: Examples,
                 mistakes: list[dict[str, Any]], out_dir: str | os.PathLike) -> str:
         assert isinstance(examples, TextSet) and isinstance(feed, TextFeed)
@@ -96,9 +105,6 @@ class TextModality(Modality):
 
     def check(self, cfg: RunConfig) -> None:
         check_encoder(cfg)
-        if cfg.augment.enabled:
-            raise ConfigError(cfg.augment.first_enabled() or "", "augments images; text runs "
-                              "take no --aug_ flags (remove it)")
         if cfg.model.weights not in ("imagenet", "none"):
             raise ConfigError("weights", "text encoders bring their own weights: leave "
                               "--weights=imagenet (pretrained, as shipped) or none (random)")

@@ -7,6 +7,15 @@ from dataclasses import dataclass
 
 from ktransfer.config.fields import option, require
 
+# configs/sentiment.cfg's schedule (a head on cached sentence vectors, then the whole encoder
+# fine-tuned with a warm-up, cosine decay and layer-wise rates): the image defaults (5
+# head epochs, no fine-tuning) leave a text model near chance. Text runs take these defaults
+# for every shared flag they do not set (`config.groups.recipe`).
+RECIPE = {"pooling": "avg", "cache_features": True, "epochs": 30, "lr": 0.003,
+          "dropout": 0.1, "fine_tune_epochs": 3, "fine_tune_lr": 5e-5,
+          "warmup_epochs": 0.3, "lr_schedule": "cosine", "lr_layer_decay": 0.9,
+          "unfreeze": "all", "early_stopping": 3}
+
 
 @dataclass(frozen=True)
 class TextOptions:

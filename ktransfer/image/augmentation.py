@@ -1,4 +1,5 @@
-"""`AugmentConfig`: training-time augmentation (images)."""
+"""`Augmentation`: the image modality's training-time augmentation flags (part of its config
+group, `ImageOptions`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from ktransfer.config.fields import option, require
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class Augmentation:
     """Training-time augmentation; every transform is off at 0 / none."""
 
     aug_crop: float = option(0.0, "Random resized crop: smallest kept area fraction (e.g. 0.5); "
@@ -65,8 +66,8 @@ class AugmentConfig:
 
     def first_enabled(self) -> str | None:
         """The name of the first transform that is on; None when all are off."""
-        return next((f.name for f in dataclasses.fields(self)
-                     if getattr(self, f.name) not in (0, 0.0, "none", "")), None)
+        return next((f.name for f in dataclasses.fields(self) if f.name.startswith("aug_")
+                     and getattr(self, f.name) not in (0, 0.0, "none", "")), None)
 
     @property
     def enabled(self) -> bool:
