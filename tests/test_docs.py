@@ -19,6 +19,7 @@ from ktransfer.errors import KtransferError
 from conftest import REPO
 
 
+@pytest.mark.slow  # make docs runs the same check before make test's pytest: make test-slow
 def test_the_flag_reference_is_what_help_prints():
     # A process of its own: the generator forks one per command, each defining its flags.
     check = subprocess.run([sys.executable, str(REPO / "docs" / "reference" / "generate.py"),

@@ -93,6 +93,7 @@ def test_resuming_with_other_flags_is_refused(tmp_path, tiny_config):
     assert resume_state(tiny_config(lr=0.02, overwrite=True)) is None
 
 
+@pytest.mark.slow  # a run that diverges: make test-slow
 def test_nan_loss_in_the_first_epoch_is_one_line_without_a_traceback(tmp_path):
     bad = run_cli("train", "--data=builtin:digits", "--backbone=small_cnn", "--weights=none",
                   "--image_size=16", "--epochs=0", "--fine_tune_epochs=2",

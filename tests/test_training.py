@@ -45,6 +45,7 @@ def test_phase1_keeps_backbone_bit_identical_and_trains_head(tiny_config, weight
     assert result.metrics["val"]["accuracy"] > 0.7
 
 
+@pytest.mark.slow  # a two-phase run: make test-slow
 def test_phase2_unfreezes_only_top_layers_and_keeps_batchnorm(tiny_config, weights_file):
     path, initial = weights_file
     result = train(tiny_config(weights=str(path), image_size=32, epochs=1, fine_tune_epochs=2,
@@ -261,6 +262,7 @@ def test_steps_per_epoch_limits_each_epoch(tiny_config):
     assert float(rows[0]["lr"]) == pytest.approx(0.5e-3, rel=1e-3)
 
 
+@pytest.mark.slow  # two runs: make test-slow
 def test_cached_features_train_the_same_head_as_the_frozen_backbone(tiny_config, weights_file,
                                                                      tmp_path):
     """Phase 1 on cached features = phase 1 through the frozen backbone (same seed), and the
