@@ -42,13 +42,21 @@ def recipe(modality: str) -> dict[str, Any]:
 
 def recipes() -> dict[str, dict[str, Any]]:
     """{modality: {flag: default}} of every modality with a recipe (for --help)."""
+    _declare()
+    return {name: dict(_named(path)) for name, path in _RECIPES.items()}
+
+
+def _declare() -> None:
+    """Imports the modules whose registrations declare groups and recipes."""
     for module in DECLARED_BY:
         importlib.import_module(module)
-    found = {}
-    for name, path in _RECIPES.items():
-        module, _, attribute = path.partition(":")
-        found[name] = dict(getattr(importlib.import_module(module), attribute))
-    return found
+
+
+def _named(path: str) -> Any:
+    """The object a "module:NAME" string names (config may not import `ktransfer.registry`,
+    whose `import_object` this is)."""
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def register_group(name: str, path: str) -> None:
@@ -58,13 +66,8 @@ def register_group(name: str, path: str) -> None:
 
 def declared_groups() -> dict[str, type]:
     """{name: dataclass} of every declared group, in registration order."""
-    for module in DECLARED_BY:
-        importlib.import_module(module)
-    out = {}
-    for name, path in _DECLARED.items():
-        module, _, attribute = path.partition(":")
-        out[name] = getattr(importlib.import_module(module), attribute)
-    return out
+    _declare()
+    return {name: _named(path) for name, path in _DECLARED.items()}
 
 
 def reading_fields(cls: type) -> list[dataclasses.Field]:

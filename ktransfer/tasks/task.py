@@ -18,7 +18,6 @@ from __future__ import annotations
 import abc
 import functools
 import html
-import importlib
 import json
 import os
 from pathlib import Path
@@ -30,6 +29,7 @@ import tensorflow as tf
 
 from ktransfer.config.data import weight_pairs
 from ktransfer.errors import ConfigError, DataError
+from ktransfer.registry import import_object
 from ktransfer.runs import atomic
 from ktransfer.tasks.presentation import Plain, Presentation
 
@@ -96,17 +96,19 @@ class Task(abc.ABC):
     @functools.cached_property
     def presentation(self) -> Presentation:
         """What evaluation, the report and the model card show of this task's outputs."""
-        return load(self.presentation_entry)(self) if self.presentation_entry else Plain(self)
+        if not self.presentation_entry:
+            return Plain(self)
+        return import_object(self.presentation_entry)(self)
 
     @functools.cached_property
     def probe(self) -> TaskProbe | None:
         """The probe's part of this task (None: `ktransfer.probe` does not take it)."""
-        return load(self.probe_entry) if self.probe_entry else None
+        return import_object(self.probe_entry) if self.probe_entry else None
 
     @functools.cached_property
     def probabilities(self) -> Probabilities | None:
         """The part that scales and scores probabilities (None: --calibrate is refused)."""
-        return load(self.probabilities_entry) if self.probabilities_entry else None
+        return import_object(self.probabilities_entry) if self.probabilities_entry else None
 
     # Reading and splitting -------------------------------------------------------------
 
@@ -263,12 +265,6 @@ class Task(abc.ABC):
     def serving(self, outputs: tf.Tensor, names: list[str], k: int, state: dict[str, Any]
                 ) -> dict[str, tf.Tensor]:
         """The outputs every exported signature returns, from the model's output."""
-
-
-def load(entry: str) -> Any:
-    """The object a part's "package.module:ATTR" names."""
-    module, _, attr = entry.partition(":")
-    return getattr(importlib.import_module(module), attr)
 
 
 def read_weights(spec: str) -> dict[str, float]:
