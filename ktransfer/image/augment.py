@@ -6,10 +6,13 @@ model, so the exported model takes raw pixels.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 
 from ktransfer.image.augmentation import Augmentation
+from ktransfer.tasks.geometry import BOX_FORMAT, Geometry
 
 
 def random_resized_crop(image: tf.Tensor, size: int, min_area: float, seed: int) -> tf.Tensor:
@@ -28,32 +31,45 @@ def random_resized_crop(image: tf.Tensor, size: int, min_area: float, seed: int)
     return tf.image.resize(crop, [size, size], antialias=True)
 
 
-def batch_augmenter(cfg: Augmentation, seed: int) -> BatchAugmenter | None:
+def batch_augmenter(cfg: Augmentation, seed: int, geometry: Geometry | None = None,
+                    size: int = 0) -> BatchAugmenter | TargetAugmenter | None:
     """Augmentation of batches [B, H, W, 3] in [0, 255] (labels [B, C] mixed by MixUp and
-    CutMix); None when every transform is off."""
-    layers = geometric_layers(cfg, seed) + photometric_layers(cfg, seed)
+    CutMix); None when every transform is off. With a task's `geometry`, the geometric
+    layers move its targets (on `size`-pixel images) with the pixels."""
+    boxes = BOX_FORMAT if geometry is not None and geometry.has_boxes else None
+    geometric = geometric_layers(cfg, seed, boxes, targets=geometry is not None)
+    layers = [] if geometry else geometric
+    layers += photometric_layers(cfg, seed)
     mixers = mixing_layers(cfg, seed)
-    if not layers and not mixers and not cfg.aug_noise:
+    if not layers and not mixers and not cfg.aug_noise and not (geometry and geometric):
         return None
-    return BatchAugmenter(layers, cfg.aug_noise, seed + 5, mixers)
+    pixels = BatchAugmenter(layers, cfg.aug_noise, seed + 5, mixers)
+    return TargetAugmenter(geometric, geometry, size, pixels) if geometry else pixels
 
 
-def geometric_layers(cfg: Augmentation, seed: int) -> list[keras.layers.Layer]:
-    """Flips, rotation, zoom, translation and shear, as the flags ask."""
+def geometric_layers(cfg: Augmentation, seed: int, box_format: str | None = None,
+                     targets: bool = False) -> list[keras.layers.Layer]:
+    """Flips, rotation, zoom, translation and shear, as the flags ask. With `targets` in the
+    image plane (told that boxes come in `box_format`, if any) the space a move uncovers is
+    left black: a reflection would show copies of objects that have no box or mask."""
+    extra: dict[str, Any] = {"bounding_box_format": box_format} if box_format else {}
+    fill = {"fill_mode": "constant" if targets else "reflect"}
     layers: list[keras.layers.Layer] = []
     if cfg.aug_flip != "none":
         mode = "horizontal_and_vertical" if cfg.aug_flip == "both" else cfg.aug_flip
-        layers.append(keras.layers.RandomFlip(mode, seed=seed))
+        layers.append(keras.layers.RandomFlip(mode, seed=seed, **extra))
     if cfg.aug_rotation:
-        layers.append(keras.layers.RandomRotation(cfg.aug_rotation, fill_mode="reflect",
-                                                  seed=seed + 1))
+        layers.append(keras.layers.RandomRotation(cfg.aug_rotation, seed=seed + 1, **fill,
+                                                  **extra))
     if cfg.aug_zoom:
-        layers.append(keras.layers.RandomZoom(cfg.aug_zoom, cfg.aug_zoom, seed=seed + 2))
+        layers.append(keras.layers.RandomZoom(cfg.aug_zoom, cfg.aug_zoom, seed=seed + 2,
+                                              **fill, **extra))
     if cfg.aug_translate:
         layers.append(keras.layers.RandomTranslation(cfg.aug_translate, cfg.aug_translate,
-                                                     seed=seed + 3))
+                                                     seed=seed + 3, **fill, **extra))
     if cfg.aug_shear:
-        layers.append(keras.layers.RandomShear(cfg.aug_shear, cfg.aug_shear, seed=seed + 6))
+        layers.append(keras.layers.RandomShear(cfg.aug_shear, cfg.aug_shear, seed=seed + 6,
+                                               **fill, **extra))
     return layers
 
 
@@ -124,3 +140,19 @@ def _mixing(layer: keras.layers.Layer, images: tf.Tensor, labels: tf.Tensor):
         mixed = layer({"images": images, "labels": labels}, training=True)
         return tf.cast(mixed["images"], images.dtype), tf.cast(mixed["labels"], labels.dtype)
     return branch
+
+
+class TargetAugmenter:
+    """The geometric layers applied to images and a task's targets together (Keras' layers
+    move boxes and masks with the pixels), then the pixel-only augmentation `pixels`."""
+
+    def __init__(self, layers: list[keras.layers.Layer], geometry: Geometry, size: int,
+                 pixels: BatchAugmenter):
+        self.layers, self.geometry, self.size, self.pixels = layers, geometry, size, pixels
+
+    def __call__(self, images: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        data = {"images": images, **self.geometry.to_keras(targets, self.size)}
+        for layer in self.layers:
+            data = layer(data, training=True)
+        moved = self.geometry.from_keras(data, self.size)
+        return self.pixels(tf.cast(data["images"], images.dtype), moved)

@@ -37,7 +37,7 @@ def _tiles(images: ImageSet, items: list[tuple[int, int, str]], cam: GradCAM | N
     sees it), and (with `cam`) the heat map of that class over it. One pass over the images
     and one Grad-CAM batch for all."""
     pixels = _pixels(images, {i for i, _, _ in items})
-    if cam is None:
+    if cam is None or not items:
         return [[(pixels[i], title)] for i, _, title in items]
     shown = {i: resize(p, cam.size).numpy() for i, p in pixels.items()}
     heat = cam.heatmaps(np.stack([shown[i] for i, _, _ in items]), [c for _, c, _ in items])

@@ -32,6 +32,7 @@ from ktransfer.image.sources import TableReading, open_source
 from ktransfer.modality import Answer, Explainer, Feed, Modality, Network, Presentation
 from ktransfer.network.catalog import POOLINGS
 from ktransfer.tasks import default_task, task_of
+from ktransfer.tasks.geometry import UNMOVED
 
 
 class ImagePresentation(Presentation):
@@ -74,6 +75,18 @@ class ImagePresentation(Presentation):
         return read_images(args, cfg.group("image").on_bad_image)
 
 
+def check_geometry(cfg: RunConfig) -> None:
+    """Refuses the image flags that would move pixels without a task's targets (boxes, masks):
+    the crop, RandAugment, MixUp and CutMix."""
+    image = cfg.group("image")
+    for flag in UNMOVED:
+        if getattr(image, flag) not in (0, 0.0, "", "none"):
+            raise ConfigError(flag, f"moves or mixes pixels without the targets of "
+                              f"--task={cfg.data.task}; leave it out (--aug_flip, "
+                              "--aug_rotation, --aug_zoom, --aug_translate and --aug_shear move "
+                              "them with the pixels)")
+
+
 class ImageModality(Modality):
     """Class-folder images, TFDS image sets and the built-in digits; keras.applications,
     small_cnn, TF Hub and .keras backbones; bytes and pixels signatures."""
@@ -92,6 +105,8 @@ class ImageModality(Modality):
         if POOLINGS.get(cfg.model.pooling).spatial is None:
             raise ConfigError("pooling", f"{cfg.model.pooling} is for text; images use avg, "
                               "max or flatten")
+        if task_of(cfg).geometry is not None:
+            check_geometry(cfg)
 
     def check_path(self, path: str, flag: str) -> None:
         if os.path.isfile(path) and not tables.is_table(path):

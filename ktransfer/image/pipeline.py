@@ -1,6 +1,8 @@
 """tf.data input pipelines: decode -> resize -> cache -> shuffle -> augment -> batch -> prefetch.
 
-Batches are (images float32 [B, S, S, 3] in [0, 255], one-hot labels float32 [B, C]).
+Batches are (images float32 [B, S, S, 3] in [0, 255], one-hot labels float32 [B, C]). A task
+whose targets lie in the image plane (a `Geometry`: boxes, masks) has them resized and augmented
+with the pixels, and encoded a batch at a time after augmentation.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ktransfer.image.augmentation import Augmentation
 from ktransfer.image.catalog import TTA_VIEWS
 from ktransfer.image.imageset import ImageSet
 from ktransfer.modality import Feed
+from ktransfer.tasks.geometry import Geometry
 from ktransfer.tasks.task import Task
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -42,9 +45,11 @@ def make_dataset(
     seed: int = 0,
     repeat: bool = False,
     encode: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    geometry: Geometry | None = None,
 ) -> tf.data.Dataset:
     """Batched dataset of `images`; `training` shuffles and augments; `encode` turns targets
-    into what the loss takes (default: one-hot class ids).
+    into what the loss takes (default: one-hot class ids); `geometry`: how the task's targets
+    follow the pixels (None: a target per whole image, encoded before batching).
 
     `cache` is 'memory', 'disk' (at `cache_path`) or 'none'; the cache holds resized images, so
     random augmentation still differs every epoch. Image files are shuffled by name before
@@ -56,8 +61,9 @@ def make_dataset(
         def encode(label: tf.Tensor) -> tf.Tensor:
             return tf.one_hot(label, num_classes)
     by_name = training and images.decoded_on_read
+    early = encode if geometry is None else (lambda label: geometry.resized(label, image_size))
     ds = images.dataset(shuffle_seed=seed if by_name else None).map(
-        lambda image, label: (resize(image, image_size), encode(label)),
+        lambda image, label: (resize(image, image_size), early(label)),
         num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = _cached(ds, cache, cache_path)
     if training:
@@ -72,9 +78,12 @@ def make_dataset(
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=False)
-    augmenter = batch_augmenter(augment, seed) if (training and augment is not None) else None
+    augmenter = (batch_augmenter(augment, seed, geometry, image_size)
+                 if (training and augment is not None) else None)
     if augmenter is not None:
         ds = ds.map(augmenter, num_parallel_calls=AUTOTUNE)
+    if geometry is not None:
+        ds = ds.map(lambda x, y: (x, encode(y)), num_parallel_calls=AUTOTUNE)
     return without_autotune(ds.prefetch(AUTOTUNE))
 
 
@@ -154,7 +163,8 @@ class ImageFeed(Feed):
                             training=training, augment=self.augment if training else None,
                             cache=cache, cache_path=cache_path,
                             shuffle_buffer=self.shuffle_buffer, seed=seed, repeat=repeat,
-                            encode=self.encoder(examples))
+                            encode=self.encoder(examples),
+                            geometry=self.task.geometry if self.task else None)
 
     @property
     def augments(self) -> bool:

@@ -63,10 +63,13 @@ def feature_tensor(model: keras.Model) -> Any:
 
 
 def head_is_chain(model: keras.Model) -> bool:
-    """Whether every layer after the feature vectors takes the one output of the layer before
-    (then the head runs on feature vectors alone)."""
-    return not any(isinstance(layer.input, list | tuple)
-                   for layer in model.layers[feature_layer_index(model) + 1:])
+    """Whether the head runs on the feature vectors alone: every layer after them reads only
+    them or other head layers' outputs (a chain, or branches joined again, as a head with
+    several outputs has), not another input (the chunk mask of a long text)."""
+    cut = feature_layer_index(model)
+    inside = {id(layer) for layer in model.layers[cut:]}
+    return all(id(t._keras_history.operation) in inside
+               for layer in model.layers[cut + 1:] for t in keras.tree.flatten(layer.input))
 
 
 def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
@@ -78,6 +81,8 @@ def split_classifier(model: keras.Model) -> tuple[keras.Model, keras.Model]:
     cut = feature_layer_index(model)
     features = feature_tensor(model)
     extractor = keras.Model(model.inputs, features, name="feature_extractor")
+    if head_is_chain(model):  # the head's own graph, branches and all
+        return extractor, keras.Model(features, model.outputs[0], name="head")
     inputs = keras.Input(features.shape[1:], name="features")
     x, more = inputs, []  # `more`: model inputs a head layer reads besides (a mask)
     for layer in model.layers[cut + 1:]:

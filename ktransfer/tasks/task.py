@@ -35,6 +35,7 @@ from ktransfer.tasks.presentation import Plain, Presentation
 
 if TYPE_CHECKING:  # annotations only
     from ktransfer.config import ModelConfig, RunConfig
+    from ktransfer.tasks.geometry import Geometry
     from ktransfer.tasks.probe import TaskProbe
 
 STATE_FILE = "task.json"  # in a run directory, beside labels.txt
@@ -88,10 +89,12 @@ class Task(abc.ABC):
     takes: tuple[str, ...] = ()
     # Its optional parts, each "package.module:ATTR" (loaded on first use): a `Presentation`
     # subclass (what evaluation shows; `Plain` without), a `TaskProbe` (what `probe` does;
-    # the probe refuses the task without), a `Probabilities` (outputs --calibrate can scale).
+    # the probe refuses the task without), a `Probabilities` (outputs --calibrate can scale),
+    # a `Geometry` (targets in the image plane, which the image pipeline moves with pixels).
     presentation_entry: str = ""
     probe_entry: str = ""
     probabilities_entry: str = ""
+    geometry_entry: str = ""
 
     @functools.cached_property
     def presentation(self) -> Presentation:
@@ -109,6 +112,11 @@ class Task(abc.ABC):
     def probabilities(self) -> Probabilities | None:
         """The part that scales and scores probabilities (None: --calibrate is refused)."""
         return import_object(self.probabilities_entry) if self.probabilities_entry else None
+
+    @functools.cached_property
+    def geometry(self) -> Geometry | None:
+        """How the targets follow the image's pixels (None: one target per whole example)."""
+        return import_object(self.geometry_entry) if self.geometry_entry else None
 
     # Reading and splitting -------------------------------------------------------------
 
@@ -288,6 +296,26 @@ def read_weights(spec: str) -> dict[str, float]:
         raise ConfigError("class_weights", f"{spec}: give a JSON object {{name: weight}}")
     return weight_pairs("\n".join(f"{k}={v}" for k, v in found.items()), "class_weights",
                         spec)
+
+
+def relabelled(labels: np.ndarray, names: tuple[str, ...], wanted: tuple[str, ...],
+               strict: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Class ids in the order of `wanted` and the positions kept (see `Task.relabel`)."""
+    index = {name: i for i, name in enumerate(wanted)}
+    if strict:
+        unknown = [c for c in names if c not in index]
+        if unknown:
+            raise DataError(f"class {unknown[0]!r} is not a class of the model "
+                            f"(labels.txt: {', '.join(wanted[:20])})")
+    else:
+        missing = [c for c in wanted if c not in names]
+        if missing:
+            raise DataError(f"class {missing[0]!r} is not in the data; it has: "
+                            f"{', '.join(names)}")
+    mapping = np.array([index.get(c, -1) for c in names], dtype=np.int32)
+    mapped = mapping[labels] if len(labels) else labels.astype(np.int32)
+    keep = np.flatnonzero(mapped >= 0)
+    return mapped[keep], keep
 
 
 def names_where(mask: tf.Tensor, names: list[str]) -> tf.Tensor:

@@ -23,6 +23,7 @@ from ktransfer.tasks.task import (
     loss_value,
     names_where,
     read_weights,
+    relabelled,
 )
 from ktransfer.tasks.uncertainty import (
     abstain_scores,
@@ -71,26 +72,6 @@ def per_class_rows(class_names: list[str], labels: np.ndarray, predicted: np.nda
             for name, p, r, f, n in zip(class_names, precision, recall, f1, support, strict=True)]
     macro = float(np.mean(f1[support > 0])) if (support > 0).any() else 0.0
     return rows, macro, confusion_matrix(labels, predicted, labels=ids).tolist()
-
-
-def relabelled(labels: np.ndarray, names: tuple[str, ...], wanted: tuple[str, ...],
-               strict: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Class ids in the order of `wanted` and the positions kept (see `Task.relabel`)."""
-    index = {name: i for i, name in enumerate(wanted)}
-    if strict:
-        unknown = [c for c in names if c not in index]
-        if unknown:
-            raise DataError(f"class {unknown[0]!r} is not a class of the model "
-                            f"(labels.txt: {', '.join(wanted[:20])})")
-    else:
-        missing = [c for c in wanted if c not in names]
-        if missing:
-            raise DataError(f"class {missing[0]!r} is not in the data; it has: "
-                            f"{', '.join(names)}")
-    mapping = np.array([index.get(c, -1) for c in names], dtype=np.int32)
-    mapped = mapping[labels] if len(labels) else labels.astype(np.int32)
-    keep = np.flatnonzero(mapped >= 0)
-    return mapped[keep], keep
 
 
 def wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:

@@ -1,0 +1,43 @@
+"""`Geometry`: the part of a task whose targets lie in the image plane (boxes, masks).
+
+A task with this part tells the image pipeline how its targets follow the pixels: resized with
+the image, moved by the geometric augmentation layers (flips, rotation, zoom, translation,
+shear: Keras' own preprocessing layers, which move boxes and masks with the pixels), and only
+then encoded for the loss, a batch at a time. Augmentation that would move pixels without them
+(random resized crop, RandAugment, MixUp, CutMix) and test-time augmentation are refused for
+such a task before any work.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import tensorflow as tf
+
+# The flags of the image group that move pixels in ways Keras' layers do not apply to targets.
+UNMOVED = ("aug_crop", "aug_randaugment", "aug_mixup", "aug_cutmix")
+# How boxes reach Keras' layers: pixels, x before y. Keras 3.15's RandomRotation misplaces
+# "yxyx" and "rel_yxyx" boxes (it rotates them as if x came first: measured 18-20 px off on a
+# 32 x 40 image, against under 0.5 px for "xyxy"; tests/test_geometry.py).
+BOX_FORMAT = "xyxy"
+
+
+class Geometry(abc.ABC):
+    """How a task's targets follow its images (see the module docstring)."""
+
+    has_boxes: bool = False  # whether `to_keras` gives boxes (in BOX_FORMAT)
+
+    @abc.abstractmethod
+    def resized(self, target: tf.Tensor, size: int) -> tf.Tensor:
+        """One example's target for its image squashed to `size` x `size` pixels."""
+
+    @abc.abstractmethod
+    def to_keras(self, targets: tf.Tensor, size: int) -> dict[str, Any]:
+        """A batch of targets as Keras' preprocessing layers take them beside "images"
+        ({"bounding_boxes": {"boxes": [B, M, 4] in BOX_FORMAT, "labels": [B, M]}}, or
+        {"segmentation_masks": [B, S, S, 1]}); `size`: the images' side in pixels."""
+
+    @abc.abstractmethod
+    def from_keras(self, data: dict[str, Any], size: int) -> tf.Tensor:
+        """The batch of targets back from the layers' output `data` (as `to_keras` made it)."""
