@@ -162,9 +162,10 @@ def check_train(cfg: RunConfig, run_dir: bool = True) -> Modality:
     check_names(cfg)
     cfg = with_defaults(cfg, run_dir=False)
     modality = MODALITIES.get(cfg.data.modality)
+    annotations = task_of(cfg).annotations
     for group, flag in SOURCE_FLAGS:
         spec = getattr(getattr(cfg, group), flag)
-        if spec:
+        if spec and not (annotations is not None and annotations.claims(spec)):
             check_source(modality, spec, flag)
     check_modality_options(cfg)
     modality.check(cfg)

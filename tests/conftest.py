@@ -39,7 +39,8 @@ def _runs_a_process(item) -> bool:
 
 
 # Fixtures that train a model before their tests run.
-TRAINING_FIXTURES = {"text_run", "quickstart_run", "corner_model", "scratch"}
+TRAINING_FIXTURES = {"text_run", "quickstart_run", "corner_model", "scratch", "detector",
+                     "box_run"}
 
 
 def _trains(item) -> bool:
@@ -53,10 +54,11 @@ def _trains(item) -> bool:
 
 
 # The files of make test that take longest (seconds of test time on this 2-core VM, measured
-# with --durations=0 at ba8d10b: 116, 101, 78, 74, 63, 48, 40, 39), started first so that
-# short files, not these, end the run.
+# with --durations=0 at ba8d10b: 116, 101, 78, 74, 63, 48, 40, 39; test_detection.py about 70
+# at its first commit), started first so that short files, not these, end the run.
 LONGEST = ("test_training.py", "test_tasks.py", "test_backbones.py", "test_serving.py",
-           "test_interop.py", "test_text_training.py", "test_rundir.py", "test_recording.py")
+           "test_interop.py", "test_detection.py", "test_text_training.py", "test_rundir.py",
+           "test_recording.py")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -661,3 +663,40 @@ def lite_reference_inputs(key: str) -> np.ndarray:
     blocks = np.repeat(np.repeat(coarse, -(-size // 8), 1), -(-size // 8), 2)[:, :size, :size]
     return np.clip(blocks + rng.normal(0, 20, blocks.shape), 0, 255).round().astype(np.float32)
 
+
+
+def write_digit_boxes(root: Path, n: int = 160, size: int = 128, seed: int = 0,
+                      classes: int = 3, most: int = 3) -> Path:
+    """ROOT/instances.json (COCO) over ROOT/images/<i>.png: real scikit-learn digits 0 ..
+    classes-1, cut to their ink and scaled to 24-48 px high, pasted at random places on a dark
+    noisy background, 0-`most` per image (every tenth image may have none); the boxes are
+    exact. Category names digit0, digit1, ..."""
+    from sklearn.datasets import load_digits
+
+    digits, rng = load_digits(), np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    images, boxes = [], []
+    for i in range(n):
+        canvas = rng.normal(30, 12, (size, size)).clip(0, 255)
+        for _ in range(int(rng.integers(0 if i % 10 == 0 else 1, most + 1))):
+            digit = int(rng.integers(0, classes))
+            ink = digits.images[rng.choice(np.flatnonzero(digits.target == digit))]
+            rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+            ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+            h = int(rng.integers(24, 49))
+            w = max(8, int(h * ink.shape[1] / ink.shape[0]))
+            glyph = np.asarray(Image.fromarray((ink * 16).clip(0, 255).astype(np.uint8))
+                               .resize((w, h), Image.BILINEAR))
+            top, left = int(rng.integers(0, size - h + 1)), int(rng.integers(0, size - w + 1))
+            canvas[top:top + h, left:left + w] = np.maximum(canvas[top:top + h, left:left + w],
+                                                            glyph)
+            boxes.append({"id": len(boxes) + 1, "image_id": i + 1, "category_id": digit + 1,
+                          "bbox": [left, top, w, h], "area": w * h, "iscrowd": 0})
+        Image.fromarray(canvas.astype(np.uint8)).convert("RGB").save(
+            root / "images" / f"{i:03d}.png")
+        images.append({"id": i + 1, "file_name": f"{i:03d}.png", "width": size,
+                       "height": size})
+    categories = [{"id": d + 1, "name": f"digit{d}"} for d in range(classes)]
+    (root / "instances.json").write_text(json.dumps(
+        {"images": images, "annotations": boxes, "categories": categories}))
+    return root / "instances.json"

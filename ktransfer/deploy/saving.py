@@ -14,6 +14,7 @@ from typing import Any
 
 import keras
 
+from ktransfer import serializables
 from ktransfer.config import RunConfig, read_run_flags
 from ktransfer.errors import ConfigError, KtransferError, first_line
 from ktransfer.modality import Feed, Modality, for_model
@@ -35,7 +36,9 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, flag: str = "mo
         raise KtransferError(f"--{flag}: file {path!r} does not exist")
     if not zipfile.is_zipfile(path):
         raise KtransferError(f"--{flag}: {path!r} is not a .keras model file (not a zip archive)")
-    code = [] if unsafe else code_layers(_read_config(path, flag))
+    config = _read_config(path, flag)
+    serializables.import_named(config)
+    code = [] if unsafe else code_layers(config)
     if code:
         raise KtransferError(f"--{flag}: {path!r} contains code ({code[0]}); load it only if "
                              "you trust it, with --unsafe_load")

@@ -50,14 +50,15 @@ def check_classifier(model: keras.Model, class_names: list[str], flag: str = "mo
     default --task's default)."""
     task = task or default_task()
     out_shape = tuple(model.output_shape)
-    if len(out_shape) != 2 or not out_shape[1]:
+    if len(out_shape) != task.output_rank or not out_shape[-1]:
         raise KtransferError(f"--{flag}: {model.name} has no head (its output is {out_shape}, "
-                             "not [batch, outputs]); give a model trained by ktransfer.train")
-    if task.outputs(tuple(class_names)) != out_shape[1]:
-        raise KtransferError(f"--{flag}: the model has {out_shape[1]} outputs but "
+                             f"not what --task={task.name} gives); give a model trained by "
+                             "ktransfer.train")
+    if task.output_width(tuple(class_names)) != out_shape[-1]:
+        raise KtransferError(f"--{flag}: the model has {out_shape[-1]} outputs but "
                              f"{len(class_names)} class names (labels.txt) for --task="
                              f"{task.name}")
-    return int(out_shape[1])
+    return int(out_shape[-1])
 
 
 def answer(feed: Feed, class_names: list[str], top_k: int = 5,

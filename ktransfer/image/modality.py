@@ -23,15 +23,16 @@ from ktransfer.image.backbones import (
     resolve_spec,
 )
 from ktransfer.image.builtin import BUILTIN
-from ktransfer.image.classifier import build_classifier
+from ktransfer.image.classifier import build_classifier, feature_maps
 from ktransfer.image.gradcam import GradCAM, explain_images
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.pipeline import ImageFeed
 from ktransfer.image.prediction import read_images
-from ktransfer.image.sources import TableReading, open_source
+from ktransfer.image.sources import TableReading, drop_bad_images, open_source
 from ktransfer.modality import Answer, Explainer, Feed, Modality, Network, Presentation
 from ktransfer.network.catalog import POOLINGS
 from ktransfer.tasks import default_task, task_of
+from ktransfer.tasks.annotations import Annotated
 from ktransfer.tasks.geometry import UNMOVED
 
 
@@ -73,6 +74,17 @@ class ImagePresentation(Presentation):
         if cfg.text:
             raise ConfigError("text", "is for text models; give image files or folders")
         return read_images(args, cfg.group("image").on_bad_image)
+
+
+def annotated(splits: dict[str, Annotated], cfg: RunConfig, flag: str) -> dict[str, Examples]:
+    """The image sets of a task's annotation files (their images checked as
+    --on_bad_image says)."""
+    out: dict[str, Examples] = {}
+    for name, part in splits.items():
+        images = ImageSet(part.class_names, part.targets, task=cfg.data.task,
+                          files=np.array(part.files, dtype=object))
+        out[name] = drop_bad_images(images, cfg.group("image").on_bad_image, flag)
+    return out
 
 
 def check_geometry(cfg: RunConfig) -> None:
@@ -120,6 +132,9 @@ class ImageModality(Modality):
                               "sub-folders, builtin:digits or tfds:NAME")
 
     def open_source(self, spec: str, cfg: RunConfig, flag: str) -> dict[str, Examples]:
+        annotations = task_of(cfg).annotations
+        if annotations is not None and annotations.claims(spec):
+            return annotated(annotations.read(spec, flag), cfg, flag)
         image, task = cfg.group("image"), cfg.group("task")
         reading = TableReading(image.file_column, task.label_column, task_of(cfg), task)
         return dict(open_source(spec, cfg.data.data_dir, flag, image.on_bad_image, reading))
@@ -129,8 +144,11 @@ class ImageModality(Modality):
         spec = resolve_spec(cfg.model, image.preprocess)
         image_size = image.image_size or spec.default_size
         backbone = build_backbone(spec, cfg.model.weights, image_size, cfg.model.backbone_layer)
-        model = build_classifier(spec, backbone, num_classes, image_size, cfg.model,
-                                 task_of(cfg))
+        task = task_of(cfg)
+        if task.map_head is not None:
+            backbone = feature_maps(backbone, task.map_head.strides, image_size)
+        model = build_classifier(spec, backbone, num_classes, image_size, cfg.model, task,
+                                 cfg.group("task"))
         return Network(model, backbone, {"backbone": spec.name, "image_size": image_size})
 
     def feed(self, cfg: RunConfig, network: Network) -> Feed:

@@ -83,7 +83,8 @@ def make_dataset(
     if augmenter is not None:
         ds = ds.map(augmenter, num_parallel_calls=AUTOTUNE)
     if geometry is not None:
-        ds = ds.map(lambda x, y: (x, encode(y)), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(lambda x, y: (x, encode(geometry.encoded(y, image_size))),
+                    num_parallel_calls=AUTOTUNE)
     return without_autotune(ds.prefetch(AUTOTUNE))
 
 
@@ -165,6 +166,15 @@ class ImageFeed(Feed):
                             shuffle_buffer=self.shuffle_buffer, seed=seed, repeat=repeat,
                             encode=self.encoder(examples),
                             geometry=self.task.geometry if self.task else None)
+
+    def inputs(self, examples: Examples, batch_size: int) -> tf.data.Dataset:
+        """The pixels alone, in order (prediction: unlabelled images have no targets to
+        resize or encode)."""
+        assert isinstance(examples, ImageSet)
+        cache = "none" if self.cache == "disk" else self.cache
+        return make_dataset(examples, image_size=self.image_size, batch_size=batch_size,
+                            training=False, cache=cache, encode=lambda label: label
+                            ).map(lambda x, y: x)
 
     @property
     def augments(self) -> bool:

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 def why_not_cacheable(cfg: RunConfig, feed: Feed, model: keras.Model) -> str | None:
     """None when the head phase can train on cached features; otherwise the reason, for the
     log."""
+    if isinstance(feature_tensor(model), list):
+        return "the head reads feature maps at several strides (a detector's pyramid)"
     if not head_is_chain(model):
         return ("the head takes more than one feature vector per example (chunks of a long "
                 "text are pooled after it)")
@@ -58,7 +60,12 @@ def feature_layer_index(model: keras.Model) -> int:
 
 def feature_tensor(model: keras.Model) -> Any:
     """The feature vectors [B, D] in `model`'s own graph: the input of the layer after the cut
-    (a nested backbone's `.output` belongs to its inner graph, not to the classifier's)."""
+    (a nested backbone's `.output` belongs to its inner graph, not to the classifier's); a
+    list of its outputs where the cut layer has several (the feature maps a detector reads)."""
+    cut = model.layers[feature_layer_index(model)]
+    given = cut._inbound_nodes[-1].output_tensors if cut._inbound_nodes else []
+    if len(given) > 1:
+        return list(given)
     return model.layers[feature_layer_index(model) + 1].input
 
 

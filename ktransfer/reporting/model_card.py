@@ -51,7 +51,7 @@ def interval(task: Task, outputs: np.ndarray, targets: np.ndarray, state: dict[s
         low, high = counted
     return {"metric": task.quality_name, "value": task.quality(outputs, targets, state),
             "low": low, "high": high, "examples": n,
-            "method": "bootstrap" if counted is None else "count"}
+            "method": "bootstrap" if counted is None else task.interval_method}
 
 
 def card_data(metrics: dict[str, Any], flags: list[str], quality: dict[str, float],

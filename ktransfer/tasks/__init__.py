@@ -9,7 +9,8 @@ Shared code asks the run's task (`--task`, `task_of(cfg)`) and never names one.
 - `single_label`: one class per example (softmax, cross-entropy, accuracy);
 - `multi_label`: a set of labels per example (sigmoid per label, binary cross-entropy, one
   threshold per label chosen on the validation split, F1 and mean average precision);
-- `regression`: one number per example (linear output in the target's units, MSE, MAE).
+- `regression`: one number per example (linear output in the target's units, MSE, MAE);
+- `detection`: boxes with classes (RetinaNet's head on the backbone's feature maps, COCO mAP).
 
 This module is light (config reads the registrations): the tasks load on first use.
 """
@@ -42,6 +43,9 @@ register_task("multi_label", "ktransfer.tasks.multi_label:MULTI_LABEL",
               "thresholds chosen on the validation split)")
 register_task("regression", "ktransfer.tasks.regression:REGRESSION",
               "one number per example (linear output in the target's units, MSE)")
+register_task("detection", "ktransfer.tasks.detection:DETECTION",
+              "boxes with a class around each object (RetinaNet on the backbone's feature "
+              "maps; COCO JSON or a table of boxes)")
 
 
 DEFAULT = "single_label"  # --task's default: what a model saved without a task.json is

@@ -41,3 +41,8 @@ class Geometry(abc.ABC):
     @abc.abstractmethod
     def from_keras(self, data: dict[str, Any], size: int) -> tf.Tensor:
         """The batch of targets back from the layers' output `data` (as `to_keras` made it)."""
+
+    def encoded(self, targets: tf.Tensor, size: int) -> tf.Tensor:
+        """A batch of (augmented) targets as the task's `encode` takes them, on `size`-pixel
+        images (a detector matches its boxes to its anchors here); as they are by default."""
+        return targets

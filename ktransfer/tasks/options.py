@@ -46,6 +46,15 @@ class TaskOptions:
                              "probability is shifted down (the easiest negatives count 0).")
     huber_delta: float = option(1.0, "--loss=huber: the error where the loss turns from "
                                 "squared to linear, in the target's units.")
+    min_score: float = option(0.3, "detection: the lowest score of a box that predict and the "
+                              "SavedModel return (evaluation scores every box down to 0.05).")
+    max_detections: int = option(100, "detection: the most boxes per image.")
+    nms_iou: float = option(0.5, "detection: non-max suppression drops a box that overlaps a "
+                            "higher-scoring box of its class by more than this IoU.")
+    detector_filters: int = option(128, "detection: channels of the feature pyramid and of "
+                                   "each head convolution (RetinaNet's paper: 256).")
+    detector_depth: int = option(3, "detection: convolutions in each head before its output "
+                                 "(RetinaNet's paper: 4).")
 
     def __post_init__(self) -> None:
         require(bool(self.label_column), "label_column", "give a column name")
@@ -60,3 +69,8 @@ class TaskOptions:
         require(0.0 <= self.asl_gamma_neg <= 10.0, "asl_gamma_neg", "must be in [0, 10]")
         require(0.0 <= self.asl_clip < 0.5, "asl_clip", "must be in [0, 0.5)")
         require(self.huber_delta > 0.0, "huber_delta", "must be > 0")
+        require(0.0 < self.min_score < 1.0, "min_score", "must be in (0, 1), e.g. 0.3")
+        require(1 <= self.max_detections <= 1000, "max_detections", "must be in 1..1000")
+        require(0.0 < self.nms_iou <= 1.0, "nms_iou", "must be in (0, 1], e.g. 0.5")
+        require(8 <= self.detector_filters <= 512, "detector_filters", "must be in 8..512")
+        require(1 <= self.detector_depth <= 8, "detector_depth", "must be in 1..8")

@@ -35,7 +35,9 @@ from ktransfer.tasks.presentation import Plain, Presentation
 
 if TYPE_CHECKING:  # annotations only
     from ktransfer.config import ModelConfig, RunConfig
+    from ktransfer.tasks.annotations import Annotations
     from ktransfer.tasks.geometry import Geometry
+    from ktransfer.tasks.maps import MapHead
     from ktransfer.tasks.probe import TaskProbe
 
 STATE_FILE = "task.json"  # in a run directory, beside labels.txt
@@ -90,11 +92,15 @@ class Task(abc.ABC):
     # Its optional parts, each "package.module:ATTR" (loaded on first use): a `Presentation`
     # subclass (what evaluation shows; `Plain` without), a `TaskProbe` (what `probe` does;
     # the probe refuses the task without), a `Probabilities` (outputs --calibrate can scale),
-    # a `Geometry` (targets in the image plane, which the image pipeline moves with pixels).
+    # a `Geometry` (targets in the image plane, which the image pipeline moves with pixels),
+    # a `MapHead` (a head on feature maps, not one pooled vector), `Annotations` (readers of
+    # its own annotation files).
     presentation_entry: str = ""
     probe_entry: str = ""
     probabilities_entry: str = ""
     geometry_entry: str = ""
+    map_head_entry: str = ""
+    annotations_entry: str = ""
 
     @functools.cached_property
     def presentation(self) -> Presentation:
@@ -117,6 +123,16 @@ class Task(abc.ABC):
     def geometry(self) -> Geometry | None:
         """How the targets follow the image's pixels (None: one target per whole example)."""
         return import_object(self.geometry_entry) if self.geometry_entry else None
+
+    @functools.cached_property
+    def map_head(self) -> MapHead | None:
+        """The head on the backbone's feature maps (None: the pooled head, `output`)."""
+        return import_object(self.map_head_entry) if self.map_head_entry else None
+
+    @functools.cached_property
+    def annotations(self) -> Annotations | None:
+        """Readers of the task's own annotation files (None: tables and folders only)."""
+        return import_object(self.annotations_entry) if self.annotations_entry else None
 
     # Reading and splitting -------------------------------------------------------------
 
@@ -178,9 +194,15 @@ class Task(abc.ABC):
 
     # The network ------------------------------------------------------------------------
 
+    output_rank: int = 2  # of the model's output: [B, outputs]; a detector's is [B, A, W]
+
     def outputs(self, names: tuple[str, ...]) -> int:
-        """Width of the model's output."""
+        """Width of the model's output (a map head's: what it is built for, the classes)."""
         return len(names)
+
+    def output_width(self, names: tuple[str, ...]) -> int:
+        """The last dimension of the model's output."""
+        return self.outputs(names)
 
     @abc.abstractmethod
     def output(self, features: Any, outputs: int, cfg: ModelConfig) -> Any:
@@ -241,6 +263,8 @@ class Task(abc.ABC):
     def quality(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]) -> float:
         """One number, higher is better (single-label: accuracy), for an export's accuracy
         check and the trivial-predictor warning."""
+
+    interval_method = "count"  # how `quality_interval` finds its interval, for metrics.json
 
     def quality_interval(self, outputs: np.ndarray, targets: np.ndarray,
                          state: dict[str, Any]) -> tuple[float, float] | None:

@@ -61,7 +61,8 @@ class Callbacks:
         self.state = ResumeState(path / rundir.RESUME_DIR, self.guard, self.best)
         self.board = ([TensorBoard(log_dir=str(path / "tensorboard"))]
                       if t.tensorboard else [])
-        self.recorder = ValidationRecorder(len(job.splits.val), int(job.model.output_shape[-1]))
+        self.recorder = ValidationRecorder(len(job.splits.val),
+                                           tuple(job.model.output_shape[1:]))
 
     def for_fit(self, job: Job, stage: Stage, stage_model: keras.Model, adapting: bool,
                 first: int, start: int) -> list[keras.callbacks.Callback]:

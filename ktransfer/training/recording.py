@@ -46,9 +46,10 @@ class ValidationRecorder(keras.callbacks.Callback):
         >>> probabilities = recorder.probabilities(model)  # [400, 5], or None
     """
 
-    def __init__(self, rows: int, classes: int):
+    def __init__(self, rows: int, classes: int | tuple[int, ...]):
         super().__init__()
-        self.rows, self.classes = rows, classes
+        self.rows = rows
+        self.shape = tuple(classes) if isinstance(classes, tuple) else (classes,)
         self.buffer: _Buffer | None = None  # made by `install`, outside any strategy
         self.fingerprint: str | None = None
         self._epoch = 0
@@ -59,7 +60,7 @@ class ValidationRecorder(keras.callbacks.Callback):
         if model.distribute_strategy.num_replicas_in_sync != 1 or tf.distribute.has_strategy():
             return False
         if self.buffer is None:
-            values = tf.Variable(tf.zeros([self.rows, self.classes]), trainable=False)
+            values = tf.Variable(tf.zeros([self.rows, *self.shape]), trainable=False)
             self.buffer = _Buffer(values, tf.Variable(0, trainable=False),
                                   tf.Variable(False, trainable=False))
         original = type(model).compute_metrics.__get__(model)
@@ -101,8 +102,8 @@ class ValidationRecorder(keras.callbacks.Callback):
 def _record(buffer: _Buffer, y_pred: tf.Tensor) -> None:
     """Writes one batch of predictions [B, classes] at the buffer's next rows, while a
     validation pass is on (a graph op: Keras traces the step once)."""
-    rows, classes = buffer.values.shape
-    if not isinstance(y_pred, tf.Tensor) or y_pred.shape[-1] != classes:
+    rows, shape = buffer.values.shape[0], buffer.values.shape[1:]
+    if not isinstance(y_pred, tf.Tensor) or y_pred.shape[1:] != shape:
         return
 
     def write() -> tf.Tensor:

@@ -1,0 +1,184 @@
+"""`--task=detection`: the annotation readers, their one-line errors, the anchors, the head's
+initialisation, and a tiny detector trained, scored, predicted and served end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from ktransfer import config, preflight
+from ktransfer.deploy.prediction import predict_saved
+from ktransfer.deploy.serving import export_saved
+from ktransfer.errors import ConfigError, DataError
+from ktransfer.reporting.evaluation import evaluate_saved
+from ktransfer.tasks.detection import DETECTION
+from ktransfer.tasks.detection.anchors import anchor_grid, decode_boxes, encode_boxes, encoder
+from ktransfer.tasks.detection.readers import READERS
+from ktransfer.training import train
+
+from conftest import write_digit_boxes
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory):
+    return write_digit_boxes(tmp_path_factory.mktemp("digits"), n=120)
+
+
+def _as_table(coco_file, path):
+    """The same boxes as a table: one row per box, a row with no box for a negative."""
+    found = json.loads(coco_file.read_text())
+    names = {c["id"]: c["name"] for c in found["categories"]}
+    rows = []
+    for image in found["images"]:
+        mine = [a for a in found["annotations"] if a["image_id"] == image["id"]]
+        for a in mine:
+            x, y, w, h = a["bbox"]
+            rows.append([f"images/{image['file_name']}", names[a["category_id"]], x, y, x + w,
+                         y + h])
+        if not mine:
+            rows.append([f"images/{image['file_name']}", "", "", "", "", ""])
+    with path.open("w", newline="") as f:
+        csv.writer(f).writerows([["file", "label", "xmin", "ymin", "xmax", "ymax"], *rows])
+    return path
+
+
+def test_coco_and_a_table_of_boxes_give_the_same_examples(coco):
+    table = _as_table(coco, coco.parent / "boxes.csv")
+    assert READERS.claims(str(coco)) and READERS.claims(str(table))
+    a, b = READERS.read(str(coco), "data")["all"], READERS.read(str(table), "data")["all"]
+    assert a.class_names == b.class_names == ("digit0", "digit1", "digit2")
+    assert a.files == b.files and len(a.files) == 120
+    np.testing.assert_allclose(a.targets, b.targets, atol=1e-6)
+    assert (a.targets[::10, :, 0] < 0).all(axis=-1).any()  # negatives kept, all padding
+
+
+def _broken(coco, tmp_path, change):
+    found = json.loads(coco.read_text())
+    change(found)
+    path = coco.parent / f"broken{abs(hash(str(change))) % 10**6}.json"
+    path.write_text(json.dumps(found, indent=1))
+    return path
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda f: f["annotations"][3].update(bbox=[100, 10, 60, 20]),
+     r"annotations\[3\]: box .* lies outside its 128 x 128 image"),
+    (lambda f: f["annotations"][0].update(bbox=[10, 10, 0, 5]),
+     r"annotations\[0\]: box .* has no area"),
+    (lambda f: f["annotations"][1].update(category_id=9),
+     r"annotations\[1\]: category_id 9 is not a category of the file"),
+    (lambda f: f["images"][2].update(file_name="gone.png"),
+     r"images\[2\]: image file 'gone.png' not found"),
+    (lambda f: f["annotations"][2].update(bbox="wide"),
+     r"annotations\[2\]: bbox 'wide' is not \[x, y, width, height\]"),
+    (lambda f: f.update(categories=[]), r"no categories"),
+])
+def test_every_bad_coco_annotation_is_one_line_naming_its_place(coco, tmp_path, change,
+                                                                message):
+    path = _broken(coco, tmp_path, change)
+    with pytest.raises(DataError, match=f"^--data: {path}: {message}") as caught:
+        READERS.read(str(path), "data")
+    assert "\n" not in str(caught.value)
+
+
+def test_malformed_json_and_bad_table_rows_name_their_line(coco, tmp_path):
+    path = coco.parent / "cut.json"
+    path.write_text(coco.read_text()[:500] + "\n\n")
+    with pytest.raises(DataError, match=rf"^--data: {path}:1: not JSON"):
+        READERS.read(str(path), "data")
+    table = coco.parent / "bad.csv"
+    table.write_text("file,label,xmin,ymin,xmax,ymax\nimages/000.png,digit1,1,2,30,40\n"
+                     "images/001.png,digit2,1,two,30,40\n")
+    with pytest.raises(DataError, match=rf"^--data: {table}:3: xmin, ymin, xmax, ymax must be "
+                       "numbers"):
+        READERS.read(str(table), "data")
+
+
+def test_encoded_boxes_decode_back_to_the_true_boxes():
+    """keras-hub's label encoder and this package's decoding agree: each anchor matched to a
+    box decodes (from its target offsets) to exactly that box."""
+    targets = np.array([[[1, 0.10, 0.20, 0.45, 0.50], [0, 0.5, 0.5, 0.9, 0.8],
+                         [-1, -1, -1, -1, -1]]], np.float32)
+    encoded = encode_boxes(tf.constant(targets), 128, encoder()).numpy()[0]
+    anchors = anchor_grid(128)
+    matched = encoded[:, 4] >= 0
+    assert matched.sum() >= 2 and set(encoded[matched, 4]) == {0.0, 1.0}
+    decoded = keras.ops.convert_to_numpy(decode_boxes(encoded[matched, :4], anchors[matched]))
+    truth = np.where(encoded[matched, 4:5] == 1, targets[0, 0, 1:], targets[0, 1, 1:])
+    np.testing.assert_allclose(decoded, truth, atol=1e-5)
+
+
+def test_the_head_starts_every_anchor_at_the_focal_prior(coco):
+    """Every class of every anchor starts at probability 0.01 (RetinaNet's initialisation;
+    keras-hub's detector puts the prior on the box head and starts the classes near 0.5)."""
+    cfg = config.build(data=str(coco), task="detection", backbone="efficientnet_lite0",
+                       weights="none", image_size=64, detector_filters=16, detector_depth=1)
+    from ktransfer.modality import MODALITIES
+
+    model = MODALITIES.get("image").build(cfg, 3).model
+    out = keras.ops.convert_to_numpy(model(np.random.default_rng(0).uniform(
+        0, 255, (2, 64, 64, 3)).astype(np.float32)))
+    probabilities = 1 / (1 + np.exp(-out[..., 4:7]))
+    assert out.shape == (2, anchor_grid(64).shape[0], 4 + 3 + 4)
+    assert abs(float(np.median(probabilities)) - 0.01) < 0.005
+    np.testing.assert_allclose(out[0, :, 7:], anchor_grid(64), atol=1e-6)
+
+
+def test_detection_refuses_what_needs_one_class_per_image(coco):
+    for flag, value in (("train_per_class", 5), ("aug_crop", 0.5), ("aug_mixup", 0.2)):
+        cfg = config.build(data=str(coco), task="detection", **{flag: value})
+        with pytest.raises(ConfigError, match=f"^--{flag}: "):
+            preflight.check_train(cfg)
+    bad = config.build(data=str(coco), task="detection", backbone="small_cnn", weights="none",
+                       image_size=64)
+    with pytest.raises(ConfigError, match="^--backbone: .* no feature map at stride 8"):
+        from ktransfer.modality import MODALITIES
+
+        MODALITIES.get("image").build(bad, 3)
+
+
+@pytest.fixture(scope="module")
+def detector(coco, tmp_path_factory):
+    cfg = config.build(data=str(coco), task="detection", backbone="efficientnet_lite0",
+                       weights="imagenet", image_size=128, batch_size=16, epochs=8,
+                       fine_tune_epochs=0, lr_schedule="constant", lr=1e-3,
+                       detector_filters=32, detector_depth=1, aug_flip="horizontal",
+                       verbose=0, tensorboard=False, report=False,
+                       run_dir=str(tmp_path_factory.mktemp("det") / "run"))
+    return train(cfg)
+
+
+def test_a_tiny_detector_beats_the_mean_boxes(detector):
+    """From 84 training images, 8 frozen-backbone epochs find the digits: the test mAP clears
+    every class's mean box put in every image (about 0.00) by 0.1."""
+    quality = detector.metrics["quality"]
+    assert quality["metric"] == "mAP@[.50:.95]"
+    assert quality["value"] > quality["baseline"] + 0.1, quality
+    assert detector.metrics["test"]["ap50"] > 0.3
+
+
+@pytest.mark.slow  # an export and a fresh signature trace: make test-slow
+def test_a_detector_evaluates_predicts_and_serves_the_same_boxes(detector, coco, tmp_path):
+    run = detector.run_dir
+    summary, _ = evaluate_saved(config.EvaluateConfig(model=str(run)))
+    assert summary["map"] == pytest.approx(detector.metrics["test"]["map"], abs=1e-6)
+    files = sorted((coco.parent / "images").glob("*.png"))[:4]
+    rows = json.loads(predict_saved(config.PredictConfig(model=str(run), format="json"),
+                                    [str(f) for f in files]))
+    version = export_saved(config.ExportConfig(run_dir=str(run),
+                                               export_dir=str(tmp_path / "m")))
+    served = tf.saved_model.load(str(version)).signatures["serving_default"](
+        image_bytes=tf.constant([f.read_bytes() for f in files]))
+    for i, row in enumerate(rows):
+        count = int(served["num_detections"][i])
+        assert count == len(row["detections"])
+        np.testing.assert_allclose(served["boxes"][i, :count].numpy(),
+                                   [d["box"] for d in row["detections"]], atol=1e-3)
+        assert [n.decode() for n in served["class_names"][i, :count].numpy()] == \
+            [d["class"] for d in row["detections"]]
+    assert DETECTION.output_key == "detections"
