@@ -124,3 +124,18 @@ def registry_at(path: str) -> Registry[Any]:
 
 
 Builder = Callable[..., Any]
+
+
+# Keras classes whose modules are slow to import (keras-hub's), imported only when a model file
+# names them: registered name (or its "package>" prefix) -> module. A task or modality whose
+# models hold such a class adds it beside its registration.
+KERAS_ON_DEMAND: dict[str, str] = {"keras_hub>": "keras_hub"}
+
+
+def import_on_demand(config: object) -> None:
+    """Imports the modules of the KERAS_ON_DEMAND classes a model's config names, before Keras
+    reads the file, so that it finds them registered."""
+    text = str(config)
+    for name, module in KERAS_ON_DEMAND.items():
+        if f"'{name}" in text:
+            importlib.import_module(module)

@@ -12,23 +12,8 @@ from ktransfer.modality import KERAS_CLASSES
 from ktransfer.network import heads, hub  # noqa: F401
 from ktransfer.optim import optimizers, schedules  # noqa: F401
 from ktransfer.tasks import losses  # noqa: F401
-from ktransfer.tasks.detection import anchors as detection_anchors  # noqa: F401
-from ktransfer.tasks.detection import losses as detection_losses  # noqa: F401
 
 for _modules in KERAS_CLASSES.values():
     for _module in _modules:
         importlib.import_module(_module)
 
-# Classes whose modules are slow to import (keras-hub's), imported only when a model file names
-# them: registered name (or its "package>" prefix) -> module.
-ON_DEMAND = {"ktransfer>RetinaPredictionHead": "ktransfer.tasks.detection.network",
-             "keras_hub>": "keras_hub"}
-
-
-def import_named(config: object) -> None:
-    """Imports the modules of the ON_DEMAND classes a model's config names (before Keras reads
-    the file, so that it finds them registered)."""
-    text = str(config)
-    for name, module in ON_DEMAND.items():
-        if f"'{name}" in text:
-            importlib.import_module(module)

@@ -130,10 +130,14 @@ def test_the_head_starts_every_anchor_at_the_focal_prior(coco):
 
 
 def test_detection_refuses_what_needs_one_class_per_image(coco):
-    for flag, value in (("train_per_class", 5), ("aug_crop", 0.5), ("aug_mixup", 0.2)):
+    for flag, value in (("train_per_class", 5), ("aug_crop", 0.5), ("aug_mixup", 0.2),
+                        ("image_size", 100)):
         cfg = config.build(data=str(coco), task="detection", **{flag: value})
         with pytest.raises(ConfigError, match=f"^--{flag}: "):
             preflight.check_train(cfg)
+    with pytest.raises(ConfigError, match="^--task: tune, probe and domain adaptation need"):
+        preflight.check_search(config.SearchConfig(
+            run=config.build(data=str(coco), task="detection"), tune=config.TuneConfig()))
     bad = config.build(data=str(coco), task="detection", backbone="small_cnn", weights="none",
                        image_size=64)
     with pytest.raises(ConfigError, match="^--backbone: .* no feature map at stride 8"):

@@ -14,7 +14,6 @@ from typing import Any
 
 import keras
 
-from ktransfer import serializables
 from ktransfer.config import RunConfig, read_run_flags
 from ktransfer.errors import ConfigError, KtransferError, first_line
 from ktransfer.modality import Feed, Modality, for_model
@@ -23,6 +22,7 @@ from ktransfer.modality import Feed, Modality, for_model
 # modalities' own (Preprocess) register when `import ktransfer` sees Keras imported.
 from ktransfer.network import heads, hub  # noqa: F401
 from ktransfer.optim import optimizers, schedules  # noqa: F401
+from ktransfer.registry import import_on_demand
 from ktransfer.runs.rundir import FLAGFILE
 from ktransfer.tasks import TASKS, default_task
 from ktransfer.tasks.task import Task, read_state
@@ -37,7 +37,7 @@ def load_model(path: str | os.PathLike, *, unsafe: bool = False, flag: str = "mo
     if not zipfile.is_zipfile(path):
         raise KtransferError(f"--{flag}: {path!r} is not a .keras model file (not a zip archive)")
     config = _read_config(path, flag)
-    serializables.import_named(config)
+    import_on_demand(config)
     code = [] if unsafe else code_layers(config)
     if code:
         raise KtransferError(f"--{flag}: {path!r} contains code ({code[0]}); load it only if "

@@ -120,6 +120,12 @@ class ImageModality(Modality):
         if task_of(cfg).geometry is not None:
             check_geometry(cfg)
 
+    def check_features(self, cfg: RunConfig) -> None:
+        if task_of(cfg).map_head is not None:
+            raise ConfigError("task", f"tune, probe and domain adaptation need one feature "
+                              f"vector per image; --task={cfg.data.task} reads feature maps "
+                              "(train it with ktransfer.train)")
+
     def check_path(self, path: str, flag: str) -> None:
         if os.path.isfile(path) and not tables.is_table(path):
             raise ConfigError(flag, f"{path!r} is a file; give a folder of class sub-folders "

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ktransfer.config import register_group
 from ktransfer.errors import ConfigError
-from ktransfer.registry import Registry
+from ktransfer.registry import KERAS_ON_DEMAND, Registry
 
 if TYPE_CHECKING:  # annotations only: knowing the tasks imports no TensorFlow
     from ktransfer.tasks.probe import TaskProbe
@@ -46,6 +46,10 @@ register_task("regression", "ktransfer.tasks.regression:REGRESSION",
 register_task("detection", "ktransfer.tasks.detection:DETECTION",
               "boxes with a class around each object (RetinaNet on the backbone's feature "
               "maps; COCO JSON or a table of boxes)")
+# A detector's own Keras classes, read from a model file through ktransfer's loader (or after
+# importing ktransfer.tasks.detection.network): its module imports keras-hub (1 s).
+KERAS_ON_DEMAND.update({f"ktransfer>{name}": "ktransfer.tasks.detection.network" for name in
+                        ("RetinaPredictionHead", "AnchorBoxes", "DetectionLoss")})
 
 
 DEFAULT = "single_label"  # --task's default: what a model saved without a task.json is

@@ -20,6 +20,7 @@ import tensorflow as tf
 from ktransfer.config import RunConfig
 from ktransfer.data.splits import stratified_split
 from ktransfer.errors import ConfigError, DataError
+from ktransfer.tasks.detection.anchors import STRIDES
 from ktransfer.tasks.detection.decode import SCORED, detections, numpy_detections
 from ktransfer.tasks.detection.losses import DetectionLoss
 from ktransfer.tasks.detection.scoring import coco_scores
@@ -106,6 +107,14 @@ class Detection(Task):
                  "label_smoothing": bool(cfg.model.label_smoothing)}
         for flag in (f for f, on in given.items() if on):
             raise ConfigError(flag, "is not for --task=detection (leave it out)")
+        if cfg.data.modality != "image":
+            raise ConfigError("modality", "detection finds boxes in images: use "
+                              "--modality=image")
+        size = cfg.group("image").image_size
+        if size % max(STRIDES):
+            raise ConfigError("image_size", f"detection reads feature maps at strides "
+                              f"{'/'.join(map(str, STRIDES))}: give a multiple of "
+                              f"{max(STRIDES)}, e.g. {max(32, size // 32 * 32)}")
 
     # The network ------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from keras_hub.src.models.retinanet.feature_pyramid import FeaturePyramid
 from keras_hub.src.models.retinanet.prediction_head import PredictionHead
 
 from ktransfer.tasks.detection.anchors import LEVELS, PER_CELL, STRIDES, AnchorBoxes
+from ktransfer.tasks.detection.losses import DetectionLoss  # noqa: F401 (registers it)
 from ktransfer.tasks.maps import MapHead
 
 PRIOR = 0.01  # every class's probability at every anchor before training
