@@ -21,7 +21,7 @@ from ktransfer.tasks.detection.anchors import anchor_grid, decode_boxes, encode_
 from ktransfer.tasks.detection.readers import READERS
 from ktransfer.training import train
 
-from conftest import write_digit_boxes
+from conftest import train_killed_after, write_digit_boxes
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +186,20 @@ def test_a_detector_evaluates_predicts_and_serves_the_same_boxes(detector, coco,
         assert [n.decode() for n in served["class_names"][i, :count].numpy()] == \
             [d["class"] for d in row["detections"]]
     assert DETECTION.output_key == "detections"
+
+
+@pytest.mark.slow  # a kill and resume through both phases: make test-slow
+def test_a_detector_resumes_after_a_kill_in_fine_tuning(coco, tmp_path, monkeypatch):
+    """Killed in its first fine-tuning epoch (epoch 3 of 2 + 2), the same command resumes and
+    runs every epoch once; the frozen phase's head is not trained again."""
+    cfg = config.build(data=str(coco), task="detection", backbone="efficientnet_lite0",
+                       weights="imagenet", image_size=64, batch_size=16, epochs=2,
+                       fine_tune_epochs=2, detector_filters=16, detector_depth=1,
+                       verbose=0, tensorboard=False, report=False,
+                       run_dir=str(tmp_path / "run"))
+    train_killed_after(3, cfg, monkeypatch)
+    result = train(cfg)
+    history = (result.run_dir / "history.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[:2] for row in history] == [
+        ["1", "head"], ["2", "head"], ["3", "fine_tune"], ["4", "fine_tune"]]
+    assert result.metrics["epochs"] == {"head": 2, "fine_tune": 2}
