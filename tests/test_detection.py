@@ -57,6 +57,59 @@ def test_coco_and_a_table_of_boxes_give_the_same_examples(coco):
     assert (a.targets[::10, :, 0] < 0).all(axis=-1).any()  # negatives kept, all padding
 
 
+def _as_folders(coco_file, root):
+    """The same boxes as a Pascal VOC folder and a YOLO folder (images copied into each)."""
+    import shutil
+
+    found = json.loads(coco_file.read_text())
+    names = {c["id"]: c["name"] for c in found["categories"]}
+    voc, yolo = root / "voc", root / "yolo"
+    for folder in (voc / "Annotations", voc / "JPEGImages", yolo / "images", yolo / "labels"):
+        folder.mkdir(parents=True)
+    (yolo / "data.yaml").write_text("names: [" + ", ".join(names.values()) + "]\n")
+    for image in found["images"]:
+        name = image["file_name"]
+        for folder in (voc / "JPEGImages", yolo / "images"):
+            shutil.copy(coco_file.parent / "images" / name, folder / name)
+        mine = [a for a in found["annotations"] if a["image_id"] == image["id"]]
+        objects = "".join(
+            f"<object><name>{names[a['category_id']]}</name><bndbox><xmin>{a['bbox'][0]}</xmin>"
+            f"<ymin>{a['bbox'][1]}</ymin><xmax>{a['bbox'][0] + a['bbox'][2]}</xmax>"
+            f"<ymax>{a['bbox'][1] + a['bbox'][3]}</ymax></bndbox></object>" for a in mine)
+        (voc / "Annotations" / f"{name[:-4]}.xml").write_text(
+            f"<annotation><filename>{name}</filename>{objects}</annotation>")
+        size = image["width"]
+        lines = [f"{a['category_id'] - 1} {(a['bbox'][0] + a['bbox'][2] / 2) / size:.7f} "
+                 f"{(a['bbox'][1] + a['bbox'][3] / 2) / size:.7f} {a['bbox'][2] / size:.7f} "
+                 f"{a['bbox'][3] / size:.7f}" for a in mine]
+        if lines:
+            (yolo / "labels" / f"{name[:-4]}.txt").write_text("\n".join(lines) + "\n")
+    return voc, yolo
+
+
+def test_the_four_formats_give_the_same_examples(coco, tmp_path):
+    """COCO JSON, a table of boxes, a Pascal VOC folder and a YOLO folder of the same boxes
+    read to the same class names, images (by name) and targets."""
+    voc, yolo = _as_folders(coco, tmp_path)
+    table = _as_table(coco, coco.parent / "boxes4.csv")
+    read = [READERS.read(str(p), "data")["all"] for p in (coco, table, voc, yolo)]
+    assert all(READERS.claims(str(p)) for p in (coco, table, voc, yolo))
+    for other in read[1:]:
+        assert other.class_names == read[0].class_names
+        assert [f.split("/")[-1] for f in other.files] == [f.split("/")[-1]
+                                                          for f in read[0].files]
+        np.testing.assert_allclose(other.targets, read[0].targets, atol=1e-5)
+    label = yolo / "labels" / "001.txt"
+    label.write_text("7 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(DataError, match=rf"^--data: {label}:1: class 7 is not one of the 3"):
+        READERS.read(str(yolo), "data")
+    xml = voc / "Annotations" / "002.xml"
+    xml.write_text("<annotation><filename>002.png</filename><object><name>digit1</name>"
+                   "<bndbox><xmin>4</xmin></bndbox></object></annotation>")
+    with pytest.raises(DataError, match=rf"^--data: {xml}: object 0: bndbox needs numbers"):
+        READERS.read(str(voc), "data")
+
+
 def _broken(coco, tmp_path, change):
     found = json.loads(coco.read_text())
     change(found)

@@ -1,5 +1,6 @@
 """Box annotations as labelling tools export them, read into one form (`Annotated`: image
-files and padded targets [N, M, 5], class id then ymin, xmin, ymax, xmax as fractions).
+files and padded targets [N, M, 5], class id then ymin, xmin, ymax, xmax as fractions). The
+files here; Pascal VOC and YOLO folders in `folders`.
 
 - COCO JSON (`instances_*.json`, Roboflow's `_annotations.coco.json`): `images` (file_name,
   width, height), `annotations` (image_id, category_id, bbox [x, y, width, height] in pixels),
@@ -18,48 +19,19 @@ negatives.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from ktransfer.data import tables
 from ktransfer.errors import DataError
 from ktransfer.tasks.annotations import Annotated, Annotations
+from ktransfer.tasks.detection import folders
+from ktransfer.tasks.detection.boxes import Box, fractions, padded
 
-SLACK = 1.0  # pixels a box may reach past its image (rounding in labelling tools); clipped
 BOX_COLUMNS = ("xmin", "ymin", "xmax", "ymax")
-Box = tuple[int, float, float, float, float]  # class id, ymin, xmin, ymax, xmax (fractions)
-
-
-def padded(boxes: list[list[Box]]) -> np.ndarray:
-    """float32 [N, M, 5] of each image's boxes, padded with class -1 to the most boxes."""
-    most = max(1, max((len(b) for b in boxes), default=0))
-    out = np.full((len(boxes), most, 5), -1.0, np.float32)
-    for i, rows in enumerate(boxes):
-        if rows:
-            out[i, :len(rows)] = rows
-    return out
-
-
-def fractions(box: tuple[float, float, float, float], width: float, height: float,
-              where: str) -> tuple[float, float, float, float]:
-    """(ymin, xmin, ymax, xmax) as fractions of a box (xmin, ymin, xmax, ymax) in pixels; a
-    box past the image by more than SLACK, or with no area, is a DataError at `where`."""
-    xmin, ymin, xmax, ymax = box
-    if not all(math.isfinite(v) for v in box):
-        raise DataError(f"{where}: box {list(box)} is not four numbers")
-    if xmin < -SLACK or ymin < -SLACK or xmax > width + SLACK or ymax > height + SLACK:
-        raise DataError(f"{where}: box (xmin, ymin, xmax, ymax) {list(box)} lies outside its "
-                        f"{width:g} x {height:g} image; fix the box or the image size")
-    xmin, ymin = max(xmin, 0.0), max(ymin, 0.0)
-    xmax, ymax = min(xmax, width), min(ymax, height)
-    if xmax - xmin <= 0 or ymax - ymin <= 0:
-        raise DataError(f"{where}: box (xmin, ymin, xmax, ymax) {list(box)} has no area "
-                        "(xmax must exceed xmin and ymax ymin)")
-    return ymin / height, xmin / width, ymax / height, xmax / width
 
 
 def find_image(name: str, base: Path, where: str) -> Path:
@@ -175,18 +147,22 @@ def read_box_table(path: Path, flag: str) -> Annotated:
         with Image.open(image) as opened:
             width, height = opened.size
         files.append(str(image))
-        boxes.append([(index[label], *fractions(box, width, height, where))  # type: ignore
+        boxes.append([(index[label], *fractions(box, width, height, where))
                       for label, box, where in given])
     return Annotated(tuple(files), names, padded(boxes))
 
 
 class BoxReaders(Annotations):
-    """COCO JSON files and tables of boxes (see the module docstring)."""
+    """COCO JSON files, tables of boxes, Pascal VOC and YOLO folders (see the module
+    docstrings)."""
 
-    formats = "a COCO JSON file or a table of boxes (file, label, xmin, ymin, xmax, ymax)"
+    formats = ("a COCO JSON file, a table of boxes (file, label, xmin, ymin, xmax, ymax), a "
+               "Pascal VOC folder (Annotations/) or a YOLO folder (images/, labels/, data.yaml)")
 
     def claims(self, path: str) -> bool:
         file = Path(path)
+        if file.is_dir():
+            return folders.is_voc(file) or folders.is_yolo(file)
         if file.suffix.lower() == ".json":
             return True
         if not tables.is_table(path) or not file.is_file():
@@ -197,9 +173,13 @@ class BoxReaders(Annotations):
 
     def read(self, path: str, flag: str) -> dict[str, Annotated]:
         file = Path(path)
-        if not file.is_file():
+        read: Callable[[Path, str], Annotated]
+        if file.is_dir():
+            read = folders.read_voc if folders.is_voc(file) else folders.read_yolo
+        elif file.is_file():
+            read = read_coco if file.suffix.lower() == ".json" else read_box_table
+        else:
             raise DataError(f"--{flag}: {path} does not exist; give {self.formats}")
-        read = read_coco if file.suffix.lower() == ".json" else read_box_table
         return {"all": read(file, flag)}
 
 
