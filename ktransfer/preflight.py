@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -34,7 +35,7 @@ from ktransfer.modality import BACKBONE_CHECKS, DEFAULT_BACKBONES, MODALITIES, M
 from ktransfer.registry import import_object, registry_at
 from ktransfer.runs import rundir
 from ktransfer.runs.exportdir import check_export_dir
-from ktransfer.tasks import task_of
+from ktransfer.tasks import TASKS, task_of
 
 SOURCE_FLAGS = (("data", "data"), ("data", "val_data"), ("data", "test_data"),
                 ("adapt", "target_data"), ("adapt", "target_eval_data"))
@@ -301,12 +302,30 @@ def check_predict(cfg: PredictConfig) -> None:
         check_writable(cfg.explain, "explain")
 
 
+def _check_copies(cfg: ExportConfig) -> None:
+    """Refuses TFLite / ONNX copies of a run whose task cannot have them yet (its task.json
+    names the task)."""
+    asked = [flag for flag, on in (("tflite", cfg.tflite != "none"), ("onnx", cfg.onnx),
+                                   ("formats", bool(cfg.formats))) if on]
+    state = Path(cfg.source) / "task.json"
+    if not asked or not state.is_file():
+        return
+    try:
+        name = json.loads(state.read_text(encoding="utf-8")).get("task", "")
+    except (OSError, ValueError, AttributeError):
+        return  # the export itself names the unreadable file
+    task = TASKS.get(name) if name in TASKS else None
+    if task is not None and task.copies_refused:
+        raise ConfigError(asked[0], task.copies_refused)
+
+
 def check_export(cfg: ExportConfig) -> None:
     """Everything `export` needs before it loads the model."""
     check_names(cfg)
     check_model_path(cfg.source, "run_dir" if cfg.run_dir else "model")
     check_export_dir(cfg.export_dir, cfg.version)
     check_writable(cfg.export_dir, "export_dir")
+    _check_copies(cfg)
     if cfg.tflite_metadata and importlib.util.find_spec("mediapipe") is None:
         raise ConfigError("tflite_metadata", "writes the metadata with MediaPipe's tools, which "
                           "are not installed: pip install 'ktransfer[tflite-metadata]'")

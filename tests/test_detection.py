@@ -239,6 +239,10 @@ def test_a_detector_evaluates_predicts_and_serves_the_same_boxes(detector, coco,
         assert [n.decode() for n in served["class_names"][i, :count].numpy()] == \
             [d["class"] for d in row["detections"]]
     assert DETECTION.output_key == "detections"
+    for flag, value in (("tflite", "float32"), ("onnx", True)):
+        with pytest.raises(ConfigError, match=f"^--{flag}: detection's TFLite copy"):
+            export_saved(config.ExportConfig(run_dir=str(run), export_dir=str(tmp_path / "n"),
+                                             **{flag: value}))
 
 
 @pytest.mark.slow  # a kill and resume through both phases: make test-slow

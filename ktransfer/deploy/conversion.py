@@ -125,9 +125,15 @@ def call(model: keras.Model, inputs: dict[str, Any]) -> Any:
 def accuracy(predict: Predictor, data: CheckData) -> float:
     """The task's headline metric (single-label: accuracy) of `predict` on the test split."""
     assert data.test is not None
-    outputs = np.concatenate([np.reshape(predict(x), (_size(x), -1))
-                              for x in data.batches(data.test)])
+    outputs = np.concatenate([_rows(predict(x), _size(x)) for x in data.batches(data.test)])
     return (data.feed.task or default_task()).quality(outputs, data.test.labels, data.state)
+
+
+def _rows(outputs: Any, size: int) -> np.ndarray:
+    """Outputs as [size, ...]: a copy's [size] or flat outputs as rows; a detector's [size, A,
+    W] kept as it is."""
+    outputs = np.asarray(outputs)
+    return outputs if outputs.ndim > 2 else np.reshape(outputs, (size, -1))
 
 
 def _size(batch: Any) -> int:

@@ -195,6 +195,7 @@ class Task(abc.ABC):
     # The network ------------------------------------------------------------------------
 
     output_rank: int = 2  # of the model's output: [B, outputs]; a detector's is [B, A, W]
+    copies_refused: str = ""  # why `export` cannot write TFLite / ONNX copies yet ("": it can)
 
     def outputs(self, names: tuple[str, ...]) -> int:
         """Width of the model's output (a map head's: what it is built for, the classes)."""
