@@ -205,7 +205,7 @@ def detector(coco, tmp_path_factory):
                        weights="imagenet", image_size=128, batch_size=16, epochs=8,
                        fine_tune_epochs=0, lr_schedule="constant", lr=1e-3,
                        detector_filters=32, detector_depth=1, aug_flip="horizontal",
-                       verbose=0, tensorboard=False, report=False,
+                       verbose=0, tensorboard=False, report=True,
                        run_dir=str(tmp_path_factory.mktemp("det") / "run"))
     return train(cfg)
 
@@ -217,6 +217,8 @@ def test_a_tiny_detector_beats_the_mean_boxes(detector):
     assert quality["metric"] == "mAP@[.50:.95]"
     assert quality["value"] > quality["baseline"] + 0.1, quality
     assert detector.metrics["test"]["ap50"] > 0.3
+    report = (detector.run_dir / "report.html").read_text()
+    assert "AP@[.50:.95] per class" in report and "digit2" in report
 
 
 @pytest.mark.slow  # an export and a fresh signature trace: make test-slow
@@ -224,6 +226,8 @@ def test_a_detector_evaluates_predicts_and_serves_the_same_boxes(detector, coco,
     run = detector.run_dir
     summary, _ = evaluate_saved(config.EvaluateConfig(model=str(run)))
     assert summary["map"] == pytest.approx(detector.metrics["test"]["map"], abs=1e-6)
+    assert [r["class"] for r in summary["per_class"]] == ["digit0", "digit1", "digit2"]
+    assert sum(r["boxes"] for r in summary["per_class"]) > 0
     files = sorted((coco.parent / "images").glob("*.png"))[:4]
     rows = json.loads(predict_saved(config.PredictConfig(model=str(run), format="json"),
                                     [str(f) for f in files]))

@@ -44,7 +44,8 @@ def plot_curves(history_csv: str | os.PathLike, path: str | os.PathLike,
                 ax.plot(epochs, values, style, marker="o", markersize=3,
                         label=("validation " if prefix else "training ") + metric)
         _finish_axis(ax, metric, starts, offset=0.5)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:  # a headline not logged per epoch has no line
+            ax.legend(fontsize=8)
     if lr_rows:  # positions count from 0; epoch N ends at position N, as in the other panels
         axes[2].plot([float(r["position"]) for r in lr_rows], [float(r["lr"]) for r in lr_rows])
         axes[2].set_yscale("log")  # the fine-tuning rates are often 10-100x lower

@@ -56,6 +56,7 @@ class Detection(Task):
     geometry_entry = "ktransfer.tasks.detection.geometry:GEOMETRY"
     map_head_entry = "ktransfer.tasks.detection.network:HEAD"
     annotations_entry = "ktransfer.tasks.detection.readers:READERS"
+    presentation_entry = "ktransfer.tasks.detection.presentation:DetectionPresentation"
 
     def parse(self, values: list[Any], where: list[str], options: Any, flag: str,
               column: str = "label") -> tuple[tuple[str, ...], np.ndarray]:
