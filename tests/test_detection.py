@@ -225,7 +225,8 @@ def test_a_tiny_detector_beats_the_mean_boxes(detector):
 def test_a_detector_evaluates_predicts_and_serves_the_same_boxes(detector, coco, tmp_path):
     run = detector.run_dir
     summary, _ = evaluate_saved(config.EvaluateConfig(model=str(run)))
-    assert summary["map"] == pytest.approx(detector.metrics["test"]["map"], abs=1e-6)
+    for key in ("map", "ap50", "ap75", "ap_small", "ap_medium", "ar100"):
+        assert summary[key] == pytest.approx(detector.metrics["test"][key], abs=1e-6), key
     assert [r["class"] for r in summary["per_class"]] == ["digit0", "digit1", "digit2"]
     assert sum(r["boxes"] for r in summary["per_class"]) > 0
     files = sorted((coco.parent / "images").glob("*.png"))[:4]

@@ -84,6 +84,13 @@ def encode_boxes(targets: tf.Tensor, size: int, label_encoder: Any) -> tf.Tensor
                      axis=-1)
 
 
+def input_size(outputs: Any) -> int:
+    """The side (pixels) of the images a detector's outputs [N, A, W] were made from: the grid
+    has PER_CELL anchors per cell of every stride, so A fixes it."""
+    cells = sum(1 / stride ** 2 for stride in STRIDES)
+    return int(round(float(np.sqrt(outputs.shape[1] / (PER_CELL * cells)))))
+
+
 def decode_boxes(offsets: Any, anchors: Any) -> Any:
     """Boxes [..., 4] (yxyx, fractions) from `center_xywh` offsets [..., 4] on `anchors`."""
     ops = keras.ops

@@ -20,13 +20,14 @@ import tensorflow as tf
 from ktransfer.config import RunConfig
 from ktransfer.data.splits import stratified_split
 from ktransfer.errors import ConfigError, DataError
-from ktransfer.tasks.detection.anchors import STRIDES
+from ktransfer.tasks.detection.anchors import STRIDES, input_size
 from ktransfer.tasks.detection.decode import SCORED, detections, numpy_detections
 from ktransfer.tasks.detection.losses import DetectionLoss
 from ktransfer.tasks.detection.scoring import coco_scores
 from ktransfer.tasks.task import Rows, Task, loss_value, relabelled
 
 INTERVAL_RESAMPLES = 100  # bootstrap resamples of the quality's interval (each a COCO eval)
+NOMINAL = 256  # px: the image side the baseline's boxes are scored at (it has no outputs)
 
 
 def kept(state: dict[str, Any], options: Any = None) -> dict[str, Any]:
@@ -141,33 +142,29 @@ class Detection(Task):
     def scores(self, outputs: np.ndarray, targets: np.ndarray, model: keras.Model,
                cfg: RunConfig, state: dict[str, Any]) -> dict[str, float]:
         """The loss, and COCO's mAP, AP50, AP75, AP by size and AR@100 (pycocotools)."""
-        classes = outputs.shape[-1] - 8
-        size = int(model.input_shape[1])
+        found, classes, size = evaluated(outputs, state)
         encoded = self.geometry.encoded(tf.constant(targets), size).numpy()  # type: ignore
-        found = numpy_detections(outputs, classes, 100, SCORED, kept(state)["nms_iou"])
         metrics, per_class = coco_scores(targets, found, size, classes)
         loss = loss_value(DetectionLoss(), encoded, outputs, model)
         return {"loss": loss, **metrics,
                 **{f"ap_class_{i}": v for i, v in enumerate(per_class) if v >= 0}}
 
     def quality(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]) -> float:
-        """mAP@[.50:.95] (boxes scored at 100 px images: the size bands are not used)."""
-        classes = outputs.shape[-1] - 8
-        found = numpy_detections(outputs, classes, 100, SCORED, kept(state)["nms_iou"])
-        return coco_scores(targets, found, 100, classes)[0]["map"]
+        """mAP@[.50:.95]."""
+        found, classes, size = evaluated(outputs, state)
+        return coco_scores(targets, found, size, classes)[0]["map"]
 
     def quality_interval(self, outputs: np.ndarray, targets: np.ndarray,
                          state: dict[str, Any]) -> tuple[float, float] | None:
         """Percentiles of INTERVAL_RESAMPLES bootstrap resamples of the images, their boxes
         found once (pycocotools re-scores each resample)."""
-        classes = outputs.shape[-1] - 8
-        found = numpy_detections(outputs, classes, 100, SCORED, kept(state)["nms_iou"])
+        found, classes, size = evaluated(outputs, state)
         rng = np.random.default_rng(0)
         values = []
         for _ in range(INTERVAL_RESAMPLES):
             pick = rng.integers(0, len(targets), len(targets))
             values.append(coco_scores(targets[pick], {k: v[pick] for k, v in found.items()},
-                                      100, classes)[0]["map"])
+                                      size, classes)[0]["map"])
         low, high = np.percentile(values, [2.5, 97.5])
         return float(low), float(high)
 
@@ -179,7 +176,7 @@ class Detection(Task):
                  "scores": np.broadcast_to(scores, (len(val), classes)),
                  "classes": np.broadcast_to(np.arange(classes), (len(val), classes)),
                  "count": np.full(len(val), classes)}
-        value = coco_scores(val, found, 100, classes)[0]["map"] if len(val) else 0.0
+        value = coco_scores(val, found, NOMINAL, classes)[0]["map"] if len(val) else 0.0
         return value, "each class's mean training box in every image"
 
     def fit(self, outputs: np.ndarray, targets: np.ndarray, options: Any) -> dict[str, Any]:
@@ -222,6 +219,15 @@ class Detection(Task):
         return {"boxes": found["boxes"], "scores": found["scores"],
                 "classes": found["classes"], "class_names": names_of,
                 "num_detections": found["count"]}
+
+
+def evaluated(outputs: np.ndarray, state: dict[str, Any]
+              ) -> tuple[dict[str, np.ndarray], int, int]:
+    """(the boxes evaluation scores: every one above SCORED, at most 100 per image; the
+    classes; the input's side in pixels, which COCO's object sizes are measured in)."""
+    classes = outputs.shape[-1] - 8
+    found = numpy_detections(outputs, classes, 100, SCORED, kept(state)["nms_iou"])
+    return found, classes, input_size(outputs)
 
 
 def rarest_class(targets: np.ndarray) -> np.ndarray:

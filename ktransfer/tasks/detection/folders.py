@@ -43,17 +43,19 @@ def read_voc(folder: Path, flag: str) -> Annotated:
     parsed = [_voc_file(path, flag) for path in sorted((folder / "Annotations").glob("*.xml"))]
     if not parsed:
         raise DataError(f"--{flag}: {folder / 'Annotations'} holds no .xml file")
-    names = tuple(sorted({name for _, objects in parsed for name, _, _ in objects}))
+    names = tuple(sorted({name for _, _, objects in parsed for name, _, _ in objects}))
     index = {name: i for i, name in enumerate(names)}
     files, boxes = [], []
-    for (image, size), objects in ((_voc_image(folder, p, flag), o) for p, o in parsed):
+    for (image, size), objects in ((_voc_image(folder, p, name, flag), o)
+                                   for p, name, o in parsed):
         files.append(str(image))
         boxes.append([(index[name], *fractions(box, *size, where))
                       for name, box, where in objects])
     return Annotated(tuple(files), names, padded(boxes))
 
 
-def _voc_file(path: Path, flag: str) -> tuple[Path, list[tuple[str, tuple, str]]]:
+def _voc_file(path: Path, flag: str) -> tuple[Path, str, list[tuple[str, tuple, str]]]:
+    """(the XML file, its image's file name, its objects: name, box in pixels, where)."""
     try:
         root = ElementTree.parse(path).getroot()
     except (ElementTree.ParseError, OSError) as exc:
@@ -73,12 +75,11 @@ def _voc_file(path: Path, flag: str) -> tuple[Path, list[tuple[str, tuple, str]]
         if not all(math.isfinite(v) for v in values):
             raise DataError(f"{where}: bndbox needs numbers xmin, ymin, xmax, ymax")
         objects.append((name, values, where))
-    return path, objects
+    return path, (root.findtext("filename") or "").strip(), objects
 
 
-def _voc_image(folder: Path, xml: Path, flag: str) -> tuple[Path, tuple[float, float]]:
-    root = ElementTree.parse(xml).getroot()
-    name = (root.findtext("filename") or "").strip()
+def _voc_image(folder: Path, xml: Path, name: str, flag: str
+               ) -> tuple[Path, tuple[float, float]]:
     candidates = [p / name for p in (folder / "JPEGImages", xml.parent, folder)] if name else []
     image = next((p for p in candidates if p.is_file()), None)
     if image is None:

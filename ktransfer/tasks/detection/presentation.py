@@ -9,8 +9,7 @@ from typing import Any
 import numpy as np
 
 from ktransfer.runs.escape import md_code
-from ktransfer.tasks.detection.core import SCORED, kept
-from ktransfer.tasks.detection.decode import numpy_detections
+from ktransfer.tasks.detection.core import evaluated
 from ktransfer.tasks.detection.scoring import coco_scores
 from ktransfer.tasks.presentation import Presentation
 from ktransfer.tasks.task import table
@@ -24,9 +23,8 @@ class DetectionPresentation(Presentation):
     def summarize(self, outputs: np.ndarray, targets: np.ndarray, names: tuple[str, ...],
                   ids: list[str] | None, top_k: int, state: dict[str, Any]) -> dict[str, Any]:
         """The metrics of `scoring.coco_scores` and per class: its AP and its boxes."""
-        classes = len(names)
-        found = numpy_detections(outputs, classes, 100, SCORED, kept(state)["nms_iou"])
-        metrics, per_class = coco_scores(targets, found, 100, classes)
+        found, classes, size = evaluated(outputs, state)
+        metrics, per_class = coco_scores(targets, found, size, classes)
         ids_ = targets[..., 0][targets[..., 0] >= 0].astype(np.int64)
         boxes = np.bincount(ids_, minlength=classes)
         return {"num_examples": int(len(targets)), "class_names": list(names), **metrics,
