@@ -1,6 +1,6 @@
 """The contract of `ktransfer.domain.alignments.ALIGNMENTS`: every registered alignment builds
 its loss layers on the adaptation model, adds one finite loss per layer that reaches the
-weights, and a toy alignment registered alone trains a whole adaptation run."""
+weights (the toy of tests/plugins/mean_gap.py too), and the toy trains a whole adaptation run."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import pytest
 import tensorflow as tf
 
 from ktransfer.domain.adaptation import DomainAdaptationModel
-from ktransfer.domain.alignments import Alignment
 from ktransfer.domain.catalog import ALIGNMENTS
 from ktransfer.image.backbones import get_spec, small_cnn
 from ktransfer.image.classifier import build_classifier
 from ktransfer.training import train
+
+from plugins import installed
 
 
 def _adaptation_model(tiny_config, alignment: str) -> DomainAdaptationModel:
@@ -36,9 +37,16 @@ def _batch():
             "source_labels": np.eye(10, dtype="float32")[[0, 1, 2, 3, 4, 5]]}
 
 
-@pytest.mark.parametrize("name", ALIGNMENTS.names())
+@pytest.fixture
+def with_toy():
+    """The toy alignment of tests/plugins/mean_gap.py, registered for the test."""
+    with installed("mean_gap"):
+        yield
+
+
+@pytest.mark.parametrize("name", [*ALIGNMENTS.names(), "mean_gap"])
 def test_every_alignment_adds_one_finite_loss_per_layer_that_reaches_the_backbone(
-        tiny_config, name):
+        tiny_config, name, with_toy):
     dan = _adaptation_model(tiny_config, name)
     assert dan.mmd_layers and all(isinstance(x, keras.layers.Layer) for x in dan.mmd_layers)
     with tf.GradientTape() as tape:
@@ -55,28 +63,9 @@ def test_every_alignment_adds_one_finite_loss_per_layer_that_reaches_the_backbon
         assert isinstance(layer.initial_weight, float) and layer.weight.shape == ()
 
 
-class MeanGap(keras.layers.Layer):
-    """A toy alignment's loss: the squared gap between the domains' mean features."""
-
-    def __init__(self, weight=1.0, **kwargs):
-        super().__init__(**kwargs)
-        self.initial_weight = float(weight)
-        self.weight = self.add_weight(shape=(), initializer=keras.initializers.Constant(weight),
-                                      trainable=False, name="mmd_weight")
-
-    def call(self, inputs, training=False):
-        source, target = inputs[:2]
-        if training:
-            gap = keras.ops.mean(source, axis=0) - keras.ops.mean(target, axis=0)
-            self.add_loss(self.weight * keras.ops.sum(gap * gap))
-        return source
-
-
 @pytest.mark.slow  # an adaptation run: make test-slow
-def test_a_new_alignment_is_one_registration(tiny_config, monkeypatch):
-    toy = Alignment(lambda cfg, names, d, c: [MeanGap(cfg.mmd_weight, name=f"gap_{n}")
-                                              for n in names])
-    monkeypatch.setitem(ALIGNMENTS._entries, "mean_gap", toy)
+def test_a_new_alignment_is_one_registration(tiny_config, with_toy):
+    """tests/plugins/mean_gap.py, registered alone, trains a whole adaptation run."""
     cfg = tiny_config(epochs=0, fine_tune_epochs=1, steps_per_epoch=4, head_hidden=[16],
                       target_data="builtin:digits_m", mmd_alignment="mean_gap",
                       target_eval_data="builtin:digits_m")

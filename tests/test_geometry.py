@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
-from plugins import one_box
 
 from ktransfer import config, preflight
 from ktransfer.deploy.prediction import predict_saved
@@ -24,6 +23,8 @@ from ktransfer.image.sources import TableReading, read_image_table
 from ktransfer.network.features import head_is_chain, split_classifier
 from ktransfer.reporting.evaluation import evaluate_saved
 from ktransfer.training import train
+
+from plugins import one_box
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.serving import export_saved
 from ktransfer.errors import ConfigError, KtransferError
 
+from plugins import installed
+
 
 def _pixels(model, n=4):
     return np.random.default_rng(0).uniform(0, 255, (n, *model.input_shape[1:])).astype("f")
@@ -86,12 +88,19 @@ def test_tensorboard_steps_keep_rising_across_the_two_phases(tiny_config):
     assert len(steps) == 4 and steps == sorted(set(steps)), steps
 
 
-@pytest.mark.parametrize("name", FORMATS.names())
+@pytest.fixture
+def with_toy():
+    """The toy format of tests/plugins/keras_copy.py, registered for the test."""
+    with installed("keras_copy"):
+        yield
+
+
+@pytest.mark.parametrize("name", [*FORMATS.names(), "keras_copy"])
 def test_every_export_format_writes_a_copy_that_predicts_what_keras_predicts(
-        quickstart_run, tmp_path, name):
-    """The contract of `conversion.FORMATS`: each registered format, asked for by --formats,
-    writes its file, scores it on the run's test split and predicts the Keras model's
-    probabilities."""
+        quickstart_run, tmp_path, name, with_toy):
+    """The contract of `conversion.FORMATS`: each registered format (and the toy), asked for
+    by --formats, writes its file, scores it on the run's test split and predicts the Keras
+    model's probabilities."""
     fmt = FORMATS.get(name)
     version = export_saved(ExportConfig(run_dir=str(quickstart_run), formats=(name,),
                                         export_dir=str(tmp_path / "m")))
@@ -105,34 +114,22 @@ def test_every_export_format_writes_a_copy_that_predicts_what_keras_predicts(
 
 @pytest.mark.slow  # a run and its export: make test-slow
 def test_a_new_export_format_is_one_registration(quickstart_run, tmp_path, monkeypatch):
-    """A toy format (the .keras file again, read back with Keras) added by registration alone
-    is converted, checked and reported; one that predicts wrongly is refused."""
-    import keras
-
-    from ktransfer.deploy.conversion import ExportFormat
-
-    def convert(folder, model, signature, cfg, data, key):
-        path = tmp_path / "copy.keras"
-        model.save(path)
-        return path.read_bytes(), {"kind": "toy"}
-
-    def predictor(content, signature, key):
-        path = tmp_path / "read.keras"
-        path.write_bytes(content)
-        return keras.saving.load_model(path).predict
-
-    toy = ExportFormat("model.toy", lambda cfg: "toy" in cfg.formats, convert, predictor)
-    monkeypatch.setitem(FORMATS._entries, "toy", toy)
-    version = export_saved(ExportConfig(run_dir=str(quickstart_run), formats=("toy",),
-                                        export_dir=str(tmp_path / "m")))
-    report = json.loads((version / "conversions.json").read_text())
-    assert report["toy"]["kind"] == "toy" and report["toy"]["drop"] == pytest.approx(0, abs=1e-6)
-    assert (version / "model.toy").is_file()
-    monkeypatch.setattr(toy, "predictor",
-                        lambda content, signature, key: lambda x: np.eye(5)[np.zeros(len(x), int)])
-    with pytest.raises(KtransferError, match="^--max_accuracy_drop: the toy model scores"):
-        export_saved(ExportConfig(run_dir=str(quickstart_run), formats=("toy",),
-                                  export_dir=str(tmp_path / "m")))
+    """The toy format of tests/plugins/keras_copy.py, added by registration alone, is
+    converted, checked and reported; one that predicts wrongly is refused."""
+    with installed("keras_copy") as toy:
+        version = export_saved(ExportConfig(run_dir=str(quickstart_run),
+                                            formats=("keras_copy",),
+                                            export_dir=str(tmp_path / "m")))
+        report = json.loads((version / "conversions.json").read_text())["keras_copy"]
+        assert report["kind"] == "keras_copy"
+        assert report["drop"] == pytest.approx(0, abs=1e-6)
+        assert (version / toy.FORMAT.filename).is_file()
+        monkeypatch.setattr(toy.FORMAT, "predictor", lambda content, signature, key:
+                            lambda x: np.eye(5)[np.zeros(len(x), int)])
+        with pytest.raises(KtransferError,
+                           match="^--max_accuracy_drop: the keras_copy model scores"):
+            export_saved(ExportConfig(run_dir=str(quickstart_run), formats=("keras_copy",),
+                                      export_dir=str(tmp_path / "m")))
 
 
 def test_tflite_metadata_is_read_by_mediapipes_image_classifier(quickstart_run, tmp_path):

@@ -10,24 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
-from toy_vectors import VECTORS, VectorSet
 
 from ktransfer import config, preflight
-from ktransfer.config import groups
 from ktransfer.deploy.saving import load_model
 from ktransfer.deploy.serving import answer, export
 from ktransfer.deploy.warmup import read_warmup
 from ktransfer.errors import DataError
-from ktransfer.modality import (
-    BACKBONE_CHECKS,
-    DEFAULT_BACKBONES,
-    KERAS_CLASSES,
-    MODALITIES,
-    for_model,
-    register_modality,
-)
+from ktransfer.modality import MODALITIES, for_model
 
 from conftest import text_values, tiny_values
+from plugins import installed
+from plugins.vectors import VectorSet
 
 # A tiny run of each modality; a new modality adds its own here (the test below insists).
 TINY = {
@@ -42,16 +35,10 @@ TINY = {
 
 @pytest.fixture
 def with_toy():
-    """The toy modality, registered as a new modality is: one `register_modality` call with
-    its own config group (taken back afterwards, so that other tests see the shipped
-    modalities only)."""
-    register_modality("vectors", VECTORS, default_backbone="mlp",
-                      backbone_check="toy_vectors:check_backbone_name",
-                      options="toy_vectors:VectorOptions")
-    yield
-    for table in (MODALITIES._entries, DEFAULT_BACKBONES, BACKBONE_CHECKS, KERAS_CLASSES,
-                  groups._DECLARED):
-        table.pop("vectors", None)
+    """The toy modality (tests/plugins/vectors.py), registered as a new modality is: one
+    `register_modality` call with its own config group, taken back afterwards."""
+    with installed("vectors"):
+        yield
 
 
 def _first(batches):

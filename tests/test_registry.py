@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import pytest
 
 from ktransfer.errors import ConfigError
 from ktransfer.registry import Registry, registry_at
+
+from plugins import AXES
 
 
 def test_register_get_and_the_error_naming_the_flag():
@@ -201,3 +204,39 @@ def test_every_entry_of_every_registry_loads(path, name):
     assert name == name.strip() and " " not in name and name.lower() == name, name
     assert registry.get(name) is not None
     assert isinstance(registry.about(name), str)
+
+
+def _names() -> dict[str, set[str]]:
+    return {path: set(registry.names()) for path, registry in REGISTRIES.items()}
+
+
+@pytest.mark.parametrize("axis", sorted(AXES))
+def test_each_axis_has_a_toy_plugin_that_is_one_registration(axis):
+    """tests/plugins/ holds a toy per axis; registering it adds its one name to its axis's
+    registry and nothing to any other, the generic contract holds for it, and taking it back
+    leaves the shipped entries alone."""
+    path, module, name = AXES[axis]
+    plugin = importlib.import_module(f"plugins.{module}")
+    was_registered = name in REGISTRIES[path]
+    plugin.unregister()
+    shipped = _names()
+    try:
+        plugin.register()
+        added = {p: names - shipped[p] for p, names in _names().items() if names != shipped[p]}
+        assert added == {path: {name}}
+        test_every_entry_of_every_registry_loads(path, name)
+    finally:
+        plugin.unregister()
+    assert _names() == shipped
+    if was_registered:
+        plugin.register()
+
+
+def test_the_package_names_no_plugin():
+    """The toys touch no file of the package: nothing under ktransfer/ names them."""
+    from conftest import REPO
+
+    toys = {module for _, module, _ in AXES.values()}
+    for path in (REPO / "ktransfer").rglob("*.py"):
+        text = path.read_text()
+        assert "plugins." not in text and not any(f'"{toy}"' in text for toy in toys), path

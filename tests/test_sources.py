@@ -20,12 +20,14 @@ from conftest import (
     save_user_model,
     text_values,
 )
+from plugins import installed
 
 # A handle (and any flags it needs) per registered source; a new source adds its own here.
 IMAGE_HANDLES = {
     "hub": lambda tmp, request: (str(request.getfixturevalue("hub_module")), {}),
     "file": lambda tmp, request: (str(save_user_model(tmp / "mine.keras")), {}),
     "kerashub": lambda tmp, request: (str(save_kerashub_resnet(tmp / "resnet")), {}),
+    "convs": lambda tmp, request: ("8,16", {"weights": "none"}),  # tests/plugins/convs.py
 }
 
 
@@ -40,15 +42,22 @@ TEXT_HANDLES = {
 }
 
 
-@pytest.mark.parametrize("name", backbones.SOURCES.names())
-def test_every_image_backbone_source_checks_and_builds(name, tmp_path, request):
+@pytest.fixture
+def with_toy():
+    """The toy source of tests/plugins/convs.py, registered for the test."""
+    with installed("convs"):
+        yield
+
+
+@pytest.mark.parametrize("name", [*backbones.SOURCES.names(), "convs"])
+def test_every_image_backbone_source_checks_and_builds(name, tmp_path, request, with_toy):
     assert name in IMAGE_HANDLES, f"give the {name} source a handle in IMAGE_HANDLES"
     handle, flags = IMAGE_HANDLES[name](tmp_path, request)
     cfg = config.ModelConfig(backbone=f"{name}:{handle}", **flags)
     backbones.check_backbone(cfg)
     spec = backbones.resolve_spec(cfg)
     size = spec.default_size if name == "file" else 32
-    model = backbones.build_backbone(spec, "imagenet", size, "")
+    model = backbones.build_backbone(spec, cfg.weights, size, "")
     pixels = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
     features = model(pixels)
     assert features.shape[0] == 2 and len(features.shape) in (2, 4)
@@ -73,3 +82,19 @@ def test_every_text_encoder_source_checks_and_loads(name, tmp_path, request):
     vectors = encoder.backbone(tokens)
     assert len(vectors.shape) == 3 and vectors.shape[0] == 2
     assert encoder.mask_key in tokens
+
+
+def test_a_new_backbone_source_is_one_registration(tiny_config, with_toy):
+    """tests/plugins/convs.py, registered alone, trains a run (head, then fine-tuning) past
+    chance, and its pre-flight refuses what it cannot do in one line naming the flag."""
+    from ktransfer import preflight
+    from ktransfer.training import train
+
+    with pytest.raises(ConfigError, match="^--weights: convs: backbones start from scratch"):
+        preflight.check_train(tiny_config(backbone="convs:8,16", weights="imagenet"))
+    with pytest.raises(ConfigError, match="^--backbone: convs:8,x: give widths"):
+        preflight.check_train(tiny_config(backbone="convs:8,x"))
+    result = train(tiny_config(backbone="convs:16,32", epochs=15, fine_tune_epochs=1, lr=0.05,
+                               classes=("0", "1"), report=True))
+    assert result.metrics["epochs"] == {"head": 15, "fine_tune": 1}
+    assert result.metrics["test"]["accuracy"] > 0.5 + 0.2  # two classes: chance is 0.5

@@ -209,3 +209,21 @@ def test_a_trial_orphaned_by_a_kill_between_two_state_files_is_retried_not_drawn
     trials = resumed.oracle.trials.values()
     assert sorted(t.status for t in trials) == ["COMPLETED", "COMPLETED"]
     assert len({t.hyperparameters.values["units"] for t in trials}) == 2
+
+
+def test_a_new_search_space_is_one_registration(tmp_path):
+    """tests/plugins/lr_grid.py, registered alone, is run by `search` as the shipped spaces
+    are: three trials, best first on its validation score, and a best.cfg that retrains the
+    winner's rate."""
+    from plugins import installed
+
+    with installed("lr_grid"):
+        result = search(build_search(**tiny_values(tmp_path, epochs=2), space="lr_grid",
+                                     hp_lr=(1e-4, 1e-2), directory=str(tmp_path / "tuning")))
+    scores = [row["val_accuracy"] for row in result.trials]
+    assert len(scores) == 3 and scores == sorted(scores, reverse=True)
+    assert sorted(row["lr"] for row in result.trials) == pytest.approx([1e-4, 1e-3, 1e-2])
+    best = parse_flagfile(result.best_flagfile)
+    assert float(best["lr"]) == pytest.approx(result.trials[0]["lr"])
+    with open(tmp_path / "tuning" / "head" / "trials.csv") as f:
+        assert len(list(csv.DictReader(f))) == 3

@@ -1,5 +1,6 @@
 """A toy command: its entry module (flags -> one frozen config -> one library call) beside its
-registration, `register_command("hello", ...)` in `register()`."""
+registration, `register_command("hello", ...)` in `register()`, made when the module is
+imported (as `ktransfer hello` imports it)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,12 @@ def register() -> None:
         register_command("hello", "greets", lambda: config.command_groups(HelloConfig, "hello"),
                          lambda fv: config.command_from_flags(HelloConfig, fv),
                          module="plugins.hello")
+
+
+def unregister() -> None:
+    """Takes it back, so that other tests see the shipped commands only."""
+    COMMANDS._entries.pop("hello", None)
+    COMMANDS._about.pop("hello", None)
 
 
 def greet(cfg: HelloConfig) -> str:

@@ -1,8 +1,7 @@
 """A toy modality, written the way a new input kind is added: this file (its examples, feed,
-network, signatures, presentation and its own config group) plus one registration in
-`MODALITIES` (done by the test). Examples are rows of 8 numbers; the backbone a small MLP.
-tests/test_modality.py shows that training, resume state, evaluation, prediction and export
-take it unchanged."""
+network, signatures, presentation and its own config group) plus one `register_modality` call
+(`register()`). Examples are rows of 8 numbers; the backbone a small MLP. tests/test_modality.py
+shows that training, resume state, evaluation, prediction and export take it unchanged."""
 
 from __future__ import annotations
 
@@ -15,10 +14,20 @@ import numpy as np
 import tensorflow as tf
 from sklearn.datasets import make_blobs
 
-from ktransfer.config import PredictConfig, RunConfig, option, require
+from ktransfer.config import PredictConfig, RunConfig, groups, option, require
 from ktransfer.data.examples import Examples
 from ktransfer.errors import ConfigError, DataError
-from ktransfer.modality import Feed, Modality, Network, Presentation
+from ktransfer.modality import (
+    BACKBONE_CHECKS,
+    DEFAULT_BACKBONES,
+    KERAS_CLASSES,
+    MODALITIES,
+    Feed,
+    Modality,
+    Network,
+    Presentation,
+    register_modality,
+)
 from ktransfer.network.heads import build_head
 from ktransfer.registry import Registry
 from ktransfer.tasks import task_of
@@ -147,3 +156,17 @@ def check_backbone_name(name: str) -> None:
     """The light name check pre-flight runs before TensorFlow loads: mlp is the only one."""
     if name != "mlp":
         raise ConfigError("backbone", "vector models take --backbone=mlp")
+
+
+def register() -> None:
+    """The one registration, with the modality's own config group."""
+    register_modality("vectors", VECTORS, default_backbone="mlp",
+                      backbone_check="plugins.vectors:check_backbone_name",
+                      options="plugins.vectors:VectorOptions")
+
+
+def unregister() -> None:
+    """Takes the registration back, so that other tests see the shipped modalities only."""
+    for table in (MODALITIES._entries, DEFAULT_BACKBONES, BACKBONE_CHECKS, KERAS_CLASSES,
+                  groups._DECLARED):
+        table.pop("vectors", None)
