@@ -35,6 +35,9 @@ if TYPE_CHECKING:  # in annotations only: knowing the modalities imports no Tens
 Explainer = Callable[[Examples, list[int], list[str], str | os.PathLike], list[Path]]
 # an exported signature's outputs from the model's output: the task's (`Task.serving`)
 Answer = Callable[[Any], dict[str, Any]]
+# predict --draw: (an example as a picture, its answers placed on it) -> the picture drawn on
+# (a PIL image for images: `tasks.geometry.Geometry.draw`)
+Drawer = Callable[[Any, dict[str, Any]], Any]
 
 
 @dataclass
@@ -140,6 +143,17 @@ class Presentation(abc.ABC):
         """What `predict` shows of each example (the text itself), or None: its name (a file
         path) says it."""
         return None
+
+    def sizes(self, examples: Examples) -> list[tuple[int, int]] | None:
+        """Each example's (width, height) in the pixels its answers are placed in (an
+        image's), or None: the modality's examples have no plane."""
+        return None
+
+    def draw(self, examples: Examples, answers: list[dict[str, Any]], draw: Drawer,
+             out_dir: str | os.PathLike) -> list[Path]:
+        """`predict --draw`: writes each example with its answers (the task's `extras`,
+        placed) drawn on it by `draw` into `out_dir`; the files written."""
+        raise ConfigError("draw", f"{self.noun} models have nothing to draw answers on")
 
     @abc.abstractmethod
     def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:

@@ -16,7 +16,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ktransfer.config import (
     AUTO_BATCH,
@@ -36,6 +36,9 @@ from ktransfer.registry import import_object, registry_at
 from ktransfer.runs import rundir
 from ktransfer.runs.exportdir import check_export_dir
 from ktransfer.tasks import TASKS, task_of
+
+if TYPE_CHECKING:  # in annotations only: pre-flight runs before TensorFlow loads
+    from ktransfer.tasks.task import Task
 
 SOURCE_FLAGS = (("data", "data"), ("data", "val_data"), ("data", "test_data"),
                 ("adapt", "target_data"), ("adapt", "target_eval_data"))
@@ -300,21 +303,32 @@ def check_predict(cfg: PredictConfig) -> None:
         check_writable(cfg.output, "output", folder=False)
     if cfg.explain:
         check_writable(cfg.explain, "explain")
+    if cfg.draw:
+        task = _run_task(cfg.model)
+        if task is not None and not task.geometry_entry:
+            raise ConfigError("draw", f"{task.name} models have no answers in the image to "
+                              "draw (detection has)")
+        check_writable(cfg.draw, "draw")
 
 
-def _check_copies(cfg: ExportConfig) -> None:
-    """Refuses TFLite / ONNX copies of a run whose task cannot have them yet (its task.json
-    names the task)."""
-    asked = [flag for flag, on in (("tflite", cfg.tflite != "none"), ("onnx", cfg.onnx),
-                                   ("formats", bool(cfg.formats))) if on]
-    state = Path(cfg.source) / "task.json"
-    if not asked or not state.is_file():
-        return
+def _run_task(folder: str) -> Task | None:
+    """The task a run folder's task.json names; None for a model file, or where the file
+    is unreadable (loading the run names it)."""
+    state = Path(folder) / "task.json"
+    if not state.is_file():
+        return None
     try:
         name = json.loads(state.read_text(encoding="utf-8")).get("task", "")
     except (OSError, ValueError, AttributeError):
-        return  # the export itself names the unreadable file
-    task = TASKS.get(name) if name in TASKS else None
+        return None
+    return TASKS.get(name) if name in TASKS else None
+
+
+def _check_copies(cfg: ExportConfig) -> None:
+    """Refuses TFLite / ONNX copies of a run whose task cannot have them yet."""
+    asked = [flag for flag, on in (("tflite", cfg.tflite != "none"), ("onnx", cfg.onnx),
+                                   ("formats", bool(cfg.formats))) if on]
+    task = _run_task(cfg.source) if asked else None
     if task is not None and task.copies_refused:
         raise ConfigError(asked[0], task.copies_refused)
 

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from ktransfer import config, preflight
 from ktransfer.deploy.prediction import predict_saved
@@ -205,7 +206,7 @@ def detector(coco, tmp_path_factory):
                        weights="imagenet", image_size=128, batch_size=16, epochs=8,
                        fine_tune_epochs=0, lr_schedule="constant", lr=1e-3,
                        detector_filters=32, detector_depth=1, aug_flip="horizontal",
-                       verbose=0, tensorboard=False, report=True,
+                       monitor="val_map", verbose=0, tensorboard=False, report=True,
                        run_dir=str(tmp_path_factory.mktemp("det") / "run"))
     return train(cfg)
 
@@ -219,6 +220,76 @@ def test_a_tiny_detector_beats_the_mean_boxes(detector):
     assert detector.metrics["test"]["ap50"] > 0.3
     report = (detector.run_dir / "report.html").read_text()
     assert "AP@[.50:.95] per class" in report and "digit2" in report
+
+
+def test_val_map_is_scored_every_epoch_and_monitored(detector):
+    """--monitor=val_map: pycocotools scores each epoch's validation pass; history.csv holds
+    it, and its last value is the final model's validation mAP."""
+    with open(detector.run_dir / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    values = [float(row["val_map"]) for row in history]
+    assert len(values) == 8 and all(0.0 <= v <= 1.0 for v in values) and max(values) > 0
+    assert values[-1] == pytest.approx(detector.metrics["val"]["map"], abs=1e-6)
+    assert "val_ap50" in history[0]
+
+
+def _predicted(run, files, fmt="json", **flags):
+    return predict_saved(config.build_command(config.PredictConfig, model=str(run), format=fmt,
+                                              **flags), [str(f) for f in files])
+
+
+def test_predict_gives_boxes_in_the_pixels_of_each_image_as_given(detector, coco, tmp_path):
+    """The boxes predict writes are the model's (fractions of the squashed input) times each
+    image's own width and height: a 256 x 96 copy of a test image gets x scaled by 256 and y
+    by 96, not by the input's 128."""
+    from ktransfer.deploy.prediction import predict
+    from ktransfer.deploy.saving import open_classifier
+    from ktransfer.image.prediction import read_images
+
+    wide = tmp_path / "wide.png"
+    Image.open(sorted((coco.parent / "images").glob("*.png"))[3]).resize((256, 96)).save(wide)
+    found = json.loads(_predicted(detector.run_dir, [wide], min_score="0.05"))[0]["detections"]
+    clf = open_classifier(detector.run_dir)
+    model = predict(clf.model, clf.feed, read_images([str(wide)]), clf.class_names,
+                    state={**clf.state, "min_score": 0.05})[0].extra["detections"]
+    assert found and len(found) == len(model)
+    for pixels, fractions in zip(found, model, strict=True):
+        assert pixels["label"] == fractions["label"] and pixels["score"] == fractions["score"]
+        np.testing.assert_allclose([pixels[k] for k in ("xmin", "ymin", "xmax", "ymax")],
+                                   [fractions["xmin"] * 256, fractions["ymin"] * 96,
+                                    fractions["xmax"] * 256, fractions["ymax"] * 96], atol=0.01)
+
+
+def test_predict_min_score_csv_and_drawn_boxes(detector, coco, tmp_path):
+    """--min_score keeps the boxes at or above it (the run's 0.3 unless given); CSV has a row
+    per box and a row for an image with none; --draw writes each image, its own size, with
+    the boxes drawn on it."""
+    files = sorted((coco.parent / "images").glob("*.png"))[:6]
+    low = json.loads(_predicted(detector.run_dir, files, min_score="0.05"))
+    high = json.loads(_predicted(detector.run_dir, files, min_score="0.5"))
+    for few, many in zip(high, low, strict=True):
+        assert all(d["score"] >= 0.5 for d in few["detections"])
+        assert all(d["score"] >= 0.05 for d in many["detections"])
+        assert len(few["detections"]) <= len(many["detections"])
+    rows = list(csv.DictReader(_predicted(detector.run_dir, files, "csv", min_score="0.05")
+                               .splitlines()))
+    assert list(rows[0]) == ["file", "label", "score", "xmin", "ymin", "xmax", "ymax"]
+    assert len(rows) == sum(max(1, len(r["detections"])) for r in low)
+    _predicted(detector.run_dir, files[:2], min_score="0.05", draw=str(tmp_path / "drawn"))
+    for f in files[:2]:
+        drawn = np.asarray(Image.open(tmp_path / "drawn" / f"{f.stem}.png"))
+        original = np.asarray(Image.open(f).convert("RGB"))
+        assert drawn.shape == original.shape and (drawn != original).any()
+
+
+def test_predict_refuses_a_bad_min_score_and_draw_without_boxes(detector, quickstart_run,
+                                                                tmp_path):
+    for value, said in (("abc", "must be a float"), ("2", "must be in")):
+        with pytest.raises(ConfigError, match=f"^--min_score: {said}"):
+            _predicted(detector.run_dir, [], min_score=value)
+    with pytest.raises(ConfigError, match="^--draw: single_label models have no answers in "
+                                          "the image"):
+        _predicted(quickstart_run, [], draw=str(tmp_path / "drawn"))
 
 
 @pytest.mark.slow  # an export and a fresh signature trace: make test-slow
@@ -239,10 +310,11 @@ def test_a_detector_evaluates_predicts_and_serves_the_same_boxes(detector, coco,
     for i, row in enumerate(rows):
         count = int(served["num_detections"][i])
         assert count == len(row["detections"])
-        np.testing.assert_allclose(served["boxes"][i, :count].numpy(),
-                                   [d["box"] for d in row["detections"]], atol=1e-3)
+        np.testing.assert_allclose(served["boxes"][i, :count].numpy() * 128,  # 128 px images
+                                   [[d[k] for k in ("ymin", "xmin", "ymax", "xmax")]
+                                    for d in row["detections"]], atol=0.13)
         assert [n.decode() for n in served["class_names"][i, :count].numpy()] == \
-            [d["class"] for d in row["detections"]]
+            [d["label"] for d in row["detections"]]
     assert DETECTION.output_key == "detections"
     for flag, value in (("tflite", "float32"), ("onnx", True)):
         with pytest.raises(ConfigError, match=f"^--{flag}: detection's TFLite copy"):

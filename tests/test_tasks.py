@@ -70,6 +70,15 @@ def test_every_task_is_what_the_data_layer_asks_of_a_task():
     assert all(isinstance(TASKS.get(name), Targets) for name in TASKS.names())
 
 
+@pytest.mark.parametrize("name", TASKS.names())
+def test_every_tasks_declared_names_agree(name):
+    """What a task declares is consistent: its per-epoch metrics are monitors, and the
+    objective a tuner scores trials by is one (val_OBJECTIVE is in every epoch's logs)."""
+    task = TASKS.get(name)
+    assert set(task.epoch_metrics) <= set(task.monitors)
+    assert not task.objective or task.objective in (*task.monitors, "loss")
+
+
 @pytest.mark.parametrize("name,loss", [  # a task's other losses: make test-slow
     pytest.param(name, loss, marks=[pytest.mark.slow] if loss != "auto" else [])
     for name in TASKS.names() for loss in TASKS.get(name).losses

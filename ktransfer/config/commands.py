@@ -229,6 +229,8 @@ class PredictConfig(ReadConfig):
                           "over it into this folder (NNNN-NAME.png, in input order).")
     explain_layer: str = option("", "The backbone layer Grad-CAM weighs (a spatial feature "
                                 "map); default: the last one.")
+    draw: str = option("", "Tasks with answers in the image (detection): also write each "
+                       "image with its answers drawn on it into this folder (STEM.png).")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -17,9 +17,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
+import typing
 from typing import Any
 
 from ktransfer.config.fields import FROM_RUN, option
+from ktransfer.errors import ConfigError
 
 # The modules whose registrations declare groups, imported before the groups are read (so
 # `config.build(max_length=64)` knows the text group without importing the modalities first).
@@ -89,9 +91,30 @@ def reading_group(cls: type) -> type:
                                           from_run=True)))
     doc = f"{(cls.__doc__ or '').strip().splitlines()[0].rstrip('.')}; unset: as the model's run."
     made = dataclasses.make_dataclass(f"{cls.__name__}Reading", specs, frozen=True,
-                                      namespace={"__doc__": doc})
+                                      namespace={"__doc__": doc,
+                                                 "__post_init__": _typed_by(cls)})
     made.__module__ = cls.__module__
     return made
+
+
+def _typed_by(cls: type) -> Any:
+    """The reading copy's check: a given value of a field that is not text in `cls` (a number)
+    becomes that type, and passes `cls`'s own rules, or is a ConfigError naming the flag."""
+    hints = typing.get_type_hints(cls)
+
+    def post_init(self: Any) -> None:
+        for f in reading_fields(cls):
+            value, kind = getattr(self, f.name), hints[f.name]
+            if kind is str or not isinstance(value, str) or value in ("", FROM_RUN):
+                continue
+            try:
+                typed = kind(value)
+            except ValueError:
+                raise ConfigError(f.name, f"must be a {kind.__name__}, got {value!r}") from None
+            cls(**{f.name: typed})  # the group's own rules, naming the flag
+            object.__setattr__(self, f.name, typed)
+
+    return post_init
 
 
 def reading_groups() -> dict[str, type]:

@@ -24,10 +24,12 @@ from ktransfer.config import PredictConfig, resolve_from_run
 from ktransfer.data.examples import Examples
 from ktransfer.deploy.saving import open_classifier
 from ktransfer.deploy.serving import check_classifier
-from ktransfer.modality import Feed
+from ktransfer.errors import ConfigError
+from ktransfer.modality import Feed, Presentation
 from ktransfer.runs.escape import cell
 from ktransfer.runs.progress import PassProgress
 from ktransfer.tasks import default_task
+from ktransfer.tasks.task import Task
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +94,17 @@ def _escape(value: str) -> str:
 
 
 def format_predictions(predictions: list[Prediction], fmt: str, key: str = "file",
-                       fields: tuple[str, str, str] = ("top_k", "class", "probability")) -> str:
+                       fields: tuple[str, str, str] = ("top_k", "class", "probability"),
+                       records: str = "") -> str:
     """text: `name<TAB>class<TAB>probability[...]` per line (tabs and newlines escaped); csv
     with a header; json list. Text and CSV cells that a spreadsheet would take for a formula
     start with `'` (`runs.escape.cell`); JSON keeps every value as it is. `key` names the
     first column ("file", "text"); `fields` the answers (the task's `answer_fields`: list key,
-    item name, item score)."""
+    item name, item score); `records` the extra field that holds the answers as records (the
+    task's `answer_records`: detection's boxes), written one row each and in JSON in place of
+    the list."""
+    if records:
+        return _records(predictions, fmt, key, records)
     sources = any(p.source for p in predictions)
     many, item, score = fields
     if fmt == "json":
@@ -122,6 +129,26 @@ def format_predictions(predictions: list[Prediction], fmt: str, key: str = "file
                    + "".join(f"\t{_escape(cell(c))}\t{s:.4f}" for c, s in p.top_k)
                    + "".join(f"\t{e}={_escape(_field(p.extra[e]))}" for e in extra) + "\n"
                    for p in predictions)
+
+
+def _records(predictions: list[Prediction], fmt: str, key: str, records: str) -> str:
+    """Answers that are records (detection's boxes: label, score, xmin, ...): JSON keeps
+    them as a list per example; CSV and text write a row per record after the example's name,
+    and a row with the name alone for an example with none (so every input shows)."""
+    if fmt == "json":
+        return json.dumps([{key: p.name, records: p.extra[records]} for p in predictions],
+                          indent=1, ensure_ascii=False) + "\n"
+    columns = list(dict.fromkeys(k for p in predictions for r in p.extra[records] for k in r))
+    rows = [[p.name, *(_field(r.get(c, "")) for c in columns)]
+            for p in predictions for r in p.extra[records] or [{}]]
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([key, *columns])
+        writer.writerows([[cell(v) for v in row] for row in rows])
+        return buffer.getvalue()
+    return "".join("\t".join(_escape(cell(v)) for v in row).rstrip("\t") + "\n"
+                   for row in rows)
 
 
 def _field(value: Any) -> str:
@@ -149,7 +176,7 @@ def predict_run(model: str | os.PathLike, values: list[str], top_k: int = 3
     shown = clf.modality.presentation
     examples = shown.from_values(list(values))
     found = predict(clf.model, clf.feed, examples, clf.class_names, top_k, state=clf.state)
-    return _with_inputs(found, shown.shown(examples))
+    return _with_inputs(_placed(found, clf.task, shown, examples), shown.shown(examples))
 
 
 def _with_inputs(predictions: list[Prediction], shown: list[str] | None) -> list[Prediction]:
@@ -159,6 +186,18 @@ def _with_inputs(predictions: list[Prediction], shown: list[str] | None) -> list
         return predictions
     return [dataclasses.replace(p, name=text, source=p.name)
             for p, text in zip(predictions, shown, strict=True)]
+
+
+def _placed(predictions: list[Prediction], task: Task, shown: Presentation,
+            examples: Examples) -> list[Prediction]:
+    """Answers that lie in the image (a task's `Geometry`: boxes) in the pixels of each
+    example as given, where the modality knows its size."""
+    geometry = task.geometry
+    sizes = shown.sizes(examples) if geometry is not None else None
+    if geometry is None or sizes is None:
+        return predictions
+    return [dataclasses.replace(p, extra=geometry.placed(p.extra, width, height))
+            for p, (width, height) in zip(predictions, sizes, strict=True)]
 
 
 def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
@@ -173,12 +212,22 @@ def predict_saved(cfg: PredictConfig, inputs: list[str]) -> str:
     shown = clf.modality.presentation
     explain = (shown.explainer(clf.model, clf.feed, cfg.explain_layer) if cfg.explain
                else None)
+    geometry = clf.task.geometry
+    if cfg.draw and geometry is None:
+        raise ConfigError("draw", f"{clf.task.name} models have no answers in the image to "
+                          "draw (detection has)")
     examples = shown.read_inputs(inputs, cfg)
+    state = clf.task.answering(clf.state, cfg.group("task"))
     predictions = predict(clf.model, clf.feed, examples, clf.class_names, cfg.top_k,
-                          cfg.batch_size, cfg.tta, clf.state)
-    predictions = _with_inputs(predictions, shown.shown(examples))
+                          cfg.batch_size, cfg.tta, state)
+    predictions = _with_inputs(_placed(predictions, clf.task, shown, examples),
+                               shown.shown(examples))
     if explain is not None:
         written = explain(examples, [int(np.argmax(p.probabilities)) for p in predictions],
                           list(clf.class_names), cfg.explain)
         log.info("--explain: %d heat maps in %s", len(written), cfg.explain)
-    return format_predictions(predictions, cfg.format, shown.input_key, clf.task.answer_fields)
+    if cfg.draw and geometry is not None:
+        drawn = shown.draw(examples, [p.extra for p in predictions], geometry.draw, cfg.draw)
+        log.info("--draw: %d images in %s", len(drawn), cfg.draw)
+    return format_predictions(predictions, cfg.format, shown.input_key, clf.task.answer_fields,
+                              clf.task.answer_records)

@@ -27,9 +27,17 @@ from ktransfer.image.classifier import build_classifier, feature_maps
 from ktransfer.image.gradcam import GradCAM, explain_images
 from ktransfer.image.imageset import ImageSet
 from ktransfer.image.pipeline import ImageFeed
-from ktransfer.image.prediction import read_images
+from ktransfer.image.prediction import draw_images, image_sizes, read_images
 from ktransfer.image.sources import TableReading, drop_bad_images, open_source
-from ktransfer.modality import Answer, Explainer, Feed, Modality, Network, Presentation
+from ktransfer.modality import (
+    Answer,
+    Drawer,
+    Explainer,
+    Feed,
+    Modality,
+    Network,
+    Presentation,
+)
 from ktransfer.network.catalog import POOLINGS
 from ktransfer.tasks import default_task, task_of
 from ktransfer.tasks.annotations import Annotated
@@ -69,6 +77,15 @@ class ImagePresentation(Presentation):
 
     def from_values(self, values: list[str]) -> Examples:
         return read_images([str(v) for v in values])
+
+    def sizes(self, examples: Examples) -> list[tuple[int, int]] | None:
+        assert isinstance(examples, ImageSet) and examples.files is not None
+        return image_sizes([str(f) for f in examples.files])
+
+    def draw(self, examples: Examples, answers: list[dict[str, Any]], draw: Drawer,
+             out_dir: str | os.PathLike) -> list[Path]:
+        assert isinstance(examples, ImageSet) and examples.files is not None
+        return draw_images([str(f) for f in examples.files], answers, draw, out_dir)
 
     def read_inputs(self, args: list[str], cfg: PredictConfig) -> Examples:
         if cfg.text:

@@ -6,16 +6,21 @@ Unreadable files (corrupt, truncated, empty, not an image) are named, never a tr
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from ktransfer.errors import DataError
 from ktransfer.image.imageset import ImageSet, decode_file
 from ktransfer.image.pipeline import resize
 from ktransfer.image.sources import IMAGE_EXTENSIONS, image_problem
+from ktransfer.runs import atomic
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +70,31 @@ def read_images(paths: list[str], on_bad_image: str = "fail") -> ImageSet:
         raise DataError("none of the given files is a readable image")
     return ImageSet(class_names=("",), labels=np.zeros(len(good), np.int32),
                     files=np.array(good))
+
+
+def image_sizes(files: list[str]) -> list[tuple[int, int]]:
+    """(width, height) in pixels of each file, read from its header (the first frame)."""
+    sizes = []
+    for path in files:
+        with Image.open(path) as image:
+            sizes.append(image.size)
+    return sizes
+
+
+def draw_images(files: list[str], answers: list[dict[str, Any]],
+                draw: Callable[[Image.Image, dict[str, Any]], Image.Image],
+                out_dir: str | os.PathLike) -> list[Path]:
+    """OUT_DIR/STEM.png per file: the image (its first frame) with its answers drawn by
+    `draw`; a stem met before gets its place in the list as a prefix (3_photo.png)."""
+    written, seen = [], set()
+    for i, (path, answer) in enumerate(zip(files, answers, strict=True)):
+        stem = Path(path).stem
+        name = f"{stem}.png" if stem not in seen else f"{i}_{stem}.png"
+        seen.add(stem)
+        with Image.open(path) as image:
+            drawn = draw(image.convert("RGB"), answer)
+        buffer = io.BytesIO()
+        drawn.save(buffer, format="PNG")
+        atomic.write_bytes(Path(out_dir) / name, buffer.getvalue())
+        written.append(Path(out_dir) / name)
+    return written

@@ -5,7 +5,8 @@ the image, moved by the geometric augmentation layers (flips, rotation, zoom, tr
 shear: Keras' own preprocessing layers, which move boxes and masks with the pixels), and only
 then encoded for the loss, a batch at a time. Augmentation that would move pixels without them
 (random resized crop, RandAugment, MixUp, CutMix) and test-time augmentation are refused for
-such a task before any work.
+such a task before any work. It also says where answers lie in the image a user gave
+(`placed`) and draws them on it (`draw`, for `predict --draw`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import abc
 from typing import Any
 
 import tensorflow as tf
+from PIL import Image
 
 # The flags of the image group that move pixels in ways Keras' layers do not apply to targets.
 UNMOVED = ("aug_crop", "aug_randaugment", "aug_mixup", "aug_cutmix")
@@ -46,3 +48,12 @@ class Geometry(abc.ABC):
         """A batch of (augmented) targets as the task's `encode` takes them, on `size`-pixel
         images (a detector matches its boxes to its anchors here); as they are by default."""
         return targets
+
+    def placed(self, extra: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+        """One image's answers (the task's `extras`, in fractions of the model's input) in
+        the pixels of the image as given, `width` x `height`; as they are by default."""
+        return extra
+
+    @abc.abstractmethod
+    def draw(self, image: Image.Image, extra: dict[str, Any]) -> Image.Image:
+        """`image` (RGB, as given) with its answers `extra` (as `placed` put them) drawn."""

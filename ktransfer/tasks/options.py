@@ -47,7 +47,8 @@ class TaskOptions:
     huber_delta: float = option(1.0, "--loss=huber: the error where the loss turns from "
                                 "squared to linear, in the target's units.")
     min_score: float = option(0.3, "detection: the lowest score of a box that predict and the "
-                              "SavedModel return (evaluation scores every box down to 0.05).")
+                              "SavedModel return (evaluation scores every box down to 0.05); "
+                              "predict takes it too (default: the run's).", reading=True)
     max_detections: int = option(100, "detection: the most boxes per image.")
     nms_iou: float = option(0.5, "detection: non-max suppression drops a box that overlaps a "
                             "higher-scoring box of its class by more than this IoU.")

@@ -79,12 +79,18 @@ class Task(abc.ABC):
     objective: str = ""  # the validation metric (without val_) a tuner trial is scored by
     quality_name: str = ""  # what `quality` computes (higher is better), for messages
     monitors: tuple[str, ...] = ()  # what --monitor may name besides val_loss (with val_)
+    # Of those, the ones scored on the whole validation split at each epoch's end
+    # (`epoch_scores`), not averaged over batches by Keras: detection's mAP.
+    epoch_metrics: tuple[str, ...] = ()
     minimize: tuple[str, ...] = ("loss",)  # metrics (without val_) where lower is better
     losses: tuple[str, ...] = ("auto",)  # --loss values this task takes
     smooths: bool = True  # whether --label_smoothing means anything (the tuner searches it)
     # predict's output: (the list's key, each item's name key, its score key)
     answer_fields: tuple[str, str, str] = ("top_k", "class", "probability")
     output_key: str = "probabilities"  # the serving output that is the model's output
+    # The `extras` field that holds the answers as records (detection: one per box), which
+    # predict writes one CSV / text row each and in place of the ranked list in JSON.
+    answer_records: str = ""
     distribution: bool = False  # whether each output row sums to 1 (a max over parts rescales)
     # The optional flags of the task group it takes: class_weights, coverage (conformal sets
     # or intervals), abstain_rate (an unknown-input threshold); the others are refused.
@@ -282,6 +288,17 @@ class Task(abc.ABC):
         """What the task learns from the validation outputs after training (its state), as
         the task group `options` asks (conformal sets, the abstain threshold)."""
         return {}
+
+    def epoch_scores(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]
+                     ) -> dict[str, float]:
+        """{name: value} of `epoch_metrics` on one validation pass's outputs [N, ...]."""
+        return {}
+
+    def answering(self, state: dict[str, Any], options: Any) -> dict[str, Any]:
+        """The state `predict` answers with: the saved `state`, with what the reading options
+        of the task group given to predict change (`options`: detection's --min_score); as
+        saved by default."""
+        return state
 
     def extras(self, outputs: np.ndarray, names: list[str], state: dict[str, Any]
                ) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from ktransfer.deploy import prediction
 from ktransfer.errors import TrainingError
 from ktransfer.network import features, lora, remat
 from ktransfer.network.classifier import compile_classifier, inference_model
@@ -34,7 +35,7 @@ from ktransfer.training.callbacks import (
     weights_fingerprint,
 )
 from ktransfer.training.job import Fitted, Job, Stage, multipliers
-from ktransfer.training.recording import ValidationRecorder
+from ktransfer.training.recording import EpochScores, ValidationRecorder
 
 log = logging.getLogger("ktransfer.training")
 FINE_TUNE_SEED = 1  # the fine-tuning pipeline's seed: --seed + this
@@ -79,7 +80,8 @@ class Callbacks:
         adapt = (job.adapt.callbacks(stage.epochs, job.steps, steps_done)
                  if adapting and job.adapt is not None else [])
         # The resume state commits an epoch last, after everything that records it.
-        out = [*recorder, self.guard, *ema, self.history, self.best, self.last, *adapt,
+        out = [*recorder, *_epoch_scores(job, recorder), self.guard, *ema, self.history,
+               self.best, self.last, *adapt,
                *job.tracking, self.state, *self.board,
                TrainProgress(stage.phase, first + stage.stage_epochs)]
         if t.early_stopping:
@@ -88,6 +90,20 @@ class Callbacks:
                 mode="max" if task_of(job.cfg).higher_is_better(t.monitor) else "min",
                 verbose=int(t.verbose > 0)))
         return out
+
+
+def _epoch_scores(job: Job, recorder: list[ValidationRecorder]) -> list[EpochScores]:
+    """The task's whole-split validation metrics (`Task.epoch_scores`), if it has any."""
+    task, labels = task_of(job.cfg), job.splits.val.labels
+    if not task.epoch_metrics:
+        return []
+
+    def score(outputs: Any) -> dict[str, float]:
+        state = task.fit(outputs, labels, job.cfg.group("task"))
+        return task.epoch_scores(outputs, labels, state)
+
+    return [EpochScores(score, recorder[0] if recorder else None,
+                        lambda: prediction.batch_probabilities(job.model, job.val_ds))]
 
 
 def _resume_position(stages: list[Stage], resume: dict[str, Any] | None) -> int:

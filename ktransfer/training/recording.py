@@ -1,10 +1,13 @@
 """Keeping the class probabilities of a fit's validation passes, so that a run does not predict
 its validation split a second time once training is done (MobileNetV2 at 160 px: ~2 s for 400
-images on 2 CPU cores, a tenth of a short run's fixed cost)."""
+images on 2 CPU cores, a tenth of a short run's fixed cost); and scoring each pass as a whole
+where a task's metric is not a mean over batches (`EpochScores`: detection's mAP)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import keras
 import numpy as np
@@ -90,6 +93,13 @@ class ValidationRecorder(keras.callbacks.Callback):
         if last and int(self.buffer.count.numpy()) == self.rows:
             self.fingerprint = weights_fingerprint(self.model)
 
+    def last_pass(self) -> np.ndarray | None:
+        """float64 [rows, classes] of the last validation pass if it was complete, whatever
+        the weights are now; else None."""
+        if self.buffer is None or int(self.buffer.count.numpy()) != self.rows:
+            return None
+        return self.buffer.values.numpy().astype(np.float64)
+
     def probabilities(self, model: keras.Model) -> np.ndarray | None:
         """float64 [rows, classes] of the last complete validation pass, if `model` holds the
         weights that pass saw; else None."""
@@ -97,6 +107,31 @@ class ValidationRecorder(keras.callbacks.Callback):
                 or weights_fingerprint(model) != self.fingerprint):
             return None
         return self.buffer.values.numpy().astype(np.float64)
+
+
+class EpochScores(keras.callbacks.Callback):
+    """Adds `val_NAME` to each epoch's logs for the metrics a task scores on the whole
+    validation split (`Task.epoch_scores`: detection's COCO mAP, which no mean over batches
+    gives), so that --monitor, the best checkpoint, early stopping, history.csv and
+    TensorBoard read them as any metric. It comes after the recorder and before them.
+
+    Args:
+        score: validation outputs [rows, ...] -> {name: value}.
+        recorder: the fit's recorder, if installed: its last pass is the epoch's outputs.
+        predict: () -> the validation outputs, where nothing was recorded.
+    """
+
+    def __init__(self, score: Callable[[np.ndarray], dict[str, float]],
+                 recorder: ValidationRecorder | None, predict: Callable[[], np.ndarray]):
+        super().__init__()
+        self.score, self.recorder, self.predict = score, recorder, predict
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is None or "val_loss" not in logs:  # no validation pass this epoch
+            return
+        outputs = self.recorder.last_pass() if self.recorder is not None else None
+        found = self.score(self.predict() if outputs is None else outputs)
+        logs.update({f"val_{name}": float(value) for name, value in found.items()})
 
 
 def _record(buffer: _Buffer, y_pred: tf.Tensor) -> None:

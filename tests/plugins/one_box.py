@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+from PIL import Image, ImageDraw
 
 from ktransfer.data.splits import stratified_split
 from ktransfer.errors import DataError
@@ -82,6 +83,15 @@ class OneBoxGeometry(Geometry):
         boxes = tf.gather(xyxy, [1, 0, 3, 2], axis=-1)
         labels = tf.cast(data["bounding_boxes"]["labels"][:, 0:1], tf.float32)
         return tf.concat([labels, tf.cast(boxes, tf.float32)], axis=-1)
+
+    def draw(self, image: Image.Image, extra: dict[str, Any]) -> Image.Image:
+        """The box (fractions ymin, xmin, ymax, xmax) outlined in red."""
+        drawn = image.convert("RGB")
+        ymin, xmin, ymax, xmax = extra["box"]
+        ImageDraw.Draw(drawn).rectangle([xmin * drawn.width, ymin * drawn.height,
+                                         xmax * drawn.width, ymax * drawn.height],
+                                        outline="red")
+        return drawn
 
 
 GEOMETRY = OneBoxGeometry()
@@ -214,7 +224,6 @@ def write_box_table(root: Path, n: int = 120, size: int = 32, seed: int = 0) -> 
     """ROOT/boxes.csv over ROOT/<i>.png: a real scikit-learn digit (0, 1 or 2, scaled to 10-16
     px) pasted at a random place on a dark noisy background; the box is exact. Columns: file,
     label ("DIGIT ymin xmin ymax xmax", fractions)."""
-    from PIL import Image
     from sklearn.datasets import load_digits
 
     digits = load_digits()

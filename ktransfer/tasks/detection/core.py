@@ -49,6 +49,9 @@ class Detection(Task):
     quality_name = "mAP@[.50:.95]"
     smooths = False
     answer_fields = ("boxes", "class", "score")
+    answer_records = "detections"
+    monitors = ("map", "ap50")  # --monitor=val_map: scored each epoch by pycocotools
+    epoch_metrics = ("map", "ap50")
     output_key = "detections"
     output_rank = 3
     interval_method = "bootstrap"
@@ -149,6 +152,13 @@ class Detection(Task):
         return {"loss": loss, **metrics,
                 **{f"ap_class_{i}": v for i, v in enumerate(per_class) if v >= 0}}
 
+    def epoch_scores(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]
+                     ) -> dict[str, float]:
+        """mAP@[.50:.95] and AP50 of one validation pass."""
+        found, classes, size = evaluated(outputs, state)
+        metrics = coco_scores(targets, found, size, classes)[0]
+        return {name: metrics[name] for name in self.epoch_metrics}
+
     def quality(self, outputs: np.ndarray, targets: np.ndarray, state: dict[str, Any]) -> float:
         """mAP@[.50:.95]."""
         found, classes, size = evaluated(outputs, state)
@@ -189,16 +199,22 @@ class Detection(Task):
                                                         found["scores"][i][:n], strict=True)]
                 for i, n in enumerate(found["count"])]
 
+    def answering(self, state: dict[str, Any], options: Any) -> dict[str, Any]:
+        """--min_score as predict was given it (or the run's)."""
+        return {**state, "min_score": float(options.min_score)}
+
     def extras(self, outputs: np.ndarray, names: list[str], state: dict[str, Any]
                ) -> list[dict[str, Any]]:
-        """Each image's boxes: class, score and (ymin, xmin, ymax, xmax) as fractions."""
+        """Each image's boxes, best first: label, score and xmin, ymin, xmax, ymax as fractions
+        of the image (`geometry.placed` puts them in its pixels)."""
         found = self._found(outputs, len(names), state)
-        return [{"detections": [{"class": names[int(c)], "score": round(float(s), 6),
-                                 "box": [round(float(v), 6) for v in b]}
-                                for c, s, b in zip(found["classes"][i][:n],
-                                                   found["scores"][i][:n],
-                                                   found["boxes"][i][:n], strict=True)]}
-                for i, n in enumerate(found["count"])]
+        return [{"detections": [
+            {"label": names[int(c)], "score": round(float(s), 6),
+             **{k: round(float(b[i]), 6) for k, i in (("xmin", 1), ("ymin", 0), ("xmax", 3),
+                                                        ("ymax", 2))}}
+            for c, s, b in zip(found["classes"][i][:n], found["scores"][i][:n],
+                               found["boxes"][i][:n], strict=True)]}
+            for i, n in enumerate(found["count"])]
 
     def _found(self, outputs: np.ndarray, classes: int, state: dict[str, Any]
                ) -> dict[str, np.ndarray]:

@@ -1,18 +1,25 @@
 """How a detector's boxes follow the pixels: kept as fractions through the resize, handed to
 Keras' geometric layers in pixels (x first), dropped when a move leaves less than a sliver of
-them in the image, and matched to the anchors after augmentation."""
+them in the image, and matched to the anchors after augmentation; found boxes put back in the
+pixels of the image as given, and drawn on it."""
 
 from __future__ import annotations
 
 import functools
+import zlib
 from typing import Any
 
 import tensorflow as tf
+from PIL import Image, ImageDraw
 
 from ktransfer.tasks.detection.anchors import encode_boxes, encoder
 from ktransfer.tasks.geometry import Geometry
 
 SLIVER = 1e-3  # a box thinner than this (fraction of the image) after a move is dropped
+# Box colours, one per class name, the same in every image (Tableau 10): distinct on
+# photographs and for most forms of colour blindness.
+COLOURS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
+           "#ff9da7", "#9c755f", "#bab0ac")
 
 
 class BoxGeometry(Geometry):
@@ -44,6 +51,31 @@ class BoxGeometry(Geometry):
     @functools.cached_property
     def _encoder(self) -> Any:
         return encoder()
+
+    def placed(self, extra: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+        """Boxes in pixels of the `width` x `height` image (the model saw it squashed to a
+        square, so x scales by the width and y by the height), to 0.01 px."""
+        scale = {"xmin": width, "xmax": width, "ymin": height, "ymax": height}
+        return {**extra, "detections": [
+            {k: round(v * scale[k], 2) if k in scale else v for k, v in found.items()}
+            for found in extra["detections"]]}
+
+    def draw(self, image: Image.Image, extra: dict[str, Any]) -> Image.Image:
+        """Each box outlined in its class's colour, with its label and score above it."""
+        drawn = image.convert("RGB")
+        pen = ImageDraw.Draw(drawn)
+        width = max(1, round(min(drawn.size) / 160))
+        for found in extra["detections"]:
+            colour = COLOURS[zlib.crc32(found["label"].encode()) % len(COLOURS)]
+            box = [found["xmin"], found["ymin"], found["xmax"], found["ymax"]]
+            pen.rectangle(box, outline=colour, width=width)
+            text = f"{found['label']} {found['score']:.2f}"
+            wide = pen.textlength(text)
+            left = max(0.0, min(box[0], drawn.width - wide))  # the label stays in the image
+            top = max(0.0, box[1] - 11 - width)
+            pen.rectangle(pen.textbbox((left, top), text), fill=colour)
+            pen.text((left, top), text, fill="white")
+        return drawn
 
 
 GEOMETRY = BoxGeometry()
