@@ -324,22 +324,12 @@ def _run_task(folder: str) -> Task | None:
     return TASKS.get(name) if name in TASKS else None
 
 
-def _check_copies(cfg: ExportConfig) -> None:
-    """Refuses TFLite / ONNX copies of a run whose task cannot have them yet."""
-    asked = [flag for flag, on in (("tflite", cfg.tflite != "none"), ("onnx", cfg.onnx),
-                                   ("formats", bool(cfg.formats))) if on]
-    task = _run_task(cfg.source) if asked else None
-    if task is not None and task.copies_refused:
-        raise ConfigError(asked[0], task.copies_refused)
-
-
 def check_export(cfg: ExportConfig) -> None:
     """Everything `export` needs before it loads the model."""
     check_names(cfg)
     check_model_path(cfg.source, "run_dir" if cfg.run_dir else "model")
     check_export_dir(cfg.export_dir, cfg.version)
     check_writable(cfg.export_dir, "export_dir")
-    _check_copies(cfg)
     if cfg.tflite_metadata and importlib.util.find_spec("mediapipe") is None:
         raise ConfigError("tflite_metadata", "writes the metadata with MediaPipe's tools, which "
                           "are not installed: pip install 'ktransfer[tflite-metadata]'")

@@ -316,10 +316,46 @@ def test_a_detector_evaluates_predicts_and_serves_the_same_boxes(detector, coco,
         assert [n.decode() for n in served["class_names"][i, :count].numpy()] == \
             [d["label"] for d in row["detections"]]
     assert DETECTION.output_key == "detections"
-    for flag, value in (("tflite", "float32"), ("onnx", True)):
-        with pytest.raises(ConfigError, match=f"^--{flag}: detection's TFLite copy"):
-            export_saved(config.ExportConfig(run_dir=str(run), export_dir=str(tmp_path / "n"),
-                                             **{flag: value}))
+
+
+@pytest.mark.slow  # two conversions and their scoring (about 60 s): make test-slow
+def test_the_tflite_copy_is_what_mediapipes_object_detector_runs(detector, coco, tmp_path):
+    """--tflite=float32 --tflite_metadata --onnx: both copies end in non-max suppression and
+    score within 0.02 mAP of the Keras model on the run's test split; MediaPipe's own
+    ObjectDetector loads the TFLite file with nothing but its metadata and finds predict's
+    boxes (labels, scores to 1e-3, corners to 2 px: MediaPipe rounds the origin and the size
+    down to whole pixels)."""
+    import mediapipe
+    from mediapipe.tasks.python import vision
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+
+    version = export_saved(config.ExportConfig(
+        run_dir=str(detector.run_dir), export_dir=str(tmp_path / "m"), tflite="float32",
+        tflite_metadata=True, onnx=True))
+    report = json.loads((version / "conversions.json").read_text())
+    for name in ("tflite", "onnx"):
+        assert report[name]["within_limit"] and report[name]["drop"] <= 0.02, report
+        assert report[name]["outputs"] == ["detection_boxes", "detection_classes",
+                                           "detection_scores", "num_detections"]
+    files = sorted((coco.parent / "images").glob("*.png"))[:3]
+    rows = json.loads(_predicted(detector.run_dir, files))
+    options = vision.ObjectDetectorOptions(
+        base_options=BaseOptions(model_asset_buffer=(version / "model.tflite").read_bytes()),
+        score_threshold=0.3, max_results=100)
+    with vision.ObjectDetector.create_from_options(options) as found:
+        for f, row in zip(files, rows, strict=True):
+            image = mediapipe.Image(image_format=mediapipe.ImageFormat.SRGB,
+                                    data=np.asarray(Image.open(f).convert("RGB")))
+            seen = found.detect(image).detections
+            assert [d.categories[0].category_name for d in seen] == \
+                [d["label"] for d in row["detections"]]
+            for mine, theirs in zip(row["detections"], seen, strict=True):
+                box = theirs.bounding_box
+                assert theirs.categories[0].score == pytest.approx(mine["score"], abs=1e-3)
+                np.testing.assert_allclose(
+                    [box.origin_x, box.origin_y, box.origin_x + box.width,
+                     box.origin_y + box.height],
+                    [mine[k] for k in ("xmin", "ymin", "xmax", "ymax")], atol=2.0)
 
 
 @pytest.mark.slow  # a kill and resume through both phases: make test-slow

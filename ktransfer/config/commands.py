@@ -251,11 +251,12 @@ class ExportConfig(LoadConfig):
                          "integer, calibrated on up to 200 training images); scored on the "
                          "run's test split next to the Keras model.", ("none",),
                          registry="ktransfer.deploy.catalog:TFLITE")
-    tflite_metadata: bool = option(False, "With --tflite, for image classifiers: write "
-                                   "model.tflite as MediaPipe Tasks and the TFLite Task Library "
-                                   "read it: pixels in, probabilities out (one output), with "
-                                   "label and normalisation metadata (MediaPipe's writer; the "
-                                   "tflite-metadata extra).")
+    tflite_metadata: bool = option(False, "With --tflite: write model.tflite as MediaPipe "
+                                   "Tasks read it, with label and normalisation metadata "
+                                   "(MediaPipe's writer; the tflite-metadata extra): image "
+                                   "classifiers as ImageClassifier reads them (pixels in, "
+                                   "probabilities out), detectors as ObjectDetector does "
+                                   "(its four outputs).")
     onnx: bool = option(False, "Also write VERSION/model.onnx (tf2onnx, opset 17) of the pixels "
                         "model, scored with onnxruntime on the run's test split.")
     formats: tuple[str, ...] = option((), "Also write these copies (comma-separated export "

@@ -6,7 +6,9 @@ ops these formats have): image classifiers take `pixels`, float32 RGB [B, S, S, 
 [0, 255]; text classifiers the tokenizer's outputs by name (`token_ids`, `padding_mask`, ...
 [B, L]; the tokenizer is shipped beside them, in VERSION/preprocessor/). Each converts the
 modality's tensor signature of the SavedModel (`predict_pixels`, `predict_tokens`) or the Keras
-model itself. Every converted file is scored on the run's test split next
+model itself; a task with a `Copies` part (detection) has its copies converted from the model
+with the outputs that part names (`copy_model`: boxes after non-max suppression), scored by
+that part. Every converted file is scored on the run's test split next
 to the Keras model, and the figures go to VERSION/conversions.json; a drop larger than
 `--max_accuracy_drop` fails the export (nothing is published) or, with
 `--on_accuracy_drop=warn`, is written there and logged loudly. A new format is a module with an
@@ -34,12 +36,14 @@ from ktransfer.deploy.saving import Classifier, run_config
 from ktransfer.errors import KtransferError
 from ktransfer.modality import Feed
 from ktransfer.tasks import default_task
+from ktransfer.tasks.copies import Copies
 
 log = logging.getLogger(__name__)
 PIXELS = "pixels"
 CALIBRATION_EXAMPLES = 200
 REPORT = "conversions.json"
-Predictor = Callable[[Any], np.ndarray]  # a batch of model inputs -> the task's output
+# a batch of model inputs -> the task's output (or a task's copy outputs, by name)
+Predictor = Callable[[Any], Any]
 
 
 @dataclass
@@ -122,11 +126,45 @@ def call(model: keras.Model, inputs: dict[str, Any]) -> Any:
     return model(inputs if isinstance(model.input, dict) else inputs[PIXELS], training=False)
 
 
-def accuracy(predict: Predictor, data: CheckData) -> float:
-    """The task's headline metric (single-label: accuracy) of `predict` on the test split."""
+def accuracy(predict: Predictor, data: CheckData, copied: CopyOutputs | None = None) -> float:
+    """The task's headline metric (single-label: accuracy) of `predict` on the test split; of
+    a task's copy outputs, as its `Copies` part scores them."""
     assert data.test is not None
+    if copied is not None:
+        parts = [predict(x) for x in data.batches(data.test)]
+        found = {key: np.concatenate([np.asarray(p[key]) for p in parts]) for key in parts[0]}
+        return copied.copies.quality(found, data.test.labels, data.state, copied.classes,
+                                     copied.size)
     outputs = np.concatenate([_rows(predict(x), _size(x)) for x in data.batches(data.test)])
     return (data.feed.task or default_task()).quality(outputs, data.test.labels, data.state)
+
+
+@dataclass(frozen=True)
+class CopyOutputs:
+    """A task's `Copies` part for one model: its class count, state and input side (pixels;
+    0 for other inputs)."""
+
+    copies: Copies
+    classes: int
+    state: dict[str, Any]
+    size: int
+
+    def model(self, model: keras.Model, runtime: str) -> keras.Model:
+        """`model` with the part's outputs for `runtime` (a format's name), by name."""
+        head = _CopyHead(self, runtime, name=f"{runtime}_outputs")
+        return keras.Model(model.input, head(model.output))
+
+
+class _CopyHead(keras.layers.Layer):
+    """The task's copy outputs on the model's output (Keras infers their shapes by tracing)."""
+
+    def __init__(self, copied: CopyOutputs, runtime: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.copied, self.runtime = copied, runtime
+
+    def call(self, outputs: Any) -> Any:
+        found = self.copied
+        return found.copies.outputs(outputs, found.classes, found.state, self.runtime)
 
 
 def _rows(outputs: Any, size: int) -> np.ndarray:
@@ -156,10 +194,12 @@ def check(name: str, score: float, reference: float, cfg: ExportConfig) -> dict[
 
 
 def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
-            data: CheckData | None, key: str = "probabilities") -> dict[str, Any]:
+            data: CheckData | None, key: str = "probabilities",
+            copied: CopyOutputs | None = None) -> dict[str, Any]:
     """Writes the copies `cfg` asks for (FOLDER/model.tflite, model.onnx, ...), scores them
     (and the Keras model) on `data.test`, writes FOLDER/conversions.json and returns its
-    content."""
+    content. With `copied`, each format converts the model with the task's copy outputs
+    (signature "", key "": every output, by name)."""
     checked = data if data is not None and data.test is not None else None
     report: dict[str, Any] = {"test_examples": len(checked.test) if checked and checked.test
                               else 0}
@@ -169,11 +209,13 @@ def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
         report["keras"] = {"accuracy": reference}
     for name in wanted(cfg):
         fmt = FORMATS.get(name)
-        content, about = fmt.convert(folder, model, signature, cfg, data, key)
+        source, used, out = ((model, signature, key) if copied is None else
+                             (copied.model(model, name), "", ""))
+        content, about = fmt.convert(folder, source, used, cfg, data, out)
         entry = {"file": fmt.filename, "bytes": len(content), **about}
         if checked is not None:
-            predict = fmt.predictor(content, signature, key)
-            entry |= check(name, accuracy(predict, checked), reference, cfg)
+            predict = fmt.predictor(content, used, out)
+            entry |= check(name, accuracy(predict, checked, copied), reference, cfg)
         (folder / fmt.filename).write_bytes(content)
         report[name] = entry
     if checked is None:

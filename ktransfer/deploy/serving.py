@@ -221,7 +221,7 @@ def export_saved(cfg: ExportConfig) -> Path:
     conversion.check_installed(cfg)
     clf = open_classifier(cfg.source, unsafe=cfg.unsafe_load,
                           flag="run_dir" if cfg.run_dir else "model")
-    if cfg.tflite_metadata:
+    if cfg.tflite_metadata and clf.task.copies is None:
         tflite_metadata.check(clf.model, clf.task.output_key)
     extras: Callable[[Path], Any] | None = None
     formats = conversion.wanted(cfg)
@@ -237,10 +237,21 @@ def export_saved(cfg: ExportConfig) -> Path:
             raise KtransferError(f"--{flag}: {', '.join(formats)} copies are not available for "
                                  f"{clf.modality.name} models")
         extras = functools.partial(conversion.convert, model=clf.model, signature=signature,
-                                   cfg=cfg, data=data, key=clf.task.output_key)
+                                   cfg=cfg, data=data, key=clf.task.output_key,
+                                   copied=_copied(clf))
     return export(model, clf.modality, clf.feed, clf.class_names, cfg.export_dir,
                   cfg.version, cfg.top_k, extras, state=clf.state,
                   copies=card_files(clf.run_dir), warmup=_warmup(clf, data))
+
+
+def _copied(clf: Any) -> conversion.CopyOutputs | None:
+    """The task's copy outputs for this model, if its task has a `Copies` part."""
+    copies = clf.task.copies
+    if copies is None:
+        return None
+    shape = clf.model.input_shape
+    size = int(shape[1]) if not isinstance(shape, dict) and len(shape) == 4 else 0
+    return conversion.CopyOutputs(copies, len(clf.class_names), clf.state, size)
 
 
 def _write_quantization(report: dict[str, Any], folder: Path) -> None:

@@ -36,6 +36,7 @@ from ktransfer.tasks.presentation import Plain, Presentation
 if TYPE_CHECKING:  # annotations only
     from ktransfer.config import ModelConfig, RunConfig
     from ktransfer.tasks.annotations import Annotations
+    from ktransfer.tasks.copies import Copies
     from ktransfer.tasks.geometry import Geometry
     from ktransfer.tasks.maps import MapHead
     from ktransfer.tasks.probe import TaskProbe
@@ -99,7 +100,8 @@ class Task(abc.ABC):
     # subclass (what evaluation shows; `Plain` without), a `TaskProbe` (what `probe` does;
     # the probe refuses the task without), a `Probabilities` (outputs --calibrate can scale),
     # a `Geometry` (targets in the image plane, which the image pipeline moves with pixels),
-    # a `MapHead` (a head on feature maps, not one pooled vector), `Annotations` (readers of
+    # a `MapHead` (a head on feature maps, not one pooled vector), `Copies` (what its TFLite /
+    # ONNX copies return, where not its output), `Annotations` (readers of
     # its own annotation files).
     presentation_entry: str = ""
     probe_entry: str = ""
@@ -107,6 +109,7 @@ class Task(abc.ABC):
     geometry_entry: str = ""
     map_head_entry: str = ""
     annotations_entry: str = ""
+    copies_entry: str = ""
 
     @functools.cached_property
     def presentation(self) -> Presentation:
@@ -129,6 +132,11 @@ class Task(abc.ABC):
     def geometry(self) -> Geometry | None:
         """How the targets follow the image's pixels (None: one target per whole example)."""
         return import_object(self.geometry_entry) if self.geometry_entry else None
+
+    @functools.cached_property
+    def copies(self) -> Copies | None:
+        """What its TFLite / ONNX copies return (None: the model's output, `output_key`)."""
+        return import_object(self.copies_entry) if self.copies_entry else None
 
     @functools.cached_property
     def map_head(self) -> MapHead | None:
@@ -201,7 +209,6 @@ class Task(abc.ABC):
     # The network ------------------------------------------------------------------------
 
     output_rank: int = 2  # of the model's output: [B, outputs]; a detector's is [B, A, W]
-    copies_refused: str = ""  # why `export` cannot write TFLite / ONNX copies yet ("": it can)
 
     def outputs(self, names: tuple[str, ...]) -> int:
         """Width of the model's output (a map head's: what it is built for, the classes)."""

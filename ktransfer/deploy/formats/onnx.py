@@ -30,13 +30,15 @@ ONNX_TYPES = {"tensor(float)": "float32", "tensor(int32)": "int32", "tensor(int6
 def onnx_bytes(model: keras.Model, key: str = "probabilities") -> bytes:
     """An ONNX model (opset 17) of `model`: its tensors in (`pixels`, or the token arrays by
     name), the model's output out, named `key` (the task's output: `probabilities` [B, C], or
-    regression's `value` [B])."""
+    regression's `value` [B]); with no key, the model's outputs by their names."""
     specs = tensor_specs(model)
     names = list(specs)
 
     @tf.function(input_signature=list(specs.values()))
     def probabilities(*tensors):
         outputs = call(model, dict(zip(names, tensors, strict=True)))
+        if not key:
+            return outputs
         return {key: outputs if key == "probabilities" else tf.reshape(outputs, [-1])}
 
     import tf2onnx  # only here: 0.15 s of every command's start-up otherwise
@@ -53,7 +55,7 @@ def onnx_bytes(model: keras.Model, key: str = "probabilities") -> bytes:
 def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
             data: CheckData | None, key: str = "probabilities") -> tuple[bytes, dict[str, Any]]:
     return onnx_bytes(model, key), {"opset": ONNX_OPSET, "inputs": list(tensor_specs(model)),
-                                    "outputs": [key]}
+                                    "outputs": [key] if key else sorted(model.output)}
 
 
 def predictor(content: bytes, signature: str, key: str = "probabilities") -> Predictor:
@@ -61,6 +63,9 @@ def predictor(content: bytes, signature: str, key: str = "probabilities") -> Pre
 
     session = onnxruntime.InferenceSession(content, providers=["CPUExecutionProvider"])
     dtypes = {i.name: ONNX_TYPES[i.type] for i in session.get_inputs()}
+    if not key:  # every output, by name
+        outputs = [o.name for o in session.get_outputs()]
+        return lambda x: dict(zip(outputs, session.run(outputs, named(x, dtypes)), strict=True))
     return lambda x: session.run([key], named(x, dtypes))[0]
 
 

@@ -43,12 +43,15 @@ def kind(cfg: ExportConfig) -> str:
 
 
 def tflite_bytes(saved_model_dir: Path, signature: str, kind: str,
-                 data: CheckData | None, dtypes: dict[str, Any]) -> bytes:
+                 data: CheckData | None, dtypes: dict[str, Any], custom: bool = False) -> bytes:
     """A TFLite model of one signature; int8 calibrates on `data.calibration`, fed as the
-    signature's inputs of `dtypes` (name -> numpy dtype, the Keras model's)."""
+    signature's inputs of `dtypes` (name -> numpy dtype, the Keras model's). `custom`: the
+    signature holds operations TFLite keeps as custom ones (`TFLite_Detection_PostProcess`,
+    which every TFLite runtime and MediaPipe register)."""
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir),
                                                          signature_keys=[signature])
     TFLITE.get(kind)(converter)
+    converter.allow_custom_ops = custom
     if kind == "int8":
         if data is None or data.calibration is None:
             raise KtransferError("--tflite=int8: needs the run directory (its training images "
@@ -70,8 +73,11 @@ def tflite_bytes(saved_model_dir: Path, signature: str, kind: str,
 def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
             data: CheckData | None, key: str = "probabilities") -> tuple[bytes, dict[str, Any]]:
     """The signature as it is (every output the SavedModel's has; `key` among them), or with
-    --tflite_metadata the Keras model with one output and MediaPipe's metadata."""
+    --tflite_metadata the Keras model with one output and MediaPipe's metadata; with no
+    signature, the model itself with all its outputs (a task's copy outputs)."""
     dtypes = {name: spec.dtype.as_numpy_dtype for name, spec in tensor_specs(model).items()}
+    if not signature:
+        return _all_outputs(folder, model, cfg, data, dtypes)
     if not cfg.tflite_metadata:
         content = tflite_bytes(folder, signature, kind(cfg), data, dtypes)
         return content, {"type": kind(cfg), "signature": signature}
@@ -84,13 +90,43 @@ def convert(folder: Path, model: keras.Model, signature: str, cfg: ExportConfig,
         "classifier (labels.txt packed in; normalisation mean 0, std 1)"}
 
 
+def _all_outputs(folder: Path, model: keras.Model, cfg: ExportConfig, data: CheckData | None,
+                 dtypes: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """The model with every output by name, through a SavedModel of its own; with
+    --tflite_metadata, the metadata MediaPipe's task for those outputs reads."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tflite_metadata.all_outputs_model(model, Path(tmp))
+        content = tflite_bytes(Path(tmp), "serving_default", kind(cfg), data, dtypes,
+                               custom=True)
+    about = {"type": kind(cfg), "outputs": sorted(model.output)}
+    if cfg.tflite_metadata:
+        labels = (folder / "labels.txt").read_text().splitlines()
+        content, about["metadata"] = tflite_metadata.with_metadata_for(content, model, labels)
+    return content, about
+
+
 def predictor(content: bytes, signature: str, key: str = "probabilities") -> Predictor:
+    """A function of model inputs to the copy's output `key` ("": all, by name); a copy that
+    takes one example per call is run on each in turn."""
     interpreter = tf.lite.Interpreter(model_content=content)
     names = interpreter.get_signature_list()
     runner = interpreter.get_signature_runner(signature if signature in names else
                                               next(iter(names)))
-    dtypes = {name: d["dtype"] for name, d in runner.get_input_details().items()}
-    return lambda x: runner(**named(x, dtypes))[key]
+    details = runner.get_input_details()
+    dtypes = {name: d["dtype"] for name, d in details.items()}
+    one = all(d["shape_signature"][0] == 1 for d in details.values())  # one image a call
+
+    def run(x: Any) -> Any:
+        inputs = named(x, dtypes)
+        if not one:
+            found = runner(**inputs)
+        else:
+            rows = [runner(**{k: v[i:i + 1] for k, v in inputs.items()})
+                    for i in range(len(next(iter(inputs.values()))))]
+            found = {k: np.concatenate([row[k] for row in rows]) for k in rows[0]}
+        return found if not key else found[key]
+
+    return run
 
 
 FORMAT = ExportFormat(

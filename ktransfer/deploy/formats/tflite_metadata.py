@@ -26,11 +26,13 @@ import tensorflow as tf
 from ktransfer.errors import KtransferError
 
 MEDIAPIPE_VERSION_MODULE = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
-# What the image classifier writer puts in, all readable by metadata parser 1.0.0.
+# What the image classifier and object detector writers put in that metadata parser 1.0.0
+# reads, and the fields they add that need a later parser (MediaPipe's metadata_version.cc).
 KNOWN = {"name", "description", "subgraph_metadata", "input_tensor_metadata",
          "output_tensor_metadata", "content", "content_properties_type", "content_properties",
          "color_space", "process_units", "options_type", "options", "mean", "std", "stats",
-         "max", "min", "associated_files", "type", "min_parser_version"}
+         "max", "min", "associated_files", "type", "min_parser_version", "index", "range"}
+LATER = {"output_tensor_groups": (1, 2, 0), "tensor_names": (1, 2, 0)}
 
 
 def _keys(value: Any) -> set[str]:
@@ -46,15 +48,17 @@ def _parser_version(metadata_buffer: bytes) -> str:
     missing compiled module computes), for the fields this writer uses."""
     from mediapipe.tasks.python.metadata import metadata
 
-    unknown = _keys(json.loads(metadata.convert_to_json(bytes(metadata_buffer)))) - KNOWN
+    keys = _keys(json.loads(metadata.convert_to_json(bytes(metadata_buffer))))
+    unknown = keys - KNOWN - set(LATER)
     if unknown:
         raise KtransferError(f"--tflite_metadata: cannot tell the metadata parser version of "
                              f"fields {sorted(unknown)}")
-    return "1.0.0"
+    return ".".join(map(str, max([(1, 0, 0), *(LATER[k] for k in keys & set(LATER))])))
 
 
 def _writers() -> tuple[Any, Any, Any]:
-    """MediaPipe's (image_classifier, metadata_writer, metadata) modules."""
+    """MediaPipe's (image_classifier, metadata_writer, metadata) modules (with the version
+    module its metadata module imports)."""
     if MEDIAPIPE_VERSION_MODULE not in sys.modules:
         shim = types.ModuleType(MEDIAPIPE_VERSION_MODULE)
         shim.GetMinimumMetadataParserVersion = _parser_version  # type: ignore[attr-defined]
@@ -88,6 +92,43 @@ def one_output_model(model: keras.Model, key: str, folder: Path) -> None:
         "serving_default", lambda pixels: {key: model(pixels, training=False)},
         input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32, name="pixels")])
     archive.write_out(str(folder), verbose=False)
+
+
+def all_outputs_model(model: keras.Model, folder: Path) -> None:
+    """Writes a SavedModel of `model` with one signature, `serving_default`: `pixels` [1, S, S,
+    3] in, every output of the model by its name out (one image per call, as MediaPipe runs
+    a model and TFLite's detection post-processing takes)."""
+    size = int(model.input_shape[1])
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serving_default", lambda pixels: model(pixels, training=False),
+        input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="pixels")])
+    archive.write_out(str(folder), verbose=False)
+
+
+# The four outputs of MediaPipe's ObjectDetector, in the order it reads them.
+DETECTOR_OUTPUTS = ("detection_boxes", "detection_classes", "detection_scores",
+                    "num_detections")
+
+
+def with_metadata_for(content: bytes, model: keras.Model, labels: list[str]
+                      ) -> tuple[bytes, str]:
+    """`content` with the metadata of MediaPipe's task for the model's outputs (its object
+    detector's, for the four detection outputs), and what was written."""
+    if tuple(sorted(model.output)) != DETECTOR_OUTPUTS:
+        raise KtransferError(f"--tflite_metadata: MediaPipe has no task for the outputs "
+                             f"{sorted(model.output)}; leave the flag off")
+    _, metadata_writer, _ = _writers()
+    from mediapipe.tasks.python.metadata.metadata_writers import object_detector
+
+    writer = object_detector.MetadataWriter.create_for_models_with_nms(
+        bytearray(content), input_norm_mean=[0.0], input_norm_std=[1.0],
+        labels=metadata_writer.Labels().add(labels))
+    written, _ = writer.populate()
+    del writer  # as in `with_metadata`
+    return bytes(written), ("MediaPipe object detector (labels.txt packed in; normalisation "
+                            "mean 0, std 1; boxes after non-max suppression)")
 
 
 def with_metadata(content: bytes, labels: list[str]) -> bytes:

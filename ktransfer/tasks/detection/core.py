@@ -55,8 +55,7 @@ class Detection(Task):
     output_key = "detections"
     output_rank = 3
     interval_method = "bootstrap"
-    copies_refused = ("detection's TFLite copy (with MediaPipe's four outputs) and ONNX copy "
-                      "are not built yet; export the SavedModel alone (leave the flag out)")
+    copies_entry = "ktransfer.tasks.detection.copies:COPIES"
     geometry_entry = "ktransfer.tasks.detection.geometry:GEOMETRY"
     map_head_entry = "ktransfer.tasks.detection.network:HEAD"
     annotations_entry = "ktransfer.tasks.detection.readers:READERS"
