@@ -220,6 +220,40 @@ def test_a_tiny_detector_beats_the_mean_boxes(detector):
     assert detector.metrics["test"]["ap50"] > 0.3
     report = (detector.run_dir / "report.html").read_text()
     assert "AP@[.50:.95] per class" in report and "digit2" in report
+    assert 'alt="precision-recall curves"' in report
+    assert 'alt="most missed and false boxes"' in report
+
+
+def test_image_errors_match_boxes_by_class_and_overlap():
+    """A found box counts for a true one of its class at IoU >= 0.5, once; anything else is
+    a miss (the true box) and a false box (the found one)."""
+    from ktransfer.tasks.detection.scoring import image_errors
+
+    truth = np.array([[0, 0.1, 0.1, 0.5, 0.5], [1, 0.5, 0.5, 0.9, 0.9], [-1, -1, -1, -1, -1]])
+    exact = np.array([[0.1, 0.1, 0.5, 0.5], [0.5, 0.5, 0.9, 0.9]])
+    assert image_errors(truth, exact, np.array([0, 1])) == (0, 0)
+    assert image_errors(truth, exact, np.array([1, 0])) == (2, 2)  # right places, wrong classes
+    twice = np.array([[0.1, 0.1, 0.5, 0.5], [0.12, 0.1, 0.5, 0.5]])
+    assert image_errors(truth, twice, np.array([0, 0])) == (1, 1)  # one box of two is matched
+    shifted = np.array([[0.3, 0.3, 0.7, 0.7]])  # IoU 1/7 with the first
+    assert image_errors(truth, shifted, np.array([0])) == (2, 1)
+    assert image_errors(truth, np.zeros((0, 4)), np.zeros(0)) == (2, 0)
+
+
+def test_the_evaluation_keeps_precision_recall_curves_and_the_worst_images(detector):
+    """evaluation.json: COCO's interpolated precision at IoU 0.5 (never rising with recall)
+    for each class, and the worst images, worst first, with their boxes to draw."""
+    summary = json.loads((detector.run_dir / "report" / "evaluation.json").read_text())
+    curves = summary["precision_recall"]
+    assert len(curves["recall"]) == 101 and len(curves["precision"]) == 3
+    for precision in curves["precision"]:
+        shown = [v for v in precision if v >= 0]
+        assert shown and all(a >= b for a, b in zip(shown, shown[1:], strict=False))
+    worst = summary["mistakes"]
+    errors = [sum(int(n) for n in m["how"].replace(",", "").split() if n.isdigit())
+              for m in worst]
+    assert worst and errors == sorted(errors, reverse=True) and errors[-1] > 0
+    assert {"detections", "truth"} <= set(worst[0]["drawn"])
 
 
 def test_val_map_is_scored_every_epoch_and_monitored(detector):

@@ -61,8 +61,9 @@ class ImagePresentation(Presentation):
     def gallery(self, model: keras.Model, feed: Feed, examples: Examples,
                 mistakes: list[dict[str, Any]], out_dir: str | os.PathLike) -> str:
         assert isinstance(examples, ImageSet)
-        exemplars = (feed.task or default_task()).presentation.exemplars(examples.labels)
-        return gallery.gallery(examples, mistakes, out_dir, model, exemplars)
+        task = feed.task or default_task()
+        exemplars = task.presentation.exemplars(examples.labels)
+        return gallery.gallery(examples, mistakes, out_dir, model, exemplars, task.geometry)
 
     def explainer(self, model: keras.Model, feed: Feed, layer: str
                   ) -> Explainer:

@@ -40,6 +40,17 @@ def kept(state: dict[str, Any], options: Any = None) -> dict[str, Any]:
             "nms_iou": state.get("nms_iou", 0.5)}
 
 
+def records(boxes: np.ndarray, classes: np.ndarray, names: list[str] | tuple[str, ...],
+            scores: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """Boxes [K, 4] (ymin, xmin, ymax, xmax fractions) with classes [K] (and scores [K]) as
+    records: label, (score,) xmin, ymin, xmax, ymax, rounded to 6 digits."""
+    return [{"label": names[int(c)],
+             **({} if scores is None else {"score": round(float(scores[k]), 6)}),
+             **{key: round(float(boxes[k][i]), 6)
+                for key, i in (("xmin", 1), ("ymin", 0), ("xmax", 3), ("ymax", 2))}}
+            for k, c in enumerate(classes)]
+
+
 class Detection(Task):
     """Boxes with classes (see the module docstring)."""
 
@@ -207,13 +218,9 @@ class Detection(Task):
         """Each image's boxes, best first: label, score and xmin, ymin, xmax, ymax as fractions
         of the image (`geometry.placed` puts them in its pixels)."""
         found = self._found(outputs, len(names), state)
-        return [{"detections": [
-            {"label": names[int(c)], "score": round(float(s), 6),
-             **{k: round(float(b[i]), 6) for k, i in (("xmin", 1), ("ymin", 0), ("xmax", 3),
-                                                        ("ymax", 2))}}
-            for c, s, b in zip(found["classes"][i][:n], found["scores"][i][:n],
-                               found["boxes"][i][:n], strict=True)]}
-            for i, n in enumerate(found["count"])]
+        return [{"detections": records(found["boxes"][i][:n], found["classes"][i][:n], names,
+                                       found["scores"][i][:n])}
+                for i, n in enumerate(found["count"])]
 
     def _found(self, outputs: np.ndarray, classes: int, state: dict[str, Any]
                ) -> dict[str, np.ndarray]:

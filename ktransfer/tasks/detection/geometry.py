@@ -56,15 +56,19 @@ class BoxGeometry(Geometry):
         """Boxes in pixels of the `width` x `height` image (the model saw it squashed to a
         square, so x scales by the width and y by the height), to 0.01 px."""
         scale = {"xmin": width, "xmax": width, "ymin": height, "ymax": height}
-        return {**extra, "detections": [
+        return {**extra, **{key: [
             {k: round(v * scale[k], 2) if k in scale else v for k, v in found.items()}
-            for found in extra["detections"]]}
+            for found in extra[key]] for key in ("detections", "truth") if key in extra}}
 
     def draw(self, image: Image.Image, extra: dict[str, Any]) -> Image.Image:
-        """Each box outlined in its class's colour, with its label and score above it."""
+        """Each box outlined in its class's colour, with its label and score above it; true
+        boxes (`truth`, in the report) outlined in white beneath them."""
         drawn = image.convert("RGB")
         pen = ImageDraw.Draw(drawn)
         width = max(1, round(min(drawn.size) / 160))
+        for true in extra.get("truth", []):
+            pen.rectangle([true["xmin"], true["ymin"], true["xmax"], true["ymax"]],
+                          outline="white", width=width)
         for found in extra["detections"]:
             colour = COLOURS[zlib.crc32(found["label"].encode()) % len(COLOURS)]
             box = [found["xmin"], found["ymin"], found["xmax"], found["ymax"]]
