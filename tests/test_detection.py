@@ -184,8 +184,7 @@ def test_the_head_starts_every_anchor_at_the_focal_prior(coco):
 
 
 def test_detection_refuses_what_needs_one_class_per_image(coco):
-    for flag, value in (("train_per_class", 5), ("aug_crop", 0.5), ("aug_mixup", 0.2),
-                        ("image_size", 100)):
+    for flag, value in (("train_per_class", 5), ("aug_mixup", 0.2), ("image_size", 100)):
         cfg = config.build(data=str(coco), task="detection", **{flag: value})
         with pytest.raises(ConfigError, match=f"^--{flag}: "):
             preflight.check_train(cfg)
@@ -222,6 +221,18 @@ def test_a_tiny_detector_beats_the_mean_boxes(detector):
     assert "AP@[.50:.95] per class" in report and "digit2" in report
     assert 'alt="precision-recall curves"' in report
     assert 'alt="most missed and false boxes"' in report
+
+
+def test_a_crop_keeps_the_boxes_whose_centre_it_holds():
+    """--aug_crop: boxes are moved into the crop's fractions and clipped; one whose centre
+    the window leaves out is dropped (its class becomes -1)."""
+    from ktransfer.tasks.detection.geometry import GEOMETRY
+
+    target = tf.constant([[0, 0.1, 0.1, 0.3, 0.3], [1, 0.5, 0.5, 0.9, 0.7],
+                          [-1, -1, -1, -1, -1]], tf.float32)
+    window = tf.constant([0.4, 0.4, 0.5, 0.5])  # top, left, height, width
+    np.testing.assert_allclose(GEOMETRY.cropped(target, window).numpy(), [
+        [-1, -1, -1, -1, -1], [1, 0.2, 0.2, 1.0, 0.6], [-1, -1, -1, -1, -1]], atol=1e-6)
 
 
 def test_image_errors_match_boxes_by_class_and_overlap():

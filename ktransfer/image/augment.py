@@ -15,9 +15,9 @@ from ktransfer.image.augmentation import Augmentation
 from ktransfer.tasks.geometry import BOX_FORMAT, Geometry
 
 
-def random_resized_crop(image: tf.Tensor, size: int, min_area: float, seed: int) -> tf.Tensor:
-    """Crops a random box (area >= `min_area`, aspect 3/4..4/3) of one image [H, W, 3]; resizes
-    it back to [size, size, 3] float32."""
+def _crop_window(image: tf.Tensor, min_area: float, seed: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """(begin, size) of a random box of `image` [H, W, 3] (area >= `min_area`, aspect
+    3/4..4/3), as tf.slice takes them."""
     begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image),
         bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]),
@@ -27,8 +27,24 @@ def random_resized_crop(image: tf.Tensor, size: int, min_area: float, seed: int)
         area_range=(min_area, 1.0),
         use_image_if_no_bounding_boxes=True,
     )
-    crop = tf.slice(image, begin, crop_size)
-    return tf.image.resize(crop, [size, size], antialias=True)
+    return begin, crop_size
+
+
+def random_resized_crop(image: tf.Tensor, size: int, min_area: float, seed: int) -> tf.Tensor:
+    """Crops a random box (area >= `min_area`, aspect 3/4..4/3) of one image [H, W, 3]; resizes
+    it back to [size, size, 3] float32."""
+    begin, crop_size = _crop_window(image, min_area, seed)
+    return tf.image.resize(tf.slice(image, begin, crop_size), [size, size], antialias=True)
+
+
+def random_resized_crop_with(image: tf.Tensor, target: tf.Tensor, size: int, min_area: float,
+                             seed: int, geometry: Geometry) -> tuple[tf.Tensor, tf.Tensor]:
+    """`random_resized_crop` of a `size`-pixel image and the same crop of its target (the
+    task's `geometry` moves it: boxes whose centre leaves the window are dropped)."""
+    begin, crop_size = _crop_window(image, min_area, seed)
+    window = tf.cast(tf.concat([begin[:2], crop_size[:2]], axis=0), tf.float32) / size
+    cropped = tf.image.resize(tf.slice(image, begin, crop_size), [size, size], antialias=True)
+    return cropped, geometry.cropped(target, window)
 
 
 def batch_augmenter(cfg: Augmentation, seed: int, geometry: Geometry | None = None,

@@ -10,12 +10,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import tensorflow as tf
 
 from ktransfer.data.examples import Examples
 from ktransfer.data.options import without_autotune
-from ktransfer.image.augment import batch_augmenter, random_resized_crop
+from ktransfer.image.augment import (
+    batch_augmenter,
+    random_resized_crop,
+    random_resized_crop_with,
+)
 from ktransfer.image.augmentation import Augmentation
 from ktransfer.image.catalog import TTA_VIEWS
 from ktransfer.image.imageset import ImageSet
@@ -73,8 +78,8 @@ def make_dataset(
         elif cache != "none":
             ds = reshuffle_after_first_pass(ds, buffer, seed, len(images))
         if augment is not None and augment.aug_crop:
-            ds = ds.map(lambda x, y: (random_resized_crop(x, image_size, augment.aug_crop, seed),
-                                      y), num_parallel_calls=AUTOTUNE)
+            ds = ds.map(_crop(image_size, augment.aug_crop, seed, geometry),
+                        num_parallel_calls=AUTOTUNE)
     if repeat:
         ds = ds.repeat()
     ds = ds.batch(batch_size, drop_remainder=False)
@@ -86,6 +91,14 @@ def make_dataset(
         ds = ds.map(lambda x, y: (x, encode(geometry.encoded(y, image_size))),
                     num_parallel_calls=AUTOTUNE)
     return without_autotune(ds.prefetch(AUTOTUNE))
+
+
+def _crop(size: int, min_area: float, seed: int, geometry: Geometry | None) -> Any:
+    """The random resized crop of one (image, target) pair; the target cropped with the image
+    where it lies in the image plane."""
+    if geometry is None:
+        return lambda x, y: (random_resized_crop(x, size, min_area, seed), y)
+    return lambda x, y: random_resized_crop_with(x, y, size, min_area, seed, geometry)
 
 
 def _cached(ds: tf.data.Dataset, cache: str, cache_path: str | os.PathLike | None

@@ -3,10 +3,11 @@
 A task with this part tells the image pipeline how its targets follow the pixels: resized with
 the image, moved by the geometric augmentation layers (flips, rotation, zoom, translation,
 shear: Keras' own preprocessing layers, which move boxes and masks with the pixels), and only
-then encoded for the loss, a batch at a time. Augmentation that would move pixels without them
-(random resized crop, RandAugment, MixUp, CutMix) and test-time augmentation are refused for
-such a task before any work. It also says where answers lie in the image a user gave
-(`placed`) and draws them on it (`draw`, for `predict --draw`).
+then encoded for the loss, a batch at a time; the random resized crop crops them with the
+image (`cropped`). Augmentation that would move pixels without them (RandAugment, MixUp,
+CutMix) and test-time augmentation are refused for such a task before any work. It also says
+where answers lie in the image a user gave (`placed`) and draws them on it (`draw`, for
+`predict --draw`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from typing import Any
 import tensorflow as tf
 from PIL import Image
 
-# The flags of the image group that move pixels in ways Keras' layers do not apply to targets.
-UNMOVED = ("aug_crop", "aug_randaugment", "aug_mixup", "aug_cutmix")
+# The flags of the image group that move pixels in ways that cannot move targets with them.
+UNMOVED = ("aug_randaugment", "aug_mixup", "aug_cutmix")
 # How boxes reach Keras' layers: pixels, x before y. Keras 3.15's RandomRotation misplaces
 # "yxyx" and "rel_yxyx" boxes (it rotates them as if x came first: measured 18-20 px off on a
 # 32 x 40 image, against under 0.5 px for "xyxy"; tests/test_geometry.py).
@@ -43,6 +44,12 @@ class Geometry(abc.ABC):
     @abc.abstractmethod
     def from_keras(self, data: dict[str, Any], size: int) -> tf.Tensor:
         """The batch of targets back from the layers' output `data` (as `to_keras` made it)."""
+
+    @abc.abstractmethod
+    def cropped(self, target: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+        """One example's target for the crop `window` of its image (float32 [4]: top, left,
+        height, width as fractions of the image), which is then resized to the whole image
+        (--aug_crop)."""
 
     def encoded(self, targets: tf.Tensor, size: int) -> tf.Tensor:
         """A batch of (augmented) targets as the task's `encode` takes them, on `size`-pixel

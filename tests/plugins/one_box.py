@@ -84,6 +84,13 @@ class OneBoxGeometry(Geometry):
         labels = tf.cast(data["bounding_boxes"]["labels"][:, 0:1], tf.float32)
         return tf.concat([labels, tf.cast(boxes, tf.float32)], axis=-1)
 
+    def cropped(self, target: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+        """The box in the crop's fractions, clipped to it (it stays: one box per image)."""
+        origin = tf.stack([window[0], window[1], window[0], window[1]])
+        scale = tf.stack([window[2], window[3], window[2], window[3]])
+        box = tf.clip_by_value((target[1:] - origin) / scale, 0.0, 1.0)
+        return tf.concat([target[:1], box], axis=0)
+
     def draw(self, image: Image.Image, extra: dict[str, Any]) -> Image.Image:
         """The box (fractions ymin, xmin, ymax, xmax) outlined in red."""
         drawn = image.convert("RGB")

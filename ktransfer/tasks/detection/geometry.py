@@ -45,6 +45,21 @@ class BoxGeometry(Geometry):
         return tf.concat([tf.where(kept, labels, -1.0)[..., None],
                           tf.where(kept[..., None], boxes, -1.0)], axis=-1)
 
+    def cropped(self, target: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+        """Boxes in the crop's fractions, clipped to it; a box whose centre falls outside the
+        window is dropped (as SSD's crops do), and so is one left thinner than a sliver."""
+        top, left, height, width = window[0], window[1], window[2], window[3]
+        origin = tf.stack([top, left, top, left])
+        scale = tf.stack([height, width, height, width])
+        boxes = tf.clip_by_value((target[:, 1:] - origin) / scale, 0.0, 1.0)
+        centre_y = (target[:, 1] + target[:, 3]) / 2
+        centre_x = (target[:, 2] + target[:, 4]) / 2
+        kept = ((target[:, 0] >= 0) & (centre_y >= top) & (centre_y < top + height)
+                & (centre_x >= left) & (centre_x < left + width)
+                & (boxes[:, 2] - boxes[:, 0] > SLIVER) & (boxes[:, 3] - boxes[:, 1] > SLIVER))
+        return tf.concat([tf.where(kept, target[:, 0], -1.0)[:, None],
+                          tf.where(kept[:, None], boxes, -1.0)], axis=-1)
+
     def encoded(self, targets: tf.Tensor, size: int) -> tf.Tensor:
         return encode_boxes(targets, size, self._encoder)
 
