@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import keras
 import numpy as np
 import onnxruntime
 import pytest
@@ -164,3 +165,31 @@ def test_tflite_metadata_is_read_by_mediapipes_image_classifier(quickstart_run, 
 def test_tflite_metadata_without_a_tflite_copy_is_refused():
     with pytest.raises(ConfigError, match="^--tflite_metadata: describes the TFLite copy"):
         ExportConfig(run_dir="r", export_dir="e/m", tflite_metadata=True)
+
+
+def test_a_tflite_copy_the_default_delegate_cannot_prepare_runs_without_it(monkeypatch):
+    """An int8 copy XNNPACK fails to prepare (seen on a detector) is run with TFLite's own
+    kernels, not a traceback; a file no resolver runs is one line naming --tflite."""
+    from ktransfer.deploy.formats import tflite
+
+    inputs = keras.Input((4,), name="pixels")
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    real = tf.lite.Interpreter
+    tried = []
+
+    def interpreter(**kwargs):
+        found = real(**kwargs)
+        tried.append(kwargs["experimental_op_resolver_type"])
+        if kwargs["experimental_op_resolver_type"] == tf.lite.experimental.OpResolverType.AUTO:
+            found.allocate_tensors = lambda: (_ for _ in ()).throw(
+                RuntimeError("failed to create XNNPACK runtime"))
+        return found
+
+    monkeypatch.setattr(tf.lite, "Interpreter", interpreter)
+    x = np.ones((3, 4), np.float32)
+    got = tflite.predictor(content, "serving_default", "")(x)
+    np.testing.assert_allclose(next(iter(got.values())), model.predict(x, verbose=0), atol=1e-5)
+    assert len(tried) == 2
+    with pytest.raises(KtransferError, match="^--tflite: the converted model does not run"):
+        tflite.predictor(b"not a model" * 10, "serving_default")

@@ -105,13 +105,28 @@ def _all_outputs(folder: Path, model: keras.Model, cfg: ExportConfig, data: Chec
     return content, about
 
 
+def _runner(content: bytes, signature: str) -> Any:
+    """The signature runner of `content` (`signature`, else its first), with TFLite's default
+    delegate (XNNPACK) where it prepares the model, else with the built-in kernels alone."""
+    for resolver in (tf.lite.experimental.OpResolverType.AUTO,
+                     tf.lite.experimental.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES):
+        try:
+            interpreter = tf.lite.Interpreter(model_content=content,
+                                              experimental_op_resolver_type=resolver)
+            interpreter.allocate_tensors()  # where a delegate fails to prepare the model
+        except (RuntimeError, ValueError) as exc:
+            failed = exc
+            continue
+        names = interpreter.get_signature_list()
+        return interpreter.get_signature_runner(signature if signature in names else
+                                                next(iter(names)))
+    raise KtransferError(f"--tflite: the converted model does not run: {first_line(failed)}")
+
+
 def predictor(content: bytes, signature: str, key: str = "probabilities") -> Predictor:
     """A function of model inputs to the copy's output `key` ("": all, by name); a copy that
     takes one example per call is run on each in turn."""
-    interpreter = tf.lite.Interpreter(model_content=content)
-    names = interpreter.get_signature_list()
-    runner = interpreter.get_signature_runner(signature if signature in names else
-                                              next(iter(names)))
+    runner = _runner(content, signature)
     details = runner.get_input_details()
     dtypes = {name: d["dtype"] for name, d in details.items()}
     one = all(d["shape_signature"][0] == 1 for d in details.values())  # one image a call

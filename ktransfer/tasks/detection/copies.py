@@ -79,7 +79,9 @@ class DetectionCopies(Copies):
                             strict=True))
         offsets = tf.gather(outputs[..., :4], [1, 0, 3, 2], axis=-1)  # x first -> y first
         scores = tf.sigmoid(outputs[..., 4:4 + classes])
-        scores = tf.concat([tf.zeros_like(scores[..., :1]), scores], axis=-1)
+        # The op skips the first column (background): repeat a class there rather than a
+        # constant zero, whose int8 range is empty (XNNPACK then fails to prepare the model).
+        scores = tf.concat([scores[..., :1], scores], axis=-1)
         with tf.init_scope():  # eagerly, also while a copy's graph is traced
             anchors = tf.constant(centre_anchors(input_size(outputs)))
         found = post_processing(classes, keep["max_detections"], keep["iou"])(
