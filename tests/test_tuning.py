@@ -211,6 +211,8 @@ def test_a_trial_orphaned_by_a_kill_between_two_state_files_is_retried_not_drawn
     assert len({t.hyperparameters.values["units"] for t in trials}) == 2
 
 
+@pytest.mark.slow  # three training runs: make test-slow (the registration itself is checked by
+# tests/test_registry.py in make test)
 def test_a_new_search_space_is_one_registration(tmp_path):
     """tests/plugins/lr_grid.py, registered alone, is run by `search` as the shipped spaces
     are: three trials, best first on its validation score, and a best.cfg that retrains the
