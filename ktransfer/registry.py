@@ -66,6 +66,12 @@ class Registry(Generic[T]):
 
         return decorate
 
+    def unregister(self, name: str) -> None:
+        """Takes `name` back (and what was said of it); nothing if it is not registered. For
+        tests that register a plug-in for a while."""
+        self._entries.pop(name, None)
+        self._about.pop(name, None)
+
     def describe(self) -> str:
         """'name: about; name: about; ...' of every entry, for a flag's help; names alone
         where nothing was said about them. Loads no entry."""

@@ -58,5 +58,4 @@ def register() -> None:
 
 def unregister() -> None:
     """Takes it back, so that other tests see the shipped sources only."""
-    SOURCES._entries.pop("convs", None)
-    SOURCES._about.pop("convs", None)
+    SOURCES.unregister("convs")

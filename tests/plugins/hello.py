@@ -34,8 +34,7 @@ def register() -> None:
 
 def unregister() -> None:
     """Takes it back, so that other tests see the shipped commands only."""
-    COMMANDS._entries.pop("hello", None)
-    COMMANDS._about.pop("hello", None)
+    COMMANDS.unregister("hello")
 
 
 def greet(cfg: HelloConfig) -> str:

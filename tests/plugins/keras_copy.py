@@ -42,5 +42,4 @@ def register() -> None:
 
 def unregister() -> None:
     """Takes it back, so that other tests see the shipped formats only."""
-    FORMATS._entries.pop("keras_copy", None)
-    FORMATS._about.pop("keras_copy", None)
+    FORMATS.unregister("keras_copy")

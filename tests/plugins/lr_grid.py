@@ -59,5 +59,4 @@ def register() -> None:
 
 def unregister() -> None:
     """Takes it back, so that other tests see the shipped spaces only."""
-    SPACES._entries.pop("lr_grid", None)
-    SPACES._about.pop("lr_grid", None)
+    SPACES.unregister("lr_grid")

@@ -223,8 +223,7 @@ def register() -> None:
 
 
 def unregister() -> None:
-    TASKS._entries.pop("one_box", None)
-    TASKS._about.pop("one_box", None)
+    TASKS.unregister("one_box")
 
 
 def write_box_table(root: Path, n: int = 120, size: int = 32, seed: int = 0) -> Path:

@@ -167,6 +167,7 @@ def register() -> None:
 
 def unregister() -> None:
     """Takes the registration back, so that other tests see the shipped modalities only."""
-    for table in (MODALITIES._entries, DEFAULT_BACKBONES, BACKBONE_CHECKS, KERAS_CLASSES,
+    MODALITIES.unregister("vectors")
+    for table in (DEFAULT_BACKBONES, BACKBONE_CHECKS, KERAS_CLASSES,
                   groups._DECLARED):
         table.pop("vectors", None)

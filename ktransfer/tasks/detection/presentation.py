@@ -13,7 +13,7 @@ import numpy as np
 from ktransfer.runs import plotting
 from ktransfer.runs.escape import md_code
 from ktransfer.tasks.detection.core import evaluated, kept, records
-from ktransfer.tasks.detection.scoring import coco_scores, image_errors, precision_recall
+from ktransfer.tasks.detection.scoring import image_errors, scores_and_curves
 from ktransfer.tasks.presentation import Presentation
 from ktransfer.tasks.task import table
 
@@ -31,13 +31,13 @@ class DetectionPresentation(Presentation):
         precision-recall curves at IoU 0.5; and as `mistakes` the images with the most boxes
         missed or false at the run's --min_score, each with its boxes to draw."""
         found, classes, size = evaluated(outputs, state)
-        metrics, per_class = coco_scores(targets, found, size, classes)
+        metrics, per_class, curves = scores_and_curves(targets, found, size, classes)
         ids_ = targets[..., 0][targets[..., 0] >= 0].astype(np.int64)
         boxes = np.bincount(ids_, minlength=classes)
         return {"num_examples": int(len(targets)), "class_names": list(names), **metrics,
                 "per_class": [{"class": n, "ap": a, "boxes": int(b)}
                               for n, a, b in zip(names, per_class, boxes, strict=True)],
-                "precision_recall": precision_recall(targets, found, size, classes),
+                "precision_recall": curves,
                 "mistakes": worst_images(targets, found, names, kept(state)["min_score"])}
 
     def lines(self, summary: dict[str, Any], top_k: int) -> list[str]:

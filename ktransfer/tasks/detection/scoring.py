@@ -63,7 +63,26 @@ def _evaluated(targets: np.ndarray, found: dict[str, np.ndarray], size: int,
 def coco_scores(targets: np.ndarray, found: dict[str, np.ndarray], size: int,
                 classes: int) -> tuple[dict[str, float], list[float]]:
     """({metric: value} of STATS, AP@[.50:.95] per class (-1 for a class with no box))."""
+    return _scores(_evaluated(targets, found, size, classes), classes)
+
+
+def scores_and_curves(targets: np.ndarray, found: dict[str, np.ndarray], size: int,
+                      classes: int) -> tuple[dict[str, float], list[float], dict[str, Any]]:
+    """`coco_scores` and COCO's precision at 101 recall levels (0, 0.01, ... 1) at IoU 0.5
+    per class, {"recall": [101], "precision": [classes][101] (-1 where the class has no box
+    or never reaches that recall)}, from one evaluation."""
     evaluation = _evaluated(targets, found, size, classes)
+    recall = [round(r, 2) for r in np.linspace(0, 1, 101)]
+    if evaluation is None:
+        curves = [[-1.0] * 101 for _ in range(classes)]
+    else:
+        at_50 = evaluation.eval["precision"][0, :, :, 0, -1]  # [recall, class] at IoU 0.5
+        curves = [[round(float(v), 4) for v in at_50[:, c]] for c in range(classes)]
+    return (*_scores(evaluation, classes), {"recall": recall, "precision": curves})
+
+
+def _scores(evaluation: Any, classes: int) -> tuple[dict[str, float], list[float]]:
+    """The metrics and per-class AP of an evaluation (None: no true box)."""
     if evaluation is None:
         return {"map": 0.0, "ap50": 0.0, "ap75": 0.0, "ar100": 0.0}, [-1.0] * classes
     stats = {name: float(evaluation.stats[i]) for i, name in STATS.items()
@@ -72,20 +91,6 @@ def coco_scores(targets: np.ndarray, found: dict[str, np.ndarray], size: int,
     per_class = [float(np.mean(p[p > -1])) if (p > -1).any() else -1.0
                  for p in np.moveaxis(precision, -1, 0)]
     return {key: max(value, 0.0) for key, value in stats.items()}, per_class
-
-
-def precision_recall(targets: np.ndarray, found: dict[str, np.ndarray], size: int,
-                     classes: int) -> dict[str, Any]:
-    """COCO's precision at 101 recall levels (0, 0.01, ... 1) at IoU 0.5, per class: {"recall":
-    [101], "precision": [classes][101] (-1 where the class has no box or never reaches that
-    recall)}."""
-    evaluation = _evaluated(targets, found, size, classes)
-    recall = [round(r, 2) for r in np.linspace(0, 1, 101)]
-    if evaluation is None:
-        return {"recall": recall, "precision": [[-1.0] * 101 for _ in range(classes)]}
-    curves = evaluation.eval["precision"][0, :, :, 0, -1]  # [recall, class] at IoU 0.5
-    return {"recall": recall, "precision": [[round(float(v), 4) for v in curves[:, c]]
-                                            for c in range(classes)]}
 
 
 def iou(boxes: np.ndarray, others: np.ndarray) -> np.ndarray:
